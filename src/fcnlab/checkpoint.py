@@ -1,0 +1,113 @@
+"""Checkpoints: plain dicts that load with ``torch.load(weights_only=True)``, written atomically.
+
+Layout of a checkpoint (all values are tensors, numbers, strings, lists or dicts)::
+
+    format: "fcnlab-checkpoint", version: 1
+    task, model_name, num_classes      what to rebuild
+    model                              state dict (unwrapped from DDP / torch.compile)
+    optimizer, scheduler, scaler       training state (None in weights-only exports)
+    epoch, step_in_epoch, global_step  position: ``epoch`` epochs are complete, plus ``step_in_epoch`` steps
+    best_metric, best_epoch            for best.pt bookkeeping
+    config                             the resolved TrainConfig as a dict
+    rng                                torch / cuda / numpy / python / augmentation generator states
+    metrics                            the last validation metrics (dict of floats)
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fcnlab.atomic import atomic_save
+from fcnlab.errors import DataError
+
+FORMAT = "fcnlab-checkpoint"
+VERSION = 1
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """Return the user model inside DDP and/or ``torch.compile`` wrappers."""
+    while True:
+        if hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def rng_state(aug_generator: torch.Generator | None = None) -> dict[str, Any]:
+    """Capture every RNG fcnlab uses, as weights_only-safe values."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "python": list(random.getstate()[1]),
+        "python_version": int(random.getstate()[0]),
+        "python_gauss": random.getstate()[2],
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    if aug_generator is not None:
+        state["augment"] = aug_generator.get_state()
+        state["augment_device"] = str(aug_generator.device)
+    return state
+
+
+def set_rng_state(state: dict[str, Any], aug_generator: torch.Generator | None = None) -> None:
+    """Restore the RNG states captured by :func:`rng_state`."""
+    torch.set_rng_state(state["torch"])
+    np_s = state["numpy"]
+    np.random.set_state(("MT19937", np_s["keys"].numpy().astype(np.uint32), np_s["pos"], np_s["has_gauss"],
+                         np_s["cached_gaussian"]))
+    random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
+    if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if aug_generator is not None and "augment" in state:
+        aug_generator.set_state(state["augment"].cpu() if aug_generator.device.type == "cpu"
+                                else state["augment"])
+
+
+def save_checkpoint(path: str | Path, **fields: Any) -> None:
+    """Write a checkpoint dict atomically (temp file in the same folder, then rename)."""
+    ckpt = {"format": FORMAT, "version": VERSION, **fields}
+    atomic_save(path, lambda tmp: torch.save(ckpt, tmp))
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load an fcnlab checkpoint with ``weights_only=True``; a bad file gives one clear error."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (path / name).is_file():
+                path = path / name
+                break
+        else:
+            raise DataError(f"{path}: run folder holds no best.pt or last.pt")
+    if not path.is_file():
+        raise DataError(f"{path}: checkpoint file does not exist")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises many types for truncated/foreign files
+        raise DataError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") \
+            from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise DataError(f"{path}: not an fcnlab checkpoint (missing format tag '{FORMAT}')")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Rebuild the model of a checkpoint (no download: weights come from the checkpoint)."""
+    from fcnlab.models import build_model
+
+    cfg = ckpt.get("config", {})
+    kwargs = {}
+    if cfg.get("learn_upsampling") is not None:
+        kwargs["learn_upsampling"] = cfg["learn_upsampling"]
+    model = build_model(ckpt["model_name"], num_classes=ckpt["num_classes"], **kwargs)
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval()

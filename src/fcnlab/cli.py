@@ -1,0 +1,59 @@
+"""Command-line entry point: argument parsing and dispatch only.
+
+Each sub-command lives in ``fcnlab.commands.<name>`` and exposes ``register(subparsers)``, which
+adds its parser and sets ``func`` to a ``run(args) -> int`` function. Errors derived from
+:class:`~fcnlab.errors.FcnlabError` are printed as one line (``fcnlab: error: ...``) with exit
+code 2; ``--debug`` shows the full traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from fcnlab.errors import FcnlabError
+
+COMMANDS = ("classify", "segment", "miou", "compare", "demo", "bench", "report", "export")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the top-level parser with every available sub-command registered."""
+    parser = argparse.ArgumentParser(
+        prog="fcnlab",
+        description="Train, evaluate and explain CNN classifiers and FCN segmentation models.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"fcnlab.commands.{name}")
+        except ModuleNotFoundError as e:  # a command still being written: skip it
+            if e.name == f"fcnlab.commands.{name}":
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = args.debug or "--debug" in argv
+    try:
+        return int(args.func(args) or 0)
+    except FcnlabError as e:
+        if debug:
+            raise
+        print(f"fcnlab: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("fcnlab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""Training configuration: one dataclass, YAML recipes, command-line overrides and validation.
+
+Precedence: dataclass defaults < the task's defaults < ``--config FILE`` (YAML) < command-line options.
+Every field is also a command-line option (``lr`` -> ``--lr``, ``batch_size`` -> ``--batch-size``) whose
+value is parsed as YAML (``--snapshot-epochs 5,25,50`` and ``--snapshot-epochs "[5, 25, 50]"`` both work).
+Unknown keys are rejected with the list of valid keys. The resolved config is stored as a plain dict in
+checkpoints and as ``config.yaml`` in the run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fcnlab.errors import ConfigError
+
+TASKS = ("classify", "segment")
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a training run (both tasks). Field comments are the ``--help`` texts."""
+
+    task: str = "classify"  # classify or segment
+    model: str = "vgg16_bn"  # a name from fcnlab.models.list_models()
+    num_classes: int = 50  # classes of the output layer
+    data: str | None = None  # training folder
+    val: str | None = None  # validation folder
+    val_csv: str | None = None  # optional filename,label CSV for the validation folder (P1)
+    pretrained: bool = False  # start from torchvision's ImageNet weights (needs network or --weights)
+    weights: str | None = None  # local torchvision-format state dict for the backbone
+    learn_upsampling: bool | None = None  # FCN upsamplers trainable (default: model's own default)
+    epochs: int = 50  # training epochs
+    batch_size: int = 128  # images per step (per process under torchrun)
+    eval_batch_size: int = 0  # batch size for validation (0: 2x batch_size)
+    optimizer: str = "sgd"  # sgd or adamw
+    lr: float = 0.05  # peak learning rate (mean cross-entropy convention)
+    momentum: float = 0.9  # SGD momentum
+    weight_decay: float = 5e-4  # applied to conv/linear weights only (not BN, biases)
+    scheduler: str = "cosine"  # cosine, step or constant (after warm-up)
+    warmup_epochs: float = 1.0  # linear warm-up length in epochs
+    step_size: int = 30  # step scheduler: epochs between decays
+    gamma: float = 0.1  # step scheduler: decay factor
+    label_smoothing: float = 0.0  # cross-entropy label smoothing
+    image_size: int = 32  # classify: network input side (224 for ImageNet backbones); segment: crop side
+    augment: bool = True  # random augmentation of training batches
+    pad: int = 4  # classify: random-crop padding
+    min_scale: float = 0.75  # segment: smallest random zoom (crop covers up to 1/scale of the tile)
+    max_scale: float = 1.25  # segment: largest random zoom
+    class_weights: str = "none"  # segment: none, inverse or median (frequency) loss weights
+    ignore_unknown: bool = False  # segment: leave class 6 (unknown) out of the loss
+    seed: int = 0  # random seed (rank r uses seed + r for augmentation)
+    deterministic: bool = False  # bitwise-reproducible algorithms (slower)
+    device: str = "auto"  # auto, cpu, cuda or cuda:N
+    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU), bf16, fp16 or off
+    channels_last: bool = True  # channels-last memory format on CUDA
+    compile: bool = False  # torch.compile the model (before DDP)
+    workers: int = 2  # data-loader workers for file-streaming evaluation/prediction
+    cache: str = "auto"  # decoded-data cache: auto, memory, disk or off
+    grad_clip: float = 0.0  # clip gradient norm to this value (0: off)
+    limit: int = 0  # use only the first N training samples (0: all)
+    val_limit: int = 0  # use only the first N validation samples (0: all)
+    snapshot_epochs: list[int] = field(default_factory=list)  # segment: epochs whose val masks are saved
+    snapshot_tiles: int = 3  # segment: validation tiles shown in snapshots
+    sync_bn: bool = False  # convert BatchNorm to SyncBatchNorm under torchrun
+    log_every: int = 50  # steps between log lines when not on a terminal
+    tensorboard: bool = False  # also write TensorBoard event files (needs tensorboard)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (YAML- and ``torch.load(weights_only=True)``-safe)."""
+        return dataclasses.asdict(self)
+
+
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "classify": {},
+    "segment": {
+        "model": "fcn32s_vgg16",
+        "num_classes": 7,
+        "batch_size": 8,
+        "lr": 0.01,
+        "image_size": 512,
+        "warmup_epochs": 0.0,
+    },
+}
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "task": TASKS,
+    "optimizer": ("sgd", "adamw"),
+    "scheduler": ("cosine", "step", "constant"),
+    "class_weights": ("none", "inverse", "median"),
+    "amp": ("auto", "bf16", "fp16", "off"),
+    "cache": ("auto", "memory", "disk", "off"),
+}
+
+POSITIVE = ("epochs", "batch_size", "lr", "image_size", "num_classes", "snapshot_tiles", "log_every")
+NON_NEGATIVE = ("eval_batch_size", "momentum", "weight_decay", "warmup_epochs", "label_smoothing", "pad",
+                "grad_clip", "limit", "val_limit", "workers", "step_size", "gamma")
+
+
+def field_names() -> list[str]:
+    """All valid config keys."""
+    return [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def _field_help() -> dict[str, str]:
+    """Help text of each field, read from the comment beside it in this file."""
+    import inspect
+
+    helps: dict[str, str] = {}
+    for line in inspect.getsource(TrainConfig).splitlines():
+        line = line.strip()
+        if ":" in line and "#" in line and not line.startswith(("#", '"')):
+            helps[line.split(":", 1)[0].strip()] = line.split("#", 1)[1].strip()
+    return helps
+
+
+def _coerce(name: str, value: Any, tp: Any) -> Any:
+    """Convert ``value`` to the annotated type ``tp`` or raise ConfigError naming the option."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(name, value, inner[0])
+    if origin is list:
+        if isinstance(value, str):
+            value = [v for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
+        if isinstance(value, int):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"option {name}: expected a list, got {value!r}")
+        return [_coerce(name, v, args[0]) for v in value]
+    try:
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on"):
+                return True
+            if isinstance(value, str) and value.lower() in ("false", "no", "0", "off"):
+                return False
+            if isinstance(value, int) and value in (0, 1):
+                return bool(value)
+            raise ValueError
+        if tp is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if tp is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if tp is str:
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"option {name}: expected {getattr(tp, '__name__', tp)}, got {value!r}") from None
+    return value
+
+
+def _types() -> dict[str, Any]:
+    return typing.get_type_hints(TrainConfig)
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Check value ranges and choices; raise ConfigError naming the option and the fix."""
+    for name, choices in CHOICES.items():
+        if getattr(cfg, name) not in choices:
+            raise ConfigError(f"option {name}: {getattr(cfg, name)!r} is not one of {', '.join(choices)}")
+    for name in POSITIVE:
+        if getattr(cfg, name) <= 0:
+            raise ConfigError(f"option {name}: must be > 0, got {getattr(cfg, name)}")
+    for name in NON_NEGATIVE:
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"option {name}: must be >= 0, got {getattr(cfg, name)}")
+    if not 0 < cfg.min_scale <= cfg.max_scale:
+        raise ConfigError(f"options min_scale/max_scale: need 0 < min_scale <= max_scale, "
+                          f"got {cfg.min_scale}/{cfg.max_scale}")
+    if cfg.label_smoothing >= 1:
+        raise ConfigError(f"option label_smoothing: must be < 1, got {cfg.label_smoothing}")
+    if cfg.task == "segment" and cfg.image_size % 32:
+        raise ConfigError(f"option image_size: segmentation crops must be a multiple of 32, got {cfg.image_size}")
+    if any(e <= 0 for e in cfg.snapshot_epochs):
+        raise ConfigError(f"option snapshot_epochs: epochs start at 1, got {cfg.snapshot_epochs}")
+    return cfg
+
+
+def from_dict(values: dict[str, Any], source: str = "config") -> TrainConfig:
+    """Build a validated config from a dict; unknown keys are rejected with the valid ones listed."""
+    valid = field_names()
+    unknown = sorted(set(values) - set(valid))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(valid)}")
+    task = values.get("task", "classify")
+    if task not in TASKS:
+        raise ConfigError(f"{source}: task {task!r} is not one of {', '.join(TASKS)}")
+    merged: dict[str, Any] = {**TASK_DEFAULTS[task], **values}
+    hints = _types()
+    kwargs = {k: _coerce(k, v, hints[k]) for k, v in merged.items()}
+    return validate(TrainConfig(**kwargs))
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML recipe into a dict; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
+    return data
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ("task",)) -> None:
+    """Add ``--config`` and one ``--<key>`` option per config field (values parsed as YAML)."""
+    parser.add_argument("--config", help="YAML recipe (e.g. configs/p1_vgg16bn.yaml)")
+    group = parser.add_argument_group("config overrides (any key of the recipe)")
+    helps = _field_help()
+    for name in field_names():
+        if name in skip:
+            continue
+        group.add_argument(f"--{name.replace('_', '-')}", dest=f"cfg_{name}", metavar="V",
+                           default=None, help=helps.get(name, ""))
+
+
+def resolve(args: argparse.Namespace, task: str) -> TrainConfig:
+    """Merge task defaults, ``--config`` YAML and command-line overrides into a validated config."""
+    values: dict[str, Any] = {}
+    source = "command line"
+    if getattr(args, "config", None):
+        values.update(load_yaml(args.config))
+        source = str(args.config)
+        if values.get("task", task) != task:
+            raise ConfigError(f"{args.config}: recipe is for task {values['task']!r}, not {task!r}")
+    for name in field_names():
+        raw = getattr(args, f"cfg_{name}", None)
+        if raw is not None:
+            try:
+                values[name] = yaml.safe_load(raw) if isinstance(raw, str) else raw
+            except yaml.YAMLError:
+                values[name] = raw
+    values["task"] = task
+    return from_dict(values, source)
+
+
+def save_yaml(cfg: TrainConfig | dict[str, Any], path: str | Path) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    from fcnlab.atomic import atomic_write_text
+
+    data = cfg.to_dict() if isinstance(cfg, TrainConfig) else dict(cfg)
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))

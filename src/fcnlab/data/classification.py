@@ -1,0 +1,111 @@
+"""P1 data: folders of ``{label}_{index}.png`` images, with an optional ``filename,label`` CSV."""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fcnlab.data.cache import load_or_build
+from fcnlab.data.images import image_size, list_images, read_rgb
+from fcnlab.errors import DataError
+
+_LABEL_RE = re.compile(r"^(\d+)_\d+$")
+
+
+def label_from_name(path: Path) -> int | None:
+    """The label encoded in ``{label}_{index}.png``, or None."""
+    m = _LABEL_RE.match(path.stem)
+    return int(m.group(1)) if m else None
+
+
+def read_label_csv(csv_path: str | Path, folder: Path) -> dict[str, int]:
+    """Read the course's ``filename,label`` CSV; every named file must exist in ``folder``."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise DataError(f"{csv_path}: label CSV does not exist")
+    labels: dict[str, int] = {}
+    with open(csv_path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None or [h.strip().lower() for h in header[:2]] != ["filename", "label"]:
+            raise DataError(f"{csv_path}: expected a header 'filename,label', got {header}")
+        for lineno, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            try:
+                name, label = row[0].strip(), int(row[1])
+            except (IndexError, ValueError):
+                raise DataError(f"{csv_path}:{lineno}: expected 'filename,label', got {row}") from None
+            if not (folder / name).is_file():
+                raise DataError(f"{csv_path}:{lineno}: names {name}, which does not exist in {folder}")
+            labels[name] = label
+    return labels
+
+
+@dataclass
+class ImageSet:
+    """Decoded images ``(N, 3, H, W)`` uint8 (in memory or memory-mapped), labels and file names.
+
+    Labels are -1 where unknown (prediction folders without labels).
+    """
+
+    images: np.ndarray
+    labels: torch.Tensor
+    files: list[Path]
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 images ``(B, 3, H, W)`` and int64 labels for the given sample indices."""
+        idx = index.numpy()
+        return torch.from_numpy(np.ascontiguousarray(self.images[idx])), self.labels[index]
+
+
+def scan_folder(folder: str | Path, need_labels: bool = True, csv_path: str | Path | None = None,
+                num_classes: int | None = None) -> tuple[list[Path], list[int]]:
+    """List image files and their labels (from names, checked against the CSV when given)."""
+    folder = Path(folder)
+    files = list_images(folder)
+    names = [label_from_name(f) for f in files]
+    if csv_path is not None:
+        from_csv = read_label_csv(csv_path, folder)
+        for f, lab in zip(files, names, strict=True):
+            if f.name in from_csv and lab is not None and from_csv[f.name] != lab:
+                raise DataError(f"{csv_path}: label {from_csv[f.name]} for {f.name} disagrees with its name "
+                                f"(label {lab})")
+        names = [from_csv.get(f.name, lab) for f, lab in zip(files, names, strict=True)]
+    labels = []
+    for f, lab in zip(files, names, strict=True):
+        if lab is None:
+            if need_labels:
+                raise DataError(f"{f}: file name has no label (expected {{label}}_{{index}}.png, e.g. 12_450.png)")
+            lab = -1
+        elif num_classes is not None and not 0 <= lab < num_classes:
+            raise DataError(f"{f}: label {lab} is out of range for {num_classes} classes (0-{num_classes - 1})")
+        labels.append(lab)
+    return files, labels
+
+
+def load_image_set(folder: str | Path, need_labels: bool = True, csv_path: str | Path | None = None,
+                   num_classes: int | None = None, limit: int = 0, cache: str = "auto") -> ImageSet:
+    """Decode a P1 folder once into a uint8 tensor (all images must share one size)."""
+    files, labels = scan_folder(folder, need_labels, csv_path, num_classes)
+    if limit:
+        files, labels = files[:limit], labels[:limit]
+    w, h = image_size(files[0])
+
+    def decode(i: int) -> dict[str, np.ndarray]:
+        arr = read_rgb(files[i])
+        if arr.shape[:2] != (h, w):
+            raise DataError(f"{files[i]}: image is {arr.shape[1]}x{arr.shape[0]}, the folder's first image is "
+                            f"{w}x{h}; all images of a classification folder must share one size")
+        return {"images": arr.transpose(2, 0, 1)}
+
+    arrays = load_or_build("p1", files, {"images": (len(files), 3, h, w)}, decode, mode=cache)
+    return ImageSet(arrays["images"], torch.tensor(labels, dtype=torch.int64), files)

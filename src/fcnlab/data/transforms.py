@@ -1,0 +1,100 @@
+"""Batch transforms as tensor ops, applied on the training device (GPU when training on one).
+
+Training batches arrive as uint8 tensors; augmentation happens on the whole batch at once (one random
+draw per sample from a dedicated ``torch.Generator``, whose state checkpoints save), then the batch is
+normalised to float. Masks go through exactly the same geometric transform with nearest sampling.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalize(images: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    """uint8 ``(B, 3, H, W)`` -> float32 normalised by ``mean``/``std`` (per channel, on [0, 1] scale)."""
+    m = torch.tensor(mean, device=images.device).view(1, -1, 1, 1) * 255.0
+    s = torch.tensor(std, device=images.device).view(1, -1, 1, 1) * 255.0
+    return (images.float() - m) / s
+
+
+def _rand(n: int, generator: torch.Generator) -> torch.Tensor:
+    return torch.rand(n, generator=generator, device=generator.device)
+
+
+def random_crop_flip(images: torch.Tensor, pad: int, generator: torch.Generator,
+                     flip: bool = True) -> torch.Tensor:
+    """Per-sample random crop after zero padding by ``pad`` and random horizontal flip (CIFAR style)."""
+    b, c, h, w = images.shape
+    dev = images.device
+    if pad:
+        padded = F.pad(images, (pad, pad, pad, pad))
+        oy = (_rand(b, generator) * (2 * pad + 1)).long().clamp_(max=2 * pad).to(dev)
+        ox = (_rand(b, generator) * (2 * pad + 1)).long().clamp_(max=2 * pad).to(dev)
+        rows = (oy[:, None] + torch.arange(h, device=dev)[None])[:, None, :, None]
+        cols = (ox[:, None] + torch.arange(w, device=dev)[None])[:, None, None, :]
+        bi = torch.arange(b, device=dev)[:, None, None, None]
+        ci = torch.arange(c, device=dev)[None, :, None, None]
+        images = padded[bi, ci, rows, cols]
+    if flip:
+        do = (_rand(b, generator) < 0.5).to(dev)[:, None, None, None]
+        images = torch.where(do, images.flip(-1), images)
+    return images
+
+
+def resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear resize of a float batch to ``size`` x ``size`` (for ImageNet-sized backbones)."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
+
+
+def affine_grids(b: int, crop: int, height: int, width: int, generator: torch.Generator,
+                 min_scale: float, max_scale: float, flips: bool = True, rotations: bool = True,
+                 device: torch.device | None = None) -> torch.Tensor:
+    """Sampling grids ``(B, crop, crop, 2)`` for random zoom, crop, flips and 90-degree rotations.
+
+    A zoom ``s`` takes a square region of side ``crop / s`` source pixels (clamped to the tile) at a random
+    position and resamples it to ``crop`` x ``crop``; ``s = 1`` is a plain random crop.
+    """
+    device = device or generator.device
+    scale = min_scale + _rand(b, generator) * (max_scale - min_scale)
+    side = (crop / scale).clamp(max=min(height, width))
+    # region half-sizes and centres in normalised [-1, 1] coordinates (align_corners=False)
+    hx, hy = side / width, side / height
+    cx = (-1 + hx) + _rand(b, generator) * (2 - 2 * hx)
+    cy = (-1 + hy) + _rand(b, generator) * (2 - 2 * hy)
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0], theta[:, 1, 1] = hx, hy
+    if rotations:
+        k = (_rand(b, generator) * 4).long().clamp(max=3)
+        ang = k.float() * (math.pi / 2)
+        cos, sin = torch.cos(ang).round(), torch.sin(ang).round()
+        rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], 1)  # (B, 2, 2)
+        theta[:, :, :2] = theta[:, :, :2] @ rot
+    if flips:
+        fx = torch.where(_rand(b, generator) < 0.5, -1.0, 1.0)
+        theta[:, :, 0] *= fx[:, None]
+    theta[:, 0, 2], theta[:, 1, 2] = cx, cy
+    return F.affine_grid(theta.to(device), [b, 1, crop, crop], align_corners=False)
+
+
+def augment_pair(images: torch.Tensor, masks: torch.Tensor, crop: int, generator: torch.Generator,
+                 min_scale: float = 0.75, max_scale: float = 1.25, flips: bool = True,
+                 rotations: bool = True, image_mode: str = "bilinear") -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply one random geometric transform per sample to float images and their integer masks.
+
+    ``images``: float ``(B, 3, H, W)``; ``masks``: integer ``(B, H, W)``. Masks use nearest sampling at the
+    same points, so image and mask stay aligned; both come out ``crop`` x ``crop``.
+    """
+    b, _, h, w = images.shape
+    grid = affine_grids(b, crop, h, w, generator, min_scale, max_scale, flips, rotations, images.device)
+    out_img = F.grid_sample(images, grid, mode=image_mode, padding_mode="reflection", align_corners=False)
+    out_mask = F.grid_sample(masks[:, None].float(), grid, mode="nearest", padding_mode="border",
+                             align_corners=False)
+    return out_img, out_mask[:, 0].round().to(masks.dtype)

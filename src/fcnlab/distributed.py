@@ -1,0 +1,79 @@
+"""torchrun / DDP plumbing: process-group set-up from the environment, rank helpers, reductions.
+
+``torchrun --nproc_per_node=N -m fcnlab ...`` sets RANK, WORLD_SIZE and LOCAL_RANK; fcnlab then
+initialises the default process group with ``env://`` (nccl on CUDA, gloo on CPU). Without those
+variables everything runs in one process and these helpers are no-ops.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process stands in the job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        """Only the main process (rank 0) writes files and prints."""
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device_type: str) -> DistInfo:
+    """Initialise the process group when launched by torchrun; return this process's ranks."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return DistInfo()
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if device_type == "cuda" else "gloo"
+        if device_type == "cuda":
+            torch.cuda.set_device(local)
+        dist.init_process_group(backend=backend, init_method="env://")
+    return DistInfo(rank, world, local)
+
+
+def is_dist() -> bool:
+    """True inside an initialised multi-process job."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum ``t`` over all processes in place (no-op in a single process); returns ``t``."""
+    if is_dist():
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def any_process(flag: bool, device: torch.device) -> bool:
+    """True if ``flag`` is true on any process (used to stop every rank together)."""
+    if not is_dist():
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def barrier() -> None:
+    """Wait for every process (no-op in a single process)."""
+    if is_dist():
+        dist.barrier()
+
+
+def shutdown() -> None:
+    """Destroy the process group if this process created one."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,526 @@
+"""The training engine shared by both tasks: ``fit`` -> ``train_one_epoch`` / ``Task.evaluate``.
+
+Features: CUDA autocast (bf16, or fp16 with GradScaler), channels_last, optional torch.compile before DDP,
+torchrun DDP with DistributedSampler (``set_epoch`` every epoch), per-epoch ``metrics.csv`` and
+``timing.csv``, atomic ``last.pt``/``best.pt``, SIGINT/SIGTERM -> resumable checkpoint after the current
+step (exit 130/143), exact resume (RNG states and data position saved), NaN/Inf loss detection.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import platform
+import random
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DistributedSampler
+
+from fcnlab import distributed as dist_utils
+from fcnlab.atomic import atomic_write_text
+from fcnlab.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, unwrap
+from fcnlab.config import TrainConfig, from_dict, save_yaml
+from fcnlab.errors import ConfigError, FcnlabError, TrainingDiverged
+from fcnlab.tasks import Task, make_task
+
+METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_miou")
+
+
+class Interrupted(FcnlabError):
+    """Training stopped by SIGINT/SIGTERM after saving a resumable checkpoint."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+# ----------------------------------------------------------------------------------------------- set-up
+def select_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> CUDA (this process's GPU under torchrun) when present, else CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError("option device: CUDA was requested but no GPU is visible; use --device cpu")
+        if name == "cuda":
+            name = f"cuda:{local_rank}"
+    return torch.device(name)
+
+
+def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype: bf16 on CUDA by default, none on CPU unless asked for."""
+    mode = cfg.amp
+    if mode == "auto":
+        mode = "bf16" if device.type == "cuda" else "off"
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[mode]
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed python, numpy and torch; optionally force deterministic algorithms."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    elif torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """SGD (momentum) or AdamW over trainable parameters only (frozen upsamplers stay out)."""
+    from fcnlab.models import trainable_param_groups
+
+    groups = trainable_param_groups(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    fused = {"fused": True} if device.type == "cuda" else {}
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, **fused)
+    return torch.optim.AdamW(groups, lr=cfg.lr, **fused)
+
+
+def lr_factor(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
+    """Multiplier of the peak LR at optimizer step ``step``: linear warm-up, then cosine/step/constant."""
+    warm = int(cfg.warmup_epochs * steps_per_epoch)
+    if step < warm:
+        return (step + 1) / warm
+    if cfg.scheduler == "constant":
+        return 1.0
+    if cfg.scheduler == "step":
+        return cfg.gamma ** ((step // steps_per_epoch) // max(cfg.step_size, 1))
+    total = max(cfg.epochs * steps_per_epoch - warm, 1)
+    return 0.5 * (1.0 + math.cos(math.pi * min(step - warm, total) / total))
+
+
+def environment() -> dict[str, Any]:
+    """Hardware and library versions, stored in the run folder for the report."""
+    import torchvision
+
+    env = {"python": platform.python_version(), "torch": torch.__version__,
+           "torchvision": torchvision.__version__, "platform": platform.platform(),
+           "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+           "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
+    if torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name(0)
+        env["cuda_version"] = torch.version.cuda
+    return env
+
+
+# ---------------------------------------------------------------------------------------------- logging
+class MetricsLog:
+    """``metrics.csv`` (deterministic numbers only) and ``timing.csv`` (wall times), rewritten atomically."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / "metrics.csv"
+        self.timing_path = run_dir / "timing.csv"
+        self.rows: list[dict[str, Any]] = self._read(self.path)
+        self.timing: list[dict[str, Any]] = self._read(self.timing_path)
+
+    @staticmethod
+    def _read(path: Path) -> list[dict[str, Any]]:
+        if not path.is_file():
+            return []
+        with open(path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    @staticmethod
+    def _write(path: Path, columns: tuple[str, ...] | list[str], rows: list[dict[str, Any]]) -> None:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(path, buf.getvalue())
+
+    def truncate(self, epochs_done: int) -> None:
+        """Drop rows beyond the checkpoint being resumed (they were written after it)."""
+        self.rows = [r for r in self.rows if int(r["epoch"]) <= epochs_done]
+        self.timing = [r for r in self.timing if int(r["epoch"]) <= epochs_done]
+
+    def append(self, row: dict[str, Any], timing: dict[str, Any]) -> None:
+        fmt = {k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()}
+        extra = sorted(k for k in fmt if k.startswith("iou_"))
+        self.rows.append(fmt)
+        self.timing.append(timing)
+        self._write(self.path, list(METRIC_COLUMNS) + extra, self.rows)
+        self._write(self.timing_path, list(timing), self.timing)
+
+
+class Progress:
+    """tqdm bar with ETA on a terminal, plain log lines every ``log_every`` steps otherwise."""
+
+    def __init__(self, enabled: bool, total: int, initial: int, desc: str, log_every: int):
+        self.enabled, self.total, self.log_every, self.desc = enabled, total, log_every, desc
+        self.bar = None
+        self.start = time.perf_counter()
+        self.step = initial
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, leave=False)
+
+    def update(self, loss: float | None) -> None:
+        self.step += 1
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(1)
+            if loss is not None:
+                self.bar.set_postfix(loss=f"{loss:.4f}")
+        elif self.log_every and (self.step % self.log_every == 0 or self.step == self.total):
+            el = time.perf_counter() - self.start
+            print(f"{self.desc} step {self.step}/{self.total}" + (f" loss {loss:.4f}" if loss is not None else "")
+                  + f" ({el:.0f}s)", flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# ----------------------------------------------------------------------------------------------- state
+@dataclass
+class TrainState:
+    """Everything ``train_one_epoch`` needs and a checkpoint saves."""
+
+    cfg: TrainConfig
+    task: Task
+    run_dir: Path
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    amp: torch.dtype | None
+    gen: torch.Generator
+    dist: dist_utils.DistInfo
+    train_data: Any
+    val_data: Any
+    epoch: int = 0  # completed epochs
+    step_in_epoch: int = 0
+    global_step: int = 0
+    best_metric: float = -math.inf
+    best_epoch: int = 0
+    epoch_accum: dict[str, float] = field(default_factory=lambda: {"loss": 0.0, "correct": 0.0, "count": 0.0,
+                                                                   "batches": 0.0})
+    stop_signal: int | None = None
+
+    def checkpoint(self, metrics: dict[str, float] | None = None) -> dict[str, Any]:
+        """The checkpoint dict for the current position."""
+        return dict(task=self.cfg.task, model_name=self.cfg.model, num_classes=self.cfg.num_classes,
+                    model=unwrap(self.model).state_dict(), optimizer=self.optimizer.state_dict(),
+                    scheduler=self.scheduler.state_dict(), scaler=self.scaler.state_dict(),
+                    epoch=self.epoch, step_in_epoch=self.step_in_epoch, global_step=self.global_step,
+                    best_metric=self.best_metric, best_epoch=self.best_epoch, epoch_accum=dict(self.epoch_accum),
+                    config=self.cfg.to_dict(), rng=rng_state(self.gen), metrics=metrics or {})
+
+    def save(self, name: str, metrics: dict[str, float] | None = None) -> Path:
+        path = self.run_dir / name
+        if self.dist.is_main:
+            save_checkpoint(path, **self.checkpoint(metrics))
+        return path
+
+
+def epoch_batches(n: int, cfg: TrainConfig, epoch: int, dist: dist_utils.DistInfo) -> list[torch.Tensor]:
+    """This rank's batches of sample indices for ``epoch`` (DistributedSampler with ``set_epoch``)."""
+    sampler = DistributedSampler(range(n), num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
+                                 seed=cfg.seed, drop_last=False)
+    sampler.set_epoch(epoch)
+    order = torch.tensor(list(sampler), dtype=torch.int64)
+    batches = list(order.split(cfg.batch_size))
+    if len(batches) > 1 and len(batches[-1]) < 2:  # BatchNorm cannot train on a single sample
+        batches.pop()
+    return batches
+
+
+class Prefetcher:
+    """Gathers the next batch from the decoded arrays in a background thread (pinned for CUDA)."""
+
+    def __init__(self, data: Any, batches: list[torch.Tensor], pin: bool):
+        self.data, self.batches, self.pin = data, batches, pin
+        self.result: Any = None
+        self.thread: threading.Thread | None = None
+
+    def _load(self, i: int) -> None:
+        x, y = self.data.batch(self.batches[i])
+        if self.pin:
+            x, y = x.pin_memory(), y.pin_memory()
+        self.result = (x, y)
+
+    def __iter__(self):
+        n = len(self.batches)
+        if n == 0:
+            return
+        self._load(0)
+        for i in range(n):
+            item = self.result
+            if i + 1 < n:
+                self.thread = threading.Thread(target=self._load, args=(i + 1,), daemon=True)
+                self.thread.start()
+            yield item
+            if self.thread is not None:
+                self.thread.join()
+                self.thread = None
+
+
+# ----------------------------------------------------------------------------------------------- loops
+def train_one_epoch(state: TrainState, epoch: int) -> dict[str, float]:
+    """Train one epoch from ``state.step_in_epoch`` (0, or where an interrupted run stopped)."""
+    cfg, task, model, dev = state.cfg, state.task, state.model, state.device
+    model.train()
+    batches = epoch_batches(len(state.train_data), cfg, epoch, state.dist)
+    start = state.step_in_epoch
+    acc = state.epoch_accum
+    progress = Progress(state.dist.is_main, len(batches), start, f"epoch {epoch + 1}/{cfg.epochs}", cfg.log_every)
+    loss_dev = torch.zeros((), dtype=torch.float64, device=dev)
+    correct_dev = torch.zeros((), dtype=torch.float64, device=dev)
+    bad_step = torch.full((), -1, dtype=torch.int64, device=dev)
+    count, pending = 0.0, 0
+    sync_every = 1 if dev.type == "cpu" else max(1, cfg.log_every)
+    try:
+        for i, (x, y) in enumerate(Prefetcher(state.train_data, batches[start:], dev.type == "cuda"), start=start):
+            x = x.to(dev, non_blocking=True)
+            y = y.to(dev, non_blocking=True)
+            x, y = task.prepare_train(x, y, state.gen)
+            if cfg.channels_last and dev.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(dev.type, dtype=state.amp or torch.float32, enabled=state.amp is not None):
+                logits = model(x)
+                loss = task.loss(logits.float(), y)
+            bad_step = torch.where((~torch.isfinite(loss)) & (bad_step < 0), torch.tensor(i, device=dev), bad_step)
+            state.optimizer.zero_grad(set_to_none=True)
+            state.scaler.scale(loss).backward()
+            if cfg.grad_clip:
+                state.scaler.unscale_(state.optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            state.scaler.step(state.optimizer)
+            state.scaler.update()
+            state.scheduler.step()
+            state.global_step += 1
+            with torch.no_grad():
+                c, n = task.correct(logits.detach(), y)
+                loss_dev += loss.detach().double()
+                correct_dev += c.double()
+                count += n
+            pending += 1
+            state.step_in_epoch = i + 1
+            last = i + 1 == len(batches)
+            if (i + 1) % sync_every == 0 or last or state.stop_signal is not None:
+                if int(bad_step) >= 0:  # one host sync per sync_every steps
+                    _diverged(state, epoch, int(bad_step))
+                acc["loss"] += float(loss_dev)
+                acc["correct"] += float(correct_dev)
+                acc["count"] += count
+                acc["batches"] += pending
+                loss_dev.zero_()
+                correct_dev.zero_()
+                count, pending = 0.0, 0
+                progress.update(acc["loss"] / max(acc["batches"], 1))
+            else:
+                progress.update(None)
+            if dist_utils.any_process(state.stop_signal is not None, dev) and not last:
+                sig = state.stop_signal or signal.SIGTERM
+                path = state.save("last.pt")
+                raise Interrupted(f"stopped by {signal.Signals(sig).name} at epoch {epoch + 1} step {i + 1}; "
+                                  f"resumable checkpoint {path}; continue with --resume {state.run_dir}",
+                                  130 if sig == signal.SIGINT else 143)
+    finally:
+        progress.close()
+    stats = {"train_loss": acc["loss"] / max(acc["batches"], 1), "train_acc": acc["correct"] / max(acc["count"], 1)}
+    return stats
+
+
+def _diverged(state: TrainState, epoch: int, step: int) -> None:
+    good = state.run_dir / "last.pt"
+    where = f"last good checkpoint: {good}" if good.is_file() else "no checkpoint was written yet"
+    raise TrainingDiverged(f"loss became NaN/Inf at epoch {epoch + 1} step {step + 1}; {where}. Lower --lr, "
+                           f"set --grad-clip, or check the data")
+
+
+# -------------------------------------------------------------------------------------------------- fit
+def prepare_run_dir(out: str | Path, resume: bool) -> Path:
+    """Create the run folder; refuse to overwrite an existing run unless resuming it."""
+    run_dir = Path(out)
+    if resume:
+        if not (run_dir / "last.pt").is_file():
+            raise ConfigError(f"--resume {run_dir}: no last.pt in that folder to resume from")
+        return run_dir
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out {run_dir}: exists and is not a folder")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        what = "a run" if (run_dir / "config.yaml").exists() else "other files"
+        raise ConfigError(f"--out {run_dir}: folder already holds {what}; pass --resume {run_dir} to continue "
+                          f"it, or choose a new --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def fit(cfg: TrainConfig | None, out: str | Path, resume: bool = False,
+        overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train a model as ``cfg`` says, writing the run folder ``out``; returns the final summary dict.
+
+    With ``resume=True`` the config comes from ``out/last.pt`` (``overrides`` such as ``epochs`` may
+    extend it) and training continues exactly where it stopped.
+    """
+    ckpt = None
+    if resume:
+        prepare_run_dir(out, True)
+        ckpt = load_checkpoint(Path(out) / "last.pt")
+        cfg = from_dict({**ckpt["config"], **(overrides or {})}, f"{out}/last.pt")
+    assert cfg is not None
+    if cfg.data is None or cfg.val is None:
+        raise ConfigError("options --data and --val are required (training and validation folders)")
+    device_type = "cuda" if (cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())) \
+        else "cpu"
+    dist = dist_utils.init_distributed(device_type)
+    device = select_device(cfg.device, dist.local_rank)
+    run_dir = prepare_run_dir(out, resume) if dist.is_main else Path(out)
+    dist_utils.barrier()
+    seed_everything(cfg.seed + dist.rank, cfg.deterministic)
+
+    task = make_task(cfg)
+    train_data = task.load_train()
+    val_data = task.load_val()
+    if dist.is_main:
+        for name, d in (("train", train_data), ("val", val_data)):
+            rep = getattr(d, "off_palette", None)
+            if rep is not None and rep.summary():
+                print(f"note ({name}): {rep.summary()}", flush=True)
+
+    from fcnlab.models import build_model
+
+    kwargs = {} if cfg.learn_upsampling is None else {"learn_upsampling": cfg.learn_upsampling}
+    model = build_model(cfg.model, cfg.num_classes, pretrained=cfg.pretrained and ckpt is None,
+                        weights=cfg.weights if ckpt is None else None, **kwargs)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+    model.to(device)
+    if dist.is_main and not resume:
+        atomic_write_text(run_dir / "model.txt", f"{model}\n")
+        save_yaml(cfg, run_dir / "config.yaml")
+        atomic_write_text(run_dir / "env.json", json.dumps(environment(), indent=2) + "\n")
+    if cfg.sync_bn and dist.enabled:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if cfg.channels_last and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, cfg, device)
+    steps_per_epoch = len(epoch_batches(len(train_data), cfg, 0, dist))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, steps_per_epoch))
+    amp = amp_dtype(cfg, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+    train_model = torch.compile(model) if cfg.compile else model
+    if dist.enabled:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            train_model, device_ids=[device.index] if device.type == "cuda" else None)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(cfg.seed * 1000 + dist.rank)
+    state = TrainState(cfg, task, run_dir, train_model, optimizer, scheduler, scaler, device, amp, gen, dist,
+                       train_data, val_data)
+    if ckpt is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        state.epoch, state.step_in_epoch = ckpt["epoch"], ckpt["step_in_epoch"]
+        state.global_step, state.best_metric, state.best_epoch = (ckpt["global_step"], ckpt["best_metric"],
+                                                                  ckpt["best_epoch"])
+        state.epoch_accum = dict(ckpt.get("epoch_accum") or state.epoch_accum)
+        set_rng_state(ckpt["rng"], gen)
+        if dist.is_main:
+            print(f"resuming {run_dir} at epoch {state.epoch + 1} step {state.step_in_epoch}", flush=True)
+    log = MetricsLog(run_dir)
+    log.truncate(state.epoch)
+    hooks = _epoch_hooks(state)
+    previous = _install_signal_handlers(state)
+    summary: dict[str, Any] = {}
+    try:
+        while state.epoch < cfg.epochs:
+            epoch = state.epoch
+            t0 = time.perf_counter()
+            stats = train_one_epoch(state, epoch)
+            train_time = time.perf_counter() - t0
+            metrics, conf = task.evaluate(model if not cfg.compile else train_model, val_data, device,
+                                          dist.rank, dist.world_size, amp)
+            state.epoch, state.step_in_epoch = epoch + 1, 0
+            state.epoch_accum = {"loss": 0.0, "correct": 0.0, "count": 0.0, "batches": 0.0}
+            lr = optimizer.param_groups[0]["lr"]
+            row = {"epoch": epoch + 1, "lr": lr, **stats, **metrics}
+            if task.name == "classify":
+                row.pop("val_miou", None)
+            value = metrics[task.metric]
+            improved = value > state.best_metric
+            if improved:
+                state.best_metric, state.best_epoch = value, epoch + 1
+            if dist.is_main:
+                n_img = len(train_data)
+                log.append(row, {"epoch": epoch + 1, "train_seconds": f"{train_time:.2f}",
+                                 "epoch_seconds": f"{time.perf_counter() - t0:.2f}",
+                                 "train_img_per_s": f"{n_img / max(train_time, 1e-9):.2f}"})
+                state.save("last.pt", metrics)
+                if improved:
+                    state.save("best.pt", metrics)
+                for hook in hooks:
+                    hook(epoch + 1, model, row, conf)
+                shown = f"{task.metric} {value:.4f}"
+                print(f"epoch {epoch + 1}/{cfg.epochs}: train_loss {stats['train_loss']:.4f} "
+                      f"train_acc {stats['train_acc']:.4f} val_loss {metrics['val_loss']:.4f} {shown} "
+                      f"({time.perf_counter() - t0:.1f}s)", flush=True)
+        summary = {"run_dir": str(run_dir), "best_epoch": state.best_epoch, task.metric: state.best_metric,
+                   "epochs": state.epoch}
+        if dist.is_main:
+            print(f"done: best {task.metric} {state.best_metric:.6f} at epoch {state.best_epoch}; "
+                  f"run folder {run_dir}", flush=True)
+    finally:
+        _restore_signal_handlers(previous)
+        for hook in hooks:
+            close = getattr(hook, "close", None)
+            if close:
+                close()
+        dist_utils.shutdown()
+    return summary
+
+
+def _epoch_hooks(state: TrainState) -> list[Any]:
+    """Per-epoch side outputs of the main process: mask snapshots (P2) and TensorBoard."""
+    hooks: list[Any] = []
+    if not state.dist.is_main:
+        return hooks
+    if state.task.name == "segment":
+        from fcnlab.snapshots import SnapshotHook
+
+        hooks.append(SnapshotHook(state.cfg, state.run_dir, state.val_data, state.device, state.amp))
+    if state.cfg.tensorboard:
+        from fcnlab.tb import TensorBoardHook
+
+        hooks.append(TensorBoardHook(state.run_dir))
+    return hooks
+
+
+def _install_signal_handlers(state: TrainState) -> dict[int, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handler(signum, frame):  # noqa: ARG001
+        if state.stop_signal is not None:  # second signal: stop now
+            raise KeyboardInterrupt
+        state.stop_signal = signum
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+    return previous
+
+
+def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+    for sig, h in previous.items():
+        signal.signal(sig, h)

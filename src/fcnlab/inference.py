@@ -1,0 +1,105 @@
+"""Inference on trained checkpoints: batched logits, penultimate features, and tiled mask prediction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fcnlab.checkpoint import load_checkpoint, model_from_checkpoint
+from fcnlab.config import TrainConfig, from_dict
+from fcnlab.data.transforms import normalize, resize
+from fcnlab.errors import ConfigError
+
+
+@dataclass
+class Predictor:
+    """A model restored from a checkpoint, ready for inference on ``device``."""
+
+    model: torch.nn.Module
+    cfg: TrainConfig
+    ckpt: dict[str, Any]
+    path: Path
+    device: torch.device
+    amp: torch.dtype | None
+
+    @property
+    def run_dir(self) -> Path:
+        return self.path.parent
+
+    def prepare(self, images_u8: torch.Tensor) -> torch.Tensor:
+        """uint8 batch -> normalised float input on the device (resized for classifiers)."""
+        x = normalize(images_u8.to(self.device, non_blocking=True))
+        if self.cfg.task == "classify":
+            x = resize(x, self.cfg.image_size)
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    @torch.inference_mode()
+    def logits(self, images_u8: torch.Tensor) -> torch.Tensor:
+        """Float32 logits for a uint8 batch."""
+        with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+            return self.model(self.prepare(images_u8)).float()
+
+
+def load_predictor(ckpt_path: str | Path, device: str = "auto", task: str | None = None,
+                   fold: bool = True) -> Predictor:
+    """Restore a checkpoint for inference; for VGG classifiers at 32x32 use the exact folded head."""
+    from fcnlab.engine import amp_dtype, select_device
+
+    ckpt_path = Path(ckpt_path)
+    ckpt = load_checkpoint(ckpt_path)
+    if ckpt_path.is_dir():
+        ckpt_path = ckpt_path / ("best.pt" if (ckpt_path / "best.pt").is_file() else "last.pt")
+    if task is not None and ckpt["task"] != task:
+        raise ConfigError(f"--ckpt {ckpt_path}: checkpoint is a {ckpt['task']} model, not {task}; "
+                          f"use 'fcnlab {ckpt['task']} ...'")
+    cfg = from_dict(ckpt["config"], str(ckpt_path))
+    dev = select_device(device)
+    model = model_from_checkpoint(ckpt, dev)
+    if fold and cfg.task == "classify" and cfg.image_size == 32 and cfg.model.startswith("vgg"):
+        from fcnlab.models import fold_vgg_classifier
+
+        model = fold_vgg_classifier(model).to(dev)
+    if dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    amp_cfg = from_dict({**ckpt["config"], "device": str(dev)})
+    return Predictor(model.eval(), cfg, ckpt, ckpt_path, dev, amp_dtype(amp_cfg, dev))
+
+
+@torch.inference_mode()
+def penultimate(pred: Predictor, images_u8: torch.Tensor) -> torch.Tensor:
+    """Penultimate-layer features (4096-d for VGG16-BN) of a uint8 batch."""
+    from fcnlab.models import penultimate_features
+
+    with torch.autocast(pred.device.type, dtype=pred.amp or torch.float32, enabled=pred.amp is not None):
+        return penultimate_features(pred.model, pred.prepare(images_u8)).float()
+
+
+
+@torch.inference_mode()
+def predict_mask(pred: Predictor, image: np.ndarray, tile: int = 1024, margin: int = 64) -> np.ndarray:
+    """Class ids ``(H, W)`` uint8 for an RGB image of any size.
+
+    Images up to ``tile`` x ``tile`` pixels run in one pass (the FCN pads to a multiple of 32 and crops
+    back). Larger ones (a 2448x2448 DeepGlobe original, a 10000x10000 mosaic) are cut into ``tile`` cores
+    with ``margin`` pixels of context on each side, so memory stays bounded by the tile size.
+    """
+    h, w = image.shape[:2]
+    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
+    if h <= tile and w <= tile:
+        return pred.logits(x).argmax(1)[0].to(torch.uint8).cpu().numpy()
+    out = np.empty((h, w), dtype=np.uint8)
+    core = tile - 2 * margin
+    for y0 in range(0, h, core):
+        for x0 in range(0, w, core):
+            y1, x1 = min(y0 + core, h), min(x0 + core, w)
+            ya, xa = max(y0 - margin, 0), max(x0 - margin, 0)
+            yb, xb = min(y1 + margin, h), min(x1 + margin, w)
+            ids = pred.logits(x[:, :, ya:yb, xa:xb]).argmax(1)[0].to(torch.uint8).cpu().numpy()
+            out[y0:y1, x0:x1] = ids[y0 - ya:y1 - ya, x0 - xa:x1 - xa]
+    return out

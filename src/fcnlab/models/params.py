@@ -1,0 +1,61 @@
+"""Optimizer parameter groups: frozen parameters left out, no weight decay on norms/biases/upsamplers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from fcnlab.models.classifiers import last_linear
+
+
+def head_modules(model: nn.Module) -> tuple[str, ...]:
+    """Module names that are new to fcnlab (not in the ImageNet backbone).
+
+    FCNs declare them in ``HEAD`` (score layers and upsamplers); for a classifier it is the last Linear.
+    """
+    head = getattr(model, "HEAD", None)
+    if head:
+        return tuple(head)
+    linear = last_linear(model)
+    return tuple(name for name, m in model.named_modules() if m is linear)
+
+
+def trainable_param_groups(
+    model: nn.Module, lr: float, weight_decay: float, backbone_lr_mult: float = 1.0
+) -> list[dict[str, Any]]:
+    """Return optimizer param groups for ``model``.
+
+    * parameters with ``requires_grad=False`` (e.g. a frozen bilinear upsampler) are never included;
+    * biases, normalisation weights and transposed-convolution (upsampler) kernels get no weight decay,
+      all other weights get ``weight_decay``;
+    * backbone parameters (everything outside :func:`head_modules`) use ``lr * backbone_lr_mult``.
+
+    Each group carries a ``"name"`` (``backbone/decay``, ``head/no_decay``, ...); empty groups are
+    dropped.
+    """
+    head = head_modules(model)
+    buckets: dict[tuple[str, bool], list[nn.Parameter]] = {}
+    seen: set[int] = set()
+    for mod_name, module in model.named_modules():
+        for p_name, param in module.named_parameters(recurse=False):
+            if not param.requires_grad or id(param) in seen:
+                continue
+            seen.add(id(param))
+            full = f"{mod_name}.{p_name}" if mod_name else p_name
+            part = "head" if any(full.startswith(h + ".") for h in head) else "backbone"
+            # biases and norm weights are 1-D; upsampler kernels are not decayed either
+            decay = not (param.ndim <= 1 or isinstance(module, nn.ConvTranspose2d))
+            buckets.setdefault((part, decay), []).append(param)
+    groups = []
+    for part in ("backbone", "head"):
+        for decay in (True, False):
+            params = buckets.get((part, decay))
+            if params:
+                groups.append({
+                    "name": f"{part}/{'decay' if decay else 'no_decay'}",
+                    "params": params,
+                    "lr": lr * (backbone_lr_mult if part == "backbone" else 1.0),
+                    "weight_decay": weight_decay if decay else 0.0,
+                })
+    return groups

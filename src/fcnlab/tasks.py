@@ -1,0 +1,191 @@
+"""What differs between classification (P1) and segmentation (P2): data, inputs, loss and metrics.
+
+The training engine (:mod:`fcnlab.engine`) is shared; it asks a :class:`Task` for everything specific.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fcnlab.config import TrainConfig
+from fcnlab.data.transforms import augment_pair, normalize, random_crop_flip, resize
+from fcnlab.distributed import all_reduce_sum
+from fcnlab.metrics import ConfusionMatrix, course_miou
+
+UNKNOWN = 6
+
+
+class Task:
+    """Base class: data loading, batch preparation, loss and evaluation for one kind of model."""
+
+    name = "task"
+    metric = "val_metric"  # the validation metric that selects best.pt (higher is better)
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        self.loss_weight: torch.Tensor | None = None
+
+    def load_train(self) -> Any:
+        raise NotImplementedError
+
+    def load_val(self) -> Any:
+        raise NotImplementedError
+
+    def prepare_eval(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 batch on the device -> float network input."""
+        raise NotImplementedError
+
+    def prepare_train(self, images: torch.Tensor, targets: torch.Tensor,
+                      gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 batch and targets on the device -> augmented float input and targets."""
+        raise NotImplementedError
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy (per image for P1, per pixel for P2)."""
+        raise NotImplementedError
+
+    def correct(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Number of correct predictions (images or pixels) and how many were counted."""
+        pred = logits.argmax(1)
+        return (pred == targets).sum(), targets.numel()
+
+    def summarize(self, conf: ConfusionMatrix, loss_sum: float, count: int) -> dict[str, float]:
+        raise NotImplementedError
+
+    @torch.inference_mode()
+    def evaluate(self, model: torch.nn.Module, data: Any, device: torch.device, rank: int = 0,
+                 world_size: int = 1, amp_dtype: torch.dtype | None = None) -> tuple[dict[str, float],
+                                                                                     ConfusionMatrix]:
+        """Validation metrics over ``data`` (this rank takes every ``world_size``-th sample; all-reduced)."""
+        model.eval()
+        conf = ConfusionMatrix(self.cfg.num_classes, device)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        count = torch.zeros((), dtype=torch.float64, device=device)
+        bs = self.cfg.eval_batch_size or 2 * self.cfg.batch_size
+        index = torch.arange(rank, len(data), world_size)
+        for start in range(0, len(index), bs):
+            images, targets = data.batch(index[start:start + bs])
+            images = images.to(device, non_blocking=True)
+            targets = targets.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                logits = model(self.prepare_eval(images))
+            logits = logits.float()
+            loss_sum += F.cross_entropy(logits, targets, reduction="sum").double()
+            count += targets.numel()
+            conf.update(targets, logits.argmax(1))
+        all_reduce_sum(loss_sum)
+        all_reduce_sum(count)
+        conf.all_reduce()
+        return self.summarize(conf, float(loss_sum), int(count)), conf
+
+
+class ClassificationTask(Task):
+    """P1: ``{label}_{index}.png`` images, random crop + flip, top-1 accuracy."""
+
+    name = "classify"
+    metric = "val_acc"
+
+    def load_train(self):
+        from fcnlab.data.classification import load_image_set
+
+        return load_image_set(self.cfg.data, num_classes=self.cfg.num_classes, limit=self.cfg.limit,
+                              cache=self.cfg.cache)
+
+    def load_val(self):
+        from fcnlab.data.classification import load_image_set
+
+        return load_image_set(self.cfg.val, csv_path=self.cfg.val_csv, num_classes=self.cfg.num_classes,
+                              limit=self.cfg.val_limit, cache=self.cfg.cache)
+
+    def prepare_eval(self, images):
+        return resize(normalize(images), self.cfg.image_size)
+
+    def prepare_train(self, images, targets, gen):
+        if self.cfg.augment:
+            images = random_crop_flip(images, self.cfg.pad, gen)
+        return self.prepare_eval(images), targets
+
+    def loss(self, logits, targets):
+        return F.cross_entropy(logits, targets, label_smoothing=self.cfg.label_smoothing)
+
+    def summarize(self, conf, loss_sum, count):
+        mat = conf.mat.double()
+        return {"val_loss": loss_sum / max(count, 1), "val_acc": float(mat.diag().sum() / mat.sum().clamp(min=1))}
+
+
+class SegmentationTask(Task):
+    """P2: tiles + RGB masks, joint zoom/crop/flip/rotate, course mIoU over classes 0-5."""
+
+    name = "segment"
+    metric = "val_miou"
+
+    def load_train(self):
+        from fcnlab.data.segmentation import load_tile_set
+
+        data = load_tile_set(self.cfg.data, limit=self.cfg.limit, cache=self.cfg.cache)
+        self.loss_weight = class_weights(data.class_pixel_counts(self.cfg.num_classes), self.cfg.class_weights,
+                                         ignore=UNKNOWN if self.cfg.ignore_unknown else None)
+        return data
+
+    def load_val(self):
+        from fcnlab.data.segmentation import load_tile_set
+
+        return load_tile_set(self.cfg.val, limit=self.cfg.val_limit, cache=self.cfg.cache)
+
+    def prepare_eval(self, images):
+        return normalize(images)
+
+    def prepare_train(self, images, targets, gen):
+        x = normalize(images)
+        crop = min(self.cfg.image_size, x.shape[-1], x.shape[-2])
+        crop -= crop % 32
+        if self.cfg.augment:
+            return augment_pair(x, targets, crop, gen, self.cfg.min_scale, self.cfg.max_scale)
+        if crop < x.shape[-1] or crop < x.shape[-2]:
+            return augment_pair(x, targets, crop, gen, 1.0, 1.0, flips=False, rotations=False)
+        return x, targets
+
+    def loss(self, logits, targets):
+        weight = None if self.loss_weight is None else self.loss_weight.to(logits.device)
+        return F.cross_entropy(logits, targets, weight=weight,
+                               ignore_index=UNKNOWN if self.cfg.ignore_unknown else -100)
+
+    def summarize(self, conf, loss_sum, count):
+        result = course_miou(conf.mat.cpu().numpy())
+        mat = conf.mat.double()
+        out = {"val_loss": loss_sum / max(count, 1), "val_acc": float(mat.diag().sum() / mat.sum().clamp(min=1)),
+               "val_miou": float(result.mean)}
+        out.update({f"iou_{i}": float(v) for i, v in enumerate(result.per_class)})
+        return out
+
+
+def class_weights(counts: np.ndarray, mode: str, ignore: int | None = None) -> torch.Tensor | None:
+    """Loss weights from class pixel counts: ``inverse`` (N / (C * n_c)) or ``median`` frequency."""
+    if mode == "none":
+        return None
+    counts = counts.astype(np.float64)
+    if ignore is not None:
+        counts[ignore] = 0
+    present = counts > 0
+    freq = counts / counts.sum()
+    w = np.zeros_like(freq)
+    if mode == "inverse":
+        w[present] = 1.0 / (present.sum() * freq[present])
+    else:
+        w[present] = np.median(freq[present]) / freq[present]
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def make_task(cfg: TrainConfig) -> Task:
+    """The Task object for ``cfg.task``."""
+    return {"classify": ClassificationTask, "segment": SegmentationTask}[cfg.task](cfg)
+
+
+def run_name(path: str | Path) -> str:
+    """A short display name for a run folder."""
+    return Path(path).resolve().name
