@@ -60,8 +60,8 @@ def mean_iou_score(pred: np.ndarray, labels: np.ndarray) -> float:
         tp = np.sum((pred == i) * (labels == i))
         iou = tp / (tp_fp + tp_fn - tp)
         mean_iou += iou / 6
-        print("class #%d : %1.5f" % (i, iou))
-    print("\nmean_iou: %f\n" % mean_iou)
+        print("class #%d : %1.5f" % (i, iou))  # noqa: UP031 - the course's own code
+    print("\nmean_iou: %f\n" % mean_iou)  # noqa: UP031
 
     return mean_iou
 

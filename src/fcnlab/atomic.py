@@ -51,3 +51,19 @@ def atomic_save(path: str | Path, save: Callable[[Path], object]) -> None:
     """Call ``save(tmp_path)`` (e.g. ``fig.savefig``, ``img.save``, ``torch.save``) then rename atomically."""
     with atomic_path(path) as tmp:
         save(tmp)
+
+
+def atomic_link(src: str | Path, dst: str | Path) -> None:
+    """Make ``dst`` an atomic hard link to ``src`` (a copy where links are not supported).
+
+    Used for ``best.pt``: it shares ``last.pt``'s bytes at no cost, and keeps them when ``last.pt`` is
+    later replaced by ``os.replace`` (which gives ``last.pt`` a new inode).
+    """
+    import shutil
+
+    with atomic_path(dst) as tmp:
+        tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)

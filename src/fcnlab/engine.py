@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DistributedSampler
 
 from fcnlab import distributed as dist_utils
-from fcnlab.atomic import atomic_write_text
+from fcnlab.atomic import atomic_link, atomic_write_text
 from fcnlab.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, unwrap
 from fcnlab.config import TrainConfig, from_dict, save_yaml
 from fcnlab.errors import ConfigError, FcnlabError, TrainingDiverged
@@ -447,18 +447,18 @@ def fit(cfg: TrainConfig | None, out: str | Path, resume: bool = False,
         while state.epoch < cfg.epochs:
             epoch = state.epoch
             t0 = time.perf_counter()
+            lr = optimizer.param_groups[0]["lr"]
             stats = train_one_epoch(state, epoch)
             train_time = time.perf_counter() - t0
             metrics, conf = task.evaluate(model if not cfg.compile else train_model, val_data, device,
                                           dist.rank, dist.world_size, amp)
             state.epoch, state.step_in_epoch = epoch + 1, 0
             state.epoch_accum = {"loss": 0.0, "correct": 0.0, "count": 0.0, "batches": 0.0}
-            lr = optimizer.param_groups[0]["lr"]
             row = {"epoch": epoch + 1, "lr": lr, **stats, **metrics}
             if task.name == "classify":
                 row.pop("val_miou", None)
             value = metrics[task.metric]
-            improved = value > state.best_metric
+            improved = not math.isnan(value) and value > state.best_metric
             if improved:
                 state.best_metric, state.best_epoch = value, epoch + 1
             if dist.is_main:
@@ -466,9 +466,9 @@ def fit(cfg: TrainConfig | None, out: str | Path, resume: bool = False,
                 log.append(row, {"epoch": epoch + 1, "train_seconds": f"{train_time:.2f}",
                                  "epoch_seconds": f"{time.perf_counter() - t0:.2f}",
                                  "train_img_per_s": f"{n_img / max(train_time, 1e-9):.2f}"})
-                state.save("last.pt", metrics)
-                if improved:
-                    state.save("best.pt", metrics)
+                last = state.save("last.pt", metrics)
+                if improved:  # same bytes as last.pt: a hard link, not a second 1 GB write
+                    atomic_link(last, run_dir / "best.pt")
                 for hook in hooks:
                     hook(epoch + 1, model, row, conf)
                 shown = f"{task.metric} {value:.4f}"

@@ -156,10 +156,13 @@ class SegmentationTask(Task):
                                ignore_index=UNKNOWN if self.cfg.ignore_unknown else -100)
 
     def summarize(self, conf, loss_sum, count):
+        """Course mIoU; when a class is absent from a (small) validation set the course's mean is nan,
+        so ``val_miou`` is then the mean over the present classes (equal to the course's otherwise)."""
         result = course_miou(conf.mat.cpu().numpy())
         mat = conf.mat.double()
-        out = {"val_loss": loss_sum / max(count, 1), "val_acc": float(mat.diag().sum() / mat.sum().clamp(min=1)),
-               "val_miou": float(result.mean)}
+        out = {"val_loss": loss_sum / max(count, 1),
+               "val_acc": float(mat.diag().sum() / mat.sum().clamp(min=1)),
+               "val_miou": float(result.mean if not np.isnan(result.mean) else result.mean_present)}
         out.update({f"iou_{i}": float(v) for i, v in enumerate(result.per_class)})
         return out
 

@@ -1,0 +1,153 @@
+"""FCN models: seed printouts, exact output sizes, zero score layers, bilinear/frozen upsamplers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from fcnlab.models import build_model, list_models
+from fcnlab.models.fcn import FCN, VGG_POOL4, vgg16_bn_features
+
+C = 7
+_CACHE: dict[str, FCN] = {}
+
+
+def fcn(name: str) -> FCN:
+    """Build each FCN once per test session (VGG ones take ~2 s on 2 cores)."""
+    if name not in _CACHE:
+        _CACHE[name] = build_model(name, C).eval()
+    return _CACHE[name]
+
+
+def randomize_scores(model: nn.Module, seed: int = 0) -> None:
+    """Give the (zero-initialised) score layers small random weights so outputs are not all zero."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, m in model.named_modules():
+            if name.startswith("score"):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * 0.05)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g))
+
+
+def test_fcn8s_resnet34_prints_seed_head():
+    text = str(fcn("fcn8s_resnet34"))
+    for line in [
+        "(scores1): Conv2d(512, 7, kernel_size=(1, 1), stride=(1, 1))",
+        "(scores2): Conv2d(256, 7, kernel_size=(1, 1), stride=(1, 1))",
+        "(scores3): Conv2d(128, 7, kernel_size=(1, 1), stride=(1, 1))",
+        "(upsample_2x): ConvTranspose2d(7, 7, kernel_size=(4, 4), stride=(2, 2), padding=(1, 1), bias=False)",
+        "(upsample_4x): ConvTranspose2d(7, 7, kernel_size=(4, 4), stride=(2, 2), padding=(1, 1), bias=False)",
+        "(upsample_8x): ConvTranspose2d(7, 7, kernel_size=(16, 16), stride=(8, 8), padding=(4, 4), bias=False)",
+        "(conv1): Conv2d(3, 64, kernel_size=(7, 7), stride=(2, 2), padding=(3, 3), bias=False)",
+    ]:
+        assert line in text, line
+    assert "(fc)" not in text and "(avgpool)" not in text
+
+
+def test_fcn32s_vgg16_prints_vgg_features_and_fc_convs():
+    text = str(fcn("fcn32s_vgg16"))
+    for line in [
+        "(43): MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)",
+        "(fc6): Conv2d(512, 4096, kernel_size=(7, 7), stride=(1, 1), padding=(3, 3))",
+        "(fc7): Conv2d(4096, 4096, kernel_size=(1, 1), stride=(1, 1))",
+        "(score): Conv2d(4096, 7, kernel_size=(1, 1), stride=(1, 1))",
+        "(upsample_32x): ConvTranspose2d(7, 7, kernel_size=(64, 64), stride=(32, 32), padding=(16, 16), "
+        "bias=False)",
+    ]:
+        assert line in text, line
+
+
+def test_trunk_state_dict_keys_match_torchvision():
+    with torch.device("meta"):  # structure only: no memory, no init time
+        resnet, vgg = torchvision.models.resnet34(), torchvision.models.vgg16_bn()
+    resnet_keys = {k for k in resnet.state_dict() if not k.startswith("fc.")}
+    fcn_keys = set(fcn("fcn8s_resnet34").state_dict())
+    assert resnet_keys <= fcn_keys
+    assert {k.split(".")[0] for k in fcn_keys - resnet_keys} == {
+        "scores1", "scores2", "scores3", "upsample_2x", "upsample_4x", "upsample_8x"}
+    vgg_features = {k for k in vgg.state_dict() if k.startswith("features.")}
+    assert vgg_features == {k for k in fcn("fcn32s_vgg16").state_dict() if k.startswith("features.")}
+
+
+def test_vgg_features_equal_torchvision_features():
+    torch.manual_seed(0)
+    ours = vgg16_bn_features()
+    with torch.device("meta"):
+        theirs = torchvision.models.vgg16_bn().features
+    assert str(ours) == str(theirs)
+    conv = ours[40]
+    assert not conv.bias.any() and 0.015 < conv.weight.std() < 0.025  # kaiming fan_out: sqrt(2 / (512 * 9))
+    assert torch.equal(ours[1].weight, torch.ones(64)) and not ours[1].bias.any()
+
+
+@pytest.mark.parametrize("name", list_models("segment"))
+def test_output_shapes_and_zero_start(name):
+    model = fcn(name)
+    heads = [m for n, m in model.named_modules() if n.startswith("score")]
+    assert heads and all(not m.weight.any() and not m.bias.any() for m in heads)
+    with torch.no_grad():
+        big = model(torch.randn(1, 3, 512, 512))
+        for h, w in [(256, 256), (100, 75), (32, 64)]:
+            assert model(torch.randn(1, 3, h, w)).shape == (1, C, h, w)
+    assert big.shape == (1, C, 512, 512)
+    assert not big.any()  # all score layers at zero: the model starts from all-zero logits
+
+
+@pytest.mark.parametrize("name", ["fcn8s_resnet34", "fcn32s_resnet34"])
+def test_odd_sizes_are_zero_padded_then_cropped(name):
+    model = build_model(name, C).eval()
+    randomize_scores(model)
+    x = torch.randn(1, 3, 100, 75)
+    with torch.no_grad():
+        y = model(x)
+        padded = model(F.pad(x, (0, 96 - 75, 0, 128 - 100)))
+    assert y.shape == (1, C, 100, 75) and y.abs().max() > 0.1
+    torch.testing.assert_close(y, padded[..., :100, :75])
+
+
+def test_gradients_reach_zero_score_layers():
+    model = build_model("fcn8s_resnet34", C).train()
+    x = torch.randn(2, 3, 64, 64)
+    target = torch.randint(0, C, (2, 64, 64))
+    out = model(x)
+    assert not out.any()
+    F.cross_entropy(out, target).backward()
+    for name in ("scores1", "scores2", "scores3"):
+        assert getattr(model, name).weight.grad.abs().sum() > 0, name
+        assert getattr(model, name).bias.grad.abs().sum() > 0, name
+    # the trunk gets no gradient yet (the score weights are zero), exactly as in the paper's recipe
+    assert model.layer4[-1].conv2.weight.grad is None or not model.layer4[-1].conv2.weight.grad.any()
+
+
+def test_upsampler_defaults_and_bilinear_init():
+    assert fcn("fcn32s_vgg16").upsample_32x.weight.requires_grad is False
+    assert fcn("fcn32s_resnet34").upsample_32x.weight.requires_grad is False
+    assert build_model("fcn32s_resnet34", C, learn_upsampling=True).upsample_32x.weight.requires_grad
+    m8 = fcn("fcn8s_resnet34")
+    assert all(getattr(m8, n).weight.requires_grad for n in ("upsample_2x", "upsample_4x", "upsample_8x"))
+    frozen = build_model("fcn8s_resnet34", C, learn_upsampling=False)
+    assert not any(getattr(frozen, n).weight.requires_grad for n in ("upsample_2x", "upsample_4x", "upsample_8x"))
+    w = m8.upsample_8x.weight
+    assert w[0, 1].abs().sum() == 0 and torch.isclose(w[2, 2].max(), torch.tensor(0.9375**2))
+
+
+def test_fcn8s_vgg16_scales_pool4_before_its_score_layer():
+    model = fcn("fcn8s_vgg16")
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [
+        model.features[VGG_POOL4].register_forward_hook(lambda m, i, o: seen.__setitem__("pool4", o)),
+        model.scores2.register_forward_pre_hook(lambda m, i: seen.__setitem__("scores2_in", i[0])),
+    ]
+    try:
+        with torch.no_grad():
+            model(torch.randn(1, 3, 64, 64))
+    finally:
+        for h in hooks:
+            h.remove()
+    assert seen["pool4"].abs().max() > 0
+    torch.testing.assert_close(seen["scores2_in"], seen["pool4"] * 0.01)
+    assert model.skip_scales == (0.01, 0.0001)
+    assert fcn("fcn8s_resnet34").skip_scales == (1.0, 1.0)
