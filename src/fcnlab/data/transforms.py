@@ -69,7 +69,7 @@ def affine_grids(b: int, crop: int, height: int, width: int, generator: torch.Ge
     hx, hy = side / width, side / height
     cx = (-1 + hx) + _rand(b, generator) * (2 - 2 * hx)
     cy = (-1 + hy) + _rand(b, generator) * (2 - 2 * hy)
-    theta = torch.zeros(b, 2, 3)
+    theta = torch.zeros(b, 2, 3, device=scale.device)
     theta[:, 0, 0], theta[:, 1, 1] = hx, hy
     if rotations:
         k = (_rand(b, generator) * 4).long().clamp(max=3)
@@ -78,7 +78,7 @@ def affine_grids(b: int, crop: int, height: int, width: int, generator: torch.Ge
         rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], 1)  # (B, 2, 2)
         theta[:, :, :2] = theta[:, :, :2] @ rot
     if flips:
-        fx = torch.where(_rand(b, generator) < 0.5, -1.0, 1.0)
+        fx = torch.where(_rand(b, generator) < 0.5, -1.0, 1.0).to(theta.dtype)
         theta[:, :, 0] *= fx[:, None]
     theta[:, 0, 2], theta[:, 1, 2] = cx, cy
     return F.affine_grid(theta.to(device), [b, 1, crop, crop], align_corners=False)
