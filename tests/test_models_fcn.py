@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,14 +14,20 @@ from fcnlab.models import build_model, list_models
 from fcnlab.models.fcn import FCN, VGG_POOL4, vgg16_bn_features
 
 C = 7
-_CACHE: dict[str, FCN] = {}
 
 
-def fcn(name: str) -> FCN:
-    """Build each FCN once per test session (VGG ones take ~2 s on 2 cores)."""
-    if name not in _CACHE:
-        _CACHE[name] = build_model(name, C).eval()
-    return _CACHE[name]
+@pytest.fixture(scope="module")
+def fcn() -> Iterator[Callable[[str], FCN]]:
+    """``fcn(name)`` builds each FCN once per module (VGG ones take ~1 s on 2 cores), freed afterwards."""
+    cache: dict[str, FCN] = {}
+
+    def get(name: str) -> FCN:
+        if name not in cache:
+            cache[name] = build_model(name, C).eval()
+        return cache[name]
+
+    yield get
+    cache.clear()
 
 
 def randomize_scores(model: nn.Module, seed: int = 0) -> None:
@@ -32,7 +40,7 @@ def randomize_scores(model: nn.Module, seed: int = 0) -> None:
                 m.bias.copy_(torch.randn(m.bias.shape, generator=g))
 
 
-def test_fcn8s_resnet34_prints_seed_head():
+def test_fcn8s_resnet34_prints_seed_head(fcn):
     text = str(fcn("fcn8s_resnet34"))
     for line in [
         "(scores1): Conv2d(512, 7, kernel_size=(1, 1), stride=(1, 1))",
@@ -47,7 +55,7 @@ def test_fcn8s_resnet34_prints_seed_head():
     assert "(fc)" not in text and "(avgpool)" not in text
 
 
-def test_fcn32s_vgg16_prints_vgg_features_and_fc_convs():
+def test_fcn32s_vgg16_prints_vgg_features_and_fc_convs(fcn):
     text = str(fcn("fcn32s_vgg16"))
     for line in [
         "(43): MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)",
@@ -60,7 +68,7 @@ def test_fcn32s_vgg16_prints_vgg_features_and_fc_convs():
         assert line in text, line
 
 
-def test_trunk_state_dict_keys_match_torchvision():
+def test_trunk_state_dict_keys_match_torchvision(fcn):
     with torch.device("meta"):  # structure only: no memory, no init time
         resnet, vgg = torchvision.models.resnet34(), torchvision.models.vgg16_bn()
     resnet_keys = {k for k in resnet.state_dict() if not k.startswith("fc.")}
@@ -83,8 +91,9 @@ def test_vgg_features_equal_torchvision_features():
     assert torch.equal(ours[1].weight, torch.ones(64)) and not ours[1].bias.any()
 
 
-@pytest.mark.parametrize("name", list_models("segment"))
-def test_output_shapes_and_zero_start(name):
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if "vgg" in n else n
+                                  for n in list_models("segment")])
+def test_output_shapes_and_zero_start(name, fcn):
     model = fcn(name)
     heads = [m for n, m in model.named_modules() if n.startswith("score")]
     assert heads and all(not m.weight.any() and not m.bias.any() for m in heads)
@@ -122,7 +131,7 @@ def test_gradients_reach_zero_score_layers():
     assert model.layer4[-1].conv2.weight.grad is None or not model.layer4[-1].conv2.weight.grad.any()
 
 
-def test_upsampler_defaults_and_bilinear_init():
+def test_upsampler_defaults_and_bilinear_init(fcn):
     assert fcn("fcn32s_vgg16").upsample_32x.weight.requires_grad is False
     assert fcn("fcn32s_resnet34").upsample_32x.weight.requires_grad is False
     assert build_model("fcn32s_resnet34", C, learn_upsampling=True).upsample_32x.weight.requires_grad
@@ -134,7 +143,7 @@ def test_upsampler_defaults_and_bilinear_init():
     assert w[0, 1].abs().sum() == 0 and torch.isclose(w[2, 2].max(), torch.tensor(0.9375**2))
 
 
-def test_fcn8s_vgg16_scales_pool4_before_its_score_layer():
+def test_fcn8s_vgg16_scales_pool4_before_its_score_layer(fcn):
     model = fcn("fcn8s_vgg16")
     seen: dict[str, torch.Tensor] = {}
     hooks = [

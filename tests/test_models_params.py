@@ -48,3 +48,15 @@ def test_classifier_head_is_the_last_linear():
     assert _ids(groups, "head/decay") == {id(model.fc.weight)}
     assert _ids(groups, "head/no_decay") == {id(model.fc.bias)}
     assert {g["lr"] for g in groups if g["name"].startswith("backbone")} == {0.5}
+
+
+def test_wrapped_models_are_unwrapped():
+    model = build_model("fcn32s_resnet34", 7)
+
+    class Wrapper(torch.nn.Module):  # stands in for DDP: the user model under .module
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+    groups = trainable_param_groups(Wrapper(model), lr=0.1, weight_decay=0.0)
+    assert id(model.score.weight) in _ids(groups, "head/decay")

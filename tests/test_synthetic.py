@@ -11,9 +11,8 @@ import pytest
 from PIL import Image
 from sklearn.neighbors import KNeighborsClassifier
 
+from fcnlab.data.mask_codec import CLASS_NAMES, PALETTE
 from fcnlab.data.synthetic import (
-    PALETTE,
-    SEG_CLASS_NAMES,
     class_image,
     land_cover_tile,
     make_classification_data,
@@ -113,7 +112,7 @@ def test_segmentation_deterministic(p2: Path, tmp_path: Path) -> None:
 def test_class_shares_like_real_data() -> None:
     ids = np.concatenate([land_cover_tile(48, np.random.default_rng(i))[1].ravel() for i in range(60)])
     shares = np.bincount(ids, minlength=7) / ids.size
-    assert shares.argmax() == SEG_CLASS_NAMES.index("agriculture")
+    assert shares.argmax() == CLASS_NAMES.index("agriculture")
     assert 0.35 < shares[1] < 0.75
     assert shares[6] < 0.05
     assert (shares[:6] > 0).all()
@@ -136,6 +135,11 @@ def test_refuses_folder_with_files(p1: Path, p2: Path, tmp_path: Path) -> None:
         make_classification_data(p1, num_classes=2, train_per_class=1, val_per_class=1)
     with pytest.raises(DataError, match="already holds files"):
         make_segmentation_data(p2, n_train=1, n_val=1, size=32)
+    (tmp_path / "validation").mkdir()
+    (tmp_path / "validation" / "keep.txt").write_text("mine")
+    with pytest.raises(DataError, match="validation"):
+        make_segmentation_data(tmp_path, n_train=1, n_val=1, size=32)
+    assert not (tmp_path / "train").exists()  # nothing written when refused
     (tmp_path / "train").mkdir()
     (tmp_path / "train" / "keep.txt").write_text("mine")
     make_segmentation_data(tmp_path, n_train=1, n_val=1, size=32, overwrite=True)

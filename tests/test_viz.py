@@ -122,7 +122,7 @@ def test_colorize_and_overlay() -> None:
     half = viz.overlay(image, ids, alpha=0.5)
     assert half.dtype == np.uint8 and half.shape == (2, 4, 3)
     assert half[0, 0].tolist() == [50, 178, 178]  # (100 + 0) / 2, (100 + 255) / 2 rounded
-    with pytest.raises(ValueError, match="class ids"):
+    with pytest.raises(ValueError, match="class id 7"):
         viz.colorize(np.array([[0, 7]]))
     with pytest.raises(ValueError, match="does not match"):
         viz.overlay(np.zeros((3, 4, 3), np.uint8), ids)

@@ -15,6 +15,7 @@ Layout of a checkpoint (all values are tensors, numbers, strings, lists or dicts
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -73,9 +74,34 @@ def set_rng_state(state: dict[str, Any], aug_generator: torch.Generator | None =
 
 
 def save_checkpoint(path: str | Path, **fields: Any) -> None:
-    """Write a checkpoint dict atomically (temp file in the same folder, then rename)."""
+    """Write a checkpoint dict atomically: a temp file in the same folder, flushed to disk, then renamed.
+
+    A crash or SIGKILL at any moment leaves the previous file intact (plus, at worst, a stale
+    ``.NAME.*`` temp file that :func:`remove_stale_temp_files` deletes).
+    """
     ckpt = {"format": FORMAT, "version": VERSION, **fields}
-    atomic_save(path, lambda tmp: torch.save(ckpt, tmp))
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            torch.save(ckpt, f)
+            f.flush()
+            os.fsync(f.fileno())
+
+    atomic_save(path, write)
+
+
+def remove_stale_temp_files(folder: str | Path, names: tuple[str, ...] = ("last.pt", "best.pt")) -> list[Path]:
+    """Delete temp files that a killed :func:`save_checkpoint` left behind in ``folder``; return them."""
+    removed = []
+    for name in names:
+        for tmp in Path(folder).glob(f".{name}.*"):
+            if tmp.is_file():
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
+
+
+REQUIRED_KEYS = ("task", "model_name", "num_classes", "model", "config")
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -87,16 +113,28 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                 path = path / name
                 break
         else:
-            raise DataError(f"{path}: run folder holds no best.pt or last.pt")
+            raise DataError(f"{path}: run folder holds no best.pt or last.pt; give a run folder of "
+                            f"'fcnlab classify/segment train' or a checkpoint file")
+    if not path.exists():
+        raise DataError(f"{path}: checkpoint file does not exist; check the path")
     if not path.is_file():
-        raise DataError(f"{path}: checkpoint file does not exist")
+        raise DataError(f"{path}: is not a file; give a checkpoint file or a run folder")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: checkpoint file is empty (0 bytes); use another checkpoint (e.g. last.pt)")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except PermissionError:
+        raise DataError(f"{path}: cannot read checkpoint (permission denied); fix its permissions") from None
     except Exception as e:  # torch raises many types for truncated/foreign files
-        raise DataError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") \
-            from None
+        detail = str(e).splitlines()[0] if str(e) else ""
+        raise DataError(f"{path}: not a readable checkpoint ({type(e).__name__}: {detail}); it is damaged or "
+                        f"not written by fcnlab, use another checkpoint") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise DataError(f"{path}: not an fcnlab checkpoint (missing format tag '{FORMAT}')")
+        raise DataError(f"{path}: not an fcnlab checkpoint (missing format tag '{FORMAT}'); give a checkpoint "
+                        f"written by 'fcnlab ... train'")
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
+    if missing:
+        raise DataError(f"{path}: checkpoint lacks {', '.join(missing)}; it is damaged or from another version")
     return ckpt
 
 
@@ -109,5 +147,10 @@ def model_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cp
     if cfg.get("learn_upsampling") is not None:
         kwargs["learn_upsampling"] = cfg["learn_upsampling"]
     model = build_model(ckpt["model_name"], num_classes=ckpt["num_classes"], **kwargs)
-    model.load_state_dict(ckpt["model"])
+    try:
+        model.load_state_dict(ckpt["model"])
+    except (RuntimeError, KeyError, TypeError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"checkpoint weights do not fit model {ckpt['model_name']} with {ckpt['num_classes']} "
+                        f"classes ({first}); the checkpoint is damaged or was edited") from None
     return model.to(device).eval()

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -136,7 +139,7 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
         if isinstance(value, int):
             value = [value]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"option {name}: expected a list, got {value!r}")
+            raise ConfigError(f"{option(name)}: expected a list, got {value!r}")
         return [_coerce(name, v, args[0]) for v in value]
     try:
         if tp is bool:
@@ -160,7 +163,7 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
         if tp is str:
             return str(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"option {name}: expected {getattr(tp, '__name__', tp)}, got {value!r}") from None
+        raise ConfigError(f"{option(name)}: expected {getattr(tp, '__name__', tp)}, got {value!r}") from None
     return value
 
 
@@ -168,27 +171,53 @@ def _types() -> dict[str, Any]:
     return typing.get_type_hints(TrainConfig)
 
 
+def option(name: str) -> str:
+    """How the user spells config key ``name``: the key and its command-line option."""
+    return f"option {name} (--{name.replace('_', '-')})"
+
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
 def validate(cfg: TrainConfig) -> TrainConfig:
     """Check value ranges and choices; raise ConfigError naming the option and the fix."""
     for name, choices in CHOICES.items():
         if getattr(cfg, name) not in choices:
-            raise ConfigError(f"option {name}: {getattr(cfg, name)!r} is not one of {', '.join(choices)}")
+            raise ConfigError(f"{option(name)}: {getattr(cfg, name)!r} is not one of {', '.join(choices)}")
     for name in POSITIVE:
         if getattr(cfg, name) <= 0:
-            raise ConfigError(f"option {name}: must be > 0, got {getattr(cfg, name)}")
+            raise ConfigError(f"{option(name)}: must be > 0, got {getattr(cfg, name)}")
     for name in NON_NEGATIVE:
         if getattr(cfg, name) < 0:
-            raise ConfigError(f"option {name}: must be >= 0, got {getattr(cfg, name)}")
+            raise ConfigError(f"{option(name)}: must be >= 0, got {getattr(cfg, name)}")
+    for name in dataclasses.fields(TrainConfig):
+        value = getattr(cfg, name.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{option(name.name)}: must be a finite number, got {value}")
     if not 0 < cfg.min_scale <= cfg.max_scale:
-        raise ConfigError(f"options min_scale/max_scale: need 0 < min_scale <= max_scale, "
+        raise ConfigError(f"options min_scale/max_scale (--min-scale/--max-scale): need 0 < min_scale <= max_scale, "
                           f"got {cfg.min_scale}/{cfg.max_scale}")
     if cfg.label_smoothing >= 1:
-        raise ConfigError(f"option label_smoothing: must be < 1, got {cfg.label_smoothing}")
+        raise ConfigError(f"{option('label_smoothing')}: must be < 1, got {cfg.label_smoothing}")
     if cfg.task == "segment" and cfg.image_size % 32:
-        raise ConfigError(f"option image_size: segmentation crops must be a multiple of 32, got {cfg.image_size}")
+        raise ConfigError(f"{option('image_size')}: segmentation crops must be a multiple of 32, got {cfg.image_size}")
     if any(e <= 0 for e in cfg.snapshot_epochs):
-        raise ConfigError(f"option snapshot_epochs: epochs start at 1, got {cfg.snapshot_epochs}")
+        raise ConfigError(f"{option('snapshot_epochs')}: epochs start at 1, got {cfg.snapshot_epochs}")
+    if not _DEVICE_RE.match(cfg.device):
+        raise ConfigError(f"{option('device')}: {cfg.device!r} is not a device; use auto, cpu, cuda or cuda:N")
+    _check_model(cfg)
     return cfg
+
+
+def _check_model(cfg: TrainConfig) -> None:
+    """The model must be registered and made for the config's task."""
+    from fcnlab.models import list_models
+
+    names = list_models(cfg.task)
+    if cfg.model not in names:
+        other = [t for t in TASKS if t != cfg.task and cfg.model in list_models(t)]
+        why = f"is a {other[0]} model" if other else "is not a registered model"
+        raise ConfigError(f"{option('model')}: {cfg.model!r} {why}; for {cfg.task} choose one of {', '.join(names)}")
 
 
 def from_dict(values: dict[str, Any], source: str = "config") -> TrainConfig:
@@ -196,7 +225,9 @@ def from_dict(values: dict[str, Any], source: str = "config") -> TrainConfig:
     valid = field_names()
     unknown = sorted(set(values) - set(valid))
     if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(valid)}")
+        named = [k + (f" (did you mean {m[0]}?)" if (m := difflib.get_close_matches(k, valid, n=1)) else "")
+                 for k in unknown]
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(named)}; valid keys: {', '.join(valid)}")
     task = values.get("task", "classify")
     if task not in TASKS:
         raise ConfigError(f"{source}: task {task!r} is not one of {', '.join(TASKS)}")

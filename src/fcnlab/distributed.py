@@ -8,10 +8,16 @@ variables everything runs in one process and these helpers are no-ops.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+
+from fcnlab.errors import ConfigError, DataError, FcnlabError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,53 @@ def any_process(flag: bool, device: torch.device) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)
+
+
+def max_over_processes(values: torch.Tensor) -> list[int]:
+    """Element-wise maximum of an int64 vector over all processes, as Python ints (one host sync)."""
+    values = values.clone()
+    if is_dist():
+        dist.all_reduce(values, op=dist.ReduceOp.MAX)
+    return [int(v) for v in values.tolist()]
+
+
+def gather_to_main(obj: Any) -> list[Any] | None:
+    """Every process's ``obj`` as a list on rank 0 (None elsewhere); ``[obj]`` in a single process."""
+    if not is_dist():
+        return [obj]
+    out: list[Any] | None = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every process."""
+    if is_dist():
+        for buf in module.buffers():
+            dist.broadcast(buf, src=0)
+
+
+def on_main(fn: Callable[[], T], fallback: T) -> T:
+    """Run ``fn`` on rank 0 only; an FcnlabError there is raised on every rank (no rank is left waiting).
+
+    Other ranks get ``fallback``. Without a process group this is just ``fn()``.
+    """
+    if not is_dist():
+        return fn()
+    if dist.get_rank() == 0:
+        try:
+            result = fn()
+        except FcnlabError as e:
+            dist.broadcast_object_list([(type(e).__name__, str(e))], src=0)
+            raise
+        dist.broadcast_object_list([None], src=0)
+        return result
+    box: list[Any] = [None]
+    dist.broadcast_object_list(box, src=0)
+    if box[0] is not None:
+        kind, message = box[0]
+        raise (ConfigError if kind == "ConfigError" else DataError)(message)
+    return fallback
 
 
 def barrier() -> None:

@@ -29,7 +29,14 @@ from torch.utils.data import DistributedSampler
 
 from fcnlab import distributed as dist_utils
 from fcnlab.atomic import atomic_link, atomic_write_text
-from fcnlab.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, unwrap
+from fcnlab.checkpoint import (
+    load_checkpoint,
+    remove_stale_temp_files,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    unwrap,
+)
 from fcnlab.config import TrainConfig, from_dict, save_yaml
 from fcnlab.errors import ConfigError, FcnlabError, TrainingDiverged
 from fcnlab.tasks import Task, make_task
@@ -52,10 +59,16 @@ def select_device(name: str, local_rank: int = 0) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ConfigError("option device: CUDA was requested but no GPU is visible; use --device cpu")
+            raise ConfigError("option --device: CUDA was requested but no GPU is visible; use --device cpu")
         if name == "cuda":
             name = f"cuda:{local_rank}"
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"option --device: {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"option --device: {name} does not exist ({torch.cuda.device_count()} GPU(s) visible)")
+    return device
 
 
 def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
@@ -215,20 +228,31 @@ class TrainState:
     epoch_accum: dict[str, float] = field(default_factory=lambda: {"loss": 0.0, "correct": 0.0, "count": 0.0,
                                                                    "batches": 0.0})
     stop_signal: int | None = None
+    epoch_lr: float | None = None  # learning rate at the start of the current epoch (metrics.csv's lr)
+    last_saved: str = ""  # where the newest last.pt stands, for messages ("end of epoch 3")
 
-    def checkpoint(self, metrics: dict[str, float] | None = None) -> dict[str, Any]:
-        """The checkpoint dict for the current position."""
-        return dict(task=self.cfg.task, model_name=self.cfg.model, num_classes=self.cfg.num_classes,
+    def checkpoint(self, metrics: dict[str, float] | None = None,
+                   rng_ranks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The checkpoint dict for the current position (``rng_ranks``: every rank's RNG states under DDP)."""
+        ckpt = dict(task=self.cfg.task, model_name=self.cfg.model, num_classes=self.cfg.num_classes,
                     model=unwrap(self.model).state_dict(), optimizer=self.optimizer.state_dict(),
                     scheduler=self.scheduler.state_dict(), scaler=self.scaler.state_dict(),
                     epoch=self.epoch, step_in_epoch=self.step_in_epoch, global_step=self.global_step,
                     best_metric=self.best_metric, best_epoch=self.best_epoch, epoch_accum=dict(self.epoch_accum),
-                    config=self.cfg.to_dict(), rng=rng_state(self.gen), metrics=metrics or {})
+                    epoch_lr=self.epoch_lr, config=self.cfg.to_dict(), rng=rng_state(self.gen),
+                    metrics=metrics or {}, world_size=self.dist.world_size)
+        if rng_ranks is not None:
+            ckpt["rng_ranks"] = rng_ranks
+        return ckpt
 
     def save(self, name: str, metrics: dict[str, float] | None = None) -> Path:
+        """Write ``run_dir/name`` atomically. Under DDP every rank must call it (RNG states are gathered)."""
         path = self.run_dir / name
+        rng_ranks = dist_utils.gather_to_main(rng_state(self.gen)) if self.dist.enabled else None
         if self.dist.is_main:
-            save_checkpoint(path, **self.checkpoint(metrics))
+            save_checkpoint(path, **self.checkpoint(metrics, rng_ranks))
+        self.last_saved = (f"the end of epoch {self.epoch}" if self.step_in_epoch == 0
+                           else f"epoch {self.epoch + 1} step {self.step_in_epoch}")
         return path
 
 
@@ -253,10 +277,13 @@ class Prefetcher:
         self.thread: threading.Thread | None = None
 
     def _load(self, i: int) -> None:
-        x, y = self.data.batch(self.batches[i])
-        if self.pin:
-            x, y = x.pin_memory(), y.pin_memory()
-        self.result = (x, y)
+        try:
+            x, y = self.data.batch(self.batches[i])
+            if self.pin:
+                x, y = x.pin_memory(), y.pin_memory()
+            self.result = (x, y)
+        except BaseException as e:  # re-raised in the training thread, never a stale batch
+            self.result = e
 
     def __iter__(self):
         n = len(self.batches)
@@ -265,6 +292,8 @@ class Prefetcher:
         self._load(0)
         for i in range(n):
             item = self.result
+            if isinstance(item, BaseException):
+                raise item
             if i + 1 < n:
                 self.thread = threading.Thread(target=self._load, args=(i + 1,), daemon=True)
                 self.thread.start()
@@ -316,7 +345,14 @@ def train_one_epoch(state: TrainState, epoch: int) -> dict[str, float]:
             pending += 1
             state.step_in_epoch = i + 1
             last = i + 1 == len(batches)
-            if (i + 1) % sync_every == 0 or last or state.stop_signal is not None:
+            stop = state.stop_signal is not None
+            if state.dist.enabled:  # every rank takes the same decision at the same step
+                stop, worst = dist_utils.max_over_processes(torch.stack([torch.tensor(int(stop), device=dev),
+                                                                         bad_step]))
+                stop = bool(stop)
+                if worst >= 0:
+                    _diverged(state, epoch, worst)
+            if (i + 1) % sync_every == 0 or last or stop:
                 if int(bad_step) >= 0:  # one host sync per sync_every steps
                     _diverged(state, epoch, int(bad_step))
                 acc["loss"] += float(loss_dev)
@@ -329,23 +365,35 @@ def train_one_epoch(state: TrainState, epoch: int) -> dict[str, float]:
                 progress.update(acc["loss"] / max(acc["batches"], 1))
             else:
                 progress.update(None)
-            if dist_utils.any_process(state.stop_signal is not None, dev) and not last:
-                sig = state.stop_signal or signal.SIGTERM
-                path = state.save("last.pt")
-                raise Interrupted(f"stopped by {signal.Signals(sig).name} at epoch {epoch + 1} step {i + 1}; "
-                                  f"resumable checkpoint {path}; continue with --resume {state.run_dir}",
-                                  130 if sig == signal.SIGINT else 143)
+            if stop and not last:
+                state.save("last.pt")
+                raise _interrupted(state)
     finally:
         progress.close()
-    stats = {"train_loss": acc["loss"] / max(acc["batches"], 1), "train_acc": acc["correct"] / max(acc["count"], 1)}
-    return stats
+    totals = torch.tensor([acc["loss"], acc["correct"], acc["count"], acc["batches"]], dtype=torch.float64,
+                          device=dev)
+    loss_sum, correct, n, n_batches = dist_utils.all_reduce_sum(totals).tolist()  # every rank's share under DDP
+    return {"train_loss": loss_sum / max(n_batches, 1), "train_acc": correct / max(n, 1)}
 
 
 def _diverged(state: TrainState, epoch: int, step: int) -> None:
+    """Stop: the loss of ``step`` (0-based) was NaN/Inf. Nothing is saved, so last.pt stays good."""
     good = state.run_dir / "last.pt"
-    where = f"last good checkpoint: {good}" if good.is_file() else "no checkpoint was written yet"
-    raise TrainingDiverged(f"loss became NaN/Inf at epoch {epoch + 1} step {step + 1}; {where}. Lower --lr, "
+    if good.is_file():
+        at = f" (saved at {state.last_saved})" if state.last_saved else ""
+        where = f"last good checkpoint: {good}{at}, resume it with --resume {state.run_dir}"
+    else:
+        where = "no checkpoint was written yet"
+    raise TrainingDiverged(f"loss became NaN/Inf at epoch {epoch + 1} step {step + 1}; {where}; lower --lr, "
                            f"set --grad-clip, or check the data")
+
+
+def _interrupted(state: TrainState) -> Interrupted:
+    """The exception for a SIGINT/SIGTERM stop, after ``last.pt`` was saved at the current position."""
+    sig = state.stop_signal or signal.SIGTERM
+    return Interrupted(f"stopped by {signal.Signals(sig).name} at {state.last_saved}; resumable checkpoint "
+                       f"{state.run_dir / 'last.pt'}; continue with --resume {state.run_dir}",
+                       130 if sig == signal.SIGINT else 143)
 
 
 # -------------------------------------------------------------------------------------------------- fit
@@ -371,22 +419,45 @@ def fit(cfg: TrainConfig | None, out: str | Path, resume: bool = False,
     """Train a model as ``cfg`` says, writing the run folder ``out``; returns the final summary dict.
 
     With ``resume=True`` the config comes from ``out/last.pt`` (``overrides`` such as ``epochs`` may
-    extend it) and training continues exactly where it stopped.
+    extend it) and training continues exactly where it stopped: model, optimizer, scheduler, scaler,
+    every RNG (torch, CUDA, numpy, python, augmentation; per rank under DDP) and the position in the
+    epoch's data order are restored, so on the CPU with ``deterministic`` the result equals an
+    uninterrupted run.
     """
     ckpt = None
     if resume:
         prepare_run_dir(out, True)
         ckpt = load_checkpoint(Path(out) / "last.pt")
         cfg = from_dict({**ckpt["config"], **(overrides or {})}, f"{out}/last.pt")
-    assert cfg is not None
+    if cfg is None:
+        raise ConfigError("fit: give a config, or resume=True with a run folder")
     if cfg.data is None or cfg.val is None:
         raise ConfigError("options --data and --val are required (training and validation folders)")
     device_type = "cuda" if (cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())) \
         else "cpu"
     dist = dist_utils.init_distributed(device_type)
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    try:
+        return _fit(cfg, Path(out), ckpt, dist, overrides or {})
+    finally:
+        torch.use_deterministic_algorithms(deterministic_before)
+        dist_utils.shutdown()
+
+
+def _fit(cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_utils.DistInfo,
+         overrides: dict[str, Any]) -> dict[str, Any]:
+    resume = ckpt is not None
     device = select_device(cfg.device, dist.local_rank)
-    run_dir = prepare_run_dir(out, resume) if dist.is_main else Path(out)
-    dist_utils.barrier()
+    if cfg.sync_bn and dist.enabled and device.type != "cuda":
+        raise ConfigError("option sync_bn (--sync-bn): SyncBatchNorm works on GPUs only; drop --sync-bn for CPU "
+                          "(gloo) runs")
+    def prepare() -> Path:
+        run_dir = prepare_run_dir(out, resume)
+        if resume:
+            remove_stale_temp_files(run_dir)  # left by a SIGKILL during a save
+        return run_dir
+
+    run_dir = dist_utils.on_main(prepare, out)  # an error there stops every rank
     seed_everything(cfg.seed + dist.rank, cfg.deterministic)
 
     task = make_task(cfg)
@@ -410,6 +481,8 @@ def fit(cfg: TrainConfig | None, out: str | Path, resume: bool = False,
         atomic_write_text(run_dir / "model.txt", f"{model}\n")
         save_yaml(cfg, run_dir / "config.yaml")
         atomic_write_text(run_dir / "env.json", json.dumps(environment(), indent=2) + "\n")
+    elif dist.is_main and overrides:
+        save_yaml(cfg, run_dir / "config.yaml")  # e.g. --epochs extended on resume
     if cfg.sync_bn and dist.enabled:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if cfg.channels_last and device.type == "cuda":
@@ -419,42 +492,37 @@ def fit(cfg: TrainConfig | None, out: str | Path, resume: bool = False,
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, steps_per_epoch))
     amp = amp_dtype(cfg, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-    train_model = torch.compile(model) if cfg.compile else model
+    eval_model = torch.compile(model) if cfg.compile else model  # compile before DDP
+    train_model = eval_model
     if dist.enabled:
         train_model = torch.nn.parallel.DistributedDataParallel(
-            train_model, device_ids=[device.index] if device.type == "cuda" else None)
+            eval_model, device_ids=[device.index] if device.type == "cuda" else None)
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed * 1000 + dist.rank)
     state = TrainState(cfg, task, run_dir, train_model, optimizer, scheduler, scaler, device, amp, gen, dist,
                        train_data, val_data)
     if ckpt is not None:
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        state.epoch, state.step_in_epoch = ckpt["epoch"], ckpt["step_in_epoch"]
-        state.global_step, state.best_metric, state.best_epoch = (ckpt["global_step"], ckpt["best_metric"],
-                                                                  ckpt["best_epoch"])
-        state.epoch_accum = dict(ckpt.get("epoch_accum") or state.epoch_accum)
-        set_rng_state(ckpt["rng"], gen)
-        if dist.is_main:
-            print(f"resuming {run_dir} at epoch {state.epoch + 1} step {state.step_in_epoch}", flush=True)
+        _restore(state, ckpt)
     log = MetricsLog(run_dir)
     log.truncate(state.epoch)
     hooks = _epoch_hooks(state)
     previous = _install_signal_handlers(state)
-    summary: dict[str, Any] = {}
     try:
         while state.epoch < cfg.epochs:
+            if state.stop_signal is not None:  # signal during the last evaluation: last.pt is up to date
+                raise _interrupted(state)
             epoch = state.epoch
             t0 = time.perf_counter()
-            lr = optimizer.param_groups[0]["lr"]
+            if state.step_in_epoch == 0 or state.epoch_lr is None:
+                state.epoch_lr = optimizer.param_groups[0]["lr"]
             stats = train_one_epoch(state, epoch)
             train_time = time.perf_counter() - t0
-            metrics, conf = task.evaluate(model if not cfg.compile else train_model, val_data, device,
-                                          dist.rank, dist.world_size, amp)
+            if dist.enabled:  # evaluate exactly the weights rank 0 saves (BN statistics differ per rank)
+                dist_utils.broadcast_buffers(model)
+            metrics, conf = task.evaluate(eval_model, val_data, device, dist.rank, dist.world_size, amp)
             state.epoch, state.step_in_epoch = epoch + 1, 0
             state.epoch_accum = {"loss": 0.0, "correct": 0.0, "count": 0.0, "batches": 0.0}
-            row = {"epoch": epoch + 1, "lr": lr, **stats, **metrics}
+            row = {"epoch": epoch + 1, "lr": state.epoch_lr, **stats, **metrics}
             if task.name == "classify":
                 row.pop("val_miou", None)
             value = metrics[task.metric]
@@ -466,7 +534,8 @@ def fit(cfg: TrainConfig | None, out: str | Path, resume: bool = False,
                 log.append(row, {"epoch": epoch + 1, "train_seconds": f"{train_time:.2f}",
                                  "epoch_seconds": f"{time.perf_counter() - t0:.2f}",
                                  "train_img_per_s": f"{n_img / max(train_time, 1e-9):.2f}"})
-                last = state.save("last.pt", metrics)
+            last = state.save("last.pt", metrics)  # every rank: RNG states are gathered
+            if dist.is_main:
                 if improved:  # same bytes as last.pt: a hard link, not a second 1 GB write
                     atomic_link(last, run_dir / "best.pt")
                 for hook in hooks:
@@ -486,8 +555,37 @@ def fit(cfg: TrainConfig | None, out: str | Path, resume: bool = False,
             close = getattr(hook, "close", None)
             if close:
                 close()
-        dist_utils.shutdown()
     return summary
+
+
+def _restore(state: TrainState, ckpt: dict[str, Any]) -> None:
+    """Put a freshly built TrainState at the position of a checkpoint (optimizer, scheduler, RNGs, data)."""
+    dist = state.dist
+    state.optimizer.load_state_dict(ckpt["optimizer"])
+    state.scheduler.load_state_dict(ckpt["scheduler"])
+    state.scaler.load_state_dict(ckpt["scaler"])
+    state.epoch, state.step_in_epoch = ckpt["epoch"], ckpt["step_in_epoch"]
+    state.global_step, state.best_metric, state.best_epoch = (ckpt["global_step"], ckpt["best_metric"],
+                                                              ckpt["best_epoch"])
+    state.epoch_accum = dict(ckpt.get("epoch_accum") or state.epoch_accum)
+    state.epoch_lr = ckpt.get("epoch_lr")
+    state.last_saved = (f"the end of epoch {state.epoch}" if state.step_in_epoch == 0
+                        else f"epoch {state.epoch + 1} step {state.step_in_epoch}")
+    saved_world = int(ckpt.get("world_size", 1))
+    ranks = ckpt.get("rng_ranks")
+    if ranks is not None and len(ranks) == dist.world_size:
+        set_rng_state(ranks[dist.rank], state.gen)
+    elif dist.world_size == saved_world == 1 or dist.rank == 0:
+        set_rng_state(ckpt["rng"], state.gen)
+    if dist.is_main:
+        if saved_world != dist.world_size:
+            print(f"note: the checkpoint was written by {saved_world} process(es), this run has "
+                  f"{dist.world_size}: data order and augmentation differ from an uninterrupted run", flush=True)
+        if state.epoch >= state.cfg.epochs:
+            print(f"{state.run_dir}: training is already complete ({state.epoch} epochs); pass --epochs N to "
+                  f"train longer", flush=True)
+        else:
+            print(f"resuming {state.run_dir} at epoch {state.epoch + 1} step {state.step_in_epoch}", flush=True)
 
 
 def _epoch_hooks(state: TrainState) -> list[Any]:

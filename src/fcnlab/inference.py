@@ -80,19 +80,27 @@ def penultimate(pred: Predictor, images_u8: torch.Tensor) -> torch.Tensor:
         return penultimate_features(pred.model, pred.prepare(images_u8)).float()
 
 
-
 @torch.inference_mode()
 def predict_mask(pred: Predictor, image: np.ndarray, tile: int = 1024, margin: int = 64) -> np.ndarray:
-    """Class ids ``(H, W)`` uint8 for an RGB image of any size.
+    """Class ids ``(H, W)`` uint8 for an ``(H, W, 3)`` uint8 RGB image of any size.
 
     Images up to ``tile`` x ``tile`` pixels run in one pass (the FCN pads to a multiple of 32 and crops
-    back). Larger ones (a 2448x2448 DeepGlobe original, a 10000x10000 mosaic) are cut into ``tile`` cores
-    with ``margin`` pixels of context on each side, so memory stays bounded by the tile size.
+    back). Larger ones (a 2448x2448 DeepGlobe original, a 10000x10000 mosaic) are cut into cores of
+    ``tile - 2 * margin`` pixels, each predicted with ``margin`` pixels of context on every side, so
+    memory beyond the image and its class map is bounded by one tile (the float input and the logits of
+    a ``tile`` x ``tile`` window), never by the image size.
     """
+    if tile < 2 * margin + 32:
+        raise ConfigError(f"option --tile: must be at least {2 * margin + 32} (2 x {margin} pixels of context "
+                          f"plus a core of 32), got {tile}")
     h, w = image.shape[:2]
-    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
-    if h <= tile and w <= tile:
+
+    def run(window: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(window.transpose(2, 0, 1)))[None]
         return pred.logits(x).argmax(1)[0].to(torch.uint8).cpu().numpy()
+
+    if h <= tile and w <= tile:
+        return run(image)
     out = np.empty((h, w), dtype=np.uint8)
     core = tile - 2 * margin
     for y0 in range(0, h, core):
@@ -100,6 +108,5 @@ def predict_mask(pred: Predictor, image: np.ndarray, tile: int = 1024, margin: i
             y1, x1 = min(y0 + core, h), min(x0 + core, w)
             ya, xa = max(y0 - margin, 0), max(x0 - margin, 0)
             yb, xb = min(y1 + margin, h), min(x1 + margin, w)
-            ids = pred.logits(x[:, :, ya:yb, xa:xb]).argmax(1)[0].to(torch.uint8).cpu().numpy()
-            out[y0:y1, x0:x1] = ids[y0 - ya:y1 - ya, x0 - xa:x1 - xa]
+            out[y0:y1, x0:x1] = run(image[ya:yb, xa:xb])[y0 - ya:y1 - ya, x0 - xa:x1 - xa]
     return out

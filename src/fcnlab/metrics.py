@@ -27,36 +27,76 @@ from fcnlab.data.mask_codec import CLASS_NAMES, SCORED_CLASSES
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+_BIG = 2**62  # start of the running minimum (and, negated, maximum) of the deferred range check
+
 
 class ConfusionMatrix:
     """An ``n x n`` int64 confusion matrix accumulated on a torch device (rows = truth, cols = prediction).
 
-    ``update`` uses ``torch.bincount(n * target + pred, minlength=n * n)`` on the tensors' device. Labels
-    equal to ``ignore_index`` (e.g. 255) are skipped; any other label or prediction outside ``[0, n)``
-    raises ValueError naming the value.
+    ``update`` counts ``n * target + pred`` on the tensors' device. Labels equal to ``ignore_index`` (e.g.
+    255) are skipped; any other label or prediction outside ``[0, n)`` raises ValueError naming the value.
+
+    On the CPU the values are checked at once and a failing update adds nothing. On a GPU
+    (``deferred_checks``, the default there) ``update`` never waits for the device: the counts come from
+    ``torch.histc`` over a fixed range (``torch.bincount`` reads the maximum back to size its output, a
+    host sync per batch), the running minimum and maximum of the values stay on the device, and the
+    ValueError is raised when the counts are read (:attr:`mat`, :meth:`numpy`); out-of-range pixels are
+    not counted.
     """
 
-    def __init__(self, num_classes: int, device: str | torch.device = "cpu", ignore_index: int | None = None):
+    def __init__(self, num_classes: int, device: str | torch.device = "cpu", ignore_index: int | None = None,
+                 deferred_checks: bool | None = None):
         import torch
 
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes = int(num_classes)
         self.ignore_index = ignore_index
-        self.mat = torch.zeros((self.num_classes, self.num_classes), dtype=torch.int64, device=device)
+        self._mat = torch.zeros((self.num_classes, self.num_classes), dtype=torch.int64, device=device)
+        self.deferred_checks = self._mat.device.type != "cpu" if deferred_checks is None else bool(deferred_checks)
+        # running (label, prediction) minimum and maximum, for the deferred range check
+        self._lo = torch.full((2,), _BIG, dtype=torch.int64, device=device)
+        self._hi = torch.full((2,), -_BIG, dtype=torch.int64, device=device)
+        self._histc = True  # torch.histc on integer tensors (CUDA); falls back to bincount if unsupported
+
+    @property
+    def mat(self) -> torch.Tensor:
+        """The ``n x n`` int64 counts; raises the deferred ValueError if an update held a bad value."""
+        if self.deferred_checks:
+            lo, hi = self._lo.tolist(), self._hi.tolist()  # one host sync, when the result is read
+            for i, what in enumerate(("label", "prediction")):
+                self._raise_if_outside(lo[i], hi[i], what)
+        return self._mat
 
     def reset(self) -> None:
         """Set every count to zero."""
-        self.mat.zero_()
+        self._mat.zero_()
+        self._lo.fill_(_BIG)
+        self._hi.fill_(-_BIG)
+
+    def _raise_if_outside(self, lo: int, hi: int, what: str) -> None:
+        if lo < 0 or hi >= self.num_classes:
+            bad = lo if lo < 0 else hi
+            hint = "" if self.ignore_index is None or what != "label" else f" (ignore_index is {self.ignore_index})"
+            raise ValueError(f"{what} value {bad} is outside [0, {self.num_classes}){hint}")
 
     def _check_range(self, values: torch.Tensor, what: str) -> None:
         import torch
 
         lo, hi = (int(v) for v in torch.aminmax(values))
-        if lo < 0 or hi >= self.num_classes:
-            bad = lo if lo < 0 else hi
-            hint = "" if self.ignore_index is None or what != "label" else f" (ignore_index is {self.ignore_index})"
-            raise ValueError(f"{what} value {bad} is outside [0, {self.num_classes}){hint}")
+        self._raise_if_outside(lo, hi, what)
+
+    def _count(self, index: torch.Tensor) -> torch.Tensor:
+        """Counts of ``index`` values in ``[0, n * n)``; negative entries are dropped. No host sync on CUDA."""
+        import torch
+
+        bins = self.num_classes**2
+        if self._histc and index.device.type == "cuda" and not torch.are_deterministic_algorithms_enabled():
+            try:  # fixed range: no read-back of the maximum; int64 in, exact int64 counts out
+                return torch.histc(index, bins=bins, min=0, max=bins).to(torch.int64)
+            except (RuntimeError, NotImplementedError):
+                self._histc = False
+        return torch.bincount(index + 1, minlength=bins + 1)[1:bins + 1]
 
     def update(self, target: torch.Tensor, pred: torch.Tensor) -> None:
         """Add the pixels (or samples) of integer tensors ``target`` and ``pred`` of the same shape."""
@@ -66,8 +106,25 @@ class ConfusionMatrix:
             raise ValueError(f"target shape {tuple(target.shape)} differs from prediction shape {tuple(pred.shape)}")
         if target.is_floating_point() or pred.is_floating_point():
             raise ValueError("target and prediction must be integer class ids (use argmax over the logits)")
-        target = target.reshape(-1).to(device=self.mat.device, dtype=torch.int64)
-        pred = pred.reshape(-1).to(device=self.mat.device, dtype=torch.int64)
+        to_gpu = self._mat.device.type == "cuda"  # non-blocking host-to-device copies only
+        target = target.reshape(-1).to(device=self._mat.device, dtype=torch.int64, non_blocking=to_gpu)
+        pred = pred.reshape(-1).to(device=self._mat.device, dtype=torch.int64, non_blocking=to_gpu)
+        n = self.num_classes
+        if self.deferred_checks:
+            if target.numel() == 0:
+                return
+            keep = None if self.ignore_index is None else target != self.ignore_index
+            if keep is not None:  # ignored pixels pass the check and are not counted
+                target, pred = torch.where(keep, target, 0), torch.where(keep, pred, 0)
+            lo_t, hi_t = torch.aminmax(target)
+            lo_p, hi_p = torch.aminmax(pred)
+            torch.minimum(self._lo, torch.stack([lo_t, lo_p]), out=self._lo)
+            torch.maximum(self._hi, torch.stack([hi_t, hi_p]), out=self._hi)
+            valid = (target >= 0) & (target < n) & (pred >= 0) & (pred < n)
+            if keep is not None:
+                valid &= keep
+            self._mat.view(-1).add_(self._count(torch.where(valid, n * target + pred, -1)))
+            return
         if self.ignore_index is not None:
             keep = target != self.ignore_index
             target, pred = target[keep], pred[keep]
@@ -75,16 +132,22 @@ class ConfusionMatrix:
             return
         self._check_range(target, "label")
         self._check_range(pred, "prediction")
-        n = self.num_classes
         counts = torch.bincount(n * target + pred, minlength=n * n)
-        self.mat += counts.reshape(n, n)
+        self._mat += counts.reshape(n, n)
 
     def all_reduce(self) -> None:
-        """Sum the matrices of all ranks (torch.distributed); a no-op when it is not initialised."""
+        """Sum the matrices of all ranks in place (torch.distributed); a no-op when it is not initialised.
+
+        Call it once, after the last ``update`` of an evaluation: a second call would count twice. With
+        deferred checks the value ranges are reduced too, so every rank raises the same error.
+        """
         import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(self.mat, op=dist.ReduceOp.SUM)
+            dist.all_reduce(self._mat, op=dist.ReduceOp.SUM)
+            if self.deferred_checks:
+                dist.all_reduce(self._lo, op=dist.ReduceOp.MIN)
+                dist.all_reduce(self._hi, op=dist.ReduceOp.MAX)
 
     def numpy(self) -> np.ndarray:
         """The counts as an int64 numpy array on the CPU."""

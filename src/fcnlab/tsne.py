@@ -1,7 +1,14 @@
 """t-SNE of classifier features: 2-D embedding (PCA then scikit-learn's Barnes-Hut t-SNE), plot and archive.
 
-Measured on 2 CPU cores with scikit-learn 1.9: 2,500 points of 4096-d random features (the size of
-the p1 validation set) embed in about 10-15 s, PCA to 50 dimensions included.
+Measured on a 2-core CPU shared with other jobs (load about 4), scikit-learn 1.9.1, PCA to 50
+dimensions included, 2,500 points (the size of the p1 validation set):
+
+====================================  ==============  ================
+features                              ``threads=1``   ``threads=None``
+====================================  ==============  ================
+random, 4096-d                        13 s            17 s
+p1 val pixels, 3072-d                 10 s            44 s
+====================================  ==============  ================
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from matplotlib import colormaps, patheffects
 from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
+from threadpoolctl import threadpool_limits
 
 from fcnlab.atomic import atomic_path
 from fcnlab.errors import DataError
@@ -38,20 +46,25 @@ def _check_features(features: np.ndarray) -> np.ndarray:
 
 
 def embed(features: np.ndarray, seed: int = 0, pca_dim: int = 50, perplexity: float = 30.0,
-          max_iter: int = 1000) -> np.ndarray:
+          max_iter: int = 1000, threads: int | None = 1) -> np.ndarray:
     """Embed ``features`` ``(N, D)`` in 2-D and return an ``(N, 2)`` float64 array.
 
     Features wider than ``pca_dim`` are first reduced with PCA (seeded), then scikit-learn's TSNE
-    runs with ``init="pca"``, ``learning_rate="auto"``, Barnes-Hut and ``random_state=seed``, so the
-    result is deterministic for a given seed. The perplexity is capped at ``(N - 1) / 3`` for small N.
+    runs with ``init="pca"``, ``learning_rate="auto"``, Barnes-Hut and ``random_state=seed``; the
+    result is the same on every run for the same input and seed. The perplexity is capped at
+    ``(N - 1) / 3`` for small N. ``threads`` caps the OpenMP/BLAS threads (``None``: all cores).
+    The default is 1: on a busy machine scikit-learn's spinning OpenMP threads made it 1.3-4x slower
+    than one thread (see the module doc); on an idle multi-core machine ``None`` may save a little.
     """
     x = _check_features(features)
     n, d = x.shape
-    if pca_dim and d > pca_dim:
-        x = PCA(n_components=min(pca_dim, n), random_state=seed).fit_transform(x).astype(np.float32)
-    tsne = TSNE(n_components=2, perplexity=min(float(perplexity), (n - 1) / 3.0), init="pca",
-                learning_rate="auto", random_state=seed, n_jobs=-1, **{_ITER_KEYWORD: max_iter})
-    return np.asarray(tsne.fit_transform(x), dtype=np.float64)
+    with threadpool_limits(limits=threads):
+        if pca_dim and d > pca_dim:
+            x = PCA(n_components=min(pca_dim, n), random_state=seed).fit_transform(x).astype(np.float32)
+        tsne = TSNE(n_components=2, perplexity=min(float(perplexity), (n - 1) / 3.0), init="pca",
+                    learning_rate="auto", random_state=seed, n_jobs=threads or -1,
+                    **{_ITER_KEYWORD: max_iter})
+        return np.asarray(tsne.fit_transform(x), dtype=np.float64)
 
 
 def class_colours(n: int) -> np.ndarray:

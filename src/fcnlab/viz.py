@@ -18,14 +18,12 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from fcnlab.atomic import atomic_save
-from fcnlab.data.synthetic import PALETTE, SEG_CLASS_NAMES
+from fcnlab.data.mask_codec import CLASS_NAMES, PALETTE, class_to_rgb
 from fcnlab.errors import DataError
 
 #: Columns of a ``metrics.csv`` written by training (any may be empty for a given task).
 METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_miou", "lr",
                    "epoch_time_s")
-
-_PALETTE = np.asarray([PALETTE[i] for i in range(len(SEG_CLASS_NAMES))], dtype=np.uint8).reshape(-1, 3)
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: float) -> None:
@@ -203,10 +201,7 @@ def colorize(ids: np.ndarray) -> np.ndarray:
     ids = np.asarray(ids)
     if ids.ndim != 2:
         raise ValueError(f"class-id map must be 2-D (H, W), got shape {ids.shape}")
-    if ids.size and (not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or ids.max() >= len(_PALETTE)):
-        raise ValueError(f"class ids must be integers 0-{len(_PALETTE) - 1}, got dtype {ids.dtype} "
-                         f"with range {ids.min()}..{ids.max()}")
-    return _PALETTE[ids]
+    return class_to_rgb(ids)
 
 
 def overlay(image: np.ndarray, ids: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -224,8 +219,8 @@ def overlay(image: np.ndarray, ids: np.ndarray, alpha: float = 0.5) -> np.ndarra
 
 
 def _legend_handles() -> list[Patch]:
-    return [Patch(facecolor=_PALETTE[i] / 255.0, edgecolor="black", label=f"{i} {name}")
-            for i, name in enumerate(SEG_CLASS_NAMES)]
+    return [Patch(facecolor=PALETTE[i] / 255.0, edgecolor="black", label=f"{i} {name}")
+            for i, name in enumerate(CLASS_NAMES)]
 
 
 def _check_tiles(images: Sequence[np.ndarray], gts: Sequence[np.ndarray],

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from fcnlab.atomic import atomic_write_text
-from fcnlab.commands.common import add_device, add_train_parser, positive_batch
+from fcnlab.commands.common import add_device, add_train_parser, check_output_file, positive_batch
 from fcnlab.errors import ConfigError
 
 
@@ -96,6 +96,7 @@ def run_predict(args: argparse.Namespace) -> int:
     if out.is_dir():
         raise ConfigError(f"--out {out}: is a folder; give the CSV file to write, e.g. {out / 'pred.csv'}")
     files = list_images(args.images)
+    check_output_file(out, [args.images])
     if out.resolve() in {f.resolve() for f in files}:
         raise ConfigError(f"--out {out}: would overwrite an input image")
     pred = load_predictor(args.ckpt, args.device, task="classify")
@@ -120,6 +121,8 @@ def run_tsne(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise ConfigError(f"--out {out}: give a .png file name (the .npz goes beside it)")
+    check_output_file(out, [args.data])
+    check_output_file(out.with_suffix(".npz"), [args.data])
     pred = load_predictor(args.ckpt, args.device, task="classify")
     files, labels = scan_folder(args.data, need_labels=True, num_classes=pred.cfg.num_classes)
     feats = None

@@ -1,4 +1,9 @@
-"""Helpers shared by the sub-commands: argument groups, training entry, output-folder safety."""
+"""Helpers shared by the sub-commands: argument groups, training entry, output safety.
+
+Output rules (issue "nothing lost"): an output folder may not be an input folder, an output file may not
+be an input file, and an image written by fcnlab never lands inside a folder it reads images from (the
+next run would read it as data). Everything is written atomically (:mod:`fcnlab.atomic`).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from fcnlab import config
+from fcnlab.data.images import IMAGE_SUFFIXES
 from fcnlab.errors import ConfigError
 
 
@@ -13,10 +19,27 @@ def add_train_parser(sub: argparse._SubParsersAction, task: str, example: str) -
     """``<task> train``: ``--config``, ``--out``, ``--resume`` and one option per config key."""
     p = sub.add_parser("train", help=f"train a {task} model", description=f"Train a model. Example: {example}")
     p.add_argument("--out", help="run folder to create (refused if it already holds a run)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt "
+                                                       "(options given with it, e.g. --epochs, override its config)")
     config.add_config_arguments(p)
     p.set_defaults(func=lambda args: run_train(args, task))
     return p
+
+
+def resume_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The config options given on the command line next to ``--resume`` (parsed as YAML)."""
+    import yaml
+
+    overrides: dict[str, object] = {}
+    for name in config.field_names():
+        raw = getattr(args, f"cfg_{name}", None)
+        if raw is None:
+            continue
+        try:
+            overrides[name] = yaml.safe_load(raw) if isinstance(raw, str) else raw
+        except yaml.YAMLError:
+            overrides[name] = raw
+    return overrides
 
 
 def run_train(args: argparse.Namespace, task: str) -> int:
@@ -24,41 +47,93 @@ def run_train(args: argparse.Namespace, task: str) -> int:
     from fcnlab.engine import fit
 
     if args.resume:
-        overrides = {name: getattr(args, f"cfg_{name}") for name in config.field_names()
-                     if getattr(args, f"cfg_{name}", None) is not None}
-        import yaml
-
-        overrides = {k: yaml.safe_load(v) for k, v in overrides.items()}
-        fit(None, args.resume, resume=True, overrides=overrides)
+        if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
+            raise ConfigError(f"--out {args.out} with --resume {args.resume}: a resumed run continues in its own "
+                              f"folder; drop --out")
+        if getattr(args, "config", None):
+            raise ConfigError(f"--config {args.config} with --resume: the run's config comes from its last.pt; "
+                              f"give single options (e.g. --epochs 60) to change it")
+        fit(None, args.resume, resume=True, overrides=resume_overrides(args))
         return 0
     if not args.out:
         raise ConfigError("option --out: give the run folder to create (or --resume RUN_DIR)")
     cfg = config.resolve(args, task)
+    for name in ("data", "val"):
+        folder = getattr(cfg, name)
+        if folder is not None and Path(args.out).resolve() == Path(folder).resolve():
+            raise ConfigError(f"--out {args.out}: is the --{name} folder; choose another folder so inputs are never "
+                              f"overwritten")
     fit(cfg, args.out)
     return 0
 
 
 def check_output_dir(out: str | Path, inputs: list[str | Path]) -> Path:
-    """Refuse an output folder that is one of the input folders (inputs are never overwritten)."""
+    """Refuse an output folder that is one of the input folders (inputs are never overwritten); create it."""
     out = Path(out)
     for src in inputs:
         if src is not None and Path(src).exists() and out.exists() and out.resolve() == Path(src).resolve():
             raise ConfigError(f"--out {out}: is the input folder; choose another folder so inputs are never "
                               f"overwritten")
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a folder")
+        raise ConfigError(f"--out {out}: exists and is not a folder; give a folder")
     out.mkdir(parents=True, exist_ok=True)
     return out
 
 
+def check_output_file(out: str | Path, inputs: list[str | Path | None], option: str = "--out") -> Path:
+    """Refuse an output file that is an input file, a folder, or an image inside an input image folder."""
+    out = Path(out)
+    if out.is_dir():
+        raise ConfigError(f"{option} {out}: is a folder; give a file name inside it")
+    target = out.resolve()
+    for src in inputs:
+        if src is None:
+            continue
+        src = Path(src).resolve()
+        if target == src:
+            raise ConfigError(f"{option} {out}: is an input file; choose another name so inputs are never "
+                              f"overwritten")
+        if src.is_dir() and target.parent == src and target.suffix.lower() in IMAGE_SUFFIXES:
+            raise ConfigError(f"{option} {out}: would put an image into the input folder {src}, which would then "
+                              f"be read as data; write it elsewhere")
+    return out
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def add_device(p: argparse.ArgumentParser) -> None:
+    """``--device``, ``--batch-size`` and ``--workers`` of the eval/predict commands (checked by positive_batch)."""
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--batch-size", type=int, default=0, help="images per batch (default: the run's eval size)")
-    p.add_argument("--workers", type=int, default=2, help="decoding worker processes")
+    p.add_argument("--batch-size", type=int, default=None, help="images per batch (default: the run's eval size)")
+    p.add_argument("--workers", type=int, default=2, help="decoding worker processes (0: decode in this process)")
 
 
 def positive_batch(args: argparse.Namespace, default: int) -> int:
-    bs = args.batch_size or default
+    """The ``--batch-size`` given, else ``default``; also checks ``--workers``. Bad values: one ConfigError."""
+    bs = args.batch_size if getattr(args, "batch_size", None) is not None else default
     if bs <= 0:
         raise ConfigError(f"option --batch-size: must be > 0, got {bs}")
+    workers = getattr(args, "workers", 0)
+    if workers is not None and workers < 0:
+        raise ConfigError(f"option --workers: must be >= 0 (0 decodes in the main process), got {workers}")
     return bs

@@ -88,10 +88,17 @@ def export_onnx(model: nn.Module, example: torch.Tensor, out: str | Path, dynami
         raise ConfigError(f"option --opset: must be >= {MIN_OPSET}, got {opset}")
     dims = _dynamic_dims(dynamic_hw)
     with atomic_path(out) as tmp, warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(model, (example,), str(tmp), dynamo=False, opset_version=opset,
-                          input_names=["image"], output_names=["logits"],
-                          dynamic_axes={"image": dims, "logits": dims})
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is deprecated
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape branches are fixed on purpose
+        try:
+            torch.onnx.export(model, (example,), str(tmp), dynamo=False, opset_version=opset,
+                              input_names=["image"], output_names=["logits"],
+                              dynamic_axes={"image": dims, "logits": dims})
+        except torch.onnx.errors.OnnxExporterError as e:
+            size = "x".join(str(d) for d in example.shape[-2:])
+            raise ConfigError(f"--out {out}: ONNX cannot express {type(model).__name__} at {size} "
+                              f"({str(e).splitlines()[0][:160]}); use --format torch-export or another "
+                              f"--input-size") from None
 
 
 def export_program(model: nn.Module, example: torch.Tensor, out: str | Path, dynamic_hw: bool) -> None:

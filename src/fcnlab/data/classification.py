@@ -27,23 +27,27 @@ def read_label_csv(csv_path: str | Path, folder: Path) -> dict[str, int]:
     """Read the course's ``filename,label`` CSV; every named file must exist in ``folder``."""
     csv_path = Path(csv_path)
     if not csv_path.is_file():
-        raise DataError(f"{csv_path}: label CSV does not exist")
+        raise DataError(f"{csv_path}: label CSV does not exist; check the path")
     labels: dict[str, int] = {}
-    with open(csv_path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or [h.strip().lower() for h in header[:2]] != ["filename", "label"]:
-            raise DataError(f"{csv_path}: expected a header 'filename,label', got {header}")
-        for lineno, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            try:
-                name, label = row[0].strip(), int(row[1])
-            except (IndexError, ValueError):
-                raise DataError(f"{csv_path}:{lineno}: expected 'filename,label', got {row}") from None
-            if not (folder / name).is_file():
-                raise DataError(f"{csv_path}:{lineno}: names {name}, which does not exist in {folder}")
-            labels[name] = label
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{csv_path}: cannot read the label CSV ({e}); give a UTF-8 'filename,label' file") \
+            from None
+    header = rows[0] if rows else None
+    if header is None or [h.strip().lower() for h in header[:2]] != ["filename", "label"]:
+        raise DataError(f"{csv_path}: expected a header 'filename,label', got {header}")
+    for lineno, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        try:
+            name, label = row[0].strip(), int(row[1])
+        except (IndexError, ValueError):
+            raise DataError(f"{csv_path}:{lineno}: expected 'filename,label', got {row}") from None
+        if not (folder / name).is_file():
+            raise DataError(f"{csv_path}:{lineno}: names {name}, which does not exist in {folder}")
+        labels[name] = label
     return labels
 
 
@@ -87,7 +91,8 @@ def scan_folder(folder: str | Path, need_labels: bool = True, csv_path: str | Pa
                 raise DataError(f"{f}: file name has no label (expected {{label}}_{{index}}.png, e.g. 12_450.png)")
             lab = -1
         elif num_classes is not None and not 0 <= lab < num_classes:
-            raise DataError(f"{f}: label {lab} is out of range for {num_classes} classes (0-{num_classes - 1})")
+            raise DataError(f"{f}: label {lab} is out of range for {num_classes} classes (0-{num_classes - 1}); "
+                            f"fix the label or train with --num-classes {lab + 1} or more")
         labels.append(lab)
     return files, labels
 

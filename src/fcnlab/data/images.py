@@ -22,22 +22,35 @@ Image.MAX_IMAGE_PIXELS = 400_000_000
 
 
 def list_images(folder: str | Path, what: str = "images") -> list[Path]:
-    """Return the image files of ``folder`` sorted by name; raise if it is missing or has none."""
+    """Return the image files of ``folder`` sorted by name; raise if it is missing or has none.
+
+    Broken links with an image suffix are listed too, so that reading them reports the file instead of
+    silently leaving it out.
+    """
     folder = Path(folder)
     if not folder.exists():
-        raise DataError(f"{folder}: folder does not exist")
+        raise DataError(f"{folder}: folder does not exist; check the path")
     if not folder.is_dir():
-        raise DataError(f"{folder}: is not a folder (expected a folder of {what})")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        raise DataError(f"{folder}: is not a folder; give the folder that holds the {what}")
+    try:
+        entries = list(folder.iterdir())
+    except PermissionError:
+        raise DataError(f"{folder}: cannot list the folder (permission denied); fix its permissions") from None
+    files = sorted(p for p in entries
+                   if p.suffix.lower() in IMAGE_SUFFIXES and (p.is_file() or p.is_symlink()))
     if not files:
-        raise DataError(f"{folder}: folder holds no {what} (.png/.jpg files)")
+        raise DataError(f"{folder}: folder holds no {what} (.png/.jpg files); give the folder that holds them")
     return files
 
 
+_FIX = "re-copy the file or remove it from the folder"
+
+
 def _open(path: Path) -> Image.Image:
+    """Open and fully decode ``path``; every failure becomes one DataError naming the file and the fix."""
     try:
         if path.stat().st_size == 0:
-            raise DataError(f"{path}: file is empty (0 bytes)")
+            raise DataError(f"{path}: file is empty (0 bytes); {_FIX}")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(path)
@@ -45,24 +58,35 @@ def _open(path: Path) -> Image.Image:
         return img
     except DataError:
         raise
-    except FileNotFoundError as e:
-        raise DataError(f"{path}: file does not exist") from e
-    except PermissionError as e:
-        raise DataError(f"{path}: cannot read file (permission denied)") from e
-    except UnidentifiedImageError as e:
-        raise DataError(f"{path}: not an image file (Pillow cannot identify it)") from e
-    except (OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: corrupt or truncated image ({e})") from e
+    except FileNotFoundError:
+        raise DataError(f"{path}: file does not exist (moved, or a broken link); {_FIX}") from None
+    except PermissionError:
+        raise DataError(f"{path}: cannot read file (permission denied); fix its permissions (chmod a+r) or "
+                        f"remove it from the folder") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, not an image file; rename or move it") from None
+    except UnidentifiedImageError:
+        raise DataError(f"{path}: not an image file (Pillow cannot identify it); {_FIX}") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise DataError(f"{path}: image too large to decode safely ({e})") from e
+        raise DataError(f"{path}: image too large to decode safely ({e}); cut it into smaller images") from None
+    except MemoryError:
+        raise DataError(f"{path}: not enough memory to decode this image; cut it into smaller images") from None
+    except Exception as e:  # OSError, SyntaxError, ValueError, zlib/struct errors of damaged files
+        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"{path}: corrupt or truncated image ({detail}); {_FIX}") from None
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
-    """Convert grayscale, RGBA, palette and 16-bit images to 8-bit RGB."""
+    """Convert grayscale, RGBA, palette and 16-bit images to 8-bit RGB.
+
+    16-bit (and 32-bit integer) grayscale keeps its 8 high bits when it uses more than 8 bits;
+    RGBA and transparent palette images drop the alpha channel (16-bit RGB/RGBA PNGs already open as
+    8-bit RGB/RGBA in Pillow).
+    """
     if img.mode == "RGB":
         return img
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.uint32)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.clip(np.asarray(img), 0, 65535).astype(np.uint32)
         arr = (arr >> 8) if arr.max() > 255 else arr
         return Image.fromarray(arr.astype(np.uint8), mode="L").convert("RGB")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
@@ -73,7 +97,12 @@ def to_rgb(img: Image.Image) -> Image.Image:
 def read_rgb(path: str | Path) -> np.ndarray:
     """Read an image as an ``(H, W, 3)`` uint8 RGB array (any mode converted)."""
     path = Path(path)
-    return np.asarray(to_rgb(_open(path)), dtype=np.uint8)
+    img = _open(path)
+    try:
+        return np.asarray(to_rgb(img), dtype=np.uint8)
+    except Exception as e:  # an exotic mode Pillow cannot convert
+        raise DataError(f"{path}: cannot convert image mode {img.mode} to RGB ({e}); save it as an RGB "
+                        f"PNG or JPEG") from None
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
@@ -81,14 +110,18 @@ def image_size(path: str | Path) -> tuple[int, int]:
     path = Path(path)
     try:
         if path.stat().st_size == 0:
-            raise DataError(f"{path}: file is empty (0 bytes)")
+            raise DataError(f"{path}: file is empty (0 bytes); {_FIX}")
         with Image.open(path) as img:
             return img.size
     except DataError:
         raise
-    except FileNotFoundError as e:
-        raise DataError(f"{path}: file does not exist") from e
-    except UnidentifiedImageError as e:
-        raise DataError(f"{path}: not an image file (Pillow cannot identify it)") from e
-    except OSError as e:
-        raise DataError(f"{path}: cannot read image ({e})") from e
+    except FileNotFoundError:
+        raise DataError(f"{path}: file does not exist (moved, or a broken link); {_FIX}") from None
+    except PermissionError:
+        raise DataError(f"{path}: cannot read file (permission denied); fix its permissions (chmod a+r) or "
+                        f"remove it from the folder") from None
+    except UnidentifiedImageError:
+        raise DataError(f"{path}: not an image file (Pillow cannot identify it); {_FIX}") from None
+    except Exception as e:
+        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"{path}: cannot read image ({detail}); {_FIX}") from None

@@ -55,7 +55,9 @@ def pair_files(folder: str | Path, need_masks: bool = True) -> list[tuple[Path, 
             parts.append(f"tiles without a mask: {_preview([tiles[s].name for s in lonely_tiles])}")
         if lonely_masks:
             parts.append(f"masks without a tile: {_preview([masks[s].name for s in lonely_masks])}")
-        raise DataError(f"{folder}: unpaired files; " + "; ".join(parts))
+        raise DataError(f"{folder}: unpaired files; " + "; ".join(parts)
+                        + "; every NNNN_sat.jpg needs its NNNN_mask.png: add the missing files or move the "
+                          "extra ones out")
     return [(tiles[s], masks[s]) for s in sorted(tiles)]
 
 
@@ -110,7 +112,7 @@ def load_tile_set(folder: str | Path, limit: int = 0, cache: str = "auto") -> Ti
         img, ids, n_off = load_pair(tile, mask)
         if img.shape[:2] != (h, w):
             raise DataError(f"{tile}: tile is {img.shape[1]}x{img.shape[0]}, the folder's first tile is "
-                            f"{w}x{h}; training tiles must share one size")
+                            f"{w}x{h}; tiles for training and validation must share one size (crop or resize them)")
         return {"images": img.transpose(2, 0, 1), "masks": ids, "off_palette": np.int64(n_off)}
 
     files = [p for pair in pairs for p in pair if p is not None]

@@ -1,14 +1,30 @@
-"""File-streaming datasets for evaluation and prediction: memory bounded by the batch, not the data set."""
+"""File-streaming datasets for evaluation and prediction: memory bounded by the batch, not the data set.
+
+Files are decoded on demand (in worker processes when ``workers > 0``), a few batches ahead of the model,
+so predicting 2,000 tiles holds only ``batch_size * (2 * workers + 1)`` decoded images at a time. A bad
+file raises one :class:`~fcnlab.errors.DataError` naming it, also when a worker process decoded it
+(PyTorch would otherwise re-raise it with the worker's traceback pasted into the message).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from fcnlab.data.images import read_rgb
+from fcnlab.errors import DataError, FcnlabError
+
+
+class Failure:
+    """What a dataset returns instead of raising: the error's message, raised again by :class:`SafeLoader`."""
+
+    def __init__(self, message: str):
+        self.message = message
 
 
 class ImageFiles(Dataset):
@@ -21,8 +37,11 @@ class ImageFiles(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
-        img = read_rgb(self.files[i])
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int] | Failure:
+        try:
+            img = read_rgb(self.files[i])
+        except FcnlabError as e:
+            return Failure(str(e))
         return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))), self.labels[i], i
 
 
@@ -35,16 +54,22 @@ class TilePairs(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int, int] | Failure:
         from fcnlab.data.segmentation import load_pair
 
-        img, ids, n_off = load_pair(*self.pairs[i])
+        try:
+            img, ids, n_off = load_pair(*self.pairs[i])
+        except FcnlabError as e:
+            return Failure(str(e))
         mask = torch.from_numpy(ids.astype(np.int64)) if ids is not None else torch.tensor(-1)
         return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))), mask, n_off, i
 
 
-def _collate(batch: list[tuple]) -> list:
+def _collate(batch: list[Any]) -> list | Failure:
     """Stack fields when all images share a size, else keep a list (processed one by one)."""
+    for item in batch:
+        if isinstance(item, Failure):
+            return item
     shapes = {tuple(item[0].shape) for item in batch}
     cols = list(zip(*batch, strict=True))
     if len(shapes) == 1:
@@ -52,8 +77,29 @@ def _collate(batch: list[tuple]) -> list:
     return [list(c) for c in cols]
 
 
-def loader(dataset: Dataset, batch_size: int, workers: int, pin: bool = False) -> DataLoader:
-    """A sequential DataLoader (file order kept) with worker processes for decoding."""
-    workers = min(workers, len(dataset) // max(batch_size, 1))
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,
-                      pin_memory=pin, persistent_workers=False, prefetch_factor=2 if workers else None)
+class SafeLoader:
+    """A DataLoader whose bad files raise one clean DataError in the main process."""
+
+    def __init__(self, loader: DataLoader):
+        self.loader = loader
+
+    @property
+    def dataset(self) -> Dataset:
+        return self.loader.dataset
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[list]:
+        for batch in self.loader:
+            if isinstance(batch, Failure):
+                raise DataError(batch.message)
+            yield batch
+
+
+def loader(dataset: Dataset, batch_size: int, workers: int, pin: bool = False) -> SafeLoader:
+    """A sequential loader (file order kept) with worker processes for decoding; bad files raise DataError."""
+    workers = max(0, min(workers, len(dataset) // max(batch_size, 1)))
+    return SafeLoader(DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                                 collate_fn=_collate, pin_memory=pin, persistent_workers=False,
+                                 prefetch_factor=2 if workers else None))

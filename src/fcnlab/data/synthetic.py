@@ -11,7 +11,7 @@
   drawn with shares close to the real data (agriculture most common, unknown rare); the "satellite"
   image is textured per class (urban grey blocks, agriculture yellow-green stripes, rangeland mottled
   olive, forest dark-green noise, water smooth blue, barren light brown, unknown black) and the mask
-  is an RGB PNG in the course palette.
+  is an RGB PNG in the course palette written by :func:`fcnlab.data.mask_codec.write_mask`.
 
 Everything is deterministic for a given ``seed``: every image has its own random generator seeded
 from ``(seed, split, label/tile, index)``, so a file does not change when the set grows. Files are
@@ -29,16 +29,8 @@ import numpy as np
 from PIL import Image
 
 from fcnlab.atomic import atomic_save, atomic_write_text
+from fcnlab.data.mask_codec import write_mask
 from fcnlab.errors import ConfigError, DataError
-
-try:
-    from fcnlab.data.mask_codec import PALETTE
-except ImportError:  # mask_codec not written yet: private copy of the course palette (id -> RGB)
-    PALETTE = ((0, 255, 255), (255, 255, 0), (255, 0, 255), (0, 255, 0), (0, 0, 255), (255, 255, 255),
-               (0, 0, 0))
-
-#: Land-cover class names by id (course order).
-SEG_CLASS_NAMES = ("urban", "agriculture", "rangeland", "forest", "water", "barren", "unknown")
 
 #: Probability that a region gets each class (ids 0-6), close to the pixel shares of the real p2 train
 #: set (agriculture .58, forest .12, urban .11, rangeland .08, barren .08, water .03, unknown ~0).
@@ -57,20 +49,16 @@ _COLOUR_PAIRS = (
 _SPLIT_IDS = {"train": 0, "val": 1}
 
 
-def _palette() -> np.ndarray:
-    """The course palette as a ``(7, 3)`` uint8 array indexed by class id."""
-    pal = np.asarray([PALETTE[i] for i in range(len(SEG_CLASS_NAMES))], dtype=np.uint8)
-    return pal.reshape(len(SEG_CLASS_NAMES), 3)
-
-
-def _prepare_dir(folder: Path, overwrite: bool) -> None:
-    """Create ``folder``; refuse one that already holds files unless ``overwrite``."""
-    if folder.exists() and not folder.is_dir():
-        raise DataError(f"{folder}: exists and is not a folder; choose another output folder")
-    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
-        raise DataError(f"{folder}: folder already holds files; choose a new or empty output folder "
-                        "(synthetic data never overwrites existing data)")
-    folder.mkdir(parents=True, exist_ok=True)
+def _prepare_dirs(folders: list[Path], overwrite: bool) -> None:
+    """Create ``folders`` after checking them all: refuse any that holds files unless ``overwrite``."""
+    for folder in folders:
+        if folder.exists() and not folder.is_dir():
+            raise DataError(f"{folder}: exists and is not a folder; choose another output folder")
+        if folder.is_dir() and any(folder.iterdir()) and not overwrite:
+            raise DataError(f"{folder}: folder already holds files; choose a new or empty output folder "
+                            "(synthetic data never overwrites existing data)")
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
 
 
 def _check_count(name: str, value: int, minimum: int, maximum: int | None = None) -> None:
@@ -82,6 +70,7 @@ def _check_count(name: str, value: int, minimum: int, maximum: int | None = None
 
 
 def _save_png(path: Path, array: np.ndarray) -> None:
+    """Write an ``(H, W, 3)`` uint8 array as an RGB PNG, atomically."""
     img = Image.fromarray(array, mode="RGB")
     atomic_save(path, lambda tmp: img.save(tmp, format="PNG"))
 
@@ -148,8 +137,9 @@ def make_classification_data(root: str | Path, num_classes: int = 50, train_per_
     ``root/val_50/{label}_{index}.png`` with the following ``val_per_class`` indices (as the course's
     val indices 450-499 follow its train ones) and ``root/val_gt.csv`` (header ``filename,label``, one
     row per val image, sorted by label then index). Images are ``size`` x ``size`` RGB PNGs.
-    ``num_classes`` may be 1-100. Raises :class:`DataError` if an output folder already holds files
-    (or ``val_gt.csv`` exists) and ``overwrite`` is false.
+    ``num_classes`` may be 1-100. Raises :class:`ConfigError` naming a bad count or size, and
+    :class:`DataError` if an output folder already holds files (or ``val_gt.csv`` exists) and
+    ``overwrite`` is false; nothing is written then.
     """
     _check_count("num_classes", num_classes, 1, MAX_CLASSES)
     _check_count("train_per_class", train_per_class, 1)
@@ -161,8 +151,7 @@ def make_classification_data(root: str | Path, num_classes: int = 50, train_per_
     if gt_path.exists() and not overwrite:
         raise DataError(f"{gt_path}: already exists; choose a new or empty output folder "
                         "(synthetic data never overwrites existing data)")
-    _prepare_dir(train_dir, overwrite)
-    _prepare_dir(val_dir, overwrite)
+    _prepare_dirs([train_dir, val_dir], overwrite)
 
     rows = io.StringIO()
     writer = csv.writer(rows, lineterminator="\n")
@@ -224,14 +213,8 @@ def _texture(cls: int, size: int, rng: np.random.Generator) -> np.ndarray:
         street = ((idx // cell) % 4 == 0)
         grey = np.where(street[:, None] | street[None, :], 70.0, grey)
         return grey[..., None] * np.asarray([1.0, 1.0, 1.03], dtype=np.float32) + 8 * fine
-    if cls == 1:  # agriculture: yellow-green stripes of random orientation
-        theta = rng.uniform(0, np.pi)
-        period = max(4.0, size / 40)
-        grid = np.arange(size, dtype=np.float32)
-        phase = grid[None, :] * np.cos(theta) + grid[:, None] * np.sin(theta)
-        stripes = (0.5 + 0.5 * np.sin(2 * np.pi * phase / period))[..., None]
-        yellow, green = np.asarray([205, 200, 75], np.float32), np.asarray([125, 170, 55], np.float32)
-        return yellow * stripes + green * (1 - stripes) + 6 * fine
+    if cls == 1:  # agriculture: only the noise here; each field adds its own stripes (see _field_stripes)
+        return 6 * fine
     if cls == 2:  # rangeland: mottled olive-brown
         mottle = _smooth_noise(rng, size, max(2, size // 16))[..., None]
         return np.asarray([160, 150, 100], np.float32) + 22 * mottle + 8 * fine
@@ -245,16 +228,30 @@ def _texture(cls: int, size: int, rng: np.random.Generator) -> np.ndarray:
     return np.zeros((size, size, 3), np.float32) + 3 * fine  # unknown: black
 
 
+def _field_stripes(owner: np.ndarray, n_regions: int, rng: np.random.Generator) -> np.ndarray:
+    """``(size, size, 3)`` yellow-green stripes whose orientation differs from region to region."""
+    size = owner.shape[0]
+    thetas = rng.uniform(0, np.pi, size=n_regions).astype(np.float32)[owner]
+    grid = np.arange(size, dtype=np.float32)
+    phase = grid[None, :] * np.cos(thetas) + grid[:, None] * np.sin(thetas)
+    stripes = (0.5 + 0.5 * np.sin(2 * np.pi * phase / max(4.0, size / 40)))[..., None]
+    yellow, green = np.asarray([205, 200, 75], np.float32), np.asarray([125, 170, 55], np.float32)
+    return green + (yellow - green) * stripes
+
+
 def land_cover_tile(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Draw one synthetic tile: ``(image (size, size, 3) uint8, ids (size, size) uint8 in 0-6)``."""
     _check_count("size", size, 16)
     owner, classes = _regions(size, rng)
-    img = np.zeros((size, size, 3), dtype=np.float32)
-    for region in np.unique(owner):  # each region its own texture draw (e.g. its own stripe direction)
-        sel = owner == region
-        img[sel] = _texture(int(classes[region]), size, rng)[sel]
     ids = classes[owner]
-    img += rng.normal(0.0, 6.0, size=img.shape).astype(np.float32)
+    img = np.zeros((size, size, 3), dtype=np.float32)
+    for cls in np.unique(ids):  # one texture per class and tile ...
+        texture = _texture(int(cls), size, rng)
+        if cls == 1:  # ... but every agriculture field gets its own stripe direction
+            texture = texture + _field_stripes(owner, len(classes), rng)
+        sel = ids == cls
+        img[sel] = texture[sel]
+    img += 6.0 * rng.standard_normal(size=img.shape, dtype=np.float32)
     return np.clip(img, 0, 255).round().astype(np.uint8), ids
 
 
@@ -264,22 +261,23 @@ def make_segmentation_data(root: str | Path, n_train: int = 12, n_val: int = 4, 
 
     Layout: ``root/train/NNNN_sat.jpg`` (JPEG quality 90) + ``NNNN_mask.png`` (RGB, course palette)
     for ``NNNN`` = ``0000 .. n_train-1``, and the same in ``root/validation`` for ``n_val`` tiles.
-    Tiles are ``size`` x ``size``. Raises :class:`DataError` if an output folder already holds files
-    and ``overwrite`` is false.
+    Tiles are ``size`` x ``size``. Raises :class:`ConfigError` naming a bad count or size, and
+    :class:`DataError` if an output folder already holds files and ``overwrite`` is false; nothing
+    is written then.
     """
     _check_count("n_train", n_train, 1, 9999)
     _check_count("n_val", n_val, 1, 9999)
     _check_count("size", size, 16)
     _check_count("seed", seed, 0)
     root = Path(root)
-    palette = _palette()
-    for split, folder, count in (("train", root / "train", n_train), ("val", root / "validation", n_val)):
-        _prepare_dir(folder, overwrite)
+    splits = (("train", root / "train", n_train), ("val", root / "validation", n_val))
+    _prepare_dirs([folder for _, folder, _ in splits], overwrite)
+    for split, folder, count in splits:
         for i in range(count):
             rng = np.random.default_rng([seed, 2 + _SPLIT_IDS[split], i])
             image, ids = land_cover_tile(size, rng)
             sat = Image.fromarray(image, mode="RGB")
             atomic_save(folder / f"{i:04d}_sat.jpg",
                         lambda tmp, sat=sat: sat.save(tmp, format="JPEG", quality=90))
-            _save_png(folder / f"{i:04d}_mask.png", palette[ids])
+            write_mask(folder / f"{i:04d}_mask.png", ids)
     return root

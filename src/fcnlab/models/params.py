@@ -9,6 +9,15 @@ from torch import nn
 from fcnlab.models.classifiers import last_linear
 
 
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The user model inside DDP (``.module``) / ``torch.compile`` (``._orig_mod``) wrappers."""
+    for attr in ("module", "_orig_mod"):
+        inner = getattr(model, attr, None)
+        if isinstance(inner, nn.Module):
+            return _unwrap(inner)
+    return model
+
+
 def head_modules(model: nn.Module) -> tuple[str, ...]:
     """Module names that are new to fcnlab (not in the ImageNet backbone).
 
@@ -34,6 +43,7 @@ def trainable_param_groups(
     Each group carries a ``"name"`` (``backbone/decay``, ``head/no_decay``, ...); empty groups are
     dropped.
     """
+    model = _unwrap(model)
     head = head_modules(model)
     buckets: dict[tuple[str, bool], list[nn.Parameter]] = {}
     seen: set[int] = set()

@@ -39,9 +39,10 @@ def normalization(name: str, pretrained: bool) -> tuple[tuple[float, ...], tuple
     otherwise fcnlab uses the same ImageNet statistics, so a checkpoint's preprocessing never depends on
     how it was initialised.
     """
+    spec = get_spec(name)
     if not pretrained:
         return IMAGENET_MEAN, IMAGENET_STD
-    transforms = imagenet_weights(get_spec(name).backbone).transforms()
+    transforms = imagenet_weights(spec.backbone).transforms()
     return tuple(float(m) for m in transforms.mean), tuple(float(s) for s in transforms.std)
 
 

@@ -1,0 +1,262 @@
+"""fcnlab's FCNs vs wkentaro's torchfcn (the popular PyTorch port of the Caffe FCNs), timed in one run.
+
+torchfcn is never a dependency of fcnlab: install it for this script only, without its dependencies, into
+a scratch folder::
+
+    pip install --no-deps --target /tmp/torchfcn_env torchfcn
+    python benchmarks/torchfcn_compare.py --torchfcn /tmp/torchfcn_env --out /tmp/torchfcn_compare
+
+(``--install`` runs that pip command for you.) torchfcn's model files import the ``fcn`` package only to
+download Caffe weights, so an empty stand-in ``fcn`` module lets them load; ``torchfcn/__init__.py`` (which
+imports its trainer and data sets, with more dependencies) is bypassed by loading ``torchfcn.models`` alone.
+
+Models, all at the same input size and batch (default 512x512, batch 2, fp32, the current device):
+
+* ``torchfcn_fcn32s`` / ``torchfcn_fcn8s``: torchfcn's FCN32s / FCN8s (plain VGG16, Caffe-style
+  ``padding=100`` on conv1_1 and crops; FCN8s with learned upsamplers). Their convolutions start at zero in
+  torchfcn (weights come from Caffe), so they are re-initialised with Kaiming-normal weights here.
+* ``fcn32s_vgg16`` / ``fcn8s_resnet34``: fcnlab's models (VGG16-BN / ResNet34, no padding trick).
+* ``fcn32s_vgg16_plain``: fcnlab's FCN-32s geometry on torchfcn's exact trunk, plain VGG16 without
+  BatchNorm: the same-architecture comparison with torchfcn's FCN32s (fcnlab's own model adds BatchNorm).
+
+Each training step is forward + mean pixel cross-entropy + backward + SGD (momentum 0.9) over the model's
+trainable parameters; inference is a forward pass under ``torch.inference_mode``. The models are timed in
+interleaved rounds (one step of each model per round) so a change in machine load hits all of them alike;
+the median round is reported, with GFLOP per image from ``torch.utils.flop_counter``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import statistics
+import subprocess
+import sys
+import time
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+NUM_CLASSES = 7
+TARGETS = (  # (what, fcnlab model, phase, torchfcn model, target ratio)
+    ("fcn32s_vgg16 training vs torchfcn FCN32s", "fcn32s_vgg16", "train", "torchfcn_fcn32s", 1.5),
+    ("fcn32s_vgg16 inference vs torchfcn FCN32s", "fcn32s_vgg16", "infer", "torchfcn_fcn32s", 1.8),
+    ("fcn8s_resnet34 training vs torchfcn FCN8s", "fcn8s_resnet34", "train", "torchfcn_fcn8s", 10.0),
+)
+SAME_ARCH = (  # (what, fcnlab model, phase, torchfcn model) -- reported, no target
+    ("plain-VGG16 FCN-32s (fcnlab geometry) training vs torchfcn FCN32s", "fcn32s_vgg16_plain", "train",
+     "torchfcn_fcn32s"),
+    ("plain-VGG16 FCN-32s (fcnlab geometry) inference vs torchfcn FCN32s", "fcn32s_vgg16_plain", "infer",
+     "torchfcn_fcn32s"),
+    ("fcn8s_resnet34 inference vs torchfcn FCN8s", "fcn8s_resnet34", "infer", "torchfcn_fcn8s"),
+)
+
+
+def load_torchfcn_models(folder: Path) -> types.ModuleType:
+    """Import ``torchfcn.models`` from ``folder`` (``pip install --target``) with a stand-in ``fcn`` module."""
+    package = folder / "torchfcn"
+    if not (package / "models" / "fcn32s.py").is_file():
+        raise SystemExit(f"torchfcn not found in {folder}; run: {sys.executable} -m pip install --no-deps "
+                         f"--target {folder} torchfcn   (or pass --install)")
+    sys.modules.setdefault("fcn", types.ModuleType("fcn"))  # only used to download Caffe weights
+    stub = types.ModuleType("torchfcn")
+    stub.__path__ = [str(package)]  # a package without running torchfcn/__init__.py (trainer, data sets)
+    sys.modules["torchfcn"] = stub
+    return importlib.import_module("torchfcn.models")
+
+
+def kaiming_init(model: nn.Module) -> nn.Module:
+    """Re-initialise the (zero-initialised) torchfcn convolutions as if VGG weights had been copied in."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return model
+
+
+def plain_vgg16_fcn32s() -> nn.Module:
+    """fcnlab's FCN-32s (fc6 7x7 with padding 3, x32 bilinear upsampler, no crop) on a plain VGG16 trunk."""
+    from torchvision.models import vgg
+
+    from fcnlab.models.fcn import FCN32sVGG16
+
+    class PlainVGGFCN32s(FCN32sVGG16):
+        def _build_trunk(self) -> None:
+            super()._build_trunk()
+            self.features = vgg.make_layers(vgg.cfgs["D"], batch_norm=False)
+
+    return kaiming_init(PlainVGGFCN32s(NUM_CLASSES, learn_upsampling=False))
+
+
+def build_models(torchfcn_models: types.ModuleType, names: list[str]) -> dict[str, nn.Module]:
+    """The models to compare, by name, with the seed fixed."""
+    from fcnlab.models import build_model
+
+    makers: dict[str, Callable[[], nn.Module]] = {
+        "torchfcn_fcn32s": lambda: kaiming_init(torchfcn_models.FCN32s(n_class=NUM_CLASSES)),
+        "torchfcn_fcn8s": lambda: kaiming_init(torchfcn_models.FCN8s(n_class=NUM_CLASSES)),
+        "fcn32s_vgg16": lambda: build_model("fcn32s_vgg16", NUM_CLASSES),
+        "fcn32s_vgg16_plain": plain_vgg16_fcn32s,
+        "fcn8s_resnet34": lambda: build_model("fcn8s_resnet34", NUM_CLASSES),
+    }
+    out = {}
+    for name in names:
+        torch.manual_seed(0)
+        out[name] = makers[name]()
+    return out
+
+
+class Runner:
+    """One model's training step and inference pass on a resident random batch."""
+
+    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device):
+        self.model, self.x, self.y, self.device = model.to(device), x, y, device
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.opt = torch.optim.SGD(params, lr=1e-4, momentum=0.9, weight_decay=5e-4)
+
+    def train_step(self) -> None:
+        self.model.train()
+        loss = F.cross_entropy(self.model(self.x), self.y)
+        loss.backward()
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)  # frees the gradients between rounds (5 models share the RAM)
+
+    def infer(self) -> None:
+        self.model.eval()
+        with torch.inference_mode():
+            self.model(self.x)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], None], device: torch.device) -> float:
+    sync(device)
+    t0 = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def gflop_per_image(fn: Callable[[], None], batch: int) -> float:
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops() / batch / 1e9
+
+
+def compare(runners: dict[str, Runner], batch: int, rounds: int, device: torch.device,
+            log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+    """Interleaved timing: FLOPs on a first (warm-up) call, then ``rounds`` rounds of one call per model."""
+    result: dict[str, dict[str, Any]] = {name: {} for name in runners}
+    for phase in ("train", "infer"):
+        for name, r in runners.items():
+            fn = r.train_step if phase == "train" else r.infer
+            result[name][f"{phase}_gflop_per_img"] = round(gflop_per_image(fn, batch), 2)
+            log(f"{phase} warm-up {name}: {result[name][f'{phase}_gflop_per_img']} GFLOP/img")
+        times: dict[str, list[float]] = {name: [] for name in runners}
+        for i in range(rounds):
+            for name, r in runners.items():
+                times[name].append(timed(r.train_step if phase == "train" else r.infer, device))
+            done = ", ".join(f"{n} {t[-1]:.2f}s" for n, t in times.items())
+            log(f"{phase} round {i + 1}/{rounds}: {done}")
+        for name, ts in times.items():
+            result[name][f"{phase}_img_per_s"] = round(batch / statistics.median(ts), 4)
+            result[name][f"{phase}_seconds"] = [round(t, 3) for t in ts]
+    return result
+
+
+def ratios(models: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each target and same-architecture ratio (fcnlab img/s over torchfcn img/s)."""
+    rows = []
+    for what, ours, phase, theirs, *target in TARGETS + SAME_ARCH:
+        if ours in models and theirs in models:
+            value = models[ours][f"{phase}_img_per_s"] / models[theirs][f"{phase}_img_per_s"]
+            row = {"what": what, "ratio": round(value, 2), "target": target[0] if target else None}
+            row["met"] = None if not target else bool(value >= target[0])
+            rows.append(row)
+    return rows
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    """The models and ratios as Markdown tables."""
+    lines = [f"torchfcn {report['torchfcn_version']} vs fcnlab at {report['size']}x{report['size']}, batch "
+             f"{report['batch']}, fp32, {report['device']} ({report['threads']} threads), median of "
+             f"{report['rounds']} interleaved rounds", "",
+             "| model | train img/s | inference img/s | train GFLOP/img | inference GFLOP/img |",
+             "|---|---|---|---|---|"]
+    for name, m in report["models"].items():
+        lines.append(f"| {name} | {m['train_img_per_s']:.3f} | {m['infer_img_per_s']:.3f} | "
+                     f"{m['train_gflop_per_img']:.1f} | {m['infer_gflop_per_img']:.1f} |")
+    lines += ["", "| ratio (fcnlab / torchfcn) | value | target |", "|---|---|---|"]
+    for r in report["ratios"]:
+        goal = "-" if r["target"] is None else f">= {r['target']:g} ({'met' if r['met'] else 'NOT met'})"
+        lines.append(f"| {r['what']} | {r['ratio']:.2f}x | {goal} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--torchfcn", type=Path, default=Path("/tmp/torchfcn_env"),
+                        help="folder torchfcn was pip-installed into with --target (default: %(default)s)")
+    parser.add_argument("--install", action="store_true",
+                        help="first pip install --no-deps torchfcn into the --torchfcn folder")
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds after the warm-up (default 3)")
+    parser.add_argument("--device", default="cpu", help="cpu (the issue's numbers) or cuda")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--models", default="torchfcn_fcn32s,fcn32s_vgg16,fcn32s_vgg16_plain,torchfcn_fcn8s,"
+                                            "fcn8s_resnet34", help="comma-separated subset")
+    parser.add_argument("--out", type=Path, help="folder for torchfcn_compare.json and torchfcn_compare.md")
+    args = parser.parse_args(argv)
+    if args.install:
+        subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(args.torchfcn),
+                        "torchfcn"], check=True)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tf_models = load_torchfcn_models(args.torchfcn)
+    infos = sorted(args.torchfcn.glob("torchfcn-*.dist-info"))
+    version = infos[0].name.removesuffix(".dist-info").split("-")[1] if infos else "unknown"
+    device = torch.device(args.device)
+
+    def log(msg: str) -> None:
+        print(f"torchfcn_compare: {msg}", file=sys.stderr, flush=True)
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(args.batch, 3, args.size, args.size, generator=gen).to(device)
+    y = torch.randint(0, NUM_CLASSES, (args.batch, args.size, args.size), generator=gen).to(device)
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    runners = {name: Runner(m, x, y, device) for name, m in build_models(tf_models, names).items()}
+    models = compare(runners, args.batch, args.rounds, device, log)
+    import torchvision
+
+    command = "python benchmarks/torchfcn_compare.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    report = {"torchfcn_version": version, "torch": torch.__version__, "torchvision": torchvision.__version__,
+              "device": str(device), "threads": torch.get_num_threads(), "size": args.size,
+              "batch": args.batch, "rounds": args.rounds, "models": models, "ratios": ratios(models),
+              "command": command}
+    md = to_markdown(report)
+    print(md)
+    if args.out is not None:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+        from fcnlab.atomic import atomic_write_text
+
+        atomic_write_text(args.out / "torchfcn_compare.json", json.dumps(report, indent=2) + "\n")
+        atomic_write_text(args.out / "torchfcn_compare.md", md)
+        print(f"wrote {args.out / 'torchfcn_compare.json'} and {args.out / 'torchfcn_compare.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""Pure model throughput: training steps and batched inference on a resident batch, FLOPs and MFU.
+
+The training step is the engine's step (autocast, channels_last on CUDA, ``zero_grad(set_to_none=True)``,
+GradScaler, the engine's optimizer with fused kernels on CUDA) on one prepared batch that stays on the
+device, so data loading is excluded; :mod:`fcnlab.bench.pipeline` measures the real epoch against it.
+"""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fcnlab.bench.timing import PeakMemory, count_flops, measure_throughput
+from fcnlab.config import TrainConfig, from_dict
+from fcnlab.engine import amp_dtype, build_optimizer
+from fcnlab.inference import Predictor
+from fcnlab.tasks import Task, make_task
+
+
+@dataclass(frozen=True)
+class ModelCase:
+    """One model to benchmark: registry name, task, square input side and batch sizes."""
+
+    name: str
+    task: str
+    size: int
+    batch: int
+    eval_batch: int
+    num_classes: int
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How long to time: warm-up steps, timed windows and the shortest window in seconds."""
+
+    warmup: int = 1
+    windows: int = 3
+    min_window_s: float = 0.0
+
+
+def model_cases(device: torch.device, quick: bool) -> dict[str, ModelCase]:
+    """The three models of the issue at their course sizes (``quick``: tiny inputs and batches).
+
+    P1 ``vgg16_bn`` at 32x32 (batch 128, eval 256 as the recipe); P2 FCNs at 512x512, batch 2 on the CPU
+    (as the issue's CPU numbers) and the recipe's 8 (eval 16) on a GPU.
+    """
+    if quick:
+        return {"vgg16_bn": ModelCase("vgg16_bn", "classify", 32, 4, 8, 50),
+                "fcn32s_vgg16": ModelCase("fcn32s_vgg16", "segment", 64, 2, 2, 7),
+                "fcn8s_resnet34": ModelCase("fcn8s_resnet34", "segment", 64, 2, 2, 7)}
+    seg_batch, seg_eval = (8, 16) if device.type == "cuda" else (2, 2)
+    return {"vgg16_bn": ModelCase("vgg16_bn", "classify", 32, 128, 256, 50),
+            "fcn32s_vgg16": ModelCase("fcn32s_vgg16", "segment", 512, seg_batch, seg_eval, 7),
+            "fcn8s_resnet34": ModelCase("fcn8s_resnet34", "segment", 512, seg_batch, seg_eval, 7)}
+
+
+def case_config(case: ModelCase, device: torch.device, **overrides: Any) -> TrainConfig:
+    """The validated TrainConfig of ``case`` (recipe defaults, no pretrained weights)."""
+    values = {"task": case.task, "model": case.name, "num_classes": case.num_classes,
+              "batch_size": case.batch, "eval_batch_size": case.eval_batch, "image_size": case.size,
+              "device": str(device), "pretrained": False, **overrides}
+    return from_dict(values, "fcnlab bench")
+
+
+def random_batch(case: ModelCase, batch: int, device: torch.device, seed: int = 0) -> tuple[torch.Tensor,
+                                                                                              torch.Tensor]:
+    """A uint8 image batch and integer targets of ``case``'s shapes on ``device``."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    images = torch.randint(0, 256, (batch, 3, case.size, case.size), generator=gen, dtype=torch.uint8)
+    shape = (batch,) if case.task == "classify" else (batch, case.size, case.size)
+    targets = torch.randint(0, case.num_classes, shape, generator=gen, dtype=torch.int64)
+    return images.to(device), targets.to(device)
+
+
+def channels_last(t: torch.Tensor, cfg: TrainConfig, device: torch.device) -> torch.Tensor:
+    """``t`` in channels-last memory format where the engine uses it (CUDA with ``cfg.channels_last``)."""
+    if cfg.channels_last and device.type == "cuda":
+        return t.contiguous(memory_format=torch.channels_last)
+    return t
+
+
+class TrainStep:
+    """The engine's optimisation step on one resident, already-prepared batch (callable, no arguments)."""
+
+    def __init__(self, model: torch.nn.Module, task: Task, cfg: TrainConfig, device: torch.device,
+                 x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer | None = None,
+                 scaler: torch.amp.GradScaler | None = None):
+        self.model, self.task, self.device, self.x, self.y = model, task, device, x, y
+        self.optimizer = optimizer or build_optimizer(model, cfg, device)
+        self.amp = amp_dtype(cfg, device)
+        self.scaler = scaler or torch.amp.GradScaler(device.type, enabled=self.amp == torch.float16)
+
+    def __call__(self) -> torch.Tensor:
+        with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+            logits = self.model(self.x)
+            loss = self.task.loss(logits.float(), self.y)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.detach()
+
+
+def _rate(flops: int, per_item: int, items_per_s: float, peak_gflops: float | None) -> dict[str, Any]:
+    gflops = flops / per_item * items_per_s / 1e9
+    return {"gflop_per_img": round(flops / per_item / 1e9, 4), "gflops_per_s": round(gflops, 2),
+            "mfu": round(gflops / peak_gflops, 4) if peak_gflops else None}
+
+
+def predictor(model: torch.nn.Module, cfg: TrainConfig, device: torch.device, fold: bool) -> Predictor:
+    """The model prepared as :func:`fcnlab.inference.load_predictor` prepares a checkpoint's (no disk).
+
+    Folded VGG head for P1 at 32x32 (``fold``), channels_last on CUDA, eval mode, the run's autocast dtype.
+    """
+    from fcnlab.models import fold_vgg_classifier
+
+    if fold and cfg.task == "classify" and cfg.image_size == 32 and cfg.model.startswith("vgg"):
+        model = fold_vgg_classifier(model).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return Predictor(model.eval(), cfg, {}, Path("."), device, amp_dtype(cfg, device))
+
+
+def _phase(fn, items: int, device: torch.device, schedule: Schedule, peak: float | None,
+           eager_fn=None) -> dict[str, Any]:
+    """FLOPs, throughput and peak memory of one callable.
+
+    FLOPs are counted on the first warm-up call, or on one call of ``eager_fn`` (the uncompiled twin) when
+    ``fn`` is compiled, since the counter cannot see inside compiled graphs.
+    """
+    with PeakMemory(device) as mem:
+        flops, _ = count_flops(eager_fn or fn)
+        tp = measure_throughput(fn, items, device, warmup=schedule.warmup - (eager_fn is None),
+                                windows=schedule.windows, min_window_s=schedule.min_window_s)
+    return {"img_per_s": round(tp.items_per_s, 3), "step_ms": round(tp.step_ms, 2), "timed_steps": tp.steps,
+            **_rate(flops, items, tp.items_per_s, peak),
+            "peak_gpu_mb": None if mem.gpu_mb is None else round(mem.gpu_mb, 1),
+            "peak_rss_mb": None if mem.rss_mb is None else round(mem.rss_mb, 1)}
+
+
+def bench_model(case: ModelCase, device: torch.device, schedule: Schedule, peak_gflops: float | None = None,
+                compile_model: bool = False) -> dict[str, Any]:
+    """Train and inference throughput, FLOPs, MFU and peak memory of one model (+ the folded P1 head)."""
+    from fcnlab.models import build_model
+
+    cfg = case_config(case, device)
+    task = make_task(cfg)
+    torch.manual_seed(0)
+    model = build_model(case.name, case.num_classes).to(device)
+    if cfg.channels_last and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    params = sum(p.numel() for p in model.parameters())
+    run_model = torch.compile(model) if compile_model else model
+    gen = torch.Generator(device=device).manual_seed(0)
+    images, targets = random_batch(case, case.batch, device)
+    x, y = task.prepare_train(images, targets, gen)
+    x = channels_last(x, cfg, device)
+    step = TrainStep(run_model, task, cfg, device, x, y)
+    model.train()
+    result: dict[str, Any] = {
+        "model": case.name, "task": case.task, "input": f"3x{case.size}x{case.size}", "batch": case.batch,
+        "eval_batch": case.eval_batch, "params_m": round(params / 1e6, 2),
+        "amp": str(step.amp).replace("torch.", "") if step.amp else "fp32",
+        "channels_last": bool(cfg.channels_last and device.type == "cuda"), "compiled": compile_model}
+    eager = TrainStep(model, task, cfg, device, x, y) if compile_model else None
+    result["train"] = _phase(step, case.batch, device, schedule, peak_gflops, eager)
+    del step, eager
+    gc.collect()
+    eval_images, _ = random_batch(case, case.eval_batch, device, seed=1)  # uint8, as Predictor.logits takes
+    plain = predictor(model, cfg, device, fold=False)
+    timed = predictor(run_model, cfg, device, fold=False) if compile_model else plain
+    result["infer"] = _phase(lambda: timed.logits(eval_images), case.eval_batch, device, schedule,
+                             peak_gflops, (lambda: plain.logits(eval_images)) if compile_model else None)
+    if case.task == "classify" and case.name.startswith("vgg") and case.size == 32:
+        folded = predictor(model, cfg, device, fold=True)
+        result["infer_folded"] = _phase(lambda: folded.logits(eval_images), case.eval_batch, device, schedule,
+                                        peak_gflops)
+        speedup = result["infer_folded"]["img_per_s"] / result["infer"]["img_per_s"]
+        result["folded_speedup"] = round(speedup, 3)
+        del folded
+    del model, run_model, x, y
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return result

@@ -1,0 +1,213 @@
+"""``fcnlab bench`` orchestration: which sections run at which sizes, and the targets of issue 4.
+
+Sections: ``matmul`` (the device's peak, always measured when a model section runs, for MFU), the three
+models ``vgg16_bn``, ``fcn32s_vgg16`` and ``fcn8s_resnet34``, ``pipeline`` (data loader alone and end-to-end
+epochs vs pure steps; aliases ``data`` and ``e2e``), ``evaluator`` and ``tsne``. A section that fails is
+recorded under ``errors`` and the others still run.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fcnlab.errors import ConfigError
+
+MODEL_SECTIONS = ("vgg16_bn", "fcn32s_vgg16", "fcn8s_resnet34")
+SECTIONS = ("matmul", *MODEL_SECTIONS, "pipeline", "evaluator", "tsne")
+ALIASES = {"data": "pipeline", "e2e": "pipeline", "loader": "pipeline", "miou": "evaluator",
+           "models": "models"}
+
+#: Issue 4's targets that one ``fcnlab bench`` run can check (the torchfcn ratios come from
+#: ``benchmarks/torchfcn_compare.py``).
+TARGETS = {"folded_p1_speedup": 1.5, "e2e_over_pure": 0.9, "evaluator_speedup": 5.0,
+           "evaluator_rss_mb": 200.0}
+
+
+@dataclass
+class BenchOptions:
+    """What to measure and how big."""
+
+    quick: bool = False
+    device: str = "auto"
+    data: Path | None = None
+    only: tuple[str, ...] = ()
+    threads: int = 0
+    compile: bool = False
+    log: Callable[[str], None] = field(default=lambda msg: print(f"bench: {msg}", file=sys.stderr,
+                                                                 flush=True))
+
+
+def parse_only(text: str | None) -> tuple[str, ...]:
+    """``"fcn8s_resnet34,e2e"`` -> section names; unknown names raise ConfigError listing the valid ones."""
+    if not text:
+        return ()
+    out: list[str] = []
+    for raw in text.split(","):
+        name = ALIASES.get(raw.strip(), raw.strip())
+        if not name:
+            continue
+        names = MODEL_SECTIONS if name == "models" else (name,)
+        for n in names:
+            if n not in SECTIONS:
+                valid = ", ".join(SECTIONS + tuple(k for k in ALIASES if k not in SECTIONS))
+                raise ConfigError(f"option --only: unknown section {raw.strip()!r}; choose from {valid}")
+            if n not in out:
+                out.append(n)
+    return tuple(out)
+
+
+def wanted(opts: BenchOptions) -> list[str]:
+    """Sections to run, in order (``matmul`` added whenever a model section runs, for MFU)."""
+    chosen = set(opts.only or SECTIONS)
+    if chosen & set(MODEL_SECTIONS):
+        chosen.add("matmul")
+    return [s for s in SECTIONS if s in chosen]
+
+
+def device_info(device: torch.device) -> dict[str, Any]:
+    """Name of the device and the library versions (the engine's env.json plus the device itself)."""
+    from fcnlab.engine import environment
+
+    info = environment()
+    info["device"] = str(device)
+    info["device_name"] = torch.cuda.get_device_name(device) if device.type == "cuda" else info.get("cpu")
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        if names:
+            info["cpu_model"] = names[0]
+    except OSError:
+        pass
+    return info
+
+
+def _check_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    checks: list[dict[str, Any]] = []
+
+    def add(name: str, value: float | None, target: float, higher: bool = True) -> None:
+        if value is None:
+            return
+        met = value >= target if higher else value <= target
+        checks.append({"name": name, "value": value, "target": f"{'>=' if higher else '<='} {target:g}",
+                       "met": bool(met)})
+
+    vgg = result.get("models", {}).get("vgg16_bn", {})
+    add("P1 folded inference / unfolded", vgg.get("folded_speedup"), TARGETS["folded_p1_speedup"])
+    for name, row in result.get("pipeline", {}).items():
+        add(f"{name} end-to-end epoch / pure steps", row.get("e2e_over_pure"), TARGETS["e2e_over_pure"])
+    ev = result.get("evaluator", {})
+    for tool in ("library", "cli"):
+        add(f"evaluator ({tool}) speed-up over the course script", ev.get(f"speedup_{tool}"),
+            TARGETS["evaluator_speedup"])
+        rss = ev.get("tools", {}).get(f"fcnlab_{tool}", {}).get("peak_rss_mb")
+        if ev.get("source") == "real":
+            add(f"evaluator ({tool}) peak RSS MB on {ev.get('masks')} masks", rss,
+                TARGETS["evaluator_rss_mb"], higher=False)
+    return checks
+
+
+def run_bench(opts: BenchOptions) -> dict[str, Any]:
+    """Run the chosen sections on the chosen device; return the JSON-ready result."""
+    from fcnlab.bench import evaluator, models, pipeline, timing, tsne_time
+    from fcnlab.engine import select_device
+
+    device = select_device(opts.device)
+    if opts.data is not None:
+        pipeline.course_folders(Path(opts.data))  # fail fast, naming the missing folder
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    cuda, quick = device.type == "cuda", opts.quick
+    sections = wanted(opts)
+    created = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    result: dict[str, Any] = {"fcnlab_bench": 1, "created": created, "quick": quick, "sections": sections,
+                              "env": device_info(device), "errors": {}}
+    log = opts.log
+
+    def section(name: str, fn: Callable[[], Any]) -> Any:
+        log(f"{name} ...")
+        try:
+            with timing.stopwatch() as t:
+                value = fn()
+            log(f"{name} done in {t['seconds']:.1f}s")
+            return value
+        except Exception as e:  # noqa: BLE001 - a benchmark section failing must not hide the others
+            result["errors"][name] = f"{type(e).__name__}: {e}"
+            log(f"{name} FAILED: {type(e).__name__}: {e}\n{traceback.format_exc(limit=4)}")
+            return None
+
+    peak = None
+    if "matmul" in sections:
+        dtype = torch.bfloat16 if cuda else torch.float32
+        size = (2048 if quick else 8192) if cuda else (512 if quick else 2048)
+        mm = section("matmul", lambda: timing.matmul_peak(device, dtype, size, windows=2 if quick else 5,
+                                                          min_window_s=0.05 if quick else 0.3))
+        if mm:
+            result["matmul_peak"] = mm
+            peak = mm["gflops"]
+    schedule = (models.Schedule(1, 1, 0.0) if quick else
+                models.Schedule(3, 5, 1.0) if cuda else models.Schedule(1, 3, 0.0))
+    if cuda and quick:
+        schedule = models.Schedule(2, 2, 0.2)
+    cases = models.model_cases(device, quick)
+    for name in MODEL_SECTIONS:
+        if name in sections:
+            row = section(name, lambda n=name: models.bench_model(cases[n], device, schedule, peak,
+                                                                  opts.compile))
+            if row:
+                result.setdefault("models", {})[name] = row
+    with tempfile.TemporaryDirectory(prefix="fcnlab-bench-data-") as tmp:
+        if "pipeline" in sections:
+            result["pipeline"] = section("pipeline", lambda: _pipeline(opts, device, cases, Path(tmp))) or {}
+        if "evaluator" in sections:
+            labels = None if (quick or opts.data is None) else Path(opts.data) / "p2_data" / "validation"
+            n_synthetic = 5 if quick else 50
+            ev = section("evaluator", lambda: evaluator.bench_evaluator(labels, n_synthetic=n_synthetic))
+            if ev:
+                result["evaluator"] = ev
+    if "tsne" in sections:
+        ts = section("tsne", lambda: tsne_time.bench_tsne(200 if quick else 2500))
+        if ts:
+            result["tsne"] = ts
+    result["targets"] = _check_targets(result)
+    return result
+
+
+def _pipeline(opts: BenchOptions, device: torch.device, cases: dict[str, Any], tmp: Path) -> dict[str, Any]:
+    """Loader and end-to-end numbers for P1 ``vgg16_bn`` and P2 ``fcn8s_resnet34``."""
+    from fcnlab.bench import pipeline
+
+    cuda, quick = device.type == "cuda", opts.quick
+    if quick:
+        p1_limit, p2_limit, repeats = 16, 8, 1
+    elif cuda:
+        p1_limit, p2_limit, repeats = (0, 0, 2) if opts.data else (5000, 64, 2)
+    else:
+        p1_limit, p2_limit, repeats = 512, 12, 1
+    p2_case = cases["fcn8s_resnet34"]
+    if opts.data is not None:
+        folders = pipeline.course_folders(Path(opts.data))
+    else:
+        opts.log("pipeline: writing a synthetic training set (no --data)")
+        folders = pipeline.synthetic_folders(tmp, p1_limit or 5000, p2_limit or 64, p2_case.size)
+    out: dict[str, Any] = {}
+    for case, folder, limit in ((cases["vgg16_bn"], folders.p1_train, p1_limit),
+                                (p2_case, folders.p2_train, p2_limit)):
+        row = pipeline.bench_epoch(case, device, folder, limit, repeats)
+        row["data"] = "synthetic" if folders.synthetic else str(folder)
+        out[case.name] = row
+        opts.log(f"pipeline {case.name}: e2e {row['e2e_img_per_s']} img/s, pure {row['pure_img_per_s']} "
+                 f"img/s, loader {row['loader_img_per_s']} img/s")
+    return out

@@ -1,0 +1,35 @@
+"""``fcnlab report RUN [RUN ...] --out report.html``: one self-contained page (or Markdown) of a set of runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``report`` sub-command."""
+    p = subparsers.add_parser(
+        "report", help="HTML or Markdown report of one or more runs",
+        description="Write one report of the given run folders: printed architecture, training curves, P1 "
+                    "validation accuracy, confusion matrix and t-SNE, P2 per-class IoU and masks at the "
+                    "snapshot epochs, a comparison of the runs with deltas, timings and hardware. HTML pages "
+                    "embed every image and need nothing else; Markdown reports put the images in "
+                    "<OUT stem>_files/ beside the .md file.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders (the --out of 'fcnlab ... train')")
+    p.add_argument("--out", required=True, help="file to write: report.html or report.md")
+    p.add_argument("--format", choices=("html", "md"), default=None,
+                   help="output format (default: from the --out suffix, html unless .md)")
+    p.add_argument("--title", help="page title (default: 'fcnlab report: RUN, ...')")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the report; warnings (unreadable figures, which are left out) go to stderr."""
+    from fcnlab.report import write_report
+
+    result = write_report(args.runs, args.out, args.format, args.title)
+    for warning in result.warnings:
+        print(f"fcnlab: warning: {warning}", file=sys.stderr)
+    extra = f" and {len(result.files)} image files in {result.files[0].parent}" if result.files else ""
+    print(f"wrote {result.path} ({result.format}, {len(args.runs)} runs, {result.images} images){extra}")
+    return 0

@@ -1,0 +1,138 @@
+"""Batch augmentations: image and mask stay aligned through zoom/crop/flip/rotate; crop+flip is exact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fcnlab.data.transforms import augment_pair, normalize, random_crop_flip, resize
+
+
+def blocky_masks(b: int, size: int, block: int, seed: int = 0) -> torch.Tensor:
+    """``(b, size, size)`` int64 masks of random 7-class blocks."""
+    gen = torch.Generator().manual_seed(seed)
+    coarse = torch.randint(0, 7, (b, size // block, size // block), generator=gen)
+    return coarse.repeat_interleave(block, 1).repeat_interleave(block, 2)
+
+
+def image_from_mask(masks: torch.Tensor) -> torch.Tensor:
+    """A float image whose 3 channels encode the class (10 * id, 255 - 10 * id, 5 * id)."""
+    m = masks.float()
+    return torch.stack([10 * m, 255 - 10 * m, 5 * m], 1)
+
+
+def d4(mask: torch.Tensor) -> list[torch.Tensor]:
+    """The 8 rotations/flips of a ``(H, W)`` mask."""
+    out = []
+    for k in range(4):
+        r = torch.rot90(mask, k, (0, 1))
+        out += [r, r.flip(-1)]
+    return out
+
+
+def windows(mask: torch.Tensor, size: int) -> list[torch.Tensor]:
+    h, w = mask.shape
+    return [mask[y:y + size, x:x + size] for y in range(h - size + 1) for x in range(w - size + 1)]
+
+
+@pytest.mark.parametrize(("min_scale", "max_scale"), [(0.75, 1.25), (0.5, 0.5), (2.0, 2.0)])
+def test_image_derived_from_the_mask_stays_aligned_with_it(min_scale, max_scale):
+    masks = blocky_masks(6, 64, 4)
+    images = image_from_mask(masks)
+    gen = torch.Generator().manual_seed(1)
+    out_img, out_mask = augment_pair(images, masks, 32, gen, min_scale, max_scale, image_mode="nearest")
+    assert out_img.shape == (6, 3, 32, 32) and out_mask.shape == (6, 32, 32)
+    assert out_mask.dtype == masks.dtype
+    assert torch.equal(out_img, image_from_mask(out_mask))  # every pixel: the image's class == the mask's
+
+
+def test_bilinear_images_agree_with_nearest_masks_away_from_borders():
+    masks = blocky_masks(4, 64, 8, seed=2)
+    images = image_from_mask(masks)
+    out_img, out_mask = augment_pair(images, masks, 48, torch.Generator().manual_seed(3))
+    decoded = (out_img[:, 0] / 10).round().clamp(0, 6).long()
+    agree = (decoded == out_mask).float().mean()
+    assert agree > 0.85  # only pixels next to a class border are blended
+    # and the blended pixels really are borders: a pixel surrounded by its own class must agree
+    same = torch.ones_like(out_mask, dtype=torch.bool)
+    for dy, dx in ((0, 1), (1, 0), (0, -1), (-1, 0)):
+        same &= out_mask == torch.roll(out_mask, (dy, dx), (1, 2))
+    inner = same[:, 1:-1, 1:-1]
+    assert torch.equal(decoded[:, 1:-1, 1:-1][inner], out_mask[:, 1:-1, 1:-1][inner])
+
+
+def test_full_tile_without_zoom_is_an_exact_rotation_or_flip():
+    masks = blocky_masks(8, 32, 2, seed=4)
+    images = image_from_mask(masks)
+    gen = torch.Generator().manual_seed(5)
+    out_img, out_mask = augment_pair(images, masks, 32, gen, 1.0, 1.0, image_mode="bilinear")
+    seen = set()
+    for i in range(len(masks)):
+        matches = [k for k, t in enumerate(d4(masks[i])) if torch.equal(out_mask[i], t)]
+        assert matches, f"sample {i}: mask is not a rotation/flip of the input"
+        seen.add(matches[0])
+        # whole-pixel moves: even the bilinear image is exactly the same permutation
+        k = matches[0]
+        assert torch.allclose(out_img[i], torch.stack([d4(images[i, c])[k] for c in range(3)]), atol=1e-3)
+    assert len(seen) > 1  # the transforms vary between samples
+
+
+def test_crop_without_zoom_is_a_window_of_the_input():
+    masks = blocky_masks(3, 24, 3, seed=6)
+    out_img, out_mask = augment_pair(image_from_mask(masks), masks, 16, torch.Generator().manual_seed(7), 1.0,
+                                     1.0, flips=False, rotations=False, image_mode="nearest")
+    for i in range(3):
+        assert any(torch.equal(out_mask[i], w) for w in windows(masks[i], 16))
+    assert torch.equal(out_img, image_from_mask(out_mask))
+
+
+def test_same_seed_same_batch_and_seeds_differ():
+    masks = blocky_masks(4, 32, 4)
+    images = image_from_mask(masks)
+    a = augment_pair(images, masks, 32, torch.Generator().manual_seed(9))
+    b = augment_pair(images, masks, 32, torch.Generator().manual_seed(9))
+    c = augment_pair(images, masks, 32, torch.Generator().manual_seed(10))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[1], c[1])
+
+
+def test_random_crop_flip_is_a_padded_window_possibly_mirrored():
+    b, pad = 16, 4
+    images = torch.arange(b * 3 * 8 * 8, dtype=torch.int64).reshape(b, 3, 8, 8).to(torch.uint8)
+    out = random_crop_flip(images, pad, torch.Generator().manual_seed(0))
+    assert out.shape == images.shape and out.dtype == torch.uint8
+    padded = torch.nn.functional.pad(images, (pad,) * 4)
+    flipped = 0
+    offsets = set()
+    for i in range(b):
+        found = None
+        for oy in range(2 * pad + 1):
+            for ox in range(2 * pad + 1):
+                win = padded[i, :, oy:oy + 8, ox:ox + 8]
+                if torch.equal(out[i], win):
+                    found = (oy, ox, False)
+                elif torch.equal(out[i], win.flip(-1)):
+                    found = (oy, ox, True)
+        assert found is not None, f"sample {i} is not a crop of the padded image"
+        flipped += found[2]
+        offsets.add(found[:2])
+    assert 0 < flipped < b and len(offsets) > 3
+
+
+def test_random_crop_flip_without_pad_only_flips():
+    gen = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (8, 3, 5, 5), dtype=torch.uint8, generator=gen)
+    out = random_crop_flip(images, 0, torch.Generator().manual_seed(2))
+    for i in range(8):
+        assert torch.equal(out[i], images[i]) or torch.equal(out[i], images[i].flip(-1))
+
+
+def test_normalize_and_resize():
+    x = torch.full((2, 3, 4, 4), 255, dtype=torch.uint8)
+    y = normalize(x)
+    assert y.dtype == torch.float32
+    np.testing.assert_allclose(y[0, :, 0, 0].numpy(), (1 - np.array([0.485, 0.456, 0.406])) /
+                               np.array([0.229, 0.224, 0.225]), rtol=1e-5)
+    assert resize(y, 4) is y
+    assert resize(y, 8).shape == (2, 3, 8, 8)
