@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -60,7 +61,7 @@ SAME_ARCH = (  # (what, fcnlab model, phase, torchfcn model) -- reported, no tar
 
 
 def load_torchfcn_models(folder: Path) -> types.ModuleType:
-    """Import ``torchfcn.models`` from ``folder`` (``pip install --target``) with a stand-in ``fcn`` module."""
+    """Import ``torchfcn.models`` from ``folder`` (``pip install --target``) with a stand-in ``fcn``."""
     package = folder / "torchfcn"
     if not (package / "models" / "fcn32s.py").is_file():
         raise SystemExit(f"torchfcn not found in {folder}; run: {sys.executable} -m pip install --no-deps "
@@ -140,12 +141,16 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn: Callable[[], None], device: torch.device) -> float:
+Clock = Callable[[], float]
+
+
+def timed(fn: Callable[[], None], device: torch.device, clock: Clock = time.perf_counter) -> float:
+    """Seconds of one ``fn()`` call on ``clock`` (wall time, or process CPU time with ``--clock cpu``)."""
     sync(device)
-    t0 = time.perf_counter()
+    t0 = clock()
     fn()
     sync(device)
-    return time.perf_counter() - t0
+    return clock() - t0
 
 
 def gflop_per_image(fn: Callable[[], None], batch: int) -> float:
@@ -156,7 +161,7 @@ def gflop_per_image(fn: Callable[[], None], batch: int) -> float:
 
 
 def compare(runners: dict[str, Runner], batch: int, rounds: int, device: torch.device,
-            log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+            log: Callable[[str], None], clock: Clock = time.perf_counter) -> dict[str, dict[str, Any]]:
     """Interleaved timing: FLOPs on a first (warm-up) call, then ``rounds`` rounds of one call per model."""
     result: dict[str, dict[str, Any]] = {name: {} for name in runners}
     for phase in ("train", "infer"):
@@ -167,7 +172,7 @@ def compare(runners: dict[str, Runner], batch: int, rounds: int, device: torch.d
         times: dict[str, list[float]] = {name: [] for name in runners}
         for i in range(rounds):
             for name, r in runners.items():
-                times[name].append(timed(r.train_step if phase == "train" else r.infer, device))
+                times[name].append(timed(r.train_step if phase == "train" else r.infer, device, clock))
             done = ", ".join(f"{n} {t[-1]:.2f}s" for n, t in times.items())
             log(f"{phase} round {i + 1}/{rounds}: {done}")
         for name, ts in times.items():
@@ -190,9 +195,10 @@ def ratios(models: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 def to_markdown(report: dict[str, Any]) -> str:
     """The models and ratios as Markdown tables."""
+    clock = "wall time" if report["clock"] == "wall" else "process CPU time"
     lines = [f"torchfcn {report['torchfcn_version']} vs fcnlab at {report['size']}x{report['size']}, batch "
-             f"{report['batch']}, fp32, {report['device']} ({report['threads']} threads), median of "
-             f"{report['rounds']} interleaved rounds", "",
+             f"{report['batch']}, fp32, {report['device']} ({report['threads']} threads), median {clock} of "
+             f"{report['rounds']} interleaved rounds; load average {report['loadavg']}", "",
              "| model | train img/s | inference img/s | train GFLOP/img | inference GFLOP/img |",
              "|---|---|---|---|---|"]
     for name, m in report["models"].items():
@@ -216,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds after the warm-up (default 3)")
     parser.add_argument("--device", default="cpu", help="cpu (the issue's numbers) or cuda")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall time (default), or process CPU time: steadier on a shared machine with "
+                             "--threads 1, where CPU time is the work done")
     parser.add_argument("--models", default="torchfcn_fcn32s,fcn32s_vgg16,fcn32s_vgg16_plain,torchfcn_fcn8s,"
                                             "fcn8s_resnet34", help="comma-separated subset")
     parser.add_argument("--out", type=Path, help="folder for torchfcn_compare.json and torchfcn_compare.md")
@@ -238,14 +247,15 @@ def main(argv: list[str] | None = None) -> int:
     y = torch.randint(0, NUM_CLASSES, (args.batch, args.size, args.size), generator=gen).to(device)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     runners = {name: Runner(m, x, y, device) for name, m in build_models(tf_models, names).items()}
-    models = compare(runners, args.batch, args.rounds, device, log)
+    models = compare(runners, args.batch, args.rounds, device, log,
+                     time.perf_counter if args.clock == "wall" else time.process_time)
     import torchvision
 
     command = "python benchmarks/torchfcn_compare.py " + " ".join(sys.argv[1:] if argv is None else argv)
     report = {"torchfcn_version": version, "torch": torch.__version__, "torchvision": torchvision.__version__,
               "device": str(device), "threads": torch.get_num_threads(), "size": args.size,
-              "batch": args.batch, "rounds": args.rounds, "models": models, "ratios": ratios(models),
-              "command": command}
+              "batch": args.batch, "rounds": args.rounds, "clock": args.clock, "models": models,
+              "ratios": ratios(models), "loadavg": [round(v, 2) for v in os.getloadavg()], "command": command}
     md = to_markdown(report)
     print(md)
     if args.out is not None:

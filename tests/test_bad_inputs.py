@@ -87,8 +87,14 @@ def world(dlcv_root, tmp_path_factory) -> World:
 
 
 @pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
+def _private_cache_one_thread(tmp_path, monkeypatch):
+    """No test writes to ~/.cache; one torch thread (two threads on 2 busy shared cores are many times slower)."""
     monkeypatch.setenv("FCNLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # for subprocesses
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 # ------------------------------------------------------------------------------------------ commands
@@ -279,7 +285,7 @@ def _convert(path: Path, mode: str, dest: Path | None = None) -> None:
     """Rewrite an image as PNG in ``mode``: L, RGBA, P (palette) or I;16 (16-bit grayscale)."""
     rgb = Image.open(path).convert("RGB")
     if mode == "I;16":
-        img = Image.fromarray((np.asarray(rgb.convert("L"), dtype=np.uint16) * 257))
+        img = Image.fromarray(np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)
     elif mode == "P":
         img = rgb.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     else:
@@ -312,7 +318,8 @@ def test_grayscale_rgba_palette_16bit_are_converted(world, cmd, tmp_path, capsys
     assert code == 0, err
     assert "Traceback" not in out + err
     if cmd.name == "miou":  # palette/RGBA copies of the labels decode to the very same classes
-        assert "mean_iou: 1.000000" in out
+        scores = [line.split(":")[1].strip() for line in out.splitlines() if line.startswith("class #")]
+        assert len(scores) == 6 and set(scores) <= {"1.00000", "nan"} and "1.00000" in scores, out
     if cmd.name == "classify-predict":
         rows = (tmp_path / "out" / "pred.csv").read_text().splitlines()
         assert rows[0] == "image_id,label" and len(rows) == 1 + len(list(folder.glob("*.png")))
@@ -344,11 +351,9 @@ def test_huge_image_is_predicted_in_tiles_with_bounded_memory(world, cmd, tmp_pa
         "import sys, torch\n"
         "import fcnlab.inference as inf\n"
         "seen = []\n"
-        "class Tiny(torch.nn.Module):\n"
-        "    def __init__(self):\n"
-        "        super().__init__(); self.conv = torch.nn.Conv2d(3, 7, 1)\n"
+        "class Tiny(torch.nn.Module):  # 7 'class scores' per pixel, as cheap as it gets\n"
         "    def forward(self, x):\n"
-        "        seen.append(max(x.shape[-2:])); return self.conv(x)\n"
+        "        seen.append(max(x.shape[-2:])); return torch.cat([x, -x, x[:, :1]], 1)\n"
         "inf.model_from_checkpoint = lambda ckpt, dev: Tiny().to(dev).eval()\n"
         "from fcnlab.cli import main\n"
         "code = main(sys.argv[1:])\n"
@@ -368,10 +373,15 @@ def test_huge_image_is_predicted_in_tiles_with_bounded_memory(world, cmd, tmp_pa
     assert "Traceback" not in output
     assert "largest window 1024 " in output  # the default --tile
     assert int(output.split("windows")[1].split()[0]) >= 100
-    with Image.open(out / "mosaic_mask.png") as mask:
-        assert mask.size == (10_000, 10_000)
-        assert mask.getpixel((9_999, 9_999)) in {(0, 255, 255), (255, 255, 0), (255, 0, 255), (0, 255, 0),
-                                                 (0, 0, 255), (255, 255, 255), (0, 0, 0)}
+    from fcnlab.data.images import read_rgb  # also lifts Pillow's pixel limit to fcnlab's
+
+    mask = read_rgb(out / "mosaic_mask.png")
+    assert mask.shape == (10_000, 10_000, 3)
+    # grey quarter -> class 2 (purple), green rest -> class 3 (green), also across tile seams (896 px cores)
+    for y, x in ((0, 0), (100, 4000), (895, 896), (4900, 1792)):
+        assert mask[y, x].tolist() == [255, 0, 255], (y, x)
+    for y, x in ((9_999, 9_999), (5_100, 896), (896, 9_000), (7_168, 7_167)):
+        assert mask[y, x].tolist() == [0, 255, 0], (y, x)
     peak = usage.ru_maxrss * 1024  # kilobytes on Linux
     assert peak < 2.5e9, f"peak RSS {peak / 1e9:.2f} GB"
 
@@ -428,7 +438,7 @@ def test_unknown_config_key(world, cmd, tmp_path, capsys):
     folder = base_folder(world, cmd, tmp_path / "input")
     code, out, err = run_cli([*cmd.argv(world, folder, tmp_path / "out"), "--config", str(recipe)], capsys)
     line = assert_one_line_error(code, out, err, "recipe.yaml", "learning_rate", "valid keys:", "batch_size")
-    assert "did you mean" in line
+    assert "learning_rate (did you mean lr?)" in line
 
 
 INVALID = [

@@ -136,3 +136,36 @@ def test_normalize_and_resize():
                                np.array([0.229, 0.224, 0.225]), rtol=1e-5)
     assert resize(y, 4) is y
     assert resize(y, 8).shape == (2, 3, 8, 8)
+
+
+def test_normalize_stats_are_cached_and_not_inference_tensors():
+    x = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255.0
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255.0
+    with torch.inference_mode():
+        first = normalize(x)  # stats made inside inference mode must still work outside it
+    second = normalize(x)
+    assert torch.equal(first, (x.float() - mean) / std) and torch.equal(second, first)
+    assert not second.is_inference()
+    w = torch.ones(1, requires_grad=True)
+    (normalize(x) * w).sum().backward()  # usable in an autograd graph
+    assert w.grad is not None
+    custom = normalize(x, mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5])  # lists are fine too
+    assert torch.allclose(custom, (x.float() - 127.5) / 127.5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: checks that no step waits for it")
+def test_batch_preparation_never_synchronises_on_cuda():
+    dev = torch.device("cuda")
+    gen = torch.Generator(device=dev).manual_seed(0)
+    images = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8, device=dev)
+    masks = torch.randint(0, 7, (4, 64, 64), device=dev)
+    normalize(images)  # the per-device statistics are made once, here
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        x, y = augment_pair(normalize(images), masks, 32, gen)
+        crops = random_crop_flip(images, 4, gen)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert x.shape == (4, 3, 32, 32) and y.shape == (4, 32, 32) and crops.shape == images.shape

@@ -161,6 +161,8 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
                 raise ValueError
             return float(value)
         if tp is str:
+            if isinstance(value, bool):  # YAML 1.1 reads off/no/on/yes as booleans: cache: off, amp: off
+                return "off" if not value else "on"
             return str(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{option(name)}: expected {getattr(tp, '__name__', tp)}, got {value!r}") from None
@@ -220,13 +222,27 @@ def _check_model(cfg: TrainConfig) -> None:
         raise ConfigError(f"{option('model')}: {cfg.model!r} {why}; for {cfg.task} choose one of {', '.join(names)}")
 
 
+ALIASES = {"learning_rate": "lr", "num_epochs": "epochs", "n_epochs": "epochs", "batch": "batch_size",
+           "batchsize": "batch_size", "wd": "weight_decay", "classes": "num_classes", "n_classes": "num_classes",
+           "arch": "model", "lr_scheduler": "scheduler", "train": "data", "train_dir": "data", "val_dir": "val",
+           "crop_size": "image_size", "num_workers": "workers", "clip_grad": "grad_clip"}
+"""Names other tools use for fcnlab's keys, suggested when they appear in a recipe."""
+
+
+def _suggest(key: str, valid: list[str]) -> str | None:
+    """The valid key the user probably meant by ``key``, if any."""
+    if key.lower() in ALIASES:
+        return ALIASES[key.lower()]
+    close = difflib.get_close_matches(key, valid, n=1)
+    return close[0] if close else None
+
+
 def from_dict(values: dict[str, Any], source: str = "config") -> TrainConfig:
     """Build a validated config from a dict; unknown keys are rejected with the valid ones listed."""
     valid = field_names()
     unknown = sorted(set(values) - set(valid))
     if unknown:
-        named = [k + (f" (did you mean {m[0]}?)" if (m := difflib.get_close_matches(k, valid, n=1)) else "")
-                 for k in unknown]
+        named = [k + (f" (did you mean {m}?)" if (m := _suggest(k, valid)) else "") for k in unknown]
         raise ConfigError(f"{source}: unknown key(s) {', '.join(named)}; valid keys: {', '.join(valid)}")
     task = values.get("task", "classify")
     if task not in TASKS:

@@ -407,6 +407,9 @@ def prepare_run_dir(out: str | Path, resume: bool) -> Path:
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--out {run_dir}: exists and is not a folder")
     if run_dir.is_dir() and any(run_dir.iterdir()):
+        if (run_dir / "config.yaml").exists() and not (run_dir / "last.pt").exists():
+            raise ConfigError(f"--out {run_dir}: holds a run that stopped before its first checkpoint; delete "
+                              f"that folder or choose a new --out")
         what = "a run" if (run_dir / "config.yaml").exists() else "other files"
         raise ConfigError(f"--out {run_dir}: folder already holds {what}; pass --resume {run_dir} to continue "
                           f"it, or choose a new --out")
@@ -455,6 +458,10 @@ def _fit(cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_ut
         run_dir = prepare_run_dir(out, resume)
         if resume:
             remove_stale_temp_files(run_dir)  # left by a SIGKILL during a save
+            last, best = run_dir / "last.pt", run_dir / "best.pt"
+            if ckpt["best_epoch"] == ckpt["epoch"] and ckpt["step_in_epoch"] == 0 and not (
+                    best.is_file() and os.path.samefile(last, best)):
+                atomic_link(last, best)  # killed between saving last.pt and linking best.pt
         return run_dir
 
     run_dir = dist_utils.on_main(prepare, out)  # an error there stops every rank
@@ -529,15 +536,16 @@ def _fit(cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_ut
             improved = not math.isnan(value) and value > state.best_metric
             if improved:
                 state.best_metric, state.best_epoch = value, epoch + 1
-            if dist.is_main:
-                n_img = len(train_data)
-                log.append(row, {"epoch": epoch + 1, "train_seconds": f"{train_time:.2f}",
-                                 "epoch_seconds": f"{time.perf_counter() - t0:.2f}",
-                                 "train_img_per_s": f"{n_img / max(train_time, 1e-9):.2f}"})
+            # checkpoint first, then the log: a SIGKILL in between leaves metrics.csv one row short at most
+            # (the resumed run rewrites the row), never a row without its checkpoint
             last = state.save("last.pt", metrics)  # every rank: RNG states are gathered
             if dist.is_main:
                 if improved:  # same bytes as last.pt: a hard link, not a second 1 GB write
                     atomic_link(last, run_dir / "best.pt")
+                n_img = len(train_data)
+                log.append(row, {"epoch": epoch + 1, "train_seconds": f"{train_time:.2f}",
+                                 "epoch_seconds": f"{time.perf_counter() - t0:.2f}",
+                                 "train_img_per_s": f"{n_img / max(train_time, 1e-9):.2f}"})
                 for hook in hooks:
                     hook(epoch + 1, model, row, conf)
                 shown = f"{task.metric} {value:.4f}"

@@ -97,7 +97,8 @@ def predict_mask(pred: Predictor, image: np.ndarray, tile: int = 1024, margin: i
 
     def run(window: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(window.transpose(2, 0, 1)))[None]
-        return pred.logits(x).argmax(1)[0].to(torch.uint8).cpu().numpy()
+        # max(1).indices == argmax(1) (first maximum on ties) and is several times faster on CPUs
+        return pred.logits(x).max(1).indices[0].to(torch.uint8).cpu().numpy()
 
     if h <= tile and w <= tile:
         return run(image)

@@ -3,10 +3,7 @@
 Modules: :mod:`~fcnlab.bench.timing` (sync, throughput windows, peak memory, FLOPs, matmul peak),
 :mod:`~fcnlab.bench.models` (pure model steps), :mod:`~fcnlab.bench.pipeline` (fcnlab's real epoch and data
 loader), :mod:`~fcnlab.bench.evaluator` (mIoU evaluators in subprocesses), :mod:`~fcnlab.bench.tsne_time`,
-:mod:`~fcnlab.bench.run` (sections and targets) and :mod:`~fcnlab.bench.report` (Markdown/JSON output).
+:mod:`~fcnlab.bench.sections` (section names, torch-free), :mod:`~fcnlab.bench.run` (what runs at which
+size, targets) and :mod:`~fcnlab.bench.report` (Markdown/JSON). Nothing is imported here, so that building
+the CLI parser does not import torch.
 """
-
-from fcnlab.bench.report import to_markdown, write_outputs
-from fcnlab.bench.run import SECTIONS, BenchOptions, parse_only, run_bench
-
-__all__ = ["SECTIONS", "BenchOptions", "parse_only", "run_bench", "to_markdown", "write_outputs"]

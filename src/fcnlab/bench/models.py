@@ -137,6 +137,8 @@ def _phase(fn, items: int, device: torch.device, schedule: Schedule, peak: float
         tp = measure_throughput(fn, items, device, warmup=schedule.warmup - (eager_fn is None),
                                 windows=schedule.windows, min_window_s=schedule.min_window_s)
     return {"img_per_s": round(tp.items_per_s, 3), "step_ms": round(tp.step_ms, 2), "timed_steps": tp.steps,
+            "windows_img_per_s": [round(w, 3) for w in tp.windows],
+            "cpu_util": None if tp.cpu_util is None else round(tp.cpu_util, 2),
             **_rate(flops, items, tp.items_per_s, peak),
             "peak_gpu_mb": None if mem.gpu_mb is None else round(mem.gpu_mb, 1),
             "peak_rss_mb": None if mem.rss_mb is None else round(mem.rss_mb, 1)}

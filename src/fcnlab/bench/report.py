@@ -40,8 +40,11 @@ def to_markdown(result: dict[str, Any]) -> str:
     """All sections of ``result`` as Markdown (a header line with the device, then one table per section)."""
     env = result.get("env", {})
     device = env.get("device_name") or env.get("cpu_model") or env.get("device")
+    load = env.get("loadavg_start")
     lines = [f"Device: {env.get('device')} ({device}); torch {env.get('torch')}, torchvision "
              f"{env.get('torchvision')}, {env.get('torch_threads')} threads"
+             + (f"; load average {load[0]:.1f} at the start, {env['loadavg_end'][0]:.1f} at the end"
+                if load and env.get("loadavg_end") else "")
              + ("; quick sizes" if result.get("quick") else ""), ""]
     mm = result.get("matmul_peak")
     if mm:
@@ -59,9 +62,9 @@ def to_markdown(result: dict[str, Any]) -> str:
                 batch = m["batch"] if phase == "train" else m["eval_batch"]
                 rows.append([name, label, m["input"], str(batch), m["amp"], _fmt(p["img_per_s"]),
                              _fmt(p["step_ms"], 1), _fmt(p["gflop_per_img"], 3), _fmt(p["gflops_per_s"], 1),
-                             _pct(p["mfu"]), _mem(p)])
+                             _pct(p["mfu"]), _mem(p), _pct(p.get("cpu_util"))])
         lines += _table(["model", "phase", "input", "batch", "precision", "img/s", "ms/step", "GFLOP/img",
-                         "GFLOP/s", "MFU", "peak MB"], rows)
+                         "GFLOP/s", "MFU", "peak MB", "CPU share"], rows)
         vgg = models.get("vgg16_bn", {})
         if vgg.get("folded_speedup") is not None:
             lines += [f"Folded P1 head: {vgg['folded_speedup']:.2f}x the unfolded inference throughput.", ""]

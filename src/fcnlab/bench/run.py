@@ -9,6 +9,7 @@ recorded under ``errors`` and the others still run.
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import sys
 import tempfile
 import traceback
@@ -19,18 +20,9 @@ from typing import Any
 
 import torch
 
-from fcnlab.errors import ConfigError
+from fcnlab.bench.sections import MODEL_SECTIONS, SECTIONS, TARGETS, parse_only
 
-MODEL_SECTIONS = ("vgg16_bn", "fcn32s_vgg16", "fcn8s_resnet34")
-SECTIONS = ("matmul", *MODEL_SECTIONS, "pipeline", "evaluator", "tsne")
-ALIASES = {"data": "pipeline", "e2e": "pipeline", "loader": "pipeline", "miou": "evaluator",
-           "models": "models"}
-
-#: Issue 4's targets that one ``fcnlab bench`` run can check (the torchfcn ratios come from
-#: ``benchmarks/torchfcn_compare.py``).
-TARGETS = {"folded_p1_speedup": 1.5, "e2e_over_pure": 0.9, "evaluator_speedup": 5.0,
-           "evaluator_rss_mb": 200.0}
-
+__all__ = ["MODEL_SECTIONS", "SECTIONS", "BenchOptions", "parse_only", "run_bench", "wanted"]
 
 @dataclass
 class BenchOptions:
@@ -44,25 +36,6 @@ class BenchOptions:
     compile: bool = False
     log: Callable[[str], None] = field(default=lambda msg: print(f"bench: {msg}", file=sys.stderr,
                                                                  flush=True))
-
-
-def parse_only(text: str | None) -> tuple[str, ...]:
-    """``"fcn8s_resnet34,e2e"`` -> section names; unknown names raise ConfigError listing the valid ones."""
-    if not text:
-        return ()
-    out: list[str] = []
-    for raw in text.split(","):
-        name = ALIASES.get(raw.strip(), raw.strip())
-        if not name:
-            continue
-        names = MODEL_SECTIONS if name == "models" else (name,)
-        for n in names:
-            if n not in SECTIONS:
-                valid = ", ".join(SECTIONS + tuple(k for k in ALIASES if k not in SECTIONS))
-                raise ConfigError(f"option --only: unknown section {raw.strip()!r}; choose from {valid}")
-            if n not in out:
-                out.append(n)
-    return tuple(out)
 
 
 def wanted(opts: BenchOptions) -> list[str]:
@@ -134,6 +107,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
     created = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
     result: dict[str, Any] = {"fcnlab_bench": 1, "created": created, "quick": quick, "sections": sections,
                               "env": device_info(device), "errors": {}}
+    result["env"]["loadavg_start"] = _loadavg()
     log = opts.log
 
     def section(name: str, fn: Callable[[], Any]) -> Any:
@@ -182,7 +156,16 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         if ts:
             result["tsne"] = ts
     result["targets"] = _check_targets(result)
+    result["env"]["loadavg_end"] = _loadavg()
     return result
+
+
+def _loadavg() -> list[float] | None:
+    """1/5/15-minute load averages (a busy shared machine makes every CPU number slower)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def _pipeline(opts: BenchOptions, device: torch.device, cases: dict[str, Any], tmp: Path) -> dict[str, Any]:

@@ -34,11 +34,13 @@ class Throughput:
     step_ms: float
     steps: int
     windows: list[float] = field(default_factory=list)
+    cpu_util: float | None = None  # process CPU time / (wall x torch threads); well below 1: a busy machine
 
     def to_dict(self) -> dict[str, float | int | list[float]]:
         """JSON-ready dict (rounded)."""
         return {"items_per_s": round(self.items_per_s, 4), "step_ms": round(self.step_ms, 3),
-                "steps": self.steps, "windows_items_per_s": [round(w, 4) for w in self.windows]}
+                "steps": self.steps, "windows_items_per_s": [round(w, 4) for w in self.windows],
+                "cpu_util": None if self.cpu_util is None else round(self.cpu_util, 3)}
 
 
 def measure_throughput(step: Callable[[], object], items_per_step: int, device: torch.device, *,
@@ -56,6 +58,7 @@ def measure_throughput(step: Callable[[], object], items_per_step: int, device: 
     per_step: list[float] = []
     n = 1
     total_steps = 0
+    wall0, cpu0 = time.perf_counter(), time.process_time()
     for _ in range(max(1, windows)):
         t0 = time.perf_counter()
         for _ in range(n):
@@ -67,7 +70,11 @@ def measure_throughput(step: Callable[[], object], items_per_step: int, device: 
         total_steps += n
         if min_window_s > 0:
             n = int(min(max_steps_per_window, max(1, math.ceil(min_window_s / (dt / n)))))
-    return Throughput(statistics.median(rates), 1000 * statistics.median(per_step), total_steps, rates)
+    util = None
+    if device.type == "cpu":
+        wall = max((time.perf_counter() - wall0) * torch.get_num_threads(), 1e-9)
+        util = (time.process_time() - cpu0) / wall
+    return Throughput(statistics.median(rates), 1000 * statistics.median(per_step), total_steps, rates, util)
 
 
 def count_flops(fn: Callable[[], object]) -> tuple[int, object]:

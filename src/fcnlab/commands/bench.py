@@ -21,7 +21,7 @@ def _positive_or_zero(text: str) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``bench`` sub-command."""
-    from fcnlab.bench.run import ALIASES, SECTIONS
+    from fcnlab.bench.sections import ALIASES, SECTIONS
 
     parser = subparsers.add_parser(
         "bench",
@@ -65,7 +65,8 @@ def command_line(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark and write/print its JSON and Markdown; exit 1 if a section failed."""
-    from fcnlab.bench import BenchOptions, parse_only, run_bench, to_markdown, write_outputs
+    from fcnlab.bench.report import to_markdown, write_outputs
+    from fcnlab.bench.run import BenchOptions, parse_only, run_bench
 
     opts = BenchOptions(quick=args.quick, device=args.device, data=args.data, only=parse_only(args.only),
                         threads=args.threads, compile=args.compile)

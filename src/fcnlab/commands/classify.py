@@ -137,7 +137,7 @@ def run_tsne(args: argparse.Namespace) -> int:
     emb = embed(feats, seed=args.seed)
     t2 = time.perf_counter()
     lab = np.asarray(labels)
-    plot_tsne(emb, lab, out, title=f"t-SNE of {pred.cfg.model} penultimate features ({len(files)} images)")
+    plot_tsne(emb, lab, out, title=f"t-SNE of {pred.cfg.model} penultimate features")
     save_tsne_npz(out.with_suffix(".npz"), feats, lab, emb)
     print(f"features {feats.shape} in {t1 - t0:.1f}s, t-SNE in {t2 - t1:.1f}s; wrote {out} and "
           f"{out.with_suffix('.npz')}")

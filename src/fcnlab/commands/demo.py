@@ -17,6 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true",
                    help="a seconds-long smoke test of every step (too small to learn much)")
     p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda or cuda:N")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="PyTorch CPU threads (default 1: predictable on a busy machine; 0: one per core)")
     p.set_defaults(func=run)
 
 
@@ -24,5 +26,6 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo; its steps' errors stop it with their exit code."""
     from fcnlab.demo import FULL, QUICK, run_demo
 
-    run_demo(args.out, QUICK if args.quick else FULL, device=args.device, debug=args.debug)
+    plan = QUICK if args.quick else FULL
+    run_demo(args.out, plan, device=args.device, threads=args.threads, debug=args.debug)
     return 0

@@ -7,6 +7,7 @@ normalised to float. Masks go through exactly the same geometric transform with 
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -16,10 +17,23 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+@functools.lru_cache(maxsize=32)
+def _channel_stats(mean: tuple[float, ...], std: tuple[float, ...],
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(1, C, 1, 1)`` mean and std on the 0-255 scale, made once per device.
+
+    ``torch.tensor(list, device="cuda")`` is a blocking copy from pageable memory that waits for every queued
+    kernel, so building these per batch put a host sync in every training and evaluation step.
+    """
+    with torch.inference_mode(False), torch.no_grad():  # ordinary tensors, usable in and out of inference mode
+        m = (torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255.0).to(device)
+        s = (torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255.0).to(device)
+    return m, s
+
+
 def normalize(images: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
     """uint8 ``(B, 3, H, W)`` -> float32 normalised by ``mean``/``std`` (per channel, on [0, 1] scale)."""
-    m = torch.tensor(mean, device=images.device).view(1, -1, 1, 1) * 255.0
-    s = torch.tensor(std, device=images.device).view(1, -1, 1, 1) * 255.0
+    m, s = _channel_stats(tuple(float(v) for v in mean), tuple(float(v) for v in std), images.device)
     return (images.float() - m) / s
 
 

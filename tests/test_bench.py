@@ -1,0 +1,239 @@
+"""``fcnlab bench``: measuring primitives, sections, reports and the CLI (structure, never timings)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fcnlab.bench import evaluator, models, pipeline, report, run, timing
+from fcnlab.cli import main
+from fcnlab.errors import ConfigError, DataError
+from fcnlab.evaluate_masks import evaluate_masks
+
+CPU = torch.device("cpu")
+
+
+def test_count_flops_counts_multiply_adds_twice_and_backward():
+    layer = nn.Linear(8, 4, bias=False)
+    x = torch.randn(3, 8)
+    flops, out = timing.count_flops(lambda: layer(x))
+    assert flops == 2 * 3 * 8 * 4 and out.shape == (3, 4)
+    train, _ = timing.count_flops(lambda: layer(x).sum().backward())
+    assert train == 2 * flops  # forward + grad of the weight
+    x.requires_grad_()
+    train, _ = timing.count_flops(lambda: layer(x).sum().backward())
+    assert train == 3 * flops  # + grad of the input
+
+
+def test_measure_throughput_runs_warmup_then_windows():
+    calls = []
+    tp = timing.measure_throughput(lambda: calls.append(1), 5, CPU, warmup=2, windows=3)
+    assert len(calls) == 2 + 3 and tp.steps == 3 and len(tp.windows) == 3
+    assert tp.items_per_s > 0 and tp.step_ms >= 0 and tp.cpu_util is not None
+    grown = timing.measure_throughput(lambda: calls.append(1), 1, CPU, warmup=0, windows=2, min_window_s=0.01,
+                                      max_steps_per_window=7)
+    assert grown.steps == 1 + 7  # the second window holds enough steps to last min_window_s (capped)
+    assert set(timing.Throughput(1.0, 2.0, 3, [1.0]).to_dict()) >= {"items_per_s", "step_ms", "cpu_util"}
+
+
+def test_peak_memory_sees_a_large_allocation():
+    with timing.PeakMemory(CPU) as base:
+        pass
+    with timing.PeakMemory(CPU) as mem:
+        block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+    assert mem.gpu_mb is None and mem.rss_mb is not None and base.rss_mb is not None
+    assert mem.rss_mb >= base.rss_mb + 48
+    del block
+
+
+def test_matmul_peak_reports_gflops():
+    mm = timing.matmul_peak(CPU, torch.float32, 128, windows=2, min_window_s=0.0)
+    assert mm["gflops"] > 0 and mm["dtype"] == "float32" and mm["size"] == 128
+
+
+def test_parse_only_and_sections():
+    assert run.parse_only("fcn8s_resnet34, e2e") == ("fcn8s_resnet34", "pipeline")
+    assert run.parse_only("models") == run.MODEL_SECTIONS
+    assert run.parse_only(None) == ()
+    with pytest.raises(ConfigError, match="unknown section 'bogus'"):
+        run.parse_only("tsne,bogus")
+    assert run.wanted(run.BenchOptions(only=("fcn8s_resnet34",))) == ["matmul", "fcn8s_resnet34"]
+    assert run.wanted(run.BenchOptions(only=("tsne",))) == ["tsne"]
+    assert run.wanted(run.BenchOptions()) == list(run.SECTIONS)
+
+
+@pytest.mark.slow
+def test_bench_model_on_a_tiny_fcn():
+    case = models.ModelCase("fcn8s_resnet34", "segment", 32, 2, 3, 7)
+    row = models.bench_model(case, CPU, models.Schedule(1, 1, 0.0), peak_gflops=100.0)
+    assert row["model"] == "fcn8s_resnet34" and row["params_m"] > 20 and row["amp"] == "fp32"
+    for phase in ("train", "infer"):
+        p = row[phase]
+        assert p["img_per_s"] > 0 and p["gflop_per_img"] > 0 and p["mfu"] == pytest.approx(
+            p["gflops_per_s"] / 100.0, abs=1e-3)
+        assert p["peak_gpu_mb"] is None and p["peak_rss_mb"] > 0
+    assert row["train"]["gflop_per_img"] > 2.5 * row["infer"]["gflop_per_img"]  # forward + backward
+    assert "infer_folded" not in row
+
+
+@pytest.mark.slow
+def test_predictor_folds_only_the_p1_vgg():
+    cfg = models.case_config(models.ModelCase("vgg16_bn", "classify", 32, 2, 2, 50), CPU)
+    from fcnlab.models import build_model
+    from fcnlab.models.folding import FoldedVGG
+
+    vgg = build_model("vgg16_bn", 50)
+    folded = models.predictor(vgg, cfg, CPU, fold=True)
+    assert isinstance(folded.model, FoldedVGG) and not folded.model.training
+    plain = models.predictor(vgg, cfg, CPU, fold=False)
+    x = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    torch.testing.assert_close(folded.logits(x), plain.logits(x), atol=1e-4, rtol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def tiny_tiles(tmp_path_factory) -> Path:
+    from fcnlab.data.synthetic import make_segmentation_data
+
+    root = tmp_path_factory.mktemp("tiles")
+    make_segmentation_data(root, n_train=4, n_val=1, size=32)
+    return root / "train"
+
+
+@pytest.mark.slow
+def test_bench_epoch_runs_the_engine_loop(tiny_tiles):
+    case = models.ModelCase("fcn8s_resnet34", "segment", 32, 2, 2, 7)
+    row = pipeline.bench_epoch(case, CPU, tiny_tiles, limit=0, repeats=1, cache="memory")
+    assert row["images_per_epoch"] == 4 and row["batch"] == 2
+    for key in ("loader_img_per_s", "e2e_img_per_s", "pure_img_per_s"):
+        assert row[key] > 0
+    assert row["e2e_over_pure"] == pytest.approx(row["e2e_img_per_s"] / row["pure_img_per_s"], rel=1e-2)
+    assert row["projected_minutes_50_epochs_train_only"] > 0
+
+
+def test_course_folders_names_what_is_missing(tmp_path):
+    with pytest.raises(DataError, match="p1_data"):
+        pipeline.course_folders(tmp_path)
+
+
+@pytest.mark.realdata
+def test_course_folders_on_the_real_data(dlcv_root):
+    folders = pipeline.course_folders(dlcv_root)
+    assert folders.p1_train.name == "train_50" and folders.p2_train.name == "train" and not folders.synthetic
+
+
+def test_run_measured_reports_the_child_not_the_parent():
+    ballast = np.ones(256 * 2**20 // 8)  # this (parent) process holds 256 MiB more than a fresh python
+    out = evaluator.run_measured([sys.executable, "-c", "print('mean_iou: 0.25')"])
+    assert out["returncode"] == 0 and out["mean_iou"] == 0.25 and out["seconds"] > 0
+    assert out["peak_rss_mb"] < 120  # the child's own peak, not inherited from this process
+    failed = evaluator.run_measured([sys.executable, "-c", "import sys; sys.exit(3)"])
+    assert failed["returncode"] == 3 and failed["mean_iou"] is None
+    del ballast
+
+
+def test_predictions_are_perturbed_copies(tmp_path):
+    labels = evaluator.write_synthetic_masks(tmp_path / "gt", 3, size=64)
+    n = evaluator.write_predictions(labels, tmp_path / "pred")
+    assert n == 3 and sorted(p.name for p in (tmp_path / "pred").iterdir()) == [
+        "0000_mask.png", "0001_mask.png", "0002_mask.png"]
+    result = evaluate_masks(labels, tmp_path / "pred")
+    assert 0 < result.mean < 0.99  # related to the labels, not equal to them
+    assert evaluate_masks(labels, labels).mean == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_bench_evaluator_agrees_with_the_course_script():
+    ev = evaluator.bench_evaluator(None, n_synthetic=3)
+    assert ev["masks"] == 3 and ev["source"] == "synthetic"
+    assert set(ev["tools"]) == {"fcnlab_library", "course_script", "fcnlab_cli"}
+    assert all(t["returncode"] == 0 for t in ev["tools"].values())
+    assert ev["agree"] is True and ev["speedup_library"] > 0 and ev["speedup_cli"] > 0
+
+
+def test_tsne_timing_section():
+    out = pytest.importorskip("fcnlab.bench.tsne_time").bench_tsne(60, dim=64)
+    assert out["points"] == 60 and out["dims"] == 64 and out["finite"] and out["seconds"] >= 0
+
+
+def fake_result() -> dict:
+    phase = {"img_per_s": 2.0, "step_ms": 500.0, "gflop_per_img": 1.5, "gflops_per_s": 3.0, "mfu": 0.5,
+             "peak_gpu_mb": None, "peak_rss_mb": 900.0, "cpu_util": 0.9}
+    env = {"device": "cpu", "cpu_model": "Test CPU", "torch": "2.x", "torchvision": "0.x", "torch_threads": 2,
+           "loadavg_start": [1.0, 1.0, 1.0], "loadavg_end": [2.0, 2.0, 2.0]}
+    vgg = {"input": "3x32x32", "batch": 4, "eval_batch": 8, "amp": "fp32", "train": phase, "infer": phase,
+           "infer_folded": {**phase, "img_per_s": 3.4}, "folded_speedup": 1.7}
+    pipe = {"input": "3x64x64", "batch": 2, "images_per_epoch": 8, "loader_img_per_s": 500.0,
+            "e2e_img_per_s": 1.8, "pure_img_per_s": 2.0, "e2e_over_pure": 0.9, "decode_seconds": 0.1,
+            "projected_minutes_50_epochs_train_only": 750.0}
+
+    def tool(seconds: float, rss: float) -> dict:
+        return {"seconds": seconds, "masks_per_s": round(257 / seconds, 1), "peak_rss_mb": rss,
+                "mean_iou": 0.5}
+
+    ev = {"masks": 257, "source": "real", "speedup_library": 12.0, "speedup_cli": 4.0, "agree": True,
+          "tools": {"fcnlab_library": tool(2.0, 60.0), "fcnlab_cli": tool(6.0, 800.0),
+                    "course_script": tool(24.0, 1500.0)}}
+    return {"quick": True, "errors": {"tsne": "RuntimeError: boom"}, "env": env,
+            "matmul_peak": {"gflops": 6.0, "median_gflops": 5.5, "dtype": "float32", "size": 512},
+            "models": {"vgg16_bn": vgg}, "pipeline": {"fcn8s_resnet34": pipe}, "evaluator": ev}
+
+
+def test_targets_and_markdown():
+    result = fake_result()
+    checks = {t["name"]: t for t in run._check_targets(result)}
+    assert checks["P1 folded inference / unfolded"]["met"]
+    assert checks["fcn8s_resnet34 end-to-end epoch / pure steps"]["met"]  # 0.9 >= 0.9
+    assert checks["evaluator (library) speed-up over the course script"]["met"]
+    assert not checks["evaluator (cli) speed-up over the course script"]["met"]
+    assert checks["evaluator (library) peak RSS MB on 257 masks"]["met"]
+    assert not checks["evaluator (cli) peak RSS MB on 257 masks"]["met"]
+    result["targets"] = list(checks.values())
+    md = report.to_markdown(result)
+    assert "| vgg16_bn | inference, folded | 3x32x32 | 8 | fp32 | 3.40 |" in md
+    assert "Matmul peak (float32, 512x512): 6.0 GFLOP/s" in md
+    assert "| fcn8s_resnet34 | 3x64x64 | 2 | 8 | 500 | 1.80 | 2.00 | 0.90 |" in md
+    assert "| course_script | 24.00 | 10.7 | 1,500 | 0.500000 |" in md
+    assert "NOT met" in md and "section tsne failed: RuntimeError: boom" in md
+    assert "load average 1.0 at the start, 2.0 at the end" in md
+
+
+def test_cli_only_light_sections_writes_json_and_markdown(tmp_path, capsys):
+    assert main(["bench", "--quick", "--device", "cpu", "--only", "matmul,tsne", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "bench.json").read_text())
+    assert data["sections"] == ["matmul", "tsne"] and data["quick"] is True and not data["errors"]
+    assert data["matmul_peak"]["gflops"] > 0 and data["tsne"]["points"] == 200
+    assert data["command"] == f"fcnlab bench --quick --device cpu --only matmul,tsne --out {tmp_path}"
+    assert (tmp_path / "bench.md").read_text() in capsys.readouterr().out
+
+
+def test_cli_without_out_prints_json_on_stdout(capsys):
+    assert main(["bench", "--quick", "--device", "cpu", "--only", "matmul"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["sections"] == ["matmul"]
+    assert "Matmul peak" in out.err
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["bench", "--only", "nope"]) == 2
+    assert "unknown section 'nope'" in capsys.readouterr().err
+    assert main(["bench", "--quick", "--data", str(tmp_path), "--only", "tsne"]) == 2
+    assert f"--data {tmp_path}" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_quick_bench_emits_valid_json_for_every_section(tmp_path, capsys):
+    code = main(["bench", "--quick", "--device", "cpu", "--out", str(tmp_path)])
+    data = json.loads((tmp_path / "bench.json").read_text())
+    assert code == 0 and not data["errors"], data["errors"]
+    assert data["sections"] == list(run.SECTIONS)
+    assert set(data["models"]) == set(run.MODEL_SECTIONS)
+    assert data["models"]["vgg16_bn"]["folded_speedup"] > 0
+    assert set(data["pipeline"]) == {"vgg16_bn", "fcn8s_resnet34"}
+    assert data["evaluator"]["agree"] is True and data["tsne"]["finite"]
+    assert {t["name"] for t in data["targets"]} >= {"P1 folded inference / unfolded"}

@@ -1,0 +1,125 @@
+"""End-to-end ``fcnlab segment`` on tiny synthetic land-cover tiles: train -> eval -> predict -> miou.
+
+One fcn32s_resnet34 run (2 epochs on four 64x64 tiles) is trained once per module and shared.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fcnlab.cli import main
+from fcnlab.data.mask_codec import PALETTE
+from fcnlab.data.synthetic import land_cover_tile, make_segmentation_data
+
+COURSE_LINE = re.compile(r"class #(\d) : (\d\.\d{5}|nan)")
+
+#: inference options: CPU, decoding in the main process (a few images)
+CPU = ("--device", "cpu", "--workers", "0")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """Per-test disk cache folder and one CPU thread (fast and stable on a shared 2-core machine)."""
+    monkeypatch.setenv("FCNLAB_CACHE", str(tmp_path / "cache"))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def p2(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("p2")
+    data = make_segmentation_data(root / "data", n_train=4, n_val=2, size=64)
+    run = root / "run"
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FCNLAB_CACHE", str(root / "cache"))
+        rc = main(["segment", "train", "--data", str(data / "train"), "--val", str(data / "validation"),
+                   "--out", str(run), "--model", "fcn32s_resnet34", "--epochs", "2", "--batch-size", "2",
+                   "--image-size", "64", "--snapshot-epochs", "2", "--device", "cpu"])
+    torch.set_num_threads(previous)
+    assert rc == 0
+    return {"root": root, "train": data / "train", "val": data / "validation", "run": run}
+
+
+def parse_course_lines(text: str) -> tuple[list[str], str]:
+    """The 6 ``class #i : ...`` values and the ``mean_iou`` value, checking the exact layout."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("class #0 : "))
+    block = lines[start:start + 8]
+    values = []
+    for i, line in enumerate(block[:6]):
+        m = COURSE_LINE.fullmatch(line)
+        assert m and int(m.group(1)) == i, line
+        values.append(m.group(2))
+    assert block[6] == ""
+    m = re.fullmatch(r"mean_iou: (\d\.\d{6}|nan)", block[7])
+    assert m, block[7]
+    return values, m.group(1)
+
+
+def test_train_writes_run_folder_and_snapshots(p2):
+    run = p2["run"]
+    for name in ("config.yaml", "model.txt", "metrics.csv", "timing.csv", "last.pt", "best.pt"):
+        assert (run / name).is_file(), name
+    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"val_miou", *[f"iou_{i}" for i in range(6)]} <= set(header)
+    snaps = sorted(p.name for p in (run / "snapshots").iterdir())
+    assert snaps == ["all_epochs.png", "epoch_002.npz", "epoch_002.png"]
+    ckpt = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
+    assert ckpt["task"] == "segment" and ckpt["config"]["image_size"] == 64 and ckpt["epoch"] == 2
+
+
+def test_eval_prints_course_lines_and_miou_agrees(p2, tmp_path, capsys):
+    assert main(["segment", "eval", "--ckpt", str(p2["run"]), "--data", str(p2["val"]), "--device", "cpu",
+                 "--workers", "0"]) == 0
+    values, mean = parse_course_lines(capsys.readouterr().out)
+    saved = json.loads((p2["run"] / "eval" / "eval.json").read_text())
+    for v, s in zip(values, saved["per_class_iou"], strict=True):
+        assert (v == "nan" and np.isnan(s)) or float(v) == pytest.approx(s, abs=5e-6)
+    assert (p2["run"] / "eval" / "per_class_iou.md").is_file()
+    # the course's evaluator on the predicted mask files gives the same numbers
+    masks = tmp_path / "masks"
+    assert main(["segment", "predict", "--ckpt", str(p2["run"]), "--images", str(p2["val"]),
+                 "--out", str(masks), *CPU]) == 0
+    capsys.readouterr()
+    assert main(["miou", "--labels", str(p2["val"]), "--pred", str(masks)]) == 0
+    values2, mean2 = parse_course_lines(capsys.readouterr().out)
+    assert (values2, mean2) == (values, mean)
+
+
+def test_predict_keeps_any_input_size_and_tiles_large_images(p2, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(1)
+    sizes = {"0007_sat.jpg": (70, 100), "field.png": (96, 96), "big.png": (200, 170)}  # (height, width)
+    for name, (h, w) in sizes.items():
+        tile, _ = land_cover_tile(max(h, w), rng)
+        Image.fromarray(tile[:h, :w]).save(images / name)
+    out = tmp_path / "masks"
+    assert main(["segment", "predict", "--ckpt", str(p2["run"] / "best.pt"), "--images", str(images),
+                 "--out", str(out), "--tile", "160", *CPU]) == 0
+    expected = {"0007_mask.png": (70, 100), "field_mask.png": (96, 96), "big_mask.png": (200, 170)}
+    assert sorted(p.name for p in out.iterdir()) == sorted(expected)
+    palette = {tuple(int(v) for v in c) for c in PALETTE}
+    for name, (h, w) in expected.items():
+        arr = np.asarray(Image.open(out / name).convert("RGB"))
+        assert arr.shape == (h, w, 3), name
+        assert {tuple(int(v) for v in c) for c in np.unique(arr.reshape(-1, 3), axis=0)} <= palette
+
+
+def test_predict_never_writes_into_the_input_folder(p2, capsys):
+    before = {p.name: p.stat().st_mtime_ns for p in p2["val"].iterdir()}
+    assert main(["segment", "predict", "--ckpt", str(p2["run"]), "--images", str(p2["val"]),
+                 "--out", str(p2["val"]), "--device", "cpu"]) == 2
+    assert "input folder" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in p2["val"].iterdir()} == before

@@ -1,0 +1,103 @@
+"""TrainConfig: recipes, precedence, unknown keys (listed, with a suggestion) and invalid values."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import pytest
+
+from fcnlab import config
+from fcnlab.config import TrainConfig, from_dict, load_yaml, resolve, save_yaml
+from fcnlab.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def parse(*args: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    config.add_config_arguments(parser)
+    return parser.parse_args(list(args))
+
+
+@pytest.mark.parametrize("recipe", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_recipe_is_valid(recipe):
+    values = load_yaml(recipe)
+    cfg = resolve(parse("--config", str(recipe)), values["task"])
+    assert cfg.task == values["task"] and cfg.model == values["model"]
+
+
+def test_precedence_defaults_task_recipe_command_line(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("task: segment\nepochs: 7\nlr: 0.02\n")
+    cfg = resolve(parse("--config", str(recipe), "--lr", "0.5", "--snapshot-epochs", "1,3"), "segment")
+    assert cfg.model == "fcn32s_vgg16" and cfg.batch_size == 8  # task defaults
+    assert cfg.epochs == 7 and cfg.lr == 0.5 and cfg.snapshot_epochs == [1, 3]  # recipe < command line
+    assert cfg.momentum == TrainConfig().momentum  # dataclass default
+
+
+def test_recipe_for_the_other_task_is_refused(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("task: segment\n")
+    with pytest.raises(ConfigError, match="recipe is for task 'segment', not 'classify'"):
+        resolve(parse("--config", str(recipe)), "classify")
+
+
+def test_unknown_keys_are_rejected_with_every_valid_key_listed():
+    with pytest.raises(ConfigError) as e:
+        from_dict({"learning_rate": 0.1, "epoch": 3, "zzz": 1}, "r.yaml")
+    msg = str(e.value)
+    assert msg.startswith("r.yaml: unknown key(s) epoch (did you mean epochs?), learning_rate (did you mean lr?), zzz;")
+    assert msg.endswith("valid keys: " + ", ".join(config.field_names()))
+    assert "\n" not in msg
+
+
+@pytest.mark.parametrize("values, option", [
+    ({"lr": -0.1}, "option lr (--lr): must be > 0, got -0.1"),
+    ({"batch_size": 0}, "option batch_size (--batch-size): must be > 0, got 0"),
+    ({"epochs": "two"}, "option epochs (--epochs): expected int, got 'two'"),
+    ({"epochs": 1.5}, "option epochs (--epochs): expected int"),
+    ({"lr": float("nan")}, "option lr (--lr): must be a finite number"),
+    ({"weight_decay": -1e-4}, "option weight_decay (--weight-decay): must be >= 0"),
+    ({"optimizer": "adam"}, "option optimizer (--optimizer): 'adam' is not one of sgd, adamw"),
+    ({"device": "gpu"}, "option device (--device): 'gpu' is not a device"),
+    ({"model": "fcn8s_resnet34"}, "'fcn8s_resnet34' is a segment model; for classify choose one of"),
+    ({"model": "unet"}, "'unet' is not a registered model"),
+    ({"task": "segment", "image_size": 100}, "multiple of 32"),
+    ({"min_scale": 2.0, "max_scale": 1.0}, "need 0 < min_scale <= max_scale"),
+    ({"label_smoothing": 1.0}, "must be < 1"),
+    ({"snapshot_epochs": [0, 5]}, "epochs start at 1"),
+])
+def test_invalid_values_name_the_option(values, option):
+    with pytest.raises(ConfigError) as e:
+        from_dict(values)
+    assert option in str(e.value)
+
+
+def test_yaml_off_and_on_stay_strings(tmp_path):
+    """YAML 1.1 reads ``off`` as False: ``--cache off`` / ``amp: off`` must still mean "off"."""
+    cfg = resolve(parse("--cache", "off", "--amp", "off"), "classify")
+    assert (cfg.cache, cfg.amp) == ("off", "off")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("cache: off\namp: off\ndeterministic: yes\n")
+    cfg = resolve(parse("--config", str(recipe)), "classify")
+    assert (cfg.cache, cfg.amp, cfg.deterministic) == ("off", "off", True)
+
+
+def test_saved_config_round_trips(tmp_path):
+    cfg = from_dict({"task": "segment", "snapshot_epochs": [5, 25], "lr": 1e-3, "weights": None})
+    save_yaml(cfg, tmp_path / "config.yaml")
+    again = from_dict(load_yaml(tmp_path / "config.yaml"))
+    assert again == cfg and not math.isnan(again.lr)
+
+
+@pytest.mark.parametrize("text, message", [("a: [1, 2\n", "not valid YAML"), ("- 1\n- 2\n", "expected a mapping")])
+def test_broken_recipes_name_the_file(tmp_path, text, message):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(text)
+    with pytest.raises(ConfigError, match=message) as e:
+        load_yaml(recipe)
+    assert str(recipe) in str(e.value)
+    with pytest.raises(ConfigError, match="config file does not exist"):
+        load_yaml(tmp_path / "missing.yaml")
