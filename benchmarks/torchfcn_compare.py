@@ -118,8 +118,13 @@ def build_models(torchfcn_models: types.ModuleType, names: list[str]) -> dict[st
 class Runner:
     """One model's training step and inference pass on a resident random batch."""
 
-    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device):
-        self.model, self.x, self.y, self.device = model.to(device), x, y, device
+    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
+                 channels_last: bool = False):
+        model = model.to(device)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        self.model, self.x, self.y, self.device = model, x, y, device
         params = [p for p in model.parameters() if p.requires_grad]
         self.opt = torch.optim.SGD(params, lr=1e-4, momentum=0.9, weight_decay=5e-4)
 
@@ -198,7 +203,8 @@ def to_markdown(report: dict[str, Any]) -> str:
     clock = "wall time" if report["clock"] == "wall" else "process CPU time"
     lines = [f"torchfcn {report['torchfcn_version']} vs fcnlab at {report['size']}x{report['size']}, batch "
              f"{report['batch']}, fp32, {report['device']} ({report['threads']} threads), median {clock} of "
-             f"{report['rounds']} interleaved rounds; load average {report['loadavg']}", "",
+             f"{report['rounds']} interleaved rounds; load average {report['loadavg']}"
+             + ("; fcnlab models in channels-last format" if report["fcnlab_channels_last"] else ""), "",
              "| model | train img/s | inference img/s | train GFLOP/img | inference GFLOP/img |",
              "|---|---|---|---|---|"]
     for name, m in report["models"].items():
@@ -225,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="wall time (default), or process CPU time: steadier on a shared machine with "
                              "--threads 1, where CPU time is the work done")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="run fcnlab's models (not torchfcn's) in channels-last memory format")
     parser.add_argument("--models", default="torchfcn_fcn32s,fcn32s_vgg16,fcn32s_vgg16_plain,torchfcn_fcn8s,"
                                             "fcn8s_resnet34", help="comma-separated subset")
     parser.add_argument("--out", type=Path, help="folder for torchfcn_compare.json and torchfcn_compare.md")
@@ -246,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     x = torch.randn(args.batch, 3, args.size, args.size, generator=gen).to(device)
     y = torch.randint(0, NUM_CLASSES, (args.batch, args.size, args.size), generator=gen).to(device)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
-    runners = {name: Runner(m, x, y, device) for name, m in build_models(tf_models, names).items()}
+    runners = {name: Runner(m, x, y, device, args.channels_last and not name.startswith("torchfcn"))
+               for name, m in build_models(tf_models, names).items()}
     models = compare(runners, args.batch, args.rounds, device, log,
                      time.perf_counter if args.clock == "wall" else time.process_time)
     import torchvision
@@ -254,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/torchfcn_compare.py " + " ".join(sys.argv[1:] if argv is None else argv)
     report = {"torchfcn_version": version, "torch": torch.__version__, "torchvision": torchvision.__version__,
               "device": str(device), "threads": torch.get_num_threads(), "size": args.size,
-              "batch": args.batch, "rounds": args.rounds, "clock": args.clock, "models": models,
+              "batch": args.batch, "rounds": args.rounds, "clock": args.clock,
+              "fcnlab_channels_last": args.channels_last, "models": models,
               "ratios": ratios(models), "loadavg": [round(v, 2) for v in os.getloadavg()], "command": command}
     md = to_markdown(report)
     print(md)

@@ -27,6 +27,7 @@ from PIL import Image
 from fcnlab.checkpoint import save_checkpoint
 from fcnlab.cli import main
 from fcnlab.config import from_dict, save_yaml
+from fcnlab.data.images import read_rgb
 from fcnlab.errors import FcnlabError
 from fcnlab.models import build_model
 
@@ -326,20 +327,19 @@ def test_grayscale_rgba_palette_16bit_are_converted(world, cmd, tmp_path, capsys
 
 
 def test_grayscale_16bit_keeps_the_high_byte(tmp_path):
-    """16-bit PNGs (grayscale and RGB) become the 8-bit image a viewer shows, not a saturated one."""
-    from fcnlab.data.images import read_rgb
-
+    """16-bit grayscale PNGs become the 8-bit image a viewer shows (high byte), not a saturated one."""
     gray = np.array([[0, 257 * 100, 65535]], dtype=np.uint16)
     Image.fromarray(gray).save(tmp_path / "g16.png")
     assert read_rgb(tmp_path / "g16.png")[0, :, 0].tolist() == [0, 100, 255]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cmd", commands("segment-predict"))
 def test_huge_image_is_predicted_in_tiles_with_bounded_memory(world, cmd, tmp_path):
     """A 10000x10000 image: predicted tile by tile; peak memory stays far below an untiled pass.
 
     An untiled forward pass would hold the float input (1.2 GB) and float logits (2.8 GB) of the whole
-    image. The model is swapped for a 1x1 convolution so that the test measures fcnlab, not ResNet FLOPs.
+    image. The model is swapped for a per-pixel stand-in so that the test measures fcnlab, not ResNet FLOPs.
     """
     images, out = tmp_path / "images", tmp_path / "masks"
     images.mkdir()
@@ -373,9 +373,7 @@ def test_huge_image_is_predicted_in_tiles_with_bounded_memory(world, cmd, tmp_pa
     assert "Traceback" not in output
     assert "largest window 1024 " in output  # the default --tile
     assert int(output.split("windows")[1].split()[0]) >= 100
-    from fcnlab.data.images import read_rgb  # also lifts Pillow's pixel limit to fcnlab's
-
-    mask = read_rgb(out / "mosaic_mask.png")
+    mask = read_rgb(out / "mosaic_mask.png")  # fcnlab's reader allows 100-megapixel images
     assert mask.shape == (10_000, 10_000, 3)
     # grey quarter -> class 2 (purple), green rest -> class 3 (green), also across tile seams (896 px cores)
     for y, x in ((0, 0), (100, 4000), (895, 896), (4900, 1792)):
@@ -488,6 +486,17 @@ def test_output_file_never_overwrites_or_lands_in_the_inputs(world, cmd, target,
     code, out, err = run_cli(argv, capsys)
     assert_one_line_error(code, out, err, "--out", target)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_predict_into_another_data_folder_is_refused(world, tmp_path, capsys):
+    """Predicting tiles of one folder into a folder of tiles and label masks would replace its labels."""
+    labels = tmp_path / "validation"
+    shutil.copytree(world.p2_val, labels)
+    before = {p.name: p.read_bytes() for p in labels.iterdir()}
+    code, o, err = run_cli(["segment", "predict", "--ckpt", str(world.ckpt_seg), "--images", str(world.p2_train),
+                            "--out", str(labels), *STREAM], capsys)
+    assert_one_line_error(code, o, err, "--out", "data folder")
+    assert {p.name: p.read_bytes() for p in labels.iterdir()} == before
 
 
 def test_train_out_holding_other_files_is_refused(world, tmp_path, capsys):

@@ -72,6 +72,23 @@ def test_a_failed_save_leaves_the_previous_file_and_no_temp_file(saved, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
 
 
+def test_a_full_disk_is_one_clear_error_and_keeps_the_previous_file(saved, tmp_path, monkeypatch):
+    import fcnlab.checkpoint as checkpoint
+
+    folder, fields = saved
+    target = tmp_path / "last.pt"
+    shutil.copy(folder / "last.pt", target)
+    before = target.read_bytes()
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.os, "fsync", full)
+    with pytest.raises(DataError, match="cannot write the checkpoint .No space left on device.; free disk space"):
+        save_checkpoint(target, **fields)
+    assert target.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
 def test_stale_temp_files_are_removed(tmp_path):
     for name in (".last.pt.a1b2.pt", ".best.pt.c3.pt", "last.pt", ".notes.txt"):
         (tmp_path / name).write_bytes(b"x")

@@ -68,6 +68,8 @@ def test_unknown_keys_are_rejected_with_every_valid_key_listed():
     ({"min_scale": 2.0, "max_scale": 1.0}, "need 0 < min_scale <= max_scale"),
     ({"label_smoothing": 1.0}, "must be < 1"),
     ({"snapshot_epochs": [0, 5]}, "epochs start at 1"),
+    ({"image_size": 16}, "option image_size (--image-size): must be at least 32"),
+    ({"batch_size": 1}, "classification needs at least 2 images per step"),
 ])
 def test_invalid_values_name_the_option(values, option):
     with pytest.raises(ConfigError) as e:

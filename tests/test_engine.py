@@ -185,3 +185,14 @@ def test_run_folder_contents_and_finite_metrics(data, tmp_path):
     assert (out / "best.pt").samefile(out / "last.pt")
     row = (out / "metrics.csv").read_text().splitlines()[1].split(",")
     assert row[0] == "1" and all(math.isfinite(float(v)) for v in row[1:6])
+
+
+def test_too_little_training_data_is_a_data_error(tmp_path, capsys):
+    one = make_classification_data(tmp_path / "one", num_classes=2, train_per_class=1, val_per_class=1)
+    folder = one / "train_50"
+    for extra in sorted(folder.glob("*.png"))[1:]:
+        extra.unlink()
+    assert main(["classify", "train", "--data", str(folder), "--val", str(one / "val_50"), "--out",
+                 str(tmp_path / "run"), "--model", "resnet18", "--num-classes", "2", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"fcnlab: error: {folder}: holds 1 image; training needs at least 2 (add images or raise --limit)"]

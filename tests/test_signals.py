@@ -147,3 +147,26 @@ def test_sigkill_while_saving_leaves_the_previous_checkpoint_valid(data, tmp_pat
     rows = (run / "metrics.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == list(range(1, final + 1))
     assert load_checkpoint(run / "best.pt")["epoch"] == int(load_checkpoint(run / "last.pt")["best_epoch"])
+
+
+def test_signal_during_validation_stops_at_the_epoch_checkpoint(data, tmp_path, capsys, monkeypatch):
+    """In-process: SIGTERM while epoch 1 is being evaluated; the epoch's checkpoint is the resumable one."""
+    from fcnlab.tasks import ClassificationTask
+
+    original = ClassificationTask.evaluate
+
+    def evaluate(self, *args, **kwargs):
+        signal.raise_signal(signal.SIGTERM)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ClassificationTask, "evaluate", evaluate)
+    out = tmp_path / "run"
+    argv = ["classify", "train", "--data", str(data / "train_50"), "--val", str(data / "val_50"), "--out", str(out),
+            *COMMON, "--epochs", "3", "--batch-size", "8"]
+    assert main(argv) == 143
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"fcnlab: error: stopped by SIGTERM at the end of epoch 1; resumable checkpoint {out / 'last.pt'}; "
+                   f"continue with --resume {out}"]
+    ckpt = load_checkpoint(out / "last.pt")
+    assert (ckpt["epoch"], ckpt["step_in_epoch"]) == (1, 0)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers are put back

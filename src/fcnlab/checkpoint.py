@@ -87,7 +87,11 @@ def save_checkpoint(path: str | Path, **fields: Any) -> None:
             f.flush()
             os.fsync(f.fileno())
 
-    atomic_save(path, write)
+    try:
+        atomic_save(path, write)
+    except OSError as e:  # disk full, quota, permissions: the previous file is still intact
+        raise DataError(f"{path}: cannot write the checkpoint ({e.strerror or e}); free disk space or fix the "
+                        f"folder's permissions, the previous {Path(path).name} is intact") from None
 
 
 def remove_stale_temp_files(folder: str | Path, names: tuple[str, ...] = ("last.pt", "best.pt")) -> list[Path]:

@@ -201,6 +201,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                           f"got {cfg.min_scale}/{cfg.max_scale}")
     if cfg.label_smoothing >= 1:
         raise ConfigError(f"{option('label_smoothing')}: must be < 1, got {cfg.label_smoothing}")
+    if cfg.image_size < 32:
+        raise ConfigError(f"{option('image_size')}: must be at least 32 (the networks downsample by 32), "
+                          f"got {cfg.image_size}")
+    if cfg.task == "classify" and cfg.batch_size < 2:
+        raise ConfigError(f"{option('batch_size')}: classification needs at least 2 images per step (BatchNorm "
+                          f"statistics of 1x1 features), got {cfg.batch_size}")
     if cfg.task == "segment" and cfg.image_size % 32:
         raise ConfigError(f"{option('image_size')}: segmentation crops must be a multiple of 32, got {cfg.image_size}")
     if any(e <= 0 for e in cfg.snapshot_epochs):

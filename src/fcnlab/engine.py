@@ -413,7 +413,11 @@ def prepare_run_dir(out: str | Path, resume: bool) -> Path:
         what = "a run" if (run_dir / "config.yaml").exists() else "other files"
         raise ConfigError(f"--out {run_dir}: folder already holds {what}; pass --resume {run_dir} to continue "
                           f"it, or choose a new --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out {run_dir}: cannot create the folder ({e.strerror or e}); choose another --out") \
+            from None
     return run_dir
 
 
@@ -516,7 +520,10 @@ def _fit(cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_ut
     previous = _install_signal_handlers(state)
     try:
         while state.epoch < cfg.epochs:
-            if state.stop_signal is not None:  # signal during the last evaluation: last.pt is up to date
+            stop = state.stop_signal is not None  # a signal during the last evaluation: last.pt is up to date
+            if dist.enabled:  # all ranks stop here, or none
+                stop = bool(dist_utils.max_over_processes(torch.tensor([int(stop)], device=device))[0])
+            if stop:
                 raise _interrupted(state)
             epoch = state.epoch
             t0 = time.perf_counter()

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from fcnlab.config import TrainConfig
 from fcnlab.data.transforms import augment_pair, normalize, random_crop_flip, resize
 from fcnlab.distributed import all_reduce_sum
+from fcnlab.errors import DataError
 from fcnlab.metrics import ConfusionMatrix, course_miou
 
 UNKNOWN = 6
@@ -93,8 +94,12 @@ class ClassificationTask(Task):
     def load_train(self):
         from fcnlab.data.classification import load_image_set
 
-        return load_image_set(self.cfg.data, num_classes=self.cfg.num_classes, limit=self.cfg.limit,
+        data = load_image_set(self.cfg.data, num_classes=self.cfg.num_classes, limit=self.cfg.limit,
                               cache=self.cfg.cache)
+        if len(data) < 2:
+            raise DataError(f"{self.cfg.data}: holds 1 image; training needs at least 2 (add images or raise "
+                            f"--limit)")
+        return data
 
     def load_val(self):
         from fcnlab.data.classification import load_image_set
@@ -128,6 +133,10 @@ class SegmentationTask(Task):
         from fcnlab.data.segmentation import load_tile_set
 
         data = load_tile_set(self.cfg.data, limit=self.cfg.limit, cache=self.cfg.cache)
+        h, w = data.images.shape[-2:]
+        if min(h, w) < 32:
+            raise DataError(f"{data.files[0]}: tiles are {w}x{h}; segmentation training needs tiles of at least "
+                            f"32x32 pixels")
         self.loss_weight = class_weights(data.class_pixel_counts(self.cfg.num_classes), self.cfg.class_weights,
                                          ignore=UNKNOWN if self.cfg.ignore_unknown else None)
         return data

@@ -54,12 +54,13 @@ def to_markdown(result: dict[str, Any]) -> str:
     if models:
         rows = []
         for name, m in models.items():
-            phases = (("train", "train"), ("infer", "inference"), ("infer_folded", "inference, folded"))
+            phases = (("train", "train"), ("infer", "inference"), ("infer_folded", "inference, folded"),
+                      ("infer_small", "inference"), ("infer_folded_small", "inference, folded"))
             for phase, label in phases:
                 p = m.get(phase)
                 if not p:
                     continue
-                batch = m["batch"] if phase == "train" else m["eval_batch"]
+                batch = p.get("batch") or (m["batch"] if phase == "train" else m["eval_batch"])
                 rows.append([name, label, m["input"], str(batch), m["amp"], _fmt(p["img_per_s"]),
                              _fmt(p["step_ms"], 1), _fmt(p["gflop_per_img"], 3), _fmt(p["gflops_per_s"], 1),
                              _pct(p["mfu"]), _mem(p), _pct(p.get("cpu_util"))])
@@ -67,7 +68,10 @@ def to_markdown(result: dict[str, Any]) -> str:
                          "GFLOP/s", "MFU", "peak MB", "CPU share"], rows)
         vgg = models.get("vgg16_bn", {})
         if vgg.get("folded_speedup") is not None:
-            lines += [f"Folded P1 head: {vgg['folded_speedup']:.2f}x the unfolded inference throughput.", ""]
+            small = vgg.get("folded_speedup_small_batch")
+            also = f", {small:.2f}x at batch {vgg['infer_small']['batch']}" if small is not None else ""
+            lines += [f"Folded P1 head: {vgg['folded_speedup']:.2f}x the unfolded inference throughput at "
+                      f"batch {vgg['eval_batch']}{also}.", ""]
     pipe = result.get("pipeline", {})
     if pipe:
         rows = [[name, p["input"], str(p["batch"]), str(p["images_per_epoch"]), _fmt(p["loader_img_per_s"]),

@@ -68,7 +68,8 @@ def run_train(args: argparse.Namespace, task: str) -> int:
 
 
 def check_output_dir(out: str | Path, inputs: list[str | Path]) -> Path:
-    """Refuse an output folder that is one of the input folders (inputs are never overwritten); create it."""
+    """Refuse an output folder that is an input folder or another data folder (it holds ``*_sat.*`` tiles,
+    so its ``*_mask.png`` files are labels); create it. Other files in it are left alone."""
     out = Path(out)
     for src in inputs:
         if src is not None and Path(src).exists() and out.exists() and out.resolve() == Path(src).resolve():
@@ -76,7 +77,14 @@ def check_output_dir(out: str | Path, inputs: list[str | Path]) -> Path:
                               f"overwritten")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a folder; give a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    if out.is_dir() and next(out.glob("*_sat.*"), None) is not None:
+        raise ConfigError(f"--out {out}: holds satellite tiles (*_sat.*), so it is a data folder whose label masks "
+                          f"predictions would replace; choose another folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out {out}: cannot create the folder ({e.strerror or e}); choose another --out") \
+            from None
     return out
 
 
@@ -97,28 +105,6 @@ def check_output_file(out: str | Path, inputs: list[str | Path | None], option: 
             raise ConfigError(f"{option} {out}: would put an image into the input folder {src}, which would then "
                               f"be read as data; write it elsewhere")
     return out
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
 def add_device(p: argparse.ArgumentParser) -> None:

@@ -29,7 +29,7 @@ def list_images(folder: str | Path, what: str = "images") -> list[Path]:
     """
     folder = Path(folder)
     if not folder.exists():
-        raise DataError(f"{folder}: folder does not exist; check the path")
+        raise DataError(f"{folder}: folder does not exist")
     if not folder.is_dir():
         raise DataError(f"{folder}: is not a folder; give the folder that holds the {what}")
     try:
