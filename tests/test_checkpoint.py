@@ -130,3 +130,31 @@ def test_weights_that_do_not_fit_the_model(saved):
     ckpt["num_classes"] = 5  # the stored fc layer has 3 outputs
     with pytest.raises(DataError, match="do not fit model resnet18 with 5 classes"):
         model_from_checkpoint(ckpt)
+
+
+def test_background_saver_snapshots_state_writes_then_calls_back(tmp_path):
+    import torch
+
+    from fcnlab.checkpoint import BackgroundSaver, load_checkpoint
+
+    live = torch.zeros(4)
+    order: list[str] = []
+    saver = BackgroundSaver()
+    saver.submit(tmp_path / "last.pt", {"model": {"w": live}, "epoch": 1},
+                 then=lambda: order.append("logged" if (tmp_path / "last.pt").is_file() else "too early"))
+    live += 5  # training goes on: the submitted snapshot must not change
+    saver.wait()
+    assert order == ["logged"]
+    assert torch.equal(load_checkpoint(tmp_path / "last.pt")["model"]["w"], torch.zeros(4))
+
+
+def test_background_saver_reraises_a_failed_write(tmp_path):
+    import pytest
+
+    from fcnlab.checkpoint import BackgroundSaver
+
+    saver = BackgroundSaver()
+    saver.submit(tmp_path / "missing" / "x" / "last.pt", {"epoch": 1}, then=lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        saver.wait()
+    saver.wait()  # the error is reported once

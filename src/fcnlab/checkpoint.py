@@ -158,3 +158,56 @@ def model_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cp
         raise DataError(f"checkpoint weights do not fit model {ckpt['model_name']} with {ckpt['num_classes']} "
                         f"classes ({first}); the checkpoint is damaged or was edited") from None
     return model.to(device).eval()
+
+
+def detached_copy(obj: Any) -> Any:
+    """Deep copy of a checkpoint structure with every tensor copied to the CPU (a snapshot of live state)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: detached_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(detached_copy(v) for v in obj)
+    return obj
+
+
+class BackgroundSaver:
+    """Writes checkpoints in a background thread while training goes on.
+
+    ``submit`` snapshots the state (tensors copied to the CPU: a fraction of a second even for VGG16-BN's
+    1 GB) and returns; the thread then writes it atomically and runs ``then`` (link ``best.pt``, append the
+    log row), so the on-disk order stays "checkpoint first, then its log row". At most one write is in
+    flight: ``submit`` and ``wait`` first finish the previous one and re-raise its error, if any.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self._threading = threading
+        self._thread: Any = None
+        self._error: BaseException | None = None
+
+    def wait(self) -> None:
+        """Block until the pending write (if any) is on disk; re-raise its error."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
+
+    def submit(self, path: str | Path, fields: dict[str, Any], then: Any = None) -> None:
+        """Snapshot ``fields`` now and save them to ``path`` in the background, then call ``then()``."""
+        self.wait()
+        snapshot = detached_copy(fields)
+
+        def work() -> None:
+            try:
+                save_checkpoint(path, **snapshot)
+                if then is not None:
+                    then()
+            except BaseException as e:  # surfaced by the next wait()/submit()
+                self._error = e
+
+        self._thread = self._threading.Thread(target=work, name="fcnlab-checkpoint", daemon=False)
+        self._thread.start()

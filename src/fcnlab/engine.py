@@ -8,6 +8,7 @@ step (exit 130/143), exact resume (RNG states and data position saved), NaN/Inf 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -30,6 +31,7 @@ from torch.utils.data import DistributedSampler
 from fcnlab import distributed as dist_utils
 from fcnlab.atomic import atomic_link, atomic_write_text
 from fcnlab.checkpoint import (
+    BackgroundSaver,
     load_checkpoint,
     remove_stale_temp_files,
     rng_state,
@@ -230,6 +232,7 @@ class TrainState:
     stop_signal: int | None = None
     epoch_lr: float | None = None  # learning rate at the start of the current epoch (metrics.csv's lr)
     last_saved: str = ""  # where the newest last.pt stands, for messages ("end of epoch 3")
+    saver: BackgroundSaver = field(default_factory=BackgroundSaver)  # epoch-end checkpoints in the background
 
     def checkpoint(self, metrics: dict[str, float] | None = None,
                    rng_ranks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -245,12 +248,20 @@ class TrainState:
             ckpt["rng_ranks"] = rng_ranks
         return ckpt
 
-    def save(self, name: str, metrics: dict[str, float] | None = None) -> Path:
-        """Write ``run_dir/name`` atomically. Under DDP every rank must call it (RNG states are gathered)."""
+    def save(self, name: str, metrics: dict[str, float] | None = None, then: Any = None) -> Path:
+        """Write ``run_dir/name`` atomically. Under DDP every rank must call it (RNG states are gathered).
+
+        With ``then`` (a callable run once the file is on disk) the write goes to the background saver and
+        training continues meanwhile; without it the call returns when the file is on disk.
+        """
         path = self.run_dir / name
         rng_ranks = dist_utils.gather_to_main(rng_state(self.gen)) if self.dist.enabled else None
         if self.dist.is_main:
-            save_checkpoint(path, **self.checkpoint(metrics, rng_ranks))
+            if then is not None:
+                self.saver.submit(path, self.checkpoint(metrics, rng_ranks), then)
+            else:
+                self.saver.wait()
+                save_checkpoint(path, **self.checkpoint(metrics, rng_ranks))
         self.last_saved = (f"the end of epoch {self.epoch}" if self.step_in_epoch == 0
                            else f"epoch {self.epoch + 1} step {self.step_in_epoch}")
         return path
@@ -479,6 +490,12 @@ def _fit(cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_ut
             rep = getattr(d, "off_palette", None)
             if rep is not None and rep.summary():
                 print(f"note ({name}): {rep.summary()}", flush=True)
+        if task.name == "classify":  # p1 train holds byte-identical images under two labels
+            from fcnlab.data.duplicates import check_labelled_images
+
+            line = check_labelled_images(train_data.images, train_data.labels, train_data.files, cfg.data)
+            if line:
+                print(f"fcnlab: warning: {line}", file=sys.stderr, flush=True)
 
     from fcnlab.models import build_model
 
@@ -545,26 +562,35 @@ def _fit(cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_ut
                 state.best_metric, state.best_epoch = value, epoch + 1
             # checkpoint first, then the log: a SIGKILL in between leaves metrics.csv one row short at most
             # (the resumed run rewrites the row), never a row without its checkpoint
-            last = state.save("last.pt", metrics)  # every rank: RNG states are gathered
-            if dist.is_main:
+            timing = {"epoch": epoch + 1, "train_seconds": f"{train_time:.2f}",
+                      "epoch_seconds": f"{time.perf_counter() - t0:.2f}",
+                      "train_img_per_s": f"{len(train_data) / max(train_time, 1e-9):.2f}"}
+
+            def after_save(row=row, timing=timing, improved=improved) -> None:
                 if improved:  # same bytes as last.pt: a hard link, not a second 1 GB write
-                    atomic_link(last, run_dir / "best.pt")
-                n_img = len(train_data)
-                log.append(row, {"epoch": epoch + 1, "train_seconds": f"{train_time:.2f}",
-                                 "epoch_seconds": f"{time.perf_counter() - t0:.2f}",
-                                 "train_img_per_s": f"{n_img / max(train_time, 1e-9):.2f}"})
+                    atomic_link(run_dir / "last.pt", run_dir / "best.pt")
+                log.append(row, timing)
+
+            # checkpoint first, then the log: a SIGKILL in between leaves metrics.csv one row short at most
+            # (the resumed run rewrites the row), never a row without its checkpoint. The write runs in a
+            # background thread (BackgroundSaver) while the next epoch trains.
+            state.save("last.pt", metrics, then=after_save)  # every rank: RNG states are gathered
+            if dist.is_main:
                 for hook in hooks:
                     hook(epoch + 1, model, row, conf)
                 shown = f"{task.metric} {value:.4f}"
                 print(f"epoch {epoch + 1}/{cfg.epochs}: train_loss {stats['train_loss']:.4f} "
                       f"train_acc {stats['train_acc']:.4f} val_loss {metrics['val_loss']:.4f} {shown} "
                       f"({time.perf_counter() - t0:.1f}s)", flush=True)
+        state.saver.wait()  # the last checkpoint and its log row are on disk
         summary = {"run_dir": str(run_dir), "best_epoch": state.best_epoch, task.metric: state.best_metric,
                    "epochs": state.epoch}
         if dist.is_main:
             print(f"done: best {task.metric} {state.best_metric:.6f} at epoch {state.best_epoch}; "
                   f"run folder {run_dir}", flush=True)
     finally:
+        with contextlib.suppress(Exception):  # an error already propagating wins; the normal path waited above
+            state.saver.wait()
         _restore_signal_handlers(previous)
         for hook in hooks:
             close = getattr(hook, "close", None)
