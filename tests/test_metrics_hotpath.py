@@ -1,4 +1,4 @@
-"""ConfusionMatrix's sync-free update (the GPU evaluation hot path): same counts and errors, checked on read."""
+"""ConfusionMatrix's sync-free update (the GPU evaluation hot path): same counts and errors, on read."""
 
 from __future__ import annotations
 

@@ -17,8 +17,11 @@ from fcnlab.errors import FcnlabError
 COMMANDS = ("classify", "segment", "miou", "compare", "demo", "bench", "report", "export")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the top-level parser with every available sub-command registered."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Return the top-level parser with every sub-command registered (or just ``only``).
+
+    Registering only the command being run keeps start-up light: ``fcnlab miou`` never imports torch.
+    """
     parser = argparse.ArgumentParser(
         prog="fcnlab",
         description="Train, evaluate and explain CNN classifiers and FCN segmentation models.",
@@ -26,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMANDS:
+    for name in COMMANDS if only not in COMMANDS else (only,):
         try:
             module = importlib.import_module(f"fcnlab.commands.{name}")
         except ModuleNotFoundError as e:  # a command still being written: skip it
@@ -40,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    first = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(first)
     args = parser.parse_args(argv)
     debug = args.debug or "--debug" in argv
     try:

@@ -338,7 +338,7 @@ def train_one_epoch(state: TrainState, epoch: int) -> dict[str, float]:
             with torch.autocast(dev.type, dtype=state.amp or torch.float32, enabled=state.amp is not None):
                 logits = model(x)
                 loss = task.loss(logits.float(), y)
-            bad_step = torch.where((~torch.isfinite(loss)) & (bad_step < 0), torch.tensor(i, device=dev), bad_step)
+            bad_step.masked_fill_((~torch.isfinite(loss)) & (bad_step < 0), i)  # no host sync
             state.optimizer.zero_grad(set_to_none=True)
             state.scaler.scale(loss).backward()
             if cfg.grad_clip:
