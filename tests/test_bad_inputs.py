@@ -87,16 +87,6 @@ def world(dlcv_root, tmp_path_factory) -> World:
                  ckpt_cls, ckpt_seg, run)
 
 
-@pytest.fixture(autouse=True)
-def _private_cache_one_thread(tmp_path, monkeypatch):
-    """No test writes to ~/.cache; one torch thread (two threads on 2 busy shared cores are many times slower)."""
-    monkeypatch.setenv("FCNLAB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # for subprocesses
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 # ------------------------------------------------------------------------------------------ commands
 @dataclass(frozen=True)

@@ -24,15 +24,6 @@ COURSE_LINE = re.compile(r"class #(\d) : (\d\.\d{5}|nan)")
 CPU = ("--device", "cpu", "--workers", "0")
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    """Per-test disk cache folder and one CPU thread (fast and stable on a shared 2-core machine)."""
-    monkeypatch.setenv("FCNLAB_CACHE", str(tmp_path / "cache"))
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.fixture(scope="module")
 def p2(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:

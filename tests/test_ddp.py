@@ -23,14 +23,6 @@ from fcnlab.tasks import make_task
 pytestmark = pytest.mark.realdata
 
 
-@pytest.fixture(autouse=True)
-def _private_cache_one_thread(tmp_path, monkeypatch):
-    monkeypatch.setenv("FCNLAB_CACHE", str(tmp_path / "cache"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def torchrun(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
     """Two CPU processes on this machine (torchrun's standalone rendezvous picks a free port)."""

@@ -17,15 +17,6 @@ from fcnlab.distributed import DistInfo
 from fcnlab.errors import ConfigError
 
 
-@pytest.fixture(autouse=True)
-def _private_cache_one_thread(tmp_path, monkeypatch):
-    monkeypatch.setenv("FCNLAB_CACHE", str(tmp_path / "cache"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     return make_classification_data(tmp_path_factory.mktemp("engine") / "p1", num_classes=4, train_per_class=4,

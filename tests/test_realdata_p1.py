@@ -27,15 +27,6 @@ CPU = ("--device", "cpu", "--workers", "0")
 DUPLICATES = [("10_363.png", "41_87.png"), ("33_161.png", "48_309.png")]
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    """Per-test disk cache folder and one CPU thread (fast and stable on a shared 2-core machine)."""
-    monkeypatch.setenv("FCNLAB_CACHE", str(tmp_path / "cache"))
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def _rows(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as f:

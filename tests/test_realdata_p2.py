@@ -27,15 +27,6 @@ SIZE = 128
 CROPS = [("0003", 384, 384), ("0008", 0, 0), ("0011", 0, 0), ("0013", 192, 192)]
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    """Per-test disk cache folder and one CPU thread (fast and stable on a shared 2-core machine)."""
-    monkeypatch.setenv("FCNLAB_CACHE", str(tmp_path / "cache"))
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.fixture(scope="module")
 def tiles(dlcv_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:

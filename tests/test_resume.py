@@ -23,16 +23,6 @@ ARGS = ["--model", "resnet18", "--num-classes", "4", "--epochs", "3", "--batch-s
         "--device", "cpu", "--deterministic", "true", "--log-every", "1000", "--seed", "3"]
 
 
-@pytest.fixture(autouse=True)
-def _private_cache_one_thread(tmp_path, monkeypatch):
-    """No test writes to ~/.cache; one torch thread (two threads on 2 busy shared cores are many times slower)."""
-    monkeypatch.setenv("FCNLAB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # for subprocesses
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:

@@ -22,15 +22,9 @@ COMMON = ["--model", "resnet18", "--num-classes", "4", "--lr", "0.01", "--device
 
 
 @pytest.fixture(autouse=True)
-def _private_cache_one_thread(tmp_path, monkeypatch):
-    """No test writes to ~/.cache; one torch thread (two threads on 2 busy shared cores are many times slower)."""
-    monkeypatch.setenv("FCNLAB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+def _unbuffered(monkeypatch):
+    """Training subprocesses print each line at once (the tests wait for them)."""
     monkeypatch.setenv("PYTHONUNBUFFERED", "1")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -389,6 +389,7 @@ def train_one_epoch(state: TrainState, epoch: int) -> dict[str, float]:
 
 def _diverged(state: TrainState, epoch: int, step: int) -> None:
     """Stop: the loss of ``step`` (0-based) was NaN/Inf. Nothing is saved, so last.pt stays good."""
+    state.saver.wait()  # the previous epoch's checkpoint may still be being written in the background
     good = state.run_dir / "last.pt"
     if good.is_file():
         at = f" (saved at {state.last_saved})" if state.last_saved else ""
