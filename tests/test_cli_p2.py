@@ -114,3 +114,17 @@ def test_predict_never_writes_into_the_input_folder(p2, capsys):
                  "--out", str(p2["val"]), "--device", "cpu"]) == 2
     assert "input folder" in capsys.readouterr().err
     assert {p.name: p.stat().st_mtime_ns for p in p2["val"].iterdir()} == before
+
+
+def test_predict_with_a_bad_checkpoint_creates_no_output_folder(tmp_path: Path, capsys):
+    from fcnlab.cli import main
+    from fcnlab.data.synthetic import make_segmentation_data
+
+    data = make_segmentation_data(tmp_path / "d", n_train=1, n_val=1, size=64)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    out = tmp_path / "masks"
+    assert main(["segment", "predict", "--ckpt", str(bad), "--images", str(data / "validation"),
+                 "--out", str(out)]) == 2
+    assert not out.exists()
+    assert "bad.pt" in capsys.readouterr().err

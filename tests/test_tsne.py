@@ -46,7 +46,7 @@ def test_deterministic_for_a_seed(blobs: tuple[np.ndarray, np.ndarray], embeddin
 def test_small_inputs_and_bad_inputs() -> None:
     rng = np.random.default_rng(0)
     assert embed(rng.normal(size=(10, 3)), max_iter=250).shape == (10, 2)  # perplexity capped below N
-    with pytest.raises(ValueError, match="at least 4"):
+    with pytest.raises(DataError, match="at least 4 images"):  # one clear line from `classify tsne`
         embed(rng.normal(size=(3, 3)))
     with pytest.raises(ValueError, match="2-D"):
         embed(rng.normal(size=(10,)))
@@ -83,3 +83,4 @@ def test_save_tsne_npz_round_trip(tmp_path: Path, blobs: tuple[np.ndarray, np.nd
         assert np.array_equal(data["embedding"], embedding)
     with pytest.raises(ValueError, match="row counts"):
         save_tsne_npz(tmp_path / "x.npz", blobs[0], blobs[1][:5], embedding)
+

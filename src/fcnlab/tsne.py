@@ -36,7 +36,7 @@ def _check_features(features: np.ndarray) -> np.ndarray:
     if features.ndim != 2:
         raise ValueError(f"features must be a 2-D array (N, D), got shape {features.shape}")
     if features.shape[0] < 4:
-        raise ValueError(f"t-SNE needs at least 4 points, got {features.shape[0]}")
+        raise DataError(f"t-SNE needs at least 4 images, got {features.shape[0]}; give a folder with more images")
     features = features.astype(np.float32, copy=False)
     if not np.isfinite(features).all():
         bad = int((~np.isfinite(features).all(axis=1)).sum())

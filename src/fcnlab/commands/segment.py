@@ -101,8 +101,8 @@ def run_predict(args: argparse.Namespace) -> int:
     from fcnlab.inference import load_predictor, predict_mask
 
     pairs = pair_files(args.images, need_masks=False)
+    pred = load_predictor(args.ckpt, args.device, task="segment")  # a bad --ckpt fails before --out is made
     out = check_output_dir(args.out, [args.images])
-    pred = load_predictor(args.ckpt, args.device, task="segment")
     positive_batch(args, 1)
     from PIL import Image
 
