@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
@@ -10,21 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from course_reference import load_course_reference
 from fcnlab.data.mask_codec import CODE_TO_CLASS, class_to_rgb, read_mask, write_mask
 from fcnlab.errors import DataError
 from fcnlab.evaluate_masks import evaluate_masks, fold_codes, mask_key, pair_masks
 from fcnlab.metrics import format_course_lines
 
-REPO = Path(__file__).resolve().parents[1]
 REAL_IDS = ("0003", "0010", "0042", "0100", "0150", "0177", "0200", "0256")
 
-
-def load_course_reference():
-    """The benchmark's faithful copy of the course's mean_iou_evaluate.py, imported by path."""
-    spec = importlib.util.spec_from_file_location("course_mean_iou", REPO / "benchmarks" / "course_mean_iou.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def perturb(ids: np.ndarray, seed: int) -> np.ndarray:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
 
+from course_reference import load_course_reference
 from fcnlab.data.mask_codec import (
     CLASS_NAMES,
     CODE_TO_CLASS,
@@ -26,16 +24,8 @@ from fcnlab.data.mask_codec import (
 )
 from fcnlab.errors import DataError
 
-REPO = Path(__file__).resolve().parents[1]
 REAL_MASKS = ("0000_mask.png", "0001_mask.png", "0042_mask.png", "0177_mask.png")
 
-
-def load_course_reference():
-    """The benchmark's faithful copy of the course's mean_iou_evaluate.py, imported by path."""
-    spec = importlib.util.spec_from_file_location("course_mean_iou", REPO / "benchmarks" / "course_mean_iou.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_constants_describe_the_course_palette():

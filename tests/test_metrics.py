@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from course_reference import load_course_reference
 from fcnlab.metrics import (
     ConfusionMatrix,
     MiouResult,
@@ -21,16 +20,6 @@ from fcnlab.metrics import (
     iou_per_class,
     per_class_accuracy,
 )
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def load_course_reference():
-    """The benchmark's faithful copy of the course's mean_iou_evaluate.py, imported by path."""
-    spec = importlib.util.spec_from_file_location("course_mean_iou", REPO / "benchmarks" / "course_mean_iou.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def numpy_confusion(target: np.ndarray, pred: np.ndarray, n: int) -> np.ndarray:

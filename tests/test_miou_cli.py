@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -10,18 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from course_reference import load_course_reference
 from fcnlab.cli import main
 from fcnlab.data.mask_codec import write_mask
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def load_course_reference():
-    """The benchmark's faithful copy of the course's mean_iou_evaluate.py, imported by path."""
-    spec = importlib.util.spec_from_file_location("course_mean_iou", REPO / "benchmarks" / "course_mean_iou.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def make_set(root: Path, n: int, absent_water: bool = False, side: int = 16) -> tuple[Path, Path]:
