@@ -116,14 +116,31 @@ def build_models(torchfcn_models: types.ModuleType, names: list[str]) -> dict[st
 
 
 class Runner:
-    """One model's training step and inference pass on a resident random batch."""
+    """One model's training step and inference pass on a resident random batch.
+
+    ``prepare`` (fcnlab's models by default) runs the model as fcnlab's commands run it: training in the
+    memory format the engine picks (:func:`fcnlab.memory_format.use_channels_last`), inference through
+    :func:`fcnlab.inference.make_predictor` (eval-mode BatchNorm folded into the convolutions, the same memory
+    format). Without it the model runs as it is, in the default (NCHW) format: torchfcn's models, and
+    fcnlab's with ``--fcnlab-path plain``.
+    """
 
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
-                 channels_last: bool = False):
+                 prepare: bool = False):
         model = model.to(device)
-        if channels_last:
-            model = model.to(memory_format=torch.channels_last)
-            x = x.contiguous(memory_format=torch.channels_last)
+        self.infer_model, self.infer_x = model, x
+        if prepare:
+            from fcnlab.config import from_dict
+            from fcnlab.inference import make_predictor
+            from fcnlab.memory_format import to_channels_last, use_channels_last
+
+            # only the task, input size and device matter here: the model itself is passed in
+            cfg = from_dict({"task": "segment", "model": "fcn32s_vgg16", "num_classes": NUM_CLASSES,
+                             "image_size": x.shape[-1], "device": str(device)}, "torchfcn_compare")
+            cl = use_channels_last(cfg, device)
+            model, x = to_channels_last(model, cl), to_channels_last(x, cl)
+            pred = make_predictor(model, cfg, device, None)  # a fused copy; ``model`` keeps training
+            self.infer_model, self.infer_x = pred.model, to_channels_last(x, pred.channels_last)
         self.model, self.x, self.y, self.device = model, x, y, device
         params = [p for p in model.parameters() if p.requires_grad]
         self.opt = torch.optim.SGD(params, lr=1e-4, momentum=0.9, weight_decay=5e-4)
@@ -136,9 +153,9 @@ class Runner:
         self.opt.zero_grad(set_to_none=True)  # frees the gradients between rounds (5 models share the RAM)
 
     def infer(self) -> None:
-        self.model.eval()
+        self.infer_model.eval()
         with torch.inference_mode():
-            self.model(self.x)
+            self.infer_model(self.infer_x)
 
 
 def sync(device: torch.device) -> None:
@@ -204,7 +221,8 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines = [f"torchfcn {report['torchfcn_version']} vs fcnlab at {report['size']}x{report['size']}, batch "
              f"{report['batch']}, fp32, {report['device']} ({report['threads']} threads), median {clock} of "
              f"{report['rounds']} interleaved rounds; load average {report['loadavg']}"
-             + ("; fcnlab models in channels-last format" if report["fcnlab_channels_last"] else ""), "",
+             + ("; fcnlab models as fcnlab runs them (engine memory format; inference with BatchNorm "
+                "fused)" if report["fcnlab_path"] == "engine" else "; fcnlab models as bare NCHW modules"), "",
              "| model | train img/s | inference img/s | train GFLOP/img | inference GFLOP/img |",
              "|---|---|---|---|---|"]
     for name, m in report["models"].items():
@@ -231,8 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="wall time (default), or process CPU time: steadier on a shared machine with "
                              "--threads 1, where CPU time is the work done")
-    parser.add_argument("--channels-last", action="store_true",
-                        help="run fcnlab's models (not torchfcn's) in channels-last memory format")
+    parser.add_argument("--fcnlab-path", choices=("engine", "plain"), default="engine",
+                        help="engine (default): fcnlab's models as its commands run them (the engine's memory "
+                             "format, inference with BatchNorm fused into the convolutions); plain: the bare "
+                             "modules in NCHW format, as torchfcn's always run")
     parser.add_argument("--models", default="torchfcn_fcn32s,fcn32s_vgg16,fcn32s_vgg16_plain,torchfcn_fcn8s,"
                                             "fcn8s_resnet34", help="comma-separated subset")
     parser.add_argument("--out", type=Path, help="folder for torchfcn_compare.json and torchfcn_compare.md")
@@ -254,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     x = torch.randn(args.batch, 3, args.size, args.size, generator=gen).to(device)
     y = torch.randint(0, NUM_CLASSES, (args.batch, args.size, args.size), generator=gen).to(device)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
-    runners = {name: Runner(m, x, y, device, args.channels_last and not name.startswith("torchfcn"))
+    runners = {name: Runner(m, x, y, device, args.fcnlab_path == "engine" and not name.startswith("torchfcn"))
                for name, m in build_models(tf_models, names).items()}
     models = compare(runners, args.batch, args.rounds, device, log,
                      time.perf_counter if args.clock == "wall" else time.process_time)
@@ -264,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"torchfcn_version": version, "torch": torch.__version__, "torchvision": torchvision.__version__,
               "device": str(device), "threads": torch.get_num_threads(), "size": args.size,
               "batch": args.batch, "rounds": args.rounds, "clock": args.clock,
-              "fcnlab_channels_last": args.channels_last, "models": models,
+              "fcnlab_path": args.fcnlab_path, "models": models,
               "ratios": ratios(models), "loadavg": [round(v, 2) for v in os.getloadavg()], "command": command}
     md = to_markdown(report)
     print(md)

@@ -88,6 +88,48 @@ def test_eval_prints_course_lines_and_miou_agrees(p2, tmp_path, capsys):
     assert (values2, mean2) == (values, mean)
 
 
+def test_eval_tiles_images_larger_than_tile_and_batches_the_rest(p2, tmp_path, monkeypatch):
+    import fcnlab.inference
+    from fcnlab.data.mask_codec import write_mask
+    from fcnlab.inference import load_predictor
+    from fcnlab.metrics import confusion_counts
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(3)
+    sizes = {"0001": (320, 320), "0002": (320, 320), "0003": (64, 64)}  # two large ones batch together
+    pairs = {}
+    for stem, (h, w) in sizes.items():
+        image, ids = land_cover_tile(max(h, w), rng)
+        Image.fromarray(image[:h, :w]).save(data / f"{stem}_sat.png")
+        write_mask(data / f"{stem}_mask.png", ids[:h, :w])
+        pairs[stem] = (image[:h, :w], ids[:h, :w])
+    real = fcnlab.inference.predict_mask
+    calls = []
+
+    def spy(pred, image, tile=1024, margin=64):
+        calls.append((image.shape, tile))
+        return real(pred, image, tile=tile, margin=margin)
+
+    monkeypatch.setattr(fcnlab.inference, "predict_mask", spy)
+    assert main(["segment", "eval", "--ckpt", str(p2["run"]), "--data", str(data), "--tile", "192",
+                 "--batch-size", "2", *CPU]) == 0
+    # only the two images over --tile went through the tiled path; the 64x64 one ran whole
+    assert calls == [((320, 320, 3), 192), ((320, 320, 3), 192)]
+    mat = np.array(json.loads((p2["run"] / "eval" / "eval.json").read_text())["confusion_matrix"])
+    assert mat.sum() == 2 * 320 * 320 + 64 * 64
+    pred = load_predictor(p2["run"], "cpu", task="segment")
+    expected = sum(confusion_counts(ids, real(pred, image, tile=192), 7) for image, ids in pairs.values())
+    assert np.array_equal(mat, expected)
+
+
+def test_eval_refuses_a_tile_too_small_in_one_line(p2, capsys):
+    assert main(["segment", "eval", "--ckpt", str(p2["run"]), "--data", str(p2["val"]), "--tile", "100",
+                 *CPU]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--tile" in err and "got 100" in err
+
+
 def test_predict_keeps_any_input_size_and_tiles_large_images(p2, tmp_path):
     images = tmp_path / "images"
     images.mkdir()

@@ -3,13 +3,17 @@
 Each sub-command lives in ``fcnlab.commands.<name>`` and exposes ``register(subparsers)``, which
 adds its parser and sets ``func`` to a ``run(args) -> int`` function. Errors derived from
 :class:`~fcnlab.errors.FcnlabError` are printed as one line (``fcnlab: error: ...``) with exit
-code 2; ``--debug`` shows the full traceback instead.
+code 2; ``--debug`` shows the full traceback instead. Under torchrun only rank 0 prints these lines
+(and argparse's usage errors); the other ranks exit with the same code silently.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
+import os
 import sys
 
 from fcnlab.errors import FcnlabError
@@ -40,22 +44,38 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _rank() -> int:
+    """This process's rank under torchrun (the ``RANK`` variable); 0 when it is unset or not a number."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
+def _report(line: str) -> None:
+    """Print a one-line error to stderr on rank 0 only, so N torchrun processes show it once."""
+    if _rank() == 0:
+        print(line, file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(first)
-    args = parser.parse_args(argv)
+    # argparse prints its usage errors itself (then exits 2): on ranks other than 0, into a discarded buffer
+    with contextlib.redirect_stderr(io.StringIO()) if _rank() != 0 else contextlib.nullcontext():
+        args = parser.parse_args(argv)
     debug = args.debug or "--debug" in argv
     try:
         return int(args.func(args) or 0)
     except FcnlabError as e:
         if debug:
             raise
-        print(f"fcnlab: error: {e}", file=sys.stderr)
+        _report(f"fcnlab: error: {e}")
         return e.exit_code
     except KeyboardInterrupt:
-        print("fcnlab: interrupted", file=sys.stderr)
+        _report("fcnlab: interrupted")
         return 130
     except BrokenPipeError:  # output piped into `head` and closed early
         sys.stderr.close()

@@ -63,7 +63,7 @@ class TrainConfig:
     deterministic: bool = False  # bitwise-reproducible algorithms (slower)
     device: str = "auto"  # auto, cpu, cuda or cuda:N
     amp: str = "auto"  # auto (bf16 on CUDA, off on CPU), bf16, fp16 or off
-    channels_last: bool = True  # channels-last memory format on CUDA
+    channels_last: bool = True  # channels-last format where faster (CUDA; CPU for inputs >= 128 px)
     compile: bool = False  # torch.compile the model (before DDP)
     workers: int = 2  # data-loader workers for file-streaming evaluation/prediction
     cache: str = "auto"  # decoded-data cache: auto, memory, disk or off

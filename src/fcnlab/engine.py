@@ -4,6 +4,11 @@ Features: CUDA autocast (bf16, or fp16 with GradScaler), channels_last, optional
 torchrun DDP with DistributedSampler (``set_epoch`` every epoch), per-epoch ``metrics.csv`` and
 ``timing.csv``, atomic ``last.pt``/``best.pt``, SIGINT/SIGTERM -> resumable checkpoint after the current
 step (exit 130/143), exact resume (RNG states and data position saved), NaN/Inf loss detection.
+
+On a GPU the training step never waits for the host: the loss, accuracy counts and the NaN/Inf check
+stay on the device and are read every ``sync_every`` steps (:func:`sync_interval`: ``log_every`` on GPUs,
+every step on the CPU). Under DDP the ranks agree on stopping (signal or NaN/Inf) at those same steps, so a
+SIGINT/SIGTERM is honoured within ``sync_every`` steps there (after the current step in one process).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +47,8 @@ from fcnlab.checkpoint import (
 )
 from fcnlab.config import TrainConfig, from_dict, save_yaml
 from fcnlab.errors import ConfigError, FcnlabError, TrainingDiverged
-from fcnlab.tasks import Task, make_task
+from fcnlab.memory_format import to_channels_last, use_channels_last
+from fcnlab.tasks import Prefetcher, Task, make_task  # Prefetcher: shared with Task.evaluate
 
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_miou")
 
@@ -279,44 +286,44 @@ def epoch_batches(n: int, cfg: TrainConfig, epoch: int, dist: dist_utils.DistInf
     return batches
 
 
-class Prefetcher:
-    """Gathers the next batch from the decoded arrays in a background thread (pinned for CUDA)."""
+def sync_interval(cfg: TrainConfig, device: torch.device) -> int:
+    """Steps between the training loop's reads of device values (``sync_every``).
 
-    def __init__(self, data: Any, batches: list[torch.Tensor], pin: bool):
-        self.data, self.batches, self.pin = data, batches, pin
-        self.result: Any = None
-        self.thread: threading.Thread | None = None
+    Every step on the CPU (nothing runs ahead there); ``log_every`` steps on a GPU, where each read waits
+    for every queued kernel. Under DDP the ranks agree on stopping only at these steps (and the last step of
+    an epoch); they depend only on the step index, so every rank takes part in the same all-reduces.
+    """
+    return 1 if device.type == "cpu" else max(1, cfg.log_every)
 
-    def _load(self, i: int) -> None:
-        try:
-            x, y = self.data.batch(self.batches[i])
-            if self.pin:
-                x, y = x.pin_memory(), y.pin_memory()
-            self.result = (x, y)
-        except BaseException as e:  # re-raised in the training thread, never a stale batch
-            self.result = e
 
-    def __iter__(self):
-        n = len(self.batches)
-        if n == 0:
-            return
-        self._load(0)
-        for i in range(n):
-            item = self.result
-            if isinstance(item, BaseException):
-                raise item
-            if i + 1 < n:
-                self.thread = threading.Thread(target=self._load, args=(i + 1,), daemon=True)
-                self.thread.start()
-            yield item
-            if self.thread is not None:
-                self.thread.join()
-                self.thread = None
+_NO_BAD_STEP = 2**62  # "no NaN/Inf loss yet" in the stop flags (larger than any step index)
+
+
+def _agree_on_stop(flags: torch.Tensor) -> None:
+    """Element-wise minimum over all ranks, in place, of ``[keep going (1/0), first NaN/Inf step]``.
+
+    Every rank goes on only if all do, and all name the earliest bad step. No-op in a single process; the
+    caller reads the result (one host sync together with the loss sums).
+    """
+    if dist_utils.is_dist():
+        torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MIN)
+
+
+def _read(values: Sequence[torch.Tensor]) -> list[float]:
+    """Scalars on the device as Python floats, in one device-to-host copy (one host sync)."""
+    return torch.stack([v.reshape(()).to(torch.float64) for v in values]).tolist()
 
 
 # ----------------------------------------------------------------------------------------------- loops
 def train_one_epoch(state: TrainState, epoch: int) -> dict[str, float]:
-    """Train one epoch from ``state.step_in_epoch`` (0, or where an interrupted run stopped)."""
+    """Train one epoch from ``state.step_in_epoch`` (0, or where an interrupted run stopped).
+
+    Device values (loss and accuracy sums, the first NaN/Inf step) are read only at sync steps: every
+    :func:`sync_interval` steps and the epoch's last step; in a single process also at the step after which
+    a SIGINT/SIGTERM arrived. Under DDP the stop flags are all-reduced at the sync steps only, on every rank
+    at the same step indices, so a signal is honoured within ``sync_every`` steps and every rank stops (or
+    raises the NaN/Inf error) at the same step.
+    """
     cfg, task, model, dev = state.cfg, state.task, state.model, state.device
     model.train()
     batches = epoch_batches(len(state.train_data), cfg, epoch, state.dist)
@@ -327,14 +334,14 @@ def train_one_epoch(state: TrainState, epoch: int) -> dict[str, float]:
     correct_dev = torch.zeros((), dtype=torch.float64, device=dev)
     bad_step = torch.full((), -1, dtype=torch.int64, device=dev)
     count, pending = 0.0, 0
-    sync_every = 1 if dev.type == "cpu" else max(1, cfg.log_every)
+    sync_every = sync_interval(cfg, dev)
+    channels_last = use_channels_last(cfg, dev)
     try:
         for i, (x, y) in enumerate(Prefetcher(state.train_data, batches[start:], dev.type == "cuda"), start=start):
             x = x.to(dev, non_blocking=True)
             y = y.to(dev, non_blocking=True)
             x, y = task.prepare_train(x, y, state.gen)
-            if cfg.channels_last and dev.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = to_channels_last(x, channels_last)
             with torch.autocast(dev.type, dtype=state.amp or torch.float32, enabled=state.amp is not None):
                 logits = model(x)
                 loss = task.loss(logits.float(), y)
@@ -356,18 +363,21 @@ def train_one_epoch(state: TrainState, epoch: int) -> dict[str, float]:
             pending += 1
             state.step_in_epoch = i + 1
             last = i + 1 == len(batches)
-            stop = state.stop_signal is not None
-            if state.dist.enabled:  # every rank takes the same decision at the same step
-                stop, worst = dist_utils.max_over_processes(torch.stack([torch.tensor(int(stop), device=dev),
-                                                                         bad_step]))
-                stop = bool(stop)
-                if worst >= 0:
-                    _diverged(state, epoch, worst)
-            if (i + 1) % sync_every == 0 or last or stop:
-                if int(bad_step) >= 0:  # one host sync per sync_every steps
-                    _diverged(state, epoch, int(bad_step))
-                acc["loss"] += float(loss_dev)
-                acc["correct"] += float(correct_dev)
+            signalled = state.stop_signal is not None
+            # sync steps depend on the step index only, so under DDP every rank joins the same all-reduces;
+            # one process may also stop at once (nothing to agree on)
+            stop = False
+            if (i + 1) % sync_every == 0 or last or (signalled and not state.dist.enabled):
+                flags = torch.stack([torch.full_like(bad_step, int(not signalled)),  # fills: no host-to-device copy
+                                     torch.where(bad_step >= 0, bad_step, _NO_BAD_STEP)])
+                if state.dist.enabled:  # every rank takes the same decision at the same step
+                    _agree_on_stop(flags)
+                loss_v, correct_v, go, first_bad = _read([loss_dev, correct_dev, flags[0], flags[1]])  # one sync
+                if first_bad < _NO_BAD_STEP:
+                    _diverged(state, epoch, int(first_bad))
+                stop = go == 0
+                acc["loss"] += loss_v
+                acc["correct"] += correct_v
                 acc["count"] += count
                 acc["batches"] += pending
                 loss_dev.zero_()
@@ -514,8 +524,7 @@ def _fit(cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_ut
         save_yaml(cfg, run_dir / "config.yaml")  # e.g. --epochs extended on resume
     if cfg.sync_bn and dist.enabled:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    if cfg.channels_last and device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = to_channels_last(model, use_channels_last(cfg, device))
     optimizer = build_optimizer(model, cfg, device)
     steps_per_epoch = len(epoch_batches(len(train_data), cfg, 0, dist))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, steps_per_epoch))

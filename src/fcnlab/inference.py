@@ -13,6 +13,7 @@ from fcnlab.checkpoint import load_checkpoint, model_from_checkpoint
 from fcnlab.config import TrainConfig, from_dict
 from fcnlab.data.transforms import normalize, resize
 from fcnlab.errors import ConfigError
+from fcnlab.memory_format import to_channels_last, use_channels_last
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Predictor:
     path: Path
     device: torch.device
     amp: torch.dtype | None
+    channels_last: bool = False
 
     @property
     def run_dir(self) -> Path:
@@ -35,9 +37,7 @@ class Predictor:
         x = normalize(images_u8.to(self.device, non_blocking=True))
         if self.cfg.task == "classify":
             x = resize(x, self.cfg.image_size)
-        if self.device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
+        return to_channels_last(x, self.channels_last)
 
     @torch.inference_mode()
     def logits(self, images_u8: torch.Tensor) -> torch.Tensor:
@@ -60,15 +60,33 @@ def load_predictor(ckpt_path: str | Path, device: str = "auto", task: str | None
                           f"use 'fcnlab {ckpt['task']} ...'")
     cfg = from_dict(ckpt["config"], str(ckpt_path))
     dev = select_device(device)
-    model = model_from_checkpoint(ckpt, dev)
-    if fold and cfg.task == "classify" and cfg.image_size == 32 and cfg.model.startswith("vgg"):
-        from fcnlab.models import fold_vgg_classifier
-
-        model = fold_vgg_classifier(model).to(dev)
-    if dev.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
     amp_cfg = from_dict({**ckpt["config"], "device": str(dev)})
-    return Predictor(model.eval(), cfg, ckpt, ckpt_path, dev, amp_dtype(amp_cfg, dev))
+    return make_predictor(model_from_checkpoint(ckpt, dev), cfg, dev, amp_dtype(amp_cfg, dev), fold=fold,
+                          owned=True, ckpt=ckpt, path=ckpt_path)
+
+
+def make_predictor(model: torch.nn.Module, cfg: TrainConfig, device: torch.device, amp: torch.dtype | None,
+                   fold: bool = True, fuse: bool = True, owned: bool = False,
+                   ckpt: dict[str, Any] | None = None, path: Path = Path(".")) -> Predictor:
+    """``model`` (on ``device``) made ready for inference.
+
+    The fold and the fusion work on copies unless ``owned`` (the caller hands the model over); with
+    ``fuse=False`` and not ``owned`` the returned model is ``model`` itself, put in eval mode and, where
+    it applies, channels-last format.
+
+    * ``fold``: VGG classifiers at 32x32 get the exact folded head (:mod:`fcnlab.models.folding`).
+    * ``fuse``: eval-mode BatchNorm folded into the convolution before it (:mod:`fcnlab.models.fusion`).
+    * channels-last format where :func:`fcnlab.memory_format.use_channels_last` says it is faster.
+    """
+    from fcnlab.models import fold_vgg_classifier, fuse_conv_bn
+
+    if fold and cfg.task == "classify" and cfg.image_size == 32 and cfg.model.startswith("vgg"):
+        model, owned = fold_vgg_classifier(model).to(device), True  # a copy
+    if fuse:
+        model, _ = fuse_conv_bn(model, inplace=owned)
+    cl = use_channels_last(cfg, device)
+    model = to_channels_last(model.eval(), cl)
+    return Predictor(model, cfg, ckpt or {}, path, device, amp, cl)
 
 
 @torch.inference_mode()
@@ -80,8 +98,18 @@ def penultimate(pred: Predictor, images_u8: torch.Tensor) -> torch.Tensor:
         return penultimate_features(pred.model, pred.prepare(images_u8)).float()
 
 
+TILE_MARGIN = 64
+
+
+def check_tile(tile: int, margin: int = TILE_MARGIN) -> None:
+    """Raise a one-line ConfigError unless ``tile`` leaves a core of 32 pixels inside its two margins."""
+    if tile < 2 * margin + 32:
+        raise ConfigError(f"option --tile: must be at least {2 * margin + 32} (2 x {margin} pixels of context "
+                          f"plus a core of 32), got {tile}")
+
+
 @torch.inference_mode()
-def predict_mask(pred: Predictor, image: np.ndarray, tile: int = 1024, margin: int = 64) -> np.ndarray:
+def predict_mask(pred: Predictor, image: np.ndarray, tile: int = 1024, margin: int = TILE_MARGIN) -> np.ndarray:
     """Class ids ``(H, W)`` uint8 for an ``(H, W, 3)`` uint8 RGB image of any size.
 
     Images up to ``tile`` x ``tile`` pixels run in one pass (the FCN pads to a multiple of 32 and crops
@@ -90,9 +118,7 @@ def predict_mask(pred: Predictor, image: np.ndarray, tile: int = 1024, margin: i
     memory beyond the image and its class map is bounded by one tile (the float input and the logits of
     a ``tile`` x ``tile`` window), never by the image size.
     """
-    if tile < 2 * margin + 32:
-        raise ConfigError(f"option --tile: must be at least {2 * margin + 32} (2 x {margin} pixels of context "
-                          f"plus a core of 32), got {tile}")
+    check_tile(tile, margin)
     h, w = image.shape[:2]
 
     def run(window: np.ndarray) -> np.ndarray:

@@ -5,6 +5,8 @@ The training engine (:mod:`fcnlab.engine`) is shared; it asks a :class:`Task` fo
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,47 @@ from fcnlab.metrics import ConfusionMatrix, course_miou
 UNKNOWN = 6
 
 
+class Prefetcher:
+    """Gathers the next batch from the decoded arrays in a background thread (pinned for CUDA).
+
+    Used by training (:func:`fcnlab.engine.train_one_epoch`) and validation (:meth:`Task.evaluate`): with
+    ``pin`` the batches come in page-locked memory, so ``.to(device, non_blocking=True)`` is a true
+    asynchronous copy (a copy from pageable memory waits for the device), and gathering batch ``i + 1``
+    overlaps the device's work on batch ``i``.
+    """
+
+    def __init__(self, data: Any, batches: list[torch.Tensor], pin: bool):
+        self.data, self.batches, self.pin = data, batches, pin
+        self.result: Any = None
+        self.thread: threading.Thread | None = None
+
+    def _load(self, i: int) -> None:
+        try:
+            x, y = self.data.batch(self.batches[i])
+            if self.pin:
+                x, y = x.pin_memory(), y.pin_memory()
+            self.result = (x, y)
+        except BaseException as e:  # re-raised in the consuming thread, never a stale batch
+            self.result = e
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.batches)
+        if n == 0:
+            return
+        self._load(0)
+        for i in range(n):
+            item = self.result
+            if isinstance(item, BaseException):
+                raise item
+            if i + 1 < n:
+                self.thread = threading.Thread(target=self._load, args=(i + 1,), daemon=True)
+                self.thread.start()
+            yield item
+            if self.thread is not None:
+                self.thread.join()
+                self.thread = None
+
+
 class Task:
     """Base class: data loading, batch preparation, loss and evaluation for one kind of model."""
 
@@ -30,6 +73,9 @@ class Task:
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
         self.loss_weight: torch.Tensor | None = None
+        # loss_weight copied to each device it was used on, and the tensor those copies were made from
+        self._weight_copies: dict[torch.device, torch.Tensor] = {}
+        self._weight_source: torch.Tensor | None = None
 
     def load_train(self) -> Any:
         raise NotImplementedError
@@ -58,19 +104,44 @@ class Task:
     def summarize(self, conf: ConfusionMatrix, loss_sum: float, count: int) -> dict[str, float]:
         raise NotImplementedError
 
+    def loss_weight_on(self, device: torch.device) -> torch.Tensor | None:
+        """``loss_weight`` on ``device``, copied there once and then reused (None without class weights).
+
+        ``tensor.to("cuda")`` from ordinary host memory waits for every queued kernel, so copying the
+        weights in every ``loss`` call put a host sync in every training step. The copy is redone only when
+        ``loss_weight`` is replaced by another tensor.
+        """
+        source = self.loss_weight
+        if source is None:
+            return None
+        if source is not self._weight_source:
+            self._weight_copies, self._weight_source = {}, source
+        copy = self._weight_copies.get(device)
+        if copy is None:
+            # an ordinary tensor even when first asked for in inference mode (backward saves the weight)
+            with torch.inference_mode(False), torch.no_grad():
+                copy = source.to(device)
+            self._weight_copies[device] = copy
+        return copy
+
     @torch.inference_mode()
     def evaluate(self, model: torch.nn.Module, data: Any, device: torch.device, rank: int = 0,
                  world_size: int = 1, amp_dtype: torch.dtype | None = None) -> tuple[dict[str, float],
                                                                                      ConfusionMatrix]:
-        """Validation metrics over ``data`` (this rank takes every ``world_size``-th sample; all-reduced)."""
+        """Validation metrics over ``data`` (this rank takes every ``world_size``-th sample; all-reduced).
+
+        The data path is training's: a :class:`Prefetcher` gathers the next batch in the background (pinned
+        on CUDA) and the copies are ``non_blocking``. The loss sum and the confusion matrix stay on the
+        device and are read once, after the last batch, so on a GPU no batch waits for the host.
+        """
         model.eval()
         conf = ConfusionMatrix(self.cfg.num_classes, device)
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        count = torch.zeros((), dtype=torch.float64, device=device)
+        count = 0  # pixels or images: known on the host from the shapes
         bs = self.cfg.eval_batch_size or 2 * self.cfg.batch_size
         index = torch.arange(rank, len(data), world_size)
-        for start in range(0, len(index), bs):
-            images, targets = data.batch(index[start:start + bs])
+        batches = list(index.split(bs)) if len(index) else []  # an empty shard (more ranks than images): none
+        for images, targets in Prefetcher(data, batches, pin=device.type == "cuda"):
             images = images.to(device, non_blocking=True)
             targets = targets.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
@@ -79,10 +150,11 @@ class Task:
             loss_sum += F.cross_entropy(logits, targets, reduction="sum").double()
             count += targets.numel()
             conf.update(targets, logits.argmax(1))
-        all_reduce_sum(loss_sum)
-        all_reduce_sum(count)
+        totals = torch.stack([loss_sum, torch.full_like(loss_sum, count)])  # a fill, not a host-to-device copy
+        all_reduce_sum(totals)
         conf.all_reduce()
-        return self.summarize(conf, float(loss_sum), int(count)), conf
+        total_loss, total_count = totals.tolist()  # the one read of the loss (the matrix is read by summarize)
+        return self.summarize(conf, total_loss, int(total_count)), conf
 
 
 class ClassificationTask(Task):
@@ -119,7 +191,7 @@ class ClassificationTask(Task):
         return F.cross_entropy(logits, targets, label_smoothing=self.cfg.label_smoothing)
 
     def summarize(self, conf, loss_sum, count):
-        mat = conf.mat.double()
+        mat = conf.mat.cpu().double()  # one read of the matrix
         return {"val_loss": loss_sum / max(count, 1), "val_acc": float(mat.diag().sum() / mat.sum().clamp(min=1))}
 
 
@@ -160,15 +232,16 @@ class SegmentationTask(Task):
         return x, targets
 
     def loss(self, logits, targets):
-        weight = None if self.loss_weight is None else self.loss_weight.to(logits.device)
+        weight = self.loss_weight_on(logits.device)  # cached on the device: no copy (host sync) per step
         return F.cross_entropy(logits, targets, weight=weight,
                                ignore_index=UNKNOWN if self.cfg.ignore_unknown else -100)
 
     def summarize(self, conf, loss_sum, count):
         """Course mIoU; when a class is absent from a (small) validation set the course's mean is nan,
         so ``val_miou`` is then the mean over the present classes (equal to the course's otherwise)."""
-        result = course_miou(conf.mat.cpu().numpy())
-        mat = conf.mat.double()
+        counts = conf.mat.cpu()  # one read of the matrix
+        result = course_miou(counts.numpy())
+        mat = counts.double()
         out = {"val_loss": loss_sum / max(count, 1),
                "val_acc": float(mat.diag().sum() / mat.sum().clamp(min=1)),
                "val_miou": float(result.mean if not np.isnan(result.mean) else result.mean_present)}

@@ -1,15 +1,15 @@
 """Pure model throughput: training steps and batched inference on a resident batch, FLOPs and MFU.
 
-The training step is the engine's step (autocast, channels_last on CUDA, ``zero_grad(set_to_none=True)``,
+The training step is the engine's step (autocast, the engine's memory format, ``zero_grad(set_to_none=True)``,
 GradScaler, the engine's optimizer with fused kernels on CUDA) on one prepared batch that stays on the
 device, so data loading is excluded; :mod:`fcnlab.bench.pipeline` measures the real epoch against it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -17,7 +17,8 @@ import torch
 from fcnlab.bench.timing import PeakMemory, count_flops, measure_throughput
 from fcnlab.config import TrainConfig, from_dict
 from fcnlab.engine import amp_dtype, build_optimizer
-from fcnlab.inference import Predictor
+from fcnlab.inference import Predictor, make_predictor
+from fcnlab.memory_format import to_channels_last, use_channels_last
 from fcnlab.tasks import Task, make_task
 
 #: Batch of the second folded-vs-unfolded P1 inference measurement (a few images at a time).
@@ -80,10 +81,8 @@ def random_batch(case: ModelCase, batch: int, device: torch.device, seed: int = 
 
 
 def channels_last(t: torch.Tensor, cfg: TrainConfig, device: torch.device) -> torch.Tensor:
-    """``t`` in channels-last memory format where the engine uses it (CUDA with ``cfg.channels_last``)."""
-    if cfg.channels_last and device.type == "cuda":
-        return t.contiguous(memory_format=torch.channels_last)
-    return t
+    """``t`` in the memory format the engine trains ``cfg``'s model in on ``device``."""
+    return to_channels_last(t, use_channels_last(cfg, device))
 
 
 class TrainStep:
@@ -114,18 +113,14 @@ def _rate(flops: int, per_item: int, items_per_s: float, peak_gflops: float | No
             "mfu": round(gflops / peak_gflops, 4) if peak_gflops else None}
 
 
-def predictor(model: torch.nn.Module, cfg: TrainConfig, device: torch.device, fold: bool) -> Predictor:
+def predictor(model: torch.nn.Module, cfg: TrainConfig, device: torch.device, fold: bool,
+              fuse: bool = True) -> Predictor:
     """The model prepared as :func:`fcnlab.inference.load_predictor` prepares a checkpoint's (no disk).
 
-    Folded VGG head for P1 at 32x32 (``fold``), channels_last on CUDA, eval mode, the run's autocast dtype.
+    ``fold``: the folded VGG head for P1 at 32x32; ``fuse``: BatchNorm folded into the convolutions. Both
+    work on copies, so ``model`` keeps training.
     """
-    from fcnlab.models import fold_vgg_classifier
-
-    if fold and cfg.task == "classify" and cfg.image_size == 32 and cfg.model.startswith("vgg"):
-        model = fold_vgg_classifier(model).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    return Predictor(model.eval(), cfg, {}, Path("."), device, amp_dtype(cfg, device))
+    return make_predictor(model, cfg, device, amp_dtype(cfg, device), fold=fold, fuse=fuse)
 
 
 def _phase(fn, items: int, device: torch.device, schedule: Schedule, peak: float | None,
@@ -156,9 +151,7 @@ def bench_model(case: ModelCase, device: torch.device, schedule: Schedule, peak_
     cfg = case_config(case, device)
     task = make_task(cfg)
     torch.manual_seed(0)
-    model = build_model(case.name, case.num_classes).to(device)
-    if cfg.channels_last and device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = to_channels_last(build_model(case.name, case.num_classes).to(device), use_channels_last(cfg, device))
     params = sum(p.numel() for p in model.parameters())
     run_model = torch.compile(model) if compile_model else model
     gen = torch.Generator(device=device).manual_seed(0)
@@ -171,14 +164,14 @@ def bench_model(case: ModelCase, device: torch.device, schedule: Schedule, peak_
         "model": case.name, "task": case.task, "input": f"3x{case.size}x{case.size}", "batch": case.batch,
         "eval_batch": case.eval_batch, "params_m": round(params / 1e6, 2),
         "amp": str(step.amp).replace("torch.", "") if step.amp else "fp32",
-        "channels_last": bool(cfg.channels_last and device.type == "cuda"), "compiled": compile_model}
+        "channels_last": use_channels_last(cfg, device), "compiled": compile_model}
     eager = TrainStep(model, task, cfg, device, x, y) if compile_model else None
     result["train"] = _phase(step, case.batch, device, schedule, peak_gflops, eager)
     del step, eager
     gc.collect()
     eval_images, _ = random_batch(case, case.eval_batch, device, seed=1)  # uint8, as Predictor.logits takes
     plain = predictor(model, cfg, device, fold=False)
-    timed = predictor(run_model, cfg, device, fold=False) if compile_model else plain
+    timed = dataclasses.replace(plain, model=torch.compile(plain.model)) if compile_model else plain
     result["infer"] = _phase(lambda: timed.logits(eval_images), case.eval_batch, device, schedule,
                              peak_gflops, (lambda: plain.logits(eval_images)) if compile_model else None)
     if case.task == "classify" and case.name.startswith("vgg") and case.size == 32:
@@ -187,6 +180,13 @@ def bench_model(case: ModelCase, device: torch.device, schedule: Schedule, peak_
                                         peak_gflops)
         speedup = result["infer_folded"]["img_per_s"] / result["infer"]["img_per_s"]
         result["folded_speedup"] = round(speedup, 3)
+        bare = predictor(model, cfg, device, fold=False, fuse=False)  # the trained model as it is, eval mode
+        result["infer_plain"] = _phase(lambda: bare.logits(eval_images), case.eval_batch, device, schedule,
+                                       peak_gflops)
+        model.train()
+        speedup = result["infer_folded"]["img_per_s"] / result["infer_plain"]["img_per_s"]
+        result["inference_path_speedup"] = round(speedup, 3)
+        del bare
         small = min(SMALL_BATCH, case.eval_batch)
         if small < case.eval_batch:  # there reading the 411 MB fc6 weight, not the convs, sets the pace
             few = eval_images[:small]

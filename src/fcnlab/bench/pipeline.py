@@ -34,6 +34,7 @@ from fcnlab.engine import (
     train_one_epoch,
 )
 from fcnlab.errors import DataError
+from fcnlab.memory_format import to_channels_last, use_channels_last
 from fcnlab.tasks import make_task
 
 #: Training-set sizes of the course data, for the projected 50-epoch wall time.
@@ -85,9 +86,7 @@ def build_state(case: ModelCase, device: torch.device, train_dir: Path, limit: i
     with stopwatch() as load:
         data = task.load_train()
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, cfg.num_classes).to(device)
-    if cfg.channels_last and device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = to_channels_last(build_model(cfg.model, cfg.num_classes).to(device), use_channels_last(cfg, device))
     optimizer = build_optimizer(model, cfg, device)
     dist = DistInfo()
     steps = len(epoch_batches(len(data), cfg, 0, dist))

@@ -54,8 +54,9 @@ def to_markdown(result: dict[str, Any]) -> str:
     if models:
         rows = []
         for name, m in models.items():
-            phases = (("train", "train"), ("infer", "inference"), ("infer_folded", "inference, folded"),
-                      ("infer_small", "inference"), ("infer_folded_small", "inference, folded"))
+            phases = (("train", "train"), ("infer_plain", "inference, bare model"), ("infer", "inference"),
+                      ("infer_folded", "inference, folded"), ("infer_small", "inference"),
+                      ("infer_folded_small", "inference, folded"))
             for phase, label in phases:
                 p = m.get(phase)
                 if not p:
@@ -71,7 +72,12 @@ def to_markdown(result: dict[str, Any]) -> str:
             small = vgg.get("folded_speedup_small_batch")
             also = f", {small:.2f}x at batch {vgg['infer_small']['batch']}" if small is not None else ""
             lines += [f"Folded P1 head: {vgg['folded_speedup']:.2f}x the unfolded inference throughput at "
-                      f"batch {vgg['eval_batch']}{also}.", ""]
+                      f"batch {vgg['eval_batch']}{also}."]
+            if vgg.get("inference_path_speedup") is not None:
+                lines += [f"fcnlab's P1 inference path (folded head, BatchNorm fused) is "
+                          f"{vgg['inference_path_speedup']:.2f}x the bare trained model at batch "
+                          f"{vgg['eval_batch']}."]
+            lines.append("")
     pipe = result.get("pipeline", {})
     if pipe:
         rows = [[name, p["input"], str(p["batch"]), str(p["images_per_epoch"]), _fmt(p["loader_img_per_s"]),

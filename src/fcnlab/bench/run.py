@@ -81,6 +81,8 @@ def _check_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     if vgg.get("infer_small"):
         add(f"P1 folded inference / unfolded, batch {vgg['infer_small']['batch']}",
             vgg.get("folded_speedup_small_batch"), TARGETS["folded_p1_speedup"])
+    add(f"P1 inference path (folded, BN fused) / bare model, batch {vgg.get('eval_batch')}",
+        vgg.get("inference_path_speedup"), TARGETS["folded_p1_speedup"])
     for name, row in result.get("pipeline", {}).items():
         add(f"{name} end-to-end epoch / pure steps", row.get("e2e_over_pure"), TARGETS["e2e_over_pure"])
     ev = result.get("evaluator", {})

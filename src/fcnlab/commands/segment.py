@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e = s.add_parser("eval", help="per-class IoU and mean IoU exactly as the course grades it")
     e.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
     e.add_argument("--data", required=True, help="folder of NNNN_sat.jpg + NNNN_mask.png pairs")
+    e.add_argument("--tile", type=int, default=1024, help="images larger than this are predicted in tiles")
     add_device(e)
     e.set_defaults(func=run_eval)
     pr = s.add_parser("predict", help="write NNNN_mask.png RGB masks for every image of a folder")
@@ -31,13 +32,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.set_defaults(func=run_predict)
 
 
-def evaluate_folder(pred, folder: str | Path, batch_size: int, workers: int):
-    """Stream the pairs of ``folder`` through the model; return (ConfusionMatrix, off-palette report)."""
+def evaluate_folder(pred, folder: str | Path, batch_size: int, workers: int, *, tile: int = 1024):
+    """Stream the pairs of ``folder`` through the model; return (ConfusionMatrix, off-palette report).
+
+    Images up to ``tile`` pixels on each side go through the model whole, ``batch_size`` at a time.
+    Larger ones (a 2448x2448 DeepGlobe original, a 10000x10000 mosaic) are predicted one by one in
+    tiles by :func:`fcnlab.inference.predict_mask`, as ``segment predict`` does, and counted in bands of
+    ``tile`` rows, so the model's memory is bounded by one tile, not by the image.
+    """
+    import torch
+
     from fcnlab.data.mask_codec import OffPaletteReport
     from fcnlab.data.segmentation import pair_files
     from fcnlab.data.streaming import TilePairs, loader
+    from fcnlab.inference import check_tile, predict_mask
     from fcnlab.metrics import ConfusionMatrix
 
+    check_tile(tile)  # up front, not at the first large image after minutes of evaluation
     pairs = pair_files(folder)
     conf = ConfusionMatrix(pred.cfg.num_classes, pred.device)
     report = OffPaletteReport()
@@ -47,7 +58,13 @@ def evaluate_folder(pred, folder: str | Path, batch_size: int, workers: int):
         for im, m in items:
             im = im if im.dim() == 4 else im[None]
             m = m if m.dim() == 3 else m[None]
-            conf.update(m.to(pred.device), pred.logits(im).argmax(1))
+            if im.shape[-2] <= tile and im.shape[-1] <= tile:
+                conf.update(m.to(pred.device), pred.logits(im).argmax(1))
+                continue
+            for one, truth in zip(im, m, strict=True):
+                ids = torch.from_numpy(predict_mask(pred, one.permute(1, 2, 0).numpy(), tile=tile))
+                for y in range(0, ids.shape[0], tile):
+                    conf.update(truth[y:y + tile], ids[y:y + tile])
         for n, i in zip(list(n_off), list(index), strict=True):
             if int(n):
                 report.add(pairs[int(i)][1], int(n))
@@ -62,7 +79,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     pred = load_predictor(args.ckpt, args.device, task="segment")
     bs = positive_batch(args, pred.cfg.eval_batch_size or pred.cfg.batch_size)
-    conf, report = evaluate_folder(pred, args.data, bs, args.workers)
+    conf, report = evaluate_folder(pred, args.data, bs, args.workers, tile=args.tile)
     if report.summary():
         print(f"note: {report.summary()}")
     mat = conf.mat.cpu().numpy()
@@ -98,8 +115,9 @@ def run_predict(args: argparse.Namespace) -> int:
     from fcnlab.data.mask_codec import write_mask
     from fcnlab.data.segmentation import pair_files
     from fcnlab.data.streaming import TilePairs, loader
-    from fcnlab.inference import load_predictor, predict_mask
+    from fcnlab.inference import check_tile, load_predictor, predict_mask
 
+    check_tile(args.tile)
     pairs = pair_files(args.images, need_masks=False)
     pred = load_predictor(args.ckpt, args.device, task="segment")  # a bad --ckpt fails before --out is made
     out = check_output_dir(args.out, [args.images])

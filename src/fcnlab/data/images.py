@@ -8,6 +8,8 @@ the file, never as a traceback from inside Pillow.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -46,16 +48,20 @@ def list_images(folder: str | Path, what: str = "images") -> list[Path]:
 _FIX = "re-copy the file or remove it from the folder"
 
 
-def _open(path: Path) -> Image.Image:
-    """Open and fully decode ``path``; every failure becomes one DataError naming the file and the fix."""
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Run the Pillow/OS calls of the block on ``path``; every failure becomes one DataError naming the file.
+
+    Checks first that the file is not empty. Inside the block, Pillow's decompression-bomb warning is an
+    error, so reading the header (:func:`image_size`) and decoding (:func:`read_rgb`) refuse the same files
+    with the same message.
+    """
     try:
         if path.stat().st_size == 0:
             raise DataError(f"{path}: file is empty (0 bytes); {_FIX}")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
-            img.load()
-        return img
+            yield
     except DataError:
         raise
     except FileNotFoundError:
@@ -71,9 +77,25 @@ def _open(path: Path) -> Image.Image:
         raise DataError(f"{path}: image too large to decode safely ({e}); cut it into smaller images") from None
     except MemoryError:
         raise DataError(f"{path}: not enough memory to decode this image; cut it into smaller images") from None
-    except Exception as e:  # OSError, SyntaxError, ValueError, zlib/struct errors of damaged files
-        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DataError(f"{path}: corrupt or truncated image ({detail}); {_FIX}") from None
+    except OSError as e:
+        if e.errno is not None:  # the operating system failed to read it (EIO, ...), not Pillow to parse it
+            raise DataError(f"{path}: cannot read file ({e.strerror or e}); {_FIX}") from None
+        raise DataError(f"{path}: corrupt or truncated image ({_first_line(e)}); {_FIX}") from None
+    except Exception as e:  # SyntaxError, ValueError, zlib/struct errors of damaged files
+        raise DataError(f"{path}: corrupt or truncated image ({_first_line(e)}); {_FIX}") from None
+
+
+def _first_line(e: BaseException) -> str:
+    """The first line of an exception's message, or its type name when the message is empty."""
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def _open(path: Path) -> Image.Image:
+    """Open and fully decode ``path``; every failure becomes one DataError naming the file and the fix."""
+    with _reading(path):
+        img = Image.open(path)
+        img.load()
+    return img
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -108,20 +130,5 @@ def read_rgb(path: str | Path) -> np.ndarray:
 def image_size(path: str | Path) -> tuple[int, int]:
     """Return ``(width, height)`` reading only the header; raise a DataError naming bad files."""
     path = Path(path)
-    try:
-        if path.stat().st_size == 0:
-            raise DataError(f"{path}: file is empty (0 bytes); {_FIX}")
-        with Image.open(path) as img:
-            return img.size
-    except DataError:
-        raise
-    except FileNotFoundError:
-        raise DataError(f"{path}: file does not exist (moved, or a broken link); {_FIX}") from None
-    except PermissionError:
-        raise DataError(f"{path}: cannot read file (permission denied); fix its permissions (chmod a+r) or "
-                        f"remove it from the folder") from None
-    except UnidentifiedImageError:
-        raise DataError(f"{path}: not an image file (Pillow cannot identify it); {_FIX}") from None
-    except Exception as e:
-        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DataError(f"{path}: cannot read image ({detail}); {_FIX}") from None
+    with _reading(path), Image.open(path) as img:
+        return img.size
