@@ -118,39 +118,51 @@ def build_models(torchfcn_models: types.ModuleType, names: list[str]) -> dict[st
 class Runner:
     """One model's training step and inference pass on a resident random batch.
 
-    ``prepare`` (fcnlab's models by default) runs the model as fcnlab's commands run it: training in the
-    memory format the engine picks (:func:`fcnlab.memory_format.use_channels_last`), inference through
-    :func:`fcnlab.inference.make_predictor` (eval-mode BatchNorm folded into the convolutions, the same memory
-    format). Without it the model runs as it is, in the default (NCHW) format: torchfcn's models, and
-    fcnlab's with ``--fcnlab-path plain``.
+    ``prepare`` (fcnlab's models by default) runs the model as fcnlab's commands run it: the engine's
+    training step (:class:`fcnlab.bench.models.TrainStep`: the engine's optimizer and memory format, the
+    P2 recipe's SGD settings) and inference through :func:`fcnlab.inference.make_predictor` (eval-mode
+    BatchNorm folded into the convolutions, the same memory format). Without it the model runs as it is:
+    NCHW, plain SGD (momentum 0.9, weight decay 5e-4 on every parameter) as torchfcn's trainer does; that
+    is torchfcn's models, and fcnlab's with ``--fcnlab-path plain``.
     """
 
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
                  prepare: bool = False):
         model = model.to(device)
+        self.model, self.device = model, device
         self.infer_model, self.infer_x = model, x
-        if prepare:
-            from fcnlab.config import from_dict
-            from fcnlab.inference import make_predictor
-            from fcnlab.memory_format import to_channels_last, use_channels_last
+        if not prepare:
+            params = [p for p in model.parameters() if p.requires_grad]
+            opt = torch.optim.SGD(params, lr=1e-4, momentum=0.9, weight_decay=5e-4)
 
-            # only the task, input size and device matter here: the model itself is passed in
-            cfg = from_dict({"task": "segment", "model": "fcn32s_vgg16", "num_classes": NUM_CLASSES,
-                             "image_size": x.shape[-1], "device": str(device)}, "torchfcn_compare")
-            cl = use_channels_last(cfg, device)
-            model, x = to_channels_last(model, cl), to_channels_last(x, cl)
-            pred = make_predictor(model, cfg, device, None)  # a fused copy; ``model`` keeps training
-            self.infer_model, self.infer_x = pred.model, to_channels_last(x, pred.channels_last)
-        self.model, self.x, self.y, self.device = model, x, y, device
-        params = [p for p in model.parameters() if p.requires_grad]
-        self.opt = torch.optim.SGD(params, lr=1e-4, momentum=0.9, weight_decay=5e-4)
+            def step() -> None:
+                loss = F.cross_entropy(model(x), y)
+                loss.backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)  # frees the gradients between rounds (5 models share the RAM)
+
+            self.step = step
+            return
+        from fcnlab.bench.models import TrainStep
+        from fcnlab.config import from_dict
+        from fcnlab.inference import make_predictor
+        from fcnlab.memory_format import to_channels_last, use_channels_last
+        from fcnlab.tasks import make_task
+
+        # the P2 recipe's task, input size and device; the model itself is passed in
+        cfg = from_dict({"task": "segment", "model": "fcn32s_vgg16", "num_classes": NUM_CLASSES,
+                         "image_size": x.shape[-1], "device": str(device)}, "torchfcn_compare")
+        cl = use_channels_last(cfg, device)
+        model = to_channels_last(model, cl)
+        self.step = TrainStep(model, make_task(cfg), cfg, device, to_channels_last(x, cl), y)
+        pred = make_predictor(model, cfg, device, None)  # a fused copy; ``model`` keeps training
+        self.infer_model, self.infer_x = pred.model, to_channels_last(x, pred.channels_last)
 
     def train_step(self) -> None:
         self.model.train()
-        loss = F.cross_entropy(self.model(self.x), self.y)
-        loss.backward()
-        self.opt.step()
-        self.opt.zero_grad(set_to_none=True)  # frees the gradients between rounds (5 models share the RAM)
+        self.step()
+        if hasattr(self.step, "optimizer"):  # TrainStep zeroes before backward: free the gradients now
+            self.step.optimizer.zero_grad(set_to_none=True)
 
     def infer(self) -> None:
         self.infer_model.eval()
@@ -222,7 +234,8 @@ def to_markdown(report: dict[str, Any]) -> str:
              f"{report['batch']}, fp32, {report['device']} ({report['threads']} threads), median {clock} of "
              f"{report['rounds']} interleaved rounds; load average {report['loadavg']}"
              + ("; fcnlab models as fcnlab runs them (engine memory format; inference with BatchNorm "
-                "fused)" if report["fcnlab_path"] == "engine" else "; fcnlab models as bare NCHW modules"), "",
+                "fused)" if report["fcnlab_path"] == "engine" else "; fcnlab models as bare NCHW modules")
+             + f"; allocator: {report.get('malloc', 'system')}", "",
              "| model | train img/s | inference img/s | train GFLOP/img | inference GFLOP/img |",
              "|---|---|---|---|---|"]
     for name, m in report["models"].items():
@@ -253,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="engine (default): fcnlab's models as its commands run them (the engine's memory "
                              "format, inference with BatchNorm fused into the convolutions); plain: the bare "
                              "modules in NCHW format, as torchfcn's always run")
+    parser.add_argument("--malloc", choices=("fcnlab", "system"), default="fcnlab",
+                        help="fcnlab (default): keep freed memory for reuse as the fcnlab program does "
+                             "(fcnlab.host_memory; process-wide, so torchfcn's models get it too); system: "
+                             "glibc's defaults")
     parser.add_argument("--models", default="torchfcn_fcn32s,fcn32s_vgg16,fcn32s_vgg16_plain,torchfcn_fcn8s,"
                                             "fcn8s_resnet34", help="comma-separated subset")
     parser.add_argument("--out", type=Path, help="folder for torchfcn_compare.json and torchfcn_compare.md")
@@ -262,6 +279,10 @@ def main(argv: list[str] | None = None) -> int:
                         "torchfcn"], check=True)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.malloc == "fcnlab":
+        from fcnlab.host_memory import keep_freed_memory
+
+        keep_freed_memory()
     tf_models = load_torchfcn_models(args.torchfcn)
     infos = sorted(args.torchfcn.glob("torchfcn-*.dist-info"))
     version = infos[0].name.removesuffix(".dist-info").split("-")[1] if infos else "unknown"
@@ -284,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"torchfcn_version": version, "torch": torch.__version__, "torchvision": torchvision.__version__,
               "device": str(device), "threads": torch.get_num_threads(), "size": args.size,
               "batch": args.batch, "rounds": args.rounds, "clock": args.clock,
-              "fcnlab_path": args.fcnlab_path, "models": models,
+              "fcnlab_path": args.fcnlab_path, "malloc": args.malloc, "models": models,
               "ratios": ratios(models), "loadavg": [round(v, 2) for v in os.getloadavg()], "command": command}
     md = to_markdown(report)
     print(md)

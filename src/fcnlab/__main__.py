@@ -2,6 +2,6 @@
 
 import sys
 
-from fcnlab.cli import main
+from fcnlab.cli import entry
 
-sys.exit(main())
+sys.exit(entry())

@@ -82,5 +82,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def entry() -> int:
+    """The ``fcnlab`` program (console script, ``python -m fcnlab``): process set-up, then :func:`main`.
+
+    Process-wide settings live here, not in :func:`main`, which tests and scripts call in their own process.
+    """
+    from fcnlab.host_memory import keep_freed_memory
+
+    keep_freed_memory()
+    return main()
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(entry())

@@ -76,14 +76,20 @@ def make_predictor(model: torch.nn.Module, cfg: TrainConfig, device: torch.devic
 
     * ``fold``: VGG classifiers at 32x32 get the exact folded head (:mod:`fcnlab.models.folding`).
     * ``fuse``: eval-mode BatchNorm folded into the convolution before it (:mod:`fcnlab.models.fusion`).
+    * on the CPU, FCN-32s's 7x7 ``fc6`` as ``unfold`` + one GEMM (:mod:`fcnlab.models.unfold_conv`), when
+      the model is a copy (``fold``/``fuse``) or ``owned``.
     * channels-last format where :func:`fcnlab.memory_format.use_channels_last` says it is faster.
     """
     from fcnlab.models import fold_vgg_classifier, fuse_conv_bn
+    from fcnlab.models.unfold_conv import unfold_large_convs
 
     if fold and cfg.task == "classify" and cfg.image_size == 32 and cfg.model.startswith("vgg"):
         model, owned = fold_vgg_classifier(model).to(device), True  # a copy
     if fuse:
         model, _ = fuse_conv_bn(model, inplace=owned)
+        owned = True
+    if device.type == "cpu" and owned:
+        unfold_large_convs(model)
     cl = use_channels_last(cfg, device)
     model = to_channels_last(model.eval(), cl)
     return Predictor(model, cfg, ckpt or {}, path, device, amp, cl)

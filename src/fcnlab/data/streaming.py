@@ -46,7 +46,11 @@ class ImageFiles(Dataset):
 
 
 class TilePairs(Dataset):
-    """Tiles and (optional) masks read on demand; masks as int64 ``(H, W)`` class ids (scalar -1 if absent)."""
+    """Tiles and (optional) masks read on demand; masks as uint8 ``(H, W)`` class ids (scalar -1 if absent).
+
+    uint8 keeps a huge labelled image's mask at one byte a pixel (100 MB for 10000x10000, not 800 MB);
+    :class:`fcnlab.metrics.ConfusionMatrix` widens the ids itself.
+    """
 
     def __init__(self, pairs: list[tuple[Path, Path | None]]):
         self.pairs = pairs
@@ -61,7 +65,7 @@ class TilePairs(Dataset):
             img, ids, n_off = load_pair(*self.pairs[i])
         except FcnlabError as e:
             return Failure(str(e))
-        mask = torch.from_numpy(ids.astype(np.int64)) if ids is not None else torch.tensor(-1)
+        mask = torch.from_numpy(ids.astype(np.uint8, copy=False)) if ids is not None else torch.tensor(-1)
         return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))), mask, n_off, i
 
 
