@@ -23,6 +23,12 @@ Each training step is forward + mean pixel cross-entropy + backward + SGD (momen
 trainable parameters; inference is a forward pass under ``torch.inference_mode``. The models are timed in
 interleaved rounds (one step of each model per round) so a change in machine load hits all of them alike;
 the median round is reported, with GFLOP per image from ``torch.utils.flop_counter``.
+
+Each library runs in its own worker process, as its users run it (``--malloc as-run``, the default):
+torchfcn's models in a plain Python process with glibc's default allocator, fcnlab's with the setting the
+``fcnlab`` program makes at start-up (:mod:`fcnlab.host_memory`: freed memory kept for reuse). The parent
+only sends "time one step of model M" to one worker at a time, so the rounds stay interleaved and never
+overlap. ``--malloc fcnlab`` / ``--malloc system`` give both workers the same setting instead.
 """
 
 from __future__ import annotations
@@ -30,11 +36,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import multiprocessing as mp
 import os
 import statistics
 import subprocess
 import sys
 import time
+import traceback
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -60,12 +68,18 @@ SAME_ARCH = (  # (what, fcnlab model, phase, torchfcn model) -- reported, no tar
 )
 
 
-def load_torchfcn_models(folder: Path) -> types.ModuleType:
-    """Import ``torchfcn.models`` from ``folder`` (``pip install --target``) with a stand-in ``fcn``."""
+def require_torchfcn(folder: Path) -> Path:
+    """``folder/torchfcn``, or SystemExit with the pip command that installs it there."""
     package = folder / "torchfcn"
     if not (package / "models" / "fcn32s.py").is_file():
         raise SystemExit(f"torchfcn not found in {folder}; run: {sys.executable} -m pip install --no-deps "
                          f"--target {folder} torchfcn   (or pass --install)")
+    return package
+
+
+def load_torchfcn_models(folder: Path) -> types.ModuleType:
+    """Import ``torchfcn.models`` from ``folder`` (``pip install --target``) with a stand-in ``fcn``."""
+    package = require_torchfcn(folder)
     sys.modules.setdefault("fcn", types.ModuleType("fcn"))  # only used to download Caffe weights
     stub = types.ModuleType("torchfcn")
     stub.__path__ = [str(package)]  # a package without running torchfcn/__init__.py (trainer, data sets)
@@ -97,13 +111,29 @@ def plain_vgg16_fcn32s() -> nn.Module:
     return kaiming_init(PlainVGGFCN32s(NUM_CLASSES, learn_upsampling=False))
 
 
-def build_models(torchfcn_models: types.ModuleType, names: list[str]) -> dict[str, nn.Module]:
-    """The models to compare, by name, with the seed fixed."""
+MODEL_NAMES = ("torchfcn_fcn32s", "fcn32s_vgg16", "fcn32s_vgg16_plain", "torchfcn_fcn8s", "fcn8s_resnet34")
+
+
+def library_of(name: str) -> str:
+    """``torchfcn`` or ``fcnlab``: whose code a compared model is (and so which worker runs it)."""
+    return "torchfcn" if name.startswith("torchfcn") else "fcnlab"
+
+
+def allocator_for(library: str, malloc: str) -> str:
+    """The allocator setting a library's worker gets: ``fcnlab`` (keep freed memory) or ``system``."""
+    if malloc == "as-run":
+        return "fcnlab" if library == "fcnlab" else "system"
+    return malloc
+
+
+def build_models(names: list[str], torchfcn_folder: Path | None) -> dict[str, nn.Module]:
+    """The models to compare, by name, with the seed fixed (torchfcn is imported only if one is asked for)."""
     from fcnlab.models import build_model
 
+    tf = load_torchfcn_models(torchfcn_folder) if any(library_of(n) == "torchfcn" for n in names) else None
     makers: dict[str, Callable[[], nn.Module]] = {
-        "torchfcn_fcn32s": lambda: kaiming_init(torchfcn_models.FCN32s(n_class=NUM_CLASSES)),
-        "torchfcn_fcn8s": lambda: kaiming_init(torchfcn_models.FCN8s(n_class=NUM_CLASSES)),
+        "torchfcn_fcn32s": lambda: kaiming_init(tf.FCN32s(n_class=NUM_CLASSES)),
+        "torchfcn_fcn8s": lambda: kaiming_init(tf.FCN8s(n_class=NUM_CLASSES)),
         "fcn32s_vgg16": lambda: build_model("fcn32s_vgg16", NUM_CLASSES),
         "fcn32s_vgg16_plain": plain_vgg16_fcn32s,
         "fcn8s_resnet34": lambda: build_model("fcn8s_resnet34", NUM_CLASSES),
@@ -175,10 +205,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-Clock = Callable[[], float]
-
-
-def timed(fn: Callable[[], None], device: torch.device, clock: Clock = time.perf_counter) -> float:
+def timed(fn: Callable[[], None], device: torch.device, clock: Callable[[], float]) -> float:
     """Seconds of one ``fn()`` call on ``clock`` (wall time, or process CPU time with ``--clock cpu``)."""
     sync(device)
     t0 = clock()
@@ -194,19 +221,95 @@ def gflop_per_image(fn: Callable[[], None], batch: int) -> float:
     return counter.get_total_flops() / batch / 1e9
 
 
-def compare(runners: dict[str, Runner], batch: int, rounds: int, device: torch.device,
-            log: Callable[[str], None], clock: Clock = time.perf_counter) -> dict[str, dict[str, Any]]:
-    """Interleaved timing: FLOPs on a first (warm-up) call, then ``rounds`` rounds of one call per model."""
-    result: dict[str, dict[str, Any]] = {name: {} for name in runners}
+def serve(conn: Any, library: str, names: list[str], settings: dict[str, Any]) -> None:
+    """Worker process: set the allocator, build ``names`` and answer ``(what, model, phase)`` requests.
+
+    ``what`` is ``"gflop"`` (GFLOP per image, counted on a call that also warms up) or ``"seconds"`` (one
+    timed call); ``None`` ends the worker. Replies are ``("ok", value)`` or ``("error", one line)``.
+    """
+    try:
+        malloc = allocator_for(library, settings["malloc"])
+        if malloc == "fcnlab":
+            from fcnlab.host_memory import keep_freed_memory
+
+            if not keep_freed_memory():  # not glibc, or FCNLAB_MALLOC=system: as the fcnlab program runs
+                if settings["malloc"] == "fcnlab":
+                    raise RuntimeError("cannot keep freed memory here (needs glibc; FCNLAB_MALLOC=system?)")
+                malloc = "system"
+        if settings["threads"]:
+            torch.set_num_threads(settings["threads"])
+        device = torch.device(settings["device"])
+        gen = torch.Generator().manual_seed(0)  # the same batch in every worker
+        x = torch.randn(settings["batch"], 3, settings["size"], settings["size"], generator=gen).to(device)
+        y = torch.randint(0, NUM_CLASSES, (settings["batch"], settings["size"], settings["size"]),
+                          generator=gen).to(device)
+        folder = Path(settings["torchfcn"])
+        runners = {name: Runner(m, x, y, device, settings["fcnlab_path"] == "engine" and library == "fcnlab")
+                   for name, m in build_models(names, folder).items()}
+        clock = time.perf_counter if settings["clock"] == "wall" else time.process_time
+        conn.send(("ok", {"threads": torch.get_num_threads(), "malloc": malloc}))
+    except BaseException as exc:  # noqa: BLE001 -- reported to the parent as one line
+        conn.send(("error", f"{library} worker: {type(exc).__name__}: {exc}"))
+        return
+    while (request := conn.recv()) is not None:
+        what, name, phase = request
+        fn = runners[name].train_step if phase == "train" else runners[name].infer
+        try:
+            value = gflop_per_image(fn, settings["batch"]) if what == "gflop" else timed(fn, device, clock)
+            conn.send(("ok", value))
+        except BaseException as exc:  # noqa: BLE001
+            traceback.print_exc()
+            conn.send(("error", f"{name} {phase}: {type(exc).__name__}: {exc}"))
+
+
+class Worker:
+    """The parent's handle on one library's worker process (started with ``spawn``: a fresh interpreter,
+    so the allocator setting is the worker's own and nothing of the parent's is inherited)."""
+
+    def __init__(self, library: str, names: list[str], settings: dict[str, Any]):
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.library = library
+        self.process = ctx.Process(target=serve, args=(child, library, names, settings), daemon=True)
+        self.process.start()
+        self.info = self._reply()
+
+    def _reply(self) -> Any:
+        if not self.conn.poll(24 * 3600) or (reply := self.conn.recv()) is None:
+            raise SystemExit(f"torchfcn_compare: the {self.library} worker stopped")
+        status, value = reply
+        if status != "ok":
+            raise SystemExit(f"torchfcn_compare: {value}")
+        return value
+
+    def ask(self, what: str, name: str, phase: str) -> float:
+        """GFLOP per image (``what="gflop"``) or the seconds of one call (``"seconds"``) of a model's phase."""
+        self.conn.send((what, name, phase))
+        return self._reply()
+
+    def close(self) -> None:
+        try:
+            self.conn.send(None)
+        except (BrokenPipeError, OSError):
+            pass
+        self.process.join(timeout=30)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+def compare(workers: dict[str, Worker], batch: int, rounds: int,
+            log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+    """Interleaved timing over ``workers`` (model name -> its library's worker): FLOPs on a first (warm-up)
+    call, then ``rounds`` rounds of one call per model, one call at a time."""
+    result: dict[str, dict[str, Any]] = {name: {} for name in workers}
     for phase in ("train", "infer"):
-        for name, r in runners.items():
-            fn = r.train_step if phase == "train" else r.infer
-            result[name][f"{phase}_gflop_per_img"] = round(gflop_per_image(fn, batch), 2)
+        for name, w in workers.items():
+            result[name][f"{phase}_gflop_per_img"] = round(w.ask("gflop", name, phase), 2)
             log(f"{phase} warm-up {name}: {result[name][f'{phase}_gflop_per_img']} GFLOP/img")
-        times: dict[str, list[float]] = {name: [] for name in runners}
+        times: dict[str, list[float]] = {name: [] for name in workers}
         for i in range(rounds):
-            for name, r in runners.items():
-                times[name].append(timed(r.train_step if phase == "train" else r.infer, device, clock))
+            for name, w in workers.items():
+                times[name].append(w.ask("seconds", name, phase))
             done = ", ".join(f"{n} {t[-1]:.2f}s" for n, t in times.items())
             log(f"{phase} round {i + 1}/{rounds}: {done}")
         for name, ts in times.items():
@@ -227,6 +330,14 @@ def ratios(models: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def describe_allocators(malloc: dict[str, str]) -> str:
+    """``{"fcnlab": "fcnlab", "torchfcn": "system"}`` -> readable text for the report."""
+    words = {"fcnlab": "freed memory kept for reuse (fcnlab's setting)", "system": "glibc's defaults"}
+    if len(set(malloc.values())) == 1:
+        return words[next(iter(malloc.values()))] + (" for both" if len(malloc) > 1 else "")
+    return "; ".join(f"{lib} process: {words[m]}" for lib, m in sorted(malloc.items()))
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     """The models and ratios as Markdown tables."""
     clock = "wall time" if report["clock"] == "wall" else "process CPU time"
@@ -235,7 +346,7 @@ def to_markdown(report: dict[str, Any]) -> str:
              f"{report['rounds']} interleaved rounds; load average {report['loadavg']}"
              + ("; fcnlab models as fcnlab runs them (engine memory format; inference with BatchNorm "
                 "fused)" if report["fcnlab_path"] == "engine" else "; fcnlab models as bare NCHW modules")
-             + f"; allocator: {report.get('malloc', 'system')}", "",
+             + "; allocator: " + describe_allocators(report["malloc"]), "",
              "| model | train img/s | inference img/s | train GFLOP/img | inference GFLOP/img |",
              "|---|---|---|---|---|"]
     for name, m in report["models"].items():
@@ -266,47 +377,50 @@ def main(argv: list[str] | None = None) -> int:
                         help="engine (default): fcnlab's models as its commands run them (the engine's memory "
                              "format, inference with BatchNorm fused into the convolutions); plain: the bare "
                              "modules in NCHW format, as torchfcn's always run")
-    parser.add_argument("--malloc", choices=("fcnlab", "system"), default="fcnlab",
-                        help="fcnlab (default): keep freed memory for reuse as the fcnlab program does "
-                             "(fcnlab.host_memory; process-wide, so torchfcn's models get it too); system: "
-                             "glibc's defaults")
-    parser.add_argument("--models", default="torchfcn_fcn32s,fcn32s_vgg16,fcn32s_vgg16_plain,torchfcn_fcn8s,"
-                                            "fcn8s_resnet34", help="comma-separated subset")
+    parser.add_argument("--malloc", choices=("as-run", "fcnlab", "system"), default="as-run",
+                        help="as-run (default): each library's worker runs as its users run it (torchfcn with "
+                             "glibc's defaults, fcnlab keeping freed memory as the fcnlab program does); "
+                             "fcnlab / system: both workers get that one setting")
+    parser.add_argument("--models", default=",".join(MODEL_NAMES), help="comma-separated subset")
     parser.add_argument("--out", type=Path, help="folder for torchfcn_compare.json and torchfcn_compare.md")
     args = parser.parse_args(argv)
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    if unknown := sorted(set(names) - set(MODEL_NAMES)):
+        parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODEL_NAMES)}")
     if args.install:
         subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(args.torchfcn),
                         "torchfcn"], check=True)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.malloc == "fcnlab":
-        from fcnlab.host_memory import keep_freed_memory
-
-        keep_freed_memory()
-    tf_models = load_torchfcn_models(args.torchfcn)
+    if any(library_of(n) == "torchfcn" for n in names):
+        require_torchfcn(args.torchfcn)
     infos = sorted(args.torchfcn.glob("torchfcn-*.dist-info"))
     version = infos[0].name.removesuffix(".dist-info").split("-")[1] if infos else "unknown"
-    device = torch.device(args.device)
 
     def log(msg: str) -> None:
         print(f"torchfcn_compare: {msg}", file=sys.stderr, flush=True)
 
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(args.batch, 3, args.size, args.size, generator=gen).to(device)
-    y = torch.randint(0, NUM_CLASSES, (args.batch, args.size, args.size), generator=gen).to(device)
-    names = [n.strip() for n in args.models.split(",") if n.strip()]
-    runners = {name: Runner(m, x, y, device, args.fcnlab_path == "engine" and not name.startswith("torchfcn"))
-               for name, m in build_models(tf_models, names).items()}
-    models = compare(runners, args.batch, args.rounds, device, log,
-                     time.perf_counter if args.clock == "wall" else time.process_time)
+    settings = {"malloc": args.malloc, "threads": args.threads, "device": args.device, "batch": args.batch,
+                "size": args.size, "torchfcn": str(args.torchfcn), "fcnlab_path": args.fcnlab_path,
+                "clock": args.clock}
+    libraries = {library_of(n) for n in names}
+    pool: dict[str, Worker] = {}
+    try:
+        for library in sorted(libraries):
+            pool[library] = Worker(library, [n for n in names if library_of(n) == library], settings)
+            log(f"{library} worker ready: {pool[library].info}")
+        models = compare({n: pool[library_of(n)] for n in names}, args.batch, args.rounds, log)
+    finally:
+        for w in pool.values():
+            w.close()
     import torchvision
 
     command = "python benchmarks/torchfcn_compare.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    threads = sorted({w.info["threads"] for w in pool.values()})
     report = {"torchfcn_version": version, "torch": torch.__version__, "torchvision": torchvision.__version__,
-              "device": str(device), "threads": torch.get_num_threads(), "size": args.size,
-              "batch": args.batch, "rounds": args.rounds, "clock": args.clock,
-              "fcnlab_path": args.fcnlab_path, "malloc": args.malloc, "models": models,
-              "ratios": ratios(models), "loadavg": [round(v, 2) for v in os.getloadavg()], "command": command}
+              "device": args.device, "threads": threads[0] if len(threads) == 1 else threads,
+              "size": args.size, "batch": args.batch, "rounds": args.rounds, "clock": args.clock,
+              "fcnlab_path": args.fcnlab_path, "malloc": {lib: w.info["malloc"] for lib, w in pool.items()},
+              "models": models, "ratios": ratios(models), "loadavg": [round(v, 2) for v in os.getloadavg()],
+              "command": command}
     md = to_markdown(report)
     print(md)
     if args.out is not None:

@@ -489,6 +489,17 @@ def test_predict_into_another_data_folder_is_refused(world, tmp_path, capsys):
     assert {p.name: p.read_bytes() for p in labels.iterdir()} == before
 
 
+@pytest.mark.parametrize("cmd", commands("segment-predict", "classify-train"))
+def test_out_that_cannot_be_created_is_one_line(world, cmd, tmp_path, capsys):
+    """An --out below a plain file: the OS's reason in one line (the engine's and the commands' check)."""
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("mine")
+    folder = base_folder(world, cmd, tmp_path / "input")
+    code, out, err = run_cli(cmd.argv(world, folder, blocker / "out"), capsys)
+    assert_one_line_error(code, out, err, "--out", "cannot create the folder", "Not a directory")
+    assert blocker.read_text() == "mine"
+
+
 def test_train_out_holding_other_files_is_refused(world, tmp_path, capsys):
     out = tmp_path / "out"
     (out / "run").mkdir(parents=True)

@@ -85,6 +85,34 @@ def test_parse_only_and_sections():
     assert run.wanted(run.BenchOptions()) == list(run.SECTIONS)
 
 
+def test_folded_sweep_covers_the_batches_below_the_eval_batch(monkeypatch):
+    """Each sweep batch is timed on the first ``b`` images, for both predictors; the ratio is ours / base."""
+    calls = []
+
+    class Fake:
+        def __init__(self, name):
+            self.name = name
+
+        def logits(self, x):
+            calls.append((self.name, len(x)))
+
+    def fake_phase(fn, items, device, schedule, peak):
+        fn()
+        return {"img_per_s": 3.0 if calls[-1][0] == "folded" else 2.0}
+
+    monkeypatch.setattr(models, "_phase", fake_phase)
+    result = {"eval_batch": 100, "folded_speedup": 1.3, "infer_small": {"batch": 8},
+              "folded_speedup_small_batch": 2.3}
+    sweep = models._folded_sweep(result, Fake("plain"), Fake("folded"), torch.zeros(100, 3, 4, 4), CPU,
+                                 models.Schedule(1, 1, 0.0))
+    assert list(sweep) == ["8", "32", "64", "100"]  # 128 is not below the eval batch
+    assert sweep["8"] == 2.3 and sweep["100"] == 1.3 and sweep["32"] == sweep["64"] == 1.5
+    assert sorted(calls) == [("folded", 32), ("folded", 64), ("plain", 32), ("plain", 64)]
+    row = {"eval_batch": 100, "folded_speedup": 1.3, "folded_speedup_by_batch": sweep}
+    lines = report.to_markdown({"models": {"vgg16_bn": row}})
+    assert "By batch: 8: 2.30x, 32: 1.50x, 64: 1.50x, 100: 1.30x." in lines
+
+
 @pytest.mark.slow
 def test_bench_model_on_a_tiny_fcn():
     case = models.ModelCase("fcn8s_resnet34", "segment", 32, 2, 3, 7)

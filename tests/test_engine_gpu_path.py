@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -370,6 +371,10 @@ def _ddp_worker(rank: int, rendezvous: str, run_dir: str, result: str) -> None:
             out["nan"] = f"{str(e).split(';')[0]} found after step {state.step_in_epoch}"
     finally:
         Path(result).write_text(json.dumps(out))
+        # free the DDP models (held in reference cycles by the lambdas above) while the interpreter is fully
+        # alive: a gloo process group released during interpreter shutdown can abort ("terminate called")
+        state = None  # noqa: F841
+        gc.collect()
         torch.distributed.destroy_process_group()
 
 

@@ -12,6 +12,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
+def make_folder(path: Path, option: str = "--out") -> Path:
+    """Create ``path`` (and its parents) or raise one clear line naming the option and the OS's reason."""
+    from fcnlab.errors import ConfigError
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{option} {path}: cannot create the folder ({e.strerror or e}); choose another "
+                          f"{option}") from None
+    return path
+
+
 def _default_mode() -> int:
     """Permissions of a plain new file under the process umask (mkstemp would give 0600)."""
     mask = os.umask(0)

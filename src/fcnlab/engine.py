@@ -35,7 +35,7 @@ import torch
 from torch.utils.data import DistributedSampler
 
 from fcnlab import distributed as dist_utils
-from fcnlab.atomic import atomic_link, atomic_write_text
+from fcnlab.atomic import atomic_link, atomic_write_text, make_folder
 from fcnlab.checkpoint import (
     BackgroundSaver,
     load_checkpoint,
@@ -437,12 +437,7 @@ def prepare_run_dir(out: str | Path, resume: bool) -> Path:
         what = "a run" if (run_dir / "config.yaml").exists() else "other files"
         raise ConfigError(f"--out {run_dir}: folder already holds {what}; pass --resume {run_dir} to continue "
                           f"it, or choose a new --out")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"--out {run_dir}: cannot create the folder ({e.strerror or e}); choose another --out") \
-            from None
-    return run_dir
+    return make_folder(run_dir)
 
 
 def fit(cfg: TrainConfig | None, out: str | Path, resume: bool = False,

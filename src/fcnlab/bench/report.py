@@ -73,6 +73,9 @@ def to_markdown(result: dict[str, Any]) -> str:
             also = f", {small:.2f}x at batch {vgg['infer_small']['batch']}" if small is not None else ""
             lines += [f"Folded P1 head: {vgg['folded_speedup']:.2f}x the unfolded inference throughput at "
                       f"batch {vgg['eval_batch']}{also}."]
+            sweep = vgg.get("folded_speedup_by_batch") or {}
+            if len(sweep) > 2:
+                lines += ["By batch: " + ", ".join(f"{b}: {v:.2f}x" for b, v in sweep.items()) + "."]
             if vgg.get("inference_path_speedup") is not None:
                 lines += [f"fcnlab's P1 inference path (folded head, BatchNorm fused) is "
                           f"{vgg['inference_path_speedup']:.2f}x the bare trained model at batch "

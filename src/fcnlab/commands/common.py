@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from fcnlab import config
+from fcnlab.atomic import make_folder
 from fcnlab.data.images import IMAGE_SUFFIXES
 from fcnlab.errors import ConfigError
 
@@ -80,12 +81,7 @@ def check_output_dir(out: str | Path, inputs: list[str | Path]) -> Path:
     if out.is_dir() and next(out.glob("*_sat.*"), None) is not None:
         raise ConfigError(f"--out {out}: holds satellite tiles (*_sat.*), so it is a data folder whose label masks "
                           f"predictions would replace; choose another folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"--out {out}: cannot create the folder ({e.strerror or e}); choose another --out") \
-            from None
-    return out
+    return make_folder(out)
 
 
 def check_output_file(out: str | Path, inputs: list[str | Path | None], option: str = "--out") -> Path:
