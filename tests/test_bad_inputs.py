@@ -500,6 +500,34 @@ def test_out_that_cannot_be_created_is_one_line(world, cmd, tmp_path, capsys):
     assert blocker.read_text() == "mine"
 
 
+@pytest.mark.parametrize("argv", [["demo", "--quick"], ["bench", "--quick", "--only", "tsne"]],
+                         ids=["demo", "bench"])
+def test_tool_out_that_cannot_be_created_is_one_line(argv, tmp_path, capsys):
+    """Checked before any work: the bench would otherwise fail only when writing, minutes later."""
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("mine")
+    code, out, err = run_cli([*argv, "--out", str(blocker / "out")], capsys)
+    assert_one_line_error(code, out, err, "--out", "cannot create the folder", "Not a directory")
+    code, out, err = run_cli([*argv, "--out", str(blocker)], capsys)
+    assert_one_line_error(code, out, err, "--out", str(blocker))
+    assert blocker.read_text() == "mine"
+
+
+def test_an_os_error_no_command_checked_is_one_line(monkeypatch, tmp_path, capsys):
+    """The CLI's last resort for file-system errors (a full disk, say): the file and the OS's reason."""
+    import fcnlab.report
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "report.html"))
+
+    monkeypatch.setattr(fcnlab.report, "write_report", full_disk)
+    code, out, err = run_cli(["report", str(tmp_path), "--out", str(tmp_path / "report.html")], capsys)
+    line = assert_one_line_error(code, out, err, "report.html", "No space left on device")
+    assert line == f"fcnlab: error: {tmp_path / 'report.html'}: No space left on device"
+    with pytest.raises(OSError, match="No space"):  # --debug shows the traceback instead
+        main(["--debug", "report", str(tmp_path), "--out", str(tmp_path / "report.html")])
+
+
 def test_train_out_holding_other_files_is_refused(world, tmp_path, capsys):
     out = tmp_path / "out"
     (out / "run").mkdir(parents=True)

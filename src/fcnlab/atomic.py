@@ -1,4 +1,5 @@
-"""Atomic file writes: write to a temporary file in the same folder, then ``os.replace`` it.
+"""Safe output: atomic file writes (a temporary file in the same folder, then ``os.replace``) and output
+folders created with one clear error line.
 
 A crash or SIGKILL at any moment leaves either the old file or the new one, never half a file.
 """
@@ -11,11 +12,11 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from fcnlab.errors import ConfigError
+
 
 def make_folder(path: Path, option: str = "--out") -> Path:
     """Create ``path`` (and its parents) or raise one clear line naming the option and the OS's reason."""
-    from fcnlab.errors import ConfigError
-
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:

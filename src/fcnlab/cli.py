@@ -80,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and closed early
         sys.stderr.close()
         return 0
+    except OSError as e:  # a file the commands did not check themselves (a full disk, a folder under a file)
+        if debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        _report(f"fcnlab: error: {where}{e.strerror or e}")
+        return FcnlabError.exit_code
 
 
 def entry() -> int:

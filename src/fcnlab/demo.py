@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fcnlab.atomic import atomic_write_text
+from fcnlab.atomic import atomic_write_text, make_folder
 from fcnlab.errors import ConfigError, DataError, FcnlabError
 
 MARKER = ".fcnlab-demo"
@@ -174,7 +174,7 @@ def prepare_demo_dir(root: str | Path, layout: DemoLayout) -> Path:
                     shutil.rmtree(path)
                 else:
                     path.unlink()
-    root.mkdir(parents=True, exist_ok=True)
+    make_folder(root)
     atomic_write_text(root / MARKER, json.dumps({"format": MARKER_FORMAT, "version": 1,
                                                  "entries": layout.entries()}, indent=1) + "\n")
     return root
