@@ -16,7 +16,9 @@ Layout of a checkpoint (all values are tensors, numbers, strings, lists or dicts
 from __future__ import annotations
 
 import os
+import pickle
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +110,23 @@ def remove_stale_temp_files(folder: str | Path, names: tuple[str, ...] = ("last.
 REQUIRED_KEYS = ("task", "model_name", "num_classes", "model", "config")
 
 
+def _load_error_detail(e: Exception) -> str:
+    """What ``torch.load(weights_only=True)`` found wrong, in a few words.
+
+    torch's own messages run to several sentences and suggest ``weights_only=False``, which would run code
+    from the file; fcnlab never does that, so the advice is left out.
+    """
+    text = str(e)
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:  # e.g. a checkpoint that pickled an argparse.Namespace
+        return (f"it holds a pickled {found.group(1)} object; fcnlab loads only tensors and plain data, never "
+                f"code from the file")
+    if isinstance(e, pickle.UnpicklingError):
+        return "not a PyTorch checkpoint file"
+    first = text.splitlines()[0].split(". ")[0] if text else ""
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load an fcnlab checkpoint with ``weights_only=True``; a bad file gives one clear error."""
     path = Path(path)
@@ -130,9 +149,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except PermissionError:
         raise DataError(f"{path}: cannot read checkpoint (permission denied); fix its permissions") from None
     except Exception as e:  # torch raises many types for truncated/foreign files
-        detail = str(e).splitlines()[0] if str(e) else ""
-        raise DataError(f"{path}: not a readable checkpoint ({type(e).__name__}: {detail}); it is damaged or "
-                        f"not written by fcnlab, use another checkpoint") from None
+        raise DataError(f"{path}: not a readable checkpoint ({_load_error_detail(e)}); it is damaged or not "
+                        f"written by fcnlab, use another checkpoint") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise DataError(f"{path}: not an fcnlab checkpoint (missing format tag '{FORMAT}'); give a checkpoint "
                         f"written by 'fcnlab ... train'")
