@@ -110,7 +110,7 @@ def remove_stale_temp_files(folder: str | Path, names: tuple[str, ...] = ("last.
 REQUIRED_KEYS = ("task", "model_name", "num_classes", "model", "config")
 
 
-def _load_error_detail(e: Exception) -> str:
+def torch_load_error(e: Exception) -> str:
     """What ``torch.load(weights_only=True)`` found wrong, in a few words.
 
     torch's own messages run to several sentences and suggest ``weights_only=False``, which would run code
@@ -149,7 +149,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except PermissionError:
         raise DataError(f"{path}: cannot read checkpoint (permission denied); fix its permissions") from None
     except Exception as e:  # torch raises many types for truncated/foreign files
-        raise DataError(f"{path}: not a readable checkpoint ({_load_error_detail(e)}); it is damaged or not "
+        raise DataError(f"{path}: not a readable checkpoint ({torch_load_error(e)}); it is damaged or not "
                         f"written by fcnlab, use another checkpoint") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise DataError(f"{path}: not an fcnlab checkpoint (missing format tag '{FORMAT}'); give a checkpoint "

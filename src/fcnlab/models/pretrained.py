@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torchvision.models import WeightsEnum, get_model_weights
 
+from fcnlab.checkpoint import torch_load_error
 from fcnlab.errors import ConfigError
 from fcnlab.models.registry import ModelSpec, get_spec
 
@@ -70,8 +71,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch.load raises many types (pickle, zip, EOF)
-        raise ConfigError(f"--weights {path}: not a torch state dict file ({type(e).__name__}: {e})") \
-            from None
+        raise ConfigError(f"--weights {path}: not a torch state dict file ({torch_load_error(e)})") from None
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model"):
             if isinstance(obj.get(key), Mapping):
