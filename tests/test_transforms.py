@@ -120,6 +120,28 @@ def test_random_crop_flip_is_a_padded_window_possibly_mirrored():
     assert 0 < flipped < b and len(offsets) > 3
 
 
+def _crop_flip_by_indexing(images, pad, generator):
+    """The first implementation (advanced indexing, then a flip), kept as the reference of the draws."""
+    b, c, h, w = images.shape
+    padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
+    oy = (torch.rand(b, generator=generator) * (2 * pad + 1)).long().clamp_(max=2 * pad)
+    ox = (torch.rand(b, generator=generator) * (2 * pad + 1)).long().clamp_(max=2 * pad)
+    rows = (oy[:, None] + torch.arange(h)[None])[:, None, :, None]
+    cols = (ox[:, None] + torch.arange(w)[None])[:, None, None, :]
+    out = padded[torch.arange(b)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
+    do = (torch.rand(b, generator=generator) < 0.5)[:, None, None, None]
+    return torch.where(do, out.flip(-1), out)
+
+
+@pytest.mark.parametrize("shape", [(16, 3, 32, 32), (5, 3, 7, 12), (3, 1, 9, 4)])
+def test_random_crop_flip_equals_the_indexing_reference(shape):
+    """One gather does what padding, four-tensor indexing and a flip did, with the same random draws."""
+    images = torch.randint(0, 256, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    for seed in range(5):
+        ours = random_crop_flip(images, 4, torch.Generator().manual_seed(seed))
+        assert torch.equal(ours, _crop_flip_by_indexing(images, 4, torch.Generator().manual_seed(seed)))
+
+
 def test_random_crop_flip_without_pad_only_flips():
     gen = torch.Generator().manual_seed(1)
     images = torch.randint(0, 256, (8, 3, 5, 5), dtype=torch.uint8, generator=gen)
