@@ -274,17 +274,27 @@ class Worker:
         self.process.start()
         self.info = self._reply()
 
+    def _stopped(self) -> SystemExit:
+        """The one-line error for a worker that died (the out-of-memory killer, a crash)."""
+        self.process.join(timeout=10)
+        return SystemExit(f"torchfcn_compare: the {self.library} worker stopped (exit code "
+                          f"{self.process.exitcode})")
+
     def _reply(self) -> Any:
-        if not self.conn.poll(24 * 3600) or (reply := self.conn.recv()) is None:
-            raise SystemExit(f"torchfcn_compare: the {self.library} worker stopped")
-        status, value = reply
+        try:
+            status, value = self.conn.recv()
+        except (EOFError, OSError):
+            raise self._stopped() from None
         if status != "ok":
             raise SystemExit(f"torchfcn_compare: {value}")
         return value
 
     def ask(self, what: str, name: str, phase: str) -> float:
         """GFLOP per image (``what="gflop"``) or the seconds of one call (``"seconds"``) of a model's phase."""
-        self.conn.send((what, name, phase))
+        try:
+            self.conn.send((what, name, phase))
+        except OSError:  # BrokenPipeError: the worker is gone
+            raise self._stopped() from None
         return self._reply()
 
     def close(self) -> None:

@@ -53,6 +53,18 @@ def test_a_worker_error_is_one_line(compare_module):
         compare_module.Worker("fcnlab", ["fcn8s_resnet34"], settings)
 
 
+def test_a_worker_that_dies_is_one_line(compare_module):
+    settings = {"malloc": "system", "threads": 1, "device": "cpu", "batch": 1, "size": 32,
+                "torchfcn": "/nonexistent", "fcnlab_path": "engine", "clock": "wall"}
+    worker = compare_module.Worker("fcnlab", ["fcn8s_resnet34"], settings)
+    try:
+        worker.process.kill()  # as the kernel's out-of-memory killer would
+        with pytest.raises(SystemExit, match=r"^torchfcn_compare: the fcnlab worker stopped \(exit code -9\)$"):
+            worker.ask("seconds", "fcn8s_resnet34", "infer")
+    finally:
+        worker.close()
+
+
 def test_missing_torchfcn_names_the_pip_command(tmp_path):
     proc = subprocess.run([sys.executable, str(SCRIPT), "--torchfcn", str(tmp_path), "--models",
                            "torchfcn_fcn8s,fcn8s_resnet34"], capture_output=True, text=True, timeout=120)
