@@ -17,6 +17,12 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "torchfcn_compare.py"
 
 
+def worker_settings(**changes):
+    """What main() hands each worker, for one tiny fcnlab model on the CPU."""
+    return {"malloc": "as-run", "threads": 1, "device": "cpu", "batch": 1, "size": 32, "torchfcn": "/nonexistent",
+            "fcnlab_path": "engine", "clock": "wall", **changes}
+
+
 @pytest.fixture()
 def compare_module(monkeypatch):
     monkeypatch.syspath_prepend(str(SCRIPT.parent))  # spawned workers import the module by name too
@@ -47,16 +53,12 @@ def test_ratios_compare_img_per_s_against_the_targets(compare_module):
 
 
 def test_a_worker_error_is_one_line(compare_module):
-    settings = {"malloc": "as-run", "threads": 1, "device": "no-such-device", "batch": 1, "size": 32,
-                "torchfcn": "/nonexistent", "fcnlab_path": "engine", "clock": "wall"}
     with pytest.raises(SystemExit, match=r"^torchfcn_compare: fcnlab worker: RuntimeError: .*no-such-device"):
-        compare_module.Worker("fcnlab", ["fcn8s_resnet34"], settings)
+        compare_module.Worker("fcnlab", ["fcn8s_resnet34"], worker_settings(device="no-such-device"))
 
 
 def test_a_worker_that_dies_is_one_line(compare_module):
-    settings = {"malloc": "system", "threads": 1, "device": "cpu", "batch": 1, "size": 32,
-                "torchfcn": "/nonexistent", "fcnlab_path": "engine", "clock": "wall"}
-    worker = compare_module.Worker("fcnlab", ["fcn8s_resnet34"], settings)
+    worker = compare_module.Worker("fcnlab", ["fcn8s_resnet34"], worker_settings())
     try:
         worker.process.kill()  # as the kernel's out-of-memory killer would
         with pytest.raises(SystemExit, match=r"^torchfcn_compare: the fcnlab worker stopped \(exit code -9\)$"):

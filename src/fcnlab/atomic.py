@@ -16,7 +16,10 @@ from fcnlab.errors import ConfigError
 
 
 def make_folder(path: Path, option: str = "--out") -> Path:
-    """Create ``path`` (and its parents) or raise one clear line naming the option and the OS's reason."""
+    """Create ``path`` (and its parents) or raise one clear line naming the option and what is wrong: a file
+    of that name already there, or the OS's reason (a parent that is a file, no permission)."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{option} {path}: exists and is not a folder; give a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:

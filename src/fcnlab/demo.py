@@ -149,8 +149,6 @@ def prepare_demo_dir(root: str | Path, layout: DemoLayout) -> Path:
     unless the marker proves the folder is a demo folder and every entry in it is one of the demo's.
     """
     root = Path(root)
-    if root.exists() and not root.is_dir():
-        raise ConfigError(f"--out {root}: exists and is not a folder; choose a new folder for the demo")
     if root.is_dir():
         present = sorted(p.name for p in root.iterdir())
         if present:

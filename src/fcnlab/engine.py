@@ -428,8 +428,6 @@ def prepare_run_dir(out: str | Path, resume: bool) -> Path:
         if not (run_dir / "last.pt").is_file():
             raise ConfigError(f"--resume {run_dir}: no last.pt in that folder to resume from")
         return run_dir
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"--out {run_dir}: exists and is not a folder")
     if run_dir.is_dir() and any(run_dir.iterdir()):
         if (run_dir / "config.yaml").exists() and not (run_dir / "last.pt").exists():
             raise ConfigError(f"--out {run_dir}: holds a run that stopped before its first checkpoint; delete "

@@ -68,13 +68,10 @@ def run(args: argparse.Namespace) -> int:
     from fcnlab.atomic import make_folder
     from fcnlab.bench.report import to_markdown, write_outputs
     from fcnlab.bench.run import BenchOptions, parse_only, run_bench
-    from fcnlab.errors import ConfigError
 
     opts = BenchOptions(quick=args.quick, device=args.device, data=args.data, only=parse_only(args.only),
                         threads=args.threads, compile=args.compile)
     if args.out is not None:
-        if args.out.exists() and not args.out.is_dir():
-            raise ConfigError(f"--out {args.out}: exists and is not a folder; give a folder")
         make_folder(args.out)  # before the run, not after minutes of measuring
     result = run_bench(opts)
     result["command"] = command_line(args)

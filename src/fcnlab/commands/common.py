@@ -76,8 +76,6 @@ def check_output_dir(out: str | Path, inputs: list[str | Path]) -> Path:
         if src is not None and Path(src).exists() and out.exists() and out.resolve() == Path(src).resolve():
             raise ConfigError(f"--out {out}: is the input folder; choose another folder so inputs are never "
                               f"overwritten")
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a folder; give a folder")
     if out.is_dir() and next(out.glob("*_sat.*"), None) is not None:
         raise ConfigError(f"--out {out}: holds satellite tiles (*_sat.*), so it is a data folder whose label masks "
                           f"predictions would replace; choose another folder")
