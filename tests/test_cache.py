@@ -139,3 +139,17 @@ def test_image_set_from_the_disk_cache_sees_a_changed_image(tmp_path, cache_dir)
     touch_later(files[3])
     second = load_image_set(tmp_path / "p1", cache="disk")
     assert np.all(second.images[3] == 0) and not np.array_equal(first.images[3], second.images[3])
+
+
+def test_a_cache_folder_that_cannot_be_made_is_one_clear_error(tmp_path, monkeypatch):
+    from fcnlab.errors import ConfigError
+
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("mine")
+    monkeypatch.setenv("FCNLAB_CACHE", str(blocker / "cache"))
+    files = write_images(tmp_path / "imgs")
+    with pytest.raises(ConfigError, match=r"^FCNLAB_CACHE .*file\.txt/cache: cannot create the folder \(Not a "
+                                          r"directory\); choose another FCNLAB_CACHE$"):
+        build(files, "disk")
+    assert blocker.read_text() == "mine"
+    assert build(files, "memory")["images"].shape == (4, 3, 8, 8)  # memory mode never needs the folder

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fcnlab.atomic import make_folder
+
 DECODER_VERSION = 1
 MEMORY_LIMIT_BYTES = int(os.environ.get("FCNLAB_CACHE_MEMORY_LIMIT", 4 * 1024**3))
 
@@ -78,7 +80,7 @@ def load_or_build(
         decode_all(n, decode, out)
         return out
     if not (folder / "meta.json").is_file():
-        folder.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(folder.parent, option="FCNLAB_CACHE")
         tmp = Path(tempfile.mkdtemp(prefix=f".{kind}-{key}.", dir=folder.parent))
         try:
             out = {name: np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=dt[name], shape=shape)
