@@ -57,3 +57,16 @@ def test_interrupted_prints_on_rank_zero_only(capsys, monkeypatch):
     assert main(argv) == 130 and capsys.readouterr().err == ""
     monkeypatch.setenv("RANK", "0")
     assert main(argv) == 130 and capsys.readouterr().err == "fcnlab: interrupted\n"
+
+
+def test_int_at_least_is_one_argparse_type_for_every_bound():
+    import argparse
+
+    from fcnlab.commands.arguments import int_at_least
+
+    assert int_at_least(0)("0") == 0 and int_at_least(1)("3") == 3
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^must be >= 1, got 0$"):
+        int_at_least(1)("0")
+    with pytest.raises(ValueError):
+        int_at_least(0)("two")  # argparse reports it as "invalid int value: 'two'"
+    assert int_at_least(0).__name__ == "int"

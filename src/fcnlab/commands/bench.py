@@ -11,12 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-
-def _positive_or_zero(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+from fcnlab.commands.arguments import int_at_least
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, metavar="DIR", help="write DIR/bench.json and DIR/bench.md")
     parser.add_argument("--only", metavar="NAME,...",
                         help=f"sections to run: {', '.join(SECTIONS)} (aliases: {', '.join(ALIASES)})")
-    parser.add_argument("--threads", type=_positive_or_zero, default=0, metavar="N",
+    parser.add_argument("--threads", type=int_at_least(0), default=0, metavar="N",
                         help="torch CPU threads (default: torch's own choice)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the models before timing")
     parser.set_defaults(func=run)

@@ -13,13 +13,7 @@ import sys
 from pathlib import Path
 
 from fcnlab.atomic import atomic_write_text
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+from fcnlab.commands.arguments import int_at_least
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--pred", "-p", required=True, type=Path, metavar="PRED_DIR",
                         help="folder of predicted masks, named like the labels")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the result as JSON to FILE")
-    parser.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--workers", type=int_at_least(1), default=None, metavar="N",
                         help="decoding threads (default: CPU cores, at most 4)")
     parser.set_defaults(func=run)
 
