@@ -18,6 +18,7 @@ from PIL import Image
 
 from fcnlab.cli import main
 from fcnlab.data.synthetic import make_classification_data
+from train_once import train_once
 
 NUM_CLASSES = 4
 
@@ -33,15 +34,10 @@ def p1(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     data = make_classification_data(root / "data", num_classes=NUM_CLASSES, train_per_class=8,
                                     val_per_class=3)
     run = root / "run"
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FCNLAB_CACHE", str(root / "cache"))
-        rc = main(["classify", "train", "--data", str(data / "train_50"), "--val", str(data / "val_50"),
-                   "--val-csv", str(data / "val_gt.csv"), "--out", str(run), "--model", "resnet18",
-                   "--num-classes", str(NUM_CLASSES), "--epochs", "2", "--batch-size", "8",
-                   "--device", "cpu"])
-    torch.set_num_threads(previous)
+    rc = train_once(["classify", "train", "--data", str(data / "train_50"), "--val", str(data / "val_50"),
+                    "--val-csv", str(data / "val_gt.csv"), "--out", str(run), "--model", "resnet18",
+                    "--num-classes", str(NUM_CLASSES), "--epochs", "2", "--batch-size", "8",
+                    "--device", "cpu"], root / "cache")
     assert rc == 0
     return {"root": root, "train": data / "train_50", "val": data / "val_50", "gt": data / "val_gt.csv",
             "run": run}

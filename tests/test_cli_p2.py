@@ -17,6 +17,7 @@ from PIL import Image
 from fcnlab.cli import main
 from fcnlab.data.mask_codec import PALETTE
 from fcnlab.data.synthetic import land_cover_tile, make_segmentation_data
+from train_once import train_once
 
 COURSE_LINE = re.compile(r"class #(\d) : (\d\.\d{5}|nan)")
 
@@ -30,14 +31,9 @@ def p2(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("p2")
     data = make_segmentation_data(root / "data", n_train=4, n_val=2, size=64)
     run = root / "run"
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FCNLAB_CACHE", str(root / "cache"))
-        rc = main(["segment", "train", "--data", str(data / "train"), "--val", str(data / "validation"),
-                   "--out", str(run), "--model", "fcn32s_resnet34", "--epochs", "2", "--batch-size", "2",
-                   "--image-size", "64", "--snapshot-epochs", "2", "--device", "cpu"])
-    torch.set_num_threads(previous)
+    rc = train_once(["segment", "train", "--data", str(data / "train"), "--val", str(data / "validation"),
+                    "--out", str(run), "--model", "fcn32s_resnet34", "--epochs", "2", "--batch-size", "2",
+                    "--image-size", "64", "--snapshot-epochs", "2", "--device", "cpu"], root / "cache")
     assert rc == 0
     return {"root": root, "train": data / "train", "val": data / "validation", "run": run}
 

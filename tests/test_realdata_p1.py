@@ -20,6 +20,7 @@ from PIL import Image
 from fcnlab.cli import main
 from fcnlab.data.classification import load_image_set, scan_folder
 from fcnlab.data.duplicates import check_labelled_images, conflict_warning, file_digests, label_conflicts
+from train_once import train_once
 
 pytestmark = pytest.mark.realdata
 
@@ -57,14 +58,9 @@ def subset(dlcv_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 def run(subset: dict[str, Path]) -> Path:
     """resnet18 trained for one epoch on the subset."""
     out = subset["root"] / "run_resnet18"
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FCNLAB_CACHE", str(subset["root"] / "cache"))
-        rc = main(["classify", "train", "--data", str(subset["train"]), "--val", str(subset["val"]),
-                   "--val-csv", str(subset["gt"]), "--out", str(out), "--model", "resnet18", "--epochs", "1",
-                   "--batch-size", "50", "--device", "cpu"])
-    torch.set_num_threads(previous)
+    rc = train_once(["classify", "train", "--data", str(subset["train"]), "--val", str(subset["val"]),
+                    "--val-csv", str(subset["gt"]), "--out", str(out), "--model", "resnet18", "--epochs", "1",
+                    "--batch-size", "50", "--device", "cpu"], subset["root"] / "cache")
     assert rc == 0
     return out
 

@@ -18,6 +18,7 @@ from PIL import Image
 
 from fcnlab.cli import main
 from fcnlab.data.mask_codec import PALETTE, read_mask
+from train_once import train_once
 
 pytestmark = pytest.mark.realdata
 
@@ -47,14 +48,9 @@ def tiles(dlcv_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run(tiles: Path) -> Path:
     """fcn8s_resnet34 trained for 2 epochs on the four crops, with masks saved at epochs 1 and 2."""
     out = tiles.parent / "run_fcn8s"
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FCNLAB_CACHE", str(tiles.parent / "cache"))
-        rc = main(["segment", "train", "--data", str(tiles), "--val", str(tiles), "--out", str(out),
-                   "--model", "fcn8s_resnet34", "--epochs", "2", "--batch-size", "2",
-                   "--image-size", str(SIZE), "--snapshot-epochs", "1,2", "--device", "cpu"])
-    torch.set_num_threads(previous)
+    rc = train_once(["segment", "train", "--data", str(tiles), "--val", str(tiles), "--out", str(out),
+                    "--model", "fcn8s_resnet34", "--epochs", "2", "--batch-size", "2",
+                    "--image-size", str(SIZE), "--snapshot-epochs", "1,2", "--device", "cpu"], tiles.parent / "cache")
     assert rc == 0
     return out
 
