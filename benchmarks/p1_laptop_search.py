@@ -11,7 +11,7 @@ time, the process CPU time and ``est_min`` (CPU seconds / threads / 60: the wall
 for comparing candidates while other processes share the CPU).
 
     PYTHONPATH=src nice -n 10 python benchmarks/p1_laptop_search.py calib epochs=6 --out /tmp/search.jsonl
-    PYTHONPATH=src python benchmarks/p1_laptop_search.py --bench   # training img/s: fp32/bf16, channels_last
+    PYTHONPATH=src python benchmarks/p1_laptop_search.py --bench calib wide64  # training img/s, fp32/bf16
 """
 
 from __future__ import annotations
@@ -47,6 +47,10 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "calib_ema": dict(ema=0.99),
     "calib_whiten": dict(whiten=True, ema=0.99),
     "wide64": dict(arch=dict(widths=(64, 256, 256), stem=32, pairs=(0, 0, 0)), ema=0.99),
+    "wide64r": dict(arch=dict(widths=(64, 256, 256), stem=32, pairs=(1, 0, 1)), ema=0.99),
+    "wide128r": dict(arch=dict(widths=(128, 256, 512), stem=32, pairs=(0, 1, 0)), ema=0.99),
+    "wide64p": dict(arch=dict(widths=(64, 256, 256), stem=32, pairs=(0, 1, 1)), ema=0.99),
+    "wide96p": dict(arch=dict(widths=(96, 192, 384), stem=32, pairs=(0, 1, 1)), ema=0.99),
     "mid": dict(arch=dict(widths=(64, 128, 256), stem=32, pairs=(1, 0, 1)), ema=0.99),
     "resnet9": dict(arch=dict(widths=(128, 256, 512), stem=64, pairs=(1, 0, 1)), ema=0.99),
 }
@@ -150,6 +154,8 @@ def run(name: str, cfg: dict[str, Any], data: tuple[torch.Tensor, ...]) -> dict[
             step += 1
         if cfg["eval_every"] and (epoch + 1) % cfg["eval_every"] == 0 and epoch + 1 < cfg["epochs"]:
             curve.append((epoch + 1, *evaluate(model, xva, yva, cfg["amp"], cl)))
+            print(f"{name}: epoch {epoch + 1} val acc {curve[-1][1]:.4f} (flip TTA {curve[-1][2]:.4f})",
+                  file=sys.stderr, flush=True)
         print(f"{name}: epoch {epoch + 1}/{cfg['epochs']} loss {loss.item():.3f} "
               f"{time.time() - t0:.0f}s wall", file=sys.stderr, flush=True)
     train_cpu = time.process_time() - c0
@@ -196,7 +202,7 @@ def bench(cases: list[tuple[str, dict[str, Any]]], steps: int = 8) -> None:
             _train_step(f, opt, x, y, amp)
             cpu.append(time.process_time() - c)
             wall.append(time.time() - t)
-        est = bs * torch.get_num_threads() / statistics.median(cpu)
+        est = bs * torch.get_num_threads() / statistics.median(cpu)  # CPU time: what other processes took is not in it
         print(json.dumps(dict(case=label, batch=bs, amp=amp, channels_last=cl, compile=bool(cfg.get("compile")),
                               img_per_s_cpu_est=round(est), img_per_s_best_wall=round(bs / min(wall)))), flush=True)
 
@@ -216,13 +222,19 @@ def main() -> None:
     ap.add_argument("candidate", nargs="?", choices=sorted(CANDIDATES), help="recipe to train")
     ap.add_argument("overrides", nargs="*", help="key=value changes to the candidate (e.g. epochs=8 ema=0.99)")
     ap.add_argument("--out", type=Path, help="append the result as one JSON line to this file")
-    ap.add_argument("--bench", action="store_true", help="measure training throughput instead")
+    ap.add_argument("--bench", nargs="+", metavar="CANDIDATE", help="measure training throughput of these "
+                    "candidates instead (fp32/bf16 x channels_last or not; add --channels-last-only to halve)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--channels-last-only", action="store_true", help="--bench: channels_last cases only")
+    ap.add_argument("--bf16-only", action="store_true", help="--bench: bf16 autocast cases only")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.bench:
-        arches = {k: {**BASE, **v}["arch"] for k, v in CANDIDATES.items() if k in ("calib", "wide64", "mid",
-                                                                                   "resnet9")}
-        cases = [(f"{k} {'bf16' if amp else 'fp32'}{' cl' if cl else ''}", dict(arch=a, amp=amp, channels_last=cl))
-                 for k, a in arches.items() for amp in (False, True) for cl in (False, True)]
+        layouts = (True,) if args.channels_last_only else (False, True)
+        cases = [(f"{k} {'bf16' if amp else 'fp32'}{' cl' if cl else ''}",
+                  dict(CANDIDATES[k], amp=amp, channels_last=cl))
+                 for k in args.bench for amp in ((True,) if args.bf16_only else (False, True)) for cl in layouts]
         bench(cases)
         return
     if args.candidate is None:

@@ -79,7 +79,8 @@ class AirNet(nn.Module):
         return self.fc(x) * self.scale
 
 
-@register_model("airnet", task="classify", backbone=None)
+# oneDNN's NHWC kernels win here even at 32x32 (unlike VGG16-BN): docs/BENCHMARKS.md, P1 laptop recipe search
+@register_model("airnet", task="classify", backbone=None, cpu_channels_last=True)
 def airnet(num_classes: int, widths: Sequence[int] = (128, 256, 512), stem: int = 64,
            pairs: Sequence[int] = (1, 0, 1), scale: float = 0.125) -> nn.Module:
     """:class:`AirNet`: a ResNet-9-style network for 32x32 images, trained from scratch."""
