@@ -1,6 +1,6 @@
 """Which CPU inference/training preparations pay off, per model: channels-last format and BatchNorm fusion.
 
-The measurements behind :mod:`fcnlab.memory_format` (channels-last on the CPU only for inputs of 128 px or
+The measurements behind :mod:`fcnlab.runtime.memory_format` (channels-last on the CPU only for inputs of 128 px or
 more) and :mod:`fcnlab.models.fusion` (BatchNorm folded into convolutions for inference)::
 
     python benchmarks/memory_format_cpu.py --out runs/memory_format
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     md = to_markdown(rows)
     print(md)
     if args.out is not None:
-        from fcnlab.atomic import atomic_write_text
+        from fcnlab.runtime.files import atomic_write_text
 
         atomic_write_text(args.out / "memory_format.json", json.dumps({"torch": torch.__version__, "rows": rows},
                                                                       indent=2) + "\n")

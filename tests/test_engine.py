@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from fcnlab import engine
+from fcnlab import engine, runs
 from fcnlab.checkpoint import load_checkpoint
 from fcnlab.cli import main
 from fcnlab.config import from_dict
 from fcnlab.data.synthetic import make_classification_data
-from fcnlab.distributed import DistInfo
 from fcnlab.errors import ConfigError
+from fcnlab.runtime import device
+from fcnlab.runtime.distributed import DistInfo
 
 
 @pytest.fixture(scope="module")
@@ -128,34 +129,34 @@ def test_prefetcher_reraises_errors_instead_of_reusing_a_batch():
 
 # -------------------------------------------------------------------------------------- run folders, logs
 def test_prepare_run_dir_refuses_to_overwrite(tmp_path):
-    assert engine.prepare_run_dir(tmp_path / "new", False).is_dir()
+    assert runs.prepare_run_dir(tmp_path / "new", False).is_dir()
     (tmp_path / "file").write_text("x")
     with pytest.raises(ConfigError, match="not a folder"):
-        engine.prepare_run_dir(tmp_path / "file", False)
+        runs.prepare_run_dir(tmp_path / "file", False)
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match="already holds other files"):
-        engine.prepare_run_dir(other, False)
+        runs.prepare_run_dir(other, False)
     early = tmp_path / "early"
     early.mkdir()
     (early / "config.yaml").write_text("task: classify\n")
     with pytest.raises(ConfigError, match="stopped before its first checkpoint"):
-        engine.prepare_run_dir(early, False)
+        runs.prepare_run_dir(early, False)
     with pytest.raises(ConfigError, match="no last.pt"):
-        engine.prepare_run_dir(early, True)
+        runs.prepare_run_dir(early, True)
 
 
 def test_metrics_log_keeps_wall_times_out_of_metrics_csv(tmp_path):
-    log = engine.MetricsLog(tmp_path)
+    log = runs.MetricsLog(tmp_path)
     for epoch in (1, 2, 3):
         log.append({"epoch": epoch, "lr": 0.1, "train_loss": 1.0 / epoch, "val_acc": 0.5},
                    {"epoch": epoch, "train_seconds": "1.00"})
-    reread = engine.MetricsLog(tmp_path)
+    reread = runs.MetricsLog(tmp_path)
     reread.truncate(2)  # resuming the checkpoint of epoch 2
     reread.append({"epoch": 3, "lr": 0.1, "train_loss": 0.25, "val_acc": 0.75}, {"epoch": 3, "train_seconds": "2"})
     lines = (tmp_path / "metrics.csv").read_text().splitlines()
-    assert lines[0] == ",".join(engine.METRIC_COLUMNS) and len(lines) == 4
+    assert lines[0] == ",".join(runs.METRIC_COLUMNS) and len(lines) == 4
     assert lines[3] == "3,0.100000,0.250000,,,0.750000,"
     assert "seconds" not in (tmp_path / "metrics.csv").read_text()
     assert (tmp_path / "timing.csv").read_text().splitlines()[-1] == "3,2"
@@ -164,7 +165,7 @@ def test_metrics_log_keeps_wall_times_out_of_metrics_csv(tmp_path):
 @pytest.mark.parametrize("name", ["gpu", "cuda:x", "tpu"])
 def test_select_device_rejects_unknown_devices(name):
     with pytest.raises(ConfigError, match="--device"):
-        engine.select_device(name)
+        device.select_device(name)
 
 
 def test_run_folder_contents_and_finite_metrics(data, tmp_path):

@@ -29,9 +29,9 @@ import torch.nn.functional as F
 from fcnlab import engine, tasks
 from fcnlab.checkpoint import load_checkpoint
 from fcnlab.config import TrainConfig, from_dict
-from fcnlab.distributed import DistInfo
 from fcnlab.errors import TrainingDiverged
 from fcnlab.metrics import course_miou
+from fcnlab.runtime.distributed import DistInfo
 from fcnlab.tasks import ClassificationTask, SegmentationTask, Task
 
 TESTS = Path(__file__).resolve().parent

@@ -11,7 +11,7 @@ import pytest
 PROBE = """
 import os, sys
 import numpy as np
-from fcnlab.host_memory import keep_freed_memory
+from fcnlab.runtime.host_memory import keep_freed_memory
 
 def rss():
     with open("/proc/self/statm") as f:

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from fcnlab.atomic import atomic_save
 from fcnlab.errors import DataError
+from fcnlab.runtime.files import atomic_save
 
 FORMAT = "fcnlab-checkpoint"
 VERSION = 1

@@ -93,7 +93,7 @@ def entry() -> int:
 
     Process-wide settings live here, not in :func:`main`, which tests and scripts call in their own process.
     """
-    from fcnlab.host_memory import keep_freed_memory
+    from fcnlab.runtime.host_memory import keep_freed_memory
 
     keep_freed_memory()
     return main()

@@ -307,7 +307,7 @@ def resolve(args: argparse.Namespace, task: str) -> TrainConfig:
 
 def save_yaml(cfg: TrainConfig | dict[str, Any], path: str | Path) -> None:
     """Write the resolved config as YAML (atomically)."""
-    from fcnlab.atomic import atomic_write_text
+    from fcnlab.runtime.files import atomic_write_text
 
     data = cfg.to_dict() if isinstance(cfg, TrainConfig) else dict(cfg)
     atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))

@@ -40,8 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fcnlab.atomic import atomic_write_text, make_folder
 from fcnlab.errors import ConfigError, DataError, FcnlabError
+from fcnlab.runs import eval_json_path
+from fcnlab.runtime.files import atomic_write_text, make_folder
 
 MARKER = ".fcnlab-demo"
 MARKER_FORMAT = "fcnlab-demo"
@@ -303,7 +304,7 @@ def collect_results(layout: DemoLayout) -> dict[str, Any]:
     from fcnlab.data.mask_codec import CLASS_NAMES
 
     plan = layout.plan
-    p1 = _read_json(layout.p1_run / "eval" / "eval.json")
+    p1 = _read_json(eval_json_path(layout.p1_run))
     out: dict[str, Any] = {
         "p1": {"model": plan.p1_model, "classes": plan.p1_classes, "epochs": plan.p1_epochs,
                "val_acc": float(p1["val_acc"]), "chance": 1.0 / plan.p1_classes,
@@ -311,7 +312,7 @@ def collect_results(layout: DemoLayout) -> dict[str, Any]:
         "p2": [],
     }
     for model, run in zip(plan.p2_models, layout.p2_runs, strict=True):
-        ev = _read_json(run / "eval" / "eval.json")
+        ev = _read_json(eval_json_path(run))
         base, cls = majority_miou(ev["confusion_matrix"])
         per_class = [float(v) for v in ev["per_class_iou"]]
         present = [v for v in per_class if not math.isnan(v)]

@@ -14,13 +14,9 @@ SIGINT/SIGTERM is honoured within ``sync_every`` steps there (after the current 
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import math
 import os
-import platform
-import random
 import signal
 import sys
 import threading
@@ -30,12 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
-from fcnlab import distributed as dist_utils
-from fcnlab.atomic import atomic_link, atomic_write_text, make_folder
 from fcnlab.checkpoint import (
     BackgroundSaver,
     load_checkpoint,
@@ -47,10 +40,12 @@ from fcnlab.checkpoint import (
 )
 from fcnlab.config import TrainConfig, from_dict, save_yaml
 from fcnlab.errors import ConfigError, FcnlabError, TrainingDiverged
-from fcnlab.memory_format import to_channels_last, use_channels_last
+from fcnlab.runs import METRIC_COLUMNS, MetricsLog, prepare_run_dir  # noqa: F401
+from fcnlab.runtime import distributed as dist_utils
+from fcnlab.runtime.device import amp_dtype, environment, seed_everything, select_device
+from fcnlab.runtime.files import atomic_link, atomic_write_text
+from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
 from fcnlab.tasks import Prefetcher, Task, make_task  # Prefetcher: shared with Task.evaluate
-
-METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_miou")
 
 
 class Interrupted(FcnlabError):
@@ -59,48 +54,6 @@ class Interrupted(FcnlabError):
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code
-
-
-# ----------------------------------------------------------------------------------------------- set-up
-def select_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> CUDA (this process's GPU under torchrun) when present, else CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError("option --device: CUDA was requested but no GPU is visible; use --device cpu")
-        if name == "cuda":
-            name = f"cuda:{local_rank}"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"option --device: {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ConfigError(f"option --device: {name} does not exist ({torch.cuda.device_count()} GPU(s) visible)")
-    return device
-
-
-def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype: bf16 on CUDA by default, none on CPU unless asked for."""
-    mode = cfg.amp
-    if mode == "auto":
-        mode = "bf16" if device.type == "cuda" else "off"
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[mode]
-
-
-def seed_everything(seed: int, deterministic: bool) -> None:
-    """Seed python, numpy and torch; optionally force deterministic algorithms."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-    elif torch.cuda.is_available():
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
@@ -129,59 +82,7 @@ def lr_factor(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(step - warm, total) / total))
 
 
-def environment() -> dict[str, Any]:
-    """Hardware and library versions, stored in the run folder for the report."""
-    import torchvision
-
-    env = {"python": platform.python_version(), "torch": torch.__version__,
-           "torchvision": torchvision.__version__, "platform": platform.platform(),
-           "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-           "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
-    if torch.cuda.is_available():
-        env["gpu"] = torch.cuda.get_device_name(0)
-        env["cuda_version"] = torch.version.cuda
-    return env
-
-
 # ---------------------------------------------------------------------------------------------- logging
-class MetricsLog:
-    """``metrics.csv`` (deterministic numbers only) and ``timing.csv`` (wall times), rewritten atomically."""
-
-    def __init__(self, run_dir: Path):
-        self.path = run_dir / "metrics.csv"
-        self.timing_path = run_dir / "timing.csv"
-        self.rows: list[dict[str, Any]] = self._read(self.path)
-        self.timing: list[dict[str, Any]] = self._read(self.timing_path)
-
-    @staticmethod
-    def _read(path: Path) -> list[dict[str, Any]]:
-        if not path.is_file():
-            return []
-        with open(path, newline="") as f:
-            return list(csv.DictReader(f))
-
-    @staticmethod
-    def _write(path: Path, columns: tuple[str, ...] | list[str], rows: list[dict[str, Any]]) -> None:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write_text(path, buf.getvalue())
-
-    def truncate(self, epochs_done: int) -> None:
-        """Drop rows beyond the checkpoint being resumed (they were written after it)."""
-        self.rows = [r for r in self.rows if int(r["epoch"]) <= epochs_done]
-        self.timing = [r for r in self.timing if int(r["epoch"]) <= epochs_done]
-
-    def append(self, row: dict[str, Any], timing: dict[str, Any]) -> None:
-        fmt = {k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()}
-        extra = sorted(k for k in fmt if k.startswith("iou_"))
-        self.rows.append(fmt)
-        self.timing.append(timing)
-        self._write(self.path, list(METRIC_COLUMNS) + extra, self.rows)
-        self._write(self.timing_path, list(timing), self.timing)
-
-
 class Progress:
     """tqdm bar with ETA on a terminal, plain log lines every ``log_every`` steps otherwise."""
 
@@ -421,23 +322,6 @@ def _interrupted(state: TrainState) -> Interrupted:
 
 
 # -------------------------------------------------------------------------------------------------- fit
-def prepare_run_dir(out: str | Path, resume: bool) -> Path:
-    """Create the run folder; refuse to overwrite an existing run unless resuming it."""
-    run_dir = Path(out)
-    if resume:
-        if not (run_dir / "last.pt").is_file():
-            raise ConfigError(f"--resume {run_dir}: no last.pt in that folder to resume from")
-        return run_dir
-    if run_dir.is_dir() and any(run_dir.iterdir()):
-        if (run_dir / "config.yaml").exists() and not (run_dir / "last.pt").exists():
-            raise ConfigError(f"--out {run_dir}: holds a run that stopped before its first checkpoint; delete "
-                              f"that folder or choose a new --out")
-        what = "a run" if (run_dir / "config.yaml").exists() else "other files"
-        raise ConfigError(f"--out {run_dir}: folder already holds {what}; pass --resume {run_dir} to continue "
-                          f"it, or choose a new --out")
-    return make_folder(run_dir)
-
-
 def fit(cfg: TrainConfig | None, out: str | Path, resume: bool = False,
         overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train a model as ``cfg`` says, writing the run folder ``out``; returns the final summary dict.

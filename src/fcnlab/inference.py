@@ -13,7 +13,7 @@ from fcnlab.checkpoint import load_checkpoint, model_from_checkpoint
 from fcnlab.config import TrainConfig, from_dict
 from fcnlab.data.transforms import normalize, resize
 from fcnlab.errors import ConfigError
-from fcnlab.memory_format import to_channels_last, use_channels_last
+from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
 
 
 @dataclass
@@ -49,7 +49,7 @@ class Predictor:
 def load_predictor(ckpt_path: str | Path, device: str = "auto", task: str | None = None,
                    fold: bool = True) -> Predictor:
     """Restore a checkpoint for inference; for VGG classifiers at 32x32 use the exact folded head."""
-    from fcnlab.engine import amp_dtype, select_device
+    from fcnlab.runtime.device import amp_dtype, select_device
 
     ckpt_path = Path(ckpt_path)
     ckpt = load_checkpoint(ckpt_path)
@@ -78,7 +78,7 @@ def make_predictor(model: torch.nn.Module, cfg: TrainConfig, device: torch.devic
     * ``fuse``: eval-mode BatchNorm folded into the convolution before it (:mod:`fcnlab.models.fusion`).
     * on the CPU, FCN-32s's 7x7 ``fc6`` as ``unfold`` + one GEMM (:mod:`fcnlab.models.unfold_conv`), when
       the model is a copy (``fold``/``fuse``) or ``owned``.
-    * channels-last format where :func:`fcnlab.memory_format.use_channels_last` says it is faster.
+    * channels-last format where :func:`fcnlab.runtime.memory_format.use_channels_last` says it is faster.
     """
     from fcnlab.models import fold_vgg_classifier, fuse_conv_bn
     from fcnlab.models.unfold_conv import unfold_large_convs

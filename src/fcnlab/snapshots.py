@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from fcnlab.atomic import atomic_write_bytes
 from fcnlab.config import TrainConfig
 from fcnlab.data.transforms import normalize
+from fcnlab.runtime.files import atomic_write_bytes
 
 
 def snapshot_indices(n: int, k: int) -> list[int]:

@@ -16,9 +16,9 @@ import torch.nn.functional as F
 
 from fcnlab.config import TrainConfig
 from fcnlab.data.transforms import augment_pair, normalize, random_crop_flip, resize
-from fcnlab.distributed import all_reduce_sum
 from fcnlab.errors import DataError
 from fcnlab.metrics import ConfusionMatrix, course_miou
+from fcnlab.runtime.distributed import all_reduce_sum
 
 UNKNOWN = 6
 

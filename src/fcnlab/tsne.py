@@ -23,8 +23,8 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
 
-from fcnlab.atomic import atomic_path
 from fcnlab.errors import DataError
+from fcnlab.runtime.files import atomic_path
 from fcnlab.viz import save_figure
 
 # scikit-learn 1.5 renamed TSNE's ``n_iter`` to ``max_iter`` (and 1.7 removed ``n_iter``).

@@ -2,7 +2,7 @@
 
 Figures are built with :class:`matplotlib.figure.Figure` directly (rendered by the Agg canvas), never
 through ``pyplot``: no global figure state, no GUI backend and nothing left open. Every figure is
-saved atomically with :func:`fcnlab.atomic.atomic_save`; the format comes from the file suffix
+saved atomically with :func:`fcnlab.runtime.files.atomic_save`; the format comes from the file suffix
 (PNG when the suffix is missing or unknown).
 """
 
@@ -17,13 +17,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from fcnlab.atomic import atomic_save
 from fcnlab.data.mask_codec import CLASS_NAMES, PALETTE, class_to_rgb
 from fcnlab.errors import DataError
-
-#: Columns of a ``metrics.csv`` written by training (any may be empty for a given task).
-METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_miou", "lr",
-                   "epoch_time_s")
+from fcnlab.runs import METRIC_COLUMNS
+from fcnlab.runtime.files import atomic_save
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: float) -> None:
@@ -123,7 +120,7 @@ def read_metrics_csv(path: str | Path) -> dict[str, np.ndarray]:
     reader = csv.DictReader(text.splitlines())
     if not reader.fieldnames or "epoch" not in [f.strip() for f in reader.fieldnames]:
         raise DataError(f"{path}: not a metrics file (expected a header with columns "
-                        f"{','.join(METRICS_COLUMNS)})")
+                        f"{','.join(METRIC_COLUMNS)})")
     by_epoch: dict[float, dict[str, float]] = {}
     for line, row in enumerate(reader, start=2):
         values = {k.strip(): _parse_float(v or "", path, line, k.strip())
@@ -146,7 +143,7 @@ def plot_training_curves(metrics_csv_path: str | Path, path: str | Path, title: 
                          dpi: float = 150) -> None:
     """Plot loss and accuracy / mIoU per epoch (plus the learning rate when recorded) to ``path``.
 
-    Reads ``metrics_csv_path`` (see :data:`METRICS_COLUMNS`); columns that are absent or empty for
+    Reads ``metrics_csv_path`` (see :data:`fcnlab.runs.METRIC_COLUMNS`); columns that are absent or empty for
     the task (``val_miou`` for classification, ``val_acc`` for segmentation) are left out.
     """
     metrics = read_metrics_csv(metrics_csv_path)

@@ -16,9 +16,10 @@ import torch
 
 from fcnlab.bench.timing import PeakMemory, count_flops, measure_throughput
 from fcnlab.config import TrainConfig, from_dict
-from fcnlab.engine import amp_dtype, build_optimizer
+from fcnlab.engine import build_optimizer
 from fcnlab.inference import Predictor, make_predictor
-from fcnlab.memory_format import to_channels_last, use_channels_last
+from fcnlab.runtime.device import amp_dtype
+from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
 from fcnlab.tasks import Task, make_task
 
 #: Batch of the second folded-vs-unfolded P1 inference measurement (a few images at a time).

@@ -23,7 +23,6 @@ import torch
 
 from fcnlab.bench.models import ModelCase, TrainStep, case_config, channels_last
 from fcnlab.bench.timing import PeakMemory, stopwatch, sync
-from fcnlab.distributed import DistInfo
 from fcnlab.engine import (
     Prefetcher,
     TrainState,
@@ -34,7 +33,8 @@ from fcnlab.engine import (
     train_one_epoch,
 )
 from fcnlab.errors import DataError
-from fcnlab.memory_format import to_channels_last, use_channels_last
+from fcnlab.runtime.distributed import DistInfo
+from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
 from fcnlab.tasks import make_task
 
 #: Training-set sizes of the course data, for the projected 50-epoch wall time.

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fcnlab.atomic import atomic_write_text
+from fcnlab.runtime.files import atomic_write_text
 
 
 def _fmt(value: Any, digits: int = 2) -> str:

@@ -48,7 +48,7 @@ def wanted(opts: BenchOptions) -> list[str]:
 
 def device_info(device: torch.device) -> dict[str, Any]:
     """Name of the device and the library versions (the engine's env.json plus the device itself)."""
-    from fcnlab.engine import environment
+    from fcnlab.runtime.device import environment
 
     info = environment()
     info["device"] = str(device)
@@ -99,7 +99,7 @@ def _check_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
 def run_bench(opts: BenchOptions) -> dict[str, Any]:
     """Run the chosen sections on the chosen device; return the JSON-ready result."""
     from fcnlab.bench import evaluator, models, pipeline, timing, tsne_time
-    from fcnlab.engine import select_device
+    from fcnlab.runtime.device import select_device
 
     device = select_device(opts.device)
     if opts.data is not None:

@@ -60,9 +60,9 @@ def command_line(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark and write/print its JSON and Markdown; exit 1 if a section failed."""
-    from fcnlab.atomic import make_folder
     from fcnlab.bench.report import to_markdown, write_outputs
     from fcnlab.bench.run import BenchOptions, parse_only, run_bench
+    from fcnlab.runtime.files import make_folder
 
     opts = BenchOptions(quick=args.quick, device=args.device, data=args.data, only=parse_only(args.only),
                         threads=args.threads, compile=args.compile)

@@ -5,16 +5,16 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from fcnlab.atomic import atomic_write_text
 from fcnlab.commands.common import add_device, add_train_parser, check_output_file, positive_batch
 from fcnlab.errors import ConfigError
+from fcnlab.runs import eval_dir, write_eval
+from fcnlab.runtime.files import atomic_write_text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -76,14 +76,13 @@ def run_eval(args: argparse.Namespace) -> int:
     per_class = per_class_accuracy(mat)
     for c, a in enumerate(per_class):
         print(f"class {c:2d} : {a:.4f}  ({int(mat[c].sum())} images)")
-    out_dir = pred.run_dir / "eval"
+    out_dir = eval_dir(pred.run_dir)
     from fcnlab import viz
 
     viz.plot_confusion_matrix(mat, [str(i) for i in range(len(mat))], out_dir / "confusion_matrix.png",
                               title=f"{pred.cfg.model}: val acc {acc:.4f}")
-    atomic_write_text(out_dir / "eval.json", json.dumps(
-        {"task": "classify", "data": str(args.data), "val_acc": acc, "images": int(mat.sum()),
-         "per_class_acc": [float(a) for a in per_class], "confusion_matrix": mat.tolist()}, indent=1) + "\n")
+    write_eval(pred.run_dir, {"task": "classify", "data": str(args.data), "val_acc": acc, "images": int(mat.sum()),
+                              "per_class_acc": [float(a) for a in per_class], "confusion_matrix": mat.tolist()})
     print(f"wrote {out_dir / 'confusion_matrix.png'}")
     return 0
 

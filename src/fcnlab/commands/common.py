@@ -2,7 +2,7 @@
 
 Output rules (issue "nothing lost"): an output folder may not be an input folder, an output file may not
 be an input file, and an image written by fcnlab never lands inside a folder it reads images from (the
-next run would read it as data). Everything is written atomically (:mod:`fcnlab.atomic`).
+next run would read it as data). Everything is written atomically (:mod:`fcnlab.runtime.files`).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import argparse
 from pathlib import Path
 
 from fcnlab import config
-from fcnlab.atomic import make_folder
 from fcnlab.data.images import IMAGE_SUFFIXES
 from fcnlab.errors import ConfigError
+from fcnlab.runtime.files import make_folder
 
 
 def add_train_parser(sub: argparse._SubParsersAction, task: str, example: str) -> argparse.ArgumentParser:

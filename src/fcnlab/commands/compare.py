@@ -23,10 +23,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the comparison and write it to ``--out`` when given."""
-    from fcnlab.atomic import atomic_write_text
     from fcnlab.compare import compare_infos
     from fcnlab.errors import ConfigError
     from fcnlab.report.runs import load_runs
+    from fcnlab.runtime.files import atomic_write_text
 
     runs = load_runs(args.runs)
     text = compare_infos(runs).to_markdown(args.digits)

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from torch.export import Dim
 
-from fcnlab.atomic import atomic_path
 from fcnlab.errors import ConfigError
+from fcnlab.runtime.files import atomic_path
 
 FORMATS = ("onnx", "torch-export")
 MIN_OPSET = 17

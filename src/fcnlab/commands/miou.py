@@ -12,8 +12,8 @@ import json
 import sys
 from pathlib import Path
 
-from fcnlab.atomic import atomic_write_text
 from fcnlab.commands.arguments import int_at_least
+from fcnlab.runtime.files import atomic_write_text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

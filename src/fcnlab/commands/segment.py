@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from fcnlab.atomic import atomic_write_text
 from fcnlab.commands.common import add_device, add_train_parser, check_output_dir, positive_batch
+from fcnlab.runs import eval_dir, write_eval
+from fcnlab.runtime.files import atomic_write_text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -87,14 +87,14 @@ def run_eval(args: argparse.Namespace) -> int:
     print(format_course_lines(result))
     for w in getattr(result, "warnings", []) or []:
         print(f"warning: {w}")
-    out_dir = pred.run_dir / "eval"
+    out_dir = eval_dir(pred.run_dir)
     rows = ["| class | name | IoU |", "|---|---|---|"]
     rows += [f"| {i} | {CLASS_NAMES[i]} | {v:.5f} |" for i, v in enumerate(result.per_class)]
     rows.append(f"| | **mean** | **{result.mean:.6f}** |")
     atomic_write_text(out_dir / "per_class_iou.md", "\n".join(rows) + "\n")
-    atomic_write_text(out_dir / "eval.json", json.dumps(
-        {"task": "segment", "data": str(args.data), "per_class_iou": [float(v) for v in result.per_class],
-         "mean_iou": float(result.mean), "confusion_matrix": mat.tolist()}, indent=1) + "\n")
+    write_eval(pred.run_dir, {"task": "segment", "data": str(args.data),
+                              "per_class_iou": [float(v) for v in result.per_class], "mean_iou": float(result.mean),
+                              "confusion_matrix": mat.tolist()})
     viz.plot_confusion_matrix(mat, list(CLASS_NAMES), out_dir / "confusion_matrix.png",
                               title=f"{pred.cfg.model}: mIoU {result.mean:.4f}")
     print(f"wrote {out_dir / 'per_class_iou.md'} and {out_dir / 'confusion_matrix.png'}")
@@ -111,11 +111,11 @@ def run_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from fcnlab import viz
-    from fcnlab.atomic import atomic_save
     from fcnlab.data.mask_codec import write_mask
     from fcnlab.data.segmentation import pair_files
     from fcnlab.data.streaming import TilePairs, loader
     from fcnlab.inference import check_tile, load_predictor, predict_mask
+    from fcnlab.runtime.files import atomic_save
 
     check_tile(args.tile)
     pairs = pair_files(args.images, need_masks=False)
