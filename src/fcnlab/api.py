@@ -177,7 +177,7 @@ def train(config: TrainConfig | dict[str, Any] | str | Path | None, out: str | P
     ``last.pt`` (``config`` may be None; ``overrides`` such as ``epochs`` extend it). The summary holds
     ``run_dir``, ``best_epoch``, the best ``val_acc`` / ``val_miou`` and ``epochs``.
     """
-    from fcnlab.engine import fit
+    from fcnlab.train.fit import fit
 
     if resume:
         if config is not None:

@@ -16,11 +16,11 @@ import torch
 
 from fcnlab.bench.timing import PeakMemory, count_flops, measure_throughput
 from fcnlab.config import TrainConfig, from_dict
-from fcnlab.engine import build_optimizer
 from fcnlab.inference import Predictor, make_predictor
 from fcnlab.runtime.device import amp_dtype
 from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
 from fcnlab.tasks import Task, make_task
+from fcnlab.train.optim import build_optimizer
 
 #: Batch of the second folded-vs-unfolded P1 inference measurement (a few images at a time).
 SMALL_BATCH = 8
