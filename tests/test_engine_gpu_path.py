@@ -26,13 +26,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fcnlab import tasks
 from fcnlab.checkpoint import load_checkpoint
 from fcnlab.config import TrainConfig, from_dict
 from fcnlab.errors import TrainingDiverged
 from fcnlab.metrics import course_miou
 from fcnlab.runtime.distributed import DistInfo
 from fcnlab.tasks import ClassificationTask, SegmentationTask, Task
+from fcnlab.tasks import base as task_base
 from fcnlab.train import loop
 from fcnlab.train.signals import Interrupted
 from fcnlab.train.state import TrainState
@@ -119,14 +119,14 @@ def test_segment_evaluate_equals_a_plain_batch_by_batch_computation():
 def test_evaluate_gathers_batches_with_the_prefetcher(monkeypatch):
     """Same data path as training: Prefetcher over this rank's batches, pinned only for CUDA."""
     made: list[tuple[list[torch.Tensor], bool]] = []
-    original = tasks.Prefetcher
+    original = task_base.Prefetcher
 
     class Spy(original):
         def __init__(self, data: Any, batches: list[torch.Tensor], pin: bool):
             made.append((batches, pin))
             super().__init__(data, batches, pin)
 
-    monkeypatch.setattr(tasks, "Prefetcher", Spy)
+    monkeypatch.setattr(task_base, "Prefetcher", Spy)
     cfg = from_dict({"task": "classify", "num_classes": 3, "batch_size": 2, "eval_batch_size": 3,
                      "image_size": 32})
     ClassificationTask(cfg).evaluate(class_model(), class_data(9), torch.device("cpu"), 1, 2)

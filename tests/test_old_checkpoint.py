@@ -51,7 +51,11 @@ def register_tiny_models() -> None:
 
 @pytest.fixture(autouse=True)
 def _tiny_models():
+    """Registered for each test, removed after it (other tests list the registry)."""
     register_tiny_models()
+    yield
+    for name in ("old_tiny_classifier", "old_tiny_segmenter"):
+        _REGISTRY.pop(name, None)
 
 
 @pytest.mark.parametrize("task", ["classify", "segment"])

@@ -42,11 +42,12 @@ def build_model(name: str, num_classes: int | None = None, *, pretrained: bool =
     other keyword arguments go to the builder (e.g. ``learn_upsampling=True``). See
     :func:`fcnlab.models.list_models` for the names.
     """
+    from fcnlab.config import TASK_DEFAULTS, TrainConfig
     from fcnlab.models import build_model as _build
     from fcnlab.models import model_task
 
-    if num_classes is None:
-        num_classes = 50 if model_task(name) == "classify" else 7
+    if num_classes is None:  # the task's default (the course's class count)
+        num_classes = TASK_DEFAULTS[model_task(name)].get("num_classes", TrainConfig.num_classes)
     return _build(name, num_classes, pretrained=pretrained, weights=weights, **kwargs)
 
 

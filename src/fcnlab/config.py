@@ -23,8 +23,7 @@ from typing import Any
 import yaml
 
 from fcnlab.errors import ConfigError
-
-TASKS = ("classify", "segment")
+from fcnlab.tasks import TASKS
 
 
 @dataclass

@@ -19,7 +19,8 @@ from fcnlab.config import TrainConfig, from_dict
 from fcnlab.inference import Predictor, make_predictor
 from fcnlab.runtime.device import amp_dtype
 from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
-from fcnlab.tasks import Task, make_task
+from fcnlab.tasks import make_task, task_info
+from fcnlab.tasks.base import Task
 from fcnlab.train.optim import build_optimizer
 
 #: Batch of the second folded-vs-unfolded P1 inference measurement (a few images at a time).
@@ -78,7 +79,7 @@ def random_batch(case: ModelCase, batch: int, device: torch.device, seed: int = 
     """A uint8 image batch and integer targets of ``case``'s shapes on ``device``."""
     gen = torch.Generator(device="cpu").manual_seed(seed)
     images = torch.randint(0, 256, (batch, 3, case.size, case.size), generator=gen, dtype=torch.uint8)
-    shape = (batch,) if case.task == "classify" else (batch, case.size, case.size)
+    shape = (batch, case.size, case.size) if task_info(case.task).dense else (batch,)
     targets = torch.randint(0, case.num_classes, shape, generator=gen, dtype=torch.int64)
     return images.to(device), targets.to(device)
 

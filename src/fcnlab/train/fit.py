@@ -93,12 +93,9 @@ def _fit(cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_ut
             rep = getattr(d, "off_palette", None)
             if rep is not None and rep.summary():
                 print(f"note ({name}): {rep.summary()}", flush=True)
-        if task.name == "classify":  # p1 train holds byte-identical images under two labels
-            from fcnlab.data.duplicates import check_labelled_images
-
-            line = check_labelled_images(train_data.images, train_data.labels, train_data.files, cfg.data)
-            if line:
-                print(f"fcnlab: warning: {line}", file=sys.stderr, flush=True)
+        line = task.check_train_data(train_data)
+        if line:
+            print(f"fcnlab: warning: {line}", file=sys.stderr, flush=True)
 
     from fcnlab.models import build_model
 
@@ -144,8 +141,6 @@ def _fit(cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_ut
             state.epoch, state.step_in_epoch = epoch + 1, 0
             state.epoch_accum = fresh_accum()
             row = {"epoch": epoch + 1, "lr": state.epoch_lr, **stats, **metrics}
-            if task.name == "classify":
-                row.pop("val_miou", None)
             value = metrics[task.metric]
             improved = not math.isnan(value) and value > state.best_metric
             if improved:

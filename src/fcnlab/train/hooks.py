@@ -12,7 +12,7 @@ def epoch_hooks(state: TrainState) -> list[Any]:
     hooks: list[Any] = []
     if not state.dist.is_main:
         return hooks
-    if state.task.name == "segment":
+    if state.task.snapshots:
         from fcnlab.train.snapshots import SnapshotHook
 
         hooks.append(SnapshotHook(state.cfg, state.run_dir, state.val_data, state.device, state.amp))

@@ -18,7 +18,7 @@ from fcnlab.checkpoint import BackgroundSaver, rng_state, save_checkpoint, unwra
 from fcnlab.config import TrainConfig
 from fcnlab.runtime import distributed as dist_utils
 from fcnlab.runtime.device import amp_dtype
-from fcnlab.tasks import Task
+from fcnlab.tasks.base import Task
 from fcnlab.train.optim import build_optimizer, build_scheduler
 
 
