@@ -150,7 +150,7 @@ class Runner:
 
     ``prepare`` (fcnlab's models by default) runs the model as fcnlab's commands run it: the engine's
     training step (:class:`fcnlab.bench.models.TrainStep`: the engine's optimizer and memory format, the
-    P2 recipe's SGD settings) and inference through :func:`fcnlab.inference.make_predictor` (eval-mode
+    P2 recipe's SGD settings) and inference through :func:`fcnlab.infer.predictor.make_predictor` (eval-mode
     BatchNorm folded into the convolutions, the same memory format). Without it the model runs as it is:
     NCHW, plain SGD (momentum 0.9, weight decay 5e-4 on every parameter) as torchfcn's trainer does; that
     is torchfcn's models, and fcnlab's with ``--fcnlab-path plain``.
@@ -175,7 +175,7 @@ class Runner:
             return
         from fcnlab.bench.models import TrainStep
         from fcnlab.config import from_dict
-        from fcnlab.inference import make_predictor
+        from fcnlab.infer.predictor import make_predictor
         from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
         from fcnlab.tasks import make_task
 

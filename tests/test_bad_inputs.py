@@ -339,7 +339,7 @@ def test_huge_image_is_predicted_in_tiles_with_bounded_memory(world, cmd, tmp_pa
     del big
     script = (
         "import sys, torch\n"
-        "import fcnlab.inference as inf\n"
+        "import fcnlab.infer.predictor as inf\n"
         "seen = []\n"
         "class Tiny(torch.nn.Module):  # 7 'class scores' per pixel, as cheap as it gets\n"
         "    def forward(self, x):\n"

@@ -70,7 +70,7 @@ def tiles(tmp_path, monkeypatch):
                     config=cfg.to_dict())
     reads: list[int] = []
     import fcnlab.data.segmentation as segmentation
-    import fcnlab.inference as inference
+    import fcnlab.infer.predictor as inference
 
     real_load_pair = segmentation.load_pair
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from fcnlab.compare import Comparison
     from fcnlab.config import TrainConfig
-    from fcnlab.inference import Predictor
+    from fcnlab.infer.predictor import Predictor
     from fcnlab.metrics import MiouResult
     from fcnlab.report import ReportResult
 
@@ -54,17 +54,17 @@ def build_model(name: str, num_classes: int | None = None, *, pretrained: bool =
 def load_checkpoint(path: str | Path, device: str = "auto", *, fold: bool = True) -> Predictor:
     """Restore a checkpoint file or run folder (its ``best.pt``) for inference.
 
-    Returns a :class:`fcnlab.inference.Predictor`: ``.model`` (in eval mode on ``.device``; VGG classifiers
+    Returns a :class:`fcnlab.infer.predictor.Predictor`: ``.model`` (in eval mode on ``.device``; VGG classifiers
     at 32x32 with their exact folded head unless ``fold=False``), ``.ckpt`` (the checkpoint dict: epoch,
     metrics, config ...), ``.cfg`` (the training config) and ``.logits(uint8 NCHW batch)``.
     """
-    from fcnlab.inference import load_predictor
+    from fcnlab.infer.predictor import load_predictor
 
     return load_predictor(path, device, fold=fold)
 
 
 def _predictor(ckpt: Any, device: str, task: str) -> Predictor:
-    from fcnlab.inference import Predictor, load_predictor
+    from fcnlab.infer.predictor import Predictor, load_predictor
 
     if isinstance(ckpt, Predictor):
         if ckpt.cfg.task != task:
@@ -112,7 +112,7 @@ def predict_masks(ckpt: str | Path | Predictor, images: ImagesArg, *, device: st
     predicted in tiles. Turn a mask into the course's RGB colours with
     :func:`fcnlab.data.mask_codec.class_to_rgb`.
     """
-    from fcnlab.inference import predict_mask
+    from fcnlab.infer.tiling import predict_mask
 
     pred = _predictor(ckpt, device, "segment")
     return [predict_mask(pred, _rgb(name, item), tile=tile) for name, item in _image_list(images, tiles=True)]

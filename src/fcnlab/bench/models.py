@@ -16,7 +16,8 @@ import torch
 
 from fcnlab.bench.timing import PeakMemory, count_flops, measure_throughput
 from fcnlab.config import TrainConfig, from_dict
-from fcnlab.inference import Predictor, make_predictor
+from fcnlab.infer.folding import foldable
+from fcnlab.infer.predictor import Predictor, make_predictor
 from fcnlab.runtime.device import amp_dtype
 from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
 from fcnlab.tasks import make_task, task_info
@@ -119,7 +120,7 @@ def _rate(flops: int, per_item: int, items_per_s: float, peak_gflops: float | No
 
 def predictor(model: torch.nn.Module, cfg: TrainConfig, device: torch.device, fold: bool,
               fuse: bool = True) -> Predictor:
-    """The model prepared as :func:`fcnlab.inference.load_predictor` prepares a checkpoint's (no disk).
+    """The model prepared as :func:`fcnlab.infer.predictor.load_predictor` prepares a checkpoint's (no disk).
 
     ``fold``: the folded VGG head for P1 at 32x32; ``fuse``: BatchNorm folded into the convolutions. Both
     work on copies, so ``model`` keeps training.
@@ -199,7 +200,7 @@ def bench_model(case: ModelCase, device: torch.device, schedule: Schedule, peak_
     timed = dataclasses.replace(plain, model=torch.compile(plain.model)) if compile_model else plain
     result["infer"] = _phase(lambda: timed.logits(eval_images), case.eval_batch, device, schedule,
                              peak_gflops, (lambda: plain.logits(eval_images)) if compile_model else None)
-    if case.task == "classify" and case.name.startswith("vgg") and case.size == 32:
+    if foldable(case.name, case.size):
         folded = predictor(model, cfg, device, fold=True)
         result["infer_folded"] = _phase(lambda: folded.logits(eval_images), case.eval_batch, device, schedule,
                                         peak_gflops)

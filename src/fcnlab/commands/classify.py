@@ -60,7 +60,7 @@ def _stream(pred, files, labels, args):
 
 def run_eval(args: argparse.Namespace) -> int:
     from fcnlab.data.classification import scan_folder
-    from fcnlab.inference import load_predictor
+    from fcnlab.infer.predictor import load_predictor
     from fcnlab.metrics import ConfusionMatrix, per_class_accuracy
 
     pred = load_predictor(args.ckpt, args.device, task="classify")
@@ -89,7 +89,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     from fcnlab.data.images import list_images
-    from fcnlab.inference import load_predictor
+    from fcnlab.infer.predictor import load_predictor
 
     out = Path(args.out)
     if out.is_dir():
@@ -114,7 +114,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def run_tsne(args: argparse.Namespace) -> int:
     from fcnlab.data.classification import scan_folder
-    from fcnlab.inference import load_predictor, penultimate
+    from fcnlab.infer.predictor import load_predictor, penultimate
     from fcnlab.tsne import embed, plot_tsne, save_tsne_npz
 
     out = Path(args.out)

@@ -37,7 +37,7 @@ def evaluate_folder(pred, folder: str | Path, batch_size: int, workers: int, *, 
 
     Images up to ``tile`` pixels on each side go through the model whole, ``batch_size`` at a time.
     Larger ones (a 2448x2448 DeepGlobe original, a 10000x10000 mosaic) are predicted one by one in
-    tiles by :func:`fcnlab.inference.predict_mask`, as ``segment predict`` does, and counted in bands of
+    tiles by :func:`fcnlab.infer.tiling.predict_mask`, as ``segment predict`` does, and counted in bands of
     ``tile`` rows, so the model's memory is bounded by one tile, not by the image.
     """
     import torch
@@ -45,7 +45,7 @@ def evaluate_folder(pred, folder: str | Path, batch_size: int, workers: int, *, 
     from fcnlab.data.mask_codec import OffPaletteReport
     from fcnlab.data.segmentation import pair_files
     from fcnlab.data.streaming import TilePairs, loader
-    from fcnlab.inference import check_tile, predict_mask
+    from fcnlab.infer.tiling import check_tile, predict_mask
     from fcnlab.metrics import ConfusionMatrix
 
     check_tile(tile)  # up front, not at the first large image after minutes of evaluation
@@ -74,7 +74,7 @@ def evaluate_folder(pred, folder: str | Path, batch_size: int, workers: int, *, 
 def run_eval(args: argparse.Namespace) -> int:
     from fcnlab import viz
     from fcnlab.data.mask_codec import CLASS_NAMES
-    from fcnlab.inference import load_predictor
+    from fcnlab.infer.predictor import load_predictor
     from fcnlab.metrics import course_miou, format_course_lines
 
     pred = load_predictor(args.ckpt, args.device, task="segment")
@@ -114,7 +114,8 @@ def run_predict(args: argparse.Namespace) -> int:
     from fcnlab.data.mask_codec import write_mask
     from fcnlab.data.segmentation import pair_files
     from fcnlab.data.streaming import TilePairs, loader
-    from fcnlab.inference import check_tile, load_predictor, predict_mask
+    from fcnlab.infer.predictor import load_predictor
+    from fcnlab.infer.tiling import check_tile, predict_mask
     from fcnlab.runtime.files import atomic_save
 
     check_tile(args.tile)

@@ -61,3 +61,8 @@ def fold_vgg_classifier(model: nn.Module) -> FoldedVGG:
                             f"{type(model).__name__} has no {attr!r}")
     parts = (copy.deepcopy(getattr(model, a)) for a in ("features", "avgpool", "classifier"))
     return FoldedVGG(*parts)
+
+
+def foldable(model_name: str, image_size: int) -> bool:
+    """Whether :func:`fold_vgg_classifier` applies: a VGG classifier (no FCN name starts with ``vgg``) at 32x32."""
+    return model_name.startswith("vgg") and image_size == 32

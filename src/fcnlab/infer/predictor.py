@@ -1,19 +1,28 @@
-"""Inference on trained checkpoints: batched logits, penultimate features, and tiled mask prediction."""
+"""Inference on trained checkpoints: a :class:`Predictor` (batched logits, penultimate features).
+
+The input preprocessing is the task's own evaluation preprocessing (``Task.prepare_eval``), so validation,
+inference and export see the same inputs. Masks of any size: :mod:`fcnlab.infer.tiling`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from fcnlab.checkpoint import load_checkpoint, model_from_checkpoint
 from fcnlab.config import TrainConfig, from_dict
-from fcnlab.data.transforms import normalize, resize
 from fcnlab.errors import ConfigError
+from fcnlab.infer.folding import fold_vgg_classifier, foldable
+from fcnlab.infer.fusion import fuse_conv_bn
+from fcnlab.infer.unfold_conv import unfold_large_convs
+from fcnlab.runtime.device import amp_dtype, select_device
 from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
+from fcnlab.tasks import make_task
+from fcnlab.tasks.base import Task
 
 
 @dataclass
@@ -32,11 +41,14 @@ class Predictor:
     def run_dir(self) -> Path:
         return self.path.parent
 
+    @cached_property
+    def task(self) -> Task:
+        """The checkpoint's task (its evaluation preprocessing)."""
+        return make_task(self.cfg)
+
     def prepare(self, images_u8: torch.Tensor) -> torch.Tensor:
-        """uint8 batch -> normalised float input on the device (resized for classifiers)."""
-        x = normalize(images_u8.to(self.device, non_blocking=True))
-        if self.cfg.task == "classify":
-            x = resize(x, self.cfg.image_size)
+        """uint8 batch -> normalised float input on the device (resized for classifiers), as validation does."""
+        x = self.task.prepare_eval(images_u8.to(self.device, non_blocking=True))
         return to_channels_last(x, self.channels_last)
 
     @torch.inference_mode()
@@ -49,8 +61,6 @@ class Predictor:
 def load_predictor(ckpt_path: str | Path, device: str = "auto", task: str | None = None,
                    fold: bool = True) -> Predictor:
     """Restore a checkpoint for inference; for VGG classifiers at 32x32 use the exact folded head."""
-    from fcnlab.runtime.device import amp_dtype, select_device
-
     ckpt_path = Path(ckpt_path)
     ckpt = load_checkpoint(ckpt_path)
     if ckpt_path.is_dir():
@@ -74,16 +84,13 @@ def make_predictor(model: torch.nn.Module, cfg: TrainConfig, device: torch.devic
     ``fuse=False`` and not ``owned`` the returned model is ``model`` itself, put in eval mode and, where
     it applies, channels-last format.
 
-    * ``fold``: VGG classifiers at 32x32 get the exact folded head (:mod:`fcnlab.models.folding`).
-    * ``fuse``: eval-mode BatchNorm folded into the convolution before it (:mod:`fcnlab.models.fusion`).
-    * on the CPU, FCN-32s's 7x7 ``fc6`` as ``unfold`` + one GEMM (:mod:`fcnlab.models.unfold_conv`), when
+    * ``fold``: VGG classifiers at 32x32 get the exact folded head (:mod:`fcnlab.infer.folding`).
+    * ``fuse``: eval-mode BatchNorm folded into the convolution before it (:mod:`fcnlab.infer.fusion`).
+    * on the CPU, FCN-32s's 7x7 ``fc6`` as ``unfold`` + one GEMM (:mod:`fcnlab.infer.unfold_conv`), when
       the model is a copy (``fold``/``fuse``) or ``owned``.
     * channels-last format where :func:`fcnlab.runtime.memory_format.use_channels_last` says it is faster.
     """
-    from fcnlab.models import fold_vgg_classifier, fuse_conv_bn
-    from fcnlab.models.unfold_conv import unfold_large_convs
-
-    if fold and cfg.task == "classify" and cfg.image_size == 32 and cfg.model.startswith("vgg"):
+    if fold and foldable(cfg.model, cfg.image_size):
         model, owned = fold_vgg_classifier(model).to(device), True  # a copy
     if fuse:
         model, _ = fuse_conv_bn(model, inplace=owned)
@@ -104,42 +111,7 @@ def penultimate(pred: Predictor, images_u8: torch.Tensor) -> torch.Tensor:
         return penultimate_features(pred.model, pred.prepare(images_u8)).float()
 
 
-TILE_MARGIN = 64
 
 
-def check_tile(tile: int, margin: int = TILE_MARGIN) -> None:
-    """Raise a one-line ConfigError unless ``tile`` leaves a core of 32 pixels inside its two margins."""
-    if tile < 2 * margin + 32:
-        raise ConfigError(f"option --tile: must be at least {2 * margin + 32} (2 x {margin} pixels of context "
-                          f"plus a core of 32), got {tile}")
 
 
-@torch.inference_mode()
-def predict_mask(pred: Predictor, image: np.ndarray, tile: int = 1024, margin: int = TILE_MARGIN) -> np.ndarray:
-    """Class ids ``(H, W)`` uint8 for an ``(H, W, 3)`` uint8 RGB image of any size.
-
-    Images up to ``tile`` x ``tile`` pixels run in one pass (the FCN pads to a multiple of 32 and crops
-    back). Larger ones (a 2448x2448 DeepGlobe original, a 10000x10000 mosaic) are cut into cores of
-    ``tile - 2 * margin`` pixels, each predicted with ``margin`` pixels of context on every side, so
-    memory beyond the image and its class map is bounded by one tile (the float input and the logits of
-    a ``tile`` x ``tile`` window), never by the image size.
-    """
-    check_tile(tile, margin)
-    h, w = image.shape[:2]
-
-    def run(window: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(window.transpose(2, 0, 1)))[None]
-        # max(1).indices == argmax(1) (first maximum on ties) and is several times faster on CPUs
-        return pred.logits(x).max(1).indices[0].to(torch.uint8).cpu().numpy()
-
-    if h <= tile and w <= tile:
-        return run(image)
-    out = np.empty((h, w), dtype=np.uint8)
-    core = tile - 2 * margin
-    for y0 in range(0, h, core):
-        for x0 in range(0, w, core):
-            y1, x1 = min(y0 + core, h), min(x0 + core, w)
-            ya, xa = max(y0 - margin, 0), max(x0 - margin, 0)
-            yb, xb = min(y1 + margin, h), min(x1 + margin, w)
-            out[y0:y1, x0:x1] = run(image[ya:yb, xa:xb])[y0 - ya:y1 - ya, x0 - xa:x1 - xa]
-    return out
