@@ -14,7 +14,7 @@ from torch import nn
 from fcnlab.bench import evaluator, models, pipeline, report, run, timing
 from fcnlab.cli import main
 from fcnlab.errors import ConfigError, DataError
-from fcnlab.evaluate_masks import evaluate_masks
+from fcnlab.evaluate.mask_folders import evaluate_masks
 
 CPU = torch.device("cpu")
 

@@ -87,8 +87,8 @@ def test_eval_prints_course_lines_and_miou_agrees(p2, tmp_path, capsys):
 def test_eval_tiles_images_larger_than_tile_and_batches_the_rest(p2, tmp_path, monkeypatch):
     import fcnlab.infer.tiling
     from fcnlab.data.mask_codec import write_mask
+    from fcnlab.evaluate.metrics import confusion_counts
     from fcnlab.infer.predictor import load_predictor
-    from fcnlab.metrics import confusion_counts
 
     data = tmp_path / "data"
     data.mkdir()

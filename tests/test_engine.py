@@ -17,9 +17,9 @@ from fcnlab.data.synthetic import make_classification_data
 from fcnlab.errors import ConfigError
 from fcnlab.runtime import device
 from fcnlab.runtime.distributed import DistInfo
-from fcnlab.train import optim
-from fcnlab.train import state as train_state
-from fcnlab.train.state import epoch_batches
+from fcnlab.training import optim
+from fcnlab.training import state as train_state
+from fcnlab.training.state import epoch_batches
 
 
 @pytest.fixture(scope="module")

@@ -29,13 +29,13 @@ import torch.nn.functional as F
 from fcnlab.checkpoint import load_checkpoint
 from fcnlab.config import TrainConfig, from_dict
 from fcnlab.errors import TrainingDiverged
-from fcnlab.metrics import course_miou
+from fcnlab.evaluate.metrics import course_miou
 from fcnlab.runtime.distributed import DistInfo
 from fcnlab.tasks import ClassificationTask, SegmentationTask, Task
 from fcnlab.tasks import base as task_base
-from fcnlab.train import loop
-from fcnlab.train.signals import Interrupted
-from fcnlab.train.state import TrainState
+from fcnlab.training import loop
+from fcnlab.training.signals import Interrupted
+from fcnlab.training.state import TrainState
 
 TESTS = Path(__file__).resolve().parent
 

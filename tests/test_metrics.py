@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from course_reference import load_course_reference
-from fcnlab.metrics import (
+from fcnlab.evaluate.metrics import (
     ConfusionMatrix,
     MiouResult,
     accuracy,

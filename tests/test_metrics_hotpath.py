@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from fcnlab.metrics import ConfusionMatrix, confusion_counts
+from fcnlab.evaluate.metrics import ConfusionMatrix, confusion_counts
 
 
 def maps(seed: int, shape=(2, 13, 11), n=7):

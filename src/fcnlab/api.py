@@ -26,8 +26,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from fcnlab.compare import Comparison
     from fcnlab.config import TrainConfig
+    from fcnlab.evaluate.metrics import MiouResult
     from fcnlab.infer.predictor import Predictor
-    from fcnlab.metrics import MiouResult
     from fcnlab.report import ReportResult
 
 ImagesArg = str | Path | np.ndarray | Sequence[np.ndarray | str | Path]
@@ -146,10 +146,10 @@ def predict_labels(ckpt: str | Path | Predictor, images: ImagesArg, *, device: s
 def evaluate_masks(labels_dir: str | Path, pred_dir: str | Path, *, workers: int | None = None) -> MiouResult:
     """The course's mIoU of the predicted masks in ``pred_dir`` against ``labels_dir`` (``fcnlab miou``).
 
-    Returns a :class:`fcnlab.metrics.MiouResult`: ``.per_class`` (IoU of classes 0-5), ``.mean``,
+    Returns a :class:`fcnlab.evaluate.metrics.MiouResult`: ``.per_class`` (IoU of classes 0-5), ``.mean``,
     ``.warnings`` and ``.to_dict()``.
     """
-    from fcnlab.evaluate_masks import evaluate_masks as _evaluate
+    from fcnlab.evaluate.mask_folders import evaluate_masks as _evaluate
 
     return _evaluate(labels_dir, pred_dir, workers=workers)
 
@@ -178,7 +178,7 @@ def train(config: TrainConfig | dict[str, Any] | str | Path | None, out: str | P
     ``last.pt`` (``config`` may be None; ``overrides`` such as ``epochs`` extend it). The summary holds
     ``run_dir``, ``best_epoch``, the best ``val_acc`` / ``val_miou`` and ``epochs``.
     """
-    from fcnlab.train.fit import fit
+    from fcnlab.training.fit import fit
 
     if resume:
         if config is not None:

@@ -8,7 +8,7 @@ A run folder is what ``fcnlab classify|segment train --out RUN`` writes::
     timing.csv      wall times per epoch                     snapshots/  P2 validation masks per epoch
     eval/eval.json  written by ``eval`` (read by compare and report), beside eval/confusion_matrix.png
 
-Training (:mod:`fcnlab.train`), evaluation commands and the report (:mod:`fcnlab.report`) use these names
+Training (:mod:`fcnlab.training`), evaluation commands and the report (:mod:`fcnlab.report`) use these names
 and functions, so the format is defined once.
 """
 

@@ -22,7 +22,7 @@ from fcnlab.runtime.device import amp_dtype
 from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
 from fcnlab.tasks import make_task, task_info
 from fcnlab.tasks.base import Task
-from fcnlab.train.optim import build_optimizer
+from fcnlab.training.optim import build_optimizer
 
 #: Batch of the second folded-vs-unfolded P1 inference measurement (a few images at a time).
 SMALL_BATCH = 8

@@ -1,7 +1,7 @@
 """fcnlab's real training path, timed: data-loader throughput alone and end-to-end epochs vs pure model steps.
 
-The epoch is :func:`fcnlab.train.loop.train_one_epoch` itself on a :class:`~fcnlab.train.state.TrainState` built
-by :func:`fcnlab.train.state.build_state`, as training builds it (decoded-data cache,
+The epoch is :func:`fcnlab.training.loop.train_one_epoch` itself on a :class:`~fcnlab.training.state.TrainState` built
+by :func:`fcnlab.training.state.build_state`, as training builds it (decoded-data cache,
 :class:`~fcnlab.data.prefetch.Prefetcher`, ``Task.prepare_train`` batch augmentation on the device, autocast,
 training's optimizer and scheduler), so
 the number measures what ``fcnlab classify|segment train`` does. The pure-compute reference runs the same
@@ -29,8 +29,8 @@ from fcnlab.errors import DataError
 from fcnlab.runtime.distributed import DistInfo
 from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
 from fcnlab.tasks import make_task
-from fcnlab.train.loop import train_one_epoch
-from fcnlab.train.state import TrainState, build_state, epoch_batches, fresh_accum
+from fcnlab.training.loop import train_one_epoch
+from fcnlab.training.state import TrainState, build_state, epoch_batches, fresh_accum
 
 #: Training-set sizes of the course data, for the projected 50-epoch wall time.
 FULL_TRAIN_SIZE = {"classify": 20000, "segment": 1800}
@@ -68,7 +68,7 @@ def synthetic_folders(workdir: Path, p1_images: int, p2_tiles: int, p2_size: int
 
 def build_bench_state(case: ModelCase, device: torch.device, train_dir: Path, limit: int, run_dir: Path,
                       cache: str = "auto") -> tuple[TrainState, float]:
-    """A single-process TrainState built by :func:`fcnlab.train.state.build_state`, as training builds it; also
+    """A single-process TrainState built by :func:`fcnlab.training.state.build_state`, as training builds it; also
     the data decode seconds."""
     from fcnlab.models import build_model
 

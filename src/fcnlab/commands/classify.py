@@ -60,8 +60,8 @@ def _stream(pred, files, labels, args):
 
 def run_eval(args: argparse.Namespace) -> int:
     from fcnlab.data.classification import scan_folder
+    from fcnlab.evaluate.metrics import ConfusionMatrix, per_class_accuracy
     from fcnlab.infer.predictor import load_predictor
-    from fcnlab.metrics import ConfusionMatrix, per_class_accuracy
 
     pred = load_predictor(args.ckpt, args.device, task="classify")
     print("===> prepare data loader ...", flush=True)

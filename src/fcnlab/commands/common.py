@@ -45,7 +45,7 @@ def resume_overrides(args: argparse.Namespace) -> dict[str, object]:
 
 def run_train(args: argparse.Namespace, task: str) -> int:
     """Resolve the config and train (or resume)."""
-    from fcnlab.train.fit import fit
+    from fcnlab.training.fit import fit
 
     if args.resume:
         if args.out and Path(args.out).resolve() != Path(args.resume).resolve():

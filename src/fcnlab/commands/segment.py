@@ -45,8 +45,8 @@ def evaluate_folder(pred, folder: str | Path, batch_size: int, workers: int, *, 
     from fcnlab.data.mask_codec import OffPaletteReport
     from fcnlab.data.segmentation import pair_files
     from fcnlab.data.streaming import TilePairs, loader
+    from fcnlab.evaluate.metrics import ConfusionMatrix
     from fcnlab.infer.tiling import check_tile, predict_mask
-    from fcnlab.metrics import ConfusionMatrix
 
     check_tile(tile)  # up front, not at the first large image after minutes of evaluation
     pairs = pair_files(folder)
@@ -74,8 +74,8 @@ def evaluate_folder(pred, folder: str | Path, batch_size: int, workers: int, *, 
 def run_eval(args: argparse.Namespace) -> int:
     from fcnlab import viz
     from fcnlab.data.mask_codec import CLASS_NAMES
+    from fcnlab.evaluate.metrics import course_miou, format_course_lines
     from fcnlab.infer.predictor import load_predictor
-    from fcnlab.metrics import course_miou, format_course_lines
 
     pred = load_predictor(args.ckpt, args.device, task="segment")
     bs = positive_batch(args, pred.cfg.eval_batch_size or pred.cfg.batch_size)

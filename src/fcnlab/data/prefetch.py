@@ -12,7 +12,7 @@ import torch
 class Prefetcher:
     """Gathers the next batch from the decoded arrays in a background thread (pinned for CUDA).
 
-    Used by training (:func:`fcnlab.train.loop.train_one_epoch`) and validation
+    Used by training (:func:`fcnlab.training.loop.train_one_epoch`) and validation
     (:meth:`~fcnlab.tasks.Task.evaluate`): with ``pin`` the batches come in page-locked memory, so
     ``.to(device, non_blocking=True)`` is a true asynchronous copy (a copy from pageable memory waits for the
     device), and gathering batch ``i + 1`` overlaps the device's work on batch ``i``.

@@ -3,5 +3,5 @@
 (:mod:`~fcnlab.infer.folding`, :mod:`~fcnlab.infer.fusion`, :mod:`~fcnlab.infer.unfold_conv`) and
 :mod:`~fcnlab.infer.export` (ONNX / ``torch.export``).
 
-Nothing here imports training code (:mod:`fcnlab.train`).
+Nothing here imports training code (:mod:`fcnlab.training`).
 """

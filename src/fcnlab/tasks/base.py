@@ -1,6 +1,6 @@
 """The :class:`Task` interface: what training, evaluation and inference ask of a task, and its shared parts.
 
-Training (:mod:`fcnlab.train`), inference (:mod:`fcnlab.infer`) and export are shared by both tasks; they ask
+Training (:mod:`fcnlab.training`), inference (:mod:`fcnlab.infer`) and export are shared by both tasks; they ask
 the task for everything that differs: data sets, preprocessing (the same ``prepare_eval`` for validation,
 inference and export), augmentation, loss, metrics and per-epoch outputs.
 """
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from fcnlab.config import TrainConfig
 from fcnlab.data.prefetch import Prefetcher
-from fcnlab.metrics import ConfusionMatrix
+from fcnlab.evaluate.metrics import ConfusionMatrix
 from fcnlab.runtime.distributed import all_reduce_sum
 
 

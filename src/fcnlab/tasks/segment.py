@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from fcnlab.data.transforms import augment_pair, normalize
 from fcnlab.errors import DataError
-from fcnlab.metrics import course_miou
+from fcnlab.evaluate.metrics import course_miou
 from fcnlab.tasks import task_info
 from fcnlab.tasks.base import Task
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fcnlab.train.state import TrainState
+from fcnlab.training.state import TrainState
 
 
 def epoch_hooks(state: TrainState) -> list[Any]:
@@ -13,11 +13,11 @@ def epoch_hooks(state: TrainState) -> list[Any]:
     if not state.dist.is_main:
         return hooks
     if state.task.snapshots:
-        from fcnlab.train.snapshots import SnapshotHook
+        from fcnlab.training.snapshots import SnapshotHook
 
         hooks.append(SnapshotHook(state.cfg, state.run_dir, state.val_data, state.device, state.amp))
     if state.cfg.tensorboard:
-        from fcnlab.train.tensorboard import TensorBoardHook
+        from fcnlab.training.tensorboard import TensorBoardHook
 
         hooks.append(TensorBoardHook(state.run_dir))
     return hooks

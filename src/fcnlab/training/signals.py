@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from fcnlab.errors import FcnlabError
 
 if TYPE_CHECKING:
-    from fcnlab.train.state import TrainState
+    from fcnlab.training.state import TrainState
 
 
 class Interrupted(FcnlabError):

@@ -1,6 +1,6 @@
 """The training state: everything the epoch loop needs and a checkpoint saves, built in one place.
 
-:func:`build_state` is used by :func:`fcnlab.train.fit.fit` and by ``fcnlab bench`` (which times the real
+:func:`build_state` is used by :func:`fcnlab.training.fit.fit` and by ``fcnlab bench`` (which times the real
 training loop), so both train exactly the same way.
 """
 
@@ -19,7 +19,7 @@ from fcnlab.config import TrainConfig
 from fcnlab.runtime import distributed as dist_utils
 from fcnlab.runtime.device import amp_dtype
 from fcnlab.tasks.base import Task
-from fcnlab.train.optim import build_optimizer, build_scheduler
+from fcnlab.training.optim import build_optimizer, build_scheduler
 
 
 def fresh_accum() -> dict[str, float]:
@@ -107,7 +107,7 @@ def build_state(cfg: TrainConfig, task: Task, run_dir: Path, model: torch.nn.Mod
                 dist: dist_utils.DistInfo, train_data: Any, val_data: Any) -> TrainState:
     """A fresh TrainState for ``model`` (already on ``device``, in its memory format).
 
-    Builds the optimizer and LR schedule (:mod:`fcnlab.train.optim`), the autocast dtype and GradScaler,
+    Builds the optimizer and LR schedule (:mod:`fcnlab.training.optim`), the autocast dtype and GradScaler,
     ``torch.compile`` (before DDP) when ``cfg.compile``, the DDP wrapper under torchrun and the
     augmentation generator (seeded per rank).
     """

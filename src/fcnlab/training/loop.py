@@ -17,9 +17,9 @@ from fcnlab.data.prefetch import Prefetcher
 from fcnlab.errors import TrainingDiverged
 from fcnlab.runtime import distributed as dist_utils
 from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
-from fcnlab.train.progress import Progress
-from fcnlab.train.signals import interrupted
-from fcnlab.train.state import TrainState, epoch_batches
+from fcnlab.training.progress import Progress
+from fcnlab.training.signals import interrupted
+from fcnlab.training.state import TrainState, epoch_batches
 
 
 def sync_interval(cfg: TrainConfig, device: torch.device) -> int:

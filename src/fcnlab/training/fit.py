@@ -3,8 +3,8 @@
 Features: CUDA autocast (bf16, or fp16 with GradScaler), channels_last, optional torch.compile before DDP,
 torchrun DDP with DistributedSampler (``set_epoch`` every epoch), per-epoch ``metrics.csv`` and
 ``timing.csv`` (:mod:`fcnlab.runs`), atomic ``last.pt``/``best.pt``, SIGINT/SIGTERM -> resumable checkpoint
-after the current step (exit 130/143, :mod:`fcnlab.train.signals`), exact resume (RNG states and data
-position saved), NaN/Inf loss detection (:mod:`fcnlab.train.loop`).
+after the current step (exit 130/143, :mod:`fcnlab.training.signals`), exact resume (RNG states and data
+position saved), NaN/Inf loss detection (:mod:`fcnlab.training.loop`).
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from fcnlab.runtime.device import environment, seed_everything, select_device
 from fcnlab.runtime.files import atomic_link, atomic_write_text
 from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
 from fcnlab.tasks import make_task
-from fcnlab.train.hooks import epoch_hooks
-from fcnlab.train.loop import train_one_epoch
-from fcnlab.train.signals import install_signal_handlers, interrupted, restore_signal_handlers
-from fcnlab.train.state import TrainState, build_state, fresh_accum
+from fcnlab.training.hooks import epoch_hooks
+from fcnlab.training.loop import train_one_epoch
+from fcnlab.training.signals import install_signal_handlers, interrupted, restore_signal_handlers
+from fcnlab.training.state import TrainState, build_state, fresh_accum
 
 
 def fit(cfg: TrainConfig | None, out: str | Path, resume: bool = False,
