@@ -24,11 +24,11 @@ from fcnlab.errors import ConfigError, DataError
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
-    from fcnlab.compare import Comparison
     from fcnlab.config import TrainConfig
     from fcnlab.evaluate.metrics import MiouResult
     from fcnlab.infer.predictor import Predictor
     from fcnlab.report import ReportResult
+    from fcnlab.report.compare import Comparison
 
 ImagesArg = str | Path | np.ndarray | Sequence[np.ndarray | str | Path]
 
@@ -194,7 +194,7 @@ def compare_runs(runs: Sequence[str | Path]) -> Comparison:
 
     ``.to_markdown()`` gives the printed table, ``.rows`` the numbers, ``.table()`` header and cells.
     """
-    from fcnlab.compare import compare_runs as _compare
+    from fcnlab.report.compare import compare_runs as _compare
 
     return _compare(runs)
 

@@ -101,7 +101,7 @@ def to_markdown(result: dict[str, Any]) -> str:
                       f"{ev['speedup_cli']:.1f}x; results agree: {_fmt(ev.get('agree'))}.", ""]
     ts = result.get("tsne")
     if ts:
-        lines += [f"t-SNE (fcnlab.tsne.embed) of {ts['points']} x {ts['dims']} features: "
+        lines += [f"t-SNE (fcnlab.report.tsne.embed) of {ts['points']} x {ts['dims']} features: "
                   f"{ts['seconds']:.1f} s.", ""]
     targets = result.get("targets", [])
     if targets:

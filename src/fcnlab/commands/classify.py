@@ -77,7 +77,7 @@ def run_eval(args: argparse.Namespace) -> int:
     for c, a in enumerate(per_class):
         print(f"class {c:2d} : {a:.4f}  ({int(mat[c].sum())} images)")
     out_dir = eval_dir(pred.run_dir)
-    from fcnlab import viz
+    from fcnlab.report import viz
 
     viz.plot_confusion_matrix(mat, [str(i) for i in range(len(mat))], out_dir / "confusion_matrix.png",
                               title=f"{pred.cfg.model}: val acc {acc:.4f}")
@@ -115,7 +115,7 @@ def run_predict(args: argparse.Namespace) -> int:
 def run_tsne(args: argparse.Namespace) -> int:
     from fcnlab.data.classification import scan_folder
     from fcnlab.infer.predictor import load_predictor, penultimate
-    from fcnlab.tsne import embed, plot_tsne, save_tsne_npz
+    from fcnlab.report.tsne import embed, plot_tsne, save_tsne_npz
 
     out = Path(args.out)
     if out.suffix.lower() != ".png":

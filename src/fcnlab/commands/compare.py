@@ -23,8 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the comparison and write it to ``--out`` when given."""
-    from fcnlab.compare import compare_infos
     from fcnlab.errors import ConfigError
+    from fcnlab.report.compare import compare_infos
     from fcnlab.report.runs import load_runs
     from fcnlab.runtime.files import atomic_write_text
 

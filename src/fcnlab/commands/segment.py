@@ -72,10 +72,10 @@ def evaluate_folder(pred, folder: str | Path, batch_size: int, workers: int, *, 
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from fcnlab import viz
     from fcnlab.data.mask_codec import CLASS_NAMES
     from fcnlab.evaluate.metrics import course_miou, format_course_lines
     from fcnlab.infer.predictor import load_predictor
+    from fcnlab.report import viz
 
     pred = load_predictor(args.ckpt, args.device, task="segment")
     bs = positive_batch(args, pred.cfg.eval_batch_size or pred.cfg.batch_size)
@@ -110,12 +110,12 @@ def mask_name(tile: Path) -> str:
 def run_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from fcnlab import viz
     from fcnlab.data.mask_codec import write_mask
     from fcnlab.data.segmentation import pair_files
     from fcnlab.data.streaming import TilePairs, loader
     from fcnlab.infer.predictor import load_predictor
     from fcnlab.infer.tiling import check_tile, predict_mask
+    from fcnlab.report import viz
     from fcnlab.runtime.files import atomic_save
 
     check_tile(args.tile)

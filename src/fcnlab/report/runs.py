@@ -219,7 +219,7 @@ def load_run(path: str | Path, name: str | None = None) -> RunInfo:
     eval_data = _read_json(eval_path) if eval_path.is_file() else None
     metrics = None
     if metrics_path.is_file():
-        from fcnlab.viz import read_metrics_csv
+        from fcnlab.report.viz import read_metrics_csv
 
         metrics = read_metrics_csv(metrics_path)
     info = RunInfo(path=run, name=name or run.resolve().name, task=_task_of(run, config, eval_data, metrics),

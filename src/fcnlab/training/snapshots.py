@@ -47,7 +47,7 @@ class SnapshotHook:
     def __call__(self, epoch: int, model: torch.nn.Module, metrics: dict[str, float], conf: Any) -> None:
         if epoch not in self.epochs:
             return
-        from fcnlab import viz
+        from fcnlab.report import viz
 
         preds = self.predict(model)
         images, masks = self.val_data.batch(self.index)

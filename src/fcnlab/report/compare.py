@@ -15,6 +15,7 @@ from pathlib import Path
 from fcnlab.data.mask_codec import CLASS_NAMES, SCORED_CLASSES
 from fcnlab.errors import DataError
 from fcnlab.report.runs import TASK_LABELS, RunInfo, load_runs
+from fcnlab.tasks import task_info
 
 
 @dataclass
@@ -33,7 +34,7 @@ class Comparison:
 
     def table(self, digits: int = 4) -> tuple[list[str], list[list[str]]]:
         """Header and formatted rows: label, first run, then each further run followed by its delta."""
-        header = ["class" if self.task == "segment" else "metric", self.runs[0]]
+        header = ["class" if task_info(self.task).dense else "metric", self.runs[0]]
         for name in self.runs[1:]:
             header += [name, f"Δ {name}"]
         body = []
@@ -89,7 +90,7 @@ def compare_infos(runs: Sequence[RunInfo]) -> Comparison:
         raise DataError("no run folders to compare")
     task = check_same_task(runs)
     names = [r.name for r in runs]
-    if task == "segment":
+    if task_info(task).dense:  # per-class IoU and their mean
         rows = []
         for i in range(SCORED_CLASSES):
             rows.append((f"{i} {CLASS_NAMES[i]}",

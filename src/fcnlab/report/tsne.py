@@ -24,8 +24,8 @@ from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
 
 from fcnlab.errors import DataError
+from fcnlab.report.viz import save_figure
 from fcnlab.runtime.files import atomic_path
-from fcnlab.viz import save_figure
 
 # scikit-learn 1.5 renamed TSNE's ``n_iter`` to ``max_iter`` (and 1.7 removed ``n_iter``).
 _ITER_KEYWORD = "max_iter" if "max_iter" in inspect.signature(TSNE).parameters else "n_iter"
