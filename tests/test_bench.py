@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from fcnlab.bench import evaluator, models, pipeline, report, run, timing
-from fcnlab.cli import main
+from fcnlab.cli.main import main
 from fcnlab.errors import ConfigError, DataError
 from fcnlab.evaluate.mask_folders import evaluate_masks
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fcnlab.cli import main
+from fcnlab.cli.main import main
 from fcnlab.data.mask_codec import PALETTE
 from fcnlab.data.synthetic import land_cover_tile, make_segmentation_data
 from train_once import train_once
@@ -155,7 +155,7 @@ def test_predict_never_writes_into_the_input_folder(p2, capsys):
 
 
 def test_predict_with_a_bad_checkpoint_creates_no_output_folder(tmp_path: Path, capsys):
-    from fcnlab.cli import main
+    from fcnlab.cli.main import main
     from fcnlab.data.synthetic import make_segmentation_data
 
     data = make_segmentation_data(tmp_path / "d", n_train=1, n_val=1, size=64)

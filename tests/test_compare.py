@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fcnlab.cli import main
+from fcnlab.cli.main import main
 from fcnlab.errors import DataError
 from fcnlab.report.compare import compare_runs, fmt_delta, fmt_value
 from report_runs import make_run

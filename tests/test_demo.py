@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fcnlab.cli import build_parser, main
+from fcnlab.cli.main import build_parser, main
 from fcnlab.demo import (
     FULL,
     MARKER,

@@ -10,7 +10,7 @@ import torch
 
 from fcnlab import runs
 from fcnlab.checkpoint import load_checkpoint
-from fcnlab.cli import main
+from fcnlab.cli.main import main
 from fcnlab.config import from_dict
 from fcnlab.data.prefetch import Prefetcher
 from fcnlab.data.synthetic import make_classification_data

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from fcnlab.checkpoint import model_from_checkpoint, save_checkpoint
-from fcnlab.cli import main
-from fcnlab.commands import export as export_command
+from fcnlab.cli import export as export_command
+from fcnlab.cli.main import main
 from fcnlab.errors import ConfigError
 from fcnlab.infer import export
 from fcnlab.infer.folding import FoldedVGG

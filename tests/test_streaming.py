@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from fcnlab.checkpoint import save_checkpoint
-from fcnlab.cli import main
+from fcnlab.cli.main import main
 from fcnlab.config import from_dict
 from fcnlab.data.mask_codec import write_mask
 from fcnlab.data.streaming import ImageFiles, loader

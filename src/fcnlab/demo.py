@@ -1,7 +1,7 @@
 """``fcnlab demo``: the whole homework in miniature, on synthetic data, on the CPU, in about 1.5 minutes.
 
 The demo writes small synthetic data sets in the course's exact formats (:mod:`fcnlab.data.synthetic`)
-and then runs every step a user runs, each one through the real command line (``fcnlab.cli.main`` with
+and then runs every step a user runs, each one through the real command line (``fcnlab.cli.main.main`` with
 an argument list, printed as ``$ fcnlab ...`` so it can be copied):
 
 * P1: ``classify train`` -> ``classify eval`` (the seed's ``Val Acc`` line) -> ``classify predict``
@@ -29,7 +29,6 @@ into it replaces those entries only, and still refuses if anything else has been
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 import shutil
@@ -189,11 +188,6 @@ def _preview(names: list[str], k: int = 5) -> str:
 
 
 # --------------------------------------------------------------------------------------------- the steps
-def command_available(name: str) -> bool:
-    """Whether ``fcnlab <name>`` exists in this installation (``compare`` and ``report`` are optional)."""
-    return importlib.util.find_spec(f"fcnlab.commands.{name}") is not None
-
-
 def plan_steps(layout: DemoLayout, device: str = "cpu") -> list[Step]:
     """Every ``fcnlab`` command of the demo, in order (data generation comes before them)."""
     plan, d = layout.plan, layout
@@ -233,13 +227,10 @@ def plan_steps(layout: DemoLayout, device: str = "cpu") -> list[Step]:
     last = d.p2_runs[-1]
     steps.append(Step("P2: the course's evaluator on the predicted mask files",
                       ["miou", "--labels", str(d.p2_data / "validation"), "--pred", str(last / "masks")]))
-    if command_available("compare"):
-        steps.append(Step("P2: per-class IoU of the two FCNs side by side",
-                          ["compare", *[str(r) for r in d.p2_runs], "--out", str(d.root / "compare.md")]))
-    if command_available("report"):
-        steps.append(Step("one HTML page with every result",
-                          ["report", str(d.p1_run), *[str(r) for r in d.p2_runs],
-                           "--out", str(d.root / "report.html")]))
+    steps.append(Step("P2: per-class IoU of the two FCNs side by side",
+                      ["compare", *[str(r) for r in d.p2_runs], "--out", str(d.root / "compare.md")]))
+    steps.append(Step("one HTML page with every result",
+                      ["report", str(d.p1_run), *[str(r) for r in d.p2_runs], "--out", str(d.root / "report.html")]))
     return steps
 
 
@@ -257,8 +248,8 @@ def make_data(layout: DemoLayout) -> None:
 
 def run_step(step: Step, number: int, total: int, debug: bool = False,
              echo: Callable[[str], None] = print) -> None:
-    """Run one step through ``fcnlab.cli.main``; raise :class:`DemoStepFailed` on a non-zero exit code."""
-    from fcnlab.cli import main
+    """Run one step through ``fcnlab.cli.main.main``; raise :class:`DemoStepFailed` on a non-zero exit code."""
+    from fcnlab.cli.main import main
 
     command = "fcnlab " + " ".join(step.argv)
     echo(f"\n[{number}/{total}] {step.title}\n$ {command}")

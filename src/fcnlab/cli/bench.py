@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from fcnlab.commands.arguments import int_at_least
+from fcnlab.cli.arguments import int_at_least
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from fcnlab.commands.arguments import int_at_least
+from fcnlab.cli.arguments import int_at_least
 from fcnlab.runtime.files import atomic_write_text
 
 

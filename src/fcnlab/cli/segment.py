@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fcnlab.commands.common import add_device, add_train_parser, check_output_dir, positive_batch
+from fcnlab.cli.common import add_device, add_train_parser, check_output_dir, positive_batch
 from fcnlab.runs import eval_dir, write_eval
 from fcnlab.runtime.files import atomic_write_text
 

@@ -1,6 +1,6 @@
 """Command-line entry point: argument parsing and dispatch only.
 
-Each sub-command lives in ``fcnlab.commands.<name>`` and exposes ``register(subparsers)``, which
+Each sub-command lives in ``fcnlab.cli.<name>`` and exposes ``register(subparsers)``, which
 adds its parser and sets ``func`` to a ``run(args) -> int`` function. Errors derived from
 :class:`~fcnlab.errors.FcnlabError` are printed as one line (``fcnlab: error: ...``) with exit
 code 2; ``--debug`` shows the full traceback instead. Under torchrun only rank 0 prints these lines
@@ -34,13 +34,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS if only not in COMMANDS else (only,):
-        try:
-            module = importlib.import_module(f"fcnlab.commands.{name}")
-        except ModuleNotFoundError as e:  # a command still being written: skip it
-            if e.name == f"fcnlab.commands.{name}":
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(f"fcnlab.cli.{name}").register(sub)
     return parser
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fcnlab.commands.common import add_device, add_train_parser, check_output_file, positive_batch
+from fcnlab.cli.common import add_device, add_train_parser, check_output_file, positive_batch
 from fcnlab.errors import ConfigError
 from fcnlab.runs import eval_dir, write_eval
 from fcnlab.runtime.files import atomic_write_text
