@@ -1,6 +1,6 @@
 """Helpers shared by the sub-commands: argument groups, training entry, output safety.
 
-Output rules (issue "nothing lost"): an output folder may not be an input folder, an output file may not
+Output rules: an output folder may not be an input folder, an output file may not
 be an input file, and an image written by fcnlab never lands inside a folder it reads images from (the
 next run would read it as data). Everything is written atomically (:mod:`fcnlab.runtime.files`).
 """
@@ -27,25 +27,10 @@ def add_train_parser(sub: argparse._SubParsersAction, task: str, example: str) -
     return p
 
 
-def resume_overrides(args: argparse.Namespace) -> dict[str, object]:
-    """The config options given on the command line next to ``--resume`` (parsed as YAML)."""
-    import yaml
-
-    overrides: dict[str, object] = {}
-    for name in config.field_names():
-        raw = getattr(args, f"cfg_{name}", None)
-        if raw is None:
-            continue
-        try:
-            overrides[name] = yaml.safe_load(raw) if isinstance(raw, str) else raw
-        except yaml.YAMLError:
-            overrides[name] = raw
-    return overrides
-
-
 def run_train(args: argparse.Namespace, task: str) -> int:
-    """Resolve the config and train (or resume)."""
-    from fcnlab.training.fit import fit
+    """Resolve the config once (a new run: defaults, recipe, options; a resumed one: its last.pt and the options
+    given), then train."""
+    from fcnlab.training.fit import fit, resume_config
 
     if args.resume:
         if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
@@ -54,7 +39,9 @@ def run_train(args: argparse.Namespace, task: str) -> int:
         if getattr(args, "config", None):
             raise ConfigError(f"--config {args.config} with --resume: the run's config comes from its last.pt; "
                               f"give single options (e.g. --epochs 60) to change it")
-        fit(None, args.resume, resume=True, overrides=resume_overrides(args))
+        overrides = config.overrides_from_args(args)
+        cfg, ckpt = resume_config(args.resume, overrides)
+        fit(cfg, args.resume, ckpt, config_changed=bool(overrides))
         return 0
     if not args.out:
         raise ConfigError("option --out: give the run folder to create (or --resume RUN_DIR)")

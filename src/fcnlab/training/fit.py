@@ -23,35 +23,37 @@ import torch
 from fcnlab.checkpoint import load_checkpoint, remove_stale_temp_files, set_rng_state
 from fcnlab.config import TrainConfig, from_dict, save_yaml
 from fcnlab.errors import ConfigError
-from fcnlab.runs import MetricsLog, prepare_run_dir
+from fcnlab.runs import BEST, CONFIG, ENV, LAST, MODEL_TXT, MetricsLog, prepare_run_dir
 from fcnlab.runtime import distributed as dist_utils
 from fcnlab.runtime.device import environment, seed_everything, select_device
 from fcnlab.runtime.files import atomic_link, atomic_write_text
 from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
 from fcnlab.tasks import make_task
+from fcnlab.tasks.base import Task
 from fcnlab.training.hooks import epoch_hooks
 from fcnlab.training.loop import train_one_epoch
 from fcnlab.training.signals import install_signal_handlers, interrupted, restore_signal_handlers
 from fcnlab.training.state import TrainState, build_state, fresh_accum
 
 
-def fit(cfg: TrainConfig | None, out: str | Path, resume: bool = False,
-        overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def resume_config(out: str | Path, overrides: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
+    """The config and checkpoint to resume the run in ``out``: ``last.pt``'s config with ``overrides`` (e.g. a
+    larger ``epochs``) applied."""
+    prepare_run_dir(out, True)
+    ckpt = load_checkpoint(Path(out) / LAST)
+    return from_dict({**ckpt["config"], **overrides}, f"{out}/{LAST}"), ckpt
+
+
+def fit(cfg: TrainConfig, out: str | Path, ckpt: dict[str, Any] | None = None,
+        config_changed: bool = False) -> dict[str, Any]:
     """Train a model as ``cfg`` says, writing the run folder ``out``; returns the final summary dict.
 
-    With ``resume=True`` the config comes from ``out/last.pt`` (``overrides`` such as ``epochs`` may
-    extend it) and training continues exactly where it stopped: model, optimizer, scheduler, scaler,
-    every RNG (torch, CUDA, numpy, python, augmentation; per rank under DDP) and the position in the
-    epoch's data order are restored, so on the CPU with ``deterministic`` the result equals an
-    uninterrupted run.
+    With ``ckpt`` (``out/last.pt``, from :func:`resume_config`) training continues exactly where it
+    stopped: model, optimizer, scheduler, scaler, every RNG (torch, CUDA, numpy, python, augmentation; per
+    rank under DDP) and the position in the epoch's data order are restored, so on the CPU with
+    ``deterministic`` the result equals an uninterrupted run. ``config_changed``: the resumed run's config
+    differs from the checkpoint's (``config.yaml`` is rewritten).
     """
-    ckpt = None
-    if resume:
-        prepare_run_dir(out, True)
-        ckpt = load_checkpoint(Path(out) / "last.pt")
-        cfg = from_dict({**ckpt["config"], **(overrides or {})}, f"{out}/last.pt")
-    if cfg is None:
-        raise ConfigError("fit: give a config, or resume=True with a run folder")
     if cfg.data is None or cfg.val is None:
         raise ConfigError("options --data and --val are required (training and validation folders)")
     device_type = "cuda" if (cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())) \
@@ -59,33 +61,26 @@ def fit(cfg: TrainConfig | None, out: str | Path, resume: bool = False,
     dist = dist_utils.init_distributed(device_type)
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     try:
-        return _fit(cfg, Path(out), ckpt, dist, overrides or {})
+        return _fit(cfg, Path(out), ckpt, dist, config_changed)
     finally:
         torch.use_deterministic_algorithms(deterministic_before)
         dist_utils.shutdown()
 
 
-def _fit(cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_utils.DistInfo,
-         overrides: dict[str, Any]) -> dict[str, Any]:
-    resume = ckpt is not None
-    device = select_device(cfg.device, dist.local_rank)
-    if cfg.sync_bn and dist.enabled and device.type != "cuda":
-        raise ConfigError("option sync_bn (--sync-bn): SyncBatchNorm works on GPUs only; drop --sync-bn for CPU "
-                          "(gloo) runs")
-    def prepare() -> Path:
-        run_dir = prepare_run_dir(out, resume)
-        if resume:
-            remove_stale_temp_files(run_dir)  # left by a SIGKILL during a save
-            last, best = run_dir / "last.pt", run_dir / "best.pt"
-            if ckpt["best_epoch"] == ckpt["epoch"] and ckpt["step_in_epoch"] == 0 and not (
-                    best.is_file() and os.path.samefile(last, best)):
-                atomic_link(last, best)  # killed between saving last.pt and linking best.pt
-        return run_dir
+def _open_run_dir(out: Path, ckpt: dict[str, Any] | None) -> Path:
+    """Create the run folder, or tidy the one being resumed after a kill."""
+    run_dir = prepare_run_dir(out, ckpt is not None)
+    if ckpt is not None:
+        remove_stale_temp_files(run_dir)  # left by a SIGKILL during a save
+        last, best = run_dir / LAST, run_dir / BEST
+        if ckpt["best_epoch"] == ckpt["epoch"] and ckpt["step_in_epoch"] == 0 and not (
+                best.is_file() and os.path.samefile(last, best)):
+            atomic_link(last, best)  # killed between saving last.pt and linking best.pt
+    return run_dir
 
-    run_dir = dist_utils.on_main(prepare, out)  # an error there stops every rank
-    seed_everything(cfg.seed + dist.rank, cfg.deterministic)
 
-    task = make_task(cfg)
+def _load_data(task: Task, dist: dist_utils.DistInfo) -> tuple[Any, Any]:
+    """The training and validation sets; the main process prints what is worth knowing about them."""
     train_data = task.load_train()
     val_data = task.load_val()
     if dist.is_main:
@@ -96,7 +91,12 @@ def _fit(cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_ut
         line = task.check_train_data(train_data)
         if line:
             print(f"fcnlab: warning: {line}", file=sys.stderr, flush=True)
+    return train_data, val_data
 
+
+def _build_model(cfg: TrainConfig, ckpt: dict[str, Any] | None, device: torch.device, dist: dist_utils.DistInfo,
+                 run_dir: Path, config_changed: bool) -> torch.nn.Module:
+    """The model on ``device`` (the checkpoint's weights when resuming); a new run's files are written."""
     from fcnlab.models import build_model
 
     kwargs = {} if cfg.learn_upsampling is None else {"learn_upsampling": cfg.learn_upsampling}
@@ -105,19 +105,38 @@ def _fit(cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_ut
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
     model.to(device)
-    if dist.is_main and not resume:
-        atomic_write_text(run_dir / "model.txt", f"{model}\n")
-        save_yaml(cfg, run_dir / "config.yaml")
-        atomic_write_text(run_dir / "env.json", json.dumps(environment(), indent=2) + "\n")
-    elif dist.is_main and overrides:
-        save_yaml(cfg, run_dir / "config.yaml")  # e.g. --epochs extended on resume
+    if dist.is_main and ckpt is None:
+        atomic_write_text(run_dir / MODEL_TXT, f"{model}\n")
+        save_yaml(cfg, run_dir / CONFIG)
+        atomic_write_text(run_dir / ENV, json.dumps(environment(), indent=2) + "\n")
+    elif dist.is_main and config_changed:
+        save_yaml(cfg, run_dir / CONFIG)  # e.g. --epochs extended on resume
     if cfg.sync_bn and dist.enabled:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    model = to_channels_last(model, use_channels_last(cfg, device))
+    return to_channels_last(model, use_channels_last(cfg, device))
+
+
+def _fit(cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_utils.DistInfo,
+         config_changed: bool) -> dict[str, Any]:
+    device = select_device(cfg.device, dist.local_rank)
+    if cfg.sync_bn and dist.enabled and device.type != "cuda":
+        raise ConfigError("option sync_bn (--sync-bn): SyncBatchNorm works on GPUs only; drop --sync-bn for CPU "
+                          "(gloo) runs")
+    run_dir = dist_utils.on_main(lambda: _open_run_dir(out, ckpt), out)  # an error there stops every rank
+    seed_everything(cfg.seed + dist.rank, cfg.deterministic)
+    task = make_task(cfg)
+    train_data, val_data = _load_data(task, dist)
+    model = _build_model(cfg, ckpt, device, dist, run_dir, config_changed)
     state = build_state(cfg, task, run_dir, model, device, dist, train_data, val_data)
-    eval_model = state.eval_model
     if ckpt is not None:
         _restore(state, ckpt)
+    return _train(state, model)
+
+
+def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
+    """The epochs from ``state.epoch`` to ``cfg.epochs``: train, evaluate, checkpoint, log, hooks."""
+    cfg, task, dist, device, run_dir = state.cfg, state.task, state.dist, state.device, state.run_dir
+    train_data, val_data, eval_model = state.train_data, state.val_data, state.eval_model
     log = MetricsLog(run_dir)
     log.truncate(state.epoch)
     hooks = epoch_hooks(state)
@@ -145,21 +164,19 @@ def _fit(cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_ut
             improved = not math.isnan(value) and value > state.best_metric
             if improved:
                 state.best_metric, state.best_epoch = value, epoch + 1
-            # checkpoint first, then the log: a SIGKILL in between leaves metrics.csv one row short at most
-            # (the resumed run rewrites the row), never a row without its checkpoint
             timing = {"epoch": epoch + 1, "train_seconds": f"{train_time:.2f}",
                       "epoch_seconds": f"{time.perf_counter() - t0:.2f}",
                       "train_img_per_s": f"{len(train_data) / max(train_time, 1e-9):.2f}"}
 
             def after_save(row=row, timing=timing, improved=improved) -> None:
                 if improved:  # same bytes as last.pt: a hard link, not a second 1 GB write
-                    atomic_link(run_dir / "last.pt", run_dir / "best.pt")
+                    atomic_link(run_dir / LAST, run_dir / BEST)
                 log.append(row, timing)
 
             # checkpoint first, then the log: a SIGKILL in between leaves metrics.csv one row short at most
             # (the resumed run rewrites the row), never a row without its checkpoint. The write runs in a
             # background thread (BackgroundSaver) while the next epoch trains.
-            state.save("last.pt", metrics, then=after_save)  # every rank: RNG states are gathered
+            state.save(LAST, metrics, then=after_save)  # every rank: RNG states are gathered
             if dist.is_main:
                 for hook in hooks:
                     hook(epoch + 1, model, row, conf)
