@@ -86,8 +86,8 @@ def test_eval_prints_course_lines_and_miou_agrees(p2, tmp_path, capsys):
 
 def test_eval_tiles_images_larger_than_tile_and_batches_the_rest(p2, tmp_path, monkeypatch):
     import fcnlab.infer.tiling
+    from course_reference import confusion_counts
     from fcnlab.data.mask_codec import write_mask
-    from fcnlab.evaluate.metrics import confusion_counts
     from fcnlab.infer.predictor import load_predictor
 
     data = tmp_path / "data"

@@ -8,15 +8,14 @@ an argument list, printed as ``$ fcnlab ...`` so it can be copied):
   (the ``image_id,label`` CSV) -> ``classify tsne``;
 * P2: ``segment train`` of an FCN-32s and an FCN-8s with mask snapshots at a few epochs, ``segment eval``
   (the course's ``class #i`` / ``mean_iou`` lines), ``segment predict`` (``NNNN_mask.png`` files), the
-  course-style ``miou`` of the predicted mask files, ``compare`` of the two runs and, where the command
-  exists, one ``report`` page.
+  course-style ``miou`` of the predicted mask files, ``compare`` of the two runs and one ``report`` page.
 
 Model choice. P1 uses **resnet18**, not the seed's vgg16_bn. VGG16-BN has 134M parameters (12x
 resnet18), needs about 8x the FLOPs per 32x32 image, and each of its checkpoints (weights plus SGD
 momentum) is about 1.1 GB, rewritten every epoch: a five-epoch demo would spend minutes on arithmetic
 and gigabytes on disk. resnet18 (11M parameters, 90 MB checkpoints) goes through exactly the same
-engine, evaluation, prediction and t-SNE code. The seed's model is one option away:
-``fcnlab classify train --config configs/p1_vgg16bn.yaml ...``. P2 compares **fcn32s_resnet34** with
+training, evaluation, prediction and t-SNE code; the seed's model is one option away (``--config
+configs/p1_vgg16bn.yaml``). P2 compares **fcn32s_resnet34** with
 **fcn8s_resnet34**: the seed's second model is ResNet34-FCN8s, and its VGG16-FCN32s is again 134M
 parameters; one backbone for both runs also isolates what the comparison is about, the skip
 connections (at 128x128 an FCN-32s sees a 4x4 grid of scores, an FCN-8s a 16x16 one).
@@ -40,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from fcnlab.errors import ConfigError, DataError, FcnlabError
-from fcnlab.runs import eval_json_path
+from fcnlab.runs import read_eval
 from fcnlab.runtime.files import atomic_write_text, make_folder
 
 MARKER = ".fcnlab-demo"
@@ -264,13 +263,6 @@ def run_step(step: Step, number: int, total: int, debug: bool = False,
 
 
 # ------------------------------------------------------------------------------------------------ results
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"{path}: the demo expected this file from the step before ({e})") from None
-
-
 def csv_accuracy(pred_csv: Path, gt_csv: Path) -> float:
     """Share of ``image_id,label`` rows of ``pred_csv`` that agree with the ``filename,label`` CSV."""
     with open(gt_csv, newline="") as f:
@@ -295,7 +287,7 @@ def collect_results(layout: DemoLayout) -> dict[str, Any]:
     from fcnlab.data.mask_codec import CLASS_NAMES
 
     plan = layout.plan
-    p1 = _read_json(eval_json_path(layout.p1_run))
+    p1 = read_eval(layout.p1_run)
     out: dict[str, Any] = {
         "p1": {"model": plan.p1_model, "classes": plan.p1_classes, "epochs": plan.p1_epochs,
                "val_acc": float(p1["val_acc"]), "chance": 1.0 / plan.p1_classes,
@@ -303,7 +295,7 @@ def collect_results(layout: DemoLayout) -> dict[str, Any]:
         "p2": [],
     }
     for model, run in zip(plan.p2_models, layout.p2_runs, strict=True):
-        ev = _read_json(eval_json_path(run))
+        ev = read_eval(run)
         base, cls = majority_miou(ev["confusion_matrix"])
         per_class = [float(v) for v in ev["per_class_iou"]]
         present = [v for v in per_class if not math.isnan(v)]

@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fcnlab.errors import ConfigError
+from fcnlab.errors import ConfigError, DataError
 from fcnlab.runtime.files import atomic_write_text, make_folder
 
 CONFIG = "config.yaml"
@@ -53,6 +53,19 @@ def write_eval(run_dir: str | Path, payload: dict[str, Any]) -> Path:
     path = eval_json_path(run_dir)
     atomic_write_text(path, json.dumps(payload, indent=1) + "\n")
     return path
+
+
+def read_eval(run_dir: str | Path) -> dict[str, Any]:
+    """``RUN/eval/eval.json`` as a dict; a missing or unreadable file is a DataError naming it."""
+
+    path = eval_json_path(run_dir)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: cannot read the evaluation results ({e}); run 'fcnlab ... eval' again") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object at the top level")
+    return data
 
 
 class MetricsLog:

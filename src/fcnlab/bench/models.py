@@ -52,10 +52,10 @@ class Schedule:
 
 
 def model_cases(device: torch.device, quick: bool) -> dict[str, ModelCase]:
-    """The three models of the issue at their course sizes (``quick``: tiny inputs and batches).
+    """The three course models at their course sizes (``quick``: tiny inputs and batches).
 
     P1 ``vgg16_bn`` at 32x32 (batch 128, eval 256 as the recipe); P2 FCNs at 512x512, batch 2 on the CPU
-    (as the issue's CPU numbers) and the recipe's 8 (eval 16) on a GPU.
+    (as docs/BENCHMARKS.md's CPU numbers) and the recipe's 8 (eval 16) on a GPU.
     """
     if quick:
         return {"vgg16_bn": ModelCase("vgg16_bn", "classify", 32, 4, 8, 50),

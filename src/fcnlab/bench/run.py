@@ -1,4 +1,4 @@
-"""``fcnlab bench`` orchestration: which sections run at which sizes, and the targets of issue 4.
+"""``fcnlab bench`` orchestration: which sections run at which sizes, and the speed targets.
 
 Sections: ``matmul`` (the device's peak, always measured when a model section runs, for MFU), the three
 models ``vgg16_bn``, ``fcn32s_vgg16`` and ``fcn8s_resnet34``, ``pipeline`` (data loader alone and end-to-end

@@ -154,20 +154,6 @@ class ConfusionMatrix:
         return self.mat.detach().cpu().numpy()
 
 
-def confusion_counts(target: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """numpy twin of :meth:`ConfusionMatrix.update`: the ``n x n`` int64 counts of two id arrays."""
-    target = np.asarray(target).reshape(-1).astype(np.int64, copy=False)
-    pred = np.asarray(pred).reshape(-1).astype(np.int64, copy=False)
-    if target.shape != pred.shape:
-        raise ValueError(f"target has {target.size} values but prediction has {pred.size}")
-    for values, what in ((target, "label"), (pred, "prediction")):
-        if values.size and (values.min() < 0 or values.max() >= num_classes):
-            bad = values[(values < 0) | (values >= num_classes)][0]
-            raise ValueError(f"{what} value {bad} is outside [0, {num_classes})")
-    n = num_classes
-    return np.bincount(n * target + pred, minlength=n * n).reshape(n, n)
-
-
 def _as_numpy(mat: Any) -> np.ndarray:
     if hasattr(mat, "detach"):  # torch tensor
         mat = mat.detach().cpu().numpy()

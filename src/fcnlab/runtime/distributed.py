@@ -64,15 +64,6 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def any_process(flag: bool, device: torch.device) -> bool:
-    """True if ``flag`` is true on any process (used to stop every rank together)."""
-    if not is_dist():
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
-
-
 def max_over_processes(values: torch.Tensor) -> list[int]:
     """Element-wise maximum of an int64 vector over all processes, as Python ints (one host sync)."""
     values = values.clone()
@@ -118,12 +109,6 @@ def on_main(fn: Callable[[], T], fallback: T) -> T:
         kind, message = box[0]
         raise (ConfigError if kind == "ConfigError" else DataError)(message)
     return fallback
-
-
-def barrier() -> None:
-    """Wait for every process (no-op in a single process)."""
-    if is_dist():
-        dist.barrier()
 
 
 def shutdown() -> None:

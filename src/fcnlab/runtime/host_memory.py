@@ -2,12 +2,10 @@
 
 glibc's ``malloc`` serves blocks above 32 MB with fresh ``mmap`` pages and returns them to the kernel when
 freed. A training step at 512x512 allocates and frees several GB of activations and gradients, so every
-step page-faults them in again and the kernel zeroes each page: 1.3 million minor faults and about a sixth
-of the step for VGG16-BN-FCN32s on 2 cores. Serving all blocks from the heap and not trimming it lets the
-next step reuse the memory: 6.2 -> 5.0 s per training step and 1.68 -> 1.43 s per inference batch, for
-about 1.5 GB more resident memory (compare ``fcnlab bench --only fcn32s_vgg16`` with and without
-``FCNLAB_MALLOC=system``; docs/BENCHMARKS.md). PyTorch's CPU tuning guide gets the same effect by preloading
-jemalloc or tcmalloc.
+step page-faults them in again and the kernel zeroes each page. Serving all blocks from the heap and not
+trimming it lets the next step reuse the memory, for some more resident memory (compare
+``fcnlab bench --only fcn32s_vgg16`` with and without ``FCNLAB_MALLOC=system``; numbers in
+docs/BENCHMARKS.md). PyTorch's CPU tuning guide gets the same effect by preloading jemalloc or tcmalloc.
 
 The CLI calls :func:`keep_freed_memory` at start-up; ``FCNLAB_MALLOC=system`` turns it off.
 """

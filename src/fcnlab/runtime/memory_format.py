@@ -3,11 +3,9 @@
 With ``channels_last: true`` (the default) the model and its input batches are channels-last
 
 * on CUDA always (cuDNN's tensor-core convolutions want NHWC),
-* on the CPU when the network input is at least :data:`CPU_MIN_SIDE` pixels per side. oneDNN's NHWC
-  kernels win on large feature maps (ResNet34-FCN8s at 512x512: +20 % inference, +11 % training; VGG16-BN
-  FCN-32s: +3 % inference, equal training) but lose on P1's 32x32 images, where the format reorders cost
-  more than they save (VGG16-BN: -8 % inference, -11 % training). Measured with one thread in CPU time
-  (``python benchmarks/memory_format_cpu.py``; docs/BENCHMARKS.md).
+* on the CPU when the network input is at least :data:`CPU_MIN_SIDE` pixels per side: oneDNN's NHWC
+  kernels win on large feature maps but lose on P1's 32x32 images, where the format reorders cost more
+  than they save (measured with ``python benchmarks/memory_format_cpu.py``; numbers in docs/BENCHMARKS.md).
 
 ``channels_last: false`` keeps the default (NCHW) format everywhere.
 """

@@ -14,8 +14,8 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.devi
     from fcnlab.models import trainable_param_groups
 
     groups = trainable_param_groups(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    # fused kernels: on CUDA one launch for all parameters; on the CPU a fifth less time per step than the
-    # for-loop (188 vs 230-250 ms for FCN32s-VGG16's 134M parameters on 2 cores)
+    # fused kernels: on CUDA one launch for all parameters; on the CPU faster than the for-loop too
+    # (docs/BENCHMARKS.md)
     fused = {"fused": True} if device.type in ("cuda", "cpu") else {}
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, **fused)

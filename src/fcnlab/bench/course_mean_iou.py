@@ -9,7 +9,7 @@ the whole set with one boolean comparison per class.
 The course reads files with ``imageio.imread``; Pillow's ``np.asarray(Image.open(f))`` returns the
 same array for the RGB PNG masks of this data set and is used when imageio is not installed.
 
-Usage: ``python benchmarks/course_mean_iou.py -g GT_DIR -p PRED_DIR``
+Usage: ``python -m fcnlab.bench.course_mean_iou -g GT_DIR -p PRED_DIR``
 """
 
 from __future__ import annotations
