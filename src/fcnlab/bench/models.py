@@ -1,7 +1,7 @@
 """Pure model throughput: training steps and batched inference on a resident batch, FLOPs and MFU.
 
-The training step is the engine's step (autocast, the engine's memory format, ``zero_grad(set_to_none=True)``,
-GradScaler, the engine's optimizer with fused kernels on CUDA) on one prepared batch that stays on the
+The training step is training's step (autocast, training's memory format, ``zero_grad(set_to_none=True)``,
+GradScaler, training's optimizer with fused kernels on CUDA) on one prepared batch that stays on the
 device, so data loading is excluded; :mod:`fcnlab.bench.pipeline` measures the real epoch against it.
 """
 
@@ -86,12 +86,12 @@ def random_batch(case: ModelCase, batch: int, device: torch.device, seed: int = 
 
 
 def channels_last(t: torch.Tensor, cfg: TrainConfig, device: torch.device) -> torch.Tensor:
-    """``t`` in the memory format the engine trains ``cfg``'s model in on ``device``."""
+    """``t`` in the memory format training trains ``cfg``'s model in on ``device``."""
     return to_channels_last(t, use_channels_last(cfg, device))
 
 
 class TrainStep:
-    """The engine's optimisation step on one resident, already-prepared batch (callable, no arguments)."""
+    """Training's optimisation step on one resident, already-prepared batch (callable, no arguments)."""
 
     def __init__(self, model: torch.nn.Module, task: Task, cfg: TrainConfig, device: torch.device,
                  x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer | None = None,

@@ -47,7 +47,7 @@ def wanted(opts: BenchOptions) -> list[str]:
 
 
 def device_info(device: torch.device) -> dict[str, Any]:
-    """Name of the device and the library versions (the engine's env.json plus the device itself)."""
+    """Name of the device and the library versions (a run's env.json plus the device itself)."""
     from fcnlab.runtime.device import environment
 
     info = environment()

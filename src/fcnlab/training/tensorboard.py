@@ -1,6 +1,7 @@
 """Optional TensorBoard logging (``--tensorboard``): scalars, per-class IoU and mask snapshots.
 
-The engine calls the hook after each epoch as ``hook(epoch, model, row, conf)``, where ``row`` is the epoch's
+Training (:mod:`fcnlab.training.fit`) calls the hook after each epoch as ``hook(epoch, model, row, conf)``,
+where ``row`` is the epoch's
 ``metrics.csv`` row (``epoch``, ``lr``, ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``,
 ``val_miou``, ``iou_0`` ...). Event files go to ``RUN_DIR/tensorboard``; view them with
 ``tensorboard --logdir RUN_DIR/tensorboard``. Tags:
@@ -91,7 +92,7 @@ class TensorBoardHook:
         writer.flush()
 
     def close(self) -> None:
-        """Flush and close the event file (called by the engine when training ends or stops)."""
+        """Flush and close the event file (called when training ends or stops)."""
         if self.writer is not None:
             self.writer.close()
             self.writer = None
