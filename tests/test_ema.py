@@ -7,7 +7,7 @@ import io
 import pytest
 import torch
 
-from fcnlab.train.ema import ModelEma, ema_decay_at
+from fcnlab.training.ema import ModelEma, ema_decay_at
 
 
 def _toy() -> torch.nn.Module:
