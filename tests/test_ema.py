@@ -124,3 +124,24 @@ def test_resume_round_trip_equals_uninterrupted():
 def test_bad_decay_is_refused():
     with pytest.raises(ValueError, match="decay"):
         ModelEma(torch.nn.Linear(2, 2), decay=1.5)
+
+
+def test_update_equals_the_library_averaged_model():
+    """Without warm-up the update is AveragedModel.update_parameters with get_ema_multi_avg_fn, bit for bit."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    model = _toy()
+    model(torch.zeros(1, 3, 6, 6))
+    ema = ModelEma(model, decay=0.8)
+    library = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.8), use_buffers=True)
+
+    class Both:
+        def update(self, m):
+            ema.update(m)
+            library.update_parameters(m)
+
+    _train_steps(model, Both(), k=4)
+    for name, value in library.module.state_dict().items():
+        if value.is_floating_point():
+            assert torch.equal(ema.module.state_dict()[name], value), name
+    assert int(library.n_averaged) == ema.updates == int(ema.averaged.n_averaged) == 4

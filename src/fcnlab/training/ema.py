@@ -1,6 +1,6 @@
 """Exponential moving average (EMA) of a model's weights and BatchNorm statistics, for both tasks.
 
-A thin layer over :class:`torch.optim.swa_utils.AveragedModel` with ``get_ema_multi_avg_fn``:
+:class:`torch.optim.swa_utils.AveragedModel` (the copy) with ``get_ema_multi_avg_fn`` (the step):
 ``use_buffers=True`` so the running BN statistics are averaged like the weights (the averaged model is then
 evaluated as is, with no extra pass over the data to recompute them). The averaged copy is made from the
 plain module inside DDP / ``torch.compile`` wrappers, so its state dict has the same keys as a checkpoint's
@@ -13,6 +13,7 @@ After ``t`` updates with model weights ``w_1 .. w_t``: ``ema_1 = w_1`` and
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import torch
@@ -40,17 +41,8 @@ class ModelEma:
             raise ValueError(f"EMA decay must be in [0, 1], got {decay}")
         self.decay, self.warmup = float(decay), bool(warmup)
         self.updates = 0
-        self._decay_now = self.decay
-        base = unwrap(model)
-
-        def multi_avg_fn(ema_params, model_params, num_averaged) -> None:
-            # the library's EMA step, with this update's decay (a host float: no device read per step)
-            get_ema_multi_avg_fn(self._decay_now)(ema_params, model_params, num_averaged)
-
-        self.averaged = AveragedModel(base, multi_avg_fn=multi_avg_fn, use_buffers=True)
-        # the update counter stays on the host: AveragedModel compares it with 0 in every update, which
-        # would be a device read (a host sync on a GPU) if it lived there
-        self.averaged.n_averaged = self.averaged.n_averaged.cpu()
+        self.averaged = AveragedModel(unwrap(model), multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=True)
+        self.averaged.n_averaged = self.averaged.n_averaged.cpu()  # kept equal to ``updates``, on the host
         self.averaged.module.eval()
         self.averaged.module.requires_grad_(False)
 
@@ -61,10 +53,29 @@ class ModelEma:
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
-        """Fold the current weights and buffers of ``model`` (wrapped or not) into the average."""
+        """Fold the current weights and buffers of ``model`` (wrapped or not) into the average.
+
+        The arithmetic of ``AveragedModel.update_parameters`` (copy at the first update, then the library's
+        EMA step on weights and buffers), without its reads of the update counter from the device: two host
+        syncs per training step on a GPU. Integer buffers (BatchNorm's batch counter) follow the model.
+        """
+        base = unwrap(model)
+        ema = [t.detach() for t in itertools.chain(self.module.parameters(), self.module.buffers())]
+        cur = [t.detach() for t in itertools.chain(base.parameters(), base.buffers())]
+        if len(ema) != len(cur):
+            raise ValueError("EMA update: the model's parameters and buffers differ from the averaged copy's")
         self.updates += 1
-        self._decay_now = ema_decay_at(self.updates, self.decay, self.warmup)
-        self.averaged.update_parameters(unwrap(model))
+        if self.updates == 1:
+            for e, c in zip(ema, cur, strict=True):
+                e.copy_(c)
+        else:
+            floats = [(e, c) for e, c in zip(ema, cur, strict=True) if e.is_floating_point()]
+            step = get_ema_multi_avg_fn(ema_decay_at(self.updates, self.decay, self.warmup))
+            step([e for e, _ in floats], [c for _, c in floats], None)
+            for e, c in zip(ema, cur, strict=True):
+                if not e.is_floating_point():
+                    e.copy_(c)
+        self.averaged.n_averaged.fill_(self.updates)
 
     def state_dict(self) -> dict[str, Any]:
         """Plain tensors and numbers (``torch.load(weights_only=True)``-safe), for the checkpoint; the tensors
