@@ -19,6 +19,7 @@ become ``(B, num_classes)`` probabilities when CutMix/MixUp is on (:func:`soft_c
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 
@@ -37,6 +38,14 @@ def _space(policy: str) -> dict[str, tuple[Callable, bool]]:
     """torchvision's operations and magnitude bins for ``policy`` (name -> (bins(n, h, w), signed))."""
     cls = v2.TrivialAugmentWide if policy == "trivialaugment" else v2.RandAugment
     return cls._AUGMENTATION_SPACE
+
+
+@functools.lru_cache(maxsize=64)
+def _constant(values: tuple[float, ...], shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """A small float32 constant on ``device``, made once: building it per batch would be a blocking
+    host-to-device copy (a host sync per training step on a GPU)."""
+    with torch.inference_mode(False), torch.no_grad():  # usable in and out of inference mode
+        return torch.tensor(values, dtype=torch.float32).view(shape).to(device)
 
 
 def _rand(n: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -105,7 +114,7 @@ def sharpness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     if x.shape[-1] <= 2 or x.shape[-2] <= 2:
         return x
     a, b = 1.0 / 13.0, 5.0 / 13.0
-    kernel = torch.tensor([[a, a, a], [a, b, a], [a, a, a]], dtype=x.dtype, device=x.device).expand(c, 1, 3, 3)
+    kernel = _constant((a, a, a, a, b, a, a, a, a), (1, 1, 3, 3), x.device).to(x.dtype).expand(c, 1, 3, 3)
     blurred = F.conv2d(x, kernel, groups=c).round_()
     out = x.clone()
     inner = out[..., 1:-1, 1:-1]
@@ -177,8 +186,8 @@ def warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     xs = torch.linspace((1.0 - w) * 0.5, (w - 1.0) * 0.5, w, device=x.device)
     ys = torch.linspace((1.0 - h) * 0.5, (h - 1.0) * 0.5, h, device=x.device)
     base = torch.stack([xs.expand(h, w), ys[:, None].expand(h, w), torch.ones(h, w, device=x.device)], -1)
-    scale = torch.tensor([0.5 * w, 0.5 * h], device=x.device)
-    grid = base.view(1, h * w, 3).expand(b, -1, -1).bmm(theta.transpose(1, 2) / scale).view(b, h, w, 2)
+    rescaled = theta.transpose(1, 2) / _constant((0.5 * w, 0.5 * h), (1, 1, 2), x.device)
+    grid = base.view(1, h * w, 3).expand(b, -1, -1).bmm(rescaled).view(b, h, w, 2)
     return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False).round_()
 
 
@@ -196,6 +205,7 @@ class AugmentPolicy:
         self.space = _space(policy)
         self.names = list(self.space)
         self.ids = {name: i for i, name in enumerate(self.names)}
+        self._table_cache: dict[tuple[int, int, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def magnitude_table(self, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(ops, bins)`` magnitudes (0 for operations without one) and the ``(ops,)`` signed flags."""
@@ -209,10 +219,18 @@ class AugmentPolicy:
             signed[i] = is_signed
         return table, signed
 
+    def _tables(self, h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`magnitude_table` on ``device``, copied there once per image size."""
+        key = (h, w, device)
+        if key not in self._table_cache:
+            with torch.inference_mode(False), torch.no_grad():
+                self._table_cache[key] = tuple(t.to(device) for t in self.magnitude_table(h, w))
+        return self._table_cache[key]
+
     def draw(self, b: int, h: int, w: int, gen: torch.Generator,
              device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """One round of per-sample operation ids and signed magnitudes."""
-        table, signed = (t.to(device) for t in self.magnitude_table(h, w))
+        table, signed = self._tables(h, w, device)
         op = _randint(len(self.names), b, gen, device)
         if self.policy == "trivialaugment":
             level = _randint(self.bins, b, gen, device)
@@ -285,7 +303,7 @@ def random_erasing(x: torch.Tensor, p: float, gen: torch.Generator, fill: Sequen
     in_rows = (rows >= top[:, None]) & (rows < (top + eh)[:, None])
     in_cols = (cols >= left[:, None]) & (cols < (left + ew)[:, None])
     mask = (in_rows[:, :, None] & in_cols[:, None, :] & do[:, None, None])[:, None]  # (B, 1, H, W)
-    value = torch.tensor([float(v) for v in fill], dtype=x.dtype, device=dev).view(1, -1, 1, 1).expand(1, c, 1, 1)
+    value = _constant(tuple(float(v) for v in fill), (1, -1, 1, 1), dev).to(x.dtype).expand(1, c, 1, 1)
     return torch.where(mask, value, x)
 
 
@@ -314,7 +332,8 @@ class BatchAugment:
             x = random_erasing(x, self.erasing, gen, self.fill)
         if self.mix is None:
             return x, labels
-        soft = F.one_hot(labels, self.num_classes).float()
+        # one-hot by scatter: F.one_hot checks the label range, a device read on a GPU
+        soft = torch.zeros(labels.shape[0], self.num_classes, device=labels.device).scatter_(1, labels[:, None], 1.0)
         return self.mix(x, soft)
 
 
