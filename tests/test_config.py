@@ -70,6 +70,14 @@ def test_unknown_keys_are_rejected_with_every_valid_key_listed():
     ({"snapshot_epochs": [0, 5]}, "epochs start at 1"),
     ({"image_size": 16}, "option image_size (--image-size): must be at least 32"),
     ({"batch_size": 1}, "classification needs at least 2 images per step"),
+    ({"augment_policy": "autoaugment"}, "'autoaugment' is not one of none, trivialaugment, randaugment"),
+    ({"random_erasing": 1.5}, "option random_erasing (--random-erasing): a probability, must be in [0, 1]"),
+    ({"mix_prob": -0.1}, "option mix_prob (--mix-prob): a probability"),
+    ({"cutmix": -1.0}, "option cutmix (--cutmix): must be >= 0"),
+    ({"randaugment_magnitude": 31}, "a magnitude bin, must be in 0..30"),
+    ({"ema_decay": 1.0}, "option ema_decay (--ema-decay): must be in [0, 1)"),
+    ({"nesterov": True, "momentum": 0.0}, "Nesterov momentum needs optimizer sgd and momentum > 0"),
+    ({"task": "segment", "mixup": 0.2}, "option mixup (--mixup): a classification augmentation; segment does not"),
 ])
 def test_invalid_values_name_the_option(values, option):
     with pytest.raises(ConfigError) as e:

@@ -52,6 +52,7 @@ class TrainConfig:
     optimizer: str = option("sgd", "sgd or adamw")
     lr: float = option(0.05, "peak learning rate (mean cross-entropy convention)")
     momentum: float = option(0.9, "SGD momentum")
+    nesterov: bool = option(False, "SGD: Nesterov momentum (needs momentum > 0)")
     weight_decay: float = option(5e-4, "applied to conv/linear weights only (not BN, biases)")
     scheduler: str = option("cosine", "cosine, step or constant (after warm-up)")
     warmup_epochs: float = option(1.0, "linear warm-up length in epochs")
@@ -61,6 +62,14 @@ class TrainConfig:
     image_size: int = option(32, "classify: network input side (224 for ImageNet backbones); segment: crop side")
     augment: bool = option(True, "random augmentation of training batches")
     pad: int = option(4, "classify: random-crop padding")
+    augment_policy: str = option("none", "classify: per-image policy on the training batches (with augment): none, "
+                                 "trivialaugment (TrivialAugmentWide) or randaugment")
+    randaugment_ops: int = option(2, "classify: RandAugment operations per image")
+    randaugment_magnitude: int = option(9, "classify: RandAugment magnitude bin, 0-30")
+    random_erasing: float = option(0.0, "classify: probability of erasing a random rectangle of each training image")
+    cutmix: float = option(0.0, "classify: CutMix Beta alpha (0: off); soft targets")
+    mixup: float = option(0.0, "classify: MixUp Beta alpha (0: off; with cutmix: one of the two per batch)")
+    mix_prob: float = option(1.0, "classify: probability that a batch is mixed (cutmix/mixup)")
     min_scale: float = option(0.75, "segment: smallest random zoom (crop covers up to 1/scale of the tile)")
     max_scale: float = option(1.25, "segment: largest random zoom")
     class_weights: str = option("none", "segment: none, inverse or median (frequency) loss weights")
@@ -74,6 +83,10 @@ class TrainConfig:
     workers: int = option(2, "data-loader workers for file-streaming evaluation/prediction")
     cache: str = option("auto", "decoded-data cache: auto, memory, disk or off")
     grad_clip: float = option(0.0, "clip gradient norm to this value (0: off)")
+    ema: bool = option(False, "keep an exponential moving average of the weights (BN statistics too); it is "
+                       "what is evaluated, kept in best.pt and loaded for inference")
+    ema_decay: float = option(0.999, "EMA decay per optimizer step")
+    ema_warmup: bool = option(True, "EMA decay min(ema_decay, (1 + t) / (10 + t)) at step t (for short runs)")
     limit: int = option(0, "use only the first N training samples (0: all)")
     val_limit: int = option(0, "use only the first N validation samples (0: all)")
     snapshot_epochs: list[int] = option(list, "segment: epochs whose val masks are saved")
@@ -106,11 +119,15 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "class_weights": ("none", "inverse", "median"),
     "amp": ("auto", "bf16", "fp16", "off"),
     "cache": ("auto", "memory", "disk", "off"),
+    "augment_policy": ("none", "trivialaugment", "randaugment"),
 }
 
 POSITIVE = ("epochs", "batch_size", "lr", "image_size", "num_classes", "snapshot_tiles", "log_every")
 NON_NEGATIVE = ("eval_batch_size", "momentum", "weight_decay", "warmup_epochs", "label_smoothing", "pad",
-                "grad_clip", "limit", "val_limit", "workers", "step_size", "gamma")
+                "grad_clip", "limit", "val_limit", "workers", "step_size", "gamma", "randaugment_ops",
+                "cutmix", "mixup")
+PROBABILITIES = ("random_erasing", "mix_prob")
+CLASSIFY_ONLY = {"augment_policy": "none", "random_erasing": 0.0, "cutmix": 0.0, "mixup": 0.0}
 
 
 def field_names() -> list[str]:
@@ -198,6 +215,22 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if not 0 < cfg.min_scale <= cfg.max_scale:
         raise ConfigError(f"options min_scale/max_scale (--min-scale/--max-scale): need 0 < min_scale <= max_scale, "
                           f"got {cfg.min_scale}/{cfg.max_scale}")
+    for name in PROBABILITIES:
+        if not 0 <= getattr(cfg, name) <= 1:
+            raise ConfigError(f"{option(name)}: a probability, must be in [0, 1], got {getattr(cfg, name)}")
+    if not 0 <= cfg.randaugment_magnitude <= 30:
+        raise ConfigError(f"{option('randaugment_magnitude')}: a magnitude bin, must be in 0..30, got "
+                          f"{cfg.randaugment_magnitude}")
+    if not 0 <= cfg.ema_decay < 1:
+        raise ConfigError(f"{option('ema_decay')}: must be in [0, 1), got {cfg.ema_decay}")
+    if cfg.nesterov and (cfg.optimizer != "sgd" or cfg.momentum <= 0):
+        raise ConfigError(f"{option('nesterov')}: Nesterov momentum needs optimizer sgd and momentum > 0 (got "
+                          f"{cfg.optimizer}, momentum {cfg.momentum})")
+    if cfg.task != "classify":
+        on = [k for k, off in CLASSIFY_ONLY.items() if getattr(cfg, k) != off]
+        if on:
+            raise ConfigError(f"{option(on[0])}: a classification augmentation; {cfg.task} does not use it "
+                              f"(remove it from the recipe)")
     if cfg.label_smoothing >= 1:
         raise ConfigError(f"{option('label_smoothing')}: must be < 1, got {cfg.label_smoothing}")
     if cfg.image_size < 32:

@@ -136,7 +136,7 @@ def _fit(cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_ut
 def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
     """The epochs from ``state.epoch`` to ``cfg.epochs``: train, evaluate, checkpoint, log, hooks."""
     cfg, task, dist, device, run_dir = state.cfg, state.task, state.dist, state.device, state.run_dir
-    train_data, val_data, eval_model = state.train_data, state.val_data, state.eval_model
+    train_data, val_data = state.train_data, state.val_data
     log = MetricsLog(run_dir)
     log.truncate(state.epoch)
     hooks = epoch_hooks(state)
@@ -154,9 +154,12 @@ def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
                 state.epoch_lr = state.optimizer.param_groups[0]["lr"]
             stats = train_one_epoch(state, epoch)
             train_time = time.perf_counter() - t0
+            scored = state.scored_model  # the EMA when on: its metrics select best.pt
             if dist.enabled:  # evaluate exactly the weights rank 0 saves (BN statistics differ per rank)
                 dist_utils.broadcast_buffers(model)
-            metrics, conf = task.evaluate(eval_model, val_data, device, dist.rank, dist.world_size, state.amp)
+                if state.ema is not None:
+                    dist_utils.broadcast_buffers(scored)
+            metrics, conf = task.evaluate(scored, val_data, device, dist.rank, dist.world_size, state.amp)
             state.epoch, state.step_in_epoch = epoch + 1, 0
             state.epoch_accum = fresh_accum()
             row = {"epoch": epoch + 1, "lr": state.epoch_lr, **stats, **metrics}
@@ -179,7 +182,7 @@ def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
             state.save(LAST, metrics, then=after_save)  # every rank: RNG states are gathered
             if dist.is_main:
                 for hook in hooks:
-                    hook(epoch + 1, model, row, conf)
+                    hook(epoch + 1, scored, row, conf)
                 shown = f"{task.metric} {value:.4f}"
                 print(f"epoch {epoch + 1}/{cfg.epochs}: train_loss {stats['train_loss']:.4f} "
                       f"train_acc {stats['train_acc']:.4f} val_loss {metrics['val_loss']:.4f} {shown} "
@@ -212,6 +215,8 @@ def _restore(state: TrainState, ckpt: dict[str, Any]) -> None:
                                                               ckpt["best_epoch"])
     state.epoch_accum = dict(ckpt.get("epoch_accum") or state.epoch_accum)
     state.epoch_lr = ckpt.get("epoch_lr")
+    if state.ema is not None and ckpt.get("ema") is not None:  # else (ema just turned on) it starts now
+        state.ema.load_state_dict(ckpt["ema"])
     state.last_saved = (f"the end of epoch {state.epoch}" if state.step_in_epoch == 0
                         else f"epoch {state.epoch + 1} step {state.step_in_epoch}")
     saved_world = int(ckpt.get("world_size", 1))
