@@ -78,7 +78,7 @@ class TrainConfig:
     deterministic: bool = option(False, "bitwise-reproducible algorithms (slower)")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     amp: str = option("auto", "auto (bf16 on CUDA, off on CPU), bf16, fp16 or off")
-    channels_last: bool = option(True, "channels-last format where faster (CUDA; CPU for inputs >= 128 px)")
+    channels_last: bool = option(True, "channels-last format where faster (CUDA; CPU for inputs >= 128 px or airnet)")
     compile: bool = option(False, "torch.compile the model (before DDP)")
     workers: int = option(2, "data-loader workers for file-streaming evaluation/prediction")
     cache: str = option("auto", "decoded-data cache: auto, memory, disk or off")
