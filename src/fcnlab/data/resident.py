@@ -97,11 +97,11 @@ class ResidentData:
 def _upload(array: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
     if isinstance(array, torch.Tensor):
         return array.to(device)
-    out = torch.empty(array.shape, dtype=torch.from_numpy(array[:0]).dtype, device=device)
+    out = torch.empty(array.shape, dtype=torch.from_numpy(np.empty(0, dtype=array.dtype)).dtype, device=device)
     per_row = max(int(np.prod(array.shape[1:])) * array.itemsize, 1)
     step = max(_UPLOAD_CHUNK // per_row, 1)
     for i in range(0, array.shape[0], step):
-        out[i:i + step].copy_(torch.from_numpy(np.ascontiguousarray(array[i:i + step])))
+        out[i:i + step].copy_(torch.from_numpy(np.array(array[i:i + step])))  # a writable copy of a memmap's rows
     return out
 
 
