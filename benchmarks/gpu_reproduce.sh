@@ -11,7 +11,8 @@
 #   OUT   where the archives go ($OUT on the device machine)
 #   --dry-run  the same end to end on the CPU on a tiny linked subset of DATA (1-2 epochs, 64 px P2 crops)
 # Settings (environment):
-#   RECIPES    recipes to run, in order (default: all of benchmarks/gpu_recipes.tsv)
+#   RECIPES    recipes to run, in order (default: all of benchmarks/gpu_recipes.tsv); a recipe is
+#              src/fcnlab/configs/NAME.yaml (configs/NAME.yaml in trees from before recipes moved there)
 #   BUDGET_S   wall-clock budget of the whole command in seconds (default 540; dry run 900)
 #   PARALLEL   runs at a time on the one GPU (default 3: the three seed runs side by side; dry run 1).
 #              UNMEASURED: no H200 run has compared 1, 2 and 3 yet; the H100 shared two P2 runs at no loss.
@@ -90,9 +91,17 @@ cat "$summary/env.txt"
 printf 'recipe\tstatus\tstarted_s\tended_s\tsharing\tnote\n' > "$summary/schedule.tsv"
 
 # ---------------------------------------------------------------------------------------------- one run
+recipe_file() {  # the shipped recipe (src/fcnlab/configs/NAME.yaml; configs/NAME.yaml in older trees), or nothing
+  local f
+  for f in "$repo/src/fcnlab/configs/$1.yaml" "$repo/configs/$1.yaml"; do
+    [[ -f $f ]] && { echo "$f"; return; }
+  done
+}
+
 run_one() {  # run_one NAME SHARING: train, evaluate, record run.json, pack; in the background
-  local name=$1 sharing=$2 cfg="$repo/configs/$1.yaml" run="$work/runs/$1" task args extra eval_reserve
+  local name=$1 sharing=$2 cfg run="$work/runs/$1" task args extra eval_reserve
   local t0 t1 rc erc=0 left status
+  cfg=$(recipe_file "$name")
   task=$(sed -n 's/^task:[[:space:]]*\([a-z]*\).*/\1/p' "$cfg" | head -1)
   if [[ $task == classify ]]; then
     args=(--data "$data/p1_data/train_50" --val "$data/p1_data/val_50" --val-csv "$data/p1_data/val_gt.csv")
@@ -151,9 +160,9 @@ EOF
 # --------------------------------------------------------------------------------------------- schedule
 log "budget ${budget} s, ${parallel} run(s) at a time, recipes: ${order[*]}, work folder $work"
 for name in "${order[@]}"; do
-  if [[ ! -f $repo/configs/$name.yaml ]]; then
-    log "skip $name: configs/$name.yaml does not exist"
-    printf '%s\tskipped\t-\t-\t-\tno configs/%s.yaml\n' "$name" "$name" >> "$summary/schedule.tsv"
+  if [[ -z $(recipe_file "$name") ]]; then
+    log "skip $name: no recipe file src/fcnlab/configs/$name.yaml"
+    printf '%s\tskipped\t-\t-\t-\tno recipe file %s.yaml\n' "$name" "$name" >> "$summary/schedule.tsv"
     continue
   fi
   while (( $(jobs -rp | wc -l) >= parallel )); do wait -n; done

@@ -373,8 +373,8 @@ def results_table(results: Path, recipes: list[Recipe], include_dry_runs: bool =
         if rec.name in seen:
             continue
         task = "P1" if rec.name.startswith("p1") else "P2"
-        exists = (REPO / "configs" / f"{rec.name}.yaml").is_file()
-        note = "not yet run" + ("" if exists else f" (configs/{rec.name}.yaml not written yet)")
+        exists = any((REPO / d / f"{rec.name}.yaml").is_file() for d in ("src/fcnlab/configs", "configs"))
+        note = "not yet run" + ("" if exists else " (recipe not written yet)")
         lines.append(f"| {task} | {rec.name} | - | {note} | 1x H200 | - | "
                      f"`RECIPES={rec.name} benchmarks/gpu_reproduce.sh $D $OUT` | - |")
     return "\n".join(lines) + "\n"

@@ -192,7 +192,7 @@ def test_dry_run_end_to_end_on_synthetic_data(tmp_path):
     r = subprocess.run(["bash", str(SCRIPT), "--dry-run", str(data), str(out)], capture_output=True, text=True,
                        env=env, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "skip p9_missing: configs/p9_missing.yaml does not exist" in r.stdout
+    assert "skip p9_missing: no recipe file" in r.stdout
     assert sorted(f.name for f in out.iterdir()) == ["p2_fcn8s_resnet34.tar.gz", "reproduce.tar.gz"]
     dest = tmp_path / "results"
     readme = tmp_path / "README.md"
