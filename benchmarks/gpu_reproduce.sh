@@ -20,6 +20,7 @@
 #   WORK       scratch folder for run folders, checkpoints and the decoded-data cache (default: mktemp -d)
 #   PYTHON     the interpreter (default python3)
 set -uo pipefail
+{  # the whole script is read before it runs, so editing the file meanwhile cannot derail a run
 dry=0
 if [[ ${1:-} == --dry-run ]]; then dry=1; shift; fi
 if [[ $# -ne 2 ]]; then
@@ -187,3 +188,5 @@ log "all runs ended; wall $(( $(date +%s) - start )) s"
 "$PY" "$repo/scripts/gpu_results.py" pack "$work" "$out" --only reproduce > /dev/null  # with the lines above
 ls -l "$out"
 log "done in $(( $(date +%s) - start )) s; archives in $out"
+exit 0
+}
