@@ -309,7 +309,7 @@ def run_row(run: Path, link_base: Path) -> dict[str, str] | None:
     label = "acc" if task == "classify" else "mIoU"
     final = ev.get("val_acc") if task == "classify" else ev.get("mean_iou")
     done = len(metrics)
-    if final is not None:
+    if final is not None and not math.isnan(final):
         result = f"**{label} {final:.4f}** (`eval` of best.pt, epoch {best_epoch})"
     else:
         result = f"**{label} {best:.4f}** (best epoch {best_epoch}, metrics.csv)"
