@@ -47,6 +47,12 @@ fail() { echo "gpu_reproduce: error: $*" >&2; exit 2; }
 if [[ ! -d $data/p1_data ]]; then
   mapfile -t parts < <(find "$data" -name 'dlcv.tar.part-*' -type f -printf '%f\t%p\n' 2>/dev/null | sort | cut -f2)
   if (( ${#parts[@]} )); then
+    manifest=$(find "$data" -name dlcv.tar.parts -type f | head -1)
+    while read -r part size; do  # every part listed, at its size: else say which are missing
+      found=$(printf '%s\n' "${parts[@]}" | grep "/$part\$" | head -1)
+      [[ -n $found && $(stat -c %s "$found") == "$size" ]] || fail "$data: data part $part is missing or \
+incomplete (a device call that carried it may have gone to a machine given back since); carry it again"
+    done < "${manifest:-/dev/null}"
     log "reassembling ${#parts[@]} data parts into $work/data"
     mkdir -p "$work/data" && cat "${parts[@]}" | tar -x -C "$work/data" || fail "the data parts under $data do not form one tar"
     data=$work/data/dlcv

@@ -178,19 +178,39 @@ def test_bad_usage_is_one_line_exit_2(tmp_path):
     assert r.returncode == 2 and "expected p1_data/ and p2_data/" in r.stderr
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(shutil.which("timeout") is None, reason="needs coreutils' timeout")
-def test_dry_run_end_to_end_on_synthetic_data(tmp_path):
-    """One tiny real training run through the script: train, eval, snapshots, pack; then unpack and table."""
+def synthetic_parts(tmp_path: Path) -> Path:
+    """Synthetic course-layout data split into several parts by benchmarks/gpu_data_parts.sh."""
     from fcnlab.data.synthetic import make_classification_data, make_segmentation_data
 
     data = tmp_path / "dlcv"
     make_classification_data(data / "p1_data", num_classes=50, train_per_class=1, val_per_class=1)
     make_segmentation_data(data / "p2_data", n_train=3, n_val=2, size=64)
+    parts = tmp_path / "parts"
+    subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_data_parts.sh"), str(data), str(parts), "100k"],
+                   check=True, capture_output=True)
+    assert len(list(parts.glob("*/dlcv.tar.part-*"))) >= 2
+    return parts
+
+
+def test_a_missing_data_part_is_named(tmp_path):
+    parts = synthetic_parts(tmp_path)
+    shutil.rmtree(parts / "01")
+    env = {**os.environ, "PYTHON": sys.executable, "WORK": str(tmp_path / "work")}
+    r = subprocess.run(["bash", str(SCRIPT), str(parts), str(tmp_path / "out")], capture_output=True, text=True,
+                       env=env)
+    assert r.returncode == 2 and "data part dlcv.tar.part-01 is missing" in r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("timeout") is None, reason="needs coreutils' timeout")
+def test_dry_run_end_to_end_on_synthetic_data(tmp_path):
+    """One tiny real training run through the script, from data parts: reassemble, train, eval, snapshots,
+    pack; then unpack and table."""
+    parts = synthetic_parts(tmp_path)
     out = tmp_path / "out"
     env = {**os.environ, "PYTHON": sys.executable, "WORK": str(tmp_path / "work"), "OMP_NUM_THREADS": "1",
            "RECIPES": "p2_fcn8s_resnet34 p9_missing", "PYTHONPATH": str(REPO / "src")}
-    r = subprocess.run(["bash", str(SCRIPT), "--dry-run", str(data), str(out)], capture_output=True, text=True,
+    r = subprocess.run(["bash", str(SCRIPT), "--dry-run", str(parts), str(out)], capture_output=True, text=True,
                        env=env, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "skip p9_missing: no recipe file" in r.stdout
