@@ -35,13 +35,16 @@ export PYTHONUNBUFFERED=1
 work=${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/fcnlab_reproduce.XXXXXX")}
 if (( dry )); then budget=${BUDGET_S:-900}; parallel=${PARALLEL:-1}; else budget=${BUDGET_S:-540}; parallel=${PARALLEL:-3}; fi
 pack_reserve=20   # seconds kept for the last packing
+fail() { echo "gpu_reproduce: error: $*" >&2; exit 2; }
+[[ $budget =~ ^[0-9]+$ && $parallel =~ ^[1-9][0-9]*$ ]] || fail "BUDGET_S and PARALLEL must be whole numbers (PARALLEL >= 1)"
 start=$(date +%s); deadline=$(( start + budget ))
 mkdir -p "$work/runs" "$work/reproduce" "$work/logs" "$out" || exit 2
 export FCNLAB_CACHE="$work/cache"
+cores=$(getconf _NPROCESSORS_ONLN)
+# runs side by side share the host's cores (decoding, evaluation, t-SNE) instead of each taking them all
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( cores / parallel > 0 ? cores / parallel : 1 ))}
 summary=$work/reproduce
 log() { echo "[$(( $(date +%s) - start ))s] $*" | tee -a "$summary/log.txt"; }
-fail() { echo "gpu_reproduce: error: $*" >&2; exit 2; }
-[[ $budget =~ ^[0-9]+$ && $parallel =~ ^[1-9][0-9]*$ ]] || fail "BUDGET_S and PARALLEL must be whole numbers (PARALLEL >= 1)"
 
 # ------------------------------------------------------------------------------------------------- data
 if [[ ! -d $data/p1_data ]]; then
@@ -92,7 +95,7 @@ if [[ -n ${RECIPES:-} ]]; then read -r -a order <<< "$RECIPES"; fi
   "$PY" -c 'import torch, torchvision, platform; print("python", platform.python_version(), "torch", torch.__version__,
 "torchvision", torchvision.__version__, "cuda", torch.version.cuda, "gpu",
 torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)' 2>&1
-  echo "cpu cores: $(getconf _NPROCESSORS_ONLN)"
+  echo "cpu cores: $cores, OMP_NUM_THREADS=$OMP_NUM_THREADS"
 } > "$summary/env.txt"
 cat "$summary/env.txt"
 printf 'recipe\tstatus\tstarted_s\tended_s\tsharing\tnote\n' > "$summary/schedule.tsv"
