@@ -158,6 +158,7 @@ e = os.environ
 json.dump({"recipe": e["NAME"], "task": e["TASK"], "status": e["STATUS"], "train_rc": int(e["RC"]),
            "eval_rc": int(e["ERC"]), "train_wall_s": int(e["T1"]) - int(e["T0"]),
            "run_wall_s": int(e["TEND"]) - int(e["T0"]), "started_s": int(e["T0"]) - int(e["START"]),
+           "ended_s": int(e["TEND"]) - int(e["START"]),
            "sharing": int(e["SHARING"]), "parallel": int(e["PARALLEL_SET"]), "dry_run": e["DRY"] == "1",
            "command": e["CMD"]}, open(sys.argv[1], "w"), indent=1)
 EOF

@@ -134,11 +134,26 @@ def run_folders(work: Path) -> list[Path]:
     return runs
 
 
+def record_sharing(runs: list[Path]) -> None:
+    """Set each run.json's ``sharing`` to the number of other runs whose time on the device overlapped its own
+    (``started_s``..``ended_s``), once all have ended (at its start a run cannot know who comes next)."""
+    spans = {}
+    for r in runs:
+        info = _read_json(r / "run.json")
+        if "started_s" in info and "ended_s" in info:
+            spans[r] = (info, info["started_s"], info["ended_s"])
+    for r, (info, s0, e0) in spans.items():
+        info["sharing"] = sum(1 for o, (_, s1, e1) in spans.items() if o != r and s1 < e0 and s0 < e1)
+        (r / "run.json").write_text(json.dumps(info, indent=1) + "\n")
+
+
 def pack(work: Path, out: Path, max_files: int = 8, max_mib: float = 16, max_file_mib: float = 6,
          only: str | None = None) -> list[Path]:
     """Pack the run folders of ``work`` into archives under ``out`` (see the module's docstring)."""
     out.mkdir(parents=True, exist_ok=True)
     runs = run_folders(work)
+    if only is None:
+        record_sharing(runs)
     for r in runs:
         if not NAME_RE.match(r.name):
             raise UsageError(f"{r}: run folder names may hold only letters, digits, '.', '_' and '-'")

@@ -154,6 +154,16 @@ def test_unpack_refuses_unsafe_members_and_bad_readmes(tmp_path, capsys):
     assert "results:begin" in capsys.readouterr().err and readme.read_text() == "no markers\n"
 
 
+def test_sharing_counts_the_runs_that_overlapped_each_run(tmp_path):
+    work = tmp_path / "work"
+    spans = {"a": (0, 100), "b": (1, 50), "c": (60, 200), "d": (300, 400)}
+    for name, (s0, e0) in spans.items():
+        fake_run(work / "runs", name, "segment", run_info={"started_s": s0, "ended_s": e0, "sharing": 0})
+    gr.pack(work, tmp_path / "out")
+    got = {n: json.loads((work / "runs" / n / "run.json").read_text())["sharing"] for n in spans}
+    assert got == {"a": 2, "b": 1, "c": 1, "d": 0}
+
+
 def test_hardware_slugs():
     assert gr.hardware_slug({"cuda": True, "gpu": "NVIDIA H200"}) == "h200"
     assert gr.hardware_slug({"cuda": True, "gpu": "NVIDIA H100 80GB HBM3"}) == "h100"
