@@ -125,7 +125,7 @@ run_one() {  # run_one NAME SHARING: train, evaluate, record run.json, pack; in 
   left=$(( deadline - t0 - pack_reserve - eval_reserve ))
   log "start $name ($task, train timeout ${left} s, $sharing other run(s) on the device)"
   timeout -k 60 -s TERM "$left" "$PY" -m fcnlab "$task" train --config "$cfg" "${args[@]}" --pretrained false \
-    --log-every 100 "${extra[@]}" --out "$run" > "$work/logs/$name.train.log" 2>&1
+    --resident true --log-every 100 "${extra[@]}" --out "$run" > "$work/logs/$name.train.log" 2>&1
   rc=$?
   t1=$(date +%s)
   case $rc in 0) status=done ;; 124|143|137) status=partial ;; *) status=failed ;; esac
