@@ -17,6 +17,7 @@
 #   PARALLEL   runs at a time on the one GPU (default 3: the three seed runs side by side; dry run 1).
 #              UNMEASURED: no H200 run has compared 1, 2 and 3 yet; the H100 shared two P2 runs at no loss.
 #   P1_ARGS, P2_ARGS  extra options for every P1 / P2 `train` (e.g. "--compile true")
+#   MIN_RUN_S  no run starts with fewer seconds left than this (default 90)
 #   WORK       scratch folder for run folders, checkpoints and the decoded-data cache (default: mktemp -d)
 #   PYTHON     the interpreter (default python3)
 set -uo pipefail
@@ -35,8 +36,10 @@ export PYTHONUNBUFFERED=1
 work=${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/fcnlab_reproduce.XXXXXX")}
 if (( dry )); then budget=${BUDGET_S:-900}; parallel=${PARALLEL:-1}; else budget=${BUDGET_S:-540}; parallel=${PARALLEL:-3}; fi
 pack_reserve=20   # seconds kept for the last packing
+min_run=${MIN_RUN_S:-90}  # no run starts with less time left than this
 fail() { echo "gpu_reproduce: error: $*" >&2; exit 2; }
-[[ $budget =~ ^[0-9]+$ && $parallel =~ ^[1-9][0-9]*$ ]] || fail "BUDGET_S and PARALLEL must be whole numbers (PARALLEL >= 1)"
+[[ $budget =~ ^[0-9]+$ && $min_run =~ ^[0-9]+$ && $parallel =~ ^[1-9][0-9]*$ ]] \
+  || fail "BUDGET_S, MIN_RUN_S and PARALLEL must be whole numbers (PARALLEL >= 1)"
 start=$(date +%s); deadline=$(( start + budget ))
 mkdir -p "$work/runs" "$work/reproduce" "$work/logs" "$out" || exit 2
 export FCNLAB_CACHE="$work/cache"
@@ -129,6 +132,10 @@ run_one() {  # run_one NAME SHARING: train, evaluate, record run.json, pack; in 
   rc=$?
   t1=$(date +%s)
   case $rc in 0) status=done ;; 124|143|137) status=partial ;; *) status=failed ;; esac
+  if [[ $status == partial && -f $run/metrics.csv && -f $run/config.yaml ]] \
+     && (( $(wc -l < "$run/metrics.csv") - 1 == $(sed -n 's/^epochs: *//p' "$run/config.yaml") )); then
+    status=done  # the clock ran out after the last epoch's row was written (its final save, say)
+  fi
   log "$name: train exit $rc ($status) after $(( t1 - t0 )) s"
   mkdir -p "$run"
   if [[ -f $run/best.pt ]]; then
@@ -184,7 +191,7 @@ for name in "${order[@]}"; do
     printf '%s\tnot started\t-\t-\t-\tneeds %s s, %s s left\n' "$name" "$n" "$left" >> "$summary/schedule.tsv"
     continue
   fi
-  if (( left < 90 )); then
+  if (( left < min_run )); then
     log "not started $name: only $left s left"
     printf '%s\tnot started\t-\t-\t-\t%s s left\n' "$name" "$left" >> "$summary/schedule.tsv"
     continue
