@@ -21,6 +21,10 @@ class ConfigError(FcnlabError):
     """A configuration key or value is invalid."""
 
 
+class OutputError(FcnlabError):
+    """A result could not be written (full disk, read-only file system, no permission, lock held)."""
+
+
 class TrainingDiverged(FcnlabError):
     """The loss became NaN or Inf; the message names epoch, step and the last good checkpoint."""
 

@@ -14,6 +14,7 @@ import torch
 
 from fcnlab.atomic import atomic_write_text
 from fcnlab.commands.common import add_device, add_train_parser, check_output_file, positive_batch
+from fcnlab.data.images import real_path
 from fcnlab.errors import ConfigError
 
 
@@ -97,7 +98,7 @@ def run_predict(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {out}: is a folder; give the CSV file to write, e.g. {out / 'pred.csv'}")
     files = list_images(args.images)
     check_output_file(out, [args.images])
-    if out.resolve() in {f.resolve() for f in files}:
+    if real_path(out) in {real_path(f) for f in files}:
         raise ConfigError(f"--out {out}: would overwrite an input image")
     pred = load_predictor(args.ckpt, args.device, task="classify")
     labels = np.empty(len(files), dtype=np.int64)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from fcnlab import config
 from fcnlab.atomic import make_folder
-from fcnlab.data.images import IMAGE_SUFFIXES
+from fcnlab.data.images import IMAGE_SUFFIXES, real_path
 from fcnlab.errors import ConfigError
 
 
@@ -48,7 +48,7 @@ def run_train(args: argparse.Namespace, task: str) -> int:
     from fcnlab.engine import fit
 
     if args.resume:
-        if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
+        if args.out and real_path(args.out) != real_path(args.resume):
             raise ConfigError(f"--out {args.out} with --resume {args.resume}: a resumed run continues in its own "
                               f"folder; drop --out")
         if getattr(args, "config", None):
@@ -61,7 +61,7 @@ def run_train(args: argparse.Namespace, task: str) -> int:
     cfg = config.resolve(args, task)
     for name in ("data", "val"):
         folder = getattr(cfg, name)
-        if folder is not None and Path(args.out).resolve() == Path(folder).resolve():
+        if folder is not None and real_path(args.out) == real_path(folder):
             raise ConfigError(f"--out {args.out}: is the --{name} folder; choose another folder so inputs are never "
                               f"overwritten")
     fit(cfg, args.out)
@@ -73,7 +73,7 @@ def check_output_dir(out: str | Path, inputs: list[str | Path]) -> Path:
     so its ``*_mask.png`` files are labels); create it. Other files in it are left alone."""
     out = Path(out)
     for src in inputs:
-        if src is not None and Path(src).exists() and out.exists() and out.resolve() == Path(src).resolve():
+        if src is not None and Path(src).exists() and out.exists() and real_path(out) == real_path(src):
             raise ConfigError(f"--out {out}: is the input folder; choose another folder so inputs are never "
                               f"overwritten")
     if out.is_dir() and next(out.glob("*_sat.*"), None) is not None:
@@ -87,11 +87,11 @@ def check_output_file(out: str | Path, inputs: list[str | Path | None], option: 
     out = Path(out)
     if out.is_dir():
         raise ConfigError(f"{option} {out}: is a folder; give a file name inside it")
-    target = out.resolve()
+    target = real_path(out)
     for src in inputs:
         if src is None:
             continue
-        src = Path(src).resolve()
+        src = real_path(src)
         if target == src:
             raise ConfigError(f"{option} {out}: is an input file; choose another name so inputs are never "
                               f"overwritten")
