@@ -116,7 +116,7 @@ def atomic_path(path: str | Path, suffix: str | None = None, what: str = "write"
     path = Path(path)
     tmp_path: Path | None = None
     try:
-        with writing(path, what):
+        with writing(path, what, only_writes=True):  # making the temp file: every fault here is a write fault
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:

@@ -199,9 +199,7 @@ class SizeCheck:
         if not self.odd:
             return
         sizes = {i: self.odd.get(i, self.first) for i in range(len(self.files))}
-        counts = Counter([self.first, *sizes.values()])  # the first size wins a tie
-        (h, w), n = counts.most_common(1)[0]
-        n -= 1 if (h, w) == self.first else 0
+        (h, w), n = Counter(sizes.values()).most_common(1)[0]  # a tie: the first file's size (counted first)
         bad = [i for i in range(len(self.files)) if sizes[i] != (h, w)]
         bh, bw = sizes[bad[0]]
         more = f" (and {len(bad) - 1} more of other sizes)" if len(bad) > 1 else ""
