@@ -359,6 +359,13 @@ def test_link_loops_and_broken_links_get_a_line_with_the_fix(tmp_path, capsys):
     (folder / "1_8.png").symlink_to(tmp_path / "moved.png")
     with pytest.raises(DataError, match=r"1_8.png: is a broken symbolic link to .*moved.png"):
         load_image_set(folder, cache="memory")
+    # a label CSV and a checkpoint behind a looping link
+    with pytest.raises(DataError, match=rf"^{loop}: is a symbolic link loop"):
+        read_label_csv(loop, folder)
+    from fcnlab.checkpoint import load_checkpoint
+
+    with pytest.raises(DataError, match=rf"^{broken}: is a broken symbolic link"):
+        load_checkpoint(broken)
     # the command line: --data that is a loop was a RuntimeError traceback from Path.resolve
     code = main(["classify", "train", "--data", str(loop), "--val", str(loop), "--out", str(tmp_path / "run"),
                  "--device", "cpu"])
@@ -403,7 +410,7 @@ def test_a_second_process_is_refused_naming_the_holder_and_a_killed_holder_frees
     with RunLock(run) as lock:
         assert lock.held and (run / ".lock").read_text().strip() == str(os.getpid())
         assert lock_holder(run) == os.getpid()
-    assert lock_holder(run) is None
+    assert lock_holder(run) is None and not (run / ".lock").exists()  # a normal release removes the file
 
 
 def test_a_lock_is_released_on_normal_exit_and_taken_once_per_process(tmp_path):

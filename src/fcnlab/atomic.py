@@ -91,17 +91,21 @@ def writing(path: str | Path, what: str = "write", related: tuple[str | Path | N
         fault = write_fault(e)
         if fault is None or (e.filename not in names and not only_writes):
             raise
-        raise OutputError(_fault_line(path, what, fault[0], todo or fault[1])) from None
+        raise _fault(path, what, fault[0], todo or fault[1]) from None
     except RuntimeError:  # torch.save's C++ zip writer words a failed write as "unexpected pos" or "write failed"
         if not _disk_is_full(path.parent):
             raise
         happened, advice = _WRITE_FAULTS[errno.ENOSPC]
-        raise OutputError(_fault_line(path, what, happened, todo or advice)) from None
+        raise _fault(path, what, happened, todo or advice) from None
 
 
-def _fault_line(path: Path, what: str, happened: str, todo: str) -> str:
+def _fault(path: Path, what: str, happened: str, todo: str) -> OutputError:
+    """The one-line error of a failed write; ``path`` and ``happened`` stay attributes for callers that
+    know better advice (e.g. ``eval`` suggests its ``--out``)."""
     kept = f"; the previous {path.name} is unchanged" if path.is_file() else ""
-    return f"{path}: cannot {what} ({happened}); {todo}{kept}"
+    error = OutputError(f"{path}: cannot {what} ({happened}); {todo}{kept}")
+    error.path, error.happened = path, happened
+    return error
 
 
 @contextlib.contextmanager
@@ -123,7 +127,7 @@ def atomic_path(path: str | Path, suffix: str | None = None, what: str = "write"
                 fault = write_fault(e)
                 if fault is None:
                     raise
-                raise OutputError(_fault_line(path, what, *fault)) from None
+                raise _fault(path, what, *fault) from None
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.",
                                        suffix=suffix if suffix is not None else path.suffix, dir=path.parent)
             os.close(fd)

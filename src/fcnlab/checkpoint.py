@@ -135,7 +135,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             raise DataError(f"{path}: run folder holds no best.pt or last.pt; give a run folder of "
                             f"'fcnlab classify/segment train' or a checkpoint file")
     if not path.exists():
-        raise DataError(f"{path}: checkpoint file does not exist; check the path")
+        from fcnlab.data.images import link_problem
+
+        raise DataError(link_problem(path) or f"{path}: checkpoint file does not exist; check the path")
     if not path.is_file():
         raise DataError(f"{path}: is not a file; give a checkpoint file or a run folder")
     if path.stat().st_size == 0:

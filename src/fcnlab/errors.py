@@ -22,7 +22,13 @@ class ConfigError(FcnlabError):
 
 
 class OutputError(FcnlabError):
-    """A result could not be written (full disk, read-only file system, no permission, lock held)."""
+    """A result could not be written (full disk, read-only file system, no permission, lock held).
+
+    Write failures set :attr:`path` (the file) and :attr:`happened` (e.g. "the disk is full").
+    """
+
+    path: object = None
+    happened: str = ""
 
 
 class TrainingDiverged(FcnlabError):

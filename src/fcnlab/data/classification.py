@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from fcnlab.data.cache import load_or_build
-from fcnlab.data.images import SizeCheck, image_size, list_images, read_rgb
+from fcnlab.data.images import SizeCheck, image_size, link_problem, list_images, read_rgb
 from fcnlab.errors import DataError
 
 _LABEL_RE = re.compile(r"^(\d+)_\d+$")
@@ -31,7 +31,7 @@ def read_label_csv(csv_path: str | Path, folder: Path) -> dict[str, int]:
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
-        raise DataError(f"{csv_path}: label CSV does not exist; check the path")
+        raise DataError(link_problem(csv_path) or f"{csv_path}: label CSV does not exist; check the path")
     labels: dict[str, int] = {}
     first_line: dict[str, int] = {}
     try:

@@ -1,8 +1,8 @@
 """One writer per run folder: an OS file lock on ``RUN/.lock`` with the holder's PID written inside.
 
 The lock is ``fcntl.flock`` on an open file, so the kernel releases it whenever the holding process ends,
-however it ends (normal exit, exception, SIGKILL, power loss of the process). A ``.lock`` file left behind
-by a crashed run is therefore stale by construction: the next run finds the file but takes the lock at once.
+however it ends (normal exit, exception, SIGKILL). A normal release also removes the file; a ``.lock`` file
+left behind by a crashed run is stale by construction: the next run finds the file but takes the lock at once.
 A second process that finds the lock held is refused with one line naming the holder's PID; the advice is
 to wait for it or stop it, never to delete the folder (that would destroy a live run's results).
 """
@@ -55,35 +55,52 @@ class RunLock:
         """Take the lock or raise :class:`RunLocked` naming the holder's PID (never blocks)."""
         if self._fd is not None:
             return self
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as e:
-            raise OutputError(f"{self.path}: cannot create the run lock ({e.strerror or e}); the run folder must "
-                              f"be writable, choose another --out") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            os.close(fd)
-            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise OutputError(f"{self.path}: cannot lock the run folder ({e.strerror or e}); use a local "
-                                  f"disk for the run folder") from None
-            pid = _holder(self.path)
-            raise RunLocked(f"{self.run_dir}: in use by another fcnlab process (PID {pid}, see {self.path}); "
-                            f"cannot {self.what} it while that process runs: wait for it to finish or stop it "
-                            f"(kill {pid}), or choose another --out") from None
+        for _ in range(10):  # the file may be removed by a releasing holder between our open and flock
+            fd = self._open()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                os.close(fd)
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise OutputError(f"{self.path}: cannot lock the run folder ({e.strerror or e}); use a local "
+                                      f"disk for the run folder") from None
+                pid = _holder(self.path)
+                raise RunLocked(f"{self.run_dir}: in use by another fcnlab process (PID {pid}, see {self.path}); "
+                                f"cannot {self.what} it while that process runs: wait for it to finish or stop "
+                                f"it (kill {pid}), or choose another --out") from None
+            if self._is_current(fd):
+                break
+            os.close(fd)  # we locked a file that its holder removed on release: lock the new one
+        else:
+            raise OutputError(f"{self.path}: the run lock keeps changing; another process is starting and "
+                              f"stopping in this folder, try again")
         # the holder's PID, for the refusal above and for people; written after the lock is ours
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
         return self
 
+    def _open(self) -> int:
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            raise OutputError(f"{self.path}: cannot create the run lock ({e.strerror or e}); the run folder must "
+                              f"be writable, choose another --out") from None
+
+    def _is_current(self, fd: int) -> bool:
+        """True when ``fd`` is still the file at :attr:`path` (not one removed by a releasing holder)."""
+        try:
+            return os.stat(self.path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            return False
+
     def release(self) -> None:
-        """Release the lock (the file stays: its presence alone means nothing)."""
+        """Release the lock and remove the file (a crash leaves it behind: then it is stale, and free)."""
         if self._fd is None:
             return
         fd, self._fd = self._fd, None
         try:
-            os.ftruncate(fd, 0)  # no PID of a finished process for people to find
+            os.unlink(self.path)  # while still locked, so no one else can hold this file at this moment
         except OSError:
             pass
         fcntl.flock(fd, fcntl.LOCK_UN)
