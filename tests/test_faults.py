@@ -22,9 +22,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fcnlab.atomic import atomic_save, atomic_write_bytes, atomic_write_text
 from fcnlab.checkpoint import BackgroundSaver, save_checkpoint
-from fcnlab.cli import main
+from fcnlab.cli.main import main
 from fcnlab.data import cache
 from fcnlab.data.cache import load_or_build
 from fcnlab.data.classification import load_image_set, read_label_csv, scan_folder
@@ -32,6 +31,7 @@ from fcnlab.data.images import list_images, read_rgb
 from fcnlab.data.mask_codec import write_mask
 from fcnlab.data.segmentation import load_tile_set
 from fcnlab.errors import DataError, OutputError
+from fcnlab.runtime.files import atomic_save, atomic_write_bytes, atomic_write_text
 from fcnlab.runtime.lock import RunLock, RunLocked, lock_holder
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -126,7 +126,7 @@ def test_a_read_only_disk_is_one_line_and_keeps_the_previous_file(read_only_disk
 
 def test_a_write_fault_without_mounts_is_the_same_line(tmp_path, monkeypatch):
     """The same contract where no tmpfs can be mounted: ENOSPC injected into the write."""
-    import fcnlab.atomic as atomic
+    import fcnlab.runtime.files as atomic
 
     target = tmp_path / "report.html"
     target.write_text("previous")

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fcnlab.atomic import make_folder, writing
 from fcnlab.data.images import file_stat, real_path
+from fcnlab.runtime.files import make_folder, writing
 
 DECODER_VERSION = 1
 MEMORY_LIMIT_BYTES = int(os.environ.get("FCNLAB_CACHE_MEMORY_LIMIT", 4 * 1024**3))
