@@ -22,6 +22,9 @@ def add_train_parser(sub: argparse._SubParsersAction, task: str, example: str) -
     p.add_argument("--out", help="run folder to create (refused if it already holds a run)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt "
                                                        "(options given with it, e.g. --epochs, override its config)")
+    p.add_argument("--from", dest="resume_from", choices=("last", "best"), default="last",
+                   help="with --resume: continue from last.pt (default) or from best.pt (when last.pt is damaged; "
+                        "the epochs after the best one are trained again)")
     config.add_config_arguments(p)
     p.set_defaults(func=lambda args: run_train(args, task))
     return p
@@ -40,9 +43,11 @@ def run_train(args: argparse.Namespace, task: str) -> int:
             raise ConfigError(f"--config {args.config} with --resume: the run's config comes from its last.pt; "
                               f"give single options (e.g. --epochs 60) to change it")
         overrides = config.overrides_from_args(args)
-        cfg, ckpt = resume_config(args.resume, overrides)
+        cfg, ckpt = resume_config(args.resume, overrides, task=task, start=args.resume_from)
         fit(cfg, args.resume, ckpt, config_changed=bool(overrides))
         return 0
+    if args.resume_from != "last":
+        raise ConfigError(f"option --from {args.resume_from}: only with --resume RUN_DIR")
     if not args.out:
         raise ConfigError("option --out: give the run folder to create (or --resume RUN_DIR)")
     cfg = config.resolve(args, task)

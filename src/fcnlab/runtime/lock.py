@@ -33,6 +33,12 @@ def _holder(path: Path) -> str:
     return text.split()[0] if text else "?"
 
 
+def _locked(run_dir: Path, what: str, pid: str) -> RunLocked:
+    return RunLocked(f"{run_dir}: in use by another fcnlab process (PID {pid}, see {run_dir / LOCK_NAME}); cannot "
+                     f"{what} it while that process runs: wait for it to finish or stop it (kill {pid}), or choose "
+                     f"another --out")
+
+
 class RunLock:
     """An exclusive lock on a run folder, held from :meth:`acquire` until :meth:`release` or process exit.
 
@@ -64,10 +70,7 @@ class RunLock:
                 if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     raise OutputError(f"{self.path}: cannot lock the run folder ({e.strerror or e}); use a local "
                                       f"disk for the run folder") from None
-                pid = _holder(self.path)
-                raise RunLocked(f"{self.run_dir}: in use by another fcnlab process (PID {pid}, see {self.path}); "
-                                f"cannot {self.what} it while that process runs: wait for it to finish or stop "
-                                f"it (kill {pid}), or choose another --out") from None
+                raise _locked(self.run_dir, self.what, _holder(self.path)) from None
             if self._is_current(fd):
                 break
             os.close(fd)  # we locked a file that its holder removed on release: lock the new one
@@ -131,3 +134,10 @@ def lock_holder(run_dir: str | Path) -> int | None:
         return None
     finally:
         os.close(fd)
+
+
+def refuse_if_held(run_dir: str | Path, what: str = "write to") -> None:
+    """Raise :class:`RunLocked` (naming the PID) when a live process holds ``run_dir``; takes nothing."""
+    pid = lock_holder(run_dir)
+    if pid is not None:
+        raise _locked(Path(run_dir), what, str(pid) if pid >= 0 else "?")
