@@ -153,6 +153,20 @@ def test_a_run_held_by_a_live_process_is_refused_with_its_pid(data, finished, tm
     assert epochs_of(run / "metrics.csv") == [1, 2]
 
 
+def test_a_checkpoint_replaced_between_reading_and_locking_is_not_resumed(finished, tmp_path):
+    """Another writer that slips in after the checkpoint is read but before the lock is taken: refused."""
+    from fcnlab.errors import ConfigError
+    from fcnlab.training.fit import fit, resume_config
+
+    run = copy_run(finished, tmp_path)
+    cfg, ckpt = resume_config(run, {"epochs": 2})
+    shutil.copy(run / "last.pt", tmp_path / "newer.pt")
+    os.replace(tmp_path / "newer.pt", run / "last.pt")  # what a second writer's save does
+    with pytest.raises(ConfigError, match=r"last.pt: another process wrote it while this one started; run the"):
+        fit(cfg, run, ckpt, config_changed=True)
+    assert not (run / ".lock").exists() and epochs_of(run / "metrics.csv") == [1]
+
+
 # ------------------------------------------------------------------------------------------ kill -9 points
 _KILLER = """
 import os, signal, sys

@@ -11,6 +11,7 @@ Layout of a checkpoint (all values are tensors, numbers, strings, lists or dicts
     config                             the resolved TrainConfig as a dict
     rng                                torch / cuda / numpy / python / augmentation generator states
     metrics                            the last validation metrics (dict of floats)
+    history                            every finished epoch's metrics.csv and timing.csv row (strings)
 """
 
 from __future__ import annotations
