@@ -292,3 +292,27 @@ def test_eval_out_is_checked_before_evaluating(data, finished, tmp_path, capsys)
     line = one_error_line(main(["classify", "eval", "--ckpt", str(finished), "--data", str(data / "val_50"),
                                 "--out", str(data / "val_50"), *EVAL]), capsys)
     assert "is the input folder" in line
+
+
+@pytest.mark.slow
+def test_segment_eval_writes_where_out_says(tmp_path, capsys):
+    """``segment eval --out``: eval.json, the IoU table and the plot go there, nothing beside the checkpoint."""
+    from fcnlab.checkpoint import save_checkpoint
+    from fcnlab.config import from_dict
+    from fcnlab.data.synthetic import make_segmentation_data
+    from fcnlab.models import build_model
+
+    data = make_segmentation_data(tmp_path / "p2", n_train=1, n_val=2, size=32)
+    ckpt_dir = tmp_path / "ckpt"
+    ckpt_dir.mkdir()
+    cfg = from_dict({"task": "segment", "model": "fcn32s_resnet34", "num_classes": 7, "device": "cpu",
+                     "batch_size": 2})
+    save_checkpoint(ckpt_dir / "model.pt", task="segment", model_name="fcn32s_resnet34", num_classes=7,
+                    model=build_model("fcn32s_resnet34", 7).state_dict(), config=cfg.to_dict(), epoch=0)
+    out = tmp_path / "results"
+    assert main(["segment", "eval", "--ckpt", str(ckpt_dir / "model.pt"), "--data", str(data / "validation"),
+                 "--out", str(out), *EVAL]) == 0
+    assert "mean_iou" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["confusion_matrix.png", "eval.json", "per_class_iou.md"]
+    assert json.loads((out / "eval.json").read_text())["task"] == "segment"
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == ["model.pt"]
