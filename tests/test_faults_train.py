@@ -109,9 +109,12 @@ def test_from_needs_resume_and_a_best_pt(finished, tmp_path, capsys):
                                 "--from", "best"]), capsys)
     assert "option --from best: only with --resume RUN_DIR" in line
     run = copy_run(finished, tmp_path)
+    (run / "last.pt").unlink()  # e.g. deleted by hand after it was damaged
+    line = one_error_line(main(["classify", "train", "--resume", str(run)]), capsys)
+    assert line.endswith(f"--resume {run}: no last.pt in that folder to resume from; it holds best.pt: add --from best")
     (run / "best.pt").unlink()
     line = one_error_line(main(["classify", "train", "--resume", str(run), "--from", "best"]), capsys)
-    assert f"--resume {run}: no best.pt in that folder to resume from" in line
+    assert line.endswith(f"--resume {run}: no best.pt in that folder to resume from")
 
 
 # ------------------------------------------------------------------------------------------ two writers

@@ -42,7 +42,8 @@ def load_resume_checkpoint(run_dir: str | Path, start: str = "last") -> dict[str
     refuse_if_held(run_dir, "resume")  # before reading a live run's checkpoint at all
     path = run_dir / SOURCES[start]
     if not path.is_file():
-        raise ConfigError(f"--resume {run_dir}: no {path.name} in that folder to resume from")
+        other = f"; it holds {BEST}: add --from best" if start == "last" and (run_dir / BEST).is_file() else ""
+        raise ConfigError(f"--resume {run_dir}: no {path.name} in that folder to resume from{other}")
     try:
         ckpt = load_checkpoint(path)
     except DataError as e:
