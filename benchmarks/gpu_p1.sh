@@ -6,7 +6,7 @@ set -euo pipefail
 data=$1; run=$2; shift 2
 fcnlab() { python -m fcnlab "$@"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-/usr/bin/time -v python -m fcnlab classify train --config configs/p1_vgg16bn.yaml \
+/usr/bin/time -v python -m fcnlab classify train --config p1_vgg16bn \
   --data "$data/train_50" --val "$data/val_50" --val-csv "$data/val_gt.csv" --out "$run" "$@" \
   2> >(grep -E "Elapsed|Maximum resident" >&2)
 fcnlab classify eval --ckpt "$run/best.pt" --data "$data/val_50" --csv "$data/val_gt.csv"

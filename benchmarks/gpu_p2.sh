@@ -10,13 +10,13 @@ fcnlab() { python -m fcnlab "$@"; }
 common=(--data "$data/train" --val "$data/validation" --pretrained false --log-every 100)
 if [[ " $models " == *" fcn8s_resnet34 "* ]]; then
   start=$(date +%s)
-  fcnlab segment train --config configs/p2_fcn8s_resnet34.yaml "${common[@]}" --out "$runs/fcn8s_resnet34"
+  fcnlab segment train --config p2_fcn8s_resnet34 "${common[@]}" --out "$runs/fcn8s_resnet34"
   echo "fcn8s_resnet34 50 epochs wall: $(( $(date +%s) - start )) s"
   fcnlab segment eval --ckpt "$runs/fcn8s_resnet34/best.pt" --data "$data/validation"
 fi
 if [[ " $models " == *" fcn32s_vgg16 "* ]]; then
   start=$(date +%s)
-  fcnlab segment train --config configs/p2_fcn32s_vgg16.yaml "${common[@]}" --out "$runs/fcn32s_vgg16" \
+  fcnlab segment train --config p2_fcn32s_vgg16 "${common[@]}" --out "$runs/fcn32s_vgg16" \
     --epochs "$e32" --snapshot-epochs "5,$(( e32 / 2 )),$e32"
   echo "fcn32s_vgg16 $e32 epochs wall: $(( $(date +%s) - start )) s"
   fcnlab segment eval --ckpt "$runs/fcn32s_vgg16/best.pt" --data "$data/validation"

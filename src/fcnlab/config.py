@@ -259,23 +259,64 @@ def from_dict(values: dict[str, Any], source: str = "config") -> TrainConfig:
     return validate(TrainConfig(**kwargs))
 
 
+def shipped_recipes() -> list[str]:
+    """Names of the recipes shipped inside the package (``fcnlab/configs/<name>.yaml``), sorted."""
+    from importlib.resources import files
+
+    folder = files("fcnlab") / "configs"
+    return sorted(entry.name.rsplit(".", 1)[0] for entry in folder.iterdir() if entry.name.endswith(".yaml"))
+
+
+def _is_path(value: str) -> bool:
+    """``--config`` values naming a file (a folder separator or a YAML suffix) rather than a shipped recipe."""
+    return "/" in value or "\\" in value or value.lower().endswith((".yaml", ".yml"))
+
+
+def recipe_text(config: str | Path) -> tuple[str, str]:
+    """``(YAML text, where it came from)`` of ``--config``: a file path, or the name of a shipped recipe.
+
+    A value with a folder separator or a ``.yaml``/``.yml`` suffix is a file; any other value is looked up
+    among :func:`shipped_recipes` (``p1_vgg16bn``), so recipes work from any folder and after a
+    non-editable install. An existing file of that exact name still wins.
+    """
+    text = str(config)
+    path = Path(text)
+    if isinstance(config, Path) or _is_path(text) or path.is_file():
+        if not path.is_file():
+            what = "is a folder, not a YAML file" if path.is_dir() else "config file does not exist"
+            raise ConfigError(f"{path}: {what}; give a YAML file or the name of a shipped recipe "
+                              f"({', '.join(shipped_recipes())})")
+        try:
+            return path.read_text(), str(path)
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: cannot read config file ({e})") from None
+    from importlib.resources import files
+
+    names = shipped_recipes()
+    if text not in names:
+        close = difflib.get_close_matches(text, names, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ConfigError(f"--config {text}: no such file and no shipped recipe of that name; {hint}"
+                          f"shipped recipes: {', '.join(names)} (or give a path to a YAML file)")
+    return (files("fcnlab") / "configs" / f"{text}.yaml").read_text(), f"recipe {text}"
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML recipe into a dict; errors name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file does not exist")
+    """Read a YAML recipe (a file, or a shipped recipe's name: see :func:`recipe_text`); errors name it."""
+    text, where = recipe_text(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise ConfigError(f"{where}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
+        raise ConfigError(f"{where}: expected a mapping of keys to values at the top level")
     return data
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ("task",)) -> None:
     """Add ``--config`` and one ``--<key>`` option per config field (values parsed as YAML)."""
-    parser.add_argument("--config", help="YAML recipe (e.g. configs/p1_vgg16bn.yaml)")
+    parser.add_argument("--config", metavar="RECIPE",
+                        help=f"a shipped recipe by name ({', '.join(shipped_recipes())}) or a YAML file")
     group = parser.add_argument_group("config overrides (any key of the recipe)")
     helps = _field_help()
     for name in field_names():

@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("classify", help="P1: VGG16-BN / ResNet image classifiers")
     s = p.add_subparsers(dest="action", metavar="ACTION")
     s.required = True
-    add_train_parser(s, "classify", "fcnlab classify train --config configs/p1_vgg16bn.yaml "
+    add_train_parser(s, "classify", "fcnlab classify train --config p1_vgg16bn "
                                     "--data p1_data/train_50 --val p1_data/val_50 --out runs/p1")
     e = s.add_parser("eval", help="validation accuracy of a checkpoint (the seed's 'Val Acc' line)")
     e.add_argument("--ckpt", required=True, help="checkpoint file or run folder")

@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("segment", help="P2: FCN-32s / FCN-8s land-cover segmentation")
     s = p.add_subparsers(dest="action", metavar="ACTION")
     s.required = True
-    add_train_parser(s, "segment", "fcnlab segment train --config configs/p2_fcn8s_resnet34.yaml "
+    add_train_parser(s, "segment", "fcnlab segment train --config p2_fcn8s_resnet34 "
                                    "--data p2_data/train --val p2_data/validation --out runs/fcn8s")
     e = s.add_parser("eval", help="per-class IoU and mean IoU exactly as the course grades it")
     e.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
