@@ -68,8 +68,8 @@ class TrainConfig:
     workers: int = 2  # data-loader workers for file-streaming evaluation/prediction
     cache: str = "auto"  # decoded-data cache: auto, memory, disk or off
     grad_clip: float = 0.0  # clip gradient norm to this value (0: off)
-    limit: int = 0  # use only the first N training samples (0: all)
-    val_limit: int = 0  # use only the first N validation samples (0: all)
+    limit: int = 0  # use N training samples drawn with --seed, every class alike for classify (0: all)
+    val_limit: int = 0  # use N validation samples drawn with --seed, every class alike for classify (0: all)
     snapshot_epochs: list[int] = field(default_factory=list)  # segment: epochs whose val masks are saved
     snapshot_tiles: int = 3  # segment: validation tiles shown in snapshots
     sync_bn: bool = False  # convert BatchNorm to SyncBatchNorm under torchrun

@@ -167,7 +167,7 @@ class ClassificationTask(Task):
         from fcnlab.data.classification import load_image_set
 
         data = load_image_set(self.cfg.data, num_classes=self.cfg.num_classes, limit=self.cfg.limit,
-                              cache=self.cfg.cache)
+                              cache=self.cfg.cache, seed=self.cfg.seed)
         if len(data) < 2:
             raise DataError(f"{self.cfg.data}: holds 1 image; training needs at least 2 (add images or raise "
                             f"--limit)")
@@ -177,7 +177,7 @@ class ClassificationTask(Task):
         from fcnlab.data.classification import load_image_set
 
         return load_image_set(self.cfg.val, csv_path=self.cfg.val_csv, num_classes=self.cfg.num_classes,
-                              limit=self.cfg.val_limit, cache=self.cfg.cache)
+                              limit=self.cfg.val_limit, cache=self.cfg.cache, seed=self.cfg.seed)
 
     def prepare_eval(self, images):
         return resize(normalize(images), self.cfg.image_size)
@@ -204,7 +204,7 @@ class SegmentationTask(Task):
     def load_train(self):
         from fcnlab.data.segmentation import load_tile_set
 
-        data = load_tile_set(self.cfg.data, limit=self.cfg.limit, cache=self.cfg.cache)
+        data = load_tile_set(self.cfg.data, limit=self.cfg.limit, cache=self.cfg.cache, seed=self.cfg.seed)
         h, w = data.images.shape[-2:]
         if min(h, w) < 32:
             raise DataError(f"{data.files[0]}: tiles are {w}x{h}; segmentation training needs tiles of at least "
@@ -216,7 +216,7 @@ class SegmentationTask(Task):
     def load_val(self):
         from fcnlab.data.segmentation import load_tile_set
 
-        return load_tile_set(self.cfg.val, limit=self.cfg.val_limit, cache=self.cfg.cache)
+        return load_tile_set(self.cfg.val, limit=self.cfg.val_limit, cache=self.cfg.cache, seed=self.cfg.seed)
 
     def prepare_eval(self, images):
         return normalize(images)
