@@ -61,6 +61,9 @@ def _report(line: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    from fcnlab.runtime.provenance import set_command
+
+    set_command(["fcnlab", *argv])  # env.json records the command, also when main() is called in-process
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(first)
     # argparse prints its usage errors itself (then exits 2): on ranks other than 0, into a discarded buffer

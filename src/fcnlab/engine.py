@@ -130,10 +130,12 @@ def lr_factor(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
 
 
 def environment() -> dict[str, Any]:
-    """Hardware and library versions, stored in the run folder for the report."""
+    """Hardware, library versions and provenance (fcnlab version, git commit, command line) for the report."""
     import torchvision
 
-    env = {"python": platform.python_version(), "torch": torch.__version__,
+    from fcnlab.runtime.provenance import provenance
+
+    env = {**provenance(), "python": platform.python_version(), "torch": torch.__version__,
            "torchvision": torchvision.__version__, "platform": platform.platform(),
            "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
@@ -141,6 +143,13 @@ def environment() -> dict[str, Any]:
         env["gpu"] = torch.cuda.get_device_name(0)
         env["cuda_version"] = torch.version.cuda
     return env
+
+
+def device_name(device: torch.device) -> str:
+    """``cuda:0 (NVIDIA H100)`` or ``cpu``: the device a run used, for env.json and the report."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
 
 
 # ---------------------------------------------------------------------------------------------- logging
@@ -514,7 +523,8 @@ def _fit(cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_ut
     if dist.is_main and not resume:
         atomic_write_text(run_dir / "model.txt", f"{model}\n")
         save_yaml(cfg, run_dir / "config.yaml")
-        atomic_write_text(run_dir / "env.json", json.dumps(environment(), indent=2) + "\n")
+        atomic_write_text(run_dir / "env.json", json.dumps({**environment(), "device": device_name(device)},
+                                                           indent=2) + "\n")
     elif dist.is_main and overrides:
         save_yaml(cfg, run_dir / "config.yaml")  # e.g. --epochs extended on resume
     if cfg.sync_bn and dist.enabled:

@@ -154,6 +154,23 @@ def plot_training_curves(metrics_csv_path: str | Path, path: str | Path, title: 
     save_figure(training_curves_figure(metrics, title or f"Training curves ({run_name})"), path, dpi)
 
 
+def _loss_axis(ax, series: Sequence[np.ndarray]) -> str:  # noqa: ANN001 - a matplotlib Axes
+    """Keep a loss axis readable when one value (often the first epoch's) dwarfs the rest.
+
+    Positive losses spanning more than 10x the median go on a log scale; otherwise (a zero or negative
+    value) the axis is clipped at 3x the 90th percentile. Returns the axis label, saying which was done.
+    """
+    values = np.concatenate([v[np.isfinite(v)] for v in series]) if series else np.empty(0)
+    if values.size < 2 or values.max() <= 10 * np.median(np.abs(values)):
+        return "loss"
+    if (values > 0).all():
+        ax.set_yscale("log")
+        return "loss (log scale)"
+    top = 3 * float(np.percentile(values, 90))
+    ax.set_ylim(min(0.0, float(values.min())), top)
+    return f"loss (clipped at {top:.3g})"
+
+
 def training_curves_figure(metrics: Mapping[str, np.ndarray], title: str = "Training curves") -> Figure:
     """Build the figure of :func:`plot_training_curves` from :func:`read_metrics_csv`'s columns."""
     epochs = metrics["epoch"]
@@ -167,6 +184,8 @@ def training_curves_figure(metrics: Mapping[str, np.ndarray], title: str = "Trai
                                       ("val_miou", "val mIoU"))),
     )
     for ax, ylabel, series in panels:
+        if ylabel == "loss":
+            ylabel = _loss_axis(ax, [metrics[c] for c, _ in series if _has_values(metrics, c)])
         drawn = 0
         for column, label in series:
             if _has_values(metrics, column):
@@ -236,10 +255,12 @@ def _check_tiles(images: Sequence[np.ndarray], gts: Sequence[np.ndarray],
                                  f"image shape {np.asarray(img).shape[:2]}")
 
 
-def mask_grid_figure(columns: Sequence[tuple[str, Sequence[np.ndarray]]], title: str) -> Figure:
+def mask_grid_figure(columns: Sequence[tuple[str, Sequence[np.ndarray]]], title: str,
+                     row_labels: Sequence[str] | None = None) -> Figure:
     """A grid with one row per tile and one column per ``(heading, items)`` pair, plus a class legend.
 
     Each item is an ``(H, W, 3)`` image shown as is or an ``(H, W)`` class-id map shown in the palette.
+    Rows are labelled ``row_labels`` (e.g. the tiles' file names), else ``tile 0``, ``tile 1``, ...
     """
     n_rows = len(columns[0][1])
     cell = 2.6
@@ -255,7 +276,7 @@ def mask_grid_figure(columns: Sequence[tuple[str, Sequence[np.ndarray]]], title:
             if r == 0:
                 ax.set_title(heading)
             if c == 0:
-                ax.set_ylabel(f"tile {r}")
+                ax.set_ylabel(row_labels[r] if row_labels is not None else f"tile {r}")
     fig.suptitle(title)
     fig.legend(handles=_legend_handles(), loc="outside lower center", ncol=4 if len(columns) < 4 else 7,
                fontsize=8, frameon=False)

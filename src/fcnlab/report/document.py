@@ -1,8 +1,10 @@
 """Assemble the report of a set of runs as format-neutral blocks (see :mod:`fcnlab.report.blocks`).
 
-Sections: summary, comparison with deltas (per task, when it has two runs or more), timings and hardware,
-then one section per run: config, training curves, P1 validation accuracy / confusion matrix / t-SNE or
-P2 per-class IoU table / IoU curves / confusion matrix / masks at the snapshot epochs, and the printed
+Sections: summary, comparison with deltas (per task, when it has two runs or more: per-class IoU bars,
+mIoU or accuracy curves of every run on one plot, the same tiles predicted by each model), parameters and
+inference speed measured from the checkpoints, timings and hardware, provenance, then one section per run:
+config, training curves, P1 validation accuracy / per-class accuracy / confusion matrix / t-SNE or P2
+per-class IoU table / IoU curves / confusion matrix / masks at the snapshot epochs, and the printed
 architecture. A missing optional file becomes a short note saying how to produce it.
 """
 
@@ -18,8 +20,19 @@ import yaml
 from fcnlab.compare import compare_infos, fmt_value
 from fcnlab.data.mask_codec import CLASS_NAMES
 from fcnlab.report.blocks import Block, Heading, Image, Para, Preformatted, Table
-from fcnlab.report.figures import file_image, image_block, iou_curves_png, training_curves_png
+from fcnlab.report.checkpoints import CheckpointFacts
+from fcnlab.report.figures import (
+    file_image,
+    image_block,
+    iou_bars_png,
+    iou_curves_png,
+    metric_curves_png,
+    per_class_acc_png,
+    tiles_png,
+    training_curves_png,
+)
 from fcnlab.report.runs import TASK_LABELS, RunInfo
+from fcnlab.runtime.provenance import commit_text
 
 
 def fmt_seconds(seconds: float) -> str:
@@ -50,8 +63,9 @@ def device_text(env: dict) -> str:
 class ReportBuilder:
     """Collects blocks and warnings while building the report of ``runs``."""
 
-    def __init__(self, runs: Sequence[RunInfo], title: str | None = None):
+    def __init__(self, runs: Sequence[RunInfo], title: str | None = None, facts: CheckpointFacts | None = None):
         self.runs = list(runs)
+        self.facts = facts
         self.title = title or "fcnlab report: " + ", ".join(r.name for r in self.runs)
         self.blocks: list[Block] = []
         self.warnings: list[str] = []
@@ -75,14 +89,19 @@ class ReportBuilder:
     # ------------------------------------------------------------------------------------------- sections
     def build(self) -> list[Block]:
         """All blocks of the report."""
-        from fcnlab import __version__
+        from fcnlab.runtime.provenance import provenance
 
+        me = provenance()
+        commit = commit_text(me)
         self.blocks = [Heading(1, self.title),
                        Para(f"{len(self.runs)} run{'s' if len(self.runs) > 1 else ''}, report by fcnlab "
-                            f"{__version__}.")]
+                            f"{me['fcnlab']}" + (f" (commit {commit})" if commit != "-" else "")
+                            + f": {me['command']}")]
         self.summary()
         self.comparisons()
+        self.models()
         self.timings()
+        self.provenance()
         for i, run in enumerate(self.runs):
             self.run_section(i, run)
         return self.blocks
@@ -111,6 +130,88 @@ class ReportBuilder:
             self.blocks.append(Table(header, rows, caption=f"{what}; Δ = run - {comp.runs[0]}"))
             for note in comp.notes:
                 self.blocks.append(Para(note, note=True))
+            if task == "segment":
+                self.segment_comparison(group)
+            else:
+                self.classify_comparison(group)
+
+    def segment_comparison(self, group: list[RunInfo]) -> None:
+        """Per-class IoU bars, mIoU curves of every run on one plot, the same tiles predicted by each model."""
+        scored = [r for r in group if r.per_class_iou is not None]
+        if len(scored) >= 2:
+            self.blocks.append(Heading(3, "Per-class IoU, side by side"))
+            self._add_png(iou_bars_png([r.name for r in scored], [r.per_class_iou or [] for r in scored],
+                                       [r.miou for r in scored]),
+                          "compare_iou_bars.png", "per-class IoU and mean IoU of each run")
+        with_metrics = [r for r in group if r.metrics is not None]
+        if with_metrics:
+            png = metric_curves_png([r.name for r in with_metrics], [r.metrics for r in with_metrics],  # type: ignore[misc]
+                                    "val_miou", "validation mIoU", "Validation mIoU per epoch")
+            if png is not None:
+                self.blocks.append(Heading(3, "Validation mIoU per epoch"))
+                self._add_png(png, "compare_miou_curves.png", "mIoU of every run per epoch (star: best epoch)")
+        self.blocks.append(Heading(3, "The same validation tiles, predicted by each model"))
+        tiles = self.facts.tiles if self.facts is not None else None
+        if tiles is not None and len(tiles.predictions) >= 2:
+            names = list(tiles.predictions)
+            self._add_png(tiles_png(tiles.names, tiles.images, tiles.truths, tiles.predictions,
+                                    "Satellite, ground truth and each model's prediction"),
+                          "compare_tiles.png",
+                          f"{len(tiles.names)} validation tiles predicted by {', '.join(names)} "
+                          f"(their checkpoints, at report time)")
+        elif self.facts is None:
+            self.blocks.append(Para("not drawn: the report was written without loading checkpoints "
+                                    "(--no-checkpoints)", note=True))
+        else:
+            self.blocks.append(Para(f"not drawn: {self.facts.tiles_note or 'no validation tiles found'}",
+                                    note=True))
+
+    def classify_comparison(self, group: list[RunInfo]) -> None:
+        """Validation accuracy of every run per epoch on one plot, and per-class accuracy side by side."""
+        with_metrics = [r for r in group if r.metrics is not None]
+        if with_metrics:
+            png = metric_curves_png([r.name for r in with_metrics], [r.metrics for r in with_metrics],  # type: ignore[misc]
+                                    "val_acc", "validation accuracy", "Validation accuracy per epoch")
+            if png is not None:
+                self.blocks.append(Heading(3, "Validation accuracy per epoch"))
+                self._add_png(png, "compare_acc_curves.png", "accuracy of every run per epoch (star: best epoch)")
+        scored = [r for r in group if r.per_class_acc]
+        if len(scored) >= 2:
+            self.blocks.append(Heading(3, "Per-class accuracy, side by side"))
+            self._add_png(per_class_acc_png([r.name for r in scored], [r.per_class_acc or [] for r in scored]),
+                          "compare_class_acc.png", "validation accuracy of each class, per run")
+
+    def models(self) -> None:
+        """Parameter counts and inference speed, measured at report time from the checkpoints."""
+        self.blocks.append(Heading(2, "Models: parameters and inference speed", "models"))
+        if self.facts is None:
+            self.blocks.append(Para("not measured: the report was written with --no-checkpoints", note=True))
+            return
+        rows = []
+        for m in self.facts.models:
+            rows.append([m.run, m.model, f"{m.params:,}", f"{m.trainable:,}", "x".join(map(str, m.input_shape)),
+                         f"{m.seconds_per_batch * 1000:.1f}", f"{m.per_second:.1f} {m.unit}/s"])
+        if rows:
+            self.blocks.append(Table(["run", "model", "parameters", "trainable", "input (uint8)", "ms per batch",
+                                      "throughput"], rows,
+                                     caption=f"measured when this report was written, on {self.facts.device}: "
+                                             f"inference mode with fused BatchNorm, median of timed batches "
+                                             f"after one warm-up (not the training machine's speed)"))
+        for note in [self.facts.missing_note(), *self.facts.notes]:
+            if note:
+                self.blocks.append(Para(note, note=True))
+
+    def provenance(self) -> None:
+        """Where each run came from: fcnlab version, git commit, command line, torch, device (env.json)."""
+        self.blocks.append(Heading(2, "Provenance", "provenance"))
+        rows = []
+        for run in self.runs:
+            env = run.env
+            rows.append([run.name, str(env.get("fcnlab", "-")), commit_text(env), str(env.get("torch", "-")),
+                         str(env.get("device") or device_text(env)), str(env.get("command", "-"))])
+        self.blocks.append(Table(["run", "fcnlab", "git commit", "torch", "device", "command"], rows,
+                                 caption="from each run's env.json, written when training started ('-': not "
+                                         "recorded, e.g. a run of an older fcnlab or an installed copy)"))
 
     def timings(self) -> None:
         self.blocks.append(Heading(2, "Timings and hardware", "timings"))
@@ -158,6 +259,19 @@ class ReportBuilder:
     def classify_section(self, prefix: str, run: RunInfo) -> None:
         self.blocks.append(Heading(3, "Validation accuracy"))
         self.blocks.append(Para(f"Val Acc: {fmt_value(run.val_acc, 6)} ({run.source or 'not evaluated yet'})"))
+        self.blocks.append(Heading(3, "Per-class accuracy"))
+        if run.per_class_acc:
+            self._add_png(per_class_acc_png([run.name], [run.per_class_acc]), f"{prefix}_class_acc.png",
+                          f"{run.name}: validation accuracy of each class")
+            order = sorted(range(len(run.per_class_acc)), key=lambda c: (run.per_class_acc[c], c))  # type: ignore[index]
+            k = min(5, len(order) // 2) or 1
+            rows = [[str(w), fmt_value(run.per_class_acc[w], 3), str(b), fmt_value(run.per_class_acc[b], 3)]
+                    for w, b in zip(order[:k], order[::-1][:k], strict=True)]
+            self.blocks.append(Table(["hardest class", "accuracy", "easiest class", "accuracy"], rows,
+                                     caption=f"{run.name}: the {k} lowest and highest per-class accuracies"))
+        else:
+            self.blocks.append(Para(f"no per-class accuracy: run 'fcnlab classify eval --ckpt {run.path} "
+                                    f"--data VAL_FOLDER'", note=True))
         self._add_file(run.confusion, f"{prefix}_confusion.png", f"{run.name}: confusion matrix",
                        f"no confusion matrix: run 'fcnlab classify eval --ckpt {run.path} --data VAL_FOLDER'")
         self.blocks.append(Heading(3, "t-SNE of the penultimate features"))
@@ -189,9 +303,14 @@ class ReportBuilder:
             self.blocks.append(Para("no mask snapshots: train with --snapshot-epochs 5,25,50", note=True))
 
 
-def build_report(runs: Sequence[RunInfo], title: str | None = None) -> tuple[list[Block], list[str]]:
-    """The blocks of the report of ``runs`` and the warnings met (unreadable figures)."""
-    builder = ReportBuilder(runs, title)
+def build_report(runs: Sequence[RunInfo], title: str | None = None,
+                 facts: CheckpointFacts | None = None) -> tuple[list[Block], list[str]]:
+    """The blocks of the report of ``runs`` and the warnings met (unreadable figures).
+
+    ``facts`` holds what loading the checkpoints gave (:func:`fcnlab.report.checkpoints.measure_runs`);
+    None: the report says it was written without them.
+    """
+    builder = ReportBuilder(runs, title, facts)
     blocks = builder.build()
     return blocks, builder.warnings
 

@@ -28,6 +28,16 @@ details { margin: .5rem 0 1rem; }
 summary { cursor: pointer; color: #0b5cad; }
 pre { background: #f7f7f7; padding: .7rem; overflow-x: auto; font-size: .8rem; line-height: 1.3; }
 nav a { margin-right: 1rem; }
+/* Printing (to PDF): a heading stays on the page of what follows it, figures and tables are never split. */
+h1, h2, h3 { break-after: avoid; page-break-after: avoid; }
+figure, table, tr, .keep { break-inside: avoid; page-break-inside: avoid; }
+@media print {
+  body { max-width: none; margin: 0; font-size: 10.5pt; }
+  nav { display: none; }
+  h2 { margin-top: 1.2rem; }
+  figure img { max-height: 24cm; width: auto; }
+  details pre { white-space: pre-wrap; }
+}
 """
 
 
@@ -79,7 +89,17 @@ def render_html(blocks: Sequence[Block], title: str) -> str:
     body = [render_block(blocks[0])] if blocks else []
     if links:
         body.append("<nav>" + "".join(links) + "</nav>")
-    body += [render_block(b) for b in blocks[1:]]
+    rest = list(blocks[1:])
+    i = 0
+    while i < len(rest):
+        # A heading and the block after it (a figure, a table, a first paragraph) go into one unbreakable box:
+        # break-after: avoid alone is not honoured by every browser's print engine.
+        if isinstance(rest[i], Heading) and i + 1 < len(rest) and not isinstance(rest[i + 1], Heading):
+            body.append(f'<div class="keep">{render_block(rest[i])}\n{render_block(rest[i + 1])}</div>')
+            i += 2
+        else:
+            body.append(render_block(rest[i]))
+            i += 1
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
             f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
