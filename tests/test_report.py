@@ -140,6 +140,25 @@ def test_html_report_is_self_contained_and_complete(tmp_path: Path) -> None:
     assert '<h2 id="provenance">Provenance</h2>' in page
 
 
+def test_homework_deliverables_hold_the_seed_printouts_and_figures(tmp_path: Path) -> None:
+    a = make_run(tmp_path, "fcn32s", epochs_ious=[[0.5, 0.8, 0.2, 0.6, 0.7, 0.4]])
+    b = make_run(tmp_path, "fcn8s", eval_json={"task": "segment", "mean_iou": 0.5,
+                                               "per_class_iou": [0.5, 0.9, 0.1, 0.6, 0.7, 0.2]})
+    c = make_run(tmp_path, "p1", task="classify")
+    out = tmp_path / "r.md"
+    write_report([a, b, c], out, checkpoints=False)
+    text = out.read_text()
+    section = text[text.index("## Homework deliverables"):text.index("## Comparison")]
+    course = "\n".join(f"class #{i} : {v:.5f}" for i, v in enumerate([0.5, 0.9, 0.1, 0.6, 0.7, 0.2]))
+    assert f"```text\n{course}\n\nmean_iou: 0.500000\n```" in section  # the course's printout, verbatim
+    assert "```text\nVal Acc: 0.700000\n```" in section
+    assert "### P2 fcn32s: predicted masks at epochs 1, 3" in section and "run1\\_masks.png" not in section
+    assert "![fcn32s: masks at epochs 1, 3" in section and "![p1: t-SNE" in section
+    assert "### P2: fcn32s vs fcn8s" in section and "| 2 rangeland | 0.2000 | 0.1000 | -0.1000 |" in section
+    # shown once: the run sections point to the deliverables instead of repeating the figures
+    assert text.count("![p1: t-SNE") == 1 and text.count("![fcn32s: masks at epochs") == 1
+
+
 def test_per_class_accuracy_provenance_and_print_css(tmp_path: Path) -> None:
     per_class = [0.1 * (i % 10) for i in range(50)]
     run = make_run(tmp_path, "p1", task="classify",

@@ -72,6 +72,7 @@ class TrainConfig:
     val_limit: int = 0  # use N validation samples drawn with --seed, every class alike for classify (0: all)
     snapshot_epochs: list[int] = field(default_factory=list)  # segment: epochs whose val masks are saved
     snapshot_tiles: int = 3  # segment: validation tiles shown in snapshots
+    snapshot_images: list[str] = field(default_factory=list)  # segment: val tiles to snapshot, by file name
     sync_bn: bool = False  # convert BatchNorm to SyncBatchNorm under torchrun
     log_every: int = 50  # steps between log lines when not on a terminal
     tensorboard: bool = False  # also write TensorBoard event files (needs tensorboard)

@@ -284,21 +284,25 @@ def mask_grid_figure(columns: Sequence[tuple[str, Sequence[np.ndarray]]], title:
 
 
 def plot_mask_snapshot(images: Sequence[np.ndarray], gts: Sequence[np.ndarray], preds: Sequence[np.ndarray],
-                       path: str | Path, title: str = "Predicted masks", dpi: float = 120) -> None:
+                       path: str | Path, title: str = "Predicted masks", dpi: float = 120,
+                       row_labels: Sequence[str] | None = None) -> None:
     """One row per tile: satellite | ground truth | prediction, with a legend of the 7 classes.
 
-    ``images`` are ``(H, W, 3)`` uint8 tiles; ``gts`` and ``preds`` ``(H, W)`` class-id maps (0-6).
+    ``images`` are ``(H, W, 3)`` uint8 tiles; ``gts`` and ``preds`` ``(H, W)`` class-id maps (0-6);
+    ``row_labels`` name the rows (the tiles' file names), else ``tile 0``, ``tile 1``, ...
     """
     _check_tiles(images, gts, {"predictions": preds})
     columns = (("satellite", images), ("ground truth", gts), ("prediction", preds))
-    save_figure(mask_grid_figure(columns, title), path, dpi)
+    save_figure(mask_grid_figure(columns, title, row_labels), path, dpi)
 
 
 def plot_snapshot_grid(snapshots: Mapping[int, Sequence[np.ndarray]], images: Sequence[np.ndarray],
                        gts: Sequence[np.ndarray], path: str | Path,
-                       title: str = "Predicted masks by epoch", dpi: float = 120) -> None:
+                       title: str = "Predicted masks by epoch", dpi: float = 120,
+                       row_labels: Sequence[str] | None = None, mious: Mapping[int, float] | None = None) -> None:
     """All snapshot epochs in one figure: rows = tiles; columns = satellite, ground truth, then the
-    prediction at each epoch of ``snapshots`` (``{epoch: [id map per tile]}``) in increasing order.
+    prediction at each epoch of ``snapshots`` (``{epoch: [id map per tile]}``) in increasing order, headed
+    with the epoch and its validation mIoU when ``mious`` has it.
 
     This is the report's "predicted masks at epoch 5, 25, 50" figure.
     """
@@ -307,5 +311,8 @@ def plot_snapshot_grid(snapshots: Mapping[int, Sequence[np.ndarray]], images: Se
     epochs = sorted(snapshots)
     _check_tiles(images, gts, {f"predictions at epoch {e}": snapshots[e] for e in epochs})
     columns = [("satellite", images), ("ground truth", gts)]
-    columns += [(f"epoch {e}", snapshots[e]) for e in epochs]
-    save_figure(mask_grid_figure(columns, title), path, dpi)
+    for e in epochs:
+        miou = (mious or {}).get(e)
+        heading = f"epoch {e}" if miou is None or math.isnan(miou) else f"epoch {e}\nmIoU {miou:.4f}"
+        columns.append((heading, snapshots[e]))
+    save_figure(mask_grid_figure(columns, title, row_labels), path, dpi)

@@ -66,4 +66,12 @@ class Preformatted:
     text: str
 
 
-Block = Heading | Para | Table | Image | Preformatted
+@dataclass(frozen=True)
+class Printout:
+    """Program output shown as printed (always visible, monospaced): ``Val Acc: ...``, ``class #i : ...``."""
+
+    text: str
+    caption: str = ""
+
+
+Block = Heading | Para | Table | Image | Preformatted | Printout

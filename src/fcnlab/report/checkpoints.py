@@ -137,7 +137,9 @@ def measure_runs(runs: Sequence[RunInfo], device: str = "auto", tiles: int = 3,
             facts.tiles_note = (f"the runs' validation folder ({val or 'not in config.yaml'}) is not there any "
                                 f"more; write the report where training ran")
         else:
-            pairs = comparison_tiles(val, tiles, tile_names)
+            # the tiles of the homework's mask figure when the runs recorded them, so both figures agree
+            names = list(tile_names) or next((r.snapshot_names for r in seg if r.snapshot_names), [])
+            pairs = comparison_tiles(val, tiles, names)
             if pairs:
                 from fcnlab.data.images import read_rgb
                 from fcnlab.data.mask_codec import read_mask

@@ -7,7 +7,7 @@ import base64
 import html
 from collections.abc import Sequence
 
-from fcnlab.report.blocks import Block, Heading, Image, Para, Preformatted, Table
+from fcnlab.report.blocks import Block, Heading, Image, Para, Preformatted, Printout, Table
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto;
@@ -28,6 +28,8 @@ details { margin: .5rem 0 1rem; }
 summary { cursor: pointer; color: #0b5cad; }
 pre { background: #f7f7f7; padding: .7rem; overflow-x: auto; font-size: .8rem; line-height: 1.3; }
 nav a { margin-right: 1rem; }
+pre.printout { background: #1d1d1f; color: #f3f3f3; font-size: .85rem; display: inline-block; min-width: 22rem;
+               margin: 0; }
 /* Printing (to PDF): a heading stays on the page of what follows it, figures and tables are never split. */
 h1, h2, h3 { break-after: avoid; page-break-after: avoid; }
 figure, table, tr, .keep { break-inside: avoid; page-break-inside: avoid; }
@@ -77,6 +79,9 @@ def render_block(block: Block) -> str:
         size = f' width="{block.width}" height="{block.height}"' if block.width and block.height else ""
         return (f'<figure><img src="{data_uri(block)}" alt="{e(block.caption)}"{size}>'
                 f"<figcaption>{e(block.caption)}</figcaption></figure>")
+    if isinstance(block, Printout):
+        caption = f"<figcaption>{e(block.caption)}</figcaption>" if block.caption else ""
+        return f'<figure><pre class="printout">{e(block.text)}</pre>{caption}</figure>'
     if isinstance(block, Preformatted):
         return f"<details><summary>{e(block.summary)}</summary><pre>{e(block.text)}</pre></details>"
     raise TypeError(f"unknown report block {type(block).__name__}")

@@ -53,6 +53,7 @@ class RunInfo:
     snapshots: dict[int, Path] = field(default_factory=dict)
     all_epochs: Path | None = None
     checkpoint: Path | None = None
+    snapshot_names: list[str] = field(default_factory=list)  # file names of the snapshot tiles, when recorded
     notes: list[str] = field(default_factory=list)
     inputs: list[Path] = field(default_factory=list)
 
@@ -266,6 +267,13 @@ def _read_extras(info: RunInfo) -> None:
             info.checkpoint = run / name
             info.inputs.append(run / name)
             break
+    npz = sorted((run / "snapshots").glob("epoch_*.npz"))
+    if npz:
+        try:
+            with np.load(npz[-1]) as z:
+                info.snapshot_names = [str(n) for n in z["names"]] if "names" in z else []
+        except (OSError, ValueError):
+            info.notes.append(f"{npz[-1]}: unreadable; the snapshot tiles' names are unknown")
     for file in sorted((run / "snapshots").glob("epoch_*.png")):
         try:
             info.snapshots[int(file.stem.split("_", 1)[1])] = file

@@ -28,7 +28,8 @@ def command_line() -> str:
     if _command is not None:
         return shlex.join(_command)
     argv = list(sys.argv)
-    if argv and Path(argv[0]).name in ("fcnlab", "__main__.py"):
+    first = Path(argv[0]) if argv else Path()
+    if first.name == "fcnlab" or (first.name == "__main__.py" and first.parent.name == "fcnlab"):
         return shlex.join(["fcnlab", *argv[1:]])
     return shlex.join([Path(sys.executable).name, *argv])
 
