@@ -187,3 +187,17 @@ def test_named_snapshot_tiles(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"'0099_sat.jpg' is not among the 20 validation tiles of v/ "
                                           r"\(0000_sat.jpg, 0001_sat.jpg, 0002_sat.jpg, ...\)"):
         named_indices(files, ["0099_sat.jpg"], "v/")
+
+
+@pytest.mark.parametrize(("train_loss", "label", "scale"), [
+    ([2.3, 1.9, 1.5, 1.2], "loss", "linear"),
+    ([480.0, 1.9, 1.5, 1.2], "loss (log scale)", "log"),  # one huge early value: log axis
+    ([480.0, 1.9, 0.0, 1.2], "loss (clipped at 2.2)", "linear"),  # a zero: no log axis, clipped instead
+])
+def test_loss_axis_stays_readable(train_loss, label, scale) -> None:
+    epochs = np.arange(1.0, 5.0)
+    metrics = {"epoch": epochs, "train_loss": np.asarray(train_loss), "val_loss": np.asarray([2.0, 1.8, 1.6, 1.5])}
+    ax = viz.training_curves_figure(metrics).axes[0]
+    assert ax.get_ylabel() == label and ax.get_yscale() == scale
+    if "clipped" in label:
+        assert ax.get_ylim() == pytest.approx((0.0, 2.2))  # just above the largest value but the outlier

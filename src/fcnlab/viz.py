@@ -157,16 +157,20 @@ def plot_training_curves(metrics_csv_path: str | Path, path: str | Path, title: 
 def _loss_axis(ax, series: Sequence[np.ndarray]) -> str:  # noqa: ANN001 - a matplotlib Axes
     """Keep a loss axis readable when one value (often the first epoch's) dwarfs the rest.
 
-    Positive losses spanning more than 10x the median go on a log scale; otherwise (a zero or negative
-    value) the axis is clipped at 3x the 90th percentile. Returns the axis label, saying which was done.
+    A value over 10x the median is an outlier: positive losses then go on a log scale; otherwise (a zero
+    value) the axis is clipped just above the largest other value. Returns the axis label, saying which.
     """
     values = np.concatenate([v[np.isfinite(v)] for v in series]) if series else np.empty(0)
-    if values.size < 2 or values.max() <= 10 * np.median(np.abs(values)):
+    if values.size < 2:
+        return "loss"
+    limit = 10 * float(np.median(np.abs(values)))
+    normal = values[values <= limit]
+    if normal.size == values.size or normal.size == 0:
         return "loss"
     if (values > 0).all():
         ax.set_yscale("log")
         return "loss (log scale)"
-    top = 3 * float(np.percentile(values, 90))
+    top = 1.1 * float(normal.max())
     ax.set_ylim(min(0.0, float(values.min())), top)
     return f"loss (clipped at {top:.3g})"
 
