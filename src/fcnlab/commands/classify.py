@@ -44,18 +44,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(func=run_tsne)
 
 
-def _stream(pred, files, labels, args):
-    """Yield (uint8 batch, labels, indices) from files, decoded by worker processes."""
+def _stream(pred, files, labels, args, desc: str):
+    """Yield (uint8 batch, labels, indices) from files, decoded by worker processes, with progress."""
     from fcnlab.data.streaming import ImageFiles, loader
+    from fcnlab.runtime.progress import Progress
 
     bs = positive_batch(args, pred.cfg.eval_batch_size or 2 * pred.cfg.batch_size)
-    for images, targets, index in loader(ImageFiles(files, labels), bs, args.workers,
-                                         pin=pred.device.type == "cuda"):
-        if isinstance(images, list):  # mixed sizes: one at a time
-            for im, t, i in zip(images, targets, index, strict=True):
-                yield im[None], torch.tensor([t]), torch.tensor([i])
-        else:
-            yield images, targets, index
+    with Progress(len(files), desc, unit="image") as progress:
+        for images, targets, index in loader(ImageFiles(files, labels), bs, args.workers,
+                                             pin=pred.device.type == "cuda"):
+            if isinstance(images, list):  # mixed sizes: one at a time
+                for im, t, i in zip(images, targets, index, strict=True):
+                    yield im[None], torch.tensor([t]), torch.tensor([i])
+            else:
+                yield images, targets, index
+            progress.update(len(index))
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -68,7 +71,7 @@ def run_eval(args: argparse.Namespace) -> int:
     files, labels = scan_folder(args.data, need_labels=True, csv_path=args.csv, num_classes=pred.cfg.num_classes)
     print("Validation...", flush=True)
     conf = ConfusionMatrix(pred.cfg.num_classes, pred.device)
-    for images, targets, _ in _stream(pred, files, labels, args):
+    for images, targets, _ in _stream(pred, files, labels, args, "eval"):
         conf.update(targets.to(pred.device), pred.logits(images).argmax(1))
     mat = conf.mat.cpu().numpy()
     acc = float(np.trace(mat) / max(mat.sum(), 1))
@@ -101,7 +104,7 @@ def run_predict(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {out}: would overwrite an input image")
     pred = load_predictor(args.ckpt, args.device, task="classify")
     labels = np.empty(len(files), dtype=np.int64)
-    for images, _, index in _stream(pred, files, None, args):
+    for images, _, index in _stream(pred, files, None, args, "predict"):
         labels[index.numpy()] = pred.logits(images).argmax(1).cpu().numpy()
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -127,7 +130,7 @@ def run_tsne(args: argparse.Namespace) -> int:
     files, labels = scan_folder(args.data, need_labels=True, num_classes=pred.cfg.num_classes)
     feats = None
     t0 = time.perf_counter()
-    for images, _, index in _stream(pred, files, labels, args):
+    for images, _, index in _stream(pred, files, labels, args, "t-SNE features"):
         f = penultimate(pred, images).cpu().numpy()
         if feats is None:
             feats = np.empty((len(files), f.shape[1]), dtype=np.float32)

@@ -43,15 +43,19 @@ def _threads() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def decode_all(n: int, decode: Callable[[int], dict[str, np.ndarray]], out: dict[str, np.ndarray]) -> None:
-    """Fill ``out[name][i]`` with ``decode(i)[name]`` for every i, decoding on a thread pool."""
+def decode_all(n: int, decode: Callable[[int], dict[str, np.ndarray]], out: dict[str, np.ndarray],
+               desc: str = "decode") -> None:
+    """Fill ``out[name][i]`` with ``decode(i)[name]`` for every i, decoding on a thread pool (with progress:
+    the first decode of a large folder takes minutes on a laptop)."""
+    from fcnlab.runtime.progress import Progress
 
     def work(i: int) -> None:
         for name, arr in decode(i).items():
             out[name][i] = arr
 
-    with ThreadPoolExecutor(_threads()) as pool:
-        list(pool.map(work, range(n)))
+    with ThreadPoolExecutor(_threads()) as pool, Progress(n, desc, unit="image") as progress:
+        for _ in pool.map(work, range(n)):
+            progress.update()
 
 
 def load_or_build(
@@ -77,7 +81,7 @@ def load_or_build(
         mode = "disk" if (folder / "meta.json").is_file() or total > MEMORY_LIMIT_BYTES else "memory"
     if mode in ("memory", "off"):
         out = {name: np.empty(shape, dtype=dt[name]) for name, shape in shapes.items()}
-        decode_all(n, decode, out)
+        decode_all(n, decode, out, f"decode {kind}")
         return out
     if not (folder / "meta.json").is_file():
         make_folder(folder.parent, option="FCNLAB_CACHE")
@@ -85,7 +89,7 @@ def load_or_build(
         try:
             out = {name: np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=dt[name], shape=shape)
                    for name, shape in shapes.items()}
-            decode_all(n, decode, out)
+            decode_all(n, decode, out, f"decode {kind}")
             for arr in out.values():
                 arr.flush()
             del out
