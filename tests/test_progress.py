@@ -73,7 +73,7 @@ def test_fmt_duration():
 def test_tsne_iterations_drive_the_progress(monkeypatch):
     import numpy as np
 
-    from fcnlab.tsne import embed
+    from fcnlab.report.tsne import embed
 
     out = io.StringIO()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,7 +51,7 @@ def test_an_unknown_name_lists_the_shipped_recipes(tmp_path, monkeypatch):
 
 
 def test_the_cli_takes_a_recipe_name(tmp_path, monkeypatch, capsys):
-    from fcnlab.cli import main
+    from fcnlab.cli.main import main
 
     monkeypatch.chdir(tmp_path)
     # A recipe name resolves; the missing training folder is what stops the run (one line, exit 2).
@@ -63,9 +64,14 @@ def test_the_cli_takes_a_recipe_name(tmp_path, monkeypatch, capsys):
 @pytest.mark.slow
 def test_a_non_editable_install_finds_its_recipes(tmp_path):
     """``pip install --target`` (no editable link to the source tree) and run from an unrelated folder."""
+    source = tmp_path / "source"  # a copy: building leaves build/ and *.egg-info beside the sources
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     target = tmp_path / "site"
     done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                           "--no-index", "--target", str(target), str(REPO)],
+                           "--no-index", "--target", str(target), str(source)],
                           capture_output=True, text=True, timeout=300, check=False)
     if done.returncode != 0 and "setuptools" in done.stderr:
         pytest.skip(f"cannot build without network: {done.stderr.strip().splitlines()[-1]}")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcnlab import viz
 from fcnlab.data.synthetic import land_cover_tile
 from fcnlab.errors import DataError
+from fcnlab.report import viz
 
 HEADER = "epoch,train_loss,train_acc,val_loss,val_acc,val_miou,lr,epoch_time_s\n"
 
@@ -179,8 +179,8 @@ def test_snapshot_grid_labels_rows_with_names_and_columns_with_miou(tmp_path: Pa
 
 
 def test_named_snapshot_tiles(tmp_path: Path) -> None:
+    from fcnlab.data.subset import named_indices
     from fcnlab.errors import ConfigError
-    from fcnlab.snapshots import named_indices
 
     files = [Path(f"/v/{i:04d}_sat.jpg") for i in range(20)]
     assert named_indices(files, ["0013_sat.jpg", "0002_sat", "0005", 7, "0013"]) == [13, 2, 5, 7]

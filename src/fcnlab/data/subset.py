@@ -3,14 +3,18 @@
 The files of a folder are sorted by name, and the course names P1 images ``{label}_{index}.png``: the first
 N files are all of class 0. P1 therefore draws a class-stratified sample and P2 a uniform random one, both
 from a generator seeded with the run's seed, so a limited run is reproducible and its accuracy means
-something.
+something. The snapshot tiles of P2 training (the same validation tiles at every snapshot epoch) are
+chosen here too: evenly spaced, or by name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
+
+from fcnlab.errors import ConfigError
 
 
 def random_subset(n: int, limit: int, seed: int) -> list[int]:
@@ -47,3 +51,32 @@ def stratified_subset(labels: Sequence[int], limit: int, seed: int) -> list[int]
                     break
         depth += 1
     return sorted(chosen)
+
+
+def snapshot_indices(n: int, k: int) -> list[int]:
+    """``k`` fixed, evenly spaced validation indices."""
+    k = min(k, n)
+    return sorted({int(round(i * (n - 1) / max(k - 1, 1))) for i in range(k)}) if k > 1 else [0]
+
+
+def named_indices(files: Sequence[Path], names: Sequence[str], folder: str | None = None) -> list[int]:
+    """Indices of the validation tiles named in ``names`` (file names like ``0013_sat.jpg``, stems like
+    ``0013_sat``, or the pair's number ``0013``), in the order given; ConfigError naming a missing one."""
+    lookup: dict[str, int] = {}
+    for i, f in enumerate(files):
+        number = f.stem.removesuffix("_sat")
+        keys = [f.name, f.stem, number] + ([str(int(number))] if number.isdigit() else [])  # YAML reads 0013 as 13
+        for key in keys:
+            lookup.setdefault(key, i)
+    out = []
+    for name in names:
+        key = Path(str(name)).name
+        if key not in lookup:
+            where = f"the {len(files)} validation tiles" + (f" of {folder}" if folder else "")
+            shown = ", ".join(f.name for f in files[:3]) + (", ..." if len(files) > 3 else "")
+            raise ConfigError(f"option snapshot_images (--snapshot-images): {name!r} is not among {where} "
+                              f"({shown}); give file names such as {files[0].name if files else '0000_sat.jpg'}"
+                              f" (a --val-limit sample may have left it out)")
+        if lookup[key] not in out:
+            out.append(lookup[key])
+    return out

@@ -64,8 +64,8 @@ def write_report(runs: Sequence[str | Path | RunInfo], out: str | Path, fmt: str
     ``checkpoints`` each run's ``best.pt`` is loaded on ``device`` to count parameters, time inference and
     predict the same validation tiles with every P2 model (:mod:`fcnlab.report.checkpoints`).
     """
-    from fcnlab.atomic import atomic_write_bytes, atomic_write_text
     from fcnlab.report.document import build_report, image_count
+    from fcnlab.runtime.files import atomic_write_bytes, atomic_write_text
 
     out = Path(out)
     fmt = report_format(out, fmt)

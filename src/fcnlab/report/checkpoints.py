@@ -97,7 +97,7 @@ def comparison_tiles(val: Path, count: int, names: Sequence[str] = ()) -> list[t
     """``count`` evenly spaced tile/mask pairs of ``val`` (the training snapshots' choice), or the tiles
     named in ``names`` (file names or stems) when given."""
     from fcnlab.data.segmentation import pair_files
-    from fcnlab.snapshots import snapshot_indices
+    from fcnlab.data.subset import snapshot_indices
 
     pairs = [(t, m) for t, m in pair_files(val) if m is not None]
     if names:
@@ -115,16 +115,18 @@ def measure_runs(runs: Sequence[RunInfo], device: str = "auto", tiles: int = 3,
 
     from fcnlab.checkpoint import load_checkpoint, model_from_checkpoint
     from fcnlab.config import from_dict
-    from fcnlab.engine import amp_dtype, select_device
     from fcnlab.errors import FcnlabError
-    from fcnlab.inference import make_predictor, predict_mask
+    from fcnlab.infer.predictor import make_predictor
+    from fcnlab.infer.tiling import predict_mask
+    from fcnlab.runtime.device import amp_dtype, select_device
+    from fcnlab.tasks import task_info
 
     facts = CheckpointFacts()
     with_ckpt = [r for r in runs if r.checkpoint is not None]
     facts.missing = [r.name for r in runs if r.checkpoint is None]
-    seg = [r for r in with_ckpt if r.task == "segment"]
+    seg = [r for r in with_ckpt if task_info(r.task).dense]
     if len(seg) < 2:
-        facts.tiles_note = (facts.missing_note([r.name for r in runs if r.task == "segment"])
+        facts.tiles_note = (facts.missing_note([r.name for r in runs if task_info(r.task).dense])
                             or "it needs two P2 runs or more")
     if not with_ckpt:
         return facts
@@ -159,7 +161,7 @@ def measure_runs(runs: Sequence[RunInfo], device: str = "auto", tiles: int = 3,
         amp = amp_dtype(from_dict({**ckpt["config"], "device": str(dev)}), dev)
         pred = make_predictor(model, cfg, dev, amp, owned=True, ckpt=ckpt, path=run.checkpoint)
         gen = torch.Generator().manual_seed(0)
-        if cfg.task == "segment":
+        if task_info(cfg.task).dense:
             side = facts.tiles.images[0].shape[:2] if facts.tiles else (512, 512)
             batch, shape, unit = 1, (1, 3, *side), "tiles"
         else:
@@ -173,7 +175,7 @@ def measure_runs(runs: Sequence[RunInfo], device: str = "auto", tiles: int = 3,
 
         seconds = _time(step)
         facts.models.append(ModelFacts(run.name, run.model, params, trainable, batch, shape, seconds, unit))
-        if facts.tiles is not None and run.task == "segment":
+        if facts.tiles is not None and task_info(run.task).dense:
             facts.tiles.predictions[run.name] = [predict_mask(pred, img) for img in facts.tiles.images]
         del pred, model
     return facts

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import yaml
 
-from fcnlab.compare import compare_infos, fmt_value
 from fcnlab.data.mask_codec import CLASS_NAMES
 from fcnlab.report.blocks import Block, Heading, Image, Para, Preformatted, Printout, Table
 from fcnlab.report.checkpoints import CheckpointFacts
+from fcnlab.report.compare import compare_infos, fmt_value
 from fcnlab.report.figures import (
     file_image,
     image_block,

@@ -44,8 +44,8 @@ def file_image(path: Path, name: str, caption: str) -> tuple[Image | None, str |
 
 
 def training_curves_png(metrics: dict[str, np.ndarray], title: str) -> bytes:
-    """Loss and accuracy / mIoU per epoch (:func:`fcnlab.viz.training_curves_figure`) as PNG bytes."""
-    from fcnlab.viz import training_curves_figure
+    """Loss and accuracy / mIoU per epoch (:func:`fcnlab.report.viz.training_curves_figure`) as PNG bytes."""
+    from fcnlab.report.viz import training_curves_figure
 
     return figure_png(training_curves_figure(metrics, title))
 
@@ -151,7 +151,7 @@ def per_class_acc_png(names: list[str], accs: list[list[float]]) -> bytes:
 def tiles_png(names: list[str], images: list[np.ndarray], truths: list[np.ndarray],
               predictions: dict[str, list[np.ndarray]], title: str) -> bytes:
     """The same tiles side by side: satellite image, ground truth, then each model's prediction."""
-    from fcnlab.viz import mask_grid_figure
+    from fcnlab.report.viz import mask_grid_figure
 
     columns = [("satellite", images), ("ground truth", truths), *predictions.items()]
     return figure_png(mask_grid_figure(columns, title, row_labels=names), dpi=90)
