@@ -8,13 +8,14 @@ import math
 import pytest
 
 from fcnlab import config
+from fcnlab.cli.options import add_config_arguments
 from fcnlab.config import TrainConfig, from_dict, load_yaml, resolve, save_yaml
 from fcnlab.errors import ConfigError
 
 
 def parse(*args: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    config.add_config_arguments(parser)
+    add_config_arguments(parser)
     return parser.parse_args(list(args))
 
 

@@ -8,9 +8,6 @@ import io
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from fcnlab.cli.common import add_device, add_train_parser, check_output_file, positive_batch
 from fcnlab.errors import ConfigError
 from fcnlab.runs import eval_dir, write_eval
@@ -46,6 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _stream(pred, files, labels, args, desc: str):
     """Yield (uint8 batch, labels, indices) from files, decoded by worker processes, with progress."""
+    import torch
+
     from fcnlab.data.streaming import ImageFiles, loader
     from fcnlab.runtime.progress import Progress
 
@@ -62,6 +61,8 @@ def _stream(pred, files, labels, args, desc: str):
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from fcnlab.data.classification import scan_folder
     from fcnlab.evaluate.metrics import ConfusionMatrix, per_class_accuracy
     from fcnlab.infer.predictor import load_predictor
@@ -91,6 +92,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from fcnlab.data.images import list_images
     from fcnlab.infer.predictor import load_predictor
 
@@ -116,6 +119,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_tsne(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from fcnlab.data.classification import scan_folder
     from fcnlab.infer.predictor import load_predictor, penultimate
     from fcnlab.report.tsne import embed, plot_tsne, save_tsne_npz
