@@ -90,3 +90,31 @@ def test_tsne_iterations_drive_the_progress(monkeypatch):
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("t-SNE of 60 points iteration 50/300 (") and "ETA" in lines[0]
     assert all(line.startswith("t-SNE of 60 points iteration ") for line in lines)
+
+
+def test_training_prints_a_summary_first_then_step_lines_and_validation_progress(tmp_path, capsys, monkeypatch):
+    import fcnlab.tasks.base as base
+    from fcnlab.cli.main import main
+    from fcnlab.data.synthetic import make_classification_data
+
+    seen = []
+
+    class Recording(Progress):
+        def __init__(self, total, desc, **kwargs):
+            seen.append((desc, total))
+            super().__init__(total, desc, **kwargs)
+
+    monkeypatch.setattr(base, "Progress", Recording)
+    data = make_classification_data(tmp_path / "p1", num_classes=4, train_per_class=4, val_per_class=2)
+    run = tmp_path / "run"
+    assert main(["classify", "train", "--model", "resnet18", "--num-classes", "4", "--data", str(data / "train_50"),
+                 "--val", str(data / "val_50"), "--epochs", "2", "--batch-size", "8", "--device", "cpu",
+                 "--out", str(run)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"fcnlab: starting P1 classification training of resnet18 in {run} on cpu; loading data ..."
+    assert lines[1] == f"  data: 16 training images ({data / 'train_50'}), 8 validation ({data / 'val_50'})"
+    assert lines[2].startswith("  model: resnet18, ") and lines[2].endswith(" trainable), from scratch")
+    assert lines[3] == "  schedule: 2 epochs x 2 steps of 8 images; sgd lr 0.05, cosine"
+    assert lines[4] == f"  config: {run / 'config.yaml'} (resolved; the command line is in {run / 'env.json'})"
+    assert lines[5].startswith("epoch 1/2 step 1/2 loss ") and "ETA" in lines[5]  # right after the first step
+    assert seen == [("epoch 1/2 validation", 8), ("epoch 2/2 validation", 8)]
