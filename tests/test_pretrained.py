@@ -111,7 +111,7 @@ def test_offline_download_gives_one_clear_error(monkeypatch, tmp_path):
     assert msg.startswith("cannot download ImageNet weights for resnet34 (offline?): copy "
                           "https://download.pytorch.org/models/resnet34-b627a593.pth to "
                           f"{tmp_path / 'hub' / 'checkpoints' / 'resnet34-b627a593.pth'}, or pass --weights FILE")
-    assert "--pretrained false" in msg and "drop --pretrained" not in msg  # the recipe may have set it
+    assert "--no-pretrained" in msg and "drop --pretrained" not in msg  # the recipe may have set it
     assert "\n" not in msg
 
 

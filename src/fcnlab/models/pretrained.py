@@ -59,7 +59,7 @@ def download_state_dict(backbone: str) -> dict[str, torch.Tensor]:
         cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
         raise ConfigError(
             f"cannot download ImageNet weights for {backbone} (offline?): copy {weights.url} to {cached}, or "
-            f"pass --weights FILE with a torchvision state dict, or train from scratch with --pretrained false "
+            f"pass --weights FILE with a torchvision state dict, or train from scratch with --no-pretrained "
             f"({type(e).__name__}: {e})"
         ) from None
 
