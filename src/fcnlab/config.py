@@ -25,12 +25,20 @@ import yaml
 from fcnlab.errors import ConfigError
 from fcnlab.tasks import TASKS
 
+#: The groups of ``train --help``, in order. A field names its group (``option(..., group="data")``); one that
+#: names none is listed under :data:`DEFAULT_GROUP` (and tests/test_cli_help.py names it, so it gets one).
+GROUPS = ("data", "model", "optimisation", "schedule", "augmentation", "runtime", "output")
+DEFAULT_GROUP = "other"
 
-def option(default: Any, help: str) -> Any:
-    """A :class:`TrainConfig` field with its ``--help`` text; a type as ``default`` (``list``) is a factory."""
+
+def option(default: Any, help: str, *, group: str | None = None, task: str | None = None) -> Any:
+    """A :class:`TrainConfig` field with its ``--help`` text, its help ``group`` (one of :data:`GROUPS`) and the
+    ``task`` it belongs to (None: both; a help text starting ``segment:`` or ``classify:`` says it too).
+    A type as ``default`` (``list``) is a factory."""
+    meta = {"help": help, "group": group, "task": task}
     if isinstance(default, type):
-        return field(default_factory=default, metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
@@ -38,53 +46,65 @@ class TrainConfig:
     """Every knob of a training run (both tasks); each field carries its ``--help`` text."""
 
     task: str = option("classify", "classify or segment")
-    model: str = option("vgg16_bn", "a name from fcnlab.models.list_models()")
-    num_classes: int = option(50, "classes of the output layer")
-    data: str | None = option(None, "training folder")
-    val: str | None = option(None, "validation folder")
-    val_csv: str | None = option(None, "optional filename,label CSV for the validation folder (P1)")
-    pretrained: bool = option(False, "start from torchvision's ImageNet weights (needs network or --weights)")
-    weights: str | None = option(None, "local torchvision-format state dict for the backbone")
-    learn_upsampling: bool | None = option(None, "FCN upsamplers trainable (default: model's own default)")
-    epochs: int = option(50, "training epochs")
-    batch_size: int = option(128, "images per step (per process under torchrun)")
-    eval_batch_size: int = option(0, "batch size for validation (0: 2x batch_size)")
-    optimizer: str = option("sgd", "sgd or adamw")
-    lr: float = option(0.05, "peak learning rate (mean cross-entropy convention)")
-    momentum: float = option(0.9, "SGD momentum")
-    weight_decay: float = option(5e-4, "applied to conv/linear weights only (not BN, biases)")
-    scheduler: str = option("cosine", "cosine, step or constant (after warm-up)")
-    warmup_epochs: float = option(1.0, "linear warm-up length in epochs")
-    step_size: int = option(30, "step scheduler: epochs between decays")
-    gamma: float = option(0.1, "step scheduler: decay factor")
-    label_smoothing: float = option(0.0, "cross-entropy label smoothing")
-    image_size: int = option(32, "classify: network input side (224 for ImageNet backbones); segment: crop side")
-    augment: bool = option(True, "random augmentation of training batches")
-    pad: int = option(4, "classify: random-crop padding")
-    min_scale: float = option(0.75, "segment: smallest random zoom (crop covers up to 1/scale of the tile)")
-    max_scale: float = option(1.25, "segment: largest random zoom")
-    class_weights: str = option("none", "segment: none, inverse or median (frequency) loss weights")
-    ignore_unknown: bool = option(False, "segment: leave class 6 (unknown) out of the loss")
-    seed: int = option(0, "random seed (rank r uses seed + r for augmentation)")
-    deterministic: bool = option(False, "bitwise-reproducible algorithms (slower)")
-    device: str = option("auto", "auto, cpu, cuda or cuda:N")
-    amp: str = option("auto", "auto (bf16 on CUDA, off on CPU), bf16, fp16 or off")
-    channels_last: bool = option(True, "channels-last format where faster (CUDA; CPU for inputs >= 128 px)")
-    compile: bool = option(False, "torch.compile the model (before DDP)")
+    model: str = option("vgg16_bn", "the network (fcnlab.models.list_models())", group="model")
+    num_classes: int = option(50, "classes of the output layer", group="model")
+    data: str | None = option(None, "training folder", group="data")
+    val: str | None = option(None, "validation folder", group="data")
+    val_csv: str | None = option(None, "optional filename,label CSV for the validation folder (P1)",
+                                 group="data", task="classify")
+    pretrained: bool = option(False, "start from torchvision's ImageNet weights (needs network or --weights)",
+                              group="model")
+    weights: str | None = option(None, "local torchvision-format state dict for the backbone", group="model")
+    learn_upsampling: bool | None = option(None, "FCN upsamplers trainable (default: model's own default)",
+                                           group="model", task="segment")
+    epochs: int = option(50, "training epochs", group="schedule")
+    batch_size: int = option(128, "images per step (per process under torchrun)", group="optimisation")
+    eval_batch_size: int = option(0, "batch size for validation (0: 2x batch_size)", group="runtime")
+    optimizer: str = option("sgd", "sgd or adamw", group="optimisation")
+    lr: float = option(0.05, "peak learning rate (mean cross-entropy convention)", group="optimisation")
+    momentum: float = option(0.9, "SGD momentum", group="optimisation")
+    weight_decay: float = option(5e-4, "applied to conv/linear weights only (not BN, biases)", group="optimisation")
+    scheduler: str = option("cosine", "cosine, step or constant (after warm-up)", group="schedule")
+    warmup_epochs: float = option(1.0, "linear warm-up length in epochs", group="schedule")
+    step_size: int = option(30, "step scheduler: epochs between decays", group="schedule")
+    gamma: float = option(0.1, "step scheduler: decay factor", group="schedule")
+    label_smoothing: float = option(0.0, "cross-entropy label smoothing", group="optimisation")
+    image_size: int = option(32, "classify: network input side (224 for ImageNet backbones); segment: crop side",
+                             group="model")
+    augment: bool = option(True, "random augmentation of training batches", group="augmentation")
+    pad: int = option(4, "classify: random-crop padding", group="augmentation")
+    min_scale: float = option(0.75, "segment: smallest random zoom (crop covers up to 1/scale of the tile)",
+                              group="augmentation")
+    max_scale: float = option(1.25, "segment: largest random zoom", group="augmentation")
+    class_weights: str = option("none", "segment: none, inverse or median (frequency) loss weights",
+                                group="optimisation")
+    ignore_unknown: bool = option(False, "segment: leave class 6 (unknown) out of the loss", group="optimisation")
+    seed: int = option(0, "random seed (rank r uses seed + r for augmentation)", group="runtime")
+    deterministic: bool = option(False, "bitwise-reproducible algorithms (slower)", group="runtime")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N", group="runtime")
+    amp: str = option("auto", "auto (bf16 on CUDA, off on CPU), bf16, fp16 or off", group="runtime")
+    channels_last: bool = option(True, "channels-last format where faster (CUDA; CPU for inputs >= 128 px)",
+                                 group="runtime")
+    compile: bool = option(False, "torch.compile the model (before DDP)", group="runtime")
     compile_mode: str = option("default", "torch.compile mode: default, reduce-overhead (CUDA graphs), "
-                                          "max-autotune or max-autotune-no-cudagraphs")
+                                          "max-autotune or max-autotune-no-cudagraphs", group="runtime")
     resident: bool = option(False, "keep the decoded training and validation data on the GPU when it fits "
-                                   "(no loader thread, no per-step copies); host memory otherwise and on the CPU")
-    workers: int = option(2, "data-loader workers for file-streaming evaluation/prediction")
-    cache: str = option("auto", "decoded-data cache: auto, memory, disk or off")
-    grad_clip: float = option(0.0, "clip gradient norm to this value (0: off)")
-    limit: int = option(0, "use only the first N training samples (0: all)")
-    val_limit: int = option(0, "use only the first N validation samples (0: all)")
-    snapshot_epochs: list[int] = option(list, "segment: epochs whose val masks are saved")
-    snapshot_tiles: int = option(3, "segment: validation tiles shown in snapshots")
-    sync_bn: bool = option(False, "convert BatchNorm to SyncBatchNorm under torchrun")
-    log_every: int = option(50, "steps between log lines when not on a terminal")
-    tensorboard: bool = option(False, "also write TensorBoard event files (needs tensorboard)")
+                                   "(no loader thread, no per-step copies); host memory otherwise and on the CPU",
+                            group="runtime")
+    workers: int = option(2, "data-loader workers for file-streaming evaluation/prediction", group="runtime")
+    cache: str = option("auto", "decoded-data cache: auto, memory, disk or off", group="data")
+    grad_clip: float = option(0.0, "clip gradient norm to this value (0: off)", group="optimisation")
+    limit: int = option(0, "use N training samples drawn with --seed, every class alike for classify (0: all)",
+                        group="data")
+    val_limit: int = option(0, "use N validation samples drawn with --seed, every class alike for classify (0: all)",
+                            group="data")
+    snapshot_epochs: list[int] = option(list, "segment: epochs whose val masks are saved", group="output")
+    snapshot_tiles: int = option(3, "segment: validation tiles shown in snapshots", group="output")
+    snapshot_images: list[str] = option(list, "segment: val tiles to snapshot, by file name (default: evenly spaced)",
+                                        group="output")
+    sync_bn: bool = option(False, "convert BatchNorm to SyncBatchNorm under torchrun", group="runtime")
+    log_every: int = option(50, "steps between log lines when not on a terminal", group="output")
+    tensorboard: bool = option(False, "also write TensorBoard event files (needs tensorboard)", group="output")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (YAML- and ``torch.load(weights_only=True)``-safe)."""
@@ -121,6 +141,23 @@ NON_NEGATIVE = ("eval_batch_size", "momentum", "weight_decay", "warmup_epochs", 
 def field_names() -> list[str]:
     """All valid config keys."""
     return [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def field_group(name: str) -> str:
+    """The ``--help`` group of config key ``name`` (:data:`DEFAULT_GROUP` when its field names none)."""
+    group = {f.name: f.metadata.get("group") for f in dataclasses.fields(TrainConfig)}.get(name)
+    return group if group in GROUPS else DEFAULT_GROUP
+
+
+def field_task(name: str) -> str | None:
+    """The task config key ``name`` belongs to (None: both): its ``task`` metadata, else a help text that starts
+    with ``segment:`` or ``classify:`` (and names no other task)."""
+    meta = {f.name: f.metadata for f in dataclasses.fields(TrainConfig)}[name]
+    if meta.get("task"):
+        return str(meta["task"])
+    text = str(meta.get("help", ""))
+    own = [t for t in TASKS if text.startswith(f"{t}:")]
+    return own[0] if own and not any(f"{t}:" in text for t in TASKS if t != own[0]) else None
 
 
 def field_help() -> dict[str, str]:
@@ -263,36 +300,71 @@ def from_dict(values: dict[str, Any], source: str = "config") -> TrainConfig:
     return validate(TrainConfig(**kwargs))
 
 
+def shipped_recipes() -> list[str]:
+    """Names of the recipes shipped inside the package (``fcnlab/configs/<name>.yaml``), sorted."""
+    from importlib.resources import files
+
+    folder = files("fcnlab") / "configs"
+    return sorted(entry.name.rsplit(".", 1)[0] for entry in folder.iterdir() if entry.name.endswith(".yaml"))
+
+
+def _is_path(value: str) -> bool:
+    """``--config`` values naming a file (a folder separator or a YAML suffix) rather than a shipped recipe."""
+    return "/" in value or "\\" in value or value.lower().endswith((".yaml", ".yml"))
+
+
+def recipe_text(config: str | Path) -> tuple[str, str]:
+    """``(YAML text, where it came from)`` of ``--config``: a file path, or the name of a shipped recipe.
+
+    A value with a folder separator or a ``.yaml``/``.yml`` suffix is a file; any other value is looked up
+    among :func:`shipped_recipes` (``p1_vgg16bn``), so recipes work from any folder and after a
+    non-editable install. An existing file of that exact name still wins.
+    """
+    text = str(config)
+    path = Path(text)
+    if isinstance(config, Path) or _is_path(text) or path.is_file():
+        if not path.is_file():
+            what = "is a folder, not a YAML file" if path.is_dir() else "config file does not exist"
+            raise ConfigError(f"{path}: {what}; give a YAML file or the name of a shipped recipe "
+                              f"({', '.join(shipped_recipes())})")
+        try:
+            return path.read_text(), str(path)
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: cannot read config file ({e})") from None
+    from importlib.resources import files
+
+    names = shipped_recipes()
+    if text not in names:
+        close = difflib.get_close_matches(text, names, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ConfigError(f"--config {text}: no such file and no shipped recipe of that name; {hint}"
+                          f"shipped recipes: {', '.join(names)} (or give a path to a YAML file)")
+    return (files("fcnlab") / "configs" / f"{text}.yaml").read_text(), f"recipe {text}"
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML recipe into a dict; errors name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file does not exist")
+    """Read a YAML recipe (a file, or a shipped recipe's name: see :func:`recipe_text`); errors name it."""
+    text, where = recipe_text(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise ConfigError(f"{where}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
+        raise ConfigError(f"{where}: expected a mapping of keys to values at the top level")
     return data
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ("task",)) -> None:
-    """Add ``--config`` and one ``--<key>`` option per config field (values parsed as YAML)."""
-    parser.add_argument("--config", help="YAML recipe (e.g. configs/p1_vgg16bn.yaml)")
-    group = parser.add_argument_group("config overrides (any key of the recipe)")
-    helps = field_help()
-    for name in field_names():
-        if name in skip:
-            continue
-        group.add_argument(f"--{name.replace('_', '-')}", dest=f"cfg_{name}", metavar="V",
-                           default=None, help=helps.get(name, ""))
-
-
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The config options given on the command line (``--lr 0.1`` ...), each value parsed as YAML."""
+    """The config options given on the command line (``--lr 0.1`` ...), each value parsed as YAML.
+
+    An option of the other task (``--snapshot-epochs`` for classify) is refused with one line."""
     values: dict[str, Any] = {}
     for name in field_names():
+        if getattr(args, f"wrong_task_{name}", None) is not None:
+            owner = field_task(name)
+            used = ", ".join(f"'fcnlab {t} train'" for t in TASKS if t != owner)
+            raise ConfigError(f"option --{name.replace('_', '-')} is for {owner} training only ('fcnlab {owner} "
+                              f"train'); {used} does not use it")
         raw = getattr(args, f"cfg_{name}", None)
         if raw is not None:
             try:

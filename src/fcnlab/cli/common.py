@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from fcnlab import config
+from fcnlab.cli.options import HelpFormatter, add_config_arguments
 from fcnlab.data.images import IMAGE_SUFFIXES, real_path
 from fcnlab.errors import ConfigError
 from fcnlab.runtime.files import make_folder
@@ -18,14 +19,18 @@ from fcnlab.runtime.files import make_folder
 
 def add_train_parser(sub: argparse._SubParsersAction, task: str, example: str) -> argparse.ArgumentParser:
     """``<task> train``: ``--config``, ``--out``, ``--resume`` and one option per config key."""
-    p = sub.add_parser("train", help=f"train a {task} model", description=f"Train a model. Example: {example}")
-    p.add_argument("--out", help="run folder to create (refused if it already holds a run)")
+    p = sub.add_parser("train", help=f"train a {task} model", formatter_class=HelpFormatter,
+                       description=f"Train a model. Example:\n  {example}\n\nPrecedence: defaults < --config recipe "
+                                   f"< options. Every option is a key of the recipe (--batch-size = batch_size).")
+    p.add_argument("--out", metavar="RUN_DIR", help="run folder to create (refused if it already holds a run)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt "
                                                        "(options given with it, e.g. --epochs, override its config)")
     p.add_argument("--from", dest="resume_from", choices=("last", "best"), default="last",
                    help="with --resume: continue from last.pt (default) or from best.pt (when last.pt is damaged; "
                         "the epochs after the best one are trained again)")
-    config.add_config_arguments(p)
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config (defaults, recipe and options) as YAML and exit")
+    add_config_arguments(p, task)
     p.set_defaults(func=lambda args: run_train(args, task))
     return p
 
@@ -35,6 +40,16 @@ def run_train(args: argparse.Namespace, task: str) -> int:
     given), then train."""
     from fcnlab.training.fit import fit, resume_config
 
+    if args.print_config:
+        import yaml
+
+        if args.resume:
+            cfg, _ = resume_config(args.resume, config.overrides_from_args(args), task=task,
+                                   start=args.resume_from)
+        else:
+            cfg = config.resolve(args, task)
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+        return 0
     if args.resume:
         if args.out and real_path(args.out) != real_path(args.resume):
             raise ConfigError(f"--out {args.out} with --resume {args.resume}: a resumed run continues in its own "

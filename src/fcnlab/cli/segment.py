@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("segment", help="P2: FCN-32s / FCN-8s land-cover segmentation")
     s = p.add_subparsers(dest="action", metavar="ACTION")
     s.required = True
-    add_train_parser(s, "segment", "fcnlab segment train --config configs/p2_fcn8s_resnet34.yaml "
+    add_train_parser(s, "segment", "fcnlab segment train --config p2_fcn8s_resnet34 "
                                    "--data p2_data/train --val p2_data/validation --out runs/fcn8s")
     e = s.add_parser("eval", help="per-class IoU and mean IoU exactly as the course grades it")
     e.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
@@ -48,11 +48,13 @@ def evaluate_folder(pred, folder: str | Path, batch_size: int, workers: int, *, 
     from fcnlab.data.streaming import TilePairs, loader
     from fcnlab.evaluate.metrics import ConfusionMatrix
     from fcnlab.infer.tiling import check_tile, predict_mask
+    from fcnlab.runtime.progress import Progress
 
     check_tile(tile)  # up front, not at the first large image after minutes of evaluation
     pairs = pair_files(folder)
     conf = ConfusionMatrix(pred.cfg.num_classes, pred.device)
     report = OffPaletteReport()
+    progress = Progress(len(pairs), "eval", unit="image")
     for images, masks, n_off, index in loader(TilePairs(pairs), batch_size, workers,
                                               pin=pred.device.type == "cuda"):
         items = zip(images, masks, strict=True) if isinstance(images, list) else [(images, masks)]
@@ -66,9 +68,11 @@ def evaluate_folder(pred, folder: str | Path, batch_size: int, workers: int, *, 
                 ids = torch.from_numpy(predict_mask(pred, one.permute(1, 2, 0).numpy(), tile=tile))
                 for y in range(0, ids.shape[0], tile):
                     conf.update(truth[y:y + tile], ids[y:y + tile])
+        progress.update(len(index))
         for n, i in zip(list(n_off), list(index), strict=True):
             if int(n):
                 report.add(pairs[int(i)][1], int(n))
+    progress.close()
     return conf, report
 
 
@@ -110,8 +114,6 @@ def mask_name(tile: Path) -> str:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from fcnlab.data.mask_codec import write_mask
     from fcnlab.data.segmentation import pair_files
     from fcnlab.data.streaming import TilePairs, loader
@@ -119,6 +121,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from fcnlab.infer.tiling import check_tile, predict_mask
     from fcnlab.report import viz
     from fcnlab.runtime.files import atomic_save
+    from fcnlab.runtime.progress import track
 
     check_tile(args.tile)
     pairs = pair_files(args.images, need_masks=False)
@@ -129,7 +132,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
     n = 0
     stream = loader(TilePairs(pairs), 1, args.workers)
-    for images, _, _, index in tqdm(stream, total=len(pairs), desc="predict", disable=None):
+    for images, _, _, index in track(stream, len(pairs), "predict", unit="image"):
         tile = pairs[int(index[0])][0]
         img = images[0].permute(1, 2, 0).numpy()
         ids = predict_mask(pred, img, tile=args.tile)

@@ -45,15 +45,19 @@ def _threads() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def decode_all(n: int, decode: Callable[[int], dict[str, np.ndarray]], out: dict[str, np.ndarray]) -> None:
-    """Fill ``out[name][i]`` with ``decode(i)[name]`` for every i, decoding on a thread pool."""
+def decode_all(n: int, decode: Callable[[int], dict[str, np.ndarray]], out: dict[str, np.ndarray],
+               desc: str = "decode") -> None:
+    """Fill ``out[name][i]`` with ``decode(i)[name]`` for every i, decoding on a thread pool (with progress:
+    the first decode of a large folder takes minutes on a laptop)."""
+    from fcnlab.runtime.progress import Progress
 
     def work(i: int) -> None:
         for name, arr in decode(i).items():
             out[name][i] = arr
 
-    with ThreadPoolExecutor(_threads()) as pool:
-        list(pool.map(work, range(n)))
+    with ThreadPoolExecutor(_threads()) as pool, Progress(n, desc, unit="image") as progress:
+        for _ in pool.map(work, range(n)):
+            progress.update()
 
 
 MARKER = "meta.json"  # written last: a folder without it (or with other shapes) is an unfinished build
@@ -132,7 +136,7 @@ def _build(folder: Path, kind: str, key: str, shapes: dict[str, tuple[int, ...]]
                 with open(tmp / f"{name}.npy", "r+b") as f:
                     os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
                 out[name] = arr
-        decode_all(n, decode, out)
+        decode_all(n, decode, out, f"decode {kind}")
         if check is not None:
             check()
         with writing(folder, what="build the disk cache", todo=todo, only_writes=True):
@@ -178,7 +182,7 @@ def load_or_build(
         mode = "disk" if folder.is_dir() or total > MEMORY_LIMIT_BYTES else "memory"
     if mode in ("memory", "off"):
         out = {name: np.empty(shape, dtype=dt[name]) for name, shape in shapes.items()}
-        decode_all(n, decode, out)
+        decode_all(n, decode, out, f"decode {kind}")
         if check is not None:
             check()
         return out

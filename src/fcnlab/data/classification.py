@@ -110,11 +110,19 @@ def scan_folder(folder: str | Path, need_labels: bool = True, csv_path: str | Pa
 
 
 def load_image_set(folder: str | Path, need_labels: bool = True, csv_path: str | Path | None = None,
-                   num_classes: int | None = None, limit: int = 0, cache: str = "auto") -> ImageSet:
-    """Decode a P1 folder once into a uint8 tensor (all images must share one size)."""
+                   num_classes: int | None = None, limit: int = 0, cache: str = "auto",
+                   seed: int = 0) -> ImageSet:
+    """Decode a P1 folder once into a uint8 tensor (all images must share one size).
+
+    ``limit`` N > 0 keeps a class-stratified sample of N images drawn with ``seed``
+    (:func:`fcnlab.data.subset.stratified_subset`), not the first N files (which are all of class 0).
+    """
     files, labels = scan_folder(folder, need_labels, csv_path, num_classes)
     if limit:
-        files, labels = files[:limit], labels[:limit]
+        from fcnlab.data.subset import stratified_subset
+
+        keep = stratified_subset(labels, limit, seed)
+        files, labels = [files[i] for i in keep], [labels[i] for i in keep]
     w, h = image_size(files[0])
     sizes = SizeCheck(files, (h, w), "image", "all images of a classification folder must share one size "
                                              "(resize or remove the odd one)")

@@ -99,11 +99,16 @@ class TileSet:
         return counts
 
 
-def load_tile_set(folder: str | Path, limit: int = 0, cache: str = "auto") -> TileSet:
-    """Decode every tile/mask pair of ``folder`` once (all tiles must share one size)."""
+def load_tile_set(folder: str | Path, limit: int = 0, cache: str = "auto", seed: int = 0) -> TileSet:
+    """Decode every tile/mask pair of ``folder`` once (all tiles must share one size).
+
+    ``limit`` N > 0 keeps N pairs drawn at random with ``seed`` (:func:`fcnlab.data.subset.random_subset`).
+    """
     pairs = pair_files(folder)
     if limit:
-        pairs = pairs[:limit]
+        from fcnlab.data.subset import random_subset
+
+        pairs = [pairs[i] for i in random_subset(len(pairs), limit, seed)]
     w, h = image_size(pairs[0][0])
     report = OffPaletteReport()
     sizes = SizeCheck([t for t, _ in pairs], (h, w), "tile",

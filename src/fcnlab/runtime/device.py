@@ -66,10 +66,12 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 
 def environment() -> dict[str, Any]:
-    """Hardware and library versions, stored in the run folder for the report."""
+    """Hardware, library versions and provenance (fcnlab version, git commit, command line) for the report."""
     import torchvision
 
-    env = {"python": platform.python_version(), "torch": torch.__version__,
+    from fcnlab.runtime.provenance import provenance
+
+    env = {**provenance(), "python": platform.python_version(), "torch": torch.__version__,
            "torchvision": torchvision.__version__, "platform": platform.platform(),
            "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
@@ -77,3 +79,10 @@ def environment() -> dict[str, Any]:
         env["gpu"] = torch.cuda.get_device_name(0)
         env["cuda_version"] = torch.version.cuda
     return env
+
+
+def device_name(device: torch.device) -> str:
+    """``cuda:0 (NVIDIA H100)`` or ``cpu``: the device a run used, for env.json and the report."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)

@@ -25,16 +25,16 @@ from fcnlab.config import TrainConfig, from_dict, save_yaml
 from fcnlab.errors import ConfigError, DataError
 from fcnlab.runs import BEST, CONFIG, ENV, LAST, MODEL_TXT, MetricsLog, claim_run_dir, format_row, prepare_run_dir
 from fcnlab.runtime import distributed as dist_utils
-from fcnlab.runtime.device import environment, seed_everything, select_device
+from fcnlab.runtime.device import device_name, environment, seed_everything, select_device
 from fcnlab.runtime.files import atomic_link, atomic_write_text
 from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
-from fcnlab.tasks import make_task
+from fcnlab.tasks import make_task, task_info
 from fcnlab.tasks.base import Task
 from fcnlab.training.hooks import epoch_hooks
 from fcnlab.training.loop import train_one_epoch
 from fcnlab.training.resume import check_resume, check_unchanged, load_resume_checkpoint
 from fcnlab.training.signals import install_signal_handlers, interrupted, restore_signal_handlers
-from fcnlab.training.state import TrainState, build_state, fresh_accum
+from fcnlab.training.state import TrainState, build_state, epoch_batches, fresh_accum
 
 
 def resume_config(out: str | Path, overrides: dict[str, Any], task: str | None = None,
@@ -145,7 +145,8 @@ def _build_model(cfg: TrainConfig, ckpt: dict[str, Any] | None, device: torch.de
     if dist.is_main and ckpt is None:
         atomic_write_text(run_dir / MODEL_TXT, f"{model}\n")
         save_yaml(cfg, run_dir / CONFIG)
-        atomic_write_text(run_dir / ENV, json.dumps(environment(), indent=2) + "\n")
+        env = {**environment(), "device": device_name(device)}
+        atomic_write_text(run_dir / ENV, json.dumps(env, indent=2) + "\n")
     elif dist.is_main and config_changed:
         save_yaml(cfg, run_dir / CONFIG)  # e.g. --epochs extended on resume
     if cfg.sync_bn and dist.enabled:
@@ -160,6 +161,11 @@ def _fit(cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_ut
         raise ConfigError("option sync_bn (--sync-bn): SyncBatchNorm works on GPUs only; drop --sync-bn for CPU "
                           "(gloo) runs")
     run_dir = dist_utils.on_main(lambda: _open_run_dir(out, ckpt), out)  # an error there stops every rank
+    if dist.is_main:  # a first line at once: decoding the data may take minutes
+        what = "resuming" if ckpt is not None else "starting"
+        where = device_name(device) + (f" ({dist.world_size} processes)" if dist.enabled else "")
+        print(f"fcnlab: {what} {task_info(cfg.task).label} training of {cfg.model} in {run_dir} on {where}; "
+              f"loading data ...", flush=True)
     seed_everything(cfg.seed + dist.rank, cfg.deterministic)
     task = make_task(cfg)
     train_data, val_data = _load_data(task, dist, device)
@@ -167,7 +173,30 @@ def _fit(cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_ut
     state = build_state(cfg, task, run_dir, model, device, dist, train_data, val_data)
     if ckpt is not None:
         _restore(state, ckpt)
+    if dist.is_main:
+        print(startup_summary(state, model), flush=True)
     return _train(state, model)
+
+
+def startup_summary(state: TrainState, model: torch.nn.Module) -> str:
+    """What the run is about to do: data, model size and initialisation, schedule, where the config is."""
+    cfg = state.cfg
+    params = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    init = (f"weights from {cfg.weights}" if cfg.weights else "ImageNet weights" if cfg.pretrained
+            else "from scratch")
+    steps = len(epoch_batches(len(state.train_data), cfg, 0, state.dist))
+    world = state.dist.world_size if state.dist.enabled else 1
+    lines = [f"  data: {len(state.train_data)} training images ({cfg.data}), {len(state.val_data)} validation "
+             f"({cfg.val})" + (f"; --limit {cfg.limit}" if cfg.limit else "")
+             + (f", --val-limit {cfg.val_limit}" if cfg.val_limit else ""),
+             f"  model: {cfg.model}, {params:,} parameters ({trainable:,} trainable), {init}",
+             f"  schedule: {cfg.epochs} epochs x {steps} steps of {cfg.batch_size} images"
+             + (f" x {world} processes" if world > 1 else "")
+             + f"; {cfg.optimizer} lr {cfg.lr:g}, {cfg.scheduler}" + (f", from epoch {state.epoch + 1}"
+                                                                         if state.epoch else ""),
+             f"  config: {state.run_dir / CONFIG} (resolved; the command line is in {state.run_dir / ENV})"]
+    return "\n".join(lines)
 
 
 def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
@@ -194,7 +223,8 @@ def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
             train_time = time.perf_counter() - t0
             if dist.enabled:  # evaluate exactly the weights rank 0 saves (BN statistics differ per rank)
                 dist_utils.broadcast_buffers(model)
-            metrics, conf = task.evaluate(eval_model, val_data, device, dist.rank, dist.world_size, state.amp)
+            metrics, conf = task.evaluate(eval_model, val_data, device, dist.rank, dist.world_size, state.amp,
+                                          desc=f"epoch {epoch + 1}/{cfg.epochs} validation")
             state.epoch, state.step_in_epoch = epoch + 1, 0
             state.epoch_accum = fresh_accum()
             row = {"epoch": epoch + 1, "lr": state.epoch_lr, **stats, **metrics}
