@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fcnlab.cli.common import add_device, add_train_parser, check_output_file, positive_batch
+from fcnlab.cli.common import add_device, add_train_parser, check_output_dir, check_output_file, positive_batch
+from fcnlab.data.images import real_path
 from fcnlab.errors import ConfigError
-from fcnlab.runs import eval_dir, write_eval
+from fcnlab.runs import eval_dir, eval_writes, write_eval
 from fcnlab.runtime.files import atomic_write_text
 
 
@@ -27,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
     e.add_argument("--data", required=True, help="folder of {label}_{index}.png images")
     e.add_argument("--csv", help="optional filename,label CSV (e.g. val_gt.csv)")
+    e.add_argument("--out", help="folder for eval.json and the plots (default: eval/ beside the checkpoint)")
     add_device(e)
     e.set_defaults(func=run_eval)
     pr = s.add_parser("predict", help="write the course's image_id,label CSV for a folder of images")
@@ -64,6 +66,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from fcnlab.infer.predictor import load_predictor
 
     pred = load_predictor(args.ckpt, args.device, task="classify")
+    out_dir = check_output_dir(args.out, [args.data]) if args.out else eval_dir(pred.run_dir)
     print("===> prepare data loader ...", flush=True)
     files, labels = scan_folder(args.data, need_labels=True, csv_path=args.csv, num_classes=pred.cfg.num_classes)
     print("Validation...", flush=True)
@@ -76,13 +79,14 @@ def run_eval(args: argparse.Namespace) -> int:
     per_class = per_class_accuracy(mat)
     for c, a in enumerate(per_class):
         print(f"class {c:2d} : {a:.4f}  ({int(mat[c].sum())} images)")
-    out_dir = eval_dir(pred.run_dir)
     from fcnlab.report import viz
 
-    viz.plot_confusion_matrix(mat, [str(i) for i in range(len(mat))], out_dir / "confusion_matrix.png",
-                              title=f"{pred.cfg.model}: val acc {acc:.4f}")
-    write_eval(pred.run_dir, {"task": "classify", "data": str(args.data), "val_acc": acc, "images": int(mat.sum()),
-                              "per_class_acc": [float(a) for a in per_class], "confusion_matrix": mat.tolist()})
+    with eval_writes(out_dir, given=args.out is not None):
+        viz.plot_confusion_matrix(mat, [str(i) for i in range(len(mat))], out_dir / "confusion_matrix.png",
+                                  title=f"{pred.cfg.model}: val acc {acc:.4f}")
+        write_eval(pred.run_dir, {"task": "classify", "data": str(args.data), "val_acc": acc,
+                                  "images": int(mat.sum()), "per_class_acc": [float(a) for a in per_class],
+                                  "confusion_matrix": mat.tolist()}, out_dir)
     print(f"wrote {out_dir / 'confusion_matrix.png'}")
     return 0
 
@@ -96,7 +100,7 @@ def run_predict(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {out}: is a folder; give the CSV file to write, e.g. {out / 'pred.csv'}")
     files = list_images(args.images)
     check_output_file(out, [args.images])
-    if out.resolve() in {f.resolve() for f in files}:
+    if real_path(out) in {real_path(f) for f in files}:
         raise ConfigError(f"--out {out}: would overwrite an input image")
     pred = load_predictor(args.ckpt, args.device, task="classify")
     labels = np.empty(len(files), dtype=np.int64)

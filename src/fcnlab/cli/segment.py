@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from fcnlab.cli.common import add_device, add_train_parser, check_output_dir, positive_batch
-from fcnlab.runs import eval_dir, write_eval
+from fcnlab.runs import eval_dir, eval_writes, write_eval
 from fcnlab.runtime.files import atomic_write_text
 
 
@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
     e.add_argument("--data", required=True, help="folder of NNNN_sat.jpg + NNNN_mask.png pairs")
     e.add_argument("--tile", type=int, default=1024, help="images larger than this are predicted in tiles")
+    e.add_argument("--out", help="folder for eval.json and the plots (default: eval/ beside the checkpoint)")
     add_device(e)
     e.set_defaults(func=run_eval)
     pr = s.add_parser("predict", help="write NNNN_mask.png RGB masks for every image of a folder")
@@ -79,6 +80,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     pred = load_predictor(args.ckpt, args.device, task="segment")
     bs = positive_batch(args, pred.cfg.eval_batch_size or pred.cfg.batch_size)
+    out_dir = check_output_dir(args.out, [args.data]) if args.out else eval_dir(pred.run_dir)
     conf, report = evaluate_folder(pred, args.data, bs, args.workers, tile=args.tile)
     if report.summary():
         print(f"note: {report.summary()}")
@@ -87,16 +89,16 @@ def run_eval(args: argparse.Namespace) -> int:
     print(format_course_lines(result))
     for w in getattr(result, "warnings", []) or []:
         print(f"warning: {w}")
-    out_dir = eval_dir(pred.run_dir)
     rows = ["| class | name | IoU |", "|---|---|---|"]
     rows += [f"| {i} | {CLASS_NAMES[i]} | {v:.5f} |" for i, v in enumerate(result.per_class)]
     rows.append(f"| | **mean** | **{result.mean:.6f}** |")
-    atomic_write_text(out_dir / "per_class_iou.md", "\n".join(rows) + "\n")
-    write_eval(pred.run_dir, {"task": "segment", "data": str(args.data),
-                              "per_class_iou": [float(v) for v in result.per_class], "mean_iou": float(result.mean),
-                              "confusion_matrix": mat.tolist()})
-    viz.plot_confusion_matrix(mat, list(CLASS_NAMES), out_dir / "confusion_matrix.png",
-                              title=f"{pred.cfg.model}: mIoU {result.mean:.4f}")
+    with eval_writes(out_dir, given=args.out is not None):
+        atomic_write_text(out_dir / "per_class_iou.md", "\n".join(rows) + "\n")
+        write_eval(pred.run_dir, {"task": "segment", "data": str(args.data),
+                                  "per_class_iou": [float(v) for v in result.per_class],
+                                  "mean_iou": float(result.mean), "confusion_matrix": mat.tolist()}, out_dir)
+        viz.plot_confusion_matrix(mat, list(CLASS_NAMES), out_dir / "confusion_matrix.png",
+                                  title=f"{pred.cfg.model}: mIoU {result.mean:.4f}")
     print(f"wrote {out_dir / 'per_class_iou.md'} and {out_dir / 'confusion_matrix.png'}")
     return 0
 

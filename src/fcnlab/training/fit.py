@@ -20,10 +20,10 @@ from typing import Any
 
 import torch
 
-from fcnlab.checkpoint import load_checkpoint, remove_stale_temp_files, set_rng_state
+from fcnlab.checkpoint import remove_stale_temp_files, set_rng_state
 from fcnlab.config import TrainConfig, from_dict, save_yaml
-from fcnlab.errors import ConfigError
-from fcnlab.runs import BEST, CONFIG, ENV, LAST, MODEL_TXT, MetricsLog, prepare_run_dir
+from fcnlab.errors import ConfigError, DataError
+from fcnlab.runs import BEST, CONFIG, ENV, LAST, MODEL_TXT, MetricsLog, claim_run_dir, format_row, prepare_run_dir
 from fcnlab.runtime import distributed as dist_utils
 from fcnlab.runtime.device import environment, seed_everything, select_device
 from fcnlab.runtime.files import atomic_link, atomic_write_text
@@ -32,16 +32,22 @@ from fcnlab.tasks import make_task
 from fcnlab.tasks.base import Task
 from fcnlab.training.hooks import epoch_hooks
 from fcnlab.training.loop import train_one_epoch
+from fcnlab.training.resume import check_resume, check_unchanged, load_resume_checkpoint
 from fcnlab.training.signals import install_signal_handlers, interrupted, restore_signal_handlers
 from fcnlab.training.state import TrainState, build_state, fresh_accum
 
 
-def resume_config(out: str | Path, overrides: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
-    """The config and checkpoint to resume the run in ``out``: ``last.pt``'s config with ``overrides`` (e.g. a
-    larger ``epochs``) applied."""
-    prepare_run_dir(out, True)
-    ckpt = load_checkpoint(Path(out) / LAST)
-    return from_dict({**ckpt["config"], **overrides}, f"{out}/{LAST}"), ckpt
+def resume_config(out: str | Path, overrides: dict[str, Any], task: str | None = None,
+                  start: str = "last") -> tuple[TrainConfig, dict[str, Any]]:
+    """The config and checkpoint to resume the run in ``out``: ``last.pt``'s (``start="best"``: ``best.pt``'s)
+    config with ``overrides`` (e.g. a larger ``epochs``) applied.
+
+    Refused with one line: a run another process holds, a checkpoint of another task than ``task`` (the
+    command's), overrides that change the model's shapes (:mod:`fcnlab.training.resume`).
+    """
+    ckpt = load_resume_checkpoint(out, start)
+    check_resume(ckpt, out, task, overrides)
+    return from_dict({**ckpt["config"], **overrides}, f"{out}/{ckpt['source']['name']}"), ckpt
 
 
 def fit(cfg: TrainConfig, out: str | Path, ckpt: dict[str, Any] | None = None,
@@ -53,27 +59,40 @@ def fit(cfg: TrainConfig, out: str | Path, ckpt: dict[str, Any] | None = None,
     rank under DDP) and the position in the epoch's data order are restored, so on the CPU with
     ``deterministic`` the result equals an uninterrupted run. ``config_changed``: the resumed run's config
     differs from the checkpoint's (``config.yaml`` is rewritten).
+
+    The run folder is locked for the whole call (:func:`fcnlab.runs.claim_run_dir`): a second process that
+    trains or resumes into it is refused with this one's PID.
     """
     if cfg.data is None or cfg.val is None:
         raise ConfigError("options --data and --val are required (training and validation folders)")
-    device_type = "cuda" if (cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())) \
-        else "cpu"
-    dist = dist_utils.init_distributed(device_type)
-    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    source = (ckpt.get("source") or {}).get("name", LAST) if ckpt is not None else LAST
+    # rank 0 alone owns the folder under torchrun (before the process group exists, RANK says which)
+    lock = claim_run_dir(out, ckpt is not None, source) if os.environ.get("RANK", "0") in ("", "0") else None
     try:
-        return _fit(cfg, Path(out), ckpt, dist, config_changed)
+        if ckpt is not None and lock is not None:
+            check_unchanged(ckpt, Path(out))
+        device_type = "cuda" if (cfg.device.startswith("cuda") or (cfg.device == "auto" and
+                                                                   torch.cuda.is_available())) else "cpu"
+        dist = dist_utils.init_distributed(device_type)
+        deterministic_before = torch.are_deterministic_algorithms_enabled()
+        try:
+            return _fit(cfg, Path(out), ckpt, dist, config_changed)
+        finally:
+            torch.use_deterministic_algorithms(deterministic_before)
+            dist_utils.shutdown()
     finally:
-        torch.use_deterministic_algorithms(deterministic_before)
-        dist_utils.shutdown()
+        if lock is not None:
+            lock.release()
 
 
 def _open_run_dir(out: Path, ckpt: dict[str, Any] | None) -> Path:
     """Create the run folder, or tidy the one being resumed after a kill."""
-    run_dir = prepare_run_dir(out, ckpt is not None)
+    source = (ckpt.get("source") or {}).get("name", LAST) if ckpt is not None else LAST
+    run_dir = prepare_run_dir(out, ckpt is not None, source)
     if ckpt is not None:
         remove_stale_temp_files(run_dir)  # left by a SIGKILL during a save
         last, best = run_dir / LAST, run_dir / BEST
-        if ckpt["best_epoch"] == ckpt["epoch"] and ckpt["step_in_epoch"] == 0 and not (
+        if source == LAST and ckpt["best_epoch"] == ckpt["epoch"] and ckpt["step_in_epoch"] == 0 and not (
                 best.is_file() and os.path.samefile(last, best)):
             atomic_link(last, best)  # killed between saving last.pt and linking best.pt
     return run_dir
@@ -103,7 +122,12 @@ def _build_model(cfg: TrainConfig, ckpt: dict[str, Any] | None, device: torch.de
     model = build_model(cfg.model, cfg.num_classes, pretrained=cfg.pretrained and ckpt is None,
                         weights=cfg.weights if ckpt is None else None, **kwargs)
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
+        try:
+            model.load_state_dict(ckpt["model"])
+        except (RuntimeError, KeyError) as e:  # shapes are checked before; this is an edited or damaged file
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise DataError(f"{run_dir}: the checkpoint's weights do not fit model {cfg.model} with "
+                            f"{cfg.num_classes} classes ({first}); it is damaged or was edited") from None
     model.to(device)
     if dist.is_main and ckpt is None:
         atomic_write_text(run_dir / MODEL_TXT, f"{model}\n")
@@ -138,7 +162,8 @@ def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
     cfg, task, dist, device, run_dir = state.cfg, state.task, state.dist, state.device, state.run_dir
     train_data, val_data = state.train_data, state.val_data
     log = MetricsLog(run_dir)
-    log.truncate(state.epoch)
+    log.restore(state.history, state.epoch)  # rows a kill took away after their checkpoint are written back
+    state.history = {"metrics": [dict(r) for r in log.rows], "timing": [dict(r) for r in log.timing]}
     hooks = epoch_hooks(state)
     previous = install_signal_handlers(state)
     try:
@@ -171,14 +196,17 @@ def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
                       "epoch_seconds": f"{time.perf_counter() - t0:.2f}",
                       "train_img_per_s": f"{len(train_data) / max(train_time, 1e-9):.2f}"}
 
+            state.history["metrics"].append(format_row(row))  # the checkpoint holds its own log rows
+            state.history["timing"].append(dict(timing))
+
             def after_save(row=row, timing=timing, improved=improved) -> None:
                 if improved:  # same bytes as last.pt: a hard link, not a second 1 GB write
                     atomic_link(run_dir / LAST, run_dir / BEST)
                 log.append(row, timing)
 
-            # checkpoint first, then the log: a SIGKILL in between leaves metrics.csv one row short at most
-            # (the resumed run rewrites the row), never a row without its checkpoint. The write runs in a
-            # background thread (BackgroundSaver) while the next epoch trains.
+            # checkpoint first, then the log: a SIGKILL in between leaves the files a row short, which the
+            # resumed run writes back from the checkpoint's history; never a row without its checkpoint. The
+            # write runs in a background thread (BackgroundSaver) while the next epoch trains.
             state.save(LAST, metrics, then=after_save)  # every rank: RNG states are gathered
             if dist.is_main:
                 for hook in hooks:
@@ -217,6 +245,7 @@ def _restore(state: TrainState, ckpt: dict[str, Any]) -> None:
     state.epoch_lr = ckpt.get("epoch_lr")
     if state.ema is not None and ckpt.get("ema") is not None:  # else (ema just turned on) it starts now
         state.ema.load_state_dict(ckpt["ema"])
+    state.history = ckpt.get("history")  # None in checkpoints of older versions: the log is only truncated
     state.last_saved = (f"the end of epoch {state.epoch}" if state.step_in_epoch == 0
                         else f"epoch {state.epoch + 1} step {state.step_in_epoch}")
     saved_world = int(ckpt.get("world_size", 1))

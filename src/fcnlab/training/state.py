@@ -57,6 +57,10 @@ class TrainState:
     saver: BackgroundSaver = field(default_factory=BackgroundSaver)  # epoch-end checkpoints in the background
     eval_model: Any = None  # the model evaluation runs (compiled, not DDP-wrapped); None: ``model``
     ema: ModelEma | None = None  # the weights' moving average (``cfg.ema``), updated after every optimizer step
+    # every finished epoch's metrics.csv and timing.csv row, saved in each checkpoint so that a resumed run
+    # can write back a row that a kill between the checkpoint and the log took away
+    # (None: resumed from a checkpoint written before it held them)
+    history: dict[str, list[dict[str, Any]]] | None = field(default_factory=lambda: {"metrics": [], "timing": []})
 
     @property
     def scored_model(self) -> torch.nn.Module:
@@ -72,7 +76,8 @@ class TrainState:
                     epoch=self.epoch, step_in_epoch=self.step_in_epoch, global_step=self.global_step,
                     best_metric=self.best_metric, best_epoch=self.best_epoch, epoch_accum=dict(self.epoch_accum),
                     epoch_lr=self.epoch_lr, config=self.cfg.to_dict(), rng=rng_state(self.gen),
-                    metrics=metrics or {}, world_size=self.dist.world_size)
+                    metrics=metrics or {}, world_size=self.dist.world_size,
+                    history={k: [dict(r) for r in v] for k, v in (self.history or {}).items()})
         if rng_ranks is not None:
             ckpt["rng_ranks"] = rng_ranks
         if self.ema is not None:  # ``model`` stays the raw weights (exact resume); ``ema`` the averaged ones
