@@ -80,6 +80,10 @@ class TrainConfig:
     amp: str = option("auto", "auto (bf16 on CUDA, off on CPU), bf16, fp16 or off")
     channels_last: bool = option(True, "channels-last format where faster (CUDA; CPU for inputs >= 128 px)")
     compile: bool = option(False, "torch.compile the model (before DDP)")
+    compile_mode: str = option("default", "torch.compile mode: default, reduce-overhead (CUDA graphs), "
+                                          "max-autotune or max-autotune-no-cudagraphs")
+    resident: bool = option(False, "keep the decoded training and validation data on the GPU when it fits "
+                                   "(no loader thread, no per-step copies); host memory otherwise and on the CPU")
     workers: int = option(2, "data-loader workers for file-streaming evaluation/prediction")
     cache: str = option("auto", "decoded-data cache: auto, memory, disk or off")
     grad_clip: float = option(0.0, "clip gradient norm to this value (0: off)")
@@ -120,6 +124,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "amp": ("auto", "bf16", "fp16", "off"),
     "cache": ("auto", "memory", "disk", "off"),
     "augment_policy": ("none", "trivialaugment", "randaugment"),
+    "compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
 }
 
 POSITIVE = ("epochs", "batch_size", "lr", "image_size", "num_classes", "snapshot_tiles", "log_every")

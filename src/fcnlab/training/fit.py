@@ -98,8 +98,12 @@ def _open_run_dir(out: Path, ckpt: dict[str, Any] | None) -> Path:
     return run_dir
 
 
-def _load_data(task: Task, dist: dist_utils.DistInfo) -> tuple[Any, Any]:
-    """The training and validation sets; the main process prints what is worth knowing about them."""
+def _load_data(task: Task, dist: dist_utils.DistInfo, device: torch.device) -> tuple[Any, Any]:
+    """The training and validation sets; the main process prints what is worth knowing about them.
+
+    With ``resident`` they move to the GPU when they fit (:func:`fcnlab.data.resident.make_resident`);
+    on the CPU, or when they do not fit, they stay the host data sets, so the path is today's.
+    """
     train_data = task.load_train()
     val_data = task.load_val()
     if dist.is_main:
@@ -110,6 +114,15 @@ def _load_data(task: Task, dist: dist_utils.DistInfo) -> tuple[Any, Any]:
         line = task.check_train_data(train_data)
         if line:
             print(f"fcnlab: warning: {line}", file=sys.stderr, flush=True)
+    if task.cfg.resident:
+        from fcnlab.data.resident import make_resident
+
+        train_data, note = make_resident(train_data, device)
+        if dist.is_main:
+            print(f"note (train): {note}", flush=True)
+        val_data, note = make_resident(val_data, device)
+        if dist.is_main:
+            print(f"note (val): {note}", flush=True)
     return train_data, val_data
 
 
@@ -149,7 +162,7 @@ def _fit(cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_ut
     run_dir = dist_utils.on_main(lambda: _open_run_dir(out, ckpt), out)  # an error there stops every rank
     seed_everything(cfg.seed + dist.rank, cfg.deterministic)
     task = make_task(cfg)
-    train_data, val_data = _load_data(task, dist)
+    train_data, val_data = _load_data(task, dist, device)
     model = _build_model(cfg, ckpt, device, dist, run_dir, config_changed)
     state = build_state(cfg, task, run_dir, model, device, dist, train_data, val_data)
     if ckpt is not None:

@@ -17,7 +17,7 @@ from torch.utils.data import DistributedSampler
 from fcnlab.checkpoint import BackgroundSaver, rng_state, save_checkpoint, unwrap
 from fcnlab.config import TrainConfig
 from fcnlab.runtime import distributed as dist_utils
-from fcnlab.runtime.device import amp_dtype
+from fcnlab.runtime.device import amp_dtype, compile_model
 from fcnlab.tasks.base import Task
 from fcnlab.training.ema import ModelEma
 from fcnlab.training.optim import build_optimizer, build_scheduler
@@ -130,7 +130,7 @@ def build_state(cfg: TrainConfig, task: Task, run_dir: Path, model: torch.nn.Mod
     scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
     amp = amp_dtype(cfg, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-    eval_model = torch.compile(model) if cfg.compile else model  # compile before DDP
+    eval_model = compile_model(model, cfg) if cfg.compile else model  # compile before DDP
     train_model = eval_model
     if dist.enabled:
         train_model = torch.nn.parallel.DistributedDataParallel(
