@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fcnlab import __version__, config
+from fcnlab import __version__, config, recipes
 from fcnlab.cli.main import main
 from fcnlab.models import list_models
 
@@ -96,7 +96,7 @@ def test_flag_alone_is_true_no_flag_is_false_and_values_still_work(capsys):
 
 def test_print_config_is_the_resolved_recipe(capsys):
     got = print_config(capsys, "--config", "p2_fcn8s_resnet34", "--epochs", "3", "--snapshot-images", "0013_sat.jpg")
-    want = config.from_dict({**config.load_yaml("p2_fcn8s_resnet34"), "epochs": 3,
+    want = config.from_dict({**recipes.load_yaml("p2_fcn8s_resnet34"), "epochs": 3,
                              "snapshot_images": ["0013_sat.jpg"]}).to_dict()
     assert got == want
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from fcnlab.config import load_yaml, recipe_text, shipped_recipes
 from fcnlab.errors import ConfigError
+from fcnlab.recipes import load_yaml, recipe_text, shipped_recipes
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = ("p1_vgg16bn", "p2_fcn32s_vgg16", "p2_fcn8s_resnet34")
@@ -78,7 +78,7 @@ def test_a_non_editable_install_finds_its_recipes(tmp_path):
     assert done.returncode == 0, done.stderr
     assert sorted(p.stem for p in (target / "fcnlab" / "configs").glob("*.yaml")) == shipped_recipes()
     env = {**os.environ, "PYTHONPATH": str(target)}
-    code = ("import fcnlab.config as c; print(c.__file__); "
+    code = ("import fcnlab.recipes as c; print(c.__file__); "
             "print(c.load_yaml('p2_fcn32s_vgg16')['model'], len(c.shipped_recipes()))")
     run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=120, check=True)

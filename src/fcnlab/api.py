@@ -155,7 +155,8 @@ def evaluate_masks(labels_dir: str | Path, pred_dir: str | Path, *, workers: int
 
 
 def _config(config: TrainConfig | dict[str, Any] | str | Path, overrides: dict[str, Any]) -> TrainConfig:
-    from fcnlab.config import TrainConfig, from_dict, load_yaml
+    from fcnlab.config import TrainConfig, from_dict
+    from fcnlab.recipes import load_yaml
 
     if isinstance(config, TrainConfig):
         values, source = config.to_dict(), "config"

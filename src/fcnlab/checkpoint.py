@@ -5,6 +5,9 @@ Layout of a checkpoint (all values are tensors, numbers, strings, lists or dicts
     format: "fcnlab-checkpoint", version: 1
     task, model_name, num_classes      what to rebuild
     model                              state dict (unwrapped from DDP / torch.compile)
+    ema                                only with config ``ema``: the weights' moving average (``module``: a
+                                       state dict like ``model``; ``decay``, ``warmup``, ``updates``); it
+                                       is what was evaluated and what inference loads
     optimizer, scheduler, scaler       training state (None in weights-only exports)
     epoch, step_in_epoch, global_step  position: ``epoch`` epochs are complete, plus ``step_in_epoch`` steps
     best_metric, best_epoch            for best.pt bookkeeping
@@ -140,8 +143,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
+def inference_weights(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The state dict that was evaluated during training: the EMA's when the run kept one, else ``model``."""
+    ema = ckpt.get("ema")
+    if ckpt.get("config", {}).get("ema") and isinstance(ema, dict) and "module" in ema:
+        return ema["module"]
+    return ckpt["model"]
+
+
 def model_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu") -> torch.nn.Module:
-    """Rebuild the model of a checkpoint (no download: weights come from the checkpoint)."""
+    """Rebuild the model of a checkpoint with the weights it was scored with (:func:`inference_weights`;
+    no download: weights come from the checkpoint)."""
     from fcnlab.models import build_model
 
     cfg = ckpt.get("config", {})
@@ -150,7 +162,7 @@ def model_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cp
         kwargs["learn_upsampling"] = cfg["learn_upsampling"]
     model = build_model(ckpt["model_name"], num_classes=ckpt["num_classes"], **kwargs)
     try:
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(inference_weights(ckpt))
     except (RuntimeError, KeyError, TypeError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise DataError(f"checkpoint weights do not fit model {ckpt['model_name']} with {ckpt['num_classes']} "

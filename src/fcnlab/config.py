@@ -17,11 +17,11 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
 
+from fcnlab import recipes
 from fcnlab.errors import ConfigError
 from fcnlab.tasks import TASKS
 
@@ -63,6 +63,7 @@ class TrainConfig:
     optimizer: str = option("sgd", "sgd or adamw", group="optimisation")
     lr: float = option(0.05, "peak learning rate (mean cross-entropy convention)", group="optimisation")
     momentum: float = option(0.9, "SGD momentum", group="optimisation")
+    nesterov: bool = option(False, "SGD: Nesterov momentum (needs momentum > 0)", group="optimisation")
     weight_decay: float = option(5e-4, "applied to conv/linear weights only (not BN, biases)", group="optimisation")
     scheduler: str = option("cosine", "cosine, step or constant (after warm-up)", group="schedule")
     warmup_epochs: float = option(1.0, "linear warm-up length in epochs", group="schedule")
@@ -73,6 +74,16 @@ class TrainConfig:
                              group="model")
     augment: bool = option(True, "random augmentation of training batches", group="augmentation")
     pad: int = option(4, "classify: random-crop padding", group="augmentation")
+    augment_policy: str = option("none", "classify: per-image policy on the training batches (with augment): none, "
+                                 "trivialaugment (TrivialAugmentWide) or randaugment", group="augmentation")
+    randaugment_ops: int = option(2, "classify: RandAugment operations per image", group="augmentation")
+    randaugment_magnitude: int = option(9, "classify: RandAugment magnitude bin, 0-30", group="augmentation")
+    random_erasing: float = option(0.0, "classify: probability of erasing a random rectangle of each training image",
+                                   group="augmentation")
+    cutmix: float = option(0.0, "classify: CutMix Beta alpha (0: off); soft targets", group="augmentation")
+    mixup: float = option(0.0, "classify: MixUp Beta alpha (0: off; with cutmix: one of the two per batch)",
+                          group="augmentation")
+    mix_prob: float = option(1.0, "classify: probability that a batch is mixed (cutmix/mixup)", group="augmentation")
     min_scale: float = option(0.75, "segment: smallest random zoom (crop covers up to 1/scale of the tile)",
                               group="augmentation")
     max_scale: float = option(1.25, "segment: largest random zoom", group="augmentation")
@@ -94,6 +105,11 @@ class TrainConfig:
     workers: int = option(2, "data-loader workers for file-streaming evaluation/prediction", group="runtime")
     cache: str = option("auto", "decoded-data cache: auto, memory, disk or off", group="data")
     grad_clip: float = option(0.0, "clip gradient norm to this value (0: off)", group="optimisation")
+    ema: bool = option(False, "keep an exponential moving average of the weights (BN statistics too); it is "
+                       "what is evaluated, kept in best.pt and loaded for inference", group="optimisation")
+    ema_decay: float = option(0.999, "EMA decay per optimizer step", group="optimisation")
+    ema_warmup: bool = option(True, "EMA decay min(ema_decay, (1 + t) / (10 + t)) at step t (for short runs)",
+                              group="optimisation")
     limit: int = option(0, "use N training samples drawn with --seed, every class alike for classify (0: all)",
                         group="data")
     val_limit: int = option(0, "use N validation samples drawn with --seed, every class alike for classify (0: all)",
@@ -130,12 +146,16 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "class_weights": ("none", "inverse", "median"),
     "amp": ("auto", "bf16", "fp16", "off"),
     "cache": ("auto", "memory", "disk", "off"),
+    "augment_policy": ("none", "trivialaugment", "randaugment"),
     "compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
 }
 
 POSITIVE = ("epochs", "batch_size", "lr", "image_size", "num_classes", "snapshot_tiles", "log_every")
 NON_NEGATIVE = ("eval_batch_size", "momentum", "weight_decay", "warmup_epochs", "label_smoothing", "pad",
-                "grad_clip", "limit", "val_limit", "workers", "step_size", "gamma")
+                "grad_clip", "limit", "val_limit", "workers", "step_size", "gamma", "randaugment_ops",
+                "cutmix", "mixup")
+PROBABILITIES = ("random_erasing", "mix_prob")
+CLASSIFY_ONLY = {"augment_policy": "none", "random_erasing": 0.0, "cutmix": 0.0, "mixup": 0.0}
 
 
 def field_names() -> list[str]:
@@ -180,7 +200,7 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
         if isinstance(value, int):
             value = [value]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{option(name)}: expected a list, got {value!r}")
+            raise ConfigError(f"{spelled(name)}: expected a list, got {value!r}")
         return [_coerce(name, v, args[0]) for v in value]
     try:
         if tp is bool:
@@ -206,7 +226,7 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
                 return "off" if not value else "on"
             return str(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{option(name)}: expected {getattr(tp, '__name__', tp)}, got {value!r}") from None
+        raise ConfigError(f"{spelled(name)}: expected {getattr(tp, '__name__', tp)}, got {value!r}") from None
     return value
 
 
@@ -214,7 +234,7 @@ def _types() -> dict[str, Any]:
     return typing.get_type_hints(TrainConfig)
 
 
-def option(name: str) -> str:
+def spelled(name: str) -> str:
     """How the user spells config key ``name``: the key and its command-line option."""
     return f"option {name} (--{name.replace('_', '-')})"
 
@@ -226,34 +246,50 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     """Check value ranges and choices; raise ConfigError naming the option and the fix."""
     for name, choices in CHOICES.items():
         if getattr(cfg, name) not in choices:
-            raise ConfigError(f"{option(name)}: {getattr(cfg, name)!r} is not one of {', '.join(choices)}")
+            raise ConfigError(f"{spelled(name)}: {getattr(cfg, name)!r} is not one of {', '.join(choices)}")
     for name in POSITIVE:
         if getattr(cfg, name) <= 0:
-            raise ConfigError(f"{option(name)}: must be > 0, got {getattr(cfg, name)}")
+            raise ConfigError(f"{spelled(name)}: must be > 0, got {getattr(cfg, name)}")
     for name in NON_NEGATIVE:
         if getattr(cfg, name) < 0:
-            raise ConfigError(f"{option(name)}: must be >= 0, got {getattr(cfg, name)}")
+            raise ConfigError(f"{spelled(name)}: must be >= 0, got {getattr(cfg, name)}")
     for name in dataclasses.fields(TrainConfig):
         value = getattr(cfg, name.name)
         if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{option(name.name)}: must be a finite number, got {value}")
+            raise ConfigError(f"{spelled(name.name)}: must be a finite number, got {value}")
     if not 0 < cfg.min_scale <= cfg.max_scale:
         raise ConfigError(f"options min_scale/max_scale (--min-scale/--max-scale): need 0 < min_scale <= max_scale, "
                           f"got {cfg.min_scale}/{cfg.max_scale}")
+    for name in PROBABILITIES:
+        if not 0 <= getattr(cfg, name) <= 1:
+            raise ConfigError(f"{spelled(name)}: a probability, must be in [0, 1], got {getattr(cfg, name)}")
+    if not 0 <= cfg.randaugment_magnitude <= 30:
+        raise ConfigError(f"{spelled('randaugment_magnitude')}: a magnitude bin, must be in 0..30, got "
+                          f"{cfg.randaugment_magnitude}")
+    if not 0 <= cfg.ema_decay < 1:
+        raise ConfigError(f"{spelled('ema_decay')}: must be in [0, 1), got {cfg.ema_decay}")
+    if cfg.nesterov and (cfg.optimizer != "sgd" or cfg.momentum <= 0):
+        raise ConfigError(f"{spelled('nesterov')}: Nesterov momentum needs optimizer sgd and momentum > 0 (got "
+                          f"{cfg.optimizer}, momentum {cfg.momentum})")
+    if cfg.task != "classify":
+        on = [k for k, off in CLASSIFY_ONLY.items() if getattr(cfg, k) != off]
+        if on:
+            raise ConfigError(f"{spelled(on[0])}: a classification augmentation; {cfg.task} does not use it "
+                              f"(remove it from the recipe)")
     if cfg.label_smoothing >= 1:
-        raise ConfigError(f"{option('label_smoothing')}: must be < 1, got {cfg.label_smoothing}")
+        raise ConfigError(f"{spelled('label_smoothing')}: must be < 1, got {cfg.label_smoothing}")
     if cfg.image_size < 32:
-        raise ConfigError(f"{option('image_size')}: must be at least 32 (the networks downsample by 32), "
+        raise ConfigError(f"{spelled('image_size')}: must be at least 32 (the networks downsample by 32), "
                           f"got {cfg.image_size}")
     if cfg.task == "classify" and cfg.batch_size < 2:
-        raise ConfigError(f"{option('batch_size')}: classification needs at least 2 images per step (BatchNorm "
+        raise ConfigError(f"{spelled('batch_size')}: classification needs at least 2 images per step (BatchNorm "
                           f"statistics of 1x1 features), got {cfg.batch_size}")
     if cfg.task == "segment" and cfg.image_size % 32:
-        raise ConfigError(f"{option('image_size')}: segmentation crops must be a multiple of 32, got {cfg.image_size}")
+        raise ConfigError(f"{spelled('image_size')}: segmentation crops must be a multiple of 32, got {cfg.image_size}")
     if any(e <= 0 for e in cfg.snapshot_epochs):
-        raise ConfigError(f"{option('snapshot_epochs')}: epochs start at 1, got {cfg.snapshot_epochs}")
+        raise ConfigError(f"{spelled('snapshot_epochs')}: epochs start at 1, got {cfg.snapshot_epochs}")
     if not _DEVICE_RE.match(cfg.device):
-        raise ConfigError(f"{option('device')}: {cfg.device!r} is not a device; use auto, cpu, cuda or cuda:N")
+        raise ConfigError(f"{spelled('device')}: {cfg.device!r} is not a device; use auto, cpu, cuda or cuda:N")
     _check_model(cfg)
     return cfg
 
@@ -266,7 +302,7 @@ def _check_model(cfg: TrainConfig) -> None:
     if cfg.model not in names:
         other = [t for t in TASKS if t != cfg.task and cfg.model in list_models(t)]
         why = f"is a {other[0]} model" if other else "is not a registered model"
-        raise ConfigError(f"{option('model')}: {cfg.model!r} {why}; for {cfg.task} choose one of {', '.join(names)}")
+        raise ConfigError(f"{spelled('model')}: {cfg.model!r} {why}; for {cfg.task} choose one of {', '.join(names)}")
 
 
 ALIASES = {"learning_rate": "lr", "num_epochs": "epochs", "n_epochs": "epochs", "batch": "batch_size",
@@ -300,60 +336,6 @@ def from_dict(values: dict[str, Any], source: str = "config") -> TrainConfig:
     return validate(TrainConfig(**kwargs))
 
 
-def shipped_recipes() -> list[str]:
-    """Names of the recipes shipped inside the package (``fcnlab/configs/<name>.yaml``), sorted."""
-    from importlib.resources import files
-
-    folder = files("fcnlab") / "configs"
-    return sorted(entry.name.rsplit(".", 1)[0] for entry in folder.iterdir() if entry.name.endswith(".yaml"))
-
-
-def _is_path(value: str) -> bool:
-    """``--config`` values naming a file (a folder separator or a YAML suffix) rather than a shipped recipe."""
-    return "/" in value or "\\" in value or value.lower().endswith((".yaml", ".yml"))
-
-
-def recipe_text(config: str | Path) -> tuple[str, str]:
-    """``(YAML text, where it came from)`` of ``--config``: a file path, or the name of a shipped recipe.
-
-    A value with a folder separator or a ``.yaml``/``.yml`` suffix is a file; any other value is looked up
-    among :func:`shipped_recipes` (``p1_vgg16bn``), so recipes work from any folder and after a
-    non-editable install. An existing file of that exact name still wins.
-    """
-    text = str(config)
-    path = Path(text)
-    if isinstance(config, Path) or _is_path(text) or path.is_file():
-        if not path.is_file():
-            what = "is a folder, not a YAML file" if path.is_dir() else "config file does not exist"
-            raise ConfigError(f"{path}: {what}; give a YAML file or the name of a shipped recipe "
-                              f"({', '.join(shipped_recipes())})")
-        try:
-            return path.read_text(), str(path)
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{path}: cannot read config file ({e})") from None
-    from importlib.resources import files
-
-    names = shipped_recipes()
-    if text not in names:
-        close = difflib.get_close_matches(text, names, n=1)
-        hint = f"did you mean {close[0]}? " if close else ""
-        raise ConfigError(f"--config {text}: no such file and no shipped recipe of that name; {hint}"
-                          f"shipped recipes: {', '.join(names)} (or give a path to a YAML file)")
-    return (files("fcnlab") / "configs" / f"{text}.yaml").read_text(), f"recipe {text}"
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML recipe (a file, or a shipped recipe's name: see :func:`recipe_text`); errors name it."""
-    text, where = recipe_text(path)
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{where}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping of keys to values at the top level")
-    return data
-
-
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The config options given on the command line (``--lr 0.1`` ...), each value parsed as YAML.
 
@@ -379,18 +361,10 @@ def resolve(args: argparse.Namespace, task: str) -> TrainConfig:
     values: dict[str, Any] = {}
     source = "command line"
     if getattr(args, "config", None):
-        values.update(load_yaml(args.config))
+        values.update(recipes.load_yaml(args.config))
         source = str(args.config)
         if values.get("task", task) != task:
             raise ConfigError(f"{args.config}: recipe is for task {values['task']!r}, not {task!r}")
     values.update(overrides_from_args(args))
     values["task"] = task
     return from_dict(values, source)
-
-
-def save_yaml(cfg: TrainConfig | dict[str, Any], path: str | Path) -> None:
-    """Write the resolved config as YAML (atomically)."""
-    from fcnlab.runtime.files import atomic_write_text
-
-    data = cfg.to_dict() if isinstance(cfg, TrainConfig) else dict(cfg)
-    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))

@@ -18,7 +18,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from fcnlab import config
+from fcnlab import config, recipes
 
 GROUP_TITLES = {"data": "data", "model": "model", "optimisation": "optimisation", "schedule": "schedule",
                 "augmentation": "augmentation", "runtime": "runtime", "output": "output",
@@ -81,7 +81,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, task: str | None = Non
                          skip: tuple[str, ...] = ("task",)) -> None:
     """Add ``--config`` and the options of ``task``'s fields (every field when None), grouped."""
     parser.add_argument("--config", metavar="RECIPE",
-                        help=f"a shipped recipe by name ({', '.join(config.shipped_recipes())}) or a YAML file")
+                        help=f"a shipped recipe by name ({', '.join(recipes.shipped_recipes())}) or a YAML file")
     shown = defaults(task or "classify")
     hints = typing.get_type_hints(config.TrainConfig)
     helps = config.field_help()

@@ -21,8 +21,9 @@ from typing import Any
 import torch
 
 from fcnlab.checkpoint import remove_stale_temp_files, set_rng_state
-from fcnlab.config import TrainConfig, from_dict, save_yaml
+from fcnlab.config import TrainConfig, from_dict
 from fcnlab.errors import ConfigError, DataError
+from fcnlab.recipes import save_yaml
 from fcnlab.runs import BEST, CONFIG, ENV, LAST, MODEL_TXT, MetricsLog, claim_run_dir, format_row, prepare_run_dir
 from fcnlab.runtime import distributed as dist_utils
 from fcnlab.runtime.device import device_name, environment, seed_everything, select_device
@@ -202,7 +203,7 @@ def startup_summary(state: TrainState, model: torch.nn.Module) -> str:
 def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
     """The epochs from ``state.epoch`` to ``cfg.epochs``: train, evaluate, checkpoint, log, hooks."""
     cfg, task, dist, device, run_dir = state.cfg, state.task, state.dist, state.device, state.run_dir
-    train_data, val_data, eval_model = state.train_data, state.val_data, state.eval_model
+    train_data, val_data = state.train_data, state.val_data
     log = MetricsLog(run_dir)
     log.restore(state.history, state.epoch)  # rows a kill took away after their checkpoint are written back
     state.history = {"metrics": [dict(r) for r in log.rows], "timing": [dict(r) for r in log.timing]}
@@ -221,9 +222,12 @@ def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
                 state.epoch_lr = state.optimizer.param_groups[0]["lr"]
             stats = train_one_epoch(state, epoch)
             train_time = time.perf_counter() - t0
+            scored = state.scored_model  # the EMA when on: its metrics select best.pt
             if dist.enabled:  # evaluate exactly the weights rank 0 saves (BN statistics differ per rank)
                 dist_utils.broadcast_buffers(model)
-            metrics, conf = task.evaluate(eval_model, val_data, device, dist.rank, dist.world_size, state.amp,
+                if state.ema is not None:
+                    dist_utils.broadcast_buffers(scored)
+            metrics, conf = task.evaluate(scored, val_data, device, dist.rank, dist.world_size, state.amp,
                                           desc=f"epoch {epoch + 1}/{cfg.epochs} validation")
             state.epoch, state.step_in_epoch = epoch + 1, 0
             state.epoch_accum = fresh_accum()
@@ -250,7 +254,7 @@ def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
             state.save(LAST, metrics, then=after_save)  # every rank: RNG states are gathered
             if dist.is_main:
                 for hook in hooks:
-                    hook(epoch + 1, model, row, conf)
+                    hook(epoch + 1, scored, row, conf)
                 shown = f"{task.metric} {value:.4f}"
                 print(f"epoch {epoch + 1}/{cfg.epochs}: train_loss {stats['train_loss']:.4f} "
                       f"train_acc {stats['train_acc']:.4f} val_loss {metrics['val_loss']:.4f} {shown} "
@@ -283,6 +287,8 @@ def _restore(state: TrainState, ckpt: dict[str, Any]) -> None:
                                                               ckpt["best_epoch"])
     state.epoch_accum = dict(ckpt.get("epoch_accum") or state.epoch_accum)
     state.epoch_lr = ckpt.get("epoch_lr")
+    if state.ema is not None and ckpt.get("ema") is not None:  # else (ema just turned on) it starts now
+        state.ema.load_state_dict(ckpt["ema"])
     state.history = ckpt.get("history")  # None in checkpoints of older versions: the log is only truncated
     state.last_saved = (f"the end of epoch {state.epoch}" if state.step_in_epoch == 0
                         else f"epoch {state.epoch + 1} step {state.step_in_epoch}")

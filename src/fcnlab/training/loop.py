@@ -90,6 +90,8 @@ def train_one_epoch(state: TrainState, epoch: int) -> dict[str, float]:
             state.scaler.step(state.optimizer)
             state.scaler.update()
             state.scheduler.step()
+            if state.ema is not None:
+                state.ema.update(model)
             state.global_step += 1
             with torch.no_grad():
                 c, n = task.correct(logits.detach(), y)
