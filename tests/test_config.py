@@ -4,27 +4,26 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
 
 import pytest
 
 from fcnlab import config
-from fcnlab.config import TrainConfig, from_dict, load_yaml, resolve, save_yaml
+from fcnlab.cli.options import add_config_arguments
+from fcnlab.config import TrainConfig, from_dict, resolve
 from fcnlab.errors import ConfigError
-
-REPO = Path(__file__).resolve().parents[1]
+from fcnlab.recipes import load_yaml, save_yaml, shipped_recipes
 
 
 def parse(*args: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    config.add_config_arguments(parser)
+    add_config_arguments(parser)
     return parser.parse_args(list(args))
 
 
-@pytest.mark.parametrize("recipe", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_recipe_is_valid(recipe):
+@pytest.mark.parametrize("recipe", shipped_recipes())
+def test_every_shipped_recipe_is_valid(recipe):
     values = load_yaml(recipe)
-    cfg = resolve(parse("--config", str(recipe)), values["task"])
+    cfg = resolve(parse("--config", recipe), values["task"])
     assert cfg.task == values["task"] and cfg.model == values["model"]
 
 

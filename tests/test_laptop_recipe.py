@@ -5,30 +5,20 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from fcnlab.checkpoint import load_checkpoint
 from fcnlab.cli.main import main
-from fcnlab.config import from_dict, load_yaml
+from fcnlab.config import from_dict
 from fcnlab.data.synthetic import make_classification_data
+from fcnlab.recipes import load_yaml
 from train_once import train_once
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def recipe_path() -> Path:
-    """The recipe file, where the repository keeps recipes (top-level configs/ or inside the package)."""
-    for folder in (REPO / "src" / "fcnlab" / "configs", REPO / "configs"):
-        if (folder / "p1_laptop.yaml").is_file():
-            return folder / "p1_laptop.yaml"
-    raise FileNotFoundError("p1_laptop.yaml")
 
 
 def test_recipe_validates_with_the_cpu_choices():
-    cfg = from_dict(load_yaml(recipe_path()))
+    cfg = from_dict(load_yaml("p1_laptop"))
     assert cfg.model == "airnet" and cfg.amp == "bf16" and cfg.channels_last and cfg.ema and cfg.nesterov
     assert not cfg.pretrained and cfg.weights is None
 
@@ -37,7 +27,7 @@ def test_recipe_validates_with_the_cpu_choices():
 def test_recipe_trains_and_eval_reproduces_the_logged_accuracy(tmp_path):
     data = make_classification_data(tmp_path / "p1", num_classes=3, train_per_class=4, val_per_class=2)
     run = tmp_path / "run"
-    rc = train_once(["classify", "train", "--config", str(recipe_path()), "--data", str(data / "train_50"),
+    rc = train_once(["classify", "train", "--config", "p1_laptop", "--data", str(data / "train_50"),
                      "--val", str(data / "val_50"), "--val-csv", str(data / "val_gt.csv"), "--out", str(run),
                      "--num-classes", "3", "--epochs", "2", "--batch-size", "4", "--warmup-epochs", "0",
                      "--device", "cpu", "--log-every", "1000"], tmp_path / "cache")

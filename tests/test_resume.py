@@ -189,7 +189,7 @@ def test_resuming_a_finished_run_says_so(reference, tmp_path, capsys):
 @pytest.mark.parametrize("extra, message", [
     ([], "no last.pt in that folder"),
     (["--out", "elsewhere"], "a resumed run continues in its own folder"),
-    (["--config", "configs/p1_vgg16bn.yaml"], "the run's config comes from its last.pt"),
+    (["--config", "p1_vgg16bn"], "the run's config comes from its last.pt"),
 ])
 def test_bad_resume_requests_are_refused(tmp_path, capsys, extra, message):
     run = tmp_path / "run"

@@ -85,7 +85,7 @@ def airnet(num_classes: int, widths: Sequence[int] = (64, 256, 256), stem: int =
            pairs: Sequence[int] = (1, 0, 1), scale: float = 0.125) -> nn.Module:
     """:class:`AirNet`: a ResNet-9-style network for 32x32 images, trained from scratch.
 
-    The defaults are the laptop recipe's network (``configs/p1_laptop.yaml``): ResNet-9's layout at the
+    The defaults are the laptop recipe's network (``p1_laptop``): ResNet-9's layout at the
     widths of airbench's CIFAR-10 network, about 2.2x the cost of a 32/128/128 network per image on the CPU.
     ResNet-9 itself is ``widths=(128, 256, 512), stem=64``.
     """

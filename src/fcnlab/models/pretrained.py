@@ -57,9 +57,12 @@ def download_state_dict(backbone: str) -> dict[str, torch.Tensor]:
     try:
         return weights.get_state_dict(progress=False, check_hash=True)
     except (urllib.error.URLError, OSError, RuntimeError) as e:
+        # The recipe may have set pretrained: true, so say how to override it rather than "drop" a flag.
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
         raise ConfigError(
-            f"cannot download ImageNet weights for {backbone} (offline?): pass --weights FILE with a "
-            f"torchvision state dict, or drop --pretrained ({type(e).__name__}: {e})"
+            f"cannot download ImageNet weights for {backbone} (offline?): copy {weights.url} to {cached}, or "
+            f"pass --weights FILE with a torchvision state dict, or train from scratch with --no-pretrained "
+            f"({type(e).__name__}: {e})"
         ) from None
 
 

@@ -44,6 +44,7 @@ class RunInfo:
     val_acc: float = math.nan
     miou: float = math.nan
     per_class_iou: list[float] | None = None
+    per_class_acc: list[float] | None = None
     source: str = ""
     timing: list[dict[str, float]] = field(default_factory=list)
     env: dict[str, Any] = field(default_factory=dict)
@@ -52,6 +53,8 @@ class RunInfo:
     confusion: Path | None = None
     snapshots: dict[int, Path] = field(default_factory=dict)
     all_epochs: Path | None = None
+    checkpoint: Path | None = None
+    snapshot_names: list[str] = field(default_factory=list)  # file names of the snapshot tiles, when recorded
     notes: list[str] = field(default_factory=list)
     inputs: list[Path] = field(default_factory=list)
 
@@ -156,6 +159,12 @@ def _from_eval(info: RunInfo, path: Path, data: dict[str, Any]) -> None:
         if "val_acc" not in data:
             raise DataError(f"{path}: no 'val_acc' key; re-run 'fcnlab classify eval --ckpt {info.path}'")
         info.val_acc = _float(data["val_acc"], path, "val_acc")
+        accs = data.get("per_class_acc")
+        if accs is not None:
+            if not isinstance(accs, list):
+                raise DataError(f"{path}: 'per_class_acc' must be a list of numbers; re-run 'fcnlab classify eval "
+                                f"--ckpt {info.path}'")
+            info.per_class_acc = [_float(v, path, "per_class_acc") for v in accs]
         return
     ious = data.get("per_class_iou")
     if not isinstance(ious, list) or len(ious) < SCORED_CLASSES:
@@ -254,6 +263,18 @@ def _read_extras(info: RunInfo) -> None:
         if file.is_file():
             setattr(info, attr, file)
             info.inputs.append(file)
+    for name in ("best.pt", "last.pt"):
+        if (run / name).is_file():
+            info.checkpoint = run / name
+            info.inputs.append(run / name)
+            break
+    npz = sorted((run / "snapshots").glob("epoch_*.npz"))
+    if npz:
+        try:
+            with np.load(npz[-1]) as z:
+                info.snapshot_names = [str(n) for n in z["names"]] if "names" in z else []
+        except (OSError, ValueError):
+            info.notes.append(f"{npz[-1]}: unreadable; the snapshot tiles' names are unknown")
     for file in sorted((run / "snapshots").glob("epoch_*.png")):
         try:
             info.snapshots[int(file.stem.split("_", 1)[1])] = file

@@ -30,7 +30,7 @@ class ClassificationTask(Task):
         from fcnlab.data.classification import load_image_set
 
         data = load_image_set(self.cfg.data, num_classes=self.cfg.num_classes, limit=self.cfg.limit,
-                              cache=self.cfg.cache)
+                              cache=self.cfg.cache, seed=self.cfg.seed)
         if len(data) < 2:
             raise DataError(f"{self.cfg.data}: holds 1 image; training needs at least 2 (add images or raise "
                             f"--limit)")
@@ -40,7 +40,7 @@ class ClassificationTask(Task):
         from fcnlab.data.classification import load_image_set
 
         return load_image_set(self.cfg.val, csv_path=self.cfg.val_csv, num_classes=self.cfg.num_classes,
-                              limit=self.cfg.val_limit, cache=self.cfg.cache)
+                              limit=self.cfg.val_limit, cache=self.cfg.cache, seed=self.cfg.seed)
 
     def check_train_data(self, data):
         """P1's training set holds byte-identical images under two labels: name them."""

@@ -17,7 +17,7 @@ from torch.utils.data import DistributedSampler
 from fcnlab.checkpoint import BackgroundSaver, rng_state, save_checkpoint, unwrap
 from fcnlab.config import TrainConfig
 from fcnlab.runtime import distributed as dist_utils
-from fcnlab.runtime.device import amp_dtype
+from fcnlab.runtime.device import amp_dtype, compile_model
 from fcnlab.tasks.base import Task
 from fcnlab.training.ema import ModelEma
 from fcnlab.training.optim import build_optimizer, build_scheduler
@@ -57,6 +57,10 @@ class TrainState:
     saver: BackgroundSaver = field(default_factory=BackgroundSaver)  # epoch-end checkpoints in the background
     eval_model: Any = None  # the model evaluation runs (compiled, not DDP-wrapped); None: ``model``
     ema: ModelEma | None = None  # the weights' moving average (``cfg.ema``), updated after every optimizer step
+    # every finished epoch's metrics.csv and timing.csv row, saved in each checkpoint so that a resumed run
+    # can write back a row that a kill between the checkpoint and the log took away
+    # (None: resumed from a checkpoint written before it held them)
+    history: dict[str, list[dict[str, Any]]] | None = field(default_factory=lambda: {"metrics": [], "timing": []})
 
     @property
     def scored_model(self) -> torch.nn.Module:
@@ -72,7 +76,8 @@ class TrainState:
                     epoch=self.epoch, step_in_epoch=self.step_in_epoch, global_step=self.global_step,
                     best_metric=self.best_metric, best_epoch=self.best_epoch, epoch_accum=dict(self.epoch_accum),
                     epoch_lr=self.epoch_lr, config=self.cfg.to_dict(), rng=rng_state(self.gen),
-                    metrics=metrics or {}, world_size=self.dist.world_size)
+                    metrics=metrics or {}, world_size=self.dist.world_size,
+                    history={k: [dict(r) for r in v] for k, v in (self.history or {}).items()})
         if rng_ranks is not None:
             ckpt["rng_ranks"] = rng_ranks
         if self.ema is not None:  # ``model`` stays the raw weights (exact resume); ``ema`` the averaged ones
@@ -125,7 +130,7 @@ def build_state(cfg: TrainConfig, task: Task, run_dir: Path, model: torch.nn.Mod
     scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
     amp = amp_dtype(cfg, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-    eval_model = torch.compile(model) if cfg.compile else model  # compile before DDP
+    eval_model = compile_model(model, cfg) if cfg.compile else model  # compile before DDP
     train_model = eval_model
     if dist.enabled:
         train_model = torch.nn.parallel.DistributedDataParallel(
