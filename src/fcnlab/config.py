@@ -94,7 +94,7 @@ class TrainConfig:
     deterministic: bool = option(False, "bitwise-reproducible algorithms (slower)", group="runtime")
     device: str = option("auto", "auto, cpu, cuda or cuda:N", group="runtime")
     amp: str = option("auto", "auto (bf16 on CUDA, off on CPU), bf16, fp16 or off", group="runtime")
-    channels_last: bool = option(True, "channels-last format where faster (CUDA; CPU for inputs >= 128 px)",
+    channels_last: bool = option(True, "channels-last format where faster (CUDA; CPU for inputs >= 128 px or airnet)",
                                  group="runtime")
     compile: bool = option(False, "torch.compile the model (before DDP)", group="runtime")
     compile_mode: str = option("default", "torch.compile mode: default, reduce-overhead (CUDA graphs), "
