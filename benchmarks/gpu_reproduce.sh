@@ -12,7 +12,7 @@
 #   --dry-run  the same end to end on the CPU on a tiny linked subset of DATA (1-2 epochs, 64 px P2 crops)
 # Settings (environment):
 #   RECIPES    recipes to run, in order (default: all of benchmarks/gpu_recipes.tsv); a recipe is
-#              src/fcnlab/configs/NAME.yaml (configs/NAME.yaml in trees from before recipes moved there)
+#              src/fcnlab/configs/NAME.yaml
 #   BUDGET_S   wall-clock budget of the whole command in seconds (default 540; dry run 900)
 #   PARALLEL   runs at a time on the one GPU (default 3: the three seed runs side by side; dry run 1).
 #              UNMEASURED: no H200 run has compared 1, 2 and 3 yet; the H100 shared two P2 runs at no loss.
@@ -104,11 +104,9 @@ cat "$summary/env.txt"
 printf 'recipe\tstatus\tstarted_s\tended_s\tsharing\tnote\n' > "$summary/schedule.tsv"
 
 # ---------------------------------------------------------------------------------------------- one run
-recipe_file() {  # the shipped recipe (src/fcnlab/configs/NAME.yaml; configs/NAME.yaml in older trees), or nothing
-  local f
-  for f in "$repo/src/fcnlab/configs/$1.yaml" "$repo/configs/$1.yaml"; do
-    [[ -f $f ]] && { echo "$f"; return; }
-  done
+recipe_file() {  # the shipped recipe src/fcnlab/configs/NAME.yaml, or nothing
+  local f="$repo/src/fcnlab/configs/$1.yaml"
+  if [[ -f $f ]]; then echo "$f"; fi
 }
 
 run_one() {  # run_one NAME SHARING: train, evaluate, record run.json, pack; in the background

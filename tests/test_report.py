@@ -159,6 +159,16 @@ def test_homework_deliverables_hold_the_seed_printouts_and_figures(tmp_path: Pat
     assert text.count("![p1: t-SNE") == 1 and text.count("![fcn32s: masks at epochs") == 1
 
 
+def test_every_deliverable_a_task_lists_is_one_the_report_shows() -> None:
+    from fcnlab.report.document import DELIVERABLES, ReportBuilder
+    from fcnlab.tasks import INFO
+
+    for info in INFO.values():
+        assert info.deliverables, info.name
+        for item in info.deliverables:
+            assert callable(getattr(ReportBuilder, DELIVERABLES[item])), (info.name, item)
+
+
 def test_per_class_accuracy_provenance_and_print_css(tmp_path: Path) -> None:
     per_class = [0.1 * (i % 10) for i in range(50)]
     run = make_run(tmp_path, "p1", task="classify",

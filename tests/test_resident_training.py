@@ -15,7 +15,7 @@ from fcnlab.data import prefetch, resident
 from fcnlab.data.classification import load_image_set
 from fcnlab.data.synthetic import make_classification_data, make_segmentation_data
 from fcnlab.errors import ConfigError
-from fcnlab.models.registry import register_model
+from fcnlab.models.registry import _REGISTRY, register_model
 from fcnlab.training.fit import fit
 
 TINY = "tiny_cnn_for_resident_tests"
@@ -26,10 +26,13 @@ def _tiny(num_classes: int, **_: object) -> torch.nn.Module:
                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, num_classes))
 
 
-try:
-    register_model(TINY, "classify", None)(_tiny)
-except ValueError:  # already registered by an earlier import of this module
-    pass
+@pytest.fixture(autouse=True)
+def _tiny_model():
+    """Registered for each test, removed after it (other tests list the registry)."""
+    if TINY not in _REGISTRY:
+        register_model(TINY, "classify", None)(_tiny)
+    yield
+    _REGISTRY.pop(TINY, None)
 
 
 @pytest.fixture(scope="module")

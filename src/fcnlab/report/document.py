@@ -31,8 +31,9 @@ from fcnlab.report.figures import (
     tiles_png,
     training_curves_png,
 )
-from fcnlab.report.runs import TASK_LABELS, RunInfo
+from fcnlab.report.runs import RunInfo
 from fcnlab.runtime.provenance import commit_text
+from fcnlab.tasks import TASKS, task_info
 
 
 def fmt_seconds(seconds: float) -> str:
@@ -58,6 +59,11 @@ def device_text(env: dict) -> str:
         return f"{env['gpu']} (CUDA {env.get('cuda_version', '?')})"
     cores = env.get("cpu_count")
     return f"CPU {env.get('cpu', '')}".strip() + (f", {cores} cores" if cores else "")
+
+
+#: The method of :class:`ReportBuilder` that shows each homework deliverable a task lists in its TaskInfo.
+DELIVERABLES = {"val_acc": "val_acc_printout", "tsne": "tsne_figure", "masks": "mask_figures",
+                "course_miou": "course_printout"}
 
 
 class ReportBuilder:
@@ -111,9 +117,10 @@ class ReportBuilder:
         self.blocks.append(Heading(2, "Summary", "summary"))
         rows = []
         for run in self.runs:
-            rows.append([run.name, TASK_LABELS[run.task], run.model, str(run.epochs_done),
+            info = task_info(run.task)
+            rows.append([run.name, info.label, run.model, str(run.epochs_done),
                          str(run.best_epoch or "-"), fmt_value(run.val_acc),
-                         fmt_value(run.miou) if run.task == "segment" else "-", run.source or "-"])
+                         fmt_value(run.miou) if info.iou else "-", run.source or "-"])
         self.blocks.append(Table(["run", "task", "model", "epochs", "best epoch", "val accuracy", "val mIoU",
                                   "numbers from"], rows,
                                  caption="val accuracy: images (P1) or pixels (P2); val mIoU: the course's mean "
@@ -126,62 +133,75 @@ class ReportBuilder:
         self.blocks.append(Para("The figures and printouts the homework asks for, as the seed prints them; each "
                                 "run's details follow in its own section."))
         for i, run in enumerate(self.runs):
-            prefix = f"run{i + 1}"
-            if run.task == "classify":
-                self.blocks.append(Heading(3, f"P1 {run.name}: validation accuracy"))
-                self.blocks.append(Printout(f"Val Acc: {fmt_value(run.val_acc, 6)}", run.source or "not evaluated yet"))
-                self.blocks.append(Heading(3, f"P1 {run.name}: t-SNE of the penultimate features"))
-                self._add_file(run.tsne, f"{prefix}_tsne.png", f"{run.name}: t-SNE",
-                               f"no t-SNE figure: run 'fcnlab classify tsne --ckpt {run.path} --data VAL_FOLDER "
-                               f"--out {run.path / 'tsne.png'}'")
-            else:
-                epochs = ", ".join(str(e) for e in sorted(run.snapshots)) or "the snapshot epochs"
-                self.blocks.append(Heading(3, f"P2 {run.name}: predicted masks at epochs {epochs}"))
-                if run.all_epochs is not None:
-                    self._add_file(run.all_epochs, f"{prefix}_masks.png",
-                                   f"{run.name}: masks at epochs {epochs} (rows: tiles; columns: epoch and its "
-                                   f"validation mIoU)", "")
-                elif run.snapshots:
-                    for epoch, path in sorted(run.snapshots.items()):
-                        self._add_file(path, f"{prefix}_masks_{epoch:03d}.png", f"{run.name}: masks at epoch {epoch}",
-                                       "")
-                else:
-                    self.blocks.append(Para("no mask snapshots: train with --snapshot-epochs 5,25,50 (and "
-                                            "--snapshot-images NAMES to choose the tiles)", note=True))
-                self.blocks.append(Heading(3, f"P2 {run.name}: mean IoU (the course's printout)"))
-                if run.per_class_iou is not None:
-                    self.blocks.append(Printout(course_lines(run.per_class_iou), run.source))
-                else:
-                    self.blocks.append(Para(f"no per-class IoU yet: run 'fcnlab segment eval --ckpt {run.path} "
-                                            f"--data VAL_FOLDER'", note=True))
-        seg = [r for r in self.runs if r.task == "segment"]
-        if len(seg) >= 2:
-            comp = compare_infos(seg)
-            header, rows = comp.table()
-            self.blocks.append(Heading(3, "P2: " + " vs ".join(r.name for r in seg)))
-            self.blocks.append(Table(header, rows, caption=f"per-class IoU and mean IoU; Δ = run - {comp.runs[0]}; "
-                                                           f"bars, curves and predictions in the comparison below"))
+            for item in task_info(run.task).deliverables:
+                getattr(self, DELIVERABLES[item])(f"run{i + 1}", run)
+        for task in TASKS:
+            group = [r for r in self.runs if r.task == task]
+            if "course_miou" in task_info(task).deliverables and len(group) >= 2:  # the course's printouts compared
+                comp = compare_infos(group)
+                header, rows = comp.table()
+                self.blocks.append(Heading(3, "P2: " + " vs ".join(r.name for r in group)))
+                self.blocks.append(Table(header, rows, caption=f"per-class IoU and mean IoU; Δ = run - "
+                                                               f"{comp.runs[0]}; bars, curves and predictions in "
+                                                               f"the comparison below"))
+
+    def val_acc_printout(self, prefix: str, run: RunInfo) -> None:
+        """P1: the seed's ``Val Acc`` line."""
+        self.blocks.append(Heading(3, f"P1 {run.name}: validation accuracy"))
+        self.blocks.append(Printout(f"Val Acc: {fmt_value(run.val_acc, 6)}", run.source or "not evaluated yet"))
+
+    def tsne_figure(self, prefix: str, run: RunInfo) -> None:
+        """P1: the t-SNE of the penultimate features, or how to draw it."""
+        self.blocks.append(Heading(3, f"P1 {run.name}: t-SNE of the penultimate features"))
+        self._add_file(run.tsne, f"{prefix}_tsne.png", f"{run.name}: t-SNE",
+                       f"no t-SNE figure: run 'fcnlab {run.task} tsne --ckpt {run.path} --data VAL_FOLDER "
+                       f"--out {run.path / 'tsne.png'}'")
+
+    def mask_figures(self, prefix: str, run: RunInfo) -> None:
+        """P2: the predicted masks at the snapshot epochs (one figure of all epochs when training drew it)."""
+        epochs = ", ".join(str(e) for e in sorted(run.snapshots)) or "the snapshot epochs"
+        self.blocks.append(Heading(3, f"P2 {run.name}: predicted masks at epochs {epochs}"))
+        if run.all_epochs is not None:
+            self._add_file(run.all_epochs, f"{prefix}_masks.png",
+                           f"{run.name}: masks at epochs {epochs} (rows: tiles; columns: epoch and its "
+                           f"validation mIoU)", "")
+        elif run.snapshots:
+            for epoch, path in sorted(run.snapshots.items()):
+                self._add_file(path, f"{prefix}_masks_{epoch:03d}.png", f"{run.name}: masks at epoch {epoch}", "")
+        else:
+            self.blocks.append(Para("no mask snapshots: train with --snapshot-epochs 5,25,50 (and "
+                                    "--snapshot-images NAMES to choose the tiles)", note=True))
+
+    def course_printout(self, prefix: str, run: RunInfo) -> None:
+        """P2: the course's ``class #i`` / ``mean_iou`` lines."""
+        self.blocks.append(Heading(3, f"P2 {run.name}: mean IoU (the course's printout)"))
+        if run.per_class_iou is not None:
+            self.blocks.append(Printout(course_lines(run.per_class_iou), run.source))
+        else:
+            self.blocks.append(Para(f"no per-class IoU yet: run 'fcnlab {run.task} eval --ckpt {run.path} "
+                                    f"--data VAL_FOLDER'", note=True))
 
     def comparisons(self) -> None:
-        for task in ("segment", "classify"):
+        for task in sorted(TASKS, key=lambda t: not task_info(t).iou):  # IoU-scored tasks first
             group = [r for r in self.runs if r.task == task]
             if len(group) < 2:
                 continue
+            info = task_info(task)
             comp = compare_infos(group)
             header, rows = comp.table()
-            self.blocks.append(Heading(2, f"Comparison: {TASK_LABELS[task]}", f"compare-{task}"))
-            if task == "segment":  # the table is one of the homework's deliverables, shown there
+            self.blocks.append(Heading(2, f"Comparison: {info.label}", f"compare-{task}"))
+            if "course_miou" in info.deliverables:  # the table is shown with the course's printouts
                 self.blocks.append(Para("The per-class IoU table with deltas is in Homework deliverables above."))
             else:
                 self.blocks.append(Table(header, rows, caption=f"validation accuracy; Δ = run - {comp.runs[0]}"))
             for note in comp.notes:
                 self.blocks.append(Para(note, note=True))
-            if task == "segment":
-                self.segment_comparison(group)
+            if info.iou:
+                self.iou_comparison(group)
             else:
-                self.classify_comparison(group)
+                self.accuracy_comparison(group)
 
-    def segment_comparison(self, group: list[RunInfo]) -> None:
+    def iou_comparison(self, group: list[RunInfo]) -> None:
         """Per-class IoU bars, mIoU curves of every run on one plot, the same tiles predicted by each model."""
         scored = [r for r in group if r.per_class_iou is not None]
         if len(scored) >= 2:
@@ -212,7 +232,7 @@ class ReportBuilder:
             self.blocks.append(Para(f"not drawn: {self.facts.tiles_note or 'no validation tiles found'}",
                                     note=True))
 
-    def classify_comparison(self, group: list[RunInfo]) -> None:
+    def accuracy_comparison(self, group: list[RunInfo]) -> None:
         """Validation accuracy of every run per epoch on one plot, and per-class accuracy side by side."""
         with_metrics = [r for r in group if r.metrics is not None]
         if with_metrics:
@@ -278,7 +298,7 @@ class ReportBuilder:
     def run_section(self, i: int, run: RunInfo) -> None:
         prefix = f"run{i + 1}"
         self.blocks.append(Heading(2, f"Run {run.name}", prefix))
-        self.blocks.append(Para(f"{run.path} - {TASK_LABELS[run.task]}, model {run.model}, "
+        self.blocks.append(Para(f"{run.path} - {task_info(run.task).label}, model {run.model}, "
                                 f"{run.epochs_done} epochs; validation numbers from {run.source or 'nowhere yet'}."))
         if run.config:
             self.blocks.append(Preformatted("config.yaml", yaml.safe_dump(run.config, sort_keys=False)))
@@ -288,10 +308,10 @@ class ReportBuilder:
                           f"{prefix}_curves.png", f"{run.name}: loss and accuracy / mIoU per epoch")
         else:
             self.blocks.append(Para("no metrics.csv: no epoch has finished yet", note=True))
-        if run.task == "classify":
-            self.classify_section(prefix, run)
+        if task_info(run.task).iou:
+            self.iou_section(prefix, run)
         else:
-            self.segment_section(prefix, run)
+            self.accuracy_section(prefix, run)
         self.blocks.append(Heading(3, "Architecture"))
         if run.model_txt is not None:
             lines = run.model_txt.count("\n") + 1
@@ -302,7 +322,7 @@ class ReportBuilder:
         for note in run.notes:
             self.blocks.append(Para(f"note: {note}", note=True))
 
-    def classify_section(self, prefix: str, run: RunInfo) -> None:
+    def accuracy_section(self, prefix: str, run: RunInfo) -> None:
         self.blocks.append(Heading(3, "Validation accuracy"))
         self.blocks.append(Para(f"Val Acc: {fmt_value(run.val_acc, 6)} ({run.source or 'not evaluated yet'})"))
         self.blocks.append(Heading(3, "Per-class accuracy"))
@@ -316,13 +336,13 @@ class ReportBuilder:
             self.blocks.append(Table(["hardest class", "accuracy", "easiest class", "accuracy"], rows,
                                      caption=f"{run.name}: the {k} lowest and highest per-class accuracies"))
         else:
-            self.blocks.append(Para(f"no per-class accuracy: run 'fcnlab classify eval --ckpt {run.path} "
+            self.blocks.append(Para(f"no per-class accuracy: run 'fcnlab {run.task} eval --ckpt {run.path} "
                                     f"--data VAL_FOLDER'", note=True))
         self._add_file(run.confusion, f"{prefix}_confusion.png", f"{run.name}: confusion matrix",
-                       f"no confusion matrix: run 'fcnlab classify eval --ckpt {run.path} --data VAL_FOLDER'")
+                       f"no confusion matrix: run 'fcnlab {run.task} eval --ckpt {run.path} --data VAL_FOLDER'")
         self.blocks.append(Para("Val Acc and the t-SNE figure: see Homework deliverables.", note=True))
 
-    def segment_section(self, prefix: str, run: RunInfo) -> None:
+    def iou_section(self, prefix: str, run: RunInfo) -> None:
         self.blocks.append(Heading(3, "Per-class IoU"))
         if run.per_class_iou is not None:
             rows = [[str(c), CLASS_NAMES[c], fmt_value(v, 5)] for c, v in enumerate(run.per_class_iou)]
@@ -334,7 +354,7 @@ class ReportBuilder:
             self._add_png(iou_curves_png(run.metrics, f"Validation IoU per class ({run.name})"),
                           f"{prefix}_iou_curves.png", f"{run.name}: validation IoU per class and epoch")
         self._add_file(run.confusion, f"{prefix}_confusion.png", f"{run.name}: confusion matrix (pixels)",
-                       f"no confusion matrix: run 'fcnlab segment eval --ckpt {run.path} --data VAL_FOLDER'")
+                       f"no confusion matrix: run 'fcnlab {run.task} eval --ckpt {run.path} --data VAL_FOLDER'")
         self.blocks.append(Para("Masks at the snapshot epochs and the course's printout: see Homework "
                                 "deliverables.", note=True))
 

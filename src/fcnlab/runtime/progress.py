@@ -51,10 +51,10 @@ class Progress:
     """Progress of ``total`` steps named ``desc``: a bar on a terminal, time-based log lines otherwise."""
 
     def __init__(self, total: int, desc: str, *, enabled: bool = True, initial: int = 0, unit: str = "step",
-                 log_every: int = 0, interval: float = INTERVAL, quiet: float = QUIET, terminal: bool | None = None,
-                 stream=None):  # noqa: ANN001 - a text stream
+                 log_every: int = 0, interval: float = INTERVAL, quiet: float | None = None,
+                 terminal: bool | None = None, stream=None):  # noqa: ANN001 - a text stream
         self.total, self.desc, self.enabled, self.unit = total, desc, enabled and main_process(), unit
-        self.quiet = quiet
+        self.quiet = QUIET if quiet is None else quiet  # read here, so a test can lower QUIET
         self.log_every, self.interval = log_every, interval
         self.step = self.initial = initial
         self.start = time.perf_counter()
@@ -66,7 +66,7 @@ class Progress:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, leave=False,
-                            delay=quiet)
+                            delay=self.quiet)
 
     def eta(self) -> float | None:
         """Seconds left at the mean speed so far (None before the first step)."""
