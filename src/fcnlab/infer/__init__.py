@@ -1,0 +1,1 @@
+"""Inference: prediction helpers and test-time augmentation."""
