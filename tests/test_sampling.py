@@ -88,3 +88,35 @@ def test_shard_splits_an_epoch_over_ranks():
     assert all(len(p) == 4 for p in parts)
     assert set(torch.cat(parts).tolist()) == set(range(10))
     assert torch.equal(shard(idx, 0, 1), idx)
+
+
+def test_training_batches_follow_the_factors_and_keep_the_step_count():
+    from fcnlab.config import from_dict
+    from fcnlab.distributed import DistInfo
+    from fcnlab.engine import epoch_batches
+
+    cfg = from_dict({"task": "segment", "batch_size": 4, "sampling": "rare", "seed": 3})
+    factors = np.array([1.0] * 8 + [3.0] * 4)
+    plain = epoch_batches(12, cfg, 0, DistInfo())
+    rare = epoch_batches(12, cfg, 0, DistInfo(), factors)
+    assert len(rare) == len(plain) == 3  # the LR schedule's steps per epoch do not change
+    assert torch.equal(torch.cat(rare), epoch_indices(factors, 0, 3, 12))
+    assert torch.equal(torch.cat(epoch_batches(12, cfg, 0, DistInfo(), factors)), torch.cat(rare))  # resume
+    two = [torch.cat(epoch_batches(12, cfg, 0, DistInfo(r, 2), factors)) for r in range(2)]
+    assert sorted(torch.cat(two).tolist()) == sorted(torch.cat(rare).tolist())
+
+
+def test_segment_task_computes_factors_from_the_training_masks(tmp_path):
+    from fcnlab.config import from_dict
+    from fcnlab.data.synthetic import make_segmentation_data
+    from fcnlab.tasks import make_task
+
+    data = make_segmentation_data(tmp_path / "d", n_train=6, n_val=1, size=32)
+    base = {"task": "segment", "data": str(data / "train"), "val": str(data / "validation"), "cache": "off"}
+    task = make_task(from_dict({**base, "sampling": "rare"}))
+    train = task.load_train()
+    expected = repeat_factors(tile_class_fractions(train.masks, 7), 1.0, [2, 4])
+    np.testing.assert_allclose(task.sample_factors, expected)
+    plain = make_task(from_dict(base))
+    plain.load_train()
+    assert plain.sample_factors is None

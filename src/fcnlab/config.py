@@ -47,7 +47,7 @@ class TrainConfig:
     lr: float = 0.05  # peak learning rate (mean cross-entropy convention)
     momentum: float = 0.9  # SGD momentum
     weight_decay: float = 5e-4  # applied to conv/linear weights only (not BN, biases)
-    scheduler: str = "cosine"  # cosine, step or constant (after warm-up)
+    scheduler: str = "cosine"  # cosine, poly, step or constant (after warm-up)
     warmup_epochs: float = 1.0  # linear warm-up length in epochs
     step_size: int = 30  # step scheduler: epochs between decays
     gamma: float = 0.1  # step scheduler: decay factor
@@ -59,6 +59,10 @@ class TrainConfig:
     max_scale: float = 1.25  # segment: largest random zoom
     class_weights: str = "none"  # segment: none, inverse or median (frequency) loss weights
     ignore_unknown: bool = False  # segment: leave class 6 (unknown) out of the loss
+    loss: str = "ce"  # segment: ce, lovasz, dice, ce+lovasz or ce+dice (class weights apply to ce only)
+    sampling: str = "none"  # segment: none, or rare (repeat-factor sampling of tiles with rare classes)
+    rare_classes: list[int] = field(default_factory=list)  # segment: classes that sampling rare boosts (none: all)
+    repeat_threshold: float = 1.0  # segment: sampling rare: tiles with a class in fewer than this share repeat
     seed: int = 0  # random seed (rank r uses seed + r for augmentation)
     deterministic: bool = False  # bitwise-reproducible algorithms (slower)
     device: str = "auto"  # auto, cpu, cuda or cuda:N
@@ -90,13 +94,16 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
         "lr": 0.01,
         "image_size": 512,
         "warmup_epochs": 0.0,
+        "rare_classes": [2, 4],  # rangeland and water
     },
 }
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "task": TASKS,
     "optimizer": ("sgd", "adamw"),
-    "scheduler": ("cosine", "step", "constant"),
+    "scheduler": ("cosine", "poly", "step", "constant"),
+    "loss": ("ce", "lovasz", "dice", "ce+lovasz", "ce+dice"),
+    "sampling": ("none", "rare"),
     "class_weights": ("none", "inverse", "median"),
     "amp": ("auto", "bf16", "fp16", "off"),
     "cache": ("auto", "memory", "disk", "off"),
@@ -104,7 +111,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 POSITIVE = ("epochs", "batch_size", "lr", "image_size", "num_classes", "snapshot_tiles", "log_every")
 NON_NEGATIVE = ("eval_batch_size", "momentum", "weight_decay", "warmup_epochs", "label_smoothing", "pad",
-                "grad_clip", "limit", "val_limit", "workers", "step_size", "gamma")
+                "grad_clip", "limit", "val_limit", "workers", "step_size", "gamma", "repeat_threshold")
 
 
 def field_names() -> list[str]:
@@ -209,6 +216,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                           f"statistics of 1x1 features), got {cfg.batch_size}")
     if cfg.task == "segment" and cfg.image_size % 32:
         raise ConfigError(f"{option('image_size')}: segmentation crops must be a multiple of 32, got {cfg.image_size}")
+    if cfg.task == "classify" and (cfg.loss != "ce" or cfg.sampling != "none"):
+        raise ConfigError(f"options loss/sampling (--loss/--sampling): segmentation options; classification trains "
+                          f"with cross-entropy on every image (got loss {cfg.loss!r}, sampling {cfg.sampling!r})")
+    if cfg.sampling == "rare" and any(not 0 <= c < cfg.num_classes for c in cfg.rare_classes):
+        raise ConfigError(f"{option('rare_classes')}: class ids must be in 0-{cfg.num_classes - 1}, "
+                          f"got {cfg.rare_classes}")
     if any(e <= 0 for e in cfg.snapshot_epochs):
         raise ConfigError(f"{option('snapshot_epochs')}: epochs start at 1, got {cfg.snapshot_epochs}")
     if not _DEVICE_RE.match(cfg.device):

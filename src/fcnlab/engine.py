@@ -117,7 +117,10 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.devi
 
 
 def lr_factor(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
-    """Multiplier of the peak LR at optimizer step ``step``: linear warm-up, then cosine/step/constant."""
+    """Multiplier of the peak LR at optimizer step ``step``: linear warm-up, then cosine/poly/step/constant.
+
+    ``poly`` is DeepLab's ``(1 - t / T) ** 0.9`` over the steps after warm-up.
+    """
     warm = int(cfg.warmup_epochs * steps_per_epoch)
     if step < warm:
         return (step + 1) / warm
@@ -126,6 +129,8 @@ def lr_factor(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
     if cfg.scheduler == "step":
         return cfg.gamma ** ((step // steps_per_epoch) // max(cfg.step_size, 1))
     total = max(cfg.epochs * steps_per_epoch - warm, 1)
+    if cfg.scheduler == "poly":
+        return (1.0 - min(step - warm, total) / total) ** 0.9
     return 0.5 * (1.0 + math.cos(math.pi * min(step - warm, total) / total))
 
 
@@ -276,12 +281,22 @@ class TrainState:
         return path
 
 
-def epoch_batches(n: int, cfg: TrainConfig, epoch: int, dist: dist_utils.DistInfo) -> list[torch.Tensor]:
-    """This rank's batches of sample indices for ``epoch`` (DistributedSampler with ``set_epoch``)."""
-    sampler = DistributedSampler(range(n), num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
-                                 seed=cfg.seed, drop_last=False)
-    sampler.set_epoch(epoch)
-    order = torch.tensor(list(sampler), dtype=torch.int64)
+def epoch_batches(n: int, cfg: TrainConfig, epoch: int, dist: dist_utils.DistInfo,
+                  factors: np.ndarray | None = None) -> list[torch.Tensor]:
+    """This rank's batches of sample indices for ``epoch`` (DistributedSampler with ``set_epoch``).
+
+    With repeat ``factors`` (``sampling: rare``) the epoch's ``n`` draws favour the samples with larger
+    factors (:func:`fcnlab.data.sampling.epoch_indices`, seeded by seed and epoch), split over the ranks.
+    """
+    if factors is not None:
+        from fcnlab.data.sampling import epoch_indices, shard
+
+        order = shard(epoch_indices(factors, epoch, cfg.seed, n), dist.rank, dist.world_size)
+    else:
+        sampler = DistributedSampler(range(n), num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
+                                     seed=cfg.seed, drop_last=False)
+        sampler.set_epoch(epoch)
+        order = torch.tensor(list(sampler), dtype=torch.int64)
     batches = list(order.split(cfg.batch_size))
     if len(batches) > 1 and len(batches[-1]) < 2:  # BatchNorm cannot train on a single sample
         batches.pop()
@@ -328,7 +343,7 @@ def train_one_epoch(state: TrainState, epoch: int) -> dict[str, float]:
     """
     cfg, task, model, dev = state.cfg, state.task, state.model, state.device
     model.train()
-    batches = epoch_batches(len(state.train_data), cfg, epoch, state.dist)
+    batches = epoch_batches(len(state.train_data), cfg, epoch, state.dist, task.sample_factors)
     start = state.step_in_epoch
     acc = state.epoch_accum
     progress = Progress(state.dist.is_main, len(batches), start, f"epoch {epoch + 1}/{cfg.epochs}", cfg.log_every)
@@ -521,7 +536,7 @@ def _fit(cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_ut
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = to_channels_last(model, use_channels_last(cfg, device))
     optimizer = build_optimizer(model, cfg, device)
-    steps_per_epoch = len(epoch_batches(len(train_data), cfg, 0, dist))
+    steps_per_epoch = len(epoch_batches(len(train_data), cfg, 0, dist, task.sample_factors))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, steps_per_epoch))
     amp = amp_dtype(cfg, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)

@@ -73,6 +73,7 @@ class Task:
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
         self.loss_weight: torch.Tensor | None = None
+        self.sample_factors: np.ndarray | None = None  # per-sample repeat factors (sampling: rare)
         # loss_weight copied to each device it was used on, and the tensor those copies were made from
         self._weight_copies: dict[torch.device, torch.Tensor] = {}
         self._weight_source: torch.Tensor | None = None
@@ -211,6 +212,11 @@ class SegmentationTask(Task):
                             f"32x32 pixels")
         self.loss_weight = class_weights(data.class_pixel_counts(self.cfg.num_classes), self.cfg.class_weights,
                                          ignore=UNKNOWN if self.cfg.ignore_unknown else None)
+        if self.cfg.sampling == "rare":
+            from fcnlab.data.sampling import repeat_factors, tile_class_fractions
+
+            fractions = tile_class_fractions(data.masks, self.cfg.num_classes)
+            self.sample_factors = repeat_factors(fractions, self.cfg.repeat_threshold, self.cfg.rare_classes)
         return data
 
     def load_val(self):
@@ -232,9 +238,11 @@ class SegmentationTask(Task):
         return x, targets
 
     def loss(self, logits, targets):
+        from fcnlab.train.losses import segmentation_loss
+
         weight = self.loss_weight_on(logits.device)  # cached on the device: no copy (host sync) per step
-        return F.cross_entropy(logits, targets, weight=weight,
-                               ignore_index=UNKNOWN if self.cfg.ignore_unknown else -100)
+        return segmentation_loss(self.cfg.loss, logits, targets, weight=weight,
+                                 ignore_index=UNKNOWN if self.cfg.ignore_unknown else -100)
 
     def summarize(self, conf, loss_sum, count):
         """Course mIoU; when a class is absent from a (small) validation set the course's mean is nan,

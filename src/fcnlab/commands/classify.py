@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from fcnlab.atomic import atomic_write_text
-from fcnlab.commands.common import add_device, add_train_parser, check_output_file, positive_batch
+from fcnlab.commands.common import add_device, add_train_parser, add_tta, check_output_file, positive_batch
 from fcnlab.errors import ConfigError
 
 
@@ -27,12 +27,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
     e.add_argument("--data", required=True, help="folder of {label}_{index}.png images")
     e.add_argument("--csv", help="optional filename,label CSV (e.g. val_gt.csv)")
+    add_tta(e, "classify")
     add_device(e)
     e.set_defaults(func=run_eval)
     pr = s.add_parser("predict", help="write the course's image_id,label CSV for a folder of images")
     pr.add_argument("--ckpt", required=True)
     pr.add_argument("--images", required=True, help="folder of .png/.jpg images (no labels needed)")
     pr.add_argument("--out", required=True, help="CSV file to write")
+    add_tta(pr, "classify")
     add_device(pr)
     pr.set_defaults(func=run_predict)
     t = s.add_parser("tsne", help="t-SNE of the penultimate-layer features, coloured by class")
@@ -40,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--data", required=True, help="folder of {label}_{index}.png images")
     t.add_argument("--out", required=True, help="PNG to write (features and embedding go to the same name .npz)")
     t.add_argument("--seed", type=int, default=0)
+    add_tta(t, "classify")
     add_device(t)
     t.set_defaults(func=run_tsne)
 
@@ -63,7 +66,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from fcnlab.inference import load_predictor
     from fcnlab.metrics import ConfusionMatrix, per_class_accuracy
 
-    pred = load_predictor(args.ckpt, args.device, task="classify")
+    pred = load_predictor(args.ckpt, args.device, task="classify", tta=args.tta)
     print("===> prepare data loader ...", flush=True)
     files, labels = scan_folder(args.data, need_labels=True, csv_path=args.csv, num_classes=pred.cfg.num_classes)
     print("Validation...", flush=True)
@@ -76,13 +79,13 @@ def run_eval(args: argparse.Namespace) -> int:
     per_class = per_class_accuracy(mat)
     for c, a in enumerate(per_class):
         print(f"class {c:2d} : {a:.4f}  ({int(mat[c].sum())} images)")
-    out_dir = pred.run_dir / "eval"
+    out_dir = pred.run_dir / ("eval" if pred.tta == "none" else f"eval_tta-{pred.tta}")
     from fcnlab import viz
 
     viz.plot_confusion_matrix(mat, [str(i) for i in range(len(mat))], out_dir / "confusion_matrix.png",
                               title=f"{pred.cfg.model}: val acc {acc:.4f}")
     atomic_write_text(out_dir / "eval.json", json.dumps(
-        {"task": "classify", "data": str(args.data), "val_acc": acc, "images": int(mat.sum()),
+        {"task": "classify", "data": str(args.data), "tta": pred.tta, "val_acc": acc, "images": int(mat.sum()),
          "per_class_acc": [float(a) for a in per_class], "confusion_matrix": mat.tolist()}, indent=1) + "\n")
     print(f"wrote {out_dir / 'confusion_matrix.png'}")
     return 0
@@ -99,7 +102,7 @@ def run_predict(args: argparse.Namespace) -> int:
     check_output_file(out, [args.images])
     if out.resolve() in {f.resolve() for f in files}:
         raise ConfigError(f"--out {out}: would overwrite an input image")
-    pred = load_predictor(args.ckpt, args.device, task="classify")
+    pred = load_predictor(args.ckpt, args.device, task="classify", tta=args.tta)
     labels = np.empty(len(files), dtype=np.int64)
     for images, _, index in _stream(pred, files, None, args):
         labels[index.numpy()] = pred.logits(images).argmax(1).cpu().numpy()
@@ -123,7 +126,7 @@ def run_tsne(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {out}: give a .png file name (the .npz goes beside it)")
     check_output_file(out, [args.data])
     check_output_file(out.with_suffix(".npz"), [args.data])
-    pred = load_predictor(args.ckpt, args.device, task="classify")
+    pred = load_predictor(args.ckpt, args.device, task="classify", tta=args.tta)
     files, labels = scan_folder(args.data, need_labels=True, num_classes=pred.cfg.num_classes)
     feats = None
     t0 = time.perf_counter()

@@ -7,7 +7,14 @@ import json
 from pathlib import Path
 
 from fcnlab.atomic import atomic_write_text
-from fcnlab.commands.common import add_device, add_train_parser, check_output_dir, positive_batch
+from fcnlab.commands.common import (
+    add_device,
+    add_train_parser,
+    add_tta,
+    check_output_dir,
+    positive_batch,
+    tta_options,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
     e.add_argument("--data", required=True, help="folder of NNNN_sat.jpg + NNNN_mask.png pairs")
     e.add_argument("--tile", type=int, default=1024, help="images larger than this are predicted in tiles")
+    add_tta(e, "segment")
     add_device(e)
     e.set_defaults(func=run_eval)
     pr = s.add_parser("predict", help="write NNNN_mask.png RGB masks for every image of a folder")
@@ -28,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--out", required=True, help="output folder (other files in it are left alone)")
     pr.add_argument("--overlay", action="store_true", help="also write NNNN_overlay.jpg blended views")
     pr.add_argument("--tile", type=int, default=1024, help="images larger than this are predicted in tiles")
+    add_tta(pr, "segment")
     add_device(pr)
     pr.set_defaults(func=run_predict)
 
@@ -77,7 +86,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from fcnlab.inference import load_predictor
     from fcnlab.metrics import course_miou, format_course_lines
 
-    pred = load_predictor(args.ckpt, args.device, task="segment")
+    pred = load_predictor(args.ckpt, args.device, task="segment", **tta_options(args))
     bs = positive_batch(args, pred.cfg.eval_batch_size or pred.cfg.batch_size)
     conf, report = evaluate_folder(pred, args.data, bs, args.workers, tile=args.tile)
     if report.summary():
@@ -87,18 +96,29 @@ def run_eval(args: argparse.Namespace) -> int:
     print(format_course_lines(result))
     for w in getattr(result, "warnings", []) or []:
         print(f"warning: {w}")
-    out_dir = pred.run_dir / "eval"
+    out_dir = pred.run_dir / eval_folder_name(pred.tta, pred.scales)
     rows = ["| class | name | IoU |", "|---|---|---|"]
     rows += [f"| {i} | {CLASS_NAMES[i]} | {v:.5f} |" for i, v in enumerate(result.per_class)]
     rows.append(f"| | **mean** | **{result.mean:.6f}** |")
     atomic_write_text(out_dir / "per_class_iou.md", "\n".join(rows) + "\n")
     atomic_write_text(out_dir / "eval.json", json.dumps(
-        {"task": "segment", "data": str(args.data), "per_class_iou": [float(v) for v in result.per_class],
+        {"task": "segment", "data": str(args.data), "tta": pred.tta, "scales": list(pred.scales),
+         "per_class_iou": [float(v) for v in result.per_class],
          "mean_iou": float(result.mean), "confusion_matrix": mat.tolist()}, indent=1) + "\n")
+    shown = "" if out_dir.name == "eval" else f" ({out_dir.name[5:]})"
     viz.plot_confusion_matrix(mat, list(CLASS_NAMES), out_dir / "confusion_matrix.png",
-                              title=f"{pred.cfg.model}: mIoU {result.mean:.4f}")
+                              title=f"{pred.cfg.model}{shown}: mIoU {result.mean:.4f}")
     print(f"wrote {out_dir / 'per_class_iou.md'} and {out_dir / 'confusion_matrix.png'}")
     return 0
+
+
+def eval_folder_name(tta: str, scales: tuple[float, ...]) -> str:
+    """``eval`` for plain predictions; ``eval_tta-d4``, ``eval_tta-flip_scales-0.75-1-1.25`` with TTA, so an
+    evaluation with test-time augmentation never replaces the plain one."""
+    name = "eval" if tta == "none" else f"eval_tta-{tta}"
+    if tuple(scales) != (1.0,):
+        name += "_scales-" + "-".join(f"{s:g}" for s in scales)
+    return name
 
 
 def mask_name(tile: Path) -> str:
@@ -119,7 +139,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
     check_tile(args.tile)
     pairs = pair_files(args.images, need_masks=False)
-    pred = load_predictor(args.ckpt, args.device, task="segment")  # a bad --ckpt fails before --out is made
+    pred = load_predictor(args.ckpt, args.device, task="segment", **tta_options(args))  # before --out is made
     out = check_output_dir(args.out, [args.images])
     positive_batch(args, 1)
     from PIL import Image

@@ -153,6 +153,18 @@ def mean_over_mirrors(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tenso
     return out
 
 
+def check_tta(task: str, mode: str, scales: Sequence[float] = (1.0,)) -> None:
+    """Raise a one-line ConfigError unless ``mode`` and ``scales`` suit ``task`` (``segment``/``classify``)."""
+    scales = tuple(float(s) for s in scales) or (1.0,)
+    if task == "classify":
+        if mode not in CLASSIFY_TTA:
+            raise ConfigError(f"option --tta: {mode!r} is not one of {', '.join(CLASSIFY_TTA)} for classifiers")
+        if scales != (1.0,):
+            raise ConfigError("option --scales: multi-scale averaging is for segmentation models only")
+    elif mode not in SEGMENT_TTA:
+        raise ConfigError(f"option --tta: {mode!r} is not one of {', '.join(SEGMENT_TTA)}")
+
+
 def with_tta(model: nn.Module, task: str, mode: str = "none", scales: Sequence[float] = (1.0,)) -> nn.Module:
     """``model`` wrapped for test-time augmentation, or ``model`` itself when there is nothing to average.
 
@@ -160,14 +172,9 @@ def with_tta(model: nn.Module, task: str, mode: str = "none", scales: Sequence[f
     no scales). The wrapper is in the wrapped model's mode (call ``.eval()`` on either).
     """
     scales = tuple(float(s) for s in scales) or (1.0,)
+    check_tta(task, mode, scales)
     if task == "classify":
-        if scales != (1.0,):
-            raise ConfigError("option --scales: multi-scale averaging is for segmentation models only")
-        if mode not in CLASSIFY_TTA:
-            raise ConfigError(f"option --tta: {mode!r} is not one of {', '.join(CLASSIFY_TTA)} for classifiers")
         return model if mode == "none" else ClassificationTTA(model, mode).train(model.training)
-    if mode not in SEGMENT_TTA:
-        raise ConfigError(f"option --tta: {mode!r} is not one of {', '.join(SEGMENT_TTA)}")
     if mode == "none" and scales == (1.0,):
         return model
     return SegmentationTTA(model, mode, scales).train(model.training)
