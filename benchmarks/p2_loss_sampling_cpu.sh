@@ -42,10 +42,12 @@ train() {  # train VARIANT: ce, lovasz, ce+lovasz, ce+dice (losses), ce+rare (sa
     --out "$r/$v" 2>&1 | tail -n 3
 }
 
-evaluate() {  # evaluate VARIANT TTA [SCALES]
+evaluate() {  # evaluate VARIANT TTA [SCALES] (skipped when its eval folder is complete: the script resumes)
   local v=$1 tta=$2 scales=${3:-}
-  local args=(--tta "$tta")
-  [ -n "$scales" ] && args+=(--scales "$scales")
+  local args=(--tta "$tta") name=eval
+  [ "$tta" != none ] && name="eval_tta-$tta"
+  [ -n "$scales" ] && { args+=(--scales "$scales"); name="${name}_scales-${scales//,/-}"; }
+  [ -f "$r/$v/$name/eval.json" ] && return 0
   t $FCNLAB segment eval --ckpt "$r/$v/last.pt" --data "$r/val_subset" --device cpu "${args[@]}" | tail -n 2
   summary
 }
