@@ -1,7 +1,7 @@
 """Which CPU inference/training preparations pay off, per model: channels-last format and BatchNorm fusion.
 
-The measurements behind :mod:`fcnlab.memory_format` (channels-last on the CPU only for inputs of 128 px or
-more) and :mod:`fcnlab.models.fusion` (BatchNorm folded into convolutions for inference)::
+The measurements behind :mod:`fcnlab.runtime.memory_format` (channels-last on the CPU only for inputs of 128 px or
+more) and :mod:`fcnlab.infer.fusion` (BatchNorm folded into convolutions for inference)::
 
     python benchmarks/memory_format_cpu.py --out runs/memory_format
 
@@ -43,7 +43,8 @@ def cpu_seconds(fn: Callable[[], object], reps: int) -> float:
 
 def measure(name: str, classes: int, side: int, train_batch: int, infer_batch: int, reps: int) -> dict:
     """img/s of training (NCHW, NHWC) and inference (bare, fused, NHWC, fused + NHWC) of one model."""
-    from fcnlab.models import build_model, fuse_conv_bn
+    from fcnlab.infer.fusion import fuse_conv_bn
+    from fcnlab.models import build_model
 
     gen = torch.Generator().manual_seed(0)
     row: dict[str, float] = {}
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     md = to_markdown(rows)
     print(md)
     if args.out is not None:
-        from fcnlab.atomic import atomic_write_text
+        from fcnlab.runtime.files import atomic_write_text
 
         atomic_write_text(args.out / "memory_format.json", json.dumps({"torch": torch.__version__, "rows": rows},
                                                                       indent=2) + "\n")

@@ -26,7 +26,7 @@ the median round is reported, with GFLOP per image from ``torch.utils.flop_count
 
 Each library runs in its own worker process, as its users run it (``--malloc as-run``, the default):
 torchfcn's models in a plain Python process with glibc's default allocator, fcnlab's with the setting the
-``fcnlab`` program makes at start-up (:mod:`fcnlab.host_memory`: freed memory kept for reuse). The parent
+``fcnlab`` program makes at start-up (:mod:`fcnlab.runtime.host_memory`: freed memory kept for reuse). The parent
 only sends "time one step of model M" to one worker at a time, so the rounds stay interleaved and never
 overlap. ``--malloc fcnlab`` / ``--malloc system`` give both workers the same setting instead.
 """
@@ -150,7 +150,7 @@ class Runner:
 
     ``prepare`` (fcnlab's models by default) runs the model as fcnlab's commands run it: the engine's
     training step (:class:`fcnlab.bench.models.TrainStep`: the engine's optimizer and memory format, the
-    P2 recipe's SGD settings) and inference through :func:`fcnlab.inference.make_predictor` (eval-mode
+    P2 recipe's SGD settings) and inference through :func:`fcnlab.infer.predictor.make_predictor` (eval-mode
     BatchNorm folded into the convolutions, the same memory format). Without it the model runs as it is:
     NCHW, plain SGD (momentum 0.9, weight decay 5e-4 on every parameter) as torchfcn's trainer does; that
     is torchfcn's models, and fcnlab's with ``--fcnlab-path plain``.
@@ -175,8 +175,8 @@ class Runner:
             return
         from fcnlab.bench.models import TrainStep
         from fcnlab.config import from_dict
-        from fcnlab.inference import make_predictor
-        from fcnlab.memory_format import to_channels_last, use_channels_last
+        from fcnlab.infer.predictor import make_predictor
+        from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
         from fcnlab.tasks import make_task
 
         # the P2 recipe's task, input size and device; the model itself is passed in
@@ -230,7 +230,7 @@ def serve(conn: Any, library: str, names: list[str], settings: dict[str, Any]) -
     try:
         malloc = allocator_for(library, settings["malloc"])
         if malloc == "fcnlab":
-            from fcnlab.host_memory import keep_freed_memory
+            from fcnlab.runtime.host_memory import keep_freed_memory
 
             if not keep_freed_memory():  # not glibc, or FCNLAB_MALLOC=system: as the fcnlab program runs
                 if settings["malloc"] == "fcnlab":
@@ -435,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     print(md)
     if args.out is not None:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-        from fcnlab.atomic import atomic_write_text
+        from fcnlab.runtime.files import atomic_write_text
 
         atomic_write_text(args.out / "torchfcn_compare.json", json.dumps(report, indent=2) + "\n")
         atomic_write_text(args.out / "torchfcn_compare.md", md)

@@ -46,8 +46,8 @@ def _tiles(n: int, size: int = 32) -> list[np.ndarray]:
 
 def test_import_is_lazy_and_api_names_are_functions() -> None:
     code = ("import sys, fcnlab; assert 'torch' not in sys.modules and 'numpy' not in sys.modules, 'heavy import'; "
-            "import fcnlab.evaluate_masks, fcnlab.commands.miou; "
-            "from fcnlab.evaluate_masks import pair_masks; "
+            "import fcnlab.evaluate.mask_folders, fcnlab.cli.miou; "
+            "from fcnlab.evaluate.mask_folders import pair_masks; "
             "assert callable(fcnlab.evaluate_masks) and fcnlab.evaluate_masks.__module__ == 'fcnlab.api'; "
             "assert set(fcnlab.API) <= set(dir(fcnlab)); print('ok')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)

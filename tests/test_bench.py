@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from fcnlab.bench import evaluator, models, pipeline, report, run, timing
-from fcnlab.cli import main
+from fcnlab.cli.main import main
 from fcnlab.errors import ConfigError, DataError
-from fcnlab.evaluate_masks import evaluate_masks
+from fcnlab.evaluate.mask_folders import evaluate_masks
 
 CPU = torch.device("cpu")
 
@@ -130,8 +130,8 @@ def test_bench_model_on_a_tiny_fcn():
 @pytest.mark.slow
 def test_predictor_folds_only_the_p1_vgg():
     cfg = models.case_config(models.ModelCase("vgg16_bn", "classify", 32, 2, 2, 50), CPU)
+    from fcnlab.infer.folding import FoldedVGG
     from fcnlab.models import build_model
-    from fcnlab.models.folding import FoldedVGG
 
     vgg = build_model("vgg16_bn", 50)
     folded = models.predictor(vgg, cfg, CPU, fold=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fcnlab.cli import main
+from fcnlab.cli.main import main
 
 
 def _missing_labels(tmp_path: Path) -> list[str]:
@@ -46,7 +46,7 @@ def test_usage_errors_print_on_rank_zero_only(capsys, monkeypatch):
 
 
 def test_interrupted_prints_on_rank_zero_only(capsys, monkeypatch):
-    import fcnlab.commands.miou as miou
+    import fcnlab.cli.miou as miou
 
     def interrupted(args):
         raise KeyboardInterrupt
@@ -62,7 +62,7 @@ def test_interrupted_prints_on_rank_zero_only(capsys, monkeypatch):
 def test_int_at_least_is_one_argparse_type_for_every_bound():
     import argparse
 
-    from fcnlab.commands.arguments import int_at_least
+    from fcnlab.cli.arguments import int_at_least
 
     assert int_at_least(0)("0") == 0 and int_at_least(1)("3") == 3
     with pytest.raises(argparse.ArgumentTypeError, match=r"^must be >= 1, got 0$"):

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fcnlab.cli import main
+from fcnlab.cli.main import main
 from fcnlab.data.mask_codec import PALETTE
 from fcnlab.data.synthetic import land_cover_tile, make_segmentation_data
 from train_once import train_once
@@ -85,10 +85,10 @@ def test_eval_prints_course_lines_and_miou_agrees(p2, tmp_path, capsys):
 
 
 def test_eval_tiles_images_larger_than_tile_and_batches_the_rest(p2, tmp_path, monkeypatch):
-    import fcnlab.inference
+    import fcnlab.infer.tiling
+    from course_reference import confusion_counts
     from fcnlab.data.mask_codec import write_mask
-    from fcnlab.inference import load_predictor
-    from fcnlab.metrics import confusion_counts
+    from fcnlab.infer.predictor import load_predictor
 
     data = tmp_path / "data"
     data.mkdir()
@@ -100,14 +100,14 @@ def test_eval_tiles_images_larger_than_tile_and_batches_the_rest(p2, tmp_path, m
         Image.fromarray(image[:h, :w]).save(data / f"{stem}_sat.png")
         write_mask(data / f"{stem}_mask.png", ids[:h, :w])
         pairs[stem] = (image[:h, :w], ids[:h, :w])
-    real = fcnlab.inference.predict_mask
+    real = fcnlab.infer.tiling.predict_mask
     calls = []
 
     def spy(pred, image, tile=1024, margin=64):
         calls.append((image.shape, tile))
         return real(pred, image, tile=tile, margin=margin)
 
-    monkeypatch.setattr(fcnlab.inference, "predict_mask", spy)
+    monkeypatch.setattr(fcnlab.infer.tiling, "predict_mask", spy)
     assert main(["segment", "eval", "--ckpt", str(p2["run"]), "--data", str(data), "--tile", "192",
                  "--batch-size", "2", *CPU]) == 0
     # only the two images over --tile went through the tiled path; the 64x64 one ran whole
@@ -155,7 +155,7 @@ def test_predict_never_writes_into_the_input_folder(p2, capsys):
 
 
 def test_predict_with_a_bad_checkpoint_creates_no_output_folder(tmp_path: Path, capsys):
-    from fcnlab.cli import main
+    from fcnlab.cli.main import main
     from fcnlab.data.synthetic import make_segmentation_data
 
     data = make_segmentation_data(tmp_path / "d", n_train=1, n_val=1, size=64)

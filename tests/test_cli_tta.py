@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from fcnlab import api
-from fcnlab.cli import main
+from fcnlab.cli.main import main
 from fcnlab.data.synthetic import make_classification_data, make_segmentation_data
 from train_once import train_once
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from fcnlab.cli import main
-from fcnlab.compare import compare_runs, fmt_delta, fmt_value
+from fcnlab.cli.main import main
 from fcnlab.errors import DataError
+from fcnlab.report.compare import compare_runs, fmt_delta, fmt_value
 from report_runs import make_run
 
 FCN32 = [[0.5, 0.8, 0.2, 0.6, 0.7, 0.4], [0.6, 0.82, 0.30, 0.70, 0.75, 0.5]]

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from fcnlab.checkpoint import load_checkpoint, model_from_checkpoint
-from fcnlab.cli import main
+from fcnlab.cli.main import main
 from fcnlab.config import from_dict
 from fcnlab.tasks import make_task
 

@@ -8,13 +8,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from fcnlab import engine
+from fcnlab import runs
 from fcnlab.checkpoint import load_checkpoint
-from fcnlab.cli import main
+from fcnlab.cli.main import main
 from fcnlab.config import from_dict
+from fcnlab.data.prefetch import Prefetcher
 from fcnlab.data.synthetic import make_classification_data
-from fcnlab.distributed import DistInfo
 from fcnlab.errors import ConfigError
+from fcnlab.runtime import device
+from fcnlab.runtime.distributed import DistInfo
+from fcnlab.training import optim
+from fcnlab.training import state as train_state
+from fcnlab.training.state import epoch_batches
 
 
 @pytest.fixture(scope="module")
@@ -66,13 +71,13 @@ def test_inf_loss_in_the_first_epoch_says_no_checkpoint_yet(data, tmp_path, caps
 def test_gradient_clipping_bounds_every_update(data, tmp_path, monkeypatch):
     """Plain SGD (no momentum, no weight decay): each step moves a weight by at most lr * clip."""
     initial: dict[str, torch.Tensor] = {}
-    build = engine.build_optimizer
+    build = optim.build_optimizer
 
     def spy(model, cfg, device):
         initial.update({k: v.detach().clone() for k, v in model.named_parameters()})
         return build(model, cfg, device)
 
-    monkeypatch.setattr(engine, "build_optimizer", spy)
+    monkeypatch.setattr(train_state, "build_optimizer", spy)
     common = ["--epochs", "1", "--momentum", "0", "--weight-decay", "0", "--lr", "0.5", "--warmup-epochs", "0",
               "--scheduler", "constant"]
     moves = {}
@@ -89,24 +94,24 @@ def test_gradient_clipping_bounds_every_update(data, tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------- schedule, data order
 def test_learning_rate_warmup_then_cosine():
     cfg = from_dict({"epochs": 4, "warmup_epochs": 1, "scheduler": "cosine"})
-    factors = [engine.lr_factor(s, cfg, 10) for s in range(40)]
+    factors = [optim.lr_factor(s, cfg, 10) for s in range(40)]
     assert factors[:10] == pytest.approx([(s + 1) / 10 for s in range(10)])
     assert factors[10] == pytest.approx(1.0) and factors[25] == pytest.approx(0.5, abs=0.03)
     assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False)) and factors[-1] < 0.01
     step = from_dict({"epochs": 4, "warmup_epochs": 0, "scheduler": "step", "step_size": 2, "gamma": 0.1})
-    assert [engine.lr_factor(s, step, 10) for s in (0, 19, 20, 39)] == pytest.approx([1, 1, 0.1, 0.1])
+    assert [optim.lr_factor(s, step, 10) for s in (0, 19, 20, 39)] == pytest.approx([1, 1, 0.1, 0.1])
 
 
 def test_epoch_batches_shard_shuffle_and_never_end_with_one_sample():
     cfg = from_dict({"batch_size": 4, "seed": 5})
-    ranks = [engine.epoch_batches(21, cfg, 0, DistInfo(r, 2, r)) for r in range(2)]
+    ranks = [epoch_batches(21, cfg, 0, DistInfo(r, 2, r)) for r in range(2)]
     seen = torch.cat([torch.cat(b) for b in ranks])
     assert set(seen.tolist()) == set(range(21))  # DistributedSampler pads 21 to 22: one index twice
     assert [len(b) for b in ranks[0]] == [4, 4, 3] and [len(b) for b in ranks[1]] == [4, 4, 3]
-    single = engine.epoch_batches(21, cfg, 0, DistInfo())
+    single = epoch_batches(21, cfg, 0, DistInfo())
     assert [len(b) for b in single] == [4, 4, 4, 4, 4]  # the last batch of 1 is dropped (BatchNorm)
-    again = engine.epoch_batches(21, cfg, 0, DistInfo())
-    other = engine.epoch_batches(21, cfg, 1, DistInfo())
+    again = epoch_batches(21, cfg, 0, DistInfo())
+    other = epoch_batches(21, cfg, 1, DistInfo())
     assert all(torch.equal(a, b) for a, b in zip(single, again, strict=True))  # the order is a function of epoch
     assert not all(torch.equal(a, b) for a, b in zip(single, other, strict=True))  # set_epoch reshuffles
 
@@ -121,41 +126,41 @@ def test_prefetcher_reraises_errors_instead_of_reusing_a_batch():
     batches = [torch.tensor([i]) for i in range(4)]
     got = []
     with pytest.raises(OSError, match="disk gone"):
-        for x, _ in engine.Prefetcher(Broken(), batches, pin=False):
+        for x, _ in Prefetcher(Broken(), batches, pin=False):
             got.append(int(x[0]))
     assert got == [0, 1]
 
 
 # -------------------------------------------------------------------------------------- run folders, logs
 def test_prepare_run_dir_refuses_to_overwrite(tmp_path):
-    assert engine.prepare_run_dir(tmp_path / "new", False).is_dir()
+    assert runs.prepare_run_dir(tmp_path / "new", False).is_dir()
     (tmp_path / "file").write_text("x")
     with pytest.raises(ConfigError, match="not a folder"):
-        engine.prepare_run_dir(tmp_path / "file", False)
+        runs.prepare_run_dir(tmp_path / "file", False)
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match="already holds other files"):
-        engine.prepare_run_dir(other, False)
+        runs.prepare_run_dir(other, False)
     early = tmp_path / "early"
     early.mkdir()
     (early / "config.yaml").write_text("task: classify\n")
     with pytest.raises(ConfigError, match="stopped before its first checkpoint"):
-        engine.prepare_run_dir(early, False)
+        runs.prepare_run_dir(early, False)
     with pytest.raises(ConfigError, match="no last.pt"):
-        engine.prepare_run_dir(early, True)
+        runs.prepare_run_dir(early, True)
 
 
 def test_metrics_log_keeps_wall_times_out_of_metrics_csv(tmp_path):
-    log = engine.MetricsLog(tmp_path)
+    log = runs.MetricsLog(tmp_path)
     for epoch in (1, 2, 3):
         log.append({"epoch": epoch, "lr": 0.1, "train_loss": 1.0 / epoch, "val_acc": 0.5},
                    {"epoch": epoch, "train_seconds": "1.00"})
-    reread = engine.MetricsLog(tmp_path)
+    reread = runs.MetricsLog(tmp_path)
     reread.truncate(2)  # resuming the checkpoint of epoch 2
     reread.append({"epoch": 3, "lr": 0.1, "train_loss": 0.25, "val_acc": 0.75}, {"epoch": 3, "train_seconds": "2"})
     lines = (tmp_path / "metrics.csv").read_text().splitlines()
-    assert lines[0] == ",".join(engine.METRIC_COLUMNS) and len(lines) == 4
+    assert lines[0] == ",".join(runs.METRIC_COLUMNS) and len(lines) == 4
     assert lines[3] == "3,0.100000,0.250000,,,0.750000,"
     assert "seconds" not in (tmp_path / "metrics.csv").read_text()
     assert (tmp_path / "timing.csv").read_text().splitlines()[-1] == "3,2"
@@ -164,7 +169,7 @@ def test_metrics_log_keeps_wall_times_out_of_metrics_csv(tmp_path):
 @pytest.mark.parametrize("name", ["gpu", "cuda:x", "tpu"])
 def test_select_device_rejects_unknown_devices(name):
     with pytest.raises(ConfigError, match="--device"):
-        engine.select_device(name)
+        device.select_device(name)
 
 
 def test_run_folder_contents_and_finite_metrics(data, tmp_path):

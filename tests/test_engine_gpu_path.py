@@ -26,13 +26,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fcnlab import engine, tasks
 from fcnlab.checkpoint import load_checkpoint
 from fcnlab.config import TrainConfig, from_dict
-from fcnlab.distributed import DistInfo
 from fcnlab.errors import TrainingDiverged
-from fcnlab.metrics import course_miou
+from fcnlab.evaluate.metrics import course_miou
+from fcnlab.runtime.distributed import DistInfo
 from fcnlab.tasks import ClassificationTask, SegmentationTask, Task
+from fcnlab.tasks import base as task_base
+from fcnlab.training import loop
+from fcnlab.training.signals import Interrupted
+from fcnlab.training.state import TrainState
 
 TESTS = Path(__file__).resolve().parent
 
@@ -116,14 +119,14 @@ def test_segment_evaluate_equals_a_plain_batch_by_batch_computation():
 def test_evaluate_gathers_batches_with_the_prefetcher(monkeypatch):
     """Same data path as training: Prefetcher over this rank's batches, pinned only for CUDA."""
     made: list[tuple[list[torch.Tensor], bool]] = []
-    original = tasks.Prefetcher
+    original = task_base.Prefetcher
 
     class Spy(original):
         def __init__(self, data: Any, batches: list[torch.Tensor], pin: bool):
             made.append((batches, pin))
             super().__init__(data, batches, pin)
 
-    monkeypatch.setattr(tasks, "Prefetcher", Spy)
+    monkeypatch.setattr(task_base, "Prefetcher", Spy)
     cfg = from_dict({"task": "classify", "num_classes": 3, "batch_size": 2, "eval_batch_size": 3,
                      "image_size": 32})
     ClassificationTask(cfg).evaluate(class_model(), class_data(9), torch.device("cpu"), 1, 2)
@@ -131,7 +134,7 @@ def test_evaluate_gathers_batches_with_the_prefetcher(monkeypatch):
     batches, pin = made[0]
     assert pin is False
     assert [b.tolist() for b in batches] == [[1, 3, 5], [7]]
-    assert engine.Prefetcher is original  # the engine trains with the very same class
+    assert loop.Prefetcher is original  # the engine trains with the very same class
 
 
 def test_evaluate_with_an_empty_shard_gives_zero_counts():
@@ -218,7 +221,7 @@ class TinyTask(Task):
         return value
 
 
-def make_state(run_dir: Path, dist: DistInfo = DistInfo(), steps: int = 8) -> engine.TrainState:
+def make_state(run_dir: Path, dist: DistInfo = DistInfo(), steps: int = 8) -> TrainState:
     """A TrainState over ``steps`` batches of 2 per rank, as ``fit`` builds one (tiny model, SGD)."""
     cfg = from_dict({"task": "classify", "num_classes": 3, "batch_size": 2, "epochs": 1, "lr": 0.01,
                      "device": "cpu", "log_every": 1000})
@@ -230,7 +233,7 @@ def make_state(run_dir: Path, dist: DistInfo = DistInfo(), steps: int = 8) -> en
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     gen = torch.Generator().manual_seed(dist.rank)
     data = class_data(2 * steps * dist.world_size, size=8)
-    return engine.TrainState(cfg, TinyTask(cfg), run_dir, model, optimizer, scheduler, scaler,
+    return TrainState(cfg, TinyTask(cfg), run_dir, model, optimizer, scheduler, scaler,
                              torch.device("cpu"), None, gen, dist, data, data)
 
 
@@ -257,16 +260,16 @@ def test_device_values_are_read_once_per_sync_step_only(tmp_path, monkeypatch, w
 
     (Other reads per epoch, e.g. the sampler's shuffled order on the host, do not depend on the steps.)
     """
-    monkeypatch.setattr(engine, "sync_interval", lambda cfg, dev: 4)
+    monkeypatch.setattr(loop, "sync_interval", lambda cfg, dev: 4)
     reads = HostReads(monkeypatch)
     counts, agreed = {}, {}
     for steps in (8, 16):
         state = make_state(tmp_path / str(steps), DistInfo(0, world, 0), steps=steps)
         agreed[steps] = []
-        monkeypatch.setattr(engine, "_agree_on_stop",
+        monkeypatch.setattr(loop, "_agree_on_stop",
                             lambda flags, state=state, steps=steps: agreed[steps].append(state.step_in_epoch))
         before = reads.count
-        stats = engine.train_one_epoch(state, 0)
+        stats = loop.train_one_epoch(state, 0)
         counts[steps] = reads.count - before
         assert state.epoch_accum["batches"] == steps and state.epoch_accum["count"] == 2 * steps
         assert math.isfinite(stats["train_loss"]) and 0 <= stats["train_acc"] <= 1
@@ -278,18 +281,18 @@ def test_device_values_are_read_once_per_sync_step_only(tmp_path, monkeypatch, w
 def test_ddp_stop_flags_are_agreed_at_sync_steps_and_the_last_step(tmp_path, monkeypatch):
     state = make_state(tmp_path, DistInfo(0, 2, 0), steps=7)
     agreed: list[int] = []
-    monkeypatch.setattr(engine, "sync_interval", lambda cfg, dev: 3)
-    monkeypatch.setattr(engine, "_agree_on_stop", lambda flags: agreed.append(state.step_in_epoch))
-    engine.train_one_epoch(state, 0)
+    monkeypatch.setattr(loop, "sync_interval", lambda cfg, dev: 3)
+    monkeypatch.setattr(loop, "_agree_on_stop", lambda flags: agreed.append(state.step_in_epoch))
+    loop.train_one_epoch(state, 0)
     assert agreed == [3, 6, 7]
 
 
 def test_ddp_signal_is_honoured_at_the_next_sync_step(tmp_path, monkeypatch):
     state = make_state(tmp_path, DistInfo(0, 2, 0))
-    monkeypatch.setattr(engine, "sync_interval", lambda cfg, dev: 3)
+    monkeypatch.setattr(loop, "sync_interval", lambda cfg, dev: 3)
     state.task.before_loss = lambda call: setattr(state, "stop_signal", signal.SIGTERM) if call == 0 else None
-    with pytest.raises(engine.Interrupted, match="stopped by SIGTERM at epoch 1 step 3;") as err:
-        engine.train_one_epoch(state, 0)
+    with pytest.raises(Interrupted, match="stopped by SIGTERM at epoch 1 step 3;") as err:
+        loop.train_one_epoch(state, 0)
     assert err.value.exit_code == 143
     ckpt = load_checkpoint(tmp_path / "last.pt")
     assert ckpt["step_in_epoch"] == 3 and ckpt["epoch_accum"]["batches"] == 3
@@ -297,25 +300,25 @@ def test_ddp_signal_is_honoured_at_the_next_sync_step(tmp_path, monkeypatch):
 
 def test_single_process_signal_still_stops_after_the_current_step(tmp_path, monkeypatch):
     state = make_state(tmp_path)
-    monkeypatch.setattr(engine, "sync_interval", lambda cfg, dev: 3)
+    monkeypatch.setattr(loop, "sync_interval", lambda cfg, dev: 3)
     state.task.before_loss = lambda call: setattr(state, "stop_signal", signal.SIGINT) if call == 0 else None
-    with pytest.raises(engine.Interrupted, match="stopped by SIGINT at epoch 1 step 1;"):
-        engine.train_one_epoch(state, 0)
+    with pytest.raises(Interrupted, match="stopped by SIGINT at epoch 1 step 1;"):
+        loop.train_one_epoch(state, 0)
     assert load_checkpoint(tmp_path / "last.pt")["step_in_epoch"] == 1
 
 
 def test_ddp_stops_when_another_rank_was_signalled(tmp_path, monkeypatch):
     """This rank has no signal; the all-reduced flags say another one has: it stops at the same step."""
     state = make_state(tmp_path, DistInfo(0, 2, 0))
-    monkeypatch.setattr(engine, "sync_interval", lambda cfg, dev: 3)
+    monkeypatch.setattr(loop, "sync_interval", lambda cfg, dev: 3)
 
     def other_rank_signalled(flags: torch.Tensor) -> None:
         if state.step_in_epoch == 6:
             flags[0] = 0
 
-    monkeypatch.setattr(engine, "_agree_on_stop", other_rank_signalled)
-    with pytest.raises(engine.Interrupted, match="at epoch 1 step 6;"):
-        engine.train_one_epoch(state, 0)
+    monkeypatch.setattr(loop, "_agree_on_stop", other_rank_signalled)
+    with pytest.raises(Interrupted, match="at epoch 1 step 6;"):
+        loop.train_one_epoch(state, 0)
 
 
 @pytest.mark.parametrize(("other_rank_bad", "named"), [(None, 2), (0, 1)])
@@ -323,24 +326,24 @@ def test_ddp_nan_is_found_at_the_sync_step_and_names_the_earliest_bad_step(tmp_p
                                                                           other_rank_bad, named):
     state = make_state(tmp_path, DistInfo(0, 2, 0))
     state.task.nan_at = 1  # this rank's loss is NaN at step 2 (1-based)
-    monkeypatch.setattr(engine, "sync_interval", lambda cfg, dev: 3)
+    monkeypatch.setattr(loop, "sync_interval", lambda cfg, dev: 3)
 
     def agree(flags: torch.Tensor) -> None:
         if other_rank_bad is not None:
             flags[1] = min(int(flags[1]), other_rank_bad)
 
-    monkeypatch.setattr(engine, "_agree_on_stop", agree)
+    monkeypatch.setattr(loop, "_agree_on_stop", agree)
     with pytest.raises(TrainingDiverged, match=f"loss became NaN/Inf at epoch 1 step {named};"):
-        engine.train_one_epoch(state, 0)
+        loop.train_one_epoch(state, 0)
     assert state.step_in_epoch == 3  # found at the first sync step, not at once
 
 
 def _ddp_worker(rank: int, rendezvous: str, run_dir: str, result: str) -> None:
     """One rank of the two-process gloo run of ``test_two_gloo_ranks_stop_at_the_same_step``."""
     torch.distributed.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=2)
-    engine.sync_interval = lambda cfg, dev: 3
+    loop.sync_interval = lambda cfg, dev: 3
     agreed: list[int] = []
-    original = engine._agree_on_stop
+    original = loop._agree_on_stop
     out: dict[str, Any] = {}
     try:
         # a SIGTERM reaches rank 1 only, during its first step: both ranks stop after step 3
@@ -352,11 +355,11 @@ def _ddp_worker(rank: int, rendezvous: str, run_dir: str, result: str) -> None:
             agreed.append(state.step_in_epoch)
             original(flags)
 
-        engine._agree_on_stop = spy
+        loop._agree_on_stop = spy
         try:
-            engine.train_one_epoch(state, 0)
+            loop.train_one_epoch(state, 0)
             out["signal"] = "finished"
-        except engine.Interrupted as e:
+        except Interrupted as e:
             out["signal"] = f"{e} exit {e.exit_code}"
         out["signal_agreed"] = list(agreed)
         # rank 0's loss is NaN at step 5 (DDP spreads it: rank 1's at step 6): both name step 5 at step 6
@@ -365,7 +368,7 @@ def _ddp_worker(rank: int, rendezvous: str, run_dir: str, result: str) -> None:
         if rank == 0:
             state.task.nan_at = 4
         try:
-            engine.train_one_epoch(state, 0)
+            loop.train_one_epoch(state, 0)
             out["nan"] = "finished"
         except TrainingDiverged as e:
             out["nan"] = f"{str(e).split(';')[0]} found after step {state.step_in_epoch}"

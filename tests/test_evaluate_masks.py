@@ -12,8 +12,8 @@ from PIL import Image
 from course_reference import load_course_reference
 from fcnlab.data.mask_codec import CODE_TO_CLASS, class_to_rgb, read_mask, write_mask
 from fcnlab.errors import DataError
-from fcnlab.evaluate_masks import evaluate_masks, fold_codes, mask_key, pair_masks
-from fcnlab.metrics import format_course_lines
+from fcnlab.evaluate.mask_folders import evaluate_masks, fold_codes, mask_key, pair_masks
+from fcnlab.evaluate.metrics import format_course_lines
 
 REAL_IDS = ("0003", "0010", "0042", "0100", "0150", "0177", "0200", "0256")
 

@@ -9,11 +9,12 @@ import torch
 from torch import nn
 
 from fcnlab.checkpoint import model_from_checkpoint, save_checkpoint
-from fcnlab.cli import main
-from fcnlab.commands import export
+from fcnlab.cli import export as export_command
+from fcnlab.cli.main import main
 from fcnlab.errors import ConfigError
+from fcnlab.infer import export
+from fcnlab.infer.folding import FoldedVGG
 from fcnlab.models import build_model
-from fcnlab.models.folding import FoldedVGG
 
 
 def _randomize_scores(model: nn.Module) -> None:
@@ -39,8 +40,8 @@ def fcn_ckpt(tmp_path_factory):
 
 def _run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
-    export.register(parser.add_subparsers())
-    return export.run(parser.parse_args(["export", *argv]))
+    export_command.register(parser.add_subparsers())
+    return export_command.run(parser.parse_args(["export", *argv]))
 
 
 def test_vgg16_bn_onnx_parity_on_32x32(tmp_path):

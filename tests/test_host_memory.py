@@ -11,7 +11,7 @@ import pytest
 PROBE = """
 import os, sys
 import numpy as np
-from fcnlab.host_memory import keep_freed_memory
+from fcnlab.runtime.host_memory import keep_freed_memory
 
 def rss():
     with open("/proc/self/statm") as f:
@@ -55,4 +55,4 @@ def test_console_script_and_module_use_the_entry_point():
 
     root = Path(fcnlab.__file__).parent
     assert "entry()" in (root / "__main__.py").read_text()
-    assert 'fcnlab = "fcnlab.cli:entry"' in (root.parents[1] / "pyproject.toml").read_text()
+    assert 'fcnlab = "fcnlab.cli.main:entry"' in (root.parents[1] / "pyproject.toml").read_text()

@@ -10,7 +10,8 @@ import torch
 
 from fcnlab.config import from_dict
 from fcnlab.errors import ConfigError
-from fcnlab.inference import Predictor, load_predictor, predict_mask
+from fcnlab.infer.predictor import Predictor, load_predictor
+from fcnlab.infer.tiling import predict_mask
 
 
 class Pointwise(torch.nn.Module):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 
 from fcnlab.config import from_dict
-from fcnlab.inference import make_predictor
-from fcnlab.memory_format import CPU_MIN_SIDE, to_channels_last, use_channels_last
+from fcnlab.infer.folding import FoldedVGG
+from fcnlab.infer.predictor import make_predictor
 from fcnlab.models import build_model
-from fcnlab.models.folding import FoldedVGG
+from fcnlab.runtime.memory_format import CPU_MIN_SIDE, to_channels_last, use_channels_last
 
 CPU = torch.device("cpu")
 

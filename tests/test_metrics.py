@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from course_reference import load_course_reference
-from fcnlab.metrics import (
+from course_reference import confusion_counts, load_course_reference
+from fcnlab.evaluate.metrics import (
     ConfusionMatrix,
     MiouResult,
     accuracy,
-    confusion_counts,
     course_miou,
     format_course_lines,
     iou_per_class,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from course_reference import load_course_reference
-from fcnlab.cli import main
+from fcnlab.cli.main import main
 from fcnlab.data.mask_codec import write_mask
 
 

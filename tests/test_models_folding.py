@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from fcnlab.models import build_model, fold_vgg_classifier, penultimate_features
-from fcnlab.models.folding import FoldedVGG
+from fcnlab.infer.folding import FoldedVGG, fold_vgg_classifier
+from fcnlab.models import build_model, penultimate_features
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from fcnlab.models import build_model, fuse_conv_bn
+from fcnlab.infer.fusion import fuse_conv_bn
+from fcnlab.models import build_model
 
 
 def randomise_bn(model: nn.Module, seed: int = 0) -> nn.Module:

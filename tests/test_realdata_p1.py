@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fcnlab.cli import main
+from fcnlab.cli.main import main
 from fcnlab.data.classification import load_image_set, scan_folder
 from fcnlab.data.duplicates import check_labelled_images, conflict_warning, file_digests, label_conflicts
 from train_once import train_once

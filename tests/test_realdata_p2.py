@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fcnlab.cli import main
+from fcnlab.cli.main import main
 from fcnlab.data.mask_codec import PALETTE, read_mask
 from train_once import train_once
 

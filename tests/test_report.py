@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from fcnlab.cli import main
+from fcnlab.cli.main import main
 from fcnlab.errors import ConfigError, DataError
 from fcnlab.report import load_run, write_report
 from fcnlab.report.runs import best_epoch, unique_names

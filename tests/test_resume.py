@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from fcnlab.checkpoint import load_checkpoint
-from fcnlab.cli import main
+from fcnlab.cli.main import main
 from fcnlab.data.synthetic import make_classification_data
 
 ARGS = ["--model", "resnet18", "--num-classes", "4", "--epochs", "3", "--batch-size", "6", "--lr", "0.02",

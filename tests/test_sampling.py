@@ -92,8 +92,8 @@ def test_shard_splits_an_epoch_over_ranks():
 
 def test_training_batches_follow_the_factors_and_keep_the_step_count():
     from fcnlab.config import from_dict
-    from fcnlab.distributed import DistInfo
-    from fcnlab.engine import epoch_batches
+    from fcnlab.runtime.distributed import DistInfo
+    from fcnlab.training.state import epoch_batches
 
     cfg = from_dict({"task": "segment", "batch_size": 4, "sampling": "rare", "seed": 3})
     factors = np.array([1.0] * 8 + [3.0] * 4)

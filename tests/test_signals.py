@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from fcnlab.checkpoint import load_checkpoint
-from fcnlab.cli import main
+from fcnlab.cli.main import main
 from fcnlab.data.synthetic import make_classification_data
 
 COMMON = ["--model", "resnet18", "--num-classes", "4", "--lr", "0.01", "--device", "cpu", "--seed", "1"]

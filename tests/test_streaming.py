@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from fcnlab.checkpoint import save_checkpoint
-from fcnlab.cli import main
+from fcnlab.cli.main import main
 from fcnlab.config import from_dict
 from fcnlab.data.mask_codec import write_mask
 from fcnlab.data.streaming import ImageFiles, loader
@@ -70,7 +70,7 @@ def tiles(tmp_path, monkeypatch):
                     config=cfg.to_dict())
     reads: list[int] = []
     import fcnlab.data.segmentation as segmentation
-    import fcnlab.inference as inference
+    import fcnlab.infer.predictor as inference
 
     real_load_pair = segmentation.load_pair
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from fcnlab.errors import ConfigError
-from fcnlab.tb import TensorBoardHook, iou_tag
+from fcnlab.training.tensorboard import TensorBoardHook, iou_tag
 
 pytest.importorskip("tensorboard", reason="tensorboard is an optional dependency (pip install 'fcnlab[tensorboard]')")
 
@@ -77,7 +77,7 @@ def test_iou_tag() -> None:
 def test_one_epoch_training_run_writes_event_files(tmp_path: Path) -> None:
     from fcnlab.config import from_dict
     from fcnlab.data.synthetic import make_segmentation_data
-    from fcnlab.engine import fit
+    from fcnlab.training.fit import fit
 
     data = make_segmentation_data(tmp_path / "data", n_train=2, n_val=1, size=32)
     cfg = from_dict({"task": "segment", "model": "fcn32s_resnet34", "data": str(data / "train"),

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from fcnlab.errors import DataError
-from fcnlab.tsne import class_colours, embed, plot_tsne, save_tsne_npz
+from fcnlab.report.tsne import class_colours, embed, plot_tsne, save_tsne_npz
 
 
 @pytest.fixture(scope="module")

@@ -101,7 +101,8 @@ def test_multiscale_keeps_size_and_d4_equivariance(fcn):
 def test_tta_composes_with_tiling(fcn):
     """A tiled prediction of a large image with TTA: each core is the TTA prediction of its window."""
     from fcnlab.config import from_dict
-    from fcnlab.inference import make_predictor, predict_mask
+    from fcnlab.infer.predictor import make_predictor
+    from fcnlab.infer.tiling import predict_mask
 
     cfg = from_dict({"task": "segment", "model": "fcn8s_resnet34", "channels_last": False})
     tta = SegmentationTTA(fcn, "flip")
@@ -125,7 +126,7 @@ def test_flip_tta_of_mirror_symmetric_image_equals_plain_prediction():
     model = build_model("resnet18", 5).eval()
     half = torch.randn(3, 3, 32, 16)
     x = torch.cat([half, half.flip(-1)], -1)  # mirror-symmetric images
-    tta = with_tta(model, "classify", "flip")
+    tta = with_tta(model, False, "flip")
     assert isinstance(tta, ClassificationTTA)
     with torch.inference_mode():
         torch.testing.assert_close(tta(x), model(x))
@@ -134,18 +135,18 @@ def test_flip_tta_of_mirror_symmetric_image_equals_plain_prediction():
 
 
 def test_with_tta_returns_the_model_when_nothing_to_average(fcn):
-    assert with_tta(fcn, "segment", "none") is fcn
-    assert isinstance(with_tta(fcn, "segment", "none", (0.75, 1.0)), SegmentationTTA)
-    assert not with_tta(fcn, "segment", "d4").training
+    assert with_tta(fcn, True, "none") is fcn
+    assert isinstance(with_tta(fcn, True, "none", (0.75, 1.0)), SegmentationTTA)
+    assert not with_tta(fcn, True, "d4").training
 
 
 def test_bad_tta_options_are_one_line_config_errors(fcn):
     with pytest.raises(ConfigError, match="--tta"):
-        with_tta(fcn, "segment", "d8")
+        with_tta(fcn, True, "d8")
     with pytest.raises(ConfigError, match="no rotations"):
         ClassificationTTA(fcn, "d4")
     with pytest.raises(ConfigError, match="--scales"):
-        with_tta(fcn, "classify", "flip", (0.5, 1.0))
+        with_tta(fcn, False, "flip", (0.5, 1.0))
     with pytest.raises(ConfigError, match="--scales"):
         parse_scales("0.75,x")
     with pytest.raises(ConfigError, match="--scales"):

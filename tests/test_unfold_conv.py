@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from fcnlab.config import from_dict
-from fcnlab.inference import make_predictor
+from fcnlab.infer.predictor import make_predictor
+from fcnlab.infer.unfold_conv import UnfoldConv2d, unfold_large_convs
 from fcnlab.models import build_model
-from fcnlab.models.unfold_conv import UnfoldConv2d, unfold_large_convs
 
 
 def test_unfold_conv_equals_the_convolution_for_both_memory_formats():

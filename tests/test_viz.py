@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcnlab import viz
 from fcnlab.data.synthetic import land_cover_tile
 from fcnlab.errors import DataError
+from fcnlab.report import viz
 
 HEADER = "epoch,train_loss,train_acc,val_loss,val_acc,val_miou,lr,epoch_time_s\n"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fcnlab.cli import main
+from fcnlab.cli.main import main
 
 
 def train_once(argv: list[str], cache: Path) -> int:

@@ -15,8 +15,6 @@ The functions are imported on first use, so ``import fcnlab`` loads neither torc
 from __future__ import annotations
 
 import importlib as _importlib
-import sys as _sys
-import types as _types
 from typing import Any as _Any
 
 __version__ = "0.1.0"
@@ -38,20 +36,3 @@ def __getattr__(name: str) -> _Any:
 
 def __dir__() -> list[str]:
     return sorted({n for n in globals() if not n.startswith("_")} | set(API) | {"__version__"})
-
-
-class _Package(_types.ModuleType):
-    """Keeps API names bound to the functions when a submodule of the same name is imported.
-
-    ``fcnlab.evaluate_masks`` is both the API function and the module :mod:`fcnlab.evaluate_masks`;
-    importing that module would otherwise rebind ``fcnlab.evaluate_masks`` to the module object. The module
-    stays importable (``from fcnlab.evaluate_masks import pair_masks``) through ``sys.modules``.
-    """
-
-    def __setattr__(self, name: str, value: _Any) -> None:
-        if name in API and isinstance(value, _types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-_sys.modules[__name__].__class__ = _Package

@@ -2,6 +2,6 @@
 
 import sys
 
-from fcnlab.cli import entry
+from fcnlab.cli.main import entry
 
 sys.exit(entry())

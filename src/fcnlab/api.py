@@ -24,11 +24,11 @@ from fcnlab.errors import ConfigError, DataError
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
-    from fcnlab.compare import Comparison
     from fcnlab.config import TrainConfig
-    from fcnlab.inference import Predictor
-    from fcnlab.metrics import MiouResult
+    from fcnlab.evaluate.metrics import MiouResult
+    from fcnlab.infer.predictor import Predictor
     from fcnlab.report import ReportResult
+    from fcnlab.report.compare import Comparison
 
 ImagesArg = str | Path | np.ndarray | Sequence[np.ndarray | str | Path]
 
@@ -42,11 +42,12 @@ def build_model(name: str, num_classes: int | None = None, *, pretrained: bool =
     other keyword arguments go to the builder (e.g. ``learn_upsampling=True``). See
     :func:`fcnlab.models.list_models` for the names.
     """
+    from fcnlab.config import TASK_DEFAULTS, TrainConfig
     from fcnlab.models import build_model as _build
     from fcnlab.models import model_task
 
-    if num_classes is None:
-        num_classes = 50 if model_task(name) == "classify" else 7
+    if num_classes is None:  # the task's default (the course's class count)
+        num_classes = TASK_DEFAULTS[model_task(name)].get("num_classes", TrainConfig.num_classes)
     return _build(name, num_classes, pretrained=pretrained, weights=weights, **kwargs)
 
 
@@ -57,11 +58,11 @@ def load_checkpoint(path: str | Path, device: str = "auto", *, fold: bool = True
     ``tta``: test-time augmentation, ``none``, ``flip`` or (segmentation) ``d4``; ``scales`` (segmentation):
     input scales averaged too, e.g. ``(0.75, 1, 1.25)``. See :mod:`fcnlab.infer.tta`.
 
-    Returns a :class:`fcnlab.inference.Predictor`: ``.model`` (in eval mode on ``.device``; VGG classifiers
+    Returns a :class:`fcnlab.infer.predictor.Predictor`: ``.model`` (in eval mode on ``.device``; VGG classifiers
     at 32x32 with their exact folded head unless ``fold=False``), ``.ckpt`` (the checkpoint dict: epoch,
     metrics, config ...), ``.cfg`` (the training config) and ``.logits(uint8 NCHW batch)``.
     """
-    from fcnlab.inference import load_predictor
+    from fcnlab.infer.predictor import load_predictor
 
     return load_predictor(path, device, fold=fold, tta=tta, scales=tuple(scales))
 
@@ -70,7 +71,7 @@ def _predictor(ckpt: Any, device: str, task: str, tta: str | None = None,
                scales: Sequence[float] | None = None) -> Predictor:
     """A Predictor for ``task``: ``ckpt`` itself when it is one (with its TTA unless ``tta``/``scales`` are
     given), else the checkpoint restored with ``tta`` and ``scales``."""
-    from fcnlab.inference import Predictor, load_predictor, make_predictor
+    from fcnlab.infer.predictor import Predictor, load_predictor, make_predictor
 
     if isinstance(ckpt, Predictor):
         if ckpt.cfg.task != task:
@@ -78,10 +79,11 @@ def _predictor(ckpt: Any, device: str, task: str, tta: str | None = None,
         if tta is None and scales is None:
             return ckpt
         from fcnlab.infer.tta import ClassificationTTA, SegmentationTTA, check_tta
+        from fcnlab.tasks import task_info
 
         tta = ckpt.tta if tta is None else tta
         scales = ckpt.scales if scales is None else tuple(scales)
-        check_tta(task, tta, scales)
+        check_tta(task_info(task).dense, tta, scales)
         base = ckpt.model.model if isinstance(ckpt.model, (ClassificationTTA, SegmentationTTA)) else ckpt.model
         return make_predictor(base, ckpt.cfg, ckpt.device, ckpt.amp, fold=False, fuse=False, ckpt=ckpt.ckpt,
                               path=ckpt.path, tta=tta, scales=scales)
@@ -129,7 +131,7 @@ def predict_masks(ckpt: str | Path | Predictor, images: ImagesArg, *, device: st
     :func:`fcnlab.data.mask_codec.class_to_rgb`. ``tta`` (``none``, ``flip``, ``d4``) and ``scales`` average
     the softmax over mirrored/rotated and rescaled views (default: none, or a given Predictor's own).
     """
-    from fcnlab.inference import predict_mask
+    from fcnlab.infer.tiling import predict_mask
 
     pred = _predictor(ckpt, device, "segment", tta, scales)
     return [predict_mask(pred, _rgb(name, item), tile=tile) for name, item in _image_list(images, tiles=True)]
@@ -164,10 +166,10 @@ def predict_labels(ckpt: str | Path | Predictor, images: ImagesArg, *, device: s
 def evaluate_masks(labels_dir: str | Path, pred_dir: str | Path, *, workers: int | None = None) -> MiouResult:
     """The course's mIoU of the predicted masks in ``pred_dir`` against ``labels_dir`` (``fcnlab miou``).
 
-    Returns a :class:`fcnlab.metrics.MiouResult`: ``.per_class`` (IoU of classes 0-5), ``.mean``,
+    Returns a :class:`fcnlab.evaluate.metrics.MiouResult`: ``.per_class`` (IoU of classes 0-5), ``.mean``,
     ``.warnings`` and ``.to_dict()``.
     """
-    from fcnlab.evaluate_masks import evaluate_masks as _evaluate
+    from fcnlab.evaluate.mask_folders import evaluate_masks as _evaluate
 
     return _evaluate(labels_dir, pred_dir, workers=workers)
 
@@ -196,12 +198,13 @@ def train(config: TrainConfig | dict[str, Any] | str | Path | None, out: str | P
     ``last.pt`` (``config`` may be None; ``overrides`` such as ``epochs`` extend it). The summary holds
     ``run_dir``, ``best_epoch``, the best ``val_acc`` / ``val_miou`` and ``epochs``.
     """
-    from fcnlab.engine import fit
+    from fcnlab.training.fit import fit, resume_config
 
     if resume:
         if config is not None:
             raise ConfigError("train(resume=True) takes its config from the checkpoint; pass config=None")
-        return fit(None, out, resume=True, overrides=overrides)
+        cfg, ckpt = resume_config(out, overrides)
+        return fit(cfg, out, ckpt, config_changed=bool(overrides))
     if config is None:
         raise ConfigError("train: give a config dict or YAML file (or resume=True)")
     return fit(_config(config, overrides), out)
@@ -212,7 +215,7 @@ def compare_runs(runs: Sequence[str | Path]) -> Comparison:
 
     ``.to_markdown()`` gives the printed table, ``.rows`` the numbers, ``.table()`` header and cells.
     """
-    from fcnlab.compare import compare_runs as _compare
+    from fcnlab.report.compare import compare_runs as _compare
 
     return _compare(runs)
 

@@ -16,17 +16,15 @@ Layout of a checkpoint (all values are tensors, numbers, strings, lists or dicts
 from __future__ import annotations
 
 import os
-import pickle
 import random
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from fcnlab.atomic import atomic_save
-from fcnlab.errors import DataError
+from fcnlab.errors import DataError, torch_load_error
+from fcnlab.runtime.files import atomic_save
 
 FORMAT = "fcnlab-checkpoint"
 VERSION = 1
@@ -108,23 +106,6 @@ def remove_stale_temp_files(folder: str | Path, names: tuple[str, ...] = ("last.
 
 
 REQUIRED_KEYS = ("task", "model_name", "num_classes", "model", "config")
-
-
-def torch_load_error(e: Exception) -> str:
-    """What ``torch.load(weights_only=True)`` found wrong, in a few words.
-
-    torch's own messages run to several sentences and suggest ``weights_only=False``, which would run code
-    from the file; fcnlab never does that, so the advice is left out.
-    """
-    text = str(e)
-    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-    if found:  # e.g. a checkpoint that pickled an argparse.Namespace
-        return (f"it holds a pickled {found.group(1)} object; fcnlab loads only tensors and plain data, never "
-                f"code from the file")
-    if isinstance(e, pickle.UnpicklingError):
-        return "not a PyTorch checkpoint file"
-    first = text.splitlines()[0].split(". ")[0] if text else ""
-    return f"{type(e).__name__}: {first}" if first else type(e).__name__
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -23,62 +23,69 @@ from typing import Any
 import yaml
 
 from fcnlab.errors import ConfigError
+from fcnlab.tasks import TASKS
 
-TASKS = ("classify", "segment")
+
+def option(default: Any, help: str) -> Any:
+    """A :class:`TrainConfig` field with its ``--help`` text; a type as ``default`` (``list``) is a factory."""
+    if isinstance(default, type):
+        return field(default_factory=default, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
 class TrainConfig:
-    """Every knob of a training run (both tasks). Field comments are the ``--help`` texts."""
+    """Every knob of a training run (both tasks); each field carries its ``--help`` text."""
 
-    task: str = "classify"  # classify or segment
-    model: str = "vgg16_bn"  # a name from fcnlab.models.list_models()
-    num_classes: int = 50  # classes of the output layer
-    data: str | None = None  # training folder
-    val: str | None = None  # validation folder
-    val_csv: str | None = None  # optional filename,label CSV for the validation folder (P1)
-    pretrained: bool = False  # start from torchvision's ImageNet weights (needs network or --weights)
-    weights: str | None = None  # local torchvision-format state dict for the backbone
-    learn_upsampling: bool | None = None  # FCN upsamplers trainable (default: model's own default)
-    epochs: int = 50  # training epochs
-    batch_size: int = 128  # images per step (per process under torchrun)
-    eval_batch_size: int = 0  # batch size for validation (0: 2x batch_size)
-    optimizer: str = "sgd"  # sgd or adamw
-    lr: float = 0.05  # peak learning rate (mean cross-entropy convention)
-    momentum: float = 0.9  # SGD momentum
-    weight_decay: float = 5e-4  # applied to conv/linear weights only (not BN, biases)
-    scheduler: str = "cosine"  # cosine, poly, step or constant (after warm-up)
-    warmup_epochs: float = 1.0  # linear warm-up length in epochs
-    step_size: int = 30  # step scheduler: epochs between decays
-    gamma: float = 0.1  # step scheduler: decay factor
-    label_smoothing: float = 0.0  # cross-entropy label smoothing
-    image_size: int = 32  # classify: network input side (224 for ImageNet backbones); segment: crop side
-    augment: bool = True  # random augmentation of training batches
-    pad: int = 4  # classify: random-crop padding
-    min_scale: float = 0.75  # segment: smallest random zoom (crop covers up to 1/scale of the tile)
-    max_scale: float = 1.25  # segment: largest random zoom
-    class_weights: str = "none"  # segment: none, inverse or median (frequency) loss weights
-    ignore_unknown: bool = False  # segment: leave class 6 (unknown) out of the loss
-    loss: str = "ce"  # segment: ce, lovasz, dice, ce+lovasz or ce+dice (class weights apply to ce only)
-    sampling: str = "none"  # segment: none, or rare (repeat-factor sampling of tiles with rare classes)
-    rare_classes: list[int] = field(default_factory=list)  # segment: classes that sampling rare boosts (none: all)
-    repeat_threshold: float = 1.0  # segment: sampling rare: tiles with a class in fewer than this share repeat
-    seed: int = 0  # random seed (rank r uses seed + r for augmentation)
-    deterministic: bool = False  # bitwise-reproducible algorithms (slower)
-    device: str = "auto"  # auto, cpu, cuda or cuda:N
-    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU), bf16, fp16 or off
-    channels_last: bool = True  # channels-last format where faster (CUDA; CPU for inputs >= 128 px)
-    compile: bool = False  # torch.compile the model (before DDP)
-    workers: int = 2  # data-loader workers for file-streaming evaluation/prediction
-    cache: str = "auto"  # decoded-data cache: auto, memory, disk or off
-    grad_clip: float = 0.0  # clip gradient norm to this value (0: off)
-    limit: int = 0  # use only the first N training samples (0: all)
-    val_limit: int = 0  # use only the first N validation samples (0: all)
-    snapshot_epochs: list[int] = field(default_factory=list)  # segment: epochs whose val masks are saved
-    snapshot_tiles: int = 3  # segment: validation tiles shown in snapshots
-    sync_bn: bool = False  # convert BatchNorm to SyncBatchNorm under torchrun
-    log_every: int = 50  # steps between log lines when not on a terminal
-    tensorboard: bool = False  # also write TensorBoard event files (needs tensorboard)
+    task: str = option("classify", "classify or segment")
+    model: str = option("vgg16_bn", "a name from fcnlab.models.list_models()")
+    num_classes: int = option(50, "classes of the output layer")
+    data: str | None = option(None, "training folder")
+    val: str | None = option(None, "validation folder")
+    val_csv: str | None = option(None, "optional filename,label CSV for the validation folder (P1)")
+    pretrained: bool = option(False, "start from torchvision's ImageNet weights (needs network or --weights)")
+    weights: str | None = option(None, "local torchvision-format state dict for the backbone")
+    learn_upsampling: bool | None = option(None, "FCN upsamplers trainable (default: model's own default)")
+    epochs: int = option(50, "training epochs")
+    batch_size: int = option(128, "images per step (per process under torchrun)")
+    eval_batch_size: int = option(0, "batch size for validation (0: 2x batch_size)")
+    optimizer: str = option("sgd", "sgd or adamw")
+    lr: float = option(0.05, "peak learning rate (mean cross-entropy convention)")
+    momentum: float = option(0.9, "SGD momentum")
+    weight_decay: float = option(5e-4, "applied to conv/linear weights only (not BN, biases)")
+    scheduler: str = option("cosine", "cosine, poly, step or constant (after warm-up)")
+    warmup_epochs: float = option(1.0, "linear warm-up length in epochs")
+    step_size: int = option(30, "step scheduler: epochs between decays")
+    gamma: float = option(0.1, "step scheduler: decay factor")
+    label_smoothing: float = option(0.0, "cross-entropy label smoothing")
+    image_size: int = option(32, "classify: network input side (224 for ImageNet backbones); segment: crop side")
+    augment: bool = option(True, "random augmentation of training batches")
+    pad: int = option(4, "classify: random-crop padding")
+    min_scale: float = option(0.75, "segment: smallest random zoom (crop covers up to 1/scale of the tile)")
+    max_scale: float = option(1.25, "segment: largest random zoom")
+    class_weights: str = option("none", "segment: none, inverse or median (frequency) loss weights")
+    ignore_unknown: bool = option(False, "segment: leave class 6 (unknown) out of the loss")
+    loss: str = option("ce", "segment: ce, lovasz, dice, ce+lovasz or ce+dice (class weights apply to ce only)")
+    sampling: str = option("none", "segment: none, or rare (repeat-factor sampling of tiles with rare classes)")
+    rare_classes: list[int] = option(list, "segment: the classes sampling rare boosts (empty: every class)")
+    repeat_threshold: float = option(1.0, "segment: sampling rare: a class in fewer than this share of the "
+                                          "tiles makes its tiles repeat")
+    seed: int = option(0, "random seed (rank r uses seed + r for augmentation)")
+    deterministic: bool = option(False, "bitwise-reproducible algorithms (slower)")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    amp: str = option("auto", "auto (bf16 on CUDA, off on CPU), bf16, fp16 or off")
+    channels_last: bool = option(True, "channels-last format where faster (CUDA; CPU for inputs >= 128 px)")
+    compile: bool = option(False, "torch.compile the model (before DDP)")
+    workers: int = option(2, "data-loader workers for file-streaming evaluation/prediction")
+    cache: str = option("auto", "decoded-data cache: auto, memory, disk or off")
+    grad_clip: float = option(0.0, "clip gradient norm to this value (0: off)")
+    limit: int = option(0, "use only the first N training samples (0: all)")
+    val_limit: int = option(0, "use only the first N validation samples (0: all)")
+    snapshot_epochs: list[int] = option(list, "segment: epochs whose val masks are saved")
+    snapshot_tiles: int = option(3, "segment: validation tiles shown in snapshots")
+    sync_bn: bool = option(False, "convert BatchNorm to SyncBatchNorm under torchrun")
+    log_every: int = option(50, "steps between log lines when not on a terminal")
+    tensorboard: bool = option(False, "also write TensorBoard event files (needs tensorboard)")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (YAML- and ``torch.load(weights_only=True)``-safe)."""
@@ -119,16 +126,9 @@ def field_names() -> list[str]:
     return [f.name for f in dataclasses.fields(TrainConfig)]
 
 
-def _field_help() -> dict[str, str]:
-    """Help text of each field, read from the comment beside it in this file."""
-    import inspect
-
-    helps: dict[str, str] = {}
-    for line in inspect.getsource(TrainConfig).splitlines():
-        line = line.strip()
-        if ":" in line and "#" in line and not line.startswith(("#", '"')):
-            helps[line.split(":", 1)[0].strip()] = line.split("#", 1)[1].strip()
-    return helps
+def field_help() -> dict[str, str]:
+    """The ``--help`` text of each config key."""
+    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(TrainConfig)}
 
 
 def _coerce(name: str, value: Any, tp: Any) -> Any:
@@ -290,12 +290,25 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
     """Add ``--config`` and one ``--<key>`` option per config field (values parsed as YAML)."""
     parser.add_argument("--config", help="YAML recipe (e.g. configs/p1_vgg16bn.yaml)")
     group = parser.add_argument_group("config overrides (any key of the recipe)")
-    helps = _field_help()
+    helps = field_help()
     for name in field_names():
         if name in skip:
             continue
         group.add_argument(f"--{name.replace('_', '-')}", dest=f"cfg_{name}", metavar="V",
                            default=None, help=helps.get(name, ""))
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The config options given on the command line (``--lr 0.1`` ...), each value parsed as YAML."""
+    values: dict[str, Any] = {}
+    for name in field_names():
+        raw = getattr(args, f"cfg_{name}", None)
+        if raw is not None:
+            try:
+                values[name] = yaml.safe_load(raw) if isinstance(raw, str) else raw
+            except yaml.YAMLError:
+                values[name] = raw
+    return values
 
 
 def resolve(args: argparse.Namespace, task: str) -> TrainConfig:
@@ -307,20 +320,14 @@ def resolve(args: argparse.Namespace, task: str) -> TrainConfig:
         source = str(args.config)
         if values.get("task", task) != task:
             raise ConfigError(f"{args.config}: recipe is for task {values['task']!r}, not {task!r}")
-    for name in field_names():
-        raw = getattr(args, f"cfg_{name}", None)
-        if raw is not None:
-            try:
-                values[name] = yaml.safe_load(raw) if isinstance(raw, str) else raw
-            except yaml.YAMLError:
-                values[name] = raw
+    values.update(overrides_from_args(args))
     values["task"] = task
     return from_dict(values, source)
 
 
 def save_yaml(cfg: TrainConfig | dict[str, Any], path: str | Path) -> None:
     """Write the resolved config as YAML (atomically)."""
-    from fcnlab.atomic import atomic_write_text
+    from fcnlab.runtime.files import atomic_write_text
 
     data = cfg.to_dict() if isinstance(cfg, TrainConfig) else dict(cfg)
     atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))

@@ -1,22 +1,21 @@
 """``fcnlab demo``: the whole homework in miniature, on synthetic data, on the CPU, in about 1.5 minutes.
 
 The demo writes small synthetic data sets in the course's exact formats (:mod:`fcnlab.data.synthetic`)
-and then runs every step a user runs, each one through the real command line (``fcnlab.cli.main`` with
+and then runs every step a user runs, each one through the real command line (``fcnlab.cli.main.main`` with
 an argument list, printed as ``$ fcnlab ...`` so it can be copied):
 
 * P1: ``classify train`` -> ``classify eval`` (the seed's ``Val Acc`` line) -> ``classify predict``
   (the ``image_id,label`` CSV) -> ``classify tsne``;
 * P2: ``segment train`` of an FCN-32s and an FCN-8s with mask snapshots at a few epochs, ``segment eval``
   (the course's ``class #i`` / ``mean_iou`` lines), ``segment predict`` (``NNNN_mask.png`` files), the
-  course-style ``miou`` of the predicted mask files, ``compare`` of the two runs and, where the command
-  exists, one ``report`` page.
+  course-style ``miou`` of the predicted mask files, ``compare`` of the two runs and one ``report`` page.
 
 Model choice. P1 uses **resnet18**, not the seed's vgg16_bn. VGG16-BN has 134M parameters (12x
 resnet18), needs about 8x the FLOPs per 32x32 image, and each of its checkpoints (weights plus SGD
 momentum) is about 1.1 GB, rewritten every epoch: a five-epoch demo would spend minutes on arithmetic
 and gigabytes on disk. resnet18 (11M parameters, 90 MB checkpoints) goes through exactly the same
-engine, evaluation, prediction and t-SNE code. The seed's model is one option away:
-``fcnlab classify train --config configs/p1_vgg16bn.yaml ...``. P2 compares **fcn32s_resnet34** with
+training, evaluation, prediction and t-SNE code; the seed's model is one option away (``--config
+configs/p1_vgg16bn.yaml``). P2 compares **fcn32s_resnet34** with
 **fcn8s_resnet34**: the seed's second model is ResNet34-FCN8s, and its VGG16-FCN32s is again 134M
 parameters; one backbone for both runs also isolates what the comparison is about, the skip
 connections (at 128x128 an FCN-32s sees a 4x4 grid of scores, an FCN-8s a 16x16 one).
@@ -29,7 +28,6 @@ into it replaces those entries only, and still refuses if anything else has been
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 import shutil
@@ -40,8 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fcnlab.atomic import atomic_write_text, make_folder
 from fcnlab.errors import ConfigError, DataError, FcnlabError
+from fcnlab.runs import read_eval
+from fcnlab.runtime.files import atomic_write_text, make_folder
 
 MARKER = ".fcnlab-demo"
 MARKER_FORMAT = "fcnlab-demo"
@@ -188,11 +187,6 @@ def _preview(names: list[str], k: int = 5) -> str:
 
 
 # --------------------------------------------------------------------------------------------- the steps
-def command_available(name: str) -> bool:
-    """Whether ``fcnlab <name>`` exists in this installation (``compare`` and ``report`` are optional)."""
-    return importlib.util.find_spec(f"fcnlab.commands.{name}") is not None
-
-
 def plan_steps(layout: DemoLayout, device: str = "cpu") -> list[Step]:
     """Every ``fcnlab`` command of the demo, in order (data generation comes before them)."""
     plan, d = layout.plan, layout
@@ -232,13 +226,10 @@ def plan_steps(layout: DemoLayout, device: str = "cpu") -> list[Step]:
     last = d.p2_runs[-1]
     steps.append(Step("P2: the course's evaluator on the predicted mask files",
                       ["miou", "--labels", str(d.p2_data / "validation"), "--pred", str(last / "masks")]))
-    if command_available("compare"):
-        steps.append(Step("P2: per-class IoU of the two FCNs side by side",
-                          ["compare", *[str(r) for r in d.p2_runs], "--out", str(d.root / "compare.md")]))
-    if command_available("report"):
-        steps.append(Step("one HTML page with every result",
-                          ["report", str(d.p1_run), *[str(r) for r in d.p2_runs],
-                           "--out", str(d.root / "report.html")]))
+    steps.append(Step("P2: per-class IoU of the two FCNs side by side",
+                      ["compare", *[str(r) for r in d.p2_runs], "--out", str(d.root / "compare.md")]))
+    steps.append(Step("one HTML page with every result",
+                      ["report", str(d.p1_run), *[str(r) for r in d.p2_runs], "--out", str(d.root / "report.html")]))
     return steps
 
 
@@ -256,8 +247,8 @@ def make_data(layout: DemoLayout) -> None:
 
 def run_step(step: Step, number: int, total: int, debug: bool = False,
              echo: Callable[[str], None] = print) -> None:
-    """Run one step through ``fcnlab.cli.main``; raise :class:`DemoStepFailed` on a non-zero exit code."""
-    from fcnlab.cli import main
+    """Run one step through ``fcnlab.cli.main.main``; raise :class:`DemoStepFailed` on a non-zero exit code."""
+    from fcnlab.cli.main import main
 
     command = "fcnlab " + " ".join(step.argv)
     echo(f"\n[{number}/{total}] {step.title}\n$ {command}")
@@ -272,13 +263,6 @@ def run_step(step: Step, number: int, total: int, debug: bool = False,
 
 
 # ------------------------------------------------------------------------------------------------ results
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"{path}: the demo expected this file from the step before ({e})") from None
-
-
 def csv_accuracy(pred_csv: Path, gt_csv: Path) -> float:
     """Share of ``image_id,label`` rows of ``pred_csv`` that agree with the ``filename,label`` CSV."""
     with open(gt_csv, newline="") as f:
@@ -303,7 +287,7 @@ def collect_results(layout: DemoLayout) -> dict[str, Any]:
     from fcnlab.data.mask_codec import CLASS_NAMES
 
     plan = layout.plan
-    p1 = _read_json(layout.p1_run / "eval" / "eval.json")
+    p1 = read_eval(layout.p1_run)
     out: dict[str, Any] = {
         "p1": {"model": plan.p1_model, "classes": plan.p1_classes, "epochs": plan.p1_epochs,
                "val_acc": float(p1["val_acc"]), "chance": 1.0 / plan.p1_classes,
@@ -311,7 +295,7 @@ def collect_results(layout: DemoLayout) -> dict[str, Any]:
         "p2": [],
     }
     for model, run in zip(plan.p2_models, layout.p2_runs, strict=True):
-        ev = _read_json(run / "eval" / "eval.json")
+        ev = read_eval(run)
         base, cls = majority_miou(ev["confusion_matrix"])
         per_class = [float(v) for v in ev["per_class_iou"]]
         present = [v for v in per_class if not math.isnan(v)]

@@ -24,16 +24,14 @@ from fcnlab.data.mask_codec import NUM_CLASSES, read_mask, write_mask
 from fcnlab.errors import DataError
 
 _MEAN_RE = re.compile(r"mean_iou:\s*([-+0-9.eEnaN]+)")
-LIBRARY_SNIPPET = ("import sys; from fcnlab.evaluate_masks import evaluate_masks; "
-                   "from fcnlab.metrics import format_course_lines; "
+LIBRARY_SNIPPET = ("import sys; from fcnlab.evaluate.mask_folders import evaluate_masks; "
+                   "from fcnlab.evaluate.metrics import format_course_lines; "
                    "print(format_course_lines(evaluate_masks(sys.argv[1], sys.argv[2])))")
 
 
 def course_script() -> Path | None:
-    """``benchmarks/course_mean_iou.py`` of the source checkout fcnlab runs from (None if not there)."""
-    import fcnlab
-
-    path = Path(fcnlab.__file__).resolve().parents[2] / "benchmarks" / "course_mean_iou.py"
+    """The course's evaluator as fcnlab ships it (:mod:`fcnlab.bench.course_mean_iou`); None if it is missing."""
+    path = Path(__file__).with_name("course_mean_iou.py")
     return path if path.is_file() else None
 
 
@@ -142,6 +140,5 @@ def bench_evaluator(labels_dir: Path | None, n_synthetic: int = 5,
         means = [t["mean_iou"] for t in tools.values()]
         result["agree"] = None not in means and max(means) - min(means) < 1e-6
     elif include_course:
-        result["note"] = ("course script not run: benchmarks/course_mean_iou.py not found next to the "
-                          "fcnlab source")
+        result["note"] = "course script not run: fcnlab/bench/course_mean_iou.py is missing from the installation"
     return result

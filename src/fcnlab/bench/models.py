@@ -1,7 +1,7 @@
 """Pure model throughput: training steps and batched inference on a resident batch, FLOPs and MFU.
 
-The training step is the engine's step (autocast, the engine's memory format, ``zero_grad(set_to_none=True)``,
-GradScaler, the engine's optimizer with fused kernels on CUDA) on one prepared batch that stays on the
+The training step is training's step (autocast, training's memory format, ``zero_grad(set_to_none=True)``,
+GradScaler, training's optimizer with fused kernels on CUDA) on one prepared batch that stays on the
 device, so data loading is excluded; :mod:`fcnlab.bench.pipeline` measures the real epoch against it.
 """
 
@@ -16,10 +16,13 @@ import torch
 
 from fcnlab.bench.timing import PeakMemory, count_flops, measure_throughput
 from fcnlab.config import TrainConfig, from_dict
-from fcnlab.engine import amp_dtype, build_optimizer
-from fcnlab.inference import Predictor, make_predictor
-from fcnlab.memory_format import to_channels_last, use_channels_last
-from fcnlab.tasks import Task, make_task
+from fcnlab.infer.folding import foldable
+from fcnlab.infer.predictor import Predictor, make_predictor
+from fcnlab.runtime.device import amp_dtype
+from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
+from fcnlab.tasks import make_task, task_info
+from fcnlab.tasks.base import Task
+from fcnlab.training.optim import build_optimizer
 
 #: Batch of the second folded-vs-unfolded P1 inference measurement (a few images at a time).
 SMALL_BATCH = 8
@@ -49,10 +52,10 @@ class Schedule:
 
 
 def model_cases(device: torch.device, quick: bool) -> dict[str, ModelCase]:
-    """The three models of the issue at their course sizes (``quick``: tiny inputs and batches).
+    """The three course models at their course sizes (``quick``: tiny inputs and batches).
 
     P1 ``vgg16_bn`` at 32x32 (batch 128, eval 256 as the recipe); P2 FCNs at 512x512, batch 2 on the CPU
-    (as the issue's CPU numbers) and the recipe's 8 (eval 16) on a GPU.
+    (as docs/BENCHMARKS.md's CPU numbers) and the recipe's 8 (eval 16) on a GPU.
     """
     if quick:
         return {"vgg16_bn": ModelCase("vgg16_bn", "classify", 32, 4, 8, 50),
@@ -77,18 +80,18 @@ def random_batch(case: ModelCase, batch: int, device: torch.device, seed: int = 
     """A uint8 image batch and integer targets of ``case``'s shapes on ``device``."""
     gen = torch.Generator(device="cpu").manual_seed(seed)
     images = torch.randint(0, 256, (batch, 3, case.size, case.size), generator=gen, dtype=torch.uint8)
-    shape = (batch,) if case.task == "classify" else (batch, case.size, case.size)
+    shape = (batch, case.size, case.size) if task_info(case.task).dense else (batch,)
     targets = torch.randint(0, case.num_classes, shape, generator=gen, dtype=torch.int64)
     return images.to(device), targets.to(device)
 
 
 def channels_last(t: torch.Tensor, cfg: TrainConfig, device: torch.device) -> torch.Tensor:
-    """``t`` in the memory format the engine trains ``cfg``'s model in on ``device``."""
+    """``t`` in the memory format training trains ``cfg``'s model in on ``device``."""
     return to_channels_last(t, use_channels_last(cfg, device))
 
 
 class TrainStep:
-    """The engine's optimisation step on one resident, already-prepared batch (callable, no arguments)."""
+    """Training's optimisation step on one resident, already-prepared batch (callable, no arguments)."""
 
     def __init__(self, model: torch.nn.Module, task: Task, cfg: TrainConfig, device: torch.device,
                  x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer | None = None,
@@ -117,7 +120,7 @@ def _rate(flops: int, per_item: int, items_per_s: float, peak_gflops: float | No
 
 def predictor(model: torch.nn.Module, cfg: TrainConfig, device: torch.device, fold: bool,
               fuse: bool = True) -> Predictor:
-    """The model prepared as :func:`fcnlab.inference.load_predictor` prepares a checkpoint's (no disk).
+    """The model prepared as :func:`fcnlab.infer.predictor.load_predictor` prepares a checkpoint's (no disk).
 
     ``fold``: the folded VGG head for P1 at 32x32; ``fuse``: BatchNorm folded into the convolutions. Both
     work on copies, so ``model`` keeps training.
@@ -197,7 +200,7 @@ def bench_model(case: ModelCase, device: torch.device, schedule: Schedule, peak_
     timed = dataclasses.replace(plain, model=torch.compile(plain.model)) if compile_model else plain
     result["infer"] = _phase(lambda: timed.logits(eval_images), case.eval_batch, device, schedule,
                              peak_gflops, (lambda: plain.logits(eval_images)) if compile_model else None)
-    if case.task == "classify" and case.name.startswith("vgg") and case.size == 32:
+    if foldable(case.name, case.size):
         folded = predictor(model, cfg, device, fold=True)
         result["infer_folded"] = _phase(lambda: folded.logits(eval_images), case.eval_batch, device, schedule,
                                         peak_gflops)

@@ -1,8 +1,9 @@
 """fcnlab's real training path, timed: data-loader throughput alone and end-to-end epochs vs pure model steps.
 
-The epoch is :func:`fcnlab.engine.train_one_epoch` itself on a :class:`~fcnlab.engine.TrainState` built as
-:func:`fcnlab.engine.fit` builds it (decoded-data cache, :class:`~fcnlab.engine.Prefetcher`,
-``Task.prepare_train`` batch augmentation on the device, autocast, the engine's optimizer and scheduler), so
+The epoch is :func:`fcnlab.training.loop.train_one_epoch` itself on a :class:`~fcnlab.training.state.TrainState` built
+by :func:`fcnlab.training.state.build_state`, as training builds it (decoded-data cache,
+:class:`~fcnlab.data.prefetch.Prefetcher`, ``Task.prepare_train`` batch augmentation on the device, autocast,
+training's optimizer and scheduler), so
 the number measures what ``fcnlab classify|segment train`` does. The pure-compute reference runs the same
 model, optimizer and batch size on one resident prepared batch.
 """
@@ -23,19 +24,13 @@ import torch
 
 from fcnlab.bench.models import ModelCase, TrainStep, case_config, channels_last
 from fcnlab.bench.timing import PeakMemory, stopwatch, sync
-from fcnlab.distributed import DistInfo
-from fcnlab.engine import (
-    Prefetcher,
-    TrainState,
-    amp_dtype,
-    build_optimizer,
-    epoch_batches,
-    lr_factor,
-    train_one_epoch,
-)
+from fcnlab.data.prefetch import Prefetcher
 from fcnlab.errors import DataError
-from fcnlab.memory_format import to_channels_last, use_channels_last
+from fcnlab.runtime.distributed import DistInfo
+from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
 from fcnlab.tasks import make_task
+from fcnlab.training.loop import train_one_epoch
+from fcnlab.training.state import TrainState, build_state, epoch_batches, fresh_accum
 
 #: Training-set sizes of the course data, for the projected 50-epoch wall time.
 FULL_TRAIN_SIZE = {"classify": 20000, "segment": 1800}
@@ -71,13 +66,10 @@ def synthetic_folders(workdir: Path, p1_images: int, p2_tiles: int, p2_size: int
     return DataFolders(workdir / "p1" / "train_50", workdir / "p2" / "train", synthetic=True)
 
 
-def _fresh_accum() -> dict[str, float]:
-    return {"loss": 0.0, "correct": 0.0, "count": 0.0, "batches": 0.0}
-
-
-def build_state(case: ModelCase, device: torch.device, train_dir: Path, limit: int, run_dir: Path,
-                cache: str = "auto") -> tuple[TrainState, float]:
-    """A single-process TrainState as :func:`fcnlab.engine.fit` builds it; also the data decode seconds."""
+def build_bench_state(case: ModelCase, device: torch.device, train_dir: Path, limit: int, run_dir: Path,
+                      cache: str = "auto") -> tuple[TrainState, float]:
+    """A single-process TrainState built by :func:`fcnlab.training.state.build_state`, as training builds it; also
+    the data decode seconds."""
     from fcnlab.models import build_model
 
     cfg = case_config(case, device, data=str(train_dir), val=str(train_dir), limit=limit, cache=cache,
@@ -87,16 +79,7 @@ def build_state(case: ModelCase, device: torch.device, train_dir: Path, limit: i
         data = task.load_train()
     torch.manual_seed(cfg.seed)
     model = to_channels_last(build_model(cfg.model, cfg.num_classes).to(device), use_channels_last(cfg, device))
-    optimizer = build_optimizer(model, cfg, device)
-    dist = DistInfo()
-    steps = len(epoch_batches(len(data), cfg, 0, dist))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, steps))
-    amp = amp_dtype(cfg, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-    gen = torch.Generator(device=device)
-    gen.manual_seed(cfg.seed * 1000)
-    state = TrainState(cfg, task, run_dir, model, optimizer, scheduler, scaler, device, amp, gen, dist, data,
-                       None)
+    state = build_state(cfg, task, run_dir, model, device, DistInfo(), data, None)
     return state, load["seconds"]
 
 
@@ -106,7 +89,7 @@ def _epoch_images(state: TrainState, epoch: int) -> int:
 
 def _timed_epoch(state: TrainState, epoch: int) -> float:
     """Seconds of one :func:`train_one_epoch` call (its progress lines are swallowed)."""
-    state.step_in_epoch, state.epoch_accum = 0, _fresh_accum()
+    state.step_in_epoch, state.epoch_accum = 0, fresh_accum()
     sync(state.device)
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
@@ -141,7 +124,7 @@ def bench_epoch(case: ModelCase, device: torch.device, train_dir: Path, limit: i
     One warm-up epoch, then ``repeats`` rounds of (timed epoch, as many timed pure steps); medians reported.
     """
     with tempfile.TemporaryDirectory(prefix="fcnlab-bench-run-") as tmp:
-        state, load_s = build_state(case, device, train_dir, limit, Path(tmp), cache)
+        state, load_s = build_bench_state(case, device, train_dir, limit, Path(tmp), cache)
         n_data = len(state.train_data)
         with PeakMemory(device) as mem:
             warm_s = _timed_epoch(state, 0)

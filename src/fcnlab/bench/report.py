@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fcnlab.atomic import atomic_write_text
+from fcnlab.runtime.files import atomic_write_text
 
 
 def _fmt(value: Any, digits: int = 2) -> str:
@@ -101,7 +101,7 @@ def to_markdown(result: dict[str, Any]) -> str:
                       f"{ev['speedup_cli']:.1f}x; results agree: {_fmt(ev.get('agree'))}.", ""]
     ts = result.get("tsne")
     if ts:
-        lines += [f"t-SNE (fcnlab.tsne.embed) of {ts['points']} x {ts['dims']} features: "
+        lines += [f"t-SNE (fcnlab.report.tsne.embed) of {ts['points']} x {ts['dims']} features: "
                   f"{ts['seconds']:.1f} s.", ""]
     targets = result.get("targets", [])
     if targets:

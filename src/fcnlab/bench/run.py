@@ -1,4 +1,4 @@
-"""``fcnlab bench`` orchestration: which sections run at which sizes, and the targets of issue 4.
+"""``fcnlab bench`` orchestration: which sections run at which sizes, and the speed targets.
 
 Sections: ``matmul`` (the device's peak, always measured when a model section runs, for MFU), the three
 models ``vgg16_bn``, ``fcn32s_vgg16`` and ``fcn8s_resnet34``, ``pipeline`` (data loader alone and end-to-end
@@ -47,8 +47,8 @@ def wanted(opts: BenchOptions) -> list[str]:
 
 
 def device_info(device: torch.device) -> dict[str, Any]:
-    """Name of the device and the library versions (the engine's env.json plus the device itself)."""
-    from fcnlab.engine import environment
+    """Name of the device and the library versions (a run's env.json plus the device itself)."""
+    from fcnlab.runtime.device import environment
 
     info = environment()
     info["device"] = str(device)
@@ -99,7 +99,7 @@ def _check_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
 def run_bench(opts: BenchOptions) -> dict[str, Any]:
     """Run the chosen sections on the chosen device; return the JSON-ready result."""
     from fcnlab.bench import evaluator, models, pipeline, timing, tsne_time
-    from fcnlab.engine import select_device
+    from fcnlab.runtime.device import select_device
 
     device = select_device(opts.device)
     if opts.data is not None:

@@ -9,7 +9,7 @@ SECTIONS = ("matmul", *MODEL_SECTIONS, "pipeline", "evaluator", "tsne")
 ALIASES = {"data": "pipeline", "e2e": "pipeline", "loader": "pipeline", "miou": "evaluator",
            "models": "models"}
 
-#: Issue 4's targets that one ``fcnlab bench`` run can check (the torchfcn ratios come from
+#: The speed targets that one ``fcnlab bench`` run can check (the torchfcn ratios come from
 #: ``benchmarks/torchfcn_compare.py``).
 TARGETS = {"folded_p1_speedup": 1.5, "e2e_over_pure": 0.9, "evaluator_speedup": 5.0,
            "evaluator_rss_mb": 200.0}

@@ -1,4 +1,4 @@
-"""t-SNE timing: :func:`fcnlab.tsne.embed` (PCA to 50-d, Barnes-Hut t-SNE) on clustered 4096-d features."""
+"""t-SNE timing: :func:`fcnlab.report.tsne.embed` (PCA to 50-d, Barnes-Hut t-SNE) on clustered 4096-d features."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ def clustered_features(n: int, dim: int = 4096, classes: int = 50,
 
 
 def bench_tsne(n: int, dim: int = 4096, seed: int = 0) -> dict[str, Any]:
-    """Seconds that :func:`fcnlab.tsne.embed` takes for ``n`` x ``dim`` features (generation not counted)."""
-    from fcnlab.tsne import embed
+    """Seconds that :func:`fcnlab.report.tsne.embed` takes for ``n`` x ``dim`` features (generation not counted)."""
+    from fcnlab.report.tsne import embed
 
     features, _ = clustered_features(n, dim, seed=seed)
     t0 = time.perf_counter()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcnlab.atomic import make_folder
+from fcnlab.runtime.files import make_folder
 
 DECODER_VERSION = 1
 MEMORY_LIMIT_BYTES = int(os.environ.get("FCNLAB_CACHE_MEMORY_LIMIT", 4 * 1024**3))

@@ -85,7 +85,7 @@ def check_labelled_images(images: np.ndarray, labels: Sequence[int], files: Sequ
                           where: str | Path = "") -> str | None:
     """Detect pixel-identical images with conflicting labels; return the warning line or None.
 
-    For the training engine: call it once on the decoded classification training set
+    For training (``ClassificationTask.check_train_data``): call it once on the decoded classification training set
     (``ImageSet.images``, ``ImageSet.labels``, ``ImageSet.files``) and print the line, when it is not
     None, as ``fcnlab: warning: <line>`` on stderr.
     Costs one hash per image (about 0.1 s for the 20,000 p1 training images).

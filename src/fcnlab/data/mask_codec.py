@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fcnlab.atomic import atomic_save
 from fcnlab.data.images import read_rgb
 from fcnlab.errors import DataError
+from fcnlab.runtime.files import atomic_save
 
 CLASS_NAMES = ("urban", "agriculture", "rangeland", "forest", "water", "barren", "unknown")
 PALETTE = np.array(

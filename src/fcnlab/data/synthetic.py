@@ -15,7 +15,7 @@
 
 Everything is deterministic for a given ``seed``: every image has its own random generator seeded
 from ``(seed, split, label/tile, index)``, so a file does not change when the set grows. Files are
-written with Pillow through :func:`fcnlab.atomic.atomic_save`; a folder that already holds files is
+written with Pillow through :func:`fcnlab.runtime.files.atomic_save`; a folder that already holds files is
 refused unless ``overwrite=True``, so real data is never overwritten by accident.
 """
 
@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fcnlab.atomic import atomic_save, atomic_write_text
 from fcnlab.data.mask_codec import write_mask
 from fcnlab.errors import ConfigError, DataError
+from fcnlab.runtime.files import atomic_save, atomic_write_text
 
 #: Probability that a region gets each class (ids 0-6), close to the pixel shares of the real p2 train
 #: set (agriculture .58, forest .12, urban .11, rangeland .08, barren .08, water .03, unknown ~0).

@@ -153,10 +153,11 @@ def mean_over_mirrors(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tenso
     return out
 
 
-def check_tta(task: str, mode: str, scales: Sequence[float] = (1.0,)) -> None:
-    """Raise a one-line ConfigError unless ``mode`` and ``scales`` suit ``task`` (``segment``/``classify``)."""
+def check_tta(dense: bool, mode: str, scales: Sequence[float] = (1.0,)) -> None:
+    """Raise a one-line ConfigError unless ``mode`` and ``scales`` suit the model: ``dense`` (per-pixel
+    logits, segmentation: ``none|flip|d4`` and scales) or not (one logit vector per image: ``none|flip``)."""
     scales = tuple(float(s) for s in scales) or (1.0,)
-    if task == "classify":
+    if not dense:
         if mode not in CLASSIFY_TTA:
             raise ConfigError(f"option --tta: {mode!r} is not one of {', '.join(CLASSIFY_TTA)} for classifiers")
         if scales != (1.0,):
@@ -165,15 +166,15 @@ def check_tta(task: str, mode: str, scales: Sequence[float] = (1.0,)) -> None:
         raise ConfigError(f"option --tta: {mode!r} is not one of {', '.join(SEGMENT_TTA)}")
 
 
-def with_tta(model: nn.Module, task: str, mode: str = "none", scales: Sequence[float] = (1.0,)) -> nn.Module:
+def with_tta(model: nn.Module, dense: bool, mode: str = "none", scales: Sequence[float] = (1.0,)) -> nn.Module:
     """``model`` wrapped for test-time augmentation, or ``model`` itself when there is nothing to average.
 
-    ``task`` is ``segment`` (modes ``none|flip|d4``, optional ``scales``) or ``classify`` (``none|flip``;
-    no scales). The wrapper is in the wrapped model's mode (call ``.eval()`` on either).
+    ``dense``: a segmentation model (modes ``none|flip|d4``, optional ``scales``); otherwise a classifier
+    (``none|flip``, no scales). The wrapper is in the wrapped model's mode (call ``.eval()`` on either).
     """
     scales = tuple(float(s) for s in scales) or (1.0,)
-    check_tta(task, mode, scales)
-    if task == "classify":
+    check_tta(dense, mode, scales)
+    if not dense:
         return model if mode == "none" else ClassificationTTA(model, mode).train(model.training)
     if mode == "none" and scales == (1.0,):
         return model

@@ -1,12 +1,10 @@
-"""Model registry, P1 classifiers, P2 FCNs, ImageNet weights and inference helpers.
+"""Architectures only: the model registry, P1 classifiers, P2 FCNs, upsampling, ImageNet weights.
 
 Importing this package registers every model: ``build_model("fcn8s_resnet34", 7)``.
 """
 
 from fcnlab.models import classifiers, fcn, unet  # noqa: F401  (registers the models)
 from fcnlab.models.classifiers import penultimate_features
-from fcnlab.models.folding import fold_vgg_classifier
-from fcnlab.models.fusion import fuse_conv_bn
 from fcnlab.models.params import trainable_param_groups
 from fcnlab.models.pretrained import normalization
 from fcnlab.models.registry import build_model, list_models, model_task, register_model
@@ -15,8 +13,6 @@ from fcnlab.models.upsampling import bilinear_kernel
 __all__ = [
     "bilinear_kernel",
     "build_model",
-    "fold_vgg_classifier",
-    "fuse_conv_bn",
     "list_models",
     "model_task",
     "normalization",

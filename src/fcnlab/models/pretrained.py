@@ -18,8 +18,7 @@ import torch
 from torch import nn
 from torchvision.models import WeightsEnum, get_model_weights
 
-from fcnlab.checkpoint import torch_load_error
-from fcnlab.errors import ConfigError
+from fcnlab.errors import ConfigError, torch_load_error
 from fcnlab.models.registry import ModelSpec, get_spec
 
 #: ImageNet mean/std; also fcnlab's normalisation for models trained from scratch.

@@ -17,8 +17,7 @@ from typing import Any
 from torch import nn
 
 from fcnlab.errors import ConfigError
-
-TASKS = ("classify", "segment")
+from fcnlab.tasks import TASKS
 
 
 @dataclass(frozen=True)

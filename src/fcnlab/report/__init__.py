@@ -62,8 +62,8 @@ def write_report(runs: Sequence[str | Path | RunInfo], out: str | Path, fmt: str
     ``fmt`` is ``"html"`` (one self-contained page, images as data URIs) or ``"md"`` (Markdown, images in
     the folder ``<out stem>_files`` beside it); by default it follows the suffix of ``out``.
     """
-    from fcnlab.atomic import atomic_write_bytes, atomic_write_text
     from fcnlab.report.document import build_report, image_count
+    from fcnlab.runtime.files import atomic_write_bytes, atomic_write_text
 
     out = Path(out)
     fmt = report_format(out, fmt)

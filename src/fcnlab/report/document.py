@@ -15,9 +15,9 @@ from pathlib import Path
 
 import yaml
 
-from fcnlab.compare import compare_infos, fmt_value
 from fcnlab.data.mask_codec import CLASS_NAMES
 from fcnlab.report.blocks import Block, Heading, Image, Para, Preformatted, Table
+from fcnlab.report.compare import compare_infos, fmt_value
 from fcnlab.report.figures import file_image, image_block, iou_curves_png, training_curves_png
 from fcnlab.report.runs import TASK_LABELS, RunInfo
 

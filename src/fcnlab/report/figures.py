@@ -44,8 +44,8 @@ def file_image(path: Path, name: str, caption: str) -> tuple[Image | None, str |
 
 
 def training_curves_png(metrics: dict[str, np.ndarray], title: str) -> bytes:
-    """Loss and accuracy / mIoU per epoch (:func:`fcnlab.viz.training_curves_figure`) as PNG bytes."""
-    from fcnlab.viz import training_curves_figure
+    """Loss and accuracy / mIoU per epoch (:func:`fcnlab.report.viz.training_curves_figure`) as PNG bytes."""
+    from fcnlab.report.viz import training_curves_figure
 
     return figure_png(training_curves_figure(metrics, title))
 

@@ -24,6 +24,7 @@ import yaml
 
 from fcnlab.data.mask_codec import CLASS_NAMES, SCORED_CLASSES
 from fcnlab.errors import DataError
+from fcnlab.runs import CONFIG, METRICS, eval_json_path
 
 TASKS = ("classify", "segment")
 TASK_LABELS = {"classify": "P1 classification", "segment": "P2 segmentation"}
@@ -210,7 +211,7 @@ def load_run(path: str | Path, name: str | None = None) -> RunInfo:
     if not run.is_dir():
         what = "does not exist" if not run.exists() else "is not a folder"
         raise DataError(f"{run}: {what}; give a run folder (the --out of 'fcnlab classify|segment train')")
-    cfg_path, metrics_path, eval_path = run / "config.yaml", run / "metrics.csv", run / "eval" / "eval.json"
+    cfg_path, metrics_path, eval_path = run / CONFIG, run / METRICS, eval_json_path(run)
     if not cfg_path.is_file() and not metrics_path.is_file():
         raise DataError(f"{run}: not an fcnlab run folder (no config.yaml or metrics.csv); give the --out folder "
                         f"of 'fcnlab classify|segment train'")
@@ -218,7 +219,7 @@ def load_run(path: str | Path, name: str | None = None) -> RunInfo:
     eval_data = _read_json(eval_path) if eval_path.is_file() else None
     metrics = None
     if metrics_path.is_file():
-        from fcnlab.viz import read_metrics_csv
+        from fcnlab.report.viz import read_metrics_csv
 
         metrics = read_metrics_csv(metrics_path)
     info = RunInfo(path=run, name=name or run.resolve().name, task=_task_of(run, config, eval_data, metrics),

@@ -1,0 +1,148 @@
+"""``fcnlab classify train|eval|predict|tsne``: the P1 classifier."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fcnlab.cli.common import add_device, add_train_parser, add_tta, check_output_file, positive_batch
+from fcnlab.errors import ConfigError
+from fcnlab.runs import eval_dir, write_eval
+from fcnlab.runtime.files import atomic_write_text
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("classify", help="P1: VGG16-BN / ResNet image classifiers")
+    s = p.add_subparsers(dest="action", metavar="ACTION")
+    s.required = True
+    add_train_parser(s, "classify", "fcnlab classify train --config configs/p1_vgg16bn.yaml "
+                                    "--data p1_data/train_50 --val p1_data/val_50 --out runs/p1")
+    e = s.add_parser("eval", help="validation accuracy of a checkpoint (the seed's 'Val Acc' line)")
+    e.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
+    e.add_argument("--data", required=True, help="folder of {label}_{index}.png images")
+    e.add_argument("--csv", help="optional filename,label CSV (e.g. val_gt.csv)")
+    add_tta(e, "classify")
+    add_device(e)
+    e.set_defaults(func=run_eval)
+    pr = s.add_parser("predict", help="write the course's image_id,label CSV for a folder of images")
+    pr.add_argument("--ckpt", required=True)
+    pr.add_argument("--images", required=True, help="folder of .png/.jpg images (no labels needed)")
+    pr.add_argument("--out", required=True, help="CSV file to write")
+    add_tta(pr, "classify")
+    add_device(pr)
+    pr.set_defaults(func=run_predict)
+    t = s.add_parser("tsne", help="t-SNE of the penultimate-layer features, coloured by class")
+    t.add_argument("--ckpt", required=True)
+    t.add_argument("--data", required=True, help="folder of {label}_{index}.png images")
+    t.add_argument("--out", required=True, help="PNG to write (features and embedding go to the same name .npz)")
+    t.add_argument("--seed", type=int, default=0)
+    add_tta(t, "classify")
+    add_device(t)
+    t.set_defaults(func=run_tsne)
+
+
+def _stream(pred, files, labels, args):
+    """Yield (uint8 batch, labels, indices) from files, decoded by worker processes."""
+    from fcnlab.data.streaming import ImageFiles, loader
+
+    bs = positive_batch(args, pred.cfg.eval_batch_size or 2 * pred.cfg.batch_size)
+    for images, targets, index in loader(ImageFiles(files, labels), bs, args.workers,
+                                         pin=pred.device.type == "cuda"):
+        if isinstance(images, list):  # mixed sizes: one at a time
+            for im, t, i in zip(images, targets, index, strict=True):
+                yield im[None], torch.tensor([t]), torch.tensor([i])
+        else:
+            yield images, targets, index
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from fcnlab.data.classification import scan_folder
+    from fcnlab.evaluate.metrics import ConfusionMatrix, per_class_accuracy
+    from fcnlab.infer.predictor import load_predictor
+
+    pred = load_predictor(args.ckpt, args.device, task="classify", tta=args.tta)
+    print("===> prepare data loader ...", flush=True)
+    files, labels = scan_folder(args.data, need_labels=True, csv_path=args.csv, num_classes=pred.cfg.num_classes)
+    print("Validation...", flush=True)
+    conf = ConfusionMatrix(pred.cfg.num_classes, pred.device)
+    for images, targets, _ in _stream(pred, files, labels, args):
+        conf.update(targets.to(pred.device), pred.logits(images).argmax(1))
+    mat = conf.mat.cpu().numpy()
+    acc = float(np.trace(mat) / max(mat.sum(), 1))
+    print(f"Val Acc: {acc:.6f}")
+    per_class = per_class_accuracy(mat)
+    for c, a in enumerate(per_class):
+        print(f"class {c:2d} : {a:.4f}  ({int(mat[c].sum())} images)")
+    out_dir = eval_dir(pred.run_dir, pred.tta)
+    from fcnlab.report import viz
+
+    shown = "" if pred.tta == "none" else f" (TTA {pred.tta})"
+    viz.plot_confusion_matrix(mat, [str(i) for i in range(len(mat))], out_dir / "confusion_matrix.png",
+                              title=f"{pred.cfg.model}{shown}: val acc {acc:.4f}")
+    write_eval(pred.run_dir, {"task": "classify", "data": str(args.data), "val_acc": acc, "images": int(mat.sum()),
+                              "per_class_acc": [float(a) for a in per_class], "confusion_matrix": mat.tolist()},
+               tta=pred.tta)
+    print(f"wrote {out_dir / 'confusion_matrix.png'}")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from fcnlab.data.images import list_images
+    from fcnlab.infer.predictor import load_predictor
+
+    out = Path(args.out)
+    if out.is_dir():
+        raise ConfigError(f"--out {out}: is a folder; give the CSV file to write, e.g. {out / 'pred.csv'}")
+    files = list_images(args.images)
+    check_output_file(out, [args.images])
+    if out.resolve() in {f.resolve() for f in files}:
+        raise ConfigError(f"--out {out}: would overwrite an input image")
+    pred = load_predictor(args.ckpt, args.device, task="classify", tta=args.tta)
+    labels = np.empty(len(files), dtype=np.int64)
+    for images, _, index in _stream(pred, files, None, args):
+        labels[index.numpy()] = pred.logits(images).argmax(1).cpu().numpy()
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["image_id", "label"])
+    for f, lab in sorted(zip(files, labels, strict=True), key=lambda t: t[0].name):
+        w.writerow([f.name, int(lab)])
+    atomic_write_text(out, buf.getvalue())
+    print(f"wrote {len(files)} predictions to {out}")
+    return 0
+
+
+def run_tsne(args: argparse.Namespace) -> int:
+    from fcnlab.data.classification import scan_folder
+    from fcnlab.infer.predictor import load_predictor, penultimate
+    from fcnlab.report.tsne import embed, plot_tsne, save_tsne_npz
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise ConfigError(f"--out {out}: give a .png file name (the .npz goes beside it)")
+    check_output_file(out, [args.data])
+    check_output_file(out.with_suffix(".npz"), [args.data])
+    pred = load_predictor(args.ckpt, args.device, task="classify", tta=args.tta)
+    files, labels = scan_folder(args.data, need_labels=True, num_classes=pred.cfg.num_classes)
+    feats = None
+    t0 = time.perf_counter()
+    for images, _, index in _stream(pred, files, labels, args):
+        f = penultimate(pred, images).cpu().numpy()
+        if feats is None:
+            feats = np.empty((len(files), f.shape[1]), dtype=np.float32)
+        feats[index.numpy()] = f
+    assert feats is not None
+    t1 = time.perf_counter()
+    emb = embed(feats, seed=args.seed)
+    t2 = time.perf_counter()
+    lab = np.asarray(labels)
+    plot_tsne(emb, lab, out, title=f"t-SNE of {pred.cfg.model} penultimate features")
+    save_tsne_npz(out.with_suffix(".npz"), feats, lab, emb)
+    print(f"features {feats.shape} in {t1 - t0:.1f}s, t-SNE in {t2 - t1:.1f}s; wrote {out} and "
+          f"{out.with_suffix('.npz')}")
+    return 0

@@ -1,0 +1,126 @@
+"""Helpers shared by the sub-commands: argument groups, training entry, output safety.
+
+Output rules: an output folder may not be an input folder, an output file may not
+be an input file, and an image written by fcnlab never lands inside a folder it reads images from (the
+next run would read it as data). Everything is written atomically (:mod:`fcnlab.runtime.files`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fcnlab import config
+from fcnlab.data.images import IMAGE_SUFFIXES
+from fcnlab.errors import ConfigError
+from fcnlab.runtime.files import make_folder
+
+
+def add_train_parser(sub: argparse._SubParsersAction, task: str, example: str) -> argparse.ArgumentParser:
+    """``<task> train``: ``--config``, ``--out``, ``--resume`` and one option per config key."""
+    p = sub.add_parser("train", help=f"train a {task} model", description=f"Train a model. Example: {example}")
+    p.add_argument("--out", help="run folder to create (refused if it already holds a run)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt "
+                                                       "(options given with it, e.g. --epochs, override its config)")
+    config.add_config_arguments(p)
+    p.set_defaults(func=lambda args: run_train(args, task))
+    return p
+
+
+def run_train(args: argparse.Namespace, task: str) -> int:
+    """Resolve the config once (a new run: defaults, recipe, options; a resumed one: its last.pt and the options
+    given), then train."""
+    from fcnlab.training.fit import fit, resume_config
+
+    if args.resume:
+        if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
+            raise ConfigError(f"--out {args.out} with --resume {args.resume}: a resumed run continues in its own "
+                              f"folder; drop --out")
+        if getattr(args, "config", None):
+            raise ConfigError(f"--config {args.config} with --resume: the run's config comes from its last.pt; "
+                              f"give single options (e.g. --epochs 60) to change it")
+        overrides = config.overrides_from_args(args)
+        cfg, ckpt = resume_config(args.resume, overrides)
+        fit(cfg, args.resume, ckpt, config_changed=bool(overrides))
+        return 0
+    if not args.out:
+        raise ConfigError("option --out: give the run folder to create (or --resume RUN_DIR)")
+    cfg = config.resolve(args, task)
+    for name in ("data", "val"):
+        folder = getattr(cfg, name)
+        if folder is not None and Path(args.out).resolve() == Path(folder).resolve():
+            raise ConfigError(f"--out {args.out}: is the --{name} folder; choose another folder so inputs are never "
+                              f"overwritten")
+    fit(cfg, args.out)
+    return 0
+
+
+def check_output_dir(out: str | Path, inputs: list[str | Path]) -> Path:
+    """Refuse an output folder that is an input folder or another data folder (it holds ``*_sat.*`` tiles,
+    so its ``*_mask.png`` files are labels); create it. Other files in it are left alone."""
+    out = Path(out)
+    for src in inputs:
+        if src is not None and Path(src).exists() and out.exists() and out.resolve() == Path(src).resolve():
+            raise ConfigError(f"--out {out}: is the input folder; choose another folder so inputs are never "
+                              f"overwritten")
+    if out.is_dir() and next(out.glob("*_sat.*"), None) is not None:
+        raise ConfigError(f"--out {out}: holds satellite tiles (*_sat.*), so it is a data folder whose label masks "
+                          f"predictions would replace; choose another folder")
+    return make_folder(out)
+
+
+def check_output_file(out: str | Path, inputs: list[str | Path | None], option: str = "--out") -> Path:
+    """Refuse an output file that is an input file, a folder, or an image inside an input image folder."""
+    out = Path(out)
+    if out.is_dir():
+        raise ConfigError(f"{option} {out}: is a folder; give a file name inside it")
+    target = out.resolve()
+    for src in inputs:
+        if src is None:
+            continue
+        src = Path(src).resolve()
+        if target == src:
+            raise ConfigError(f"{option} {out}: is an input file; choose another name so inputs are never "
+                              f"overwritten")
+        if src.is_dir() and target.parent == src and target.suffix.lower() in IMAGE_SUFFIXES:
+            raise ConfigError(f"{option} {out}: would put an image into the input folder {src}, which would then "
+                              f"be read as data; write it elsewhere")
+    return out
+
+
+def add_device(p: argparse.ArgumentParser) -> None:
+    """``--device``, ``--batch-size`` and ``--workers`` of the eval/predict commands (checked by positive_batch)."""
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=int, default=None, help="images per batch (default: the run's eval size)")
+    p.add_argument("--workers", type=int, default=2, help="decoding worker processes (0: decode in this process)")
+
+
+def add_tta(p: argparse.ArgumentParser, task: str) -> None:
+    """``--tta`` (and for segmentation ``--scales``): test-time augmentation of eval/predict commands."""
+    if task == "segment":
+        p.add_argument("--tta", default="none", choices=("none", "flip", "d4"),
+                       help="average the softmax over the identity and the mirror (flip) or all 8 rotations and "
+                            "mirrors (d4); default none")
+        p.add_argument("--scales", default=None, metavar="S1,S2,...",
+                       help="also average over these input scales, e.g. 0.75,1,1.25 (default: 1 only)")
+    else:
+        p.add_argument("--tta", default="none", choices=("none", "flip"),
+                       help="average the logits of the image and its mirror (flip); default none")
+
+
+def tta_options(args: argparse.Namespace) -> dict[str, object]:
+    """``tta`` and ``scales`` keyword arguments for :func:`fcnlab.inference.load_predictor`."""
+    from fcnlab.infer.tta import parse_scales
+
+    return {"tta": args.tta, "scales": parse_scales(getattr(args, "scales", None))}
+
+
+def positive_batch(args: argparse.Namespace, default: int) -> int:
+    """The ``--batch-size`` given, else ``default``; also checks ``--workers``. Bad values: one ConfigError."""
+    bs = args.batch_size if getattr(args, "batch_size", None) is not None else default
+    if bs <= 0:
+        raise ConfigError(f"option --batch-size: must be > 0, got {bs}")
+    workers = getattr(args, "workers", 0)
+    if workers is not None and workers < 0:
+        raise ConfigError(f"option --workers: must be >= 0 (0 decodes in the main process), got {workers}")
+    return bs

@@ -1,0 +1,74 @@
+"""``fcnlab export``: a checkpoint to ONNX (onnxruntime) or a ``torch.export`` program (``.pt2``).
+
+The export itself is :mod:`fcnlab.infer.export`; this module parses the arguments, exports and prints the
+parity check.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from fcnlab.errors import ConfigError
+from fcnlab.infer.export import (
+    FORMATS,
+    MIN_OPSET,
+    check_input,
+    example_size,
+    export_onnx,
+    export_program,
+    exportable_model,
+    run_onnx,
+    run_program,
+)
+from fcnlab.tasks import task_info
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``export`` sub-command."""
+    p = sub.add_parser("export", help="export a checkpoint to ONNX or torch.export (.pt2)",
+                       description="Export a trained checkpoint. Example: fcnlab export --ckpt runs/p2/best.pt "
+                                   "--format onnx --out fcn8s.onnx")
+    p.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
+    p.add_argument("--format", choices=FORMATS, default="onnx", help="onnx (default) or torch-export")
+    p.add_argument("--out", required=True, help="file to write (.onnx or .pt2)")
+    p.add_argument("--opset", type=int, default=MIN_OPSET, help=f"ONNX opset (>= {MIN_OPSET})")
+    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
+                   help="example input size (classifiers: the fixed input size; default: the run's image_size)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export ``--ckpt`` to ``--out`` and print the parity check."""
+    from fcnlab.checkpoint import load_checkpoint, model_from_checkpoint
+    from fcnlab.models import model_task
+
+    ckpt_path, out = Path(args.ckpt), Path(args.out)
+    if out.exists() and (out.is_dir() or (ckpt_path.exists() and out.resolve() == ckpt_path.resolve())):
+        raise ConfigError(f"--out {out}: is a folder or the checkpoint itself; choose a new file name")
+    ckpt = load_checkpoint(ckpt_path)
+    task = model_task(ckpt["model_name"])
+    size = example_size(task, ckpt.get("config") or {}, args.input_size)
+    model = exportable_model(model_from_checkpoint(ckpt), task, size)
+    example = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(1))
+    dynamic_hw = task_info(task).dense
+    if args.format == "onnx":
+        export_onnx(model, example, out, dynamic_hw, args.opset)
+        runner = run_onnx
+    else:
+        export_program(model, example, out, dynamic_hw)
+        runner = run_program
+    shape = "N x 3 x H x W" if dynamic_hw else f"N x 3 x {size[0]} x {size[1]}"
+    print(f"wrote {out} ({args.format}, {ckpt['model_name']}, input {shape} normalised float32)")
+    x = check_input(task, size)
+    try:
+        got = runner(out, x)
+    except ImportError as e:
+        print(f"check skipped: {e.name} is not installed (pip install 'fcnlab[export]')")
+        return 0
+    with torch.no_grad():
+        want = model(x)
+    print(f"check: max abs diff vs PyTorch on {tuple(x.shape)}: {(got - want).abs().max().item():.3g}")
+    return 0

@@ -1,0 +1,97 @@
+"""Command-line entry point: argument parsing and dispatch only.
+
+Each sub-command lives in ``fcnlab.cli.<name>`` and exposes ``register(subparsers)``, which
+adds its parser and sets ``func`` to a ``run(args) -> int`` function. Errors derived from
+:class:`~fcnlab.errors.FcnlabError` are printed as one line (``fcnlab: error: ...``) with exit
+code 2; ``--debug`` shows the full traceback instead. Under torchrun only rank 0 prints these lines
+(and argparse's usage errors); the other ranks exit with the same code silently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import io
+import os
+import sys
+
+from fcnlab.errors import FcnlabError
+
+COMMANDS = ("classify", "segment", "miou", "compare", "demo", "bench", "report", "export")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Return the top-level parser with every sub-command registered (or just ``only``).
+
+    Registering only the command being run keeps start-up light: ``fcnlab miou`` never imports torch.
+    """
+    parser = argparse.ArgumentParser(
+        prog="fcnlab",
+        description="Train, evaluate and explain CNN classifiers and FCN segmentation models.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS if only not in COMMANDS else (only,):
+        importlib.import_module(f"fcnlab.cli.{name}").register(sub)
+    return parser
+
+
+def _rank() -> int:
+    """This process's rank under torchrun (the ``RANK`` variable); 0 when it is unset or not a number."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
+def _report(line: str) -> None:
+    """Print a one-line error to stderr on rank 0 only, so N torchrun processes show it once."""
+    if _rank() == 0:
+        print(line, file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(first)
+    # argparse prints its usage errors itself (then exits 2): on ranks other than 0, into a discarded buffer
+    with contextlib.redirect_stderr(io.StringIO()) if _rank() != 0 else contextlib.nullcontext():
+        args = parser.parse_args(argv)
+    debug = args.debug or "--debug" in argv
+    try:
+        return int(args.func(args) or 0)
+    except FcnlabError as e:
+        if debug:
+            raise
+        _report(f"fcnlab: error: {e}")
+        return e.exit_code
+    except KeyboardInterrupt:
+        _report("fcnlab: interrupted")
+        return 130
+    except BrokenPipeError:  # output piped into `head` and closed early
+        sys.stderr.close()
+        return 0
+    except OSError as e:  # a file the commands did not check themselves (a full disk, a folder under a file)
+        if debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        _report(f"fcnlab: error: {where}{e.strerror or e}")
+        return FcnlabError.exit_code
+
+
+def entry() -> int:
+    """The ``fcnlab`` program (console script, ``python -m fcnlab``): process set-up, then :func:`main`.
+
+    Process-wide settings live here, not in :func:`main`, which tests and scripts call in their own process.
+    """
+    from fcnlab.runtime.host_memory import keep_freed_memory
+
+    keep_freed_memory()
+    return main()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(entry())

@@ -1,0 +1,134 @@
+"""The run folder as one contract: its file names, the ``metrics.csv`` columns, and writing/reading its files.
+
+A run folder is what ``fcnlab classify|segment train --out RUN`` writes::
+
+    config.yaml     the resolved TrainConfig                 model.txt   print(model)
+    env.json        hardware and library versions            last.pt     the newest checkpoint
+    metrics.csv     one row per epoch (METRIC_COLUMNS)       best.pt     hard link to the best epoch's last.pt
+    timing.csv      wall times per epoch                     snapshots/  P2 validation masks per epoch
+    eval/eval.json  written by ``eval`` (read by compare and report), beside eval/confusion_matrix.png
+
+Training (:mod:`fcnlab.training`), evaluation commands and the report (:mod:`fcnlab.report`) use these names
+and functions, so the format is defined once.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fcnlab.errors import ConfigError, DataError
+from fcnlab.runtime.files import atomic_write_text, make_folder
+
+CONFIG = "config.yaml"
+METRICS = "metrics.csv"
+TIMING = "timing.csv"
+ENV = "env.json"
+MODEL_TXT = "model.txt"
+LAST = "last.pt"
+BEST = "best.pt"
+SNAPSHOTS = "snapshots"
+EVAL_DIR = "eval"
+EVAL_JSON = "eval.json"
+
+#: Columns of ``metrics.csv`` in order; P2 runs add ``iou_0`` ... after them, P1 runs leave ``val_miou`` empty.
+METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_miou")
+
+
+def eval_dir(run_dir: str | Path, tta: str = "none", scales: Sequence[float] = (1.0,)) -> Path:
+    """``RUN/eval``: where ``eval`` writes its results; with test-time augmentation ``RUN/eval_tta-d4``,
+    ``RUN/eval_tta-flip_scales-0.75-1-1.25`` ..., so it never replaces the plain evaluation."""
+    name = EVAL_DIR if tta == "none" else f"{EVAL_DIR}_tta-{tta}"
+    if tuple(float(s) for s in scales) != (1.0,):
+        name += "_scales-" + "-".join(f"{float(s):g}" for s in scales)
+    return Path(run_dir) / name
+
+
+def eval_json_path(run_dir: str | Path, tta: str = "none", scales: Sequence[float] = (1.0,)) -> Path:
+    """``RUN/eval/eval.json`` (or that of an evaluation with test-time augmentation: :func:`eval_dir`)."""
+    return eval_dir(run_dir, tta, scales) / EVAL_JSON
+
+
+def write_eval(run_dir: str | Path, payload: dict[str, Any], tta: str = "none",
+               scales: Sequence[float] = (1.0,)) -> Path:
+    """Write ``RUN/eval/eval.json`` atomically (``task``, ``data`` and the task's numbers); return its path.
+
+    With test-time augmentation it goes to :func:`eval_dir`'s folder for it and records ``tta``/``scales``.
+    """
+    path = eval_json_path(run_dir, tta, scales)
+    payload = {**payload, "tta": tta, "scales": [float(s) for s in scales]}
+    atomic_write_text(path, json.dumps(payload, indent=1) + "\n")
+    return path
+
+
+def read_eval(run_dir: str | Path) -> dict[str, Any]:
+    """``RUN/eval/eval.json`` as a dict; a missing or unreadable file is a DataError naming it."""
+
+    path = eval_json_path(run_dir)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: cannot read the evaluation results ({e}); run 'fcnlab ... eval' again") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object at the top level")
+    return data
+
+
+class MetricsLog:
+    """``metrics.csv`` (deterministic numbers only) and ``timing.csv`` (wall times), rewritten atomically."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / METRICS
+        self.timing_path = run_dir / TIMING
+        self.rows: list[dict[str, Any]] = self._read(self.path)
+        self.timing: list[dict[str, Any]] = self._read(self.timing_path)
+
+    @staticmethod
+    def _read(path: Path) -> list[dict[str, Any]]:
+        if not path.is_file():
+            return []
+        with open(path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    @staticmethod
+    def _write(path: Path, columns: tuple[str, ...] | list[str], rows: list[dict[str, Any]]) -> None:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(path, buf.getvalue())
+
+    def truncate(self, epochs_done: int) -> None:
+        """Drop rows beyond the checkpoint being resumed (they were written after it)."""
+        self.rows = [r for r in self.rows if int(r["epoch"]) <= epochs_done]
+        self.timing = [r for r in self.timing if int(r["epoch"]) <= epochs_done]
+
+    def append(self, row: dict[str, Any], timing: dict[str, Any]) -> None:
+        """Add one epoch's row and its wall times; both files are rewritten atomically."""
+        fmt = {k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()}
+        extra = sorted(k for k in fmt if k.startswith("iou_"))
+        self.rows.append(fmt)
+        self.timing.append(timing)
+        self._write(self.path, list(METRIC_COLUMNS) + extra, self.rows)
+        self._write(self.timing_path, list(timing), self.timing)
+
+
+def prepare_run_dir(out: str | Path, resume: bool) -> Path:
+    """Create the run folder; refuse to overwrite an existing run unless resuming it."""
+    run_dir = Path(out)
+    if resume:
+        if not (run_dir / LAST).is_file():
+            raise ConfigError(f"--resume {run_dir}: no last.pt in that folder to resume from")
+        return run_dir
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        if (run_dir / CONFIG).exists() and not (run_dir / LAST).exists():
+            raise ConfigError(f"--out {run_dir}: holds a run that stopped before its first checkpoint; delete "
+                              f"that folder or choose a new --out")
+        what = "a run" if (run_dir / CONFIG).exists() else "other files"
+        raise ConfigError(f"--out {run_dir}: folder already holds {what}; pass --resume {run_dir} to continue "
+                          f"it, or choose a new --out")
+    return make_folder(run_dir)

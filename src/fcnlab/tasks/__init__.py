@@ -1,0 +1,66 @@
+"""Everything that differs between classification (P1) and segmentation (P2), one module per task.
+
+:class:`~fcnlab.tasks.base.Task` is the interface training, inference and export use;
+:mod:`~fcnlab.tasks.classify` and :mod:`~fcnlab.tasks.segment` implement it and :func:`make_task` picks one
+for a config. :func:`task_info` describes a task by name without importing torch (the report, ``compare``
+and the CLI's light commands use it), so this package imports its torch modules only when they are used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fcnlab.config import TrainConfig
+    from fcnlab.tasks.base import Task
+
+TASKS = ("classify", "segment")
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What other stages need to know about a task, by name."""
+
+    name: str
+    label: str  # how reports title it
+    metric: str  # the validation metric that selects best.pt (higher is better)
+    dense: bool  # per-pixel logits at the input size (any input size), not one logit vector per image
+    snapshots: bool  # training saves validation predictions at the snapshot epochs
+
+
+INFO = {
+    "classify": TaskInfo("classify", "P1 classification", "val_acc", dense=False, snapshots=False),
+    "segment": TaskInfo("segment", "P2 segmentation", "val_miou", dense=True, snapshots=True),
+}
+
+_CLASSES = {"classify": ("fcnlab.tasks.classify", "ClassificationTask"),
+            "segment": ("fcnlab.tasks.segment", "SegmentationTask")}
+_LAZY = {"Task": ("fcnlab.tasks.base", "Task"), "ClassificationTask": _CLASSES["classify"],
+         "SegmentationTask": _CLASSES["segment"], "class_weights": ("fcnlab.tasks.segment", "class_weights")}
+
+__all__ = ["INFO", "TASKS", "TaskInfo", "make_task", "task_class", "task_info", *_LAZY]
+
+
+def task_info(name: str) -> TaskInfo:
+    """The :class:`TaskInfo` of task ``name``; KeyError for an unknown name (configs are validated before)."""
+    return INFO[name]
+
+
+def task_class(name: str) -> type[Task]:
+    """The Task class of task ``name``."""
+    module, attr = _CLASSES[name]
+    return getattr(importlib.import_module(module), attr)
+
+
+def make_task(cfg: TrainConfig) -> Task:
+    """The Task object for ``cfg.task``."""
+    return task_class(cfg.task)(cfg)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'fcnlab.tasks' has no attribute {name!r}")

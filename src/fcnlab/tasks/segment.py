@@ -1,0 +1,90 @@
+"""P2 segmentation: tiles + RGB masks, joint zoom/crop/flip/rotate, the course's mIoU over classes 0-5."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from fcnlab.data.sampling import repeat_factors, tile_class_fractions
+from fcnlab.data.transforms import augment_pair, normalize
+from fcnlab.errors import DataError
+from fcnlab.evaluate.metrics import course_miou
+from fcnlab.tasks import task_info
+from fcnlab.tasks.base import Task
+from fcnlab.training.losses import segmentation_loss
+
+UNKNOWN = 6
+
+
+class SegmentationTask(Task):
+    """P2: tiles + RGB masks, joint zoom/crop/flip/rotate, course mIoU over classes 0-5."""
+
+    info = task_info("segment")
+    name, metric, dense, snapshots = info.name, info.metric, info.dense, info.snapshots
+
+    def load_train(self):
+        from fcnlab.data.segmentation import load_tile_set
+
+        data = load_tile_set(self.cfg.data, limit=self.cfg.limit, cache=self.cfg.cache)
+        h, w = data.images.shape[-2:]
+        if min(h, w) < 32:
+            raise DataError(f"{data.files[0]}: tiles are {w}x{h}; segmentation training needs tiles of at least "
+                            f"32x32 pixels")
+        self.loss_weight = class_weights(data.class_pixel_counts(self.cfg.num_classes), self.cfg.class_weights,
+                                         ignore=UNKNOWN if self.cfg.ignore_unknown else None)
+        if self.cfg.sampling == "rare":
+            fractions = tile_class_fractions(data.masks, self.cfg.num_classes)
+            self.sample_factors = repeat_factors(fractions, self.cfg.repeat_threshold, self.cfg.rare_classes)
+        return data
+
+    def load_val(self):
+        from fcnlab.data.segmentation import load_tile_set
+
+        return load_tile_set(self.cfg.val, limit=self.cfg.val_limit, cache=self.cfg.cache)
+
+    def prepare_eval(self, images):
+        return normalize(images)
+
+    def prepare_train(self, images, targets, gen):
+        x = normalize(images)
+        crop = min(self.cfg.image_size, x.shape[-1], x.shape[-2])
+        crop -= crop % 32
+        if self.cfg.augment:
+            return augment_pair(x, targets, crop, gen, self.cfg.min_scale, self.cfg.max_scale)
+        if crop < x.shape[-1] or crop < x.shape[-2]:
+            return augment_pair(x, targets, crop, gen, 1.0, 1.0, flips=False, rotations=False)
+        return x, targets
+
+    def loss(self, logits, targets):
+        weight = self.loss_weight_on(logits.device)  # cached on the device: no copy (host sync) per step
+        return segmentation_loss(self.cfg.loss, logits, targets, weight=weight,
+                                 ignore_index=UNKNOWN if self.cfg.ignore_unknown else -100)
+
+    def summarize(self, conf, loss_sum, count):
+        """Course mIoU; when a class is absent from a (small) validation set the course's mean is nan,
+        so ``val_miou`` is then the mean over the present classes (equal to the course's otherwise)."""
+        counts = conf.mat.cpu()  # one read of the matrix
+        result = course_miou(counts.numpy())
+        mat = counts.double()
+        out = {"val_loss": loss_sum / max(count, 1),
+               "val_acc": float(mat.diag().sum() / mat.sum().clamp(min=1)),
+               "val_miou": float(result.mean if not np.isnan(result.mean) else result.mean_present)}
+        out.update({f"iou_{i}": float(v) for i, v in enumerate(result.per_class)})
+        return out
+
+
+def class_weights(counts: np.ndarray, mode: str, ignore: int | None = None) -> torch.Tensor | None:
+    """Loss weights from class pixel counts: ``inverse`` (N / (C * n_c)) or ``median`` frequency."""
+    if mode == "none":
+        return None
+    counts = counts.astype(np.float64)
+    if ignore is not None:
+        counts[ignore] = 0
+    present = counts > 0
+    freq = counts / counts.sum()
+    w = np.zeros_like(freq)
+    if mode == "inverse":
+        w[present] = 1.0 / (present.sum() * freq[present])
+    else:
+        w[present] = np.median(freq[present]) / freq[present]
+    return torch.tensor(w, dtype=torch.float32)

@@ -1,1 +1,0 @@
-"""Training: losses and schedules."""

@@ -1,0 +1,232 @@
+"""``fit``: train a model into a run folder, or resume one exactly where it stopped.
+
+Features: CUDA autocast (bf16, or fp16 with GradScaler), channels_last, optional torch.compile before DDP,
+torchrun DDP with DistributedSampler (``set_epoch`` every epoch), per-epoch ``metrics.csv`` and
+``timing.csv`` (:mod:`fcnlab.runs`), atomic ``last.pt``/``best.pt``, SIGINT/SIGTERM -> resumable checkpoint
+after the current step (exit 130/143, :mod:`fcnlab.training.signals`), exact resume (RNG states and data
+position saved), NaN/Inf loss detection (:mod:`fcnlab.training.loop`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fcnlab.checkpoint import load_checkpoint, remove_stale_temp_files, set_rng_state
+from fcnlab.config import TrainConfig, from_dict, save_yaml
+from fcnlab.errors import ConfigError
+from fcnlab.runs import BEST, CONFIG, ENV, LAST, MODEL_TXT, MetricsLog, prepare_run_dir
+from fcnlab.runtime import distributed as dist_utils
+from fcnlab.runtime.device import environment, seed_everything, select_device
+from fcnlab.runtime.files import atomic_link, atomic_write_text
+from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
+from fcnlab.tasks import make_task
+from fcnlab.tasks.base import Task
+from fcnlab.training.hooks import epoch_hooks
+from fcnlab.training.loop import train_one_epoch
+from fcnlab.training.signals import install_signal_handlers, interrupted, restore_signal_handlers
+from fcnlab.training.state import TrainState, build_state, fresh_accum
+
+
+def resume_config(out: str | Path, overrides: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
+    """The config and checkpoint to resume the run in ``out``: ``last.pt``'s config with ``overrides`` (e.g. a
+    larger ``epochs``) applied."""
+    prepare_run_dir(out, True)
+    ckpt = load_checkpoint(Path(out) / LAST)
+    return from_dict({**ckpt["config"], **overrides}, f"{out}/{LAST}"), ckpt
+
+
+def fit(cfg: TrainConfig, out: str | Path, ckpt: dict[str, Any] | None = None,
+        config_changed: bool = False) -> dict[str, Any]:
+    """Train a model as ``cfg`` says, writing the run folder ``out``; returns the final summary dict.
+
+    With ``ckpt`` (``out/last.pt``, from :func:`resume_config`) training continues exactly where it
+    stopped: model, optimizer, scheduler, scaler, every RNG (torch, CUDA, numpy, python, augmentation; per
+    rank under DDP) and the position in the epoch's data order are restored, so on the CPU with
+    ``deterministic`` the result equals an uninterrupted run. ``config_changed``: the resumed run's config
+    differs from the checkpoint's (``config.yaml`` is rewritten).
+    """
+    if cfg.data is None or cfg.val is None:
+        raise ConfigError("options --data and --val are required (training and validation folders)")
+    device_type = "cuda" if (cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())) \
+        else "cpu"
+    dist = dist_utils.init_distributed(device_type)
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    try:
+        return _fit(cfg, Path(out), ckpt, dist, config_changed)
+    finally:
+        torch.use_deterministic_algorithms(deterministic_before)
+        dist_utils.shutdown()
+
+
+def _open_run_dir(out: Path, ckpt: dict[str, Any] | None) -> Path:
+    """Create the run folder, or tidy the one being resumed after a kill."""
+    run_dir = prepare_run_dir(out, ckpt is not None)
+    if ckpt is not None:
+        remove_stale_temp_files(run_dir)  # left by a SIGKILL during a save
+        last, best = run_dir / LAST, run_dir / BEST
+        if ckpt["best_epoch"] == ckpt["epoch"] and ckpt["step_in_epoch"] == 0 and not (
+                best.is_file() and os.path.samefile(last, best)):
+            atomic_link(last, best)  # killed between saving last.pt and linking best.pt
+    return run_dir
+
+
+def _load_data(task: Task, dist: dist_utils.DistInfo) -> tuple[Any, Any]:
+    """The training and validation sets; the main process prints what is worth knowing about them."""
+    train_data = task.load_train()
+    val_data = task.load_val()
+    if dist.is_main:
+        for name, d in (("train", train_data), ("val", val_data)):
+            rep = getattr(d, "off_palette", None)
+            if rep is not None and rep.summary():
+                print(f"note ({name}): {rep.summary()}", flush=True)
+        line = task.check_train_data(train_data)
+        if line:
+            print(f"fcnlab: warning: {line}", file=sys.stderr, flush=True)
+    return train_data, val_data
+
+
+def _build_model(cfg: TrainConfig, ckpt: dict[str, Any] | None, device: torch.device, dist: dist_utils.DistInfo,
+                 run_dir: Path, config_changed: bool) -> torch.nn.Module:
+    """The model on ``device`` (the checkpoint's weights when resuming); a new run's files are written."""
+    from fcnlab.models import build_model
+
+    kwargs = {} if cfg.learn_upsampling is None else {"learn_upsampling": cfg.learn_upsampling}
+    model = build_model(cfg.model, cfg.num_classes, pretrained=cfg.pretrained and ckpt is None,
+                        weights=cfg.weights if ckpt is None else None, **kwargs)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+    model.to(device)
+    if dist.is_main and ckpt is None:
+        atomic_write_text(run_dir / MODEL_TXT, f"{model}\n")
+        save_yaml(cfg, run_dir / CONFIG)
+        atomic_write_text(run_dir / ENV, json.dumps(environment(), indent=2) + "\n")
+    elif dist.is_main and config_changed:
+        save_yaml(cfg, run_dir / CONFIG)  # e.g. --epochs extended on resume
+    if cfg.sync_bn and dist.enabled:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return to_channels_last(model, use_channels_last(cfg, device))
+
+
+def _fit(cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_utils.DistInfo,
+         config_changed: bool) -> dict[str, Any]:
+    device = select_device(cfg.device, dist.local_rank)
+    if cfg.sync_bn and dist.enabled and device.type != "cuda":
+        raise ConfigError("option sync_bn (--sync-bn): SyncBatchNorm works on GPUs only; drop --sync-bn for CPU "
+                          "(gloo) runs")
+    run_dir = dist_utils.on_main(lambda: _open_run_dir(out, ckpt), out)  # an error there stops every rank
+    seed_everything(cfg.seed + dist.rank, cfg.deterministic)
+    task = make_task(cfg)
+    train_data, val_data = _load_data(task, dist)
+    model = _build_model(cfg, ckpt, device, dist, run_dir, config_changed)
+    state = build_state(cfg, task, run_dir, model, device, dist, train_data, val_data)
+    if ckpt is not None:
+        _restore(state, ckpt)
+    return _train(state, model)
+
+
+def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
+    """The epochs from ``state.epoch`` to ``cfg.epochs``: train, evaluate, checkpoint, log, hooks."""
+    cfg, task, dist, device, run_dir = state.cfg, state.task, state.dist, state.device, state.run_dir
+    train_data, val_data, eval_model = state.train_data, state.val_data, state.eval_model
+    log = MetricsLog(run_dir)
+    log.truncate(state.epoch)
+    hooks = epoch_hooks(state)
+    previous = install_signal_handlers(state)
+    try:
+        while state.epoch < cfg.epochs:
+            stop = state.stop_signal is not None  # a signal during the last evaluation: last.pt is up to date
+            if dist.enabled:  # all ranks stop here, or none
+                stop = bool(dist_utils.max_over_processes(torch.tensor([int(stop)], device=device))[0])
+            if stop:
+                raise interrupted(state)
+            epoch = state.epoch
+            t0 = time.perf_counter()
+            if state.step_in_epoch == 0 or state.epoch_lr is None:
+                state.epoch_lr = state.optimizer.param_groups[0]["lr"]
+            stats = train_one_epoch(state, epoch)
+            train_time = time.perf_counter() - t0
+            if dist.enabled:  # evaluate exactly the weights rank 0 saves (BN statistics differ per rank)
+                dist_utils.broadcast_buffers(model)
+            metrics, conf = task.evaluate(eval_model, val_data, device, dist.rank, dist.world_size, state.amp)
+            state.epoch, state.step_in_epoch = epoch + 1, 0
+            state.epoch_accum = fresh_accum()
+            row = {"epoch": epoch + 1, "lr": state.epoch_lr, **stats, **metrics}
+            value = metrics[task.metric]
+            improved = not math.isnan(value) and value > state.best_metric
+            if improved:
+                state.best_metric, state.best_epoch = value, epoch + 1
+            timing = {"epoch": epoch + 1, "train_seconds": f"{train_time:.2f}",
+                      "epoch_seconds": f"{time.perf_counter() - t0:.2f}",
+                      "train_img_per_s": f"{len(train_data) / max(train_time, 1e-9):.2f}"}
+
+            def after_save(row=row, timing=timing, improved=improved) -> None:
+                if improved:  # same bytes as last.pt: a hard link, not a second 1 GB write
+                    atomic_link(run_dir / LAST, run_dir / BEST)
+                log.append(row, timing)
+
+            # checkpoint first, then the log: a SIGKILL in between leaves metrics.csv one row short at most
+            # (the resumed run rewrites the row), never a row without its checkpoint. The write runs in a
+            # background thread (BackgroundSaver) while the next epoch trains.
+            state.save(LAST, metrics, then=after_save)  # every rank: RNG states are gathered
+            if dist.is_main:
+                for hook in hooks:
+                    hook(epoch + 1, model, row, conf)
+                shown = f"{task.metric} {value:.4f}"
+                print(f"epoch {epoch + 1}/{cfg.epochs}: train_loss {stats['train_loss']:.4f} "
+                      f"train_acc {stats['train_acc']:.4f} val_loss {metrics['val_loss']:.4f} {shown} "
+                      f"({time.perf_counter() - t0:.1f}s)", flush=True)
+        state.saver.wait()  # the last checkpoint and its log row are on disk
+        summary = {"run_dir": str(run_dir), "best_epoch": state.best_epoch, task.metric: state.best_metric,
+                   "epochs": state.epoch}
+        if dist.is_main:
+            print(f"done: best {task.metric} {state.best_metric:.6f} at epoch {state.best_epoch}; "
+                  f"run folder {run_dir}", flush=True)
+    finally:
+        with contextlib.suppress(Exception):  # an error already propagating wins; the normal path waited above
+            state.saver.wait()
+        restore_signal_handlers(previous)
+        for hook in hooks:
+            close = getattr(hook, "close", None)
+            if close:
+                close()
+    return summary
+
+
+def _restore(state: TrainState, ckpt: dict[str, Any]) -> None:
+    """Put a freshly built TrainState at the position of a checkpoint (optimizer, scheduler, RNGs, data)."""
+    dist = state.dist
+    state.optimizer.load_state_dict(ckpt["optimizer"])
+    state.scheduler.load_state_dict(ckpt["scheduler"])
+    state.scaler.load_state_dict(ckpt["scaler"])
+    state.epoch, state.step_in_epoch = ckpt["epoch"], ckpt["step_in_epoch"]
+    state.global_step, state.best_metric, state.best_epoch = (ckpt["global_step"], ckpt["best_metric"],
+                                                              ckpt["best_epoch"])
+    state.epoch_accum = dict(ckpt.get("epoch_accum") or state.epoch_accum)
+    state.epoch_lr = ckpt.get("epoch_lr")
+    state.last_saved = (f"the end of epoch {state.epoch}" if state.step_in_epoch == 0
+                        else f"epoch {state.epoch + 1} step {state.step_in_epoch}")
+    saved_world = int(ckpt.get("world_size", 1))
+    ranks = ckpt.get("rng_ranks")
+    if ranks is not None and len(ranks) == dist.world_size:
+        set_rng_state(ranks[dist.rank], state.gen)
+    elif dist.world_size == saved_world == 1 or dist.rank == 0:
+        set_rng_state(ckpt["rng"], state.gen)
+    if dist.is_main:
+        if saved_world != dist.world_size:
+            print(f"note: the checkpoint was written by {saved_world} process(es), this run has "
+                  f"{dist.world_size}: data order and augmentation differ from an uninterrupted run", flush=True)
+        if state.epoch >= state.cfg.epochs:
+            print(f"{state.run_dir}: training is already complete ({state.epoch} epochs); pass --epochs N to "
+                  f"train longer", flush=True)
+        else:
+            print(f"resuming {state.run_dir} at epoch {state.epoch + 1} step {state.step_in_epoch}", flush=True)
+

@@ -1,0 +1,47 @@
+"""Optimizer and learning-rate schedule factories, shared by training and ``fcnlab bench``."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from fcnlab.config import TrainConfig
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """SGD (momentum) or AdamW over trainable parameters only (frozen upsamplers stay out)."""
+    from fcnlab.models import trainable_param_groups
+
+    groups = trainable_param_groups(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # fused kernels: on CUDA one launch for all parameters; on the CPU faster than the for-loop too
+    # (docs/BENCHMARKS.md)
+    fused = {"fused": True} if device.type in ("cuda", "cpu") else {}
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, **fused)
+    return torch.optim.AdamW(groups, lr=cfg.lr, **fused)
+
+
+def lr_factor(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
+    """Multiplier of the peak LR at optimizer step ``step``: linear warm-up, then cosine/poly/step/constant.
+
+    ``poly`` is DeepLab's ``(1 - t / T) ** 0.9`` over the ``T`` steps after warm-up.
+    """
+    warm = int(cfg.warmup_epochs * steps_per_epoch)
+    if step < warm:
+        return (step + 1) / warm
+    if cfg.scheduler == "constant":
+        return 1.0
+    if cfg.scheduler == "step":
+        return cfg.gamma ** ((step // steps_per_epoch) // max(cfg.step_size, 1))
+    total = max(cfg.epochs * steps_per_epoch - warm, 1)
+    if cfg.scheduler == "poly":
+        return (1.0 - min(step - warm, total) / total) ** 0.9
+    return 0.5 * (1.0 + math.cos(math.pi * min(step - warm, total) / total))
+
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig,
+                    steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The per-step schedule of :func:`lr_factor` (warm-up, then cosine/poly/step/constant) on ``optimizer``."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, steps_per_epoch))

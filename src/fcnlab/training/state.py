@@ -1,0 +1,137 @@
+"""The training state: everything the epoch loop needs and a checkpoint saves, built in one place.
+
+:func:`build_state` is used by :func:`fcnlab.training.fit.fit` and by ``fcnlab bench`` (which times the real
+training loop), so both train exactly the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DistributedSampler
+
+from fcnlab.checkpoint import BackgroundSaver, rng_state, save_checkpoint, unwrap
+from fcnlab.config import TrainConfig
+from fcnlab.data.sampling import epoch_indices, shard
+from fcnlab.runtime import distributed as dist_utils
+from fcnlab.runtime.device import amp_dtype
+from fcnlab.tasks.base import Task
+from fcnlab.training.optim import build_optimizer, build_scheduler
+
+
+def fresh_accum() -> dict[str, float]:
+    """The running sums of an epoch (loss, correct predictions, counted items, batches), all zero."""
+    return {"loss": 0.0, "correct": 0.0, "count": 0.0, "batches": 0.0}
+
+
+@dataclass
+class TrainState:
+    """Everything ``train_one_epoch`` needs and a checkpoint saves."""
+
+    cfg: TrainConfig
+    task: Task
+    run_dir: Path
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    amp: torch.dtype | None
+    gen: torch.Generator
+    dist: dist_utils.DistInfo
+    train_data: Any
+    val_data: Any
+    epoch: int = 0  # completed epochs
+    step_in_epoch: int = 0
+    global_step: int = 0
+    best_metric: float = -math.inf
+    best_epoch: int = 0
+    epoch_accum: dict[str, float] = field(default_factory=fresh_accum)
+    stop_signal: int | None = None
+    epoch_lr: float | None = None  # learning rate at the start of the current epoch (metrics.csv's lr)
+    last_saved: str = ""  # where the newest last.pt stands, for messages ("end of epoch 3")
+    saver: BackgroundSaver = field(default_factory=BackgroundSaver)  # epoch-end checkpoints in the background
+    eval_model: Any = None  # the model evaluation runs (compiled, not DDP-wrapped); None: ``model``
+
+    def checkpoint(self, metrics: dict[str, float] | None = None,
+                   rng_ranks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The checkpoint dict for the current position (``rng_ranks``: every rank's RNG states under DDP)."""
+        ckpt = dict(task=self.cfg.task, model_name=self.cfg.model, num_classes=self.cfg.num_classes,
+                    model=unwrap(self.model).state_dict(), optimizer=self.optimizer.state_dict(),
+                    scheduler=self.scheduler.state_dict(), scaler=self.scaler.state_dict(),
+                    epoch=self.epoch, step_in_epoch=self.step_in_epoch, global_step=self.global_step,
+                    best_metric=self.best_metric, best_epoch=self.best_epoch, epoch_accum=dict(self.epoch_accum),
+                    epoch_lr=self.epoch_lr, config=self.cfg.to_dict(), rng=rng_state(self.gen),
+                    metrics=metrics or {}, world_size=self.dist.world_size)
+        if rng_ranks is not None:
+            ckpt["rng_ranks"] = rng_ranks
+        return ckpt
+
+    def save(self, name: str, metrics: dict[str, float] | None = None, then: Any = None) -> Path:
+        """Write ``run_dir/name`` atomically. Under DDP every rank must call it (RNG states are gathered).
+
+        With ``then`` (a callable run once the file is on disk) the write goes to the background saver and
+        training continues meanwhile; without it the call returns when the file is on disk.
+        """
+        path = self.run_dir / name
+        rng_ranks = dist_utils.gather_to_main(rng_state(self.gen)) if self.dist.enabled else None
+        if self.dist.is_main:
+            if then is not None:
+                self.saver.submit(path, self.checkpoint(metrics, rng_ranks), then)
+            else:
+                self.saver.wait()
+                save_checkpoint(path, **self.checkpoint(metrics, rng_ranks))
+        self.last_saved = (f"the end of epoch {self.epoch}" if self.step_in_epoch == 0
+                           else f"epoch {self.epoch + 1} step {self.step_in_epoch}")
+        return path
+
+
+
+def epoch_batches(n: int, cfg: TrainConfig, epoch: int, dist: dist_utils.DistInfo,
+                  factors: np.ndarray | None = None) -> list[torch.Tensor]:
+    """This rank's batches of sample indices for ``epoch`` (DistributedSampler with ``set_epoch``).
+
+    With repeat ``factors`` (``sampling: rare``) the epoch's ``n`` draws favour the samples with larger
+    factors (:func:`fcnlab.data.sampling.epoch_indices`, seeded by seed and epoch), split over the ranks.
+    """
+    if factors is not None:
+        order = shard(epoch_indices(factors, epoch, cfg.seed, n), dist.rank, dist.world_size)
+    else:
+        sampler = DistributedSampler(range(n), num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
+                                     seed=cfg.seed, drop_last=False)
+        sampler.set_epoch(epoch)
+        order = torch.tensor(list(sampler), dtype=torch.int64)
+    batches = list(order.split(cfg.batch_size))
+    if len(batches) > 1 and len(batches[-1]) < 2:  # BatchNorm cannot train on a single sample
+        batches.pop()
+    return batches
+
+
+
+def build_state(cfg: TrainConfig, task: Task, run_dir: Path, model: torch.nn.Module, device: torch.device,
+                dist: dist_utils.DistInfo, train_data: Any, val_data: Any) -> TrainState:
+    """A fresh TrainState for ``model`` (already on ``device``, in its memory format).
+
+    Builds the optimizer and LR schedule (:mod:`fcnlab.training.optim`), the autocast dtype and GradScaler,
+    ``torch.compile`` (before DDP) when ``cfg.compile``, the DDP wrapper under torchrun and the
+    augmentation generator (seeded per rank).
+    """
+    optimizer = build_optimizer(model, cfg, device)
+    steps_per_epoch = len(epoch_batches(len(train_data), cfg, 0, dist, task.sample_factors))
+    scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
+    amp = amp_dtype(cfg, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+    eval_model = torch.compile(model) if cfg.compile else model  # compile before DDP
+    train_model = eval_model
+    if dist.enabled:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            eval_model, device_ids=[device.index] if device.type == "cuda" else None)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(cfg.seed * 1000 + dist.rank)
+    return TrainState(cfg, task, run_dir, train_model, optimizer, scheduler, scaler, device, amp, gen, dist,
+                      train_data, val_data, eval_model=eval_model)
