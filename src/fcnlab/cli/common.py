@@ -109,7 +109,7 @@ def add_tta(p: argparse.ArgumentParser, task: str) -> None:
 
 
 def tta_options(args: argparse.Namespace) -> dict[str, object]:
-    """``tta`` and ``scales`` keyword arguments for :func:`fcnlab.inference.load_predictor`."""
+    """``tta`` and ``scales`` keyword arguments for :func:`fcnlab.infer.predictor.load_predictor`."""
     from fcnlab.infer.tta import parse_scales
 
     return {"tta": args.tta, "scales": parse_scales(getattr(args, "scales", None))}
