@@ -112,9 +112,11 @@ def test_predict_writes_a_mask_per_tile_at_input_size(run: Path, tiles: Path, tm
         arr = np.asarray(Image.open(out / f"{stem}_mask.png").convert("RGB"))
         assert arr.shape == (SIZE, SIZE, 3)
         assert {tuple(int(v) for v in c) for c in np.unique(arr.reshape(-1, 3), axis=0)} <= palette
-    # the course's evaluator on these files reproduces what segment eval computes from the model
+    # the course's evaluator on these files reproduces what segment eval computes from the model. predict
+    # runs one image at a time, so eval does too: CPU convolution kernels may round differently per batch
+    # size, which moves a few near-tie pixels of this barely trained model
     capsys.readouterr()
     assert main(["miou", "--labels", str(tiles), "--pred", str(out)]) == 0
     from_files = course_block(capsys.readouterr().out)
-    assert main(["segment", "eval", "--ckpt", str(run), "--data", str(tiles), *CPU]) == 0
+    assert main(["segment", "eval", "--ckpt", str(run), "--data", str(tiles), "--batch-size", "1", *CPU]) == 0
     assert course_block(capsys.readouterr().out) == from_files
