@@ -7,7 +7,7 @@
 #
 # Usage: benchmarks/p2_loss_sampling_cpu.sh DLCV_ROOT RUNS_DIR
 # Environment: FCNLAB (command, default "fcnlab"), PYTHON (default "python"), TRAIN_TILES=200 VAL_TILES=32 CROP=128 BATCH=8 EPOCHS=3,
-# VARIANTS (default "ce ce+lovasz ce+rare ce+dice ce-seed1"; also "lovasz", "dice"), TTA_VARIANTS (flip for
+# VARIANTS (default "ce ce+lovasz ce+rare ce+dice ce-seed1"; also "lovasz", "dice", "ce+median"), TTA_VARIANTS (flip for
 # these, default "ce ce+lovasz ce+rare"), D4_VARIANTS (d4 and multi-scale 0.75,1,1.25 for these, default "ce").
 # Results: RUNS_DIR/summary.md (one row per evaluation, rewritten after each one).
 set -euo pipefail
@@ -29,10 +29,12 @@ for f in "$d"/p2_data/validation/*_sat.jpg; do
 done
 t() { /usr/bin/time -f "%e s wall" "$@"; }
 
-train() {  # train VARIANT: ce, lovasz, ce+lovasz, ce+dice (losses), ce+rare (sampling), ce-seed1 (2nd seed)
+train() {  # train VARIANT: ce, lovasz, ce+lovasz, ce+dice (losses), ce+rare (sampling), ce+median (class
+  # weights), ce-seed1 (the baseline with another seed)
   local v=$1 loss=$1 extra=()
   case $v in
     ce+rare) loss=ce; extra=(--sampling rare) ;;
+    ce+median) loss=ce; extra=(--class-weights median) ;;
     ce-seed1) loss=ce; extra=(--seed 1) ;;
   esac
   [ -f "$r/$v/last.pt" ] && return 0
