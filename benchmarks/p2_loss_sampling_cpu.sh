@@ -30,12 +30,13 @@ done
 t() { /usr/bin/time -f "%e s wall" "$@"; }
 
 train() {  # train VARIANT: ce, lovasz, ce+lovasz, ce+dice (losses), ce+rare (sampling), ce+median (class
-  # weights), ce-seed1 (the baseline with another seed)
-  local v=$1 loss=$1 extra=()
-  case $v in
-    ce+rare) loss=ce; extra=(--sampling rare) ;;
-    ce+median) loss=ce; extra=(--class-weights median) ;;
-    ce-seed1) loss=ce; extra=(--seed 1) ;;
+  # weights); VARIANT-seedN: the same with seed N (how far two seeds of one variant disagree)
+  local v=$1 base=${1%-seed*} extra=()
+  [ "$base" != "$v" ] && extra=(--seed "${v##*-seed}")
+  local loss=$base
+  case $base in
+    ce+rare) loss=ce; extra+=(--sampling rare) ;;
+    ce+median) loss=ce; extra+=(--class-weights median) ;;
   esac
   [ -f "$r/$v/last.pt" ] && return 0
   t $FCNLAB segment train --config configs/p2_fcn8s_resnet34.yaml --data "$d/p2_data/train" \
