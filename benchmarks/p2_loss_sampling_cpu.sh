@@ -7,7 +7,8 @@
 #
 # Usage: benchmarks/p2_loss_sampling_cpu.sh DLCV_ROOT RUNS_DIR
 # Environment: FCNLAB (command, default "fcnlab"), PYTHON (default "python"), TRAIN_TILES=200 VAL_TILES=32 CROP=128 BATCH=8 EPOCHS=3,
-# VARIANTS (default "ce ce+lovasz ce+rare ce+dice ce-seed1"; also "lovasz", "dice", "ce+median"), TTA_VARIANTS (flip for
+# VARIANTS (default "ce ce+lovasz ce+rare ce+dice ce-seed1"; also "lovasz", "dice", "ce+median", "unet",
+# and any of them as "VARIANT-seedN"), TTA_VARIANTS (flip for
 # these, default "ce ce+lovasz ce+rare"), D4_VARIANTS (d4 and multi-scale 0.75,1,1.25 for these, default "ce").
 # Results: RUNS_DIR/summary.md (one row per evaluation, rewritten after each one).
 set -euo pipefail
@@ -30,13 +31,15 @@ done
 t() { /usr/bin/time -f "%e s wall" "$@"; }
 
 train() {  # train VARIANT: ce, lovasz, ce+lovasz, ce+dice (losses), ce+rare (sampling), ce+median (class
-  # weights); VARIANT-seedN: the same with seed N (how far two seeds of one variant disagree)
+  # weights), unet (the ResNet34 U-Net with ce); VARIANT-seedN: the same with seed N (how far two seeds of one
+  # variant disagree)
   local v=$1 base=${1%-seed*} extra=()
   [ "$base" != "$v" ] && extra=(--seed "${v##*-seed}")
   local loss=$base
   case $base in
     ce+rare) loss=ce; extra+=(--sampling rare) ;;
     ce+median) loss=ce; extra+=(--class-weights median) ;;
+    unet) loss=ce; extra+=(--model unet_resnet34) ;;  # p2_best's model, same budget
   esac
   [ -f "$r/$v/last.pt" ] && return 0
   t $FCNLAB segment train --config configs/p2_fcn8s_resnet34.yaml --data "$d/p2_data/train" \
