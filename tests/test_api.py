@@ -154,7 +154,7 @@ def test_compare_and_report_functions(tmp_path: Path) -> None:
 
     a, b = make_run(tmp_path, "a"), make_run(tmp_path, "b")
     assert fcnlab.compare_runs([a, b]).runs == ["a", "b"]
-    assert fcnlab.write_report([a, b], tmp_path / "r.html").images == 8
+    assert fcnlab.write_report([a, b], tmp_path / "r.html").images == 10  # 4 per run, IoU bars, mIoU curves
 
 
 @pytest.mark.realdata

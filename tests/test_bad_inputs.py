@@ -25,10 +25,11 @@ from PIL import Image
 
 from fcnlab.checkpoint import save_checkpoint
 from fcnlab.cli.main import main
-from fcnlab.config import from_dict, save_yaml
+from fcnlab.config import from_dict
 from fcnlab.data.images import read_rgb
 from fcnlab.errors import FcnlabError
 from fcnlab.models import build_model
+from fcnlab.recipes import save_yaml
 
 pytestmark = pytest.mark.realdata
 

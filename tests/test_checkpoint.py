@@ -19,7 +19,7 @@ from fcnlab.checkpoint import (
     set_rng_state,
 )
 from fcnlab.config import from_dict
-from fcnlab.errors import DataError
+from fcnlab.errors import DataError, OutputError
 from fcnlab.models import build_model
 
 
@@ -85,7 +85,7 @@ def test_a_full_disk_is_one_clear_error_and_keeps_the_previous_file(saved, tmp_p
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(checkpoint.os, "fsync", full)
-    with pytest.raises(DataError, match="cannot write the checkpoint .No space left on device.; free disk space"):
+    with pytest.raises(OutputError, match="cannot write the checkpoint .the disk is full.; free disk space"):
         save_checkpoint(target, **fields)
     assert target.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
 

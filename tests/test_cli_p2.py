@@ -5,6 +5,7 @@ One fcn32s_resnet34 run (2 epochs on four 64x64 tiles) is trained once per modul
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from pathlib import Path
@@ -33,7 +34,8 @@ def p2(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     run = root / "run"
     rc = train_once(["segment", "train", "--data", str(data / "train"), "--val", str(data / "validation"),
                     "--out", str(run), "--model", "fcn32s_resnet34", "--epochs", "2", "--batch-size", "2",
-                    "--image-size", "64", "--snapshot-epochs", "2", "--device", "cpu"], root / "cache")
+                    "--image-size", "64", "--snapshot-epochs", "1,2", "--snapshot-images", "0001_sat.jpg,0000",
+                    "--device", "cpu"], root / "cache")
     assert rc == 0
     return {"root": root, "train": data / "train", "val": data / "validation", "run": run}
 
@@ -61,7 +63,12 @@ def test_train_writes_run_folder_and_snapshots(p2):
     header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"val_miou", *[f"iou_{i}" for i in range(6)]} <= set(header)
     snaps = sorted(p.name for p in (run / "snapshots").iterdir())
-    assert snaps == ["all_epochs.png", "epoch_002.npz", "epoch_002.png"]
+    assert snaps == ["all_epochs.png", "epoch_001.npz", "epoch_001.png", "epoch_002.npz", "epoch_002.png"]
+    metrics = {int(r["epoch"]): float(r["val_miou"]) for r in csv.DictReader(open(run / "metrics.csv"))}
+    for epoch in (1, 2):  # the tiles chosen by name, in the order given; each epoch's mIoU beside its masks
+        with np.load(run / "snapshots" / f"epoch_{epoch:03d}.npz") as z:
+            assert list(z["names"]) == ["0001_sat.jpg", "0000_sat.jpg"] and z["preds"].shape == (2, 64, 64)
+            assert float(z["miou"]) == pytest.approx(metrics[epoch], abs=1e-6)
     ckpt = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
     assert ckpt["task"] == "segment" and ckpt["config"]["image_size"] == 64 and ckpt["epoch"] == 2
 

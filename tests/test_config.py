@@ -4,27 +4,26 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
 
 import pytest
 
 from fcnlab import config
-from fcnlab.config import TrainConfig, from_dict, load_yaml, resolve, save_yaml
+from fcnlab.cli.options import add_config_arguments
+from fcnlab.config import TrainConfig, from_dict, resolve
 from fcnlab.errors import ConfigError
-
-REPO = Path(__file__).resolve().parents[1]
+from fcnlab.recipes import load_yaml, save_yaml, shipped_recipes
 
 
 def parse(*args: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    config.add_config_arguments(parser)
+    add_config_arguments(parser)
     return parser.parse_args(list(args))
 
 
-@pytest.mark.parametrize("recipe", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_recipe_is_valid(recipe):
+@pytest.mark.parametrize("recipe", shipped_recipes())
+def test_every_shipped_recipe_is_valid(recipe):
     values = load_yaml(recipe)
-    cfg = resolve(parse("--config", str(recipe)), values["task"])
+    cfg = resolve(parse("--config", recipe), values["task"])
     assert cfg.task == values["task"] and cfg.model == values["model"]
 
 
@@ -70,6 +69,14 @@ def test_unknown_keys_are_rejected_with_every_valid_key_listed():
     ({"snapshot_epochs": [0, 5]}, "epochs start at 1"),
     ({"image_size": 16}, "option image_size (--image-size): must be at least 32"),
     ({"batch_size": 1}, "classification needs at least 2 images per step"),
+    ({"augment_policy": "autoaugment"}, "'autoaugment' is not one of none, trivialaugment, randaugment"),
+    ({"random_erasing": 1.5}, "option random_erasing (--random-erasing): a probability, must be in [0, 1]"),
+    ({"mix_prob": -0.1}, "option mix_prob (--mix-prob): a probability"),
+    ({"cutmix": -1.0}, "option cutmix (--cutmix): must be >= 0"),
+    ({"randaugment_magnitude": 31}, "a magnitude bin, must be in 0..30"),
+    ({"ema_decay": 1.0}, "option ema_decay (--ema-decay): must be in [0, 1)"),
+    ({"nesterov": True, "momentum": 0.0}, "Nesterov momentum needs optimizer sgd and momentum > 0"),
+    ({"task": "segment", "mixup": 0.2}, "option mixup (--mixup): a classification augmentation; segment does not"),
 ])
 def test_invalid_values_name_the_option(values, option):
     with pytest.raises(ConfigError) as e:

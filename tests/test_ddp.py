@@ -61,7 +61,10 @@ def check_rank0_only(result: subprocess.CompletedProcess, run: Path) -> None:
     assert not list(run.glob(".*")), "temporary files left behind"
 
 
-def test_classify_ddp_metrics_equal_single_process_eval(dlcv_root, tmp_path, capsys):
+@pytest.mark.parametrize("extra", [[], ["--ema", "true", "--ema-decay", "0.5", "--augment-policy", "trivialaugment",
+                                         "--cutmix", "1.0"]], ids=["plain", "ema_augment"])
+def test_classify_ddp_metrics_equal_single_process_eval(dlcv_root, tmp_path, capsys, extra):
+    """With ``ema`` the logged metrics are the average's (BN statistics from rank 0), which inference loads."""
     data = tmp_path / "p1"
     for split, src, indices in (("train", "train_50", range(5)), ("val", "val_50", range(450, 453))):
         (data / split).mkdir(parents=True)
@@ -73,7 +76,7 @@ def test_classify_ddp_metrics_equal_single_process_eval(dlcv_root, tmp_path, cap
     run = tmp_path / "run"
     result = torchrun(["classify", "train", "--data", str(data / "train"), "--val", str(data / "val"), "--out",
                        str(run), "--model", "resnet18", "--num-classes", "4", "--epochs", "1", "--batch-size", "4",
-                       "--lr", "0.01", "--device", "cpu"], tmp_path)
+                       "--lr", "0.01", "--device", "cpu", *extra], tmp_path)
     check_rank0_only(result, run)
     logged = load_checkpoint(run / "last.pt")["metrics"]
     assert_equal_metrics(logged, single_process_metrics(run))

@@ -51,7 +51,7 @@ def _broken_link(tmp_path: Path) -> Path:
     (_empty, "file is empty (0 bytes)"),
     (_text, "not an image file"),
     (_folder, "is a folder, not an image file"),
-    (_broken_link, "file does not exist"),
+    (_broken_link, "is a broken symbolic link to"),
 ])
 def test_header_and_decode_give_the_same_message(tmp_path, make, expected):
     path = make(tmp_path)

@@ -28,6 +28,14 @@ def test_policy():
     assert not use_channels_last(cfg_for("segment", 512, channels_last=False), torch.device("cuda"))
 
 
+def test_models_marked_for_cpu_channels_last():
+    def cfg(channels_last: bool = True):
+        return from_dict({"model": "airnet", "device": "cpu", "channels_last": channels_last})
+
+    assert use_channels_last(cfg(), CPU)  # airnet at 32x32: NHWC wins on the CPU
+    assert not use_channels_last(cfg(channels_last=False), CPU)
+
+
 def test_to_channels_last_converts_tensors_and_models_only_when_enabled():
     x = torch.randn(2, 3, 8, 8)
     assert to_channels_last(x, False) is x

@@ -8,7 +8,7 @@ from torch import nn
 from fcnlab.errors import ConfigError
 from fcnlab.models import build_model, list_models, model_task, registry
 
-CLASSIFIERS = ["resnet18", "resnet34", "resnet50", "vgg16_bn"]
+CLASSIFIERS = ["airnet", "resnet18", "resnet18_cifar", "resnet34", "resnet50", "vgg16_bn"]
 SEGMENTERS = ["fcn32s_resnet34", "fcn32s_vgg16", "fcn8s_resnet34", "fcn8s_vgg16", "unet_resnet34"]
 
 

@@ -1,7 +1,7 @@
 """P1 on the real course data: label files, duplicate images, and the CLI end to end on a small subset.
 
 The subset (5 training and 2 validation images per class, copied into a temporary folder) keeps every
-class; ``--limit`` would not, as it takes the first files in name order (all of class 0).
+class (``--limit`` draws a class-stratified sample too, but of random indices).
 """
 
 from __future__ import annotations

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from fcnlab.config import from_dict, load_yaml
+from fcnlab.config import from_dict
+from fcnlab.recipes import load_yaml
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "src" / "fcnlab" / "configs"
 
 
 @pytest.mark.parametrize("scratch,seed", [("p2_fcn32s_vgg16_scratch", "p2_fcn32s_vgg16"),

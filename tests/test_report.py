@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import io
+import json
 import re
 import subprocess
 import sys
@@ -121,8 +122,9 @@ def test_html_report_is_self_contained_and_complete(tmp_path: Path) -> None:
     assert "vgg &lt;b&gt;&amp;" in page and "vgg <b>" not in page  # escaped
     assert not re.search(r'(src|href)="(?!data:|#)', page)  # no external resource
     images = _images(page)
-    # per seg run: curves, IoU curves, confusion, masks; cls run: curves, confusion, t-SNE
-    assert len(images) == result.images == 11
+    # per seg run: curves, IoU curves, confusion, masks; cls run: curves, confusion, t-SNE;
+    # comparison of the seg runs: per-class IoU bars, mIoU curves of both runs
+    assert len(images) == result.images == 13
     assert all(img.width > 0 for img in images)
     assert "Comparison: P2 segmentation" in page
     assert re.search(r"<td>2 rangeland</td><td class=\"num\">0.2000</td><td class=\"num\">0.4000</td>"
@@ -131,6 +133,72 @@ def test_html_report_is_self_contained_and_complete(tmp_path: Path) -> None:
     assert "<details><summary>model.txt: print(model) of vgg16_bn" in page
     assert "out_features=&lt;50&gt;" in page  # architecture printout, escaped
     assert "NVIDIA H100 (CUDA 13.2)" in page and "39.0 s" in page  # hardware and total time (12 + 13 + 14 s)
+    assert "Per-class IoU, side by side" in page and "Validation mIoU per epoch" in page
+    # no checkpoints in these fake runs: said, not failed
+    assert "no best.pt or last.pt in the run folder of fcn32s, fcn8s, vgg &lt;b&gt;&amp;: no parameter" in page
+    assert "not drawn: no best.pt or last.pt in the run folder of fcn32s, fcn8s: no parameter count" in page
+    assert '<h2 id="provenance">Provenance</h2>' in page
+
+
+def test_homework_deliverables_hold_the_seed_printouts_and_figures(tmp_path: Path) -> None:
+    a = make_run(tmp_path, "fcn32s", epochs_ious=[[0.5, 0.8, 0.2, 0.6, 0.7, 0.4]])
+    b = make_run(tmp_path, "fcn8s", eval_json={"task": "segment", "mean_iou": 0.5,
+                                               "per_class_iou": [0.5, 0.9, 0.1, 0.6, 0.7, 0.2]})
+    c = make_run(tmp_path, "p1", task="classify")
+    out = tmp_path / "r.md"
+    write_report([a, b, c], out, checkpoints=False)
+    text = out.read_text()
+    section = text[text.index("## Homework deliverables"):text.index("## Comparison")]
+    course = "\n".join(f"class #{i} : {v:.5f}" for i, v in enumerate([0.5, 0.9, 0.1, 0.6, 0.7, 0.2]))
+    assert f"```text\n{course}\n\nmean_iou: 0.500000\n```" in section  # the course's printout, verbatim
+    assert "```text\nVal Acc: 0.700000\n```" in section
+    assert "### P2 fcn32s: predicted masks at epochs 1, 3" in section and "run1\\_masks.png" not in section
+    assert "![fcn32s: masks at epochs 1, 3" in section and "![p1: t-SNE" in section
+    assert "### P2: fcn32s vs fcn8s" in section and "| 2 rangeland | 0.2000 | 0.1000 | -0.1000 |" in section
+    # shown once: the run sections point to the deliverables instead of repeating the figures
+    assert text.count("![p1: t-SNE") == 1 and text.count("![fcn32s: masks at epochs") == 1
+
+
+def test_every_deliverable_a_task_lists_is_one_the_report_shows() -> None:
+    from fcnlab.report.document import DELIVERABLES, ReportBuilder
+    from fcnlab.tasks import INFO
+
+    for info in INFO.values():
+        assert info.deliverables, info.name
+        for item in info.deliverables:
+            assert callable(getattr(ReportBuilder, DELIVERABLES[item])), (info.name, item)
+
+
+def test_per_class_accuracy_provenance_and_print_css(tmp_path: Path) -> None:
+    per_class = [0.1 * (i % 10) for i in range(50)]
+    run = make_run(tmp_path, "p1", task="classify",
+                   eval_json={"task": "classify", "val_acc": 0.45, "per_class_acc": per_class})
+    env = json.loads((run / "env.json").read_text())
+    env.update({"fcnlab": "9.9.9", "git_commit": "0123456789abcdef", "git_dirty": True, "device": "cuda:0 (X)",
+                "command": "fcnlab classify train --config p1_vgg16bn --out runs/p1"})
+    (run / "env.json").write_text(json.dumps(env))
+    result = write_report([run], tmp_path / "r.html", checkpoints=False)
+    page = (tmp_path / "r.html").read_text()
+    assert result.images == 4  # curves, per-class accuracy, confusion, t-SNE
+    assert "Per-class accuracy" in page and "the 5 lowest and highest per-class accuracies" in page
+    assert re.search(r"<tr><td class=\"num\">0</td><td class=\"num\">0.000</td><td class=\"num\">49</td>"
+                     r"<td class=\"num\">0.900</td></tr>", page)
+    row = ("<td>p1</td><td>9.9.9</td><td>0123456789+changes</td><td>2.15.0</td><td>cuda:0 (X)</td>"
+           "<td>fcnlab classify train --config p1_vgg16bn --out runs/p1</td>")
+    assert row in page
+    assert "not measured: the report was written with --no-checkpoints" in page
+    assert "break-after: avoid" in page and "break-inside: avoid" in page
+    # every heading is in one box with the block after it
+    assert re.search(r'<div class="keep"><h3>Per-class accuracy</h3>\n<figure>', page)
+
+
+def test_two_p1_runs_compare_curves_and_per_class_accuracy(tmp_path: Path) -> None:
+    runs = [make_run(tmp_path, name, task="classify", accs=accs,
+                     eval_json={"task": "classify", "val_acc": accs[-1], "per_class_acc": [accs[-1]] * 50})
+            for name, accs in (("a", (0.5, 0.6)), ("b", (0.4, 0.7)))]
+    write_report(runs, tmp_path / "r.html", checkpoints=False)
+    page = (tmp_path / "r.html").read_text()
+    assert "Validation accuracy per epoch" in page and "Per-class accuracy, side by side" in page
 
 
 def test_missing_and_unreadable_figures_become_notes(tmp_path: Path) -> None:

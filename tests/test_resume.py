@@ -31,28 +31,43 @@ def data(tmp_path_factory) -> Path:
                                     val_per_class=3)
 
 
-def train_argv(data: Path, out: Path) -> list[str]:
+# every random P1 training feature (per-sample policy and erasing from the augmentation generator, CutMix/MixUp
+# from torch's RNG) and the moving average, which a resumed run must continue exactly
+FEATURES = ["--augment-policy", "trivialaugment", "--random-erasing", "0.5", "--cutmix", "1.0", "--mixup", "0.5",
+            "--mix-prob", "0.7", "--ema", "true", "--ema-decay", "0.8"]
+
+
+def train_argv(data: Path, out: Path, *extra: str) -> list[str]:
     return ["classify", "train", "--data", str(data / "train_50"), "--val", str(data / "val_50"), "--out", str(out),
-            *ARGS]
+            *ARGS, *extra]
 
 
-@pytest.fixture(scope="module")
-def reference(data, tmp_path_factory) -> Path:
+def _reference_run(data: Path, out: Path, *extra: str) -> Path:
     """The uninterrupted run, with one thread like every other run here (CPU results depend on threads)."""
-    out = tmp_path_factory.mktemp("reference") / "run"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("FCNLAB_CACHE", str(out.parent / "cache"))
-            assert main(train_argv(data, out)) == 0
+            assert main(train_argv(data, out, *extra)) == 0
     finally:
         torch.set_num_threads(threads)
     return out
 
 
-def max_weight_diff(a: Path, b: Path) -> float:
-    wa, wb = load_checkpoint(a / "last.pt")["model"], load_checkpoint(b / "last.pt")["model"]
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory) -> Path:
+    return _reference_run(data, tmp_path_factory.mktemp("reference") / "run")
+
+
+@pytest.fixture(scope="module")
+def reference_features(data, tmp_path_factory) -> Path:
+    return _reference_run(data, tmp_path_factory.mktemp("reference_features") / "run", *FEATURES)
+
+
+def max_weight_diff(a: Path, b: Path, key: str = "model") -> float:
+    ca, cb = load_checkpoint(a / "last.pt"), load_checkpoint(b / "last.pt")
+    wa, wb = (ca[key], cb[key]) if key == "model" else (ca[key]["module"], cb[key]["module"])
     assert wa.keys() == wb.keys()
     return max(float((wa[k].double() - wb[k].double()).abs().max()) for k in wa if wa[k].numel())
 
@@ -60,6 +75,8 @@ def max_weight_diff(a: Path, b: Path) -> float:
 def assert_same_run(run: Path, reference: Path) -> None:
     assert (run / "metrics.csv").read_text() == (reference / "metrics.csv").read_text()
     assert max_weight_diff(run, reference) <= 1e-6
+    if "ema" in load_checkpoint(reference / "last.pt"):
+        assert max_weight_diff(run, reference, "ema") <= 1e-6
     ckpt = load_checkpoint(run / "last.pt")
     assert (ckpt["epoch"], ckpt["step_in_epoch"]) == (3, 0)
 
@@ -120,6 +137,34 @@ def test_sigint_mid_epoch_then_resume_equals_uninterrupted(data, reference, tmp_
     assert_same_run(out, reference)
 
 
+def test_sigint_mid_epoch_then_resume_equals_uninterrupted_with_augmentation_and_ema(
+        data, reference_features, tmp_path, capsys, monkeypatch):
+    from fcnlab.tasks import ClassificationTask
+
+    original = ClassificationTask.prepare_train
+    calls = []
+
+    def prepare_train(self, images, targets, gen):
+        calls.append(1)
+        if len(calls) == 7:  # epoch 2, step 3
+            signal.raise_signal(signal.SIGINT)
+        return original(self, images, targets, gen)
+
+    monkeypatch.setattr(ClassificationTask, "prepare_train", prepare_train)
+    out = tmp_path / "run"
+    assert main(train_argv(data, out, *FEATURES)) == 130
+    ckpt = load_checkpoint(out / "last.pt")
+    assert (ckpt["epoch"], ckpt["step_in_epoch"], ckpt["ema"]["updates"]) == (1, 3, 7)
+    monkeypatch.setattr(ClassificationTask, "prepare_train", original)
+    capsys.readouterr()
+    assert main(["classify", "train", "--resume", str(out)]) == 0
+    assert "resuming" in capsys.readouterr().out
+    assert_same_run(out, reference_features)
+    last = load_checkpoint(out / "last.pt")  # the features were on: the average is not the raw weights
+    assert last["config"]["cutmix"] == 1.0 and not torch.equal(last["ema"]["module"]["fc.weight"],
+                                                                last["model"]["fc.weight"])
+
+
 def test_resume_extends_the_run_and_updates_its_config(reference, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(reference, run)
@@ -144,7 +189,7 @@ def test_resuming_a_finished_run_says_so(reference, tmp_path, capsys):
 @pytest.mark.parametrize("extra, message", [
     ([], "no last.pt in that folder"),
     (["--out", "elsewhere"], "a resumed run continues in its own folder"),
-    (["--config", "configs/p1_vgg16bn.yaml"], "the run's config comes from its last.pt"),
+    (["--config", "p1_vgg16bn"], "the run's config comes from its last.pt"),
 ])
 def test_bad_resume_requests_are_refused(tmp_path, capsys, extra, message):
     run = tmp_path / "run"

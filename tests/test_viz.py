@@ -158,3 +158,46 @@ def test_snapshot_grid(tmp_path: Path, tiles: tuple[list[np.ndarray], list[np.nd
         viz.plot_snapshot_grid({5: gts, 25: gts[:1]}, images, gts, tmp_path / "bad.png")
     with pytest.raises(ValueError, match="no snapshot"):
         viz.plot_snapshot_grid({}, images, gts, tmp_path / "bad.png")
+
+
+def test_snapshot_grid_labels_rows_with_names_and_columns_with_miou(tmp_path: Path, tiles, monkeypatch) -> None:
+    images, gts = tiles
+    seen = {}
+    real = viz.mask_grid_figure
+
+    def spy(columns, title, row_labels=None):
+        seen["headings"], seen["rows"] = [c[0] for c in columns], row_labels
+        return real(columns, title, row_labels)
+
+    monkeypatch.setattr(viz, "mask_grid_figure", spy)
+    viz.plot_snapshot_grid({25: gts, 5: gts}, images, gts, tmp_path / "grid.png", dpi=30,
+                           row_labels=["0013_sat.jpg", "0100_sat.jpg"], mious={5: 0.41234, 25: float("nan")})
+    assert seen["headings"] == ["satellite", "ground truth", "epoch 5\nmIoU 0.4123", "epoch 25"]
+    assert seen["rows"] == ["0013_sat.jpg", "0100_sat.jpg"]
+    fig = real([("satellite", images)], "t", row_labels=["a.jpg", "b.jpg"])
+    assert [ax.get_ylabel() for ax in fig.axes[:2]] == ["a.jpg", "b.jpg"]
+
+
+def test_named_snapshot_tiles(tmp_path: Path) -> None:
+    from fcnlab.data.subset import named_indices
+    from fcnlab.errors import ConfigError
+
+    files = [Path(f"/v/{i:04d}_sat.jpg") for i in range(20)]
+    assert named_indices(files, ["0013_sat.jpg", "0002_sat", "0005", 7, "0013"]) == [13, 2, 5, 7]
+    with pytest.raises(ConfigError, match=r"'0099_sat.jpg' is not among the 20 validation tiles of v/ "
+                                          r"\(0000_sat.jpg, 0001_sat.jpg, 0002_sat.jpg, ...\)"):
+        named_indices(files, ["0099_sat.jpg"], "v/")
+
+
+@pytest.mark.parametrize(("train_loss", "label", "scale"), [
+    ([2.3, 1.9, 1.5, 1.2], "loss", "linear"),
+    ([480.0, 1.9, 1.5, 1.2], "loss (log scale)", "log"),  # one huge early value: log axis
+    ([480.0, 1.9, 0.0, 1.2], "loss (clipped at 2.2)", "linear"),  # a zero: no log axis, clipped instead
+])
+def test_loss_axis_stays_readable(train_loss, label, scale) -> None:
+    epochs = np.arange(1.0, 5.0)
+    metrics = {"epoch": epochs, "train_loss": np.asarray(train_loss), "val_loss": np.asarray([2.0, 1.8, 1.6, 1.5])}
+    ax = viz.training_curves_figure(metrics).axes[0]
+    assert ax.get_ylabel() == label and ax.get_yscale() == scale
+    if "clipped" in label:
+        assert ax.get_ylim() == pytest.approx((0.0, 2.2))  # just above the largest value but the outlier

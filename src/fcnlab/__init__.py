@@ -4,7 +4,7 @@ The Python API mirrors the command line (see :mod:`fcnlab.api`)::
 
     import fcnlab
     model = fcnlab.build_model("fcn8s_resnet34")                      # 7 classes
-    summary = fcnlab.train("configs/p2_fcn8s_resnet34.yaml", "runs/fcn8s", data="p2_data/train",
+    summary = fcnlab.train("p2_fcn8s_resnet34", "runs/fcn8s", data="p2_data/train",
                            val="p2_data/validation", epochs=5)
     masks = fcnlab.predict_masks("runs/fcn8s", "p2_data/validation")   # list of (H, W) class ids
     print(fcnlab.evaluate_masks("p2_data/validation", "pred").mean)

@@ -1,7 +1,7 @@
 """The Python API: the command-line workflow as functions (re-exported lazily by :mod:`fcnlab`).
 
 >>> import fcnlab
->>> summary = fcnlab.train("configs/p2_fcn8s_resnet34.yaml", "runs/fcn8s", data="p2_data/train",
+>>> summary = fcnlab.train("p2_fcn8s_resnet34", "runs/fcn8s", data="p2_data/train",
 ...                        val="p2_data/validation", pretrained=False)                # doctest: +SKIP
 >>> masks = fcnlab.predict_masks("runs/fcn8s", "p2_data/validation")                  # doctest: +SKIP
 >>> fcnlab.evaluate_masks("p2_data/validation", "pred_masks").mean                   # doctest: +SKIP
@@ -175,7 +175,8 @@ def evaluate_masks(labels_dir: str | Path, pred_dir: str | Path, *, workers: int
 
 
 def _config(config: TrainConfig | dict[str, Any] | str | Path, overrides: dict[str, Any]) -> TrainConfig:
-    from fcnlab.config import TrainConfig, from_dict, load_yaml
+    from fcnlab.config import TrainConfig, from_dict
+    from fcnlab.recipes import load_yaml
 
     if isinstance(config, TrainConfig):
         values, source = config.to_dict(), "config"
@@ -193,7 +194,7 @@ def train(config: TrainConfig | dict[str, Any] | str | Path | None, out: str | P
     """Train a model into the run folder ``out`` (``fcnlab classify|segment train``); return the summary.
 
     ``config`` is a dict of config keys, a :class:`~fcnlab.config.TrainConfig` or a YAML recipe such as
-    ``configs/p1_vgg16bn.yaml`` (its ``task`` key picks P1 or P2); keyword arguments override keys
+    ``p1_vgg16bn`` (a shipped recipe) or a YAML file (its ``task`` key picks P1 or P2); keyword arguments override keys
     (``epochs=5, data=..., val=...``). With ``resume=True`` the run in ``out`` continues from its
     ``last.pt`` (``config`` may be None; ``overrides`` such as ``epochs`` extend it). The summary holds
     ``run_dir``, ``best_epoch``, the best ``val_acc`` / ``val_miou`` and ``epochs``.

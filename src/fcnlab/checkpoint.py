@@ -5,12 +5,16 @@ Layout of a checkpoint (all values are tensors, numbers, strings, lists or dicts
     format: "fcnlab-checkpoint", version: 1
     task, model_name, num_classes      what to rebuild
     model                              state dict (unwrapped from DDP / torch.compile)
+    ema                                only with config ``ema``: the weights' moving average (``module``: a
+                                       state dict like ``model``; ``decay``, ``warmup``, ``updates``); it
+                                       is what was evaluated and what inference loads
     optimizer, scheduler, scaler       training state (None in weights-only exports)
     epoch, step_in_epoch, global_step  position: ``epoch`` epochs are complete, plus ``step_in_epoch`` steps
     best_metric, best_epoch            for best.pt bookkeeping
     config                             the resolved TrainConfig as a dict
     rng                                torch / cuda / numpy / python / augmentation generator states
     metrics                            the last validation metrics (dict of floats)
+    history                            every finished epoch's metrics.csv and timing.csv row (strings)
 """
 
 from __future__ import annotations
@@ -87,11 +91,7 @@ def save_checkpoint(path: str | Path, **fields: Any) -> None:
             f.flush()
             os.fsync(f.fileno())
 
-    try:
-        atomic_save(path, write)
-    except OSError as e:  # disk full, quota, permissions: the previous file is still intact
-        raise DataError(f"{path}: cannot write the checkpoint ({e.strerror or e}); free disk space or fix the "
-                        f"folder's permissions, the previous {Path(path).name} is intact") from None
+    atomic_save(path, write, what="write the checkpoint")  # a full disk: one line, the previous file intact
 
 
 def remove_stale_temp_files(folder: str | Path, names: tuple[str, ...] = ("last.pt", "best.pt")) -> list[Path]:
@@ -120,7 +120,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             raise DataError(f"{path}: run folder holds no best.pt or last.pt; give a run folder of "
                             f"'fcnlab classify/segment train' or a checkpoint file")
     if not path.exists():
-        raise DataError(f"{path}: checkpoint file does not exist; check the path")
+        from fcnlab.data.images import link_problem
+
+        raise DataError(link_problem(path) or f"{path}: checkpoint file does not exist; check the path")
     if not path.is_file():
         raise DataError(f"{path}: is not a file; give a checkpoint file or a run folder")
     if path.stat().st_size == 0:
@@ -141,8 +143,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
+def inference_weights(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The state dict that was evaluated during training: the EMA's when the run kept one, else ``model``."""
+    ema = ckpt.get("ema")
+    if ckpt.get("config", {}).get("ema") and isinstance(ema, dict) and "module" in ema:
+        return ema["module"]
+    return ckpt["model"]
+
+
 def model_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu") -> torch.nn.Module:
-    """Rebuild the model of a checkpoint (no download: weights come from the checkpoint)."""
+    """Rebuild the model of a checkpoint with the weights it was scored with (:func:`inference_weights`;
+    no download: weights come from the checkpoint)."""
     from fcnlab.models import build_model
 
     cfg = ckpt.get("config", {})
@@ -151,7 +162,7 @@ def model_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cp
         kwargs["learn_upsampling"] = cfg["learn_upsampling"]
     model = build_model(ckpt["model_name"], num_classes=ckpt["num_classes"], **kwargs)
     try:
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(inference_weights(ckpt))
     except (RuntimeError, KeyError, TypeError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise DataError(f"checkpoint weights do not fit model {ckpt['model_name']} with {ckpt['num_classes']} "
@@ -176,7 +187,9 @@ class BackgroundSaver:
     ``submit`` snapshots the state (tensors copied to the CPU: a fraction of a second even for VGG16-BN's
     1 GB) and returns; the thread then writes it atomically and runs ``then`` (link ``best.pt``, append the
     log row), so the on-disk order stays "checkpoint first, then its log row". At most one write is in
-    flight: ``submit`` and ``wait`` first finish the previous one and re-raise its error, if any.
+    flight: ``submit`` and ``wait`` first finish the previous one and re-raise its error, if any. The
+    training loop calls :meth:`check` after every step, so a failed write (a full disk) stops training at
+    once rather than an epoch later.
     """
 
     def __init__(self) -> None:
@@ -194,6 +207,11 @@ class BackgroundSaver:
         if self._error is not None:
             err, self._error = self._error, None
             raise err
+
+    def check(self) -> None:
+        """Re-raise the error of a finished write without waiting for one in flight (cheap: call it often)."""
+        if self._thread is not None and not self._thread.is_alive():
+            self.wait()
 
     def submit(self, path: str | Path, fields: dict[str, Any], then: Any = None) -> None:
         """Snapshot ``fields`` now and save them to ``path`` in the background, then call ``then()``."""

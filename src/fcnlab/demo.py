@@ -15,7 +15,7 @@ resnet18), needs about 8x the FLOPs per 32x32 image, and each of its checkpoints
 momentum) is about 1.1 GB, rewritten every epoch: a five-epoch demo would spend minutes on arithmetic
 and gigabytes on disk. resnet18 (11M parameters, 90 MB checkpoints) goes through exactly the same
 training, evaluation, prediction and t-SNE code; the seed's model is one option away (``--config
-configs/p1_vgg16bn.yaml``). P2 compares **fcn32s_resnet34** with
+p1_vgg16bn``). P2 compares **fcn32s_resnet34** with
 **fcn8s_resnet34**: the seed's second model is ResNet34-FCN8s, and its VGG16-FCN32s is again 134M
 parameters; one backbone for both runs also isolates what the comparison is about, the skip
 connections (at 128x128 an FCN-32s sees a 4x4 grid of scores, an FCN-8s a 16x16 one).
@@ -339,9 +339,9 @@ def summary_text(layout: DemoLayout, results: dict[str, Any], steps: list[Step],
     lines += ["", "Key files:"]
     lines += [f"  {str(p) + ('/' if p.is_dir() else ''):<{width}} {what}" for p, what in shown]
     lines += ["", "Next, the same on the course data, e.g.:",
-              "  fcnlab classify train --config configs/p1_vgg16bn.yaml --data p1_data/train_50 "
+              "  fcnlab classify train --config p1_vgg16bn --data p1_data/train_50 "
               "--val p1_data/val_50 --out runs/p1",
-              "  fcnlab segment train --config configs/p2_fcn8s_resnet34.yaml --data p2_data/train "
+              "  fcnlab segment train --config p2_fcn8s_resnet34 --data p2_data/train "
               "--val p2_data/validation --out runs/fcn8s"]
     return "\n".join(lines)
 

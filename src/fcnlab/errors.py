@@ -24,6 +24,16 @@ class ConfigError(FcnlabError):
     """A configuration key or value is invalid."""
 
 
+class OutputError(FcnlabError):
+    """A result could not be written (full disk, read-only file system, no permission, lock held).
+
+    Write failures set :attr:`path` (the file) and :attr:`happened` (e.g. "the disk is full").
+    """
+
+    path: object = None
+    happened: str = ""
+
+
 class TrainingDiverged(FcnlabError):
     """The loss became NaN or Inf; the message names epoch, step and the last good checkpoint."""
 

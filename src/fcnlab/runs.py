@@ -14,15 +14,17 @@ and functions, so the format is defined once.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from fcnlab.errors import ConfigError, DataError
+from fcnlab.errors import ConfigError, DataError, OutputError
 from fcnlab.runtime.files import atomic_write_text, make_folder
+from fcnlab.runtime.lock import LOCK_NAME, RunLock
 
 CONFIG = "config.yaml"
 METRICS = "metrics.csv"
@@ -53,13 +55,11 @@ def eval_json_path(run_dir: str | Path, tta: str = "none", scales: Sequence[floa
     return eval_dir(run_dir, tta, scales) / EVAL_JSON
 
 
-def write_eval(run_dir: str | Path, payload: dict[str, Any], tta: str = "none",
+def write_eval(run_dir: str | Path, payload: dict[str, Any], out_dir: str | Path | None = None, tta: str = "none",
                scales: Sequence[float] = (1.0,)) -> Path:
-    """Write ``RUN/eval/eval.json`` atomically (``task``, ``data`` and the task's numbers); return its path.
-
-    With test-time augmentation it goes to :func:`eval_dir`'s folder for it and records ``tta``/``scales``.
-    """
-    path = eval_json_path(run_dir, tta, scales)
+    """Write ``eval.json`` atomically into ``out_dir`` (default ``RUN/eval``, or :func:`eval_dir`'s folder for
+    test-time augmentation): ``task``, ``data``, the task's numbers and ``tta``/``scales``; return its path."""
+    path = Path(out_dir) / EVAL_JSON if out_dir is not None else eval_json_path(run_dir, tta, scales)
     payload = {**payload, "tta": tta, "scales": [float(s) for s in scales]}
     atomic_write_text(path, json.dumps(payload, indent=1) + "\n")
     return path
@@ -78,8 +78,30 @@ def read_eval(run_dir: str | Path) -> dict[str, Any]:
     return data
 
 
+@contextlib.contextmanager
+def eval_writes(out_dir: Path, given: bool) -> Iterator[None]:
+    """Writing ``eval``'s files (after its results are printed): a read-only or full default folder beside the
+    checkpoint gets one line that suggests ``--out``; with ``--out`` given, the usual line."""
+    try:
+        yield
+    except OutputError as e:
+        if given or e.path is None:
+            raise
+        raise OutputError(f"{e.path}: cannot write ({e.happened}); the results are printed above: pass --out FOLDER "
+                          f"to write the eval files elsewhere") from None
+
+
+def format_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A metrics row as ``metrics.csv`` stores it (floats with 6 decimals)."""
+    return {k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()}
+
+
 class MetricsLog:
-    """``metrics.csv`` (deterministic numbers only) and ``timing.csv`` (wall times), rewritten atomically."""
+    """``metrics.csv`` (deterministic numbers only) and ``timing.csv`` (wall times), rewritten atomically.
+
+    Each checkpoint also holds every row up to its epoch (``history``), so a resumed run rewrites rows that
+    a kill between the checkpoint and the log took away: every epoch is in both files exactly once.
+    """
 
     def __init__(self, run_dir: Path):
         self.path = run_dir / METRICS
@@ -107,24 +129,47 @@ class MetricsLog:
         self.rows = [r for r in self.rows if int(r["epoch"]) <= epochs_done]
         self.timing = [r for r in self.timing if int(r["epoch"]) <= epochs_done]
 
+    def restore(self, history: dict[str, list[dict[str, Any]]] | None, epochs_done: int) -> None:
+        """Make both files hold exactly the rows of the resumed checkpoint's ``history`` (epochs 1..done).
+
+        Rows the files lack (a SIGKILL after the checkpoint, before its row) are written back, rows after
+        the checkpoint dropped. A checkpoint without history (older versions) only truncates.
+        """
+        self.truncate(epochs_done)
+        if not history:
+            return
+        rows = [dict(r) for r in history.get("metrics", []) if int(r["epoch"]) <= epochs_done]
+        timing = [dict(r) for r in history.get("timing", []) if int(r["epoch"]) <= epochs_done]
+        if len(rows) != epochs_done:  # a history that does not cover the run: keep what the files say
+            return
+        if rows != self.rows:
+            self.rows = rows
+            self._write(self.path, self._columns(rows), rows)
+        if timing and timing != self.timing:
+            self.timing = timing
+            self._write(self.timing_path, list(timing[0]), timing)
+
+    @staticmethod
+    def _columns(rows: list[dict[str, Any]]) -> list[str]:
+        return list(METRIC_COLUMNS) + sorted(k for k in (rows[0] if rows else {}) if k.startswith("iou_"))
+
     def append(self, row: dict[str, Any], timing: dict[str, Any]) -> None:
         """Add one epoch's row and its wall times; both files are rewritten atomically."""
-        fmt = {k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()}
-        extra = sorted(k for k in fmt if k.startswith("iou_"))
+        fmt = format_row(row)
         self.rows.append(fmt)
         self.timing.append(timing)
-        self._write(self.path, list(METRIC_COLUMNS) + extra, self.rows)
+        self._write(self.path, self._columns([fmt]), self.rows)
         self._write(self.timing_path, list(timing), self.timing)
 
 
-def prepare_run_dir(out: str | Path, resume: bool) -> Path:
-    """Create the run folder; refuse to overwrite an existing run unless resuming it."""
+def prepare_run_dir(out: str | Path, resume: bool, resume_from: str = LAST) -> Path:
+    """Create the run folder; refuse to overwrite an existing run unless resuming it (from ``resume_from``)."""
     run_dir = Path(out)
     if resume:
-        if not (run_dir / LAST).is_file():
-            raise ConfigError(f"--resume {run_dir}: no last.pt in that folder to resume from")
+        if not (run_dir / resume_from).is_file():
+            raise ConfigError(f"--resume {run_dir}: no {resume_from} in that folder to resume from")
         return run_dir
-    if run_dir.is_dir() and any(run_dir.iterdir()):
+    if run_dir.is_dir() and any(p.name != LOCK_NAME for p in run_dir.iterdir()):
         if (run_dir / CONFIG).exists() and not (run_dir / LAST).exists():
             raise ConfigError(f"--out {run_dir}: holds a run that stopped before its first checkpoint; delete "
                               f"that folder or choose a new --out")
@@ -132,3 +177,22 @@ def prepare_run_dir(out: str | Path, resume: bool) -> Path:
         raise ConfigError(f"--out {run_dir}: folder already holds {what}; pass --resume {run_dir} to continue "
                           f"it, or choose a new --out")
     return make_folder(run_dir)
+
+
+def claim_run_dir(out: str | Path, resume: bool, resume_from: str = LAST) -> RunLock:
+    """Take the run folder for this process (:class:`~fcnlab.runtime.lock.RunLock`, released on any exit).
+
+    A folder that a live process trains into is refused with that process's PID before anything else is
+    said about it; a new run's folder is created (or checked empty) first, so no lock file is left in a
+    folder that is refused for holding other files.
+    """
+    run_dir = Path(out)
+    lock = RunLock(run_dir, "resume" if resume else "train into")
+    if (run_dir / LOCK_NAME).is_file():
+        lock.acquire()  # raises RunLocked naming the live holder; a stale file is simply taken over
+    try:
+        prepare_run_dir(run_dir, resume, resume_from)
+        return lock.acquire()
+    except BaseException:
+        lock.release()
+        raise

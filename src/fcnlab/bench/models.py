@@ -19,6 +19,7 @@ from fcnlab.config import TrainConfig, from_dict
 from fcnlab.infer.folding import foldable
 from fcnlab.infer.predictor import Predictor, make_predictor
 from fcnlab.runtime.device import amp_dtype
+from fcnlab.runtime.device import compile_model as compile_fn
 from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
 from fcnlab.tasks import make_task, task_info
 from fcnlab.tasks.base import Task
@@ -170,16 +171,18 @@ def _folded_sweep(result: dict[str, Any], plain: Predictor, folded: Predictor, i
 
 
 def bench_model(case: ModelCase, device: torch.device, schedule: Schedule, peak_gflops: float | None = None,
-                compile_model: bool = False) -> dict[str, Any]:
-    """Train and inference throughput, FLOPs, MFU and peak memory of one model (+ the folded P1 head)."""
+                compile_model: bool = False, compile_mode: str = "default") -> dict[str, Any]:
+    """Train and inference throughput, FLOPs, MFU and peak memory of one model (+ the folded P1 head).
+
+    With ``compile_model`` the model is compiled as training compiles it (``compile_mode``)."""
     from fcnlab.models import build_model
 
-    cfg = case_config(case, device)
+    cfg = case_config(case, device, compile=compile_model, compile_mode=compile_mode)
     task = make_task(cfg)
     torch.manual_seed(0)
     model = to_channels_last(build_model(case.name, case.num_classes).to(device), use_channels_last(cfg, device))
     params = sum(p.numel() for p in model.parameters())
-    run_model = torch.compile(model) if compile_model else model
+    run_model = compile_fn(model, cfg) if compile_model else model
     gen = torch.Generator(device=device).manual_seed(0)
     images, targets = random_batch(case, case.batch, device)
     x, y = task.prepare_train(images, targets, gen)
@@ -190,14 +193,15 @@ def bench_model(case: ModelCase, device: torch.device, schedule: Schedule, peak_
         "model": case.name, "task": case.task, "input": f"3x{case.size}x{case.size}", "batch": case.batch,
         "eval_batch": case.eval_batch, "params_m": round(params / 1e6, 2),
         "amp": str(step.amp).replace("torch.", "") if step.amp else "fp32",
-        "channels_last": use_channels_last(cfg, device), "compiled": compile_model}
+        "channels_last": use_channels_last(cfg, device), "compiled": compile_model,
+        "compile_mode": compile_mode if compile_model else None}
     eager = TrainStep(model, task, cfg, device, x, y) if compile_model else None
     result["train"] = _phase(step, case.batch, device, schedule, peak_gflops, eager)
     del step, eager
     gc.collect()
     eval_images, _ = random_batch(case, case.eval_batch, device, seed=1)  # uint8, as Predictor.logits takes
     plain = predictor(model, cfg, device, fold=False)
-    timed = dataclasses.replace(plain, model=torch.compile(plain.model)) if compile_model else plain
+    timed = dataclasses.replace(plain, model=compile_fn(plain.model, cfg)) if compile_model else plain
     result["infer"] = _phase(lambda: timed.logits(eval_images), case.eval_batch, device, schedule,
                              peak_gflops, (lambda: plain.logits(eval_images)) if compile_model else None)
     if foldable(case.name, case.size):

@@ -25,6 +25,7 @@ import torch
 from fcnlab.bench.models import ModelCase, TrainStep, case_config, channels_last
 from fcnlab.bench.timing import PeakMemory, stopwatch, sync
 from fcnlab.data.prefetch import Prefetcher
+from fcnlab.data.resident import is_resident
 from fcnlab.errors import DataError
 from fcnlab.runtime.distributed import DistInfo
 from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
@@ -67,16 +68,20 @@ def synthetic_folders(workdir: Path, p1_images: int, p2_tiles: int, p2_size: int
 
 
 def build_bench_state(case: ModelCase, device: torch.device, train_dir: Path, limit: int, run_dir: Path,
-                      cache: str = "auto") -> tuple[TrainState, float]:
+                      cache: str = "auto", compile_mode: str | None = None) -> tuple[TrainState, float]:
     """A single-process TrainState built by :func:`fcnlab.training.state.build_state`, as training builds it; also
-    the data decode seconds."""
+    the data decode seconds. The data is resident on a GPU when it fits (``resident: true``, as the GPU
+    recipes run); ``compile_mode`` (None: eager) compiles the model as ``--compile true`` does."""
+    from fcnlab.data.resident import make_resident
     from fcnlab.models import build_model
 
     cfg = case_config(case, device, data=str(train_dir), val=str(train_dir), limit=limit, cache=cache,
-                      epochs=2)
+                      epochs=2, resident=True, compile=compile_mode is not None,
+                      compile_mode=compile_mode or "default")
     task = make_task(cfg)
     with stopwatch() as load:
         data = task.load_train()
+        data, _ = make_resident(data, device, cfg.resident)
     torch.manual_seed(cfg.seed)
     model = to_channels_last(build_model(cfg.model, cfg.num_classes).to(device), use_channels_last(cfg, device))
     state = build_state(cfg, task, run_dir, model, device, DistInfo(), data, None)
@@ -118,13 +123,14 @@ def loader_throughput(state: TrainState, epoch: int, min_seconds: float) -> floa
 
 
 def bench_epoch(case: ModelCase, device: torch.device, train_dir: Path, limit: int, repeats: int = 1,
-                cache: str = "auto") -> dict[str, Any]:
+                cache: str = "auto", compile_mode: str | None = None) -> dict[str, Any]:
     """End-to-end epoch img/s (fcnlab's loop) vs pure model steps at the same batch size; loader alone.
 
     One warm-up epoch, then ``repeats`` rounds of (timed epoch, as many timed pure steps); medians reported.
     """
     with tempfile.TemporaryDirectory(prefix="fcnlab-bench-run-") as tmp:
-        state, load_s = build_bench_state(case, device, train_dir, limit, Path(tmp), cache)
+        state, load_s = build_bench_state(case, device, train_dir, limit, Path(tmp), cache, compile_mode)
+        resident = is_resident(state.train_data)
         n_data = len(state.train_data)
         with PeakMemory(device) as mem:
             warm_s = _timed_epoch(state, 0)
@@ -152,7 +158,8 @@ def bench_epoch(case: ModelCase, device: torch.device, train_dir: Path, limit: i
     e2e_rate, pure_rate = statistics.median(e2e), statistics.median(pure)
     full = FULL_TRAIN_SIZE[case.task]
     return {"model": case.name, "task": case.task, "input": f"3x{case.size}x{case.size}", "batch": case.batch,
-            "images_per_epoch": n_data, "cache": cfg.cache, "decode_seconds": round(load_s, 2),
+            "images_per_epoch": n_data, "cache": cfg.cache, "resident": resident, "compile_mode": compile_mode,
+            "decode_seconds": round(load_s, 2),
             "warmup_epoch_seconds": round(warm_s, 2), "loader_img_per_s": round(loader, 2),
             "e2e_img_per_s": round(e2e_rate, 3), "pure_img_per_s": round(pure_rate, 3),
             "e2e_over_pure": round(e2e_rate / pure_rate, 3),

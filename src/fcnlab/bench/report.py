@@ -85,11 +85,12 @@ def to_markdown(result: dict[str, Any]) -> str:
     if pipe:
         rows = [[name, p["input"], str(p["batch"]), str(p["images_per_epoch"]), _fmt(p["loader_img_per_s"]),
                  _fmt(p["e2e_img_per_s"]), _fmt(p["pure_img_per_s"]), _fmt(p["e2e_over_pure"]),
-                 _fmt(p["decode_seconds"], 1), _fmt(p["projected_minutes_50_epochs_train_only"], 1)]
+                 _fmt(p["decode_seconds"], 1), _fmt(p["projected_minutes_50_epochs_train_only"], 1),
+                 "yes" if p.get("resident") else "no"]
                 for name, p in pipe.items()]
         lines += _table(["model", "input", "batch", "images/epoch", "data loader img/s", "end-to-end img/s",
-                         "pure steps img/s", "e2e / pure", "decode s (once)", "50 epochs, min (train only)"],
-                        rows)
+                         "pure steps img/s", "e2e / pure", "decode s (once)", "50 epochs, min (train only)",
+                         "data on the GPU"], rows)
     ev = result.get("evaluator")
     if ev:
         rows = [[tool, _fmt(t["seconds"]), _fmt(t["masks_per_s"], 1), _fmt(t["peak_rss_mb"], 0),

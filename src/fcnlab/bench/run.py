@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from fcnlab.bench.sections import MODEL_SECTIONS, SECTIONS, TARGETS, parse_only
+from fcnlab.bench.sections import GPU_TARGETS, MODEL_SECTIONS, SECTIONS, TARGETS, parse_only
 
 __all__ = ["MODEL_SECTIONS", "SECTIONS", "BenchOptions", "parse_only", "run_bench", "wanted"]
 
@@ -34,6 +34,7 @@ class BenchOptions:
     only: tuple[str, ...] = ()
     threads: int = 0
     compile: bool = False
+    compile_mode: str = "default"
     log: Callable[[str], None] = field(default=lambda msg: print(f"bench: {msg}", file=sys.stderr,
                                                                  flush=True))
 
@@ -85,6 +86,14 @@ def _check_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         vgg.get("inference_path_speedup"), TARGETS["folded_p1_speedup"])
     for name, row in result.get("pipeline", {}).items():
         add(f"{name} end-to-end epoch / pure steps", row.get("e2e_over_pure"), TARGETS["e2e_over_pure"])
+    if str(result.get("env", {}).get("device", "")).startswith("cuda") and not result.get("quick"):
+        for name, goal in GPU_TARGETS["train_img_per_s"].items():
+            row = result.get("models", {}).get(name, {})
+            add(f"{name} training img/s ({row.get('input')}, batch {row.get('batch')})",
+                row.get("train", {}).get("img_per_s"), goal)
+        for name, row in result.get("pipeline", {}).items():
+            add(f"{name} end-to-end epoch / pure steps (GPU)", row.get("e2e_over_pure"),
+                GPU_TARGETS["e2e_over_pure"])
     ev = result.get("evaluator", {})
     for tool in ("library", "cli"):
         add(f"evaluator ({tool}) speed-up over the course script", ev.get(f"speedup_{tool}"),
@@ -147,7 +156,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
     for name in MODEL_SECTIONS:
         if name in sections:
             row = section(name, lambda n=name: models.bench_model(cases[n], device, schedule, peak,
-                                                                  opts.compile))
+                                                                  opts.compile, opts.compile_mode))
             if row:
                 result.setdefault("models", {})[name] = row
     with tempfile.TemporaryDirectory(prefix="fcnlab-bench-data-") as tmp:
@@ -202,7 +211,8 @@ def _pipeline(opts: BenchOptions, device: torch.device, cases: dict[str, Any], t
     out: dict[str, Any] = {}
     for case, folder, limit in ((cases["vgg16_bn"], folders.p1_train, p1_limit),
                                 (p2_case, folders.p2_train, p2_limit)):
-        row = pipeline.bench_epoch(case, device, folder, limit, repeats)
+        row = pipeline.bench_epoch(case, device, folder, limit, repeats,
+                                   compile_mode=opts.compile_mode if opts.compile else None)
         row["data"] = "synthetic" if folders.synthetic else str(folder)
         out[case.name] = row
         opts.log(f"pipeline {case.name}: e2e {row['e2e_img_per_s']} img/s, pure {row['pure_img_per_s']} "

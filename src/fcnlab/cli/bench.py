@@ -17,6 +17,7 @@ from fcnlab.cli.arguments import int_at_least
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``bench`` sub-command."""
     from fcnlab.bench.sections import ALIASES, SECTIONS
+    from fcnlab.config import CHOICES
 
     parser = subparsers.add_parser(
         "bench",
@@ -38,6 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int_at_least(0), default=0, metavar="N",
                         help="torch CPU threads (default: torch's own choice)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the models before timing")
+    parser.add_argument("--compile-mode", default="default", choices=CHOICES["compile_mode"],
+                        help="torch.compile mode with --compile (reduce-overhead: CUDA graphs)")
     parser.set_defaults(func=run)
 
 
@@ -55,6 +58,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts += ["--threads", str(args.threads)]
     if args.compile:
         parts.append("--compile")
+        if args.compile_mode != "default":
+            parts += ["--compile-mode", args.compile_mode]
     return " ".join(parts)
 
 
@@ -65,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from fcnlab.runtime.files import make_folder
 
     opts = BenchOptions(quick=args.quick, device=args.device, data=args.data, only=parse_only(args.only),
-                        threads=args.threads, compile=args.compile)
+                        threads=args.threads, compile=args.compile, compile_mode=args.compile_mode)
     if args.out is not None:
         make_folder(args.out)  # before the run, not after minutes of measuring
     result = run_bench(opts)

@@ -8,12 +8,17 @@ import io
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from fcnlab.cli.common import add_device, add_train_parser, add_tta, check_output_file, positive_batch
+from fcnlab.cli.common import (
+    add_device,
+    add_train_parser,
+    add_tta,
+    check_output_dir,
+    check_output_file,
+    positive_batch,
+)
+from fcnlab.data.images import real_path
 from fcnlab.errors import ConfigError
-from fcnlab.runs import eval_dir, write_eval
+from fcnlab.runs import eval_dir, eval_writes, write_eval
 from fcnlab.runtime.files import atomic_write_text
 
 
@@ -21,12 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("classify", help="P1: VGG16-BN / ResNet image classifiers")
     s = p.add_subparsers(dest="action", metavar="ACTION")
     s.required = True
-    add_train_parser(s, "classify", "fcnlab classify train --config configs/p1_vgg16bn.yaml "
+    add_train_parser(s, "classify", "fcnlab classify train --config p1_vgg16bn "
                                     "--data p1_data/train_50 --val p1_data/val_50 --out runs/p1")
     e = s.add_parser("eval", help="validation accuracy of a checkpoint (the seed's 'Val Acc' line)")
     e.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
     e.add_argument("--data", required=True, help="folder of {label}_{index}.png images")
     e.add_argument("--csv", help="optional filename,label CSV (e.g. val_gt.csv)")
+    e.add_argument("--out", help="folder for eval.json and the plots (default: eval/ beside the checkpoint)")
     add_tta(e, "classify")
     add_device(e)
     e.set_defaults(func=run_eval)
@@ -47,31 +53,39 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(func=run_tsne)
 
 
-def _stream(pred, files, labels, args):
-    """Yield (uint8 batch, labels, indices) from files, decoded by worker processes."""
+def _stream(pred, files, labels, args, desc: str):
+    """Yield (uint8 batch, labels, indices) from files, decoded by worker processes, with progress."""
+    import torch
+
     from fcnlab.data.streaming import ImageFiles, loader
+    from fcnlab.runtime.progress import Progress
 
     bs = positive_batch(args, pred.cfg.eval_batch_size or 2 * pred.cfg.batch_size)
-    for images, targets, index in loader(ImageFiles(files, labels), bs, args.workers,
-                                         pin=pred.device.type == "cuda"):
-        if isinstance(images, list):  # mixed sizes: one at a time
-            for im, t, i in zip(images, targets, index, strict=True):
-                yield im[None], torch.tensor([t]), torch.tensor([i])
-        else:
-            yield images, targets, index
+    with Progress(len(files), desc, unit="image") as progress:
+        for images, targets, index in loader(ImageFiles(files, labels), bs, args.workers,
+                                             pin=pred.device.type == "cuda"):
+            if isinstance(images, list):  # mixed sizes: one at a time
+                for im, t, i in zip(images, targets, index, strict=True):
+                    yield im[None], torch.tensor([t]), torch.tensor([i])
+            else:
+                yield images, targets, index
+            progress.update(len(index))
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from fcnlab.data.classification import scan_folder
     from fcnlab.evaluate.metrics import ConfusionMatrix, per_class_accuracy
     from fcnlab.infer.predictor import load_predictor
 
     pred = load_predictor(args.ckpt, args.device, task="classify", tta=args.tta)
+    out_dir = check_output_dir(args.out, [args.data]) if args.out else eval_dir(pred.run_dir, pred.tta)
     print("===> prepare data loader ...", flush=True)
     files, labels = scan_folder(args.data, need_labels=True, csv_path=args.csv, num_classes=pred.cfg.num_classes)
     print("Validation...", flush=True)
     conf = ConfusionMatrix(pred.cfg.num_classes, pred.device)
-    for images, targets, _ in _stream(pred, files, labels, args):
+    for images, targets, _ in _stream(pred, files, labels, args, "eval"):
         conf.update(targets.to(pred.device), pred.logits(images).argmax(1))
     mat = conf.mat.cpu().numpy()
     acc = float(np.trace(mat) / max(mat.sum(), 1))
@@ -79,20 +93,22 @@ def run_eval(args: argparse.Namespace) -> int:
     per_class = per_class_accuracy(mat)
     for c, a in enumerate(per_class):
         print(f"class {c:2d} : {a:.4f}  ({int(mat[c].sum())} images)")
-    out_dir = eval_dir(pred.run_dir, pred.tta)
     from fcnlab.report import viz
 
     shown = "" if pred.tta == "none" else f" (TTA {pred.tta})"
-    viz.plot_confusion_matrix(mat, [str(i) for i in range(len(mat))], out_dir / "confusion_matrix.png",
-                              title=f"{pred.cfg.model}{shown}: val acc {acc:.4f}")
-    write_eval(pred.run_dir, {"task": "classify", "data": str(args.data), "val_acc": acc, "images": int(mat.sum()),
-                              "per_class_acc": [float(a) for a in per_class], "confusion_matrix": mat.tolist()},
-               tta=pred.tta)
+    with eval_writes(out_dir, given=args.out is not None):
+        viz.plot_confusion_matrix(mat, [str(i) for i in range(len(mat))], out_dir / "confusion_matrix.png",
+                                  title=f"{pred.cfg.model}{shown}: val acc {acc:.4f}")
+        write_eval(pred.run_dir, {"task": "classify", "data": str(args.data), "val_acc": acc,
+                                  "images": int(mat.sum()), "per_class_acc": [float(a) for a in per_class],
+                                  "confusion_matrix": mat.tolist()}, out_dir, tta=pred.tta)
     print(f"wrote {out_dir / 'confusion_matrix.png'}")
     return 0
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from fcnlab.data.images import list_images
     from fcnlab.infer.predictor import load_predictor
 
@@ -101,11 +117,11 @@ def run_predict(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {out}: is a folder; give the CSV file to write, e.g. {out / 'pred.csv'}")
     files = list_images(args.images)
     check_output_file(out, [args.images])
-    if out.resolve() in {f.resolve() for f in files}:
+    if real_path(out) in {real_path(f) for f in files}:
         raise ConfigError(f"--out {out}: would overwrite an input image")
     pred = load_predictor(args.ckpt, args.device, task="classify", tta=args.tta)
     labels = np.empty(len(files), dtype=np.int64)
-    for images, _, index in _stream(pred, files, None, args):
+    for images, _, index in _stream(pred, files, None, args, "predict"):
         labels[index.numpy()] = pred.logits(images).argmax(1).cpu().numpy()
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -118,6 +134,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_tsne(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from fcnlab.data.classification import scan_folder
     from fcnlab.infer.predictor import load_predictor, penultimate
     from fcnlab.report.tsne import embed, plot_tsne, save_tsne_npz
@@ -131,7 +149,7 @@ def run_tsne(args: argparse.Namespace) -> int:
     files, labels = scan_folder(args.data, need_labels=True, num_classes=pred.cfg.num_classes)
     feats = None
     t0 = time.perf_counter()
-    for images, _, index in _stream(pred, files, labels, args):
+    for images, _, index in _stream(pred, files, labels, args, "t-SNE features"):
         f = penultimate(pred, images).cpu().numpy()
         if feats is None:
             feats = np.empty((len(files), f.shape[1]), dtype=np.float32)

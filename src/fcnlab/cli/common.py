@@ -11,18 +11,26 @@ import argparse
 from pathlib import Path
 
 from fcnlab import config
-from fcnlab.data.images import IMAGE_SUFFIXES
+from fcnlab.cli.options import HelpFormatter, add_config_arguments
+from fcnlab.data.images import IMAGE_SUFFIXES, real_path
 from fcnlab.errors import ConfigError
 from fcnlab.runtime.files import make_folder
 
 
 def add_train_parser(sub: argparse._SubParsersAction, task: str, example: str) -> argparse.ArgumentParser:
     """``<task> train``: ``--config``, ``--out``, ``--resume`` and one option per config key."""
-    p = sub.add_parser("train", help=f"train a {task} model", description=f"Train a model. Example: {example}")
-    p.add_argument("--out", help="run folder to create (refused if it already holds a run)")
+    p = sub.add_parser("train", help=f"train a {task} model", formatter_class=HelpFormatter,
+                       description=f"Train a model. Example:\n  {example}\n\nPrecedence: defaults < --config recipe "
+                                   f"< options. Every option is a key of the recipe (--batch-size = batch_size).")
+    p.add_argument("--out", metavar="RUN_DIR", help="run folder to create (refused if it already holds a run)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt "
                                                        "(options given with it, e.g. --epochs, override its config)")
-    config.add_config_arguments(p)
+    p.add_argument("--from", dest="resume_from", choices=("last", "best"), default="last",
+                   help="with --resume: continue from last.pt (default) or from best.pt (when last.pt is damaged; "
+                        "the epochs after the best one are trained again)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config (defaults, recipe and options) as YAML and exit")
+    add_config_arguments(p, task)
     p.set_defaults(func=lambda args: run_train(args, task))
     return p
 
@@ -32,23 +40,35 @@ def run_train(args: argparse.Namespace, task: str) -> int:
     given), then train."""
     from fcnlab.training.fit import fit, resume_config
 
+    if args.print_config:
+        import yaml
+
+        if args.resume:
+            cfg, _ = resume_config(args.resume, config.overrides_from_args(args), task=task,
+                                   start=args.resume_from)
+        else:
+            cfg = config.resolve(args, task)
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+        return 0
     if args.resume:
-        if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
+        if args.out and real_path(args.out) != real_path(args.resume):
             raise ConfigError(f"--out {args.out} with --resume {args.resume}: a resumed run continues in its own "
                               f"folder; drop --out")
         if getattr(args, "config", None):
             raise ConfigError(f"--config {args.config} with --resume: the run's config comes from its last.pt; "
                               f"give single options (e.g. --epochs 60) to change it")
         overrides = config.overrides_from_args(args)
-        cfg, ckpt = resume_config(args.resume, overrides)
+        cfg, ckpt = resume_config(args.resume, overrides, task=task, start=args.resume_from)
         fit(cfg, args.resume, ckpt, config_changed=bool(overrides))
         return 0
+    if args.resume_from != "last":
+        raise ConfigError(f"option --from {args.resume_from}: only with --resume RUN_DIR")
     if not args.out:
         raise ConfigError("option --out: give the run folder to create (or --resume RUN_DIR)")
     cfg = config.resolve(args, task)
     for name in ("data", "val"):
         folder = getattr(cfg, name)
-        if folder is not None and Path(args.out).resolve() == Path(folder).resolve():
+        if folder is not None and real_path(args.out) == real_path(folder):
             raise ConfigError(f"--out {args.out}: is the --{name} folder; choose another folder so inputs are never "
                               f"overwritten")
     fit(cfg, args.out)
@@ -60,7 +80,7 @@ def check_output_dir(out: str | Path, inputs: list[str | Path]) -> Path:
     so its ``*_mask.png`` files are labels); create it. Other files in it are left alone."""
     out = Path(out)
     for src in inputs:
-        if src is not None and Path(src).exists() and out.exists() and out.resolve() == Path(src).resolve():
+        if src is not None and Path(src).exists() and out.exists() and real_path(out) == real_path(src):
             raise ConfigError(f"--out {out}: is the input folder; choose another folder so inputs are never "
                               f"overwritten")
     if out.is_dir() and next(out.glob("*_sat.*"), None) is not None:
@@ -74,11 +94,11 @@ def check_output_file(out: str | Path, inputs: list[str | Path | None], option: 
     out = Path(out)
     if out.is_dir():
         raise ConfigError(f"{option} {out}: is a folder; give a file name inside it")
-    target = out.resolve()
+    target = real_path(out)
     for src in inputs:
         if src is None:
             continue
-        src = Path(src).resolve()
+        src = real_path(src)
         if target == src:
             raise ConfigError(f"{option} {out}: is an input file; choose another name so inputs are never "
                               f"overwritten")

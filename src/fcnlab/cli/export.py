@@ -9,20 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from fcnlab.errors import ConfigError
-from fcnlab.infer.export import (
-    FORMATS,
-    MIN_OPSET,
-    check_input,
-    example_size,
-    export_onnx,
-    export_program,
-    exportable_model,
-    run_onnx,
-    run_program,
-)
+from fcnlab.infer.formats import FORMATS, MIN_OPSET
 from fcnlab.tasks import task_info
 
 
@@ -42,7 +30,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export ``--ckpt`` to ``--out`` and print the parity check."""
+    import torch
+
     from fcnlab.checkpoint import load_checkpoint, model_from_checkpoint
+    from fcnlab.infer.export import (
+        check_input,
+        example_size,
+        export_onnx,
+        export_program,
+        exportable_model,
+        run_onnx,
+        run_program,
+    )
     from fcnlab.models import model_task
 
     ckpt_path, out = Path(args.ckpt), Path(args.out)

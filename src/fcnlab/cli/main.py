@@ -16,6 +16,7 @@ import io
 import os
 import sys
 
+from fcnlab import __version__
 from fcnlab.errors import FcnlabError
 
 COMMANDS = ("classify", "segment", "miou", "compare", "demo", "bench", "report", "export")
@@ -31,6 +32,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         description="Train, evaluate and explain CNN classifiers and FCN segmentation models.",
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"fcnlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS if only not in COMMANDS else (only,):
@@ -55,6 +57,9 @@ def _report(line: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    from fcnlab.runtime.provenance import set_command
+
+    set_command(["fcnlab", *argv])  # env.json records the command, also when main() is called in-process
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(first)
     # argparse prints its usage errors itself (then exits 2): on ranks other than 0, into a discarded buffer

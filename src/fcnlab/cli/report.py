@@ -12,7 +12,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "report", help="HTML or Markdown report of one or more runs",
         description="Write one report of the given run folders: printed architecture, training curves, P1 "
                     "validation accuracy, confusion matrix and t-SNE, P2 per-class IoU and masks at the "
-                    "snapshot epochs, a comparison of the runs with deltas, timings and hardware. HTML pages "
+                    "snapshot epochs, a comparison of the runs with deltas, bars, curves and the same tiles "
+                    "predicted by each model, parameters and inference speed measured here, timings, "
+                    "hardware and provenance. HTML pages "
                     "embed every image and need nothing else; Markdown reports put the images in "
                     "<OUT stem>_files/ beside the .md file.")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders (the --out of 'fcnlab ... train')")
@@ -20,6 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("html", "md"), default=None,
                    help="output format (default: from the --out suffix, html unless .md)")
     p.add_argument("--title", help="page title (default: 'fcnlab report: RUN, ...')")
+    p.add_argument("--checkpoints", action=argparse.BooleanOptionalAction, default=True,
+                   help="load each run's best.pt to count parameters, time inference on this machine and "
+                        "predict the same validation tiles with every P2 model (default: on)")
+    p.add_argument("--device", default="auto", help="device for those measurements (default: auto)")
     p.set_defaults(func=run)
 
 
@@ -27,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     """Write the report; warnings (unreadable figures, which are left out) go to stderr."""
     from fcnlab.report import write_report
 
-    result = write_report(args.runs, args.out, args.format, args.title)
+    result = write_report(args.runs, args.out, args.format, args.title, args.checkpoints, args.device)
     for warning in result.warnings:
         print(f"fcnlab: warning: {warning}", file=sys.stderr)
     extra = f" and {len(result.files)} image files in {result.files[0].parent}" if result.files else ""

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from fcnlab.cli.common import add_device, add_train_parser, add_tta, check_output_dir, positive_batch, tta_options
-from fcnlab.runs import eval_dir, write_eval
+from fcnlab.runs import eval_dir, eval_writes, write_eval
 from fcnlab.runtime.files import atomic_write_text
 
 
@@ -14,12 +14,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("segment", help="P2: FCN-32s / FCN-8s land-cover segmentation")
     s = p.add_subparsers(dest="action", metavar="ACTION")
     s.required = True
-    add_train_parser(s, "segment", "fcnlab segment train --config configs/p2_fcn8s_resnet34.yaml "
+    add_train_parser(s, "segment", "fcnlab segment train --config p2_fcn8s_resnet34 "
                                    "--data p2_data/train --val p2_data/validation --out runs/fcn8s")
     e = s.add_parser("eval", help="per-class IoU and mean IoU exactly as the course grades it")
     e.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
     e.add_argument("--data", required=True, help="folder of NNNN_sat.jpg + NNNN_mask.png pairs")
     e.add_argument("--tile", type=int, default=1024, help="images larger than this are predicted in tiles")
+    e.add_argument("--out", help="folder for eval.json and the plots (default: eval/ beside the checkpoint)")
     add_tta(e, "segment")
     add_device(e)
     e.set_defaults(func=run_eval)
@@ -49,11 +50,13 @@ def evaluate_folder(pred, folder: str | Path, batch_size: int, workers: int, *, 
     from fcnlab.data.streaming import TilePairs, loader
     from fcnlab.evaluate.metrics import ConfusionMatrix
     from fcnlab.infer.tiling import check_tile, predict_mask
+    from fcnlab.runtime.progress import Progress
 
     check_tile(tile)  # up front, not at the first large image after minutes of evaluation
     pairs = pair_files(folder)
     conf = ConfusionMatrix(pred.cfg.num_classes, pred.device)
     report = OffPaletteReport()
+    progress = Progress(len(pairs), "eval", unit="image")
     for images, masks, n_off, index in loader(TilePairs(pairs), batch_size, workers,
                                               pin=pred.device.type == "cuda"):
         items = zip(images, masks, strict=True) if isinstance(images, list) else [(images, masks)]
@@ -67,9 +70,11 @@ def evaluate_folder(pred, folder: str | Path, batch_size: int, workers: int, *, 
                 ids = torch.from_numpy(predict_mask(pred, one.permute(1, 2, 0).numpy(), tile=tile))
                 for y in range(0, ids.shape[0], tile):
                     conf.update(truth[y:y + tile], ids[y:y + tile])
+        progress.update(len(index))
         for n, i in zip(list(n_off), list(index), strict=True):
             if int(n):
                 report.add(pairs[int(i)][1], int(n))
+    progress.close()
     return conf, report
 
 
@@ -81,6 +86,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     pred = load_predictor(args.ckpt, args.device, task="segment", **tta_options(args))
     bs = positive_batch(args, pred.cfg.eval_batch_size or pred.cfg.batch_size)
+    out_dir = check_output_dir(args.out, [args.data]) if args.out else eval_dir(pred.run_dir, pred.tta, pred.scales)
     conf, report = evaluate_folder(pred, args.data, bs, args.workers, tile=args.tile)
     if report.summary():
         print(f"note: {report.summary()}")
@@ -89,17 +95,18 @@ def run_eval(args: argparse.Namespace) -> int:
     print(format_course_lines(result))
     for w in getattr(result, "warnings", []) or []:
         print(f"warning: {w}")
-    out_dir = eval_dir(pred.run_dir, pred.tta, pred.scales)
     rows = ["| class | name | IoU |", "|---|---|---|"]
     rows += [f"| {i} | {CLASS_NAMES[i]} | {v:.5f} |" for i, v in enumerate(result.per_class)]
     rows.append(f"| | **mean** | **{result.mean:.6f}** |")
-    atomic_write_text(out_dir / "per_class_iou.md", "\n".join(rows) + "\n")
-    write_eval(pred.run_dir, {"task": "segment", "data": str(args.data),
-                              "per_class_iou": [float(v) for v in result.per_class], "mean_iou": float(result.mean),
-                              "confusion_matrix": mat.tolist()}, tta=pred.tta, scales=pred.scales)
-    shown = "" if out_dir.name == "eval" else f" ({out_dir.name[5:]})"
-    viz.plot_confusion_matrix(mat, list(CLASS_NAMES), out_dir / "confusion_matrix.png",
-                              title=f"{pred.cfg.model}{shown}: mIoU {result.mean:.4f}")
+    with eval_writes(out_dir, given=args.out is not None):
+        atomic_write_text(out_dir / "per_class_iou.md", "\n".join(rows) + "\n")
+        write_eval(pred.run_dir, {"task": "segment", "data": str(args.data),
+                                  "per_class_iou": [float(v) for v in result.per_class],
+                                  "mean_iou": float(result.mean), "confusion_matrix": mat.tolist()}, out_dir,
+                   tta=pred.tta, scales=pred.scales)
+        shown = "" if pred.tta == "none" and pred.scales == (1.0,) else f" ({eval_dir('', pred.tta, pred.scales)})"
+        viz.plot_confusion_matrix(mat, list(CLASS_NAMES), out_dir / "confusion_matrix.png",
+                                  title=f"{pred.cfg.model}{shown}: mIoU {result.mean:.4f}")
     print(f"wrote {out_dir / 'per_class_iou.md'} and {out_dir / 'confusion_matrix.png'}")
     return 0
 
@@ -111,8 +118,6 @@ def mask_name(tile: Path) -> str:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from fcnlab.data.mask_codec import write_mask
     from fcnlab.data.segmentation import pair_files
     from fcnlab.data.streaming import TilePairs, loader
@@ -120,6 +125,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from fcnlab.infer.tiling import check_tile, predict_mask
     from fcnlab.report import viz
     from fcnlab.runtime.files import atomic_save
+    from fcnlab.runtime.progress import track
 
     check_tile(args.tile)
     pairs = pair_files(args.images, need_masks=False)
@@ -130,7 +136,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
     n = 0
     stream = loader(TilePairs(pairs), 1, args.workers)
-    for images, _, _, index in tqdm(stream, total=len(pairs), desc="predict", disable=None):
+    for images, _, _, index in track(stream, len(pairs), "predict", unit="image"):
         tile = pairs[int(index[0])][0]
         img = images[0].permute(1, 2, 0).numpy()
         ids = predict_mask(pred, img, tile=args.tile)

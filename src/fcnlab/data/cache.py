@@ -2,8 +2,9 @@
 
 The disk cache lives in ``$FCNLAB_CACHE`` (default ``~/.cache/fcnlab``), one folder per data set, keyed by
 a hash of the source files' names, sizes and modification times (and the decoder version), so a changed,
-added or removed file rebuilds it. It is written to a temporary folder and renamed into place, so an
-interrupted build never leaves a half cache behind.
+added or removed file rebuilds it. It is written to a temporary folder (its disk space reserved first) and
+renamed into place after a completion marker, so an interrupted build never leaves a half cache behind; a
+cache damaged later (a truncated file) fails validation and is rebuilt.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fcnlab.runtime.files import make_folder
+from fcnlab.data.images import file_stat, real_path
+from fcnlab.runtime.files import make_folder, writing
 
 DECODER_VERSION = 1
 MEMORY_LIMIT_BYTES = int(os.environ.get("FCNLAB_CACHE_MEMORY_LIMIT", 4 * 1024**3))
@@ -34,8 +36,8 @@ def source_key(kind: str, files: Sequence[Path], extra: str = "") -> str:
     """Hash of (kind, decoder version, each file's absolute name, size and mtime)."""
     h = hashlib.sha1(f"{kind}|{DECODER_VERSION}|{extra}".encode())
     for f in files:
-        st = f.stat()
-        h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        st = file_stat(f)  # a broken link is one line naming it, not the OS's words
+        h.update(f"{real_path(f)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:20]
 
 
@@ -43,15 +45,112 @@ def _threads() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def decode_all(n: int, decode: Callable[[int], dict[str, np.ndarray]], out: dict[str, np.ndarray]) -> None:
-    """Fill ``out[name][i]`` with ``decode(i)[name]`` for every i, decoding on a thread pool."""
+def decode_all(n: int, decode: Callable[[int], dict[str, np.ndarray]], out: dict[str, np.ndarray],
+               desc: str = "decode") -> None:
+    """Fill ``out[name][i]`` with ``decode(i)[name]`` for every i, decoding on a thread pool (with progress:
+    the first decode of a large folder takes minutes on a laptop)."""
+    from fcnlab.runtime.progress import Progress
 
     def work(i: int) -> None:
         for name, arr in decode(i).items():
             out[name][i] = arr
 
-    with ThreadPoolExecutor(_threads()) as pool:
-        list(pool.map(work, range(n)))
+    with ThreadPoolExecutor(_threads()) as pool, Progress(n, desc, unit="image") as progress:
+        for _ in pool.map(work, range(n)):
+            progress.update()
+
+
+MARKER = "meta.json"  # written last: a folder without it (or with other shapes) is an unfinished build
+
+
+def _notice(line: str) -> None:
+    import sys
+
+    print(f"fcnlab: {line}", file=sys.stderr, flush=True)
+
+
+def _meta(kind: str, n_files: int, shapes: dict[str, tuple[int, ...]], dt: dict[str, np.dtype]) -> dict:
+    return {"kind": kind, "files": n_files, "decoder": DECODER_VERSION,
+            "shapes": {k: list(v) for k, v in shapes.items()}, "dtypes": {k: dt[k].str for k in shapes}}
+
+
+def cache_problem(folder: Path, meta: dict, shapes: dict[str, tuple[int, ...]],
+                  dt: dict[str, np.dtype]) -> str | None:
+    """Why the cache in ``folder`` cannot be trusted (a few words), or None when it is complete and whole.
+
+    Checks the completion marker's description against what is expected, then each array file's header
+    (shape, dtype) and its size on disk, which a truncated or half-copied file fails.
+    """
+    try:
+        found = json.loads((folder / MARKER).read_text())
+    except FileNotFoundError:
+        return f"no completion marker {MARKER} (an unfinished build)"
+    except (OSError, ValueError) as e:
+        return f"unreadable {MARKER} ({e})"
+    if not isinstance(found, dict) or {k: found.get(k) for k in meta} != meta:
+        return f"{MARKER} describes other arrays than expected"
+    for name, shape in shapes.items():
+        path = folder / f"{name}.npy"
+        try:
+            with open(path, "rb") as f:
+                version = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                header = read_header(f)  # (shape, fortran_order, dtype)
+                offset = f.tell()
+            size = path.stat().st_size
+        except (OSError, ValueError) as e:
+            return f"{path.name}: unreadable ({e})"
+        if tuple(header[0]) != tuple(shape) or header[2] != dt[name]:
+            return f"{path.name}: holds {header[2]} {tuple(header[0])}, expected {dt[name]} {tuple(shape)}"
+        want = offset + int(np.prod(shape)) * dt[name].itemsize
+        if size != want:
+            return f"{path.name}: {size} bytes, expected {want} (truncated or damaged)"
+    return None
+
+
+def _remove(folder: Path) -> None:
+    """Delete a damaged cache folder: renamed aside first, so no other process opens it half deleted."""
+    aside = folder.with_name(f".{folder.name}.damaged-{os.getpid()}")
+    try:
+        os.replace(folder, aside)
+    except OSError:
+        aside = folder
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _build(folder: Path, kind: str, key: str, shapes: dict[str, tuple[int, ...]], dt: dict[str, np.dtype],
+           n: int, decode: Callable[[int], dict[str, np.ndarray]], meta: dict,
+           check: Callable[[], None] | None) -> None:
+    """Decode into a temporary folder (space reserved up front) and rename it to ``folder`` when complete."""
+    make_folder(folder.parent, option="FCNLAB_CACHE")
+    tmp: Path | None = None
+    todo = "free space there, set FCNLAB_CACHE to another disk, or use --cache memory"
+    try:
+        with writing(folder, what="build the disk cache", todo=todo, only_writes=True):
+            tmp = Path(tempfile.mkdtemp(prefix=f".{kind}-{key}.", dir=folder.parent))
+            out = {}
+            for name, shape in shapes.items():
+                arr = np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=dt[name], shape=shape)
+                # reserve the blocks now: a memory-mapped write into a full disk would kill the process (SIGBUS)
+                with open(tmp / f"{name}.npy", "r+b") as f:
+                    os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+                out[name] = arr
+        decode_all(n, decode, out, f"decode {kind}")
+        if check is not None:
+            check()
+        with writing(folder, what="build the disk cache", todo=todo, only_writes=True):
+            for arr in out.values():
+                arr.flush()
+            del out
+            (tmp / MARKER).write_text(json.dumps(meta))  # last: marks the build complete
+            try:
+                os.replace(tmp, folder)
+            except OSError:  # another process built it first
+                pass
+    finally:
+        if tmp is not None and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_or_build(
@@ -61,12 +160,18 @@ def load_or_build(
     decode: Callable[[int], dict[str, np.ndarray]],
     mode: str = "auto",
     dtypes: dict[str, str] | None = None,
+    check: Callable[[], None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Return arrays ``{name: (n, *shape)}`` decoded from ``files`` (uint8 unless ``dtypes`` says otherwise).
 
     ``mode``: ``memory`` decodes into RAM; ``disk`` uses (and builds on first use) a memory-mapped cache;
     ``auto`` picks memory when the arrays are under ``FCNLAB_CACHE_MEMORY_LIMIT`` bytes (4 GiB) or a disk
     cache for this exact file set already exists; ``off`` is memory without touching the disk.
+    ``check()``, when given, runs after every file is decoded and before a disk cache is committed (it raises
+    to refuse the data, e.g. files that disagree with each other).
+
+    A disk cache is validated before use (completion marker, shapes, dtypes, file sizes); a damaged one is
+    rebuilt with a one-line notice. A full or read-only cache disk is one :class:`OutputError` line.
     """
     n = next(iter(shapes.values()))[0]
     dt = {name: np.dtype((dtypes or {}).get(name, "uint8")) for name in shapes}
@@ -74,28 +179,19 @@ def load_or_build(
     key = source_key(kind, files)
     folder = cache_root() / f"{kind}-{key}"
     if mode == "auto":
-        mode = "disk" if (folder / "meta.json").is_file() or total > MEMORY_LIMIT_BYTES else "memory"
+        mode = "disk" if folder.is_dir() or total > MEMORY_LIMIT_BYTES else "memory"
     if mode in ("memory", "off"):
         out = {name: np.empty(shape, dtype=dt[name]) for name, shape in shapes.items()}
-        decode_all(n, decode, out)
+        decode_all(n, decode, out, f"decode {kind}")
+        if check is not None:
+            check()
         return out
-    if not (folder / "meta.json").is_file():
-        make_folder(folder.parent, option="FCNLAB_CACHE")
-        tmp = Path(tempfile.mkdtemp(prefix=f".{kind}-{key}.", dir=folder.parent))
-        try:
-            out = {name: np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=dt[name], shape=shape)
-                   for name, shape in shapes.items()}
-            decode_all(n, decode, out)
-            for arr in out.values():
-                arr.flush()
-            del out
-            (tmp / "meta.json").write_text(json.dumps({"kind": kind, "files": len(files),
-                                                       "shapes": {k: list(v) for k, v in shapes.items()}}))
-            try:
-                os.replace(tmp, folder)
-            except OSError:  # another process built it first
-                pass
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+    meta = _meta(kind, len(files), shapes, dt)
+    if folder.is_dir():
+        problem = cache_problem(folder, meta, shapes, dt)
+        if problem is None:
+            return {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in shapes}
+        _notice(f"disk cache {folder} is damaged ({problem}); rebuilding it")
+        _remove(folder)
+    _build(folder, kind, key, shapes, dt, n, decode, meta, check)
     return {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in shapes}

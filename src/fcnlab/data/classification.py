@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from fcnlab.data.cache import load_or_build
-from fcnlab.data.images import image_size, list_images, read_rgb
+from fcnlab.data.images import SizeCheck, image_size, link_problem, list_images, read_rgb
 from fcnlab.errors import DataError
 
 _LABEL_RE = re.compile(r"^(\d+)_\d+$")
@@ -24,11 +24,16 @@ def label_from_name(path: Path) -> int | None:
 
 
 def read_label_csv(csv_path: str | Path, folder: Path) -> dict[str, int]:
-    """Read the course's ``filename,label`` CSV; every named file must exist in ``folder``."""
+    """Read the course's ``filename,label`` CSV; every named file must exist in ``folder``.
+
+    A file listed twice with two labels is refused (naming both lines): the CSV contradicts itself and
+    no rule can tell which label is right. The same row repeated is accepted, as it says nothing new.
+    """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
-        raise DataError(f"{csv_path}: label CSV does not exist; check the path")
+        raise DataError(link_problem(csv_path) or f"{csv_path}: label CSV does not exist; check the path")
     labels: dict[str, int] = {}
+    first_line: dict[str, int] = {}
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.reader(f))
@@ -47,6 +52,10 @@ def read_label_csv(csv_path: str | Path, folder: Path) -> dict[str, int]:
             raise DataError(f"{csv_path}:{lineno}: expected 'filename,label', got {row}") from None
         if not (folder / name).is_file():
             raise DataError(f"{csv_path}:{lineno}: names {name}, which does not exist in {folder}")
+        if name in labels and labels[name] != label:
+            raise DataError(f"{csv_path}:{lineno}: gives {name} label {label}, but line {first_line[name]} gives it "
+                            f"label {labels[name]}; keep one row per file (delete the wrong one)")
+        first_line.setdefault(name, lineno)
         labels[name] = label
     return labels
 
@@ -87,6 +96,9 @@ def scan_folder(folder: str | Path, need_labels: bool = True, csv_path: str | Pa
     labels = []
     for f, lab in zip(files, names, strict=True):
         if lab is None:
+            if need_labels and csv_path is not None:
+                raise DataError(f"{csv_path}: has no row for {f.name} (in {folder}) and its name holds no label; "
+                                f"add a row '{f.name},LABEL' or move the file out of the folder")
             if need_labels:
                 raise DataError(f"{f}: file name has no label (expected {{label}}_{{index}}.png, e.g. 12_450.png)")
             lab = -1
@@ -98,19 +110,28 @@ def scan_folder(folder: str | Path, need_labels: bool = True, csv_path: str | Pa
 
 
 def load_image_set(folder: str | Path, need_labels: bool = True, csv_path: str | Path | None = None,
-                   num_classes: int | None = None, limit: int = 0, cache: str = "auto") -> ImageSet:
-    """Decode a P1 folder once into a uint8 tensor (all images must share one size)."""
+                   num_classes: int | None = None, limit: int = 0, cache: str = "auto",
+                   seed: int = 0) -> ImageSet:
+    """Decode a P1 folder once into a uint8 tensor (all images must share one size).
+
+    ``limit`` N > 0 keeps a class-stratified sample of N images drawn with ``seed``
+    (:func:`fcnlab.data.subset.stratified_subset`), not the first N files (which are all of class 0).
+    """
     files, labels = scan_folder(folder, need_labels, csv_path, num_classes)
     if limit:
-        files, labels = files[:limit], labels[:limit]
+        from fcnlab.data.subset import stratified_subset
+
+        keep = stratified_subset(labels, limit, seed)
+        files, labels = [files[i] for i in keep], [labels[i] for i in keep]
     w, h = image_size(files[0])
+    sizes = SizeCheck(files, (h, w), "image", "all images of a classification folder must share one size "
+                                             "(resize or remove the odd one)")
 
     def decode(i: int) -> dict[str, np.ndarray]:
         arr = read_rgb(files[i])
-        if arr.shape[:2] != (h, w):
-            raise DataError(f"{files[i]}: image is {arr.shape[1]}x{arr.shape[0]}, the folder's first image is "
-                            f"{w}x{h}; all images of a classification folder must share one size")
+        if not sizes.fits(i, arr.shape[:2]):
+            return {}  # refused by sizes.check() once every size is known
         return {"images": arr.transpose(2, 0, 1)}
 
-    arrays = load_or_build("p1", files, {"images": (len(files), 3, h, w)}, decode, mode=cache)
+    arrays = load_or_build("p1", files, {"images": (len(files), 3, h, w)}, decode, mode=cache, check=sizes.check)
     return ImageSet(arrays["images"], torch.tensor(labels, dtype=torch.int64), files)

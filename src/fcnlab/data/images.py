@@ -7,8 +7,11 @@ the file, never as a traceback from inside Pillow.
 
 from __future__ import annotations
 
+import errno
+import os
 import warnings
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,6 +26,34 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 Image.MAX_IMAGE_PIXELS = 400_000_000
 
 
+def link_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot be reached through symbolic links (one line with the fix), or None.
+
+    A link that leads back to itself (directly or through other links) and a link whose target is gone get
+    the link's name and the ``ln -sfn`` command that repairs it, instead of the OS's "too many levels of
+    symbolic links" or "no such file".
+    """
+    path = Path(path)
+    try:
+        os.stat(path)
+        return None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return (f"{path}: is a symbolic link loop (the link leads back to itself); point it at the real "
+                    f"target (ln -sfn TARGET {path}) or give the real path")
+        if e.errno not in (errno.ENOENT, errno.ENOTDIR):
+            return None
+    if path.is_symlink():
+        return (f"{path}: is a broken symbolic link to {os.readlink(path)}, which does not exist; repoint it "
+                f"(ln -sfn TARGET {path}) or give the real path")
+    return None
+
+
+def real_path(path: str | Path) -> Path:
+    """The path with links resolved as far as they go; never raises on a link loop (``Path.resolve`` does)."""
+    return Path(os.path.realpath(path))
+
+
 def list_images(folder: str | Path, what: str = "images") -> list[Path]:
     """Return the image files of ``folder`` sorted by name; raise if it is missing or has none.
 
@@ -31,7 +62,7 @@ def list_images(folder: str | Path, what: str = "images") -> list[Path]:
     """
     folder = Path(folder)
     if not folder.exists():
-        raise DataError(f"{folder}: folder does not exist")
+        raise DataError(link_problem(folder) or f"{folder}: folder does not exist")
     if not folder.is_dir():
         raise DataError(f"{folder}: is not a folder; give the folder that holds the {what}")
     try:
@@ -65,7 +96,8 @@ def _reading(path: Path) -> Iterator[None]:
     except DataError:
         raise
     except FileNotFoundError:
-        raise DataError(f"{path}: file does not exist (moved, or a broken link); {_FIX}") from None
+        raise DataError(link_problem(path) or f"{path}: file does not exist (moved, or a broken link); {_FIX}") \
+            from None
     except PermissionError:
         raise DataError(f"{path}: cannot read file (permission denied); fix its permissions (chmod a+r) or "
                         f"remove it from the folder") from None
@@ -78,6 +110,8 @@ def _reading(path: Path) -> Iterator[None]:
     except MemoryError:
         raise DataError(f"{path}: not enough memory to decode this image; cut it into smaller images") from None
     except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise DataError(link_problem(path) or f"{path}: a symbolic link loop; {_FIX}") from None
         if e.errno is not None:  # the operating system failed to read it (EIO, ...), not Pillow to parse it
             raise DataError(f"{path}: cannot read file ({e.strerror or e}); {_FIX}") from None
         raise DataError(f"{path}: corrupt or truncated image ({_first_line(e)}); {_FIX}") from None
@@ -132,3 +166,42 @@ def image_size(path: str | Path) -> tuple[int, int]:
     path = Path(path)
     with _reading(path), Image.open(path) as img:
         return img.size
+
+
+def file_stat(path: str | Path) -> os.stat_result:
+    """``os.stat`` of a data file; a missing file, a broken or looping link is one DataError with the fix."""
+    path = Path(path)
+    with _reading(path):
+        return path.stat()
+
+
+class SizeCheck:
+    """Collects the decoded sizes that differ from the first file's, then blames the odd files out.
+
+    A data set's first file (by name) is only a guess of its size: when it is the odd one, the others must
+    not be blamed. :meth:`fits` records a mismatch (the caller skips that file); :meth:`check`, run after
+    every file is decoded, names the first file whose size differs from the size most files share.
+    """
+
+    def __init__(self, files: Sequence[Path], first: tuple[int, int], what: str, fix: str):
+        self.files, self.first, self.what, self.fix = list(files), first, what, fix
+        self.odd: dict[int, tuple[int, int]] = {}
+
+    def fits(self, i: int, hw: tuple[int, int]) -> bool:
+        """True when file ``i`` has the first file's ``(height, width)``; records it otherwise."""
+        if tuple(hw) == self.first:
+            return True
+        self.odd[i] = (int(hw[0]), int(hw[1]))
+        return False
+
+    def check(self) -> None:
+        """Raise one DataError naming the first file of a size other than the most common one."""
+        if not self.odd:
+            return
+        sizes = {i: self.odd.get(i, self.first) for i in range(len(self.files))}
+        (h, w), n = Counter(sizes.values()).most_common(1)[0]  # a tie: the first file's size (counted first)
+        bad = [i for i in range(len(self.files)) if sizes[i] != (h, w)]
+        bh, bw = sizes[bad[0]]
+        more = f" (and {len(bad) - 1} more of other sizes)" if len(bad) > 1 else ""
+        raise DataError(f"{self.files[bad[0]]}: {self.what} is {bw}x{bh}, but {n} of the {len(self.files)} "
+                        f"{self.what}s are {w}x{h}{more}; {self.fix}")

@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from fcnlab.data.resident import device_batches, is_resident
+
 
 class Prefetcher:
     """Gathers the next batch from the decoded arrays in a background thread (pinned for CUDA).
@@ -15,7 +17,8 @@ class Prefetcher:
     Used by training (:func:`fcnlab.training.loop.train_one_epoch`) and validation
     (:meth:`~fcnlab.tasks.Task.evaluate`): with ``pin`` the batches come in page-locked memory, so
     ``.to(device, non_blocking=True)`` is a true asynchronous copy (a copy from pageable memory waits for the
-    device), and gathering batch ``i + 1`` overlaps the device's work on batch ``i``.
+    device), and gathering batch ``i + 1`` overlaps the device's work on batch ``i``. Data resident on the
+    device (:mod:`fcnlab.data.resident`) is indexed there in the consuming thread instead.
     """
 
     def __init__(self, data: Any, batches: list[torch.Tensor], pin: bool):
@@ -35,6 +38,10 @@ class Prefetcher:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.batches)
         if n == 0:
+            return
+        if is_resident(self.data):  # gathered on the device: no thread, no pinning, one index upload
+            for index in device_batches(self.batches, self.data.device):
+                yield self.data.batch(index)
             return
         self._load(0)
         for i in range(n):

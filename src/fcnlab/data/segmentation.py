@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from fcnlab.data.cache import load_or_build
-from fcnlab.data.images import image_size, list_images, read_rgb
+from fcnlab.data.images import SizeCheck, image_size, list_images, read_rgb
 from fcnlab.data.mask_codec import OffPaletteReport, read_mask
 from fcnlab.errors import DataError
 
@@ -99,26 +99,32 @@ class TileSet:
         return counts
 
 
-def load_tile_set(folder: str | Path, limit: int = 0, cache: str = "auto") -> TileSet:
-    """Decode every tile/mask pair of ``folder`` once (all tiles must share one size)."""
+def load_tile_set(folder: str | Path, limit: int = 0, cache: str = "auto", seed: int = 0) -> TileSet:
+    """Decode every tile/mask pair of ``folder`` once (all tiles must share one size).
+
+    ``limit`` N > 0 keeps N pairs drawn at random with ``seed`` (:func:`fcnlab.data.subset.random_subset`).
+    """
     pairs = pair_files(folder)
     if limit:
-        pairs = pairs[:limit]
+        from fcnlab.data.subset import random_subset
+
+        pairs = [pairs[i] for i in random_subset(len(pairs), limit, seed)]
     w, h = image_size(pairs[0][0])
     report = OffPaletteReport()
+    sizes = SizeCheck([t for t, _ in pairs], (h, w), "tile",
+                      "tiles for training and validation must share one size (crop or resize the odd one)")
 
     def decode(i: int) -> dict[str, np.ndarray]:
         tile, mask = pairs[i]
         img, ids, n_off = load_pair(tile, mask)
-        if img.shape[:2] != (h, w):
-            raise DataError(f"{tile}: tile is {img.shape[1]}x{img.shape[0]}, the folder's first tile is "
-                            f"{w}x{h}; tiles for training and validation must share one size (crop or resize them)")
+        if not sizes.fits(i, img.shape[:2]):
+            return {}  # refused by sizes.check() once every size is known
         return {"images": img.transpose(2, 0, 1), "masks": ids, "off_palette": np.int64(n_off)}
 
     files = [p for pair in pairs for p in pair if p is not None]
     arrays = load_or_build("p2", files, {"images": (len(pairs), 3, h, w), "masks": (len(pairs), h, w),
                                          "off_palette": (len(pairs),)},
-                           decode, mode=cache, dtypes={"off_palette": "int64"})
+                           decode, mode=cache, dtypes={"off_palette": "int64"}, check=sizes.check)
     for (_, mask), n in zip(pairs, arrays["off_palette"], strict=True):
         if n:
             report.add(mask, int(n))

@@ -22,15 +22,9 @@ from torch import nn
 from torch.export import Dim
 
 from fcnlab.errors import ConfigError
+from fcnlab.infer.formats import FCN_EXAMPLE_SIZE, FORMATS, MIN_OPSET  # noqa: E402,F401 - re-exported
 from fcnlab.runtime.files import atomic_path
 from fcnlab.tasks import task_info
-
-FORMATS = ("onnx", "torch-export")
-MIN_OPSET = 17
-#: Example size for FCNs: only tracing uses it (height and width stay dynamic), so small is fast.
-FCN_EXAMPLE_SIZE = (64, 64)
-
-
 
 
 def example_size(task: str, config: dict[str, Any], override: list[int] | None) -> tuple[int, int]:

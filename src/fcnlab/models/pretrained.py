@@ -19,7 +19,7 @@ from torch import nn
 from torchvision.models import WeightsEnum, get_model_weights
 
 from fcnlab.errors import ConfigError, torch_load_error
-from fcnlab.models.registry import ModelSpec, get_spec
+from fcnlab.models.registry import ModelSpec, get_spec, no_weights_message
 
 #: ImageNet mean/std; also fcnlab's normalisation for models trained from scratch.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -42,6 +42,8 @@ def normalization(name: str, pretrained: bool) -> tuple[tuple[float, ...], tuple
     spec = get_spec(name)
     if not pretrained:
         return IMAGENET_MEAN, IMAGENET_STD
+    if spec.backbone is None:
+        raise ConfigError(no_weights_message(name))
     transforms = imagenet_weights(spec.backbone).transforms()
     return tuple(float(m) for m in transforms.mean), tuple(float(s) for s in transforms.std)
 
@@ -55,9 +57,12 @@ def download_state_dict(backbone: str) -> dict[str, torch.Tensor]:
     try:
         return weights.get_state_dict(progress=False, check_hash=True)
     except (urllib.error.URLError, OSError, RuntimeError) as e:
+        # The recipe may have set pretrained: true, so say how to override it rather than "drop" a flag.
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
         raise ConfigError(
-            f"cannot download ImageNet weights for {backbone} (offline?): pass --weights FILE with a "
-            f"torchvision state dict, or drop --pretrained ({type(e).__name__}: {e})"
+            f"cannot download ImageNet weights for {backbone} (offline?): copy {weights.url} to {cached}, or "
+            f"pass --weights FILE with a torchvision state dict, or train from scratch with --no-pretrained "
+            f"({type(e).__name__}: {e})"
         ) from None
 
 

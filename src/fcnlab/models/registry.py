@@ -27,9 +27,10 @@ class ModelSpec:
     name: str
     task: str
     builder: Callable[..., nn.Module]
-    backbone: str
+    backbone: str | None
     head: tuple[str, ...] = ()
     renames: Mapping[str, str] = field(default_factory=dict)
+    cpu_channels_last: bool = False
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -38,15 +39,19 @@ _REGISTRY: dict[str, ModelSpec] = {}
 def register_model(
     name: str,
     task: str,
-    backbone: str,
+    backbone: str | None,
     head: tuple[str, ...] = (),
     renames: Mapping[str, str] | None = None,
+    cpu_channels_last: bool = False,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator registering ``builder(num_classes, **kwargs) -> nn.Module`` under ``name``.
 
-    ``backbone`` names the torchvision architecture whose weights fit (``"vgg16_bn"``, ``"resnet34"``);
+    ``backbone`` names the torchvision architecture whose weights fit (``"vgg16_bn"``, ``"resnet34"``), or
+    is None for a model that has no ImageNet weights (trained from scratch only);
     ``head`` lists the module prefixes that the torchvision weights do not cover; ``renames`` maps
     model state-dict keys to torchvision keys (tensors are reshaped when only the shape differs).
+    ``cpu_channels_last`` says the model trains faster in channels-last format on the CPU even on small
+    inputs (see ``use_channels_last``).
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -54,7 +59,8 @@ def register_model(
     def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = ModelSpec(name, task, builder, backbone, tuple(head), dict(renames or {}))
+        _REGISTRY[name] = ModelSpec(name, task, builder, backbone, tuple(head), dict(renames or {}),
+                                    cpu_channels_last)
         return builder
 
     return decorator
@@ -73,6 +79,11 @@ def get_spec(name: str) -> ModelSpec:
         return _REGISTRY[name]
     except KeyError:
         raise ConfigError(f"unknown model {name!r}: choose one of {', '.join(list_models())}") from None
+
+
+def no_weights_message(name: str) -> str:
+    """The error for ``--pretrained``/``--weights`` with a model that has no ImageNet weights."""
+    return f"model {name!r} has no ImageNet weights: train it from scratch (drop --pretrained and --weights)"
 
 
 def model_task(name: str) -> str:
@@ -101,6 +112,8 @@ def build_model(
         inspect.signature(spec.builder).bind(num_classes, **kwargs)
     except TypeError as e:
         raise ConfigError(f"bad option for model {name!r}: {e}") from None
+    if (pretrained or weights is not None) and spec.backbone is None:
+        raise ConfigError(no_weights_message(name))
     model = spec.builder(num_classes, **kwargs)
     if pretrained or weights is not None:
         from fcnlab.models.pretrained import load_backbone_weights

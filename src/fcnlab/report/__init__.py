@@ -56,11 +56,13 @@ def _check_out(out: Path, runs: Sequence[RunInfo], files: Sequence[Path] = ()) -
 
 
 def write_report(runs: Sequence[str | Path | RunInfo], out: str | Path, fmt: str | None = None,
-                 title: str | None = None) -> ReportResult:
+                 title: str | None = None, checkpoints: bool = True, device: str = "auto") -> ReportResult:
     """Write the report of ``runs`` (folders or loaded :class:`RunInfo`) to ``out`` and say what was written.
 
     ``fmt`` is ``"html"`` (one self-contained page, images as data URIs) or ``"md"`` (Markdown, images in
-    the folder ``<out stem>_files`` beside it); by default it follows the suffix of ``out``.
+    the folder ``<out stem>_files`` beside it); by default it follows the suffix of ``out``. With
+    ``checkpoints`` each run's ``best.pt`` is loaded on ``device`` to count parameters, time inference and
+    predict the same validation tiles with every P2 model (:mod:`fcnlab.report.checkpoints`).
     """
     from fcnlab.report.document import build_report, image_count
     from fcnlab.runtime.files import atomic_write_bytes, atomic_write_text
@@ -71,7 +73,12 @@ def write_report(runs: Sequence[str | Path | RunInfo], out: str | Path, fmt: str
     if len(infos) != len(runs):
         infos = load_runs([r.path if isinstance(r, RunInfo) else Path(r) for r in runs])
     _check_out(out, infos)
-    blocks, warnings = build_report(infos, title)
+    facts = None
+    if checkpoints:
+        from fcnlab.report.checkpoints import measure_runs
+
+        facts = measure_runs(infos, device)
+    blocks, warnings = build_report(infos, title, facts)
     page_title = blocks[0].text if blocks else "fcnlab report"  # type: ignore[union-attr]
     written: list[Path] = []
     if fmt == "html":

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_NUMBER = re.compile(r"^([+-]?\d+(\.\d+)?([eE][+-]?\d+)?|nan|n/a|-)$")
+_NUMBER = re.compile(r"^([+-]?(\d+|\d{1,3}(,\d{3})+)(\.\d+)?([eE][+-]?\d+)?|nan|n/a|-)$")
 
 
 def _is_number(text: str) -> bool:
@@ -66,4 +66,12 @@ class Preformatted:
     text: str
 
 
-Block = Heading | Para | Table | Image | Preformatted
+@dataclass(frozen=True)
+class Printout:
+    """Program output shown as printed (always visible, monospaced): ``Val Acc: ...``, ``class #i : ...``."""
+
+    text: str
+    caption: str = ""
+
+
+Block = Heading | Para | Table | Image | Preformatted | Printout

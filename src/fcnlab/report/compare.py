@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fcnlab.data.mask_codec import CLASS_NAMES, SCORED_CLASSES
 from fcnlab.errors import DataError
-from fcnlab.report.runs import TASK_LABELS, RunInfo, load_runs
+from fcnlab.report.runs import RunInfo, load_runs
 from fcnlab.tasks import task_info
 
 
@@ -34,7 +34,7 @@ class Comparison:
 
     def table(self, digits: int = 4) -> tuple[list[str], list[list[str]]]:
         """Header and formatted rows: label, first run, then each further run followed by its delta."""
-        header = ["class" if task_info(self.task).dense else "metric", self.runs[0]]
+        header = ["class" if task_info(self.task).iou else "metric", self.runs[0]]
         for name in self.runs[1:]:
             header += [name, f"Δ {name}"]
         body = []
@@ -49,7 +49,7 @@ class Comparison:
         """The table as GitHub Markdown, then where each run's numbers come from and any notes."""
         header, body = self.table(digits)
         n = len(self.runs)
-        lines = [f"## Comparison ({TASK_LABELS[self.task]}, {n} run{'' if n == 1 else 's'})", ""]
+        lines = [f"## Comparison ({task_info(self.task).label}, {n} run{'' if n == 1 else 's'})", ""]
         lines += [_md_row(header), _md_row(["---"] + ["---:"] * (len(header) - 1))]
         lines += [_md_row(row) for row in body]
         lines.append("")
@@ -79,8 +79,8 @@ def check_same_task(runs: Sequence[RunInfo]) -> str:
     task = runs[0].task
     for run in runs[1:]:
         if run.task != task:
-            raise DataError(f"{run.path}: is a {TASK_LABELS[run.task]} run but {runs[0].path} is a "
-                            f"{TASK_LABELS[task]} run; compare runs of one task")
+            raise DataError(f"{run.path}: is a {task_info(run.task).label} run but {runs[0].path} is a "
+                            f"{task_info(task).label} run; compare runs of one task")
     return task
 
 
@@ -90,7 +90,7 @@ def compare_infos(runs: Sequence[RunInfo]) -> Comparison:
         raise DataError("no run folders to compare")
     task = check_same_task(runs)
     names = [r.name for r in runs]
-    if task_info(task).dense:  # per-class IoU and their mean
+    if task_info(task).iou:  # per-class IoU and their mean
         rows = []
         for i in range(SCORED_CLASSES):
             rows.append((f"{i} {CLASS_NAMES[i]}",

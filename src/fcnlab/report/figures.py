@@ -73,3 +73,85 @@ def iou_curves_png(metrics: dict[str, np.ndarray], title: str) -> bytes | None:
     fig.legend(loc="outside right center", fontsize=8)
     ax.set_title(title)
     return figure_png(fig)
+
+
+def _group_width(n: int) -> tuple[float, np.ndarray]:
+    """Bar width and offsets of ``n`` bars grouped around each x position."""
+    width = 0.8 / max(n, 1)
+    return width, (np.arange(n) - (n - 1) / 2) * width
+
+
+def iou_bars_png(names: list[str], per_class: list[list[float]], means: list[float]) -> bytes:
+    """Grouped bars: for each class 0-5 and the mean IoU, one bar per run, its value written above it."""
+    labels = [f"{i} {CLASS_NAMES[i]}" for i in range(SCORED_CLASSES)] + ["mean IoU"]
+    fig = Figure(figsize=(max(8.0, 1.2 * len(labels) * max(1, len(names)) / 2 + 3), 4.4), layout="constrained")
+    ax = fig.add_subplot()
+    width, offsets = _group_width(len(names))
+    x = np.arange(len(labels))
+    for k, (name, values, mean) in enumerate(zip(names, per_class, means, strict=True)):
+        heights = np.asarray([*values[:SCORED_CLASSES], mean], dtype=np.float64)
+        bars = ax.bar(x + offsets[k], np.nan_to_num(heights), width, label=name, color=f"C{k}")
+        ax.bar_label(bars, labels=["nan" if np.isnan(h) else f"{h:.2f}" for h in heights], fontsize=7, padding=1)
+    ax.set_xticks(x, labels, fontsize=9)
+    ax.set_ylabel("validation IoU")
+    ax.set_ylim(0, 1.08)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8, ncol=min(len(names), 4))
+    ax.set_title("Per-class IoU of the compared runs")
+    return figure_png(fig)
+
+
+def metric_curves_png(names: list[str], metrics: list[dict[str, np.ndarray]], column: str, ylabel: str,
+                      title: str) -> bytes | None:
+    """``column`` (``val_miou``, ``val_acc``) of every run per epoch on one plot; None if no run has it."""
+    fig = Figure(figsize=(8, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    drawn = 0
+    for k, (name, m) in enumerate(zip(names, metrics, strict=True)):
+        if column not in m or not np.isfinite(m[column]).any():
+            continue
+        ok = np.isfinite(m[column])
+        best = int(np.nanargmax(np.where(ok, m[column], -np.inf)))
+        ax.plot(m["epoch"][ok], m[column][ok], marker="o", markersize=3, color=f"C{k}",
+                label=f"{name} (best {m[column][best]:.4f} at epoch {int(m['epoch'][best])})")
+        ax.plot([m["epoch"][best]], [m[column][best]], marker="*", markersize=12, color=f"C{k}")
+        drawn += 1
+    if not drawn:
+        return None
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    return figure_png(fig)
+
+
+def per_class_acc_png(names: list[str], accs: list[list[float]]) -> bytes:
+    """Validation accuracy of every P1 class (grouped bars when several runs), with each run's mean as a line."""
+    n = max(len(a) for a in accs)
+    fig = Figure(figsize=(max(10.0, 0.22 * n * max(1, len(names)) + 2), 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    width, offsets = _group_width(len(names))
+    x = np.arange(n)
+    for k, (name, values) in enumerate(zip(names, accs, strict=True)):
+        v = np.asarray(values, dtype=np.float64)
+        ax.bar(x[:len(v)] + offsets[k], np.nan_to_num(v), width, color=f"C{k}", label=name)
+        ax.axhline(float(np.nanmean(v)), color=f"C{k}", linestyle="--", linewidth=1)
+    ax.set_xticks(x, [str(i) for i in x], fontsize=7)
+    ax.set_xlim(-0.6, n - 0.4)
+    ax.set_xlabel("class")
+    ax.set_ylabel("validation accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Per-class validation accuracy (dashed: mean over classes)")
+    return figure_png(fig)
+
+
+def tiles_png(names: list[str], images: list[np.ndarray], truths: list[np.ndarray],
+              predictions: dict[str, list[np.ndarray]], title: str) -> bytes:
+    """The same tiles side by side: satellite image, ground truth, then each model's prediction."""
+    from fcnlab.report.viz import mask_grid_figure
+
+    columns = [("satellite", images), ("ground truth", truths), *predictions.items()]
+    return figure_png(mask_grid_figure(columns, title, row_labels=names), dpi=90)

@@ -7,7 +7,7 @@ import base64
 import html
 from collections.abc import Sequence
 
-from fcnlab.report.blocks import Block, Heading, Image, Para, Preformatted, Table
+from fcnlab.report.blocks import Block, Heading, Image, Para, Preformatted, Printout, Table
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto;
@@ -28,6 +28,18 @@ details { margin: .5rem 0 1rem; }
 summary { cursor: pointer; color: #0b5cad; }
 pre { background: #f7f7f7; padding: .7rem; overflow-x: auto; font-size: .8rem; line-height: 1.3; }
 nav a { margin-right: 1rem; }
+pre.printout { background: #1d1d1f; color: #f3f3f3; font-size: .85rem; display: inline-block; min-width: 22rem;
+               margin: 0; }
+/* Printing (to PDF): a heading stays on the page of what follows it, figures and tables are never split. */
+h1, h2, h3 { break-after: avoid; page-break-after: avoid; }
+figure, table, tr, .keep { break-inside: avoid; page-break-inside: avoid; }
+@media print {
+  body { max-width: none; margin: 0; font-size: 10.5pt; }
+  nav { display: none; }
+  h2 { margin-top: 1.2rem; }
+  figure img { max-height: 24cm; width: auto; }
+  details pre { white-space: pre-wrap; }
+}
 """
 
 
@@ -67,6 +79,9 @@ def render_block(block: Block) -> str:
         size = f' width="{block.width}" height="{block.height}"' if block.width and block.height else ""
         return (f'<figure><img src="{data_uri(block)}" alt="{e(block.caption)}"{size}>'
                 f"<figcaption>{e(block.caption)}</figcaption></figure>")
+    if isinstance(block, Printout):
+        caption = f"<figcaption>{e(block.caption)}</figcaption>" if block.caption else ""
+        return f'<figure><pre class="printout">{e(block.text)}</pre>{caption}</figure>'
     if isinstance(block, Preformatted):
         return f"<details><summary>{e(block.summary)}</summary><pre>{e(block.text)}</pre></details>"
     raise TypeError(f"unknown report block {type(block).__name__}")
@@ -79,7 +94,17 @@ def render_html(blocks: Sequence[Block], title: str) -> str:
     body = [render_block(blocks[0])] if blocks else []
     if links:
         body.append("<nav>" + "".join(links) + "</nav>")
-    body += [render_block(b) for b in blocks[1:]]
+    rest = list(blocks[1:])
+    i = 0
+    while i < len(rest):
+        # A heading and the block after it (a figure, a table, a first paragraph) go into one unbreakable box:
+        # break-after: avoid alone is not honoured by every browser's print engine.
+        if isinstance(rest[i], Heading) and i + 1 < len(rest) and not isinstance(rest[i + 1], Heading):
+            body.append(f'<div class="keep">{render_block(rest[i])}\n{render_block(rest[i + 1])}</div>')
+            i += 2
+        else:
+            body.append(render_block(rest[i]))
+            i += 1
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
             f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 
-from fcnlab.report.blocks import Block, Heading, Image, Para, Preformatted, Table
+from fcnlab.report.blocks import Block, Heading, Image, Para, Preformatted, Printout, Table
 
 
 def _cell(text: str) -> str:
@@ -39,6 +39,11 @@ def render_markdown(blocks: Sequence[Block], image_dir: str) -> tuple[str, dict[
             rel = f"{image_dir}/{block.name}"
             files[rel] = block.data
             out.append(f"![{_cell(block.caption).replace(']', '')}]({rel.replace(' ', '%20')})")
+        elif isinstance(block, Printout):
+            fence = "````" if "```" in block.text else "```"
+            out.append(f"{fence}text\n{block.text}\n{fence}")
+            if block.caption:
+                out.append(f"*{_text(block.caption)}*")
         elif isinstance(block, Preformatted):
             out.append(f"<details><summary>{html.escape(block.summary)}</summary>\n\n<pre>"
                        f"{html.escape(block.text)}</pre>\n</details>")

@@ -25,10 +25,7 @@ import yaml
 from fcnlab.data.mask_codec import CLASS_NAMES, SCORED_CLASSES
 from fcnlab.errors import DataError
 from fcnlab.runs import CONFIG, METRICS, eval_json_path
-
-TASKS = ("classify", "segment")
-TASK_LABELS = {"classify": "P1 classification", "segment": "P2 segmentation"}
-METRIC = {"classify": "val_acc", "segment": "val_miou"}
+from fcnlab.tasks import TASKS, task_info
 
 
 @dataclass
@@ -44,6 +41,7 @@ class RunInfo:
     val_acc: float = math.nan
     miou: float = math.nan
     per_class_iou: list[float] | None = None
+    per_class_acc: list[float] | None = None
     source: str = ""
     timing: list[dict[str, float]] = field(default_factory=list)
     env: dict[str, Any] = field(default_factory=dict)
@@ -52,6 +50,8 @@ class RunInfo:
     confusion: Path | None = None
     snapshots: dict[int, Path] = field(default_factory=dict)
     all_epochs: Path | None = None
+    checkpoint: Path | None = None
+    snapshot_names: list[str] = field(default_factory=list)  # file names of the snapshot tiles, when recorded
     notes: list[str] = field(default_factory=list)
     inputs: list[Path] = field(default_factory=list)
 
@@ -67,8 +67,8 @@ class RunInfo:
 
     @property
     def value(self) -> float:
-        """The run's headline validation number: accuracy (P1) or mean IoU (P2)."""
-        return self.val_acc if self.task == "classify" else self.miou
+        """The run's headline validation number: mean IoU (tasks scored by IoU, P2) or accuracy (P1)."""
+        return self.miou if task_info(self.task).iou else self.val_acc
 
 
 def _read_text(path: Path) -> str:
@@ -119,19 +119,25 @@ def read_timing(path: Path) -> list[dict[str, float]]:
 
 def best_epoch(metrics: dict[str, np.ndarray], task: str) -> int | None:
     """Epoch with the highest validation metric (the first one on ties, as ``best.pt`` keeps); None if none."""
-    values = metrics.get(METRIC[task])
+    values = metrics.get(task_info(task).metric)
     if values is None or not np.isfinite(values).any():
         return None
     index = int(np.nanargmax(np.where(np.isfinite(values), values, -np.inf)))
     return int(metrics["epoch"][index])
 
 
+def _finite(metrics: dict[str, np.ndarray], column: str) -> bool:
+    values = metrics.get(column)
+    return values is not None and bool(np.isfinite(values).any())
+
+
 def _task_of(run: Path, config: dict[str, Any], eval_data: dict[str, Any] | None,
              metrics: dict[str, np.ndarray] | None) -> str:
     task = config.get("task") or (eval_data or {}).get("task")
     if task is None and metrics is not None:
-        miou = metrics.get("val_miou")
-        task = "segment" if miou is not None and np.isfinite(miou).any() else "classify"
+        # every task's rows hold val_acc, so a filled IoU metric is what tells an IoU-scored run apart
+        scored = [t for t in TASKS if task_info(t).iou and _finite(metrics, task_info(t).metric)]
+        task = scored[0] if scored else next(t for t in TASKS if not task_info(t).iou)
     if task not in TASKS:
         raise DataError(f"{run / 'config.yaml'}: task {task!r} is not one of {', '.join(TASKS)}")
     return str(task)
@@ -152,15 +158,21 @@ def _from_eval(info: RunInfo, path: Path, data: dict[str, Any]) -> None:
         raise DataError(f"{path}: holds a {data.get('task')} evaluation but the run is a {info.task} run")
     where = f" on {data['data']}" if data.get("data") else ""
     info.source = f"eval/eval.json (best.pt evaluated{where})"
-    if info.task == "classify":
+    if not task_info(info.task).iou:
         if "val_acc" not in data:
-            raise DataError(f"{path}: no 'val_acc' key; re-run 'fcnlab classify eval --ckpt {info.path}'")
+            raise DataError(f"{path}: no 'val_acc' key; re-run 'fcnlab {info.task} eval --ckpt {info.path}'")
         info.val_acc = _float(data["val_acc"], path, "val_acc")
+        accs = data.get("per_class_acc")
+        if accs is not None:
+            if not isinstance(accs, list):
+                raise DataError(f"{path}: 'per_class_acc' must be a list of numbers; re-run 'fcnlab {info.task} "
+                                f"eval --ckpt {info.path}'")
+            info.per_class_acc = [_float(v, path, "per_class_acc") for v in accs]
         return
     ious = data.get("per_class_iou")
     if not isinstance(ious, list) or len(ious) < SCORED_CLASSES:
         raise DataError(f"{path}: 'per_class_iou' must list the IoU of classes 0-{SCORED_CLASSES - 1}; "
-                        f"re-run 'fcnlab segment eval --ckpt {info.path}'")
+                        f"re-run 'fcnlab {info.task} eval --ckpt {info.path}'")
     info.per_class_iou = [_float(v, path, "per_class_iou") for v in ious[:SCORED_CLASSES]]
     info.miou = _float(data.get("mean_iou"), path, "mean_iou")
     if data.get("val_acc") is not None:
@@ -183,7 +195,7 @@ def _from_metrics(info: RunInfo) -> None:
     row = int(np.nonzero(info.metrics["epoch"] == info.best_epoch)[0][0])
     info.source = f"metrics.csv, best epoch {info.best_epoch}"
     info.val_acc = float(info.metrics.get("val_acc", np.full(row + 1, math.nan))[row])
-    if info.task == "segment":
+    if task_info(info.task).iou:
         columns = [f"iou_{i}" for i in range(SCORED_CLASSES)]
         if all(c in info.metrics for c in columns):
             info.per_class_iou = [float(info.metrics[c][row]) for c in columns]
@@ -193,7 +205,7 @@ def _from_metrics(info: RunInfo) -> None:
 def _check_mean(info: RunInfo) -> None:
     """A class absent from labels and predictions has IoU nan: the course's mean is then nan too, and the
     mean shown is over the present classes (as training's ``val_miou``); a note says so."""
-    if info.task != "segment" or info.per_class_iou is None:
+    if not task_info(info.task).iou or info.per_class_iou is None:
         return
     present = [v for v in info.per_class_iou if not math.isnan(v)]
     absent = [f"{i} ({CLASS_NAMES[i]})" for i, v in enumerate(info.per_class_iou) if math.isnan(v)]
@@ -254,6 +266,18 @@ def _read_extras(info: RunInfo) -> None:
         if file.is_file():
             setattr(info, attr, file)
             info.inputs.append(file)
+    for name in ("best.pt", "last.pt"):
+        if (run / name).is_file():
+            info.checkpoint = run / name
+            info.inputs.append(run / name)
+            break
+    npz = sorted((run / "snapshots").glob("epoch_*.npz"))
+    if npz:
+        try:
+            with np.load(npz[-1]) as z:
+                info.snapshot_names = [str(n) for n in z["names"]] if "names" in z else []
+        except (OSError, ValueError):
+            info.notes.append(f"{npz[-1]}: unreadable; the snapshot tiles' names are unknown")
     for file in sorted((run / "snapshots").glob("epoch_*.png")):
         try:
             info.snapshots[int(file.stem.split("_", 1)[1])] = file

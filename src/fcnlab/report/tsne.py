@@ -13,7 +13,11 @@ p1 val pixels, 3072-d                 10 s            44 s
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
+import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +49,28 @@ def _check_features(features: np.ndarray) -> np.ndarray:
     return features
 
 
+class _IterationLog(io.TextIOBase):
+    """Stands in for stdout while scikit-learn's TSNE runs with ``verbose=2``: its ``[t-SNE] Iteration N``
+    lines (every 50 iterations) drive a progress display with ETA; its other lines are dropped."""
+
+    _ITERATION = re.compile(r"\[t-SNE\] Iteration (\d+)")
+
+    def __init__(self, progress) -> None:  # noqa: ANN001 - a fcnlab.runtime.progress.Progress
+        self.progress = progress
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        for match in self._ITERATION.finditer(text):
+            done = min(int(match.group(1)), self.progress.total)
+            if done > self.progress.step:
+                self.progress.update(done - self.progress.step)
+        return len(text)
+
+
 def embed(features: np.ndarray, seed: int = 0, pca_dim: int = 50, perplexity: float = 30.0,
-          max_iter: int = 1000, threads: int | None = 1) -> np.ndarray:
+          max_iter: int = 1000, threads: int | None = 1, progress: bool = True) -> np.ndarray:
     """Embed ``features`` ``(N, D)`` in 2-D and return an ``(N, 2)`` float64 array.
 
     Features wider than ``pca_dim`` are first reduced with PCA (seeded), then scikit-learn's TSNE
@@ -55,16 +79,21 @@ def embed(features: np.ndarray, seed: int = 0, pca_dim: int = 50, perplexity: fl
     ``(N - 1) / 3`` for small N. ``threads`` caps the OpenMP/BLAS threads (``None``: all cores).
     The default is 1: on a busy machine scikit-learn's spinning OpenMP threads made it 1.3-4x slower
     than one thread (see the module doc); on an idle multi-core machine ``None`` may save a little.
+    With ``progress`` the iterations are shown with an ETA (:mod:`fcnlab.runtime.progress`).
     """
+    from fcnlab.runtime.progress import Progress
+
     x = _check_features(features)
     n, d = x.shape
     with threadpool_limits(limits=threads):
         if pca_dim and d > pca_dim:
             x = PCA(n_components=min(pca_dim, n), random_state=seed).fit_transform(x).astype(np.float32)
         tsne = TSNE(n_components=2, perplexity=min(float(perplexity), (n - 1) / 3.0), init="pca",
-                    learning_rate="auto", random_state=seed, n_jobs=threads or -1,
+                    learning_rate="auto", random_state=seed, n_jobs=threads or -1, verbose=2 if progress else 0,
                     **{_ITER_KEYWORD: max_iter})
-        return np.asarray(tsne.fit_transform(x), dtype=np.float64)
+        with Progress(max_iter, f"t-SNE of {n} points", unit="iteration", enabled=progress) as bar, \
+                contextlib.redirect_stdout(_IterationLog(bar) if progress else sys.stdout):
+            return np.asarray(tsne.fit_transform(x), dtype=np.float64)
 
 
 def class_colours(n: int) -> np.ndarray:

@@ -151,6 +151,27 @@ def plot_training_curves(metrics_csv_path: str | Path, path: str | Path, title: 
     save_figure(training_curves_figure(metrics, title or f"Training curves ({run_name})"), path, dpi)
 
 
+def _loss_axis(ax, series: Sequence[np.ndarray]) -> str:  # noqa: ANN001 - a matplotlib Axes
+    """Keep a loss axis readable when one value (often the first epoch's) dwarfs the rest.
+
+    A value over 10x the median is an outlier: positive losses then go on a log scale; otherwise (a zero
+    value) the axis is clipped just above the largest other value. Returns the axis label, saying which.
+    """
+    values = np.concatenate([v[np.isfinite(v)] for v in series]) if series else np.empty(0)
+    if values.size < 2:
+        return "loss"
+    limit = 10 * float(np.median(np.abs(values)))
+    normal = values[values <= limit]
+    if normal.size == values.size or normal.size == 0:
+        return "loss"
+    if (values > 0).all():
+        ax.set_yscale("log")
+        return "loss (log scale)"
+    top = 1.1 * float(normal.max())
+    ax.set_ylim(min(0.0, float(values.min())), top)
+    return f"loss (clipped at {top:.3g})"
+
+
 def training_curves_figure(metrics: Mapping[str, np.ndarray], title: str = "Training curves") -> Figure:
     """Build the figure of :func:`plot_training_curves` from :func:`read_metrics_csv`'s columns."""
     epochs = metrics["epoch"]
@@ -164,6 +185,8 @@ def training_curves_figure(metrics: Mapping[str, np.ndarray], title: str = "Trai
                                       ("val_miou", "val mIoU"))),
     )
     for ax, ylabel, series in panels:
+        if ylabel == "loss":
+            ylabel = _loss_axis(ax, [metrics[c] for c, _ in series if _has_values(metrics, c)])
         drawn = 0
         for column, label in series:
             if _has_values(metrics, column):
@@ -233,10 +256,12 @@ def _check_tiles(images: Sequence[np.ndarray], gts: Sequence[np.ndarray],
                                  f"image shape {np.asarray(img).shape[:2]}")
 
 
-def mask_grid_figure(columns: Sequence[tuple[str, Sequence[np.ndarray]]], title: str) -> Figure:
+def mask_grid_figure(columns: Sequence[tuple[str, Sequence[np.ndarray]]], title: str,
+                     row_labels: Sequence[str] | None = None) -> Figure:
     """A grid with one row per tile and one column per ``(heading, items)`` pair, plus a class legend.
 
     Each item is an ``(H, W, 3)`` image shown as is or an ``(H, W)`` class-id map shown in the palette.
+    Rows are labelled ``row_labels`` (e.g. the tiles' file names), else ``tile 0``, ``tile 1``, ...
     """
     n_rows = len(columns[0][1])
     cell = 2.6
@@ -252,7 +277,7 @@ def mask_grid_figure(columns: Sequence[tuple[str, Sequence[np.ndarray]]], title:
             if r == 0:
                 ax.set_title(heading)
             if c == 0:
-                ax.set_ylabel(f"tile {r}")
+                ax.set_ylabel(row_labels[r] if row_labels is not None else f"tile {r}")
     fig.suptitle(title)
     fig.legend(handles=_legend_handles(), loc="outside lower center", ncol=4 if len(columns) < 4 else 7,
                fontsize=8, frameon=False)
@@ -260,21 +285,25 @@ def mask_grid_figure(columns: Sequence[tuple[str, Sequence[np.ndarray]]], title:
 
 
 def plot_mask_snapshot(images: Sequence[np.ndarray], gts: Sequence[np.ndarray], preds: Sequence[np.ndarray],
-                       path: str | Path, title: str = "Predicted masks", dpi: float = 120) -> None:
+                       path: str | Path, title: str = "Predicted masks", dpi: float = 120,
+                       row_labels: Sequence[str] | None = None) -> None:
     """One row per tile: satellite | ground truth | prediction, with a legend of the 7 classes.
 
-    ``images`` are ``(H, W, 3)`` uint8 tiles; ``gts`` and ``preds`` ``(H, W)`` class-id maps (0-6).
+    ``images`` are ``(H, W, 3)`` uint8 tiles; ``gts`` and ``preds`` ``(H, W)`` class-id maps (0-6);
+    ``row_labels`` name the rows (the tiles' file names), else ``tile 0``, ``tile 1``, ...
     """
     _check_tiles(images, gts, {"predictions": preds})
     columns = (("satellite", images), ("ground truth", gts), ("prediction", preds))
-    save_figure(mask_grid_figure(columns, title), path, dpi)
+    save_figure(mask_grid_figure(columns, title, row_labels), path, dpi)
 
 
 def plot_snapshot_grid(snapshots: Mapping[int, Sequence[np.ndarray]], images: Sequence[np.ndarray],
                        gts: Sequence[np.ndarray], path: str | Path,
-                       title: str = "Predicted masks by epoch", dpi: float = 120) -> None:
+                       title: str = "Predicted masks by epoch", dpi: float = 120,
+                       row_labels: Sequence[str] | None = None, mious: Mapping[int, float] | None = None) -> None:
     """All snapshot epochs in one figure: rows = tiles; columns = satellite, ground truth, then the
-    prediction at each epoch of ``snapshots`` (``{epoch: [id map per tile]}``) in increasing order.
+    prediction at each epoch of ``snapshots`` (``{epoch: [id map per tile]}``) in increasing order, headed
+    with the epoch and its validation mIoU when ``mious`` has it.
 
     This is the report's "predicted masks at epoch 5, 25, 50" figure.
     """
@@ -283,5 +312,8 @@ def plot_snapshot_grid(snapshots: Mapping[int, Sequence[np.ndarray]], images: Se
     epochs = sorted(snapshots)
     _check_tiles(images, gts, {f"predictions at epoch {e}": snapshots[e] for e in epochs})
     columns = [("satellite", images), ("ground truth", gts)]
-    columns += [(f"epoch {e}", snapshots[e]) for e in epochs]
-    save_figure(mask_grid_figure(columns, title), path, dpi)
+    for e in epochs:
+        miou = (mious or {}).get(e)
+        heading = f"epoch {e}" if miou is None or math.isnan(miou) else f"epoch {e}\nmIoU {miou:.4f}"
+        columns.append((heading, snapshots[e]))
+    save_figure(mask_grid_figure(columns, title, row_labels), path, dpi)

@@ -43,6 +43,13 @@ def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[mode]
 
 
+def compile_model(model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
+    """``torch.compile(model)`` in the config's ``compile_mode`` (``reduce-overhead`` replays CUDA graphs on a
+    GPU; on the CPU every mode compiles with Inductor's C++ backend). The forward and backward passes of the
+    training step are compiled (AOTAutograd); the loss, augmentation and the fused optimizer stay eager."""
+    return torch.compile(model, mode=None if cfg.compile_mode == "default" else cfg.compile_mode)
+
+
 def seed_everything(seed: int, deterministic: bool) -> None:
     """Seed python, numpy and torch; optionally force deterministic algorithms."""
     random.seed(seed)
@@ -59,10 +66,12 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 
 def environment() -> dict[str, Any]:
-    """Hardware and library versions, stored in the run folder for the report."""
+    """Hardware, library versions and provenance (fcnlab version, git commit, command line) for the report."""
     import torchvision
 
-    env = {"python": platform.python_version(), "torch": torch.__version__,
+    from fcnlab.runtime.provenance import provenance
+
+    env = {**provenance(), "python": platform.python_version(), "torch": torch.__version__,
            "torchvision": torchvision.__version__, "platform": platform.platform(),
            "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
@@ -70,3 +79,10 @@ def environment() -> dict[str, Any]:
         env["gpu"] = torch.cuda.get_device_name(0)
         env["cuda_version"] = torch.version.cuda
     return env
+
+
+def device_name(device: torch.device) -> str:
+    """``cuda:0 (NVIDIA H100)`` or ``cpu``: the device a run used, for env.json and the report."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)

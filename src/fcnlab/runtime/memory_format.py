@@ -4,8 +4,11 @@ With ``channels_last: true`` (the default) the model and its input batches are c
 
 * on CUDA always (cuDNN's tensor-core convolutions want NHWC),
 * on the CPU when the network input is at least :data:`CPU_MIN_SIDE` pixels per side: oneDNN's NHWC
-  kernels win on large feature maps but lose on P1's 32x32 images, where the format reorders cost more
-  than they save (measured with ``python benchmarks/memory_format_cpu.py``; numbers in docs/BENCHMARKS.md).
+  kernels win on large feature maps but lose on VGG16-BN at P1's 32x32 images, where the format reorders
+  cost more than they save (measured with ``python benchmarks/memory_format_cpu.py``; numbers in
+  docs/BENCHMARKS.md),
+* on the CPU at any size for models registered with ``cpu_channels_last=True`` (convolution-only networks
+  designed for 32x32 inputs, such as ``airnet``, whose NHWC kernels win there too).
 
 ``channels_last: false`` keeps the default (NCHW) format everywhere.
 """
@@ -17,6 +20,7 @@ from typing import TypeVar
 import torch
 
 from fcnlab.config import TrainConfig
+from fcnlab.models.registry import get_spec
 
 CPU_MIN_SIDE = 128
 
@@ -27,7 +31,9 @@ def use_channels_last(cfg: TrainConfig, device: torch.device) -> bool:
     """Whether the model of ``cfg`` runs in channels-last format on ``device`` (rules in the module doc)."""
     if not cfg.channels_last:
         return False
-    return device.type == "cuda" or (device.type == "cpu" and cfg.image_size >= CPU_MIN_SIDE)
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and (cfg.image_size >= CPU_MIN_SIDE or get_spec(cfg.model).cpu_channels_last)
 
 
 def to_channels_last(obj: T, enabled: bool) -> T:

@@ -28,11 +28,19 @@ class TaskInfo:
     metric: str  # the validation metric that selects best.pt (higher is better)
     dense: bool  # per-pixel logits at the input size (any input size), not one logit vector per image
     snapshots: bool  # training saves validation predictions at the snapshot epochs
+    # scored per class by IoU and their mean (the course's mIoU: eval.json's per_class_iou, metrics.csv's
+    # iou_<i> columns), not by accuracy alone; reports and comparisons show IoU tables then
+    iou: bool
+    # the homework's figures and printouts for one run, in the order the report shows them:
+    # "val_acc" (the seed's Val Acc line), "tsne", "masks" (at the snapshot epochs), "course_miou"
+    deliverables: tuple[str, ...]
 
 
 INFO = {
-    "classify": TaskInfo("classify", "P1 classification", "val_acc", dense=False, snapshots=False),
-    "segment": TaskInfo("segment", "P2 segmentation", "val_miou", dense=True, snapshots=True),
+    "classify": TaskInfo("classify", "P1 classification", "val_acc", dense=False, snapshots=False, iou=False,
+                         deliverables=("val_acc", "tsne")),
+    "segment": TaskInfo("segment", "P2 segmentation", "val_miou", dense=True, snapshots=True, iou=True,
+                        deliverables=("masks", "course_miou")),
 }
 
 _CLASSES = {"classify": ("fcnlab.tasks.classify", "ClassificationTask"),

@@ -17,6 +17,7 @@ from fcnlab.config import TrainConfig
 from fcnlab.data.prefetch import Prefetcher
 from fcnlab.evaluate.metrics import ConfusionMatrix
 from fcnlab.runtime.distributed import all_reduce_sum
+from fcnlab.runtime.progress import Progress
 
 
 class Task:
@@ -88,9 +89,10 @@ class Task:
 
     @torch.inference_mode()
     def evaluate(self, model: torch.nn.Module, data: Any, device: torch.device, rank: int = 0,
-                 world_size: int = 1, amp_dtype: torch.dtype | None = None) -> tuple[dict[str, float],
-                                                                                     ConfusionMatrix]:
-        """Validation metrics over ``data`` (this rank takes every ``world_size``-th sample; all-reduced).
+                 world_size: int = 1, amp_dtype: torch.dtype | None = None,
+                 desc: str = "validation") -> tuple[dict[str, float], ConfusionMatrix]:
+        """Validation metrics over ``data`` (this rank takes every ``world_size``-th sample; all-reduced), with
+        progress named ``desc`` when it takes more than a few seconds.
 
         The data path is training's: a :class:`Prefetcher` gathers the next batch in the background (pinned
         on CUDA) and the copies are ``non_blocking``. The loss sum and the confusion matrix stay on the
@@ -103,6 +105,7 @@ class Task:
         bs = self.cfg.eval_batch_size or 2 * self.cfg.batch_size
         index = torch.arange(rank, len(data), world_size)
         batches = list(index.split(bs)) if len(index) else []  # an empty shard (more ranks than images): none
+        progress = Progress(len(index), desc, unit="image", enabled=rank == 0)
         for images, targets in Prefetcher(data, batches, pin=device.type == "cuda"):
             images = images.to(device, non_blocking=True)
             targets = targets.to(device, non_blocking=True)
@@ -112,6 +115,8 @@ class Task:
             loss_sum += F.cross_entropy(logits, targets, reduction="sum").double()
             count += targets.numel()
             conf.update(targets, logits.argmax(1))
+            progress.update(len(images))
+        progress.close()
         totals = torch.stack([loss_sum, torch.full_like(loss_sum, count)])  # a fill, not a host-to-device copy
         all_reduce_sum(totals)
         conf.all_reduce()

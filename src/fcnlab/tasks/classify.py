@@ -1,9 +1,11 @@
-"""P1 classification: ``{label}_{index}.png`` images, random crop + flip, top-1 accuracy."""
+"""P1 classification: ``{label}_{index}.png`` images, random crop + flip (and the optional batch policies of
+:mod:`fcnlab.data.batch_augment`), top-1 accuracy."""
 
 from __future__ import annotations
 
 import torch.nn.functional as F
 
+from fcnlab.data.batch_augment import build_batch_augment
 from fcnlab.data.transforms import normalize, random_crop_flip, resize
 from fcnlab.errors import DataError
 from fcnlab.tasks import task_info
@@ -16,11 +18,19 @@ class ClassificationTask(Task):
     info = task_info("classify")
     name, metric, dense, snapshots = info.name, info.metric, info.dense, info.snapshots
 
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        # TrivialAugment/RandAugment, random erasing, CutMix/MixUp: None when all are off
+        self.batch_augment = build_batch_augment(
+            cfg.augment_policy, randaugment_ops=cfg.randaugment_ops, randaugment_magnitude=cfg.randaugment_magnitude,
+            random_erasing=cfg.random_erasing, cutmix=cfg.cutmix, mixup=cfg.mixup, mix_prob=cfg.mix_prob,
+            num_classes=cfg.num_classes) if cfg.augment else None
+
     def load_train(self):
         from fcnlab.data.classification import load_image_set
 
         data = load_image_set(self.cfg.data, num_classes=self.cfg.num_classes, limit=self.cfg.limit,
-                              cache=self.cfg.cache)
+                              cache=self.cfg.cache, seed=self.cfg.seed)
         if len(data) < 2:
             raise DataError(f"{self.cfg.data}: holds 1 image; training needs at least 2 (add images or raise "
                             f"--limit)")
@@ -30,7 +40,7 @@ class ClassificationTask(Task):
         from fcnlab.data.classification import load_image_set
 
         return load_image_set(self.cfg.val, csv_path=self.cfg.val_csv, num_classes=self.cfg.num_classes,
-                              limit=self.cfg.val_limit, cache=self.cfg.cache)
+                              limit=self.cfg.val_limit, cache=self.cfg.cache, seed=self.cfg.seed)
 
     def check_train_data(self, data):
         """P1's training set holds byte-identical images under two labels: name them."""
@@ -44,10 +54,18 @@ class ClassificationTask(Task):
     def prepare_train(self, images, targets, gen):
         if self.cfg.augment:
             images = random_crop_flip(images, self.cfg.pad, gen)
+        if self.batch_augment is not None:
+            images, targets = self.batch_augment(images, targets, gen)  # soft targets with CutMix/MixUp
         return self.prepare_eval(images), targets
 
     def loss(self, logits, targets):
+        # class indices or (CutMix/MixUp) class probabilities; label smoothing applies to both
         return F.cross_entropy(logits, targets, label_smoothing=self.cfg.label_smoothing)
+
+    def correct(self, logits, targets):
+        if targets.ndim == 2:  # mixed targets: count the prediction of the larger share as correct
+            targets = targets.argmax(1)
+        return super().correct(logits, targets)
 
     def summarize(self, conf, loss_sum, count):
         mat = conf.mat.cpu().double()  # one read of the matrix

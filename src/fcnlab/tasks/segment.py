@@ -25,7 +25,7 @@ class SegmentationTask(Task):
     def load_train(self):
         from fcnlab.data.segmentation import load_tile_set
 
-        data = load_tile_set(self.cfg.data, limit=self.cfg.limit, cache=self.cfg.cache)
+        data = load_tile_set(self.cfg.data, limit=self.cfg.limit, cache=self.cfg.cache, seed=self.cfg.seed)
         h, w = data.images.shape[-2:]
         if min(h, w) < 32:
             raise DataError(f"{data.files[0]}: tiles are {w}x{h}; segmentation training needs tiles of at least "
@@ -40,7 +40,7 @@ class SegmentationTask(Task):
     def load_val(self):
         from fcnlab.data.segmentation import load_tile_set
 
-        return load_tile_set(self.cfg.val, limit=self.cfg.val_limit, cache=self.cfg.cache)
+        return load_tile_set(self.cfg.val, limit=self.cfg.val_limit, cache=self.cfg.cache, seed=self.cfg.seed)
 
     def prepare_eval(self, images):
         return normalize(images)

@@ -20,28 +20,35 @@ from typing import Any
 
 import torch
 
-from fcnlab.checkpoint import load_checkpoint, remove_stale_temp_files, set_rng_state
-from fcnlab.config import TrainConfig, from_dict, save_yaml
-from fcnlab.errors import ConfigError
-from fcnlab.runs import BEST, CONFIG, ENV, LAST, MODEL_TXT, MetricsLog, prepare_run_dir
+from fcnlab.checkpoint import remove_stale_temp_files, set_rng_state
+from fcnlab.config import TrainConfig, from_dict
+from fcnlab.errors import ConfigError, DataError
+from fcnlab.recipes import save_yaml
+from fcnlab.runs import BEST, CONFIG, ENV, LAST, MODEL_TXT, MetricsLog, claim_run_dir, format_row, prepare_run_dir
 from fcnlab.runtime import distributed as dist_utils
-from fcnlab.runtime.device import environment, seed_everything, select_device
+from fcnlab.runtime.device import device_name, environment, seed_everything, select_device
 from fcnlab.runtime.files import atomic_link, atomic_write_text
 from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
-from fcnlab.tasks import make_task
+from fcnlab.tasks import make_task, task_info
 from fcnlab.tasks.base import Task
 from fcnlab.training.hooks import epoch_hooks
 from fcnlab.training.loop import train_one_epoch
+from fcnlab.training.resume import check_resume, check_unchanged, load_resume_checkpoint
 from fcnlab.training.signals import install_signal_handlers, interrupted, restore_signal_handlers
-from fcnlab.training.state import TrainState, build_state, fresh_accum
+from fcnlab.training.state import TrainState, build_state, epoch_batches, fresh_accum
 
 
-def resume_config(out: str | Path, overrides: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
-    """The config and checkpoint to resume the run in ``out``: ``last.pt``'s config with ``overrides`` (e.g. a
-    larger ``epochs``) applied."""
-    prepare_run_dir(out, True)
-    ckpt = load_checkpoint(Path(out) / LAST)
-    return from_dict({**ckpt["config"], **overrides}, f"{out}/{LAST}"), ckpt
+def resume_config(out: str | Path, overrides: dict[str, Any], task: str | None = None,
+                  start: str = "last") -> tuple[TrainConfig, dict[str, Any]]:
+    """The config and checkpoint to resume the run in ``out``: ``last.pt``'s (``start="best"``: ``best.pt``'s)
+    config with ``overrides`` (e.g. a larger ``epochs``) applied.
+
+    Refused with one line: a run another process holds, a checkpoint of another task than ``task`` (the
+    command's), overrides that change the model's shapes (:mod:`fcnlab.training.resume`).
+    """
+    ckpt = load_resume_checkpoint(out, start)
+    check_resume(ckpt, out, task, overrides)
+    return from_dict({**ckpt["config"], **overrides}, f"{out}/{ckpt['source']['name']}"), ckpt
 
 
 def fit(cfg: TrainConfig, out: str | Path, ckpt: dict[str, Any] | None = None,
@@ -53,34 +60,51 @@ def fit(cfg: TrainConfig, out: str | Path, ckpt: dict[str, Any] | None = None,
     rank under DDP) and the position in the epoch's data order are restored, so on the CPU with
     ``deterministic`` the result equals an uninterrupted run. ``config_changed``: the resumed run's config
     differs from the checkpoint's (``config.yaml`` is rewritten).
+
+    The run folder is locked for the whole call (:func:`fcnlab.runs.claim_run_dir`): a second process that
+    trains or resumes into it is refused with this one's PID.
     """
     if cfg.data is None or cfg.val is None:
         raise ConfigError("options --data and --val are required (training and validation folders)")
-    device_type = "cuda" if (cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())) \
-        else "cpu"
-    dist = dist_utils.init_distributed(device_type)
-    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    source = (ckpt.get("source") or {}).get("name", LAST) if ckpt is not None else LAST
+    # rank 0 alone owns the folder under torchrun (before the process group exists, RANK says which)
+    lock = claim_run_dir(out, ckpt is not None, source) if os.environ.get("RANK", "0") in ("", "0") else None
     try:
-        return _fit(cfg, Path(out), ckpt, dist, config_changed)
+        if ckpt is not None and lock is not None:
+            check_unchanged(ckpt, Path(out))
+        device_type = "cuda" if (cfg.device.startswith("cuda") or (cfg.device == "auto" and
+                                                                   torch.cuda.is_available())) else "cpu"
+        dist = dist_utils.init_distributed(device_type)
+        deterministic_before = torch.are_deterministic_algorithms_enabled()
+        try:
+            return _fit(cfg, Path(out), ckpt, dist, config_changed)
+        finally:
+            torch.use_deterministic_algorithms(deterministic_before)
+            dist_utils.shutdown()
     finally:
-        torch.use_deterministic_algorithms(deterministic_before)
-        dist_utils.shutdown()
+        if lock is not None:
+            lock.release()
 
 
 def _open_run_dir(out: Path, ckpt: dict[str, Any] | None) -> Path:
     """Create the run folder, or tidy the one being resumed after a kill."""
-    run_dir = prepare_run_dir(out, ckpt is not None)
+    source = (ckpt.get("source") or {}).get("name", LAST) if ckpt is not None else LAST
+    run_dir = prepare_run_dir(out, ckpt is not None, source)
     if ckpt is not None:
         remove_stale_temp_files(run_dir)  # left by a SIGKILL during a save
         last, best = run_dir / LAST, run_dir / BEST
-        if ckpt["best_epoch"] == ckpt["epoch"] and ckpt["step_in_epoch"] == 0 and not (
+        if source == LAST and ckpt["best_epoch"] == ckpt["epoch"] and ckpt["step_in_epoch"] == 0 and not (
                 best.is_file() and os.path.samefile(last, best)):
             atomic_link(last, best)  # killed between saving last.pt and linking best.pt
     return run_dir
 
 
-def _load_data(task: Task, dist: dist_utils.DistInfo) -> tuple[Any, Any]:
-    """The training and validation sets; the main process prints what is worth knowing about them."""
+def _load_data(task: Task, dist: dist_utils.DistInfo, device: torch.device) -> tuple[Any, Any]:
+    """The training and validation sets; the main process prints what is worth knowing about them.
+
+    With ``resident`` they move to the GPU when they fit (:func:`fcnlab.data.resident.make_resident`);
+    on the CPU, or when they do not fit, they stay the host data sets, so the path is today's.
+    """
     train_data = task.load_train()
     val_data = task.load_val()
     if dist.is_main:
@@ -91,6 +115,15 @@ def _load_data(task: Task, dist: dist_utils.DistInfo) -> tuple[Any, Any]:
         line = task.check_train_data(train_data)
         if line:
             print(f"fcnlab: warning: {line}", file=sys.stderr, flush=True)
+    if task.cfg.resident:
+        from fcnlab.data.resident import make_resident
+
+        train_data, note = make_resident(train_data, device)
+        if dist.is_main:
+            print(f"note (train): {note}", flush=True)
+        val_data, note = make_resident(val_data, device)
+        if dist.is_main:
+            print(f"note (val): {note}", flush=True)
     return train_data, val_data
 
 
@@ -103,12 +136,18 @@ def _build_model(cfg: TrainConfig, ckpt: dict[str, Any] | None, device: torch.de
     model = build_model(cfg.model, cfg.num_classes, pretrained=cfg.pretrained and ckpt is None,
                         weights=cfg.weights if ckpt is None else None, **kwargs)
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
+        try:
+            model.load_state_dict(ckpt["model"])
+        except (RuntimeError, KeyError) as e:  # shapes are checked before; this is an edited or damaged file
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise DataError(f"{run_dir}: the checkpoint's weights do not fit model {cfg.model} with "
+                            f"{cfg.num_classes} classes ({first}); it is damaged or was edited") from None
     model.to(device)
     if dist.is_main and ckpt is None:
         atomic_write_text(run_dir / MODEL_TXT, f"{model}\n")
         save_yaml(cfg, run_dir / CONFIG)
-        atomic_write_text(run_dir / ENV, json.dumps(environment(), indent=2) + "\n")
+        env = {**environment(), "device": device_name(device)}
+        atomic_write_text(run_dir / ENV, json.dumps(env, indent=2) + "\n")
     elif dist.is_main and config_changed:
         save_yaml(cfg, run_dir / CONFIG)  # e.g. --epochs extended on resume
     if cfg.sync_bn and dist.enabled:
@@ -123,22 +162,51 @@ def _fit(cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_ut
         raise ConfigError("option sync_bn (--sync-bn): SyncBatchNorm works on GPUs only; drop --sync-bn for CPU "
                           "(gloo) runs")
     run_dir = dist_utils.on_main(lambda: _open_run_dir(out, ckpt), out)  # an error there stops every rank
+    if dist.is_main:  # a first line at once: decoding the data may take minutes
+        what = "resuming" if ckpt is not None else "starting"
+        where = device_name(device) + (f" ({dist.world_size} processes)" if dist.enabled else "")
+        print(f"fcnlab: {what} {task_info(cfg.task).label} training of {cfg.model} in {run_dir} on {where}; "
+              f"loading data ...", flush=True)
     seed_everything(cfg.seed + dist.rank, cfg.deterministic)
     task = make_task(cfg)
-    train_data, val_data = _load_data(task, dist)
+    train_data, val_data = _load_data(task, dist, device)
     model = _build_model(cfg, ckpt, device, dist, run_dir, config_changed)
     state = build_state(cfg, task, run_dir, model, device, dist, train_data, val_data)
     if ckpt is not None:
         _restore(state, ckpt)
+    if dist.is_main:
+        print(startup_summary(state, model), flush=True)
     return _train(state, model)
+
+
+def startup_summary(state: TrainState, model: torch.nn.Module) -> str:
+    """What the run is about to do: data, model size and initialisation, schedule, where the config is."""
+    cfg = state.cfg
+    params = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    init = (f"weights from {cfg.weights}" if cfg.weights else "ImageNet weights" if cfg.pretrained
+            else "from scratch")
+    steps = len(epoch_batches(len(state.train_data), cfg, 0, state.dist))
+    world = state.dist.world_size if state.dist.enabled else 1
+    lines = [f"  data: {len(state.train_data)} training images ({cfg.data}), {len(state.val_data)} validation "
+             f"({cfg.val})" + (f"; --limit {cfg.limit}" if cfg.limit else "")
+             + (f", --val-limit {cfg.val_limit}" if cfg.val_limit else ""),
+             f"  model: {cfg.model}, {params:,} parameters ({trainable:,} trainable), {init}",
+             f"  schedule: {cfg.epochs} epochs x {steps} steps of {cfg.batch_size} images"
+             + (f" x {world} processes" if world > 1 else "")
+             + f"; {cfg.optimizer} lr {cfg.lr:g}, {cfg.scheduler}" + (f", from epoch {state.epoch + 1}"
+                                                                         if state.epoch else ""),
+             f"  config: {state.run_dir / CONFIG} (resolved; the command line is in {state.run_dir / ENV})"]
+    return "\n".join(lines)
 
 
 def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
     """The epochs from ``state.epoch`` to ``cfg.epochs``: train, evaluate, checkpoint, log, hooks."""
     cfg, task, dist, device, run_dir = state.cfg, state.task, state.dist, state.device, state.run_dir
-    train_data, val_data, eval_model = state.train_data, state.val_data, state.eval_model
+    train_data, val_data = state.train_data, state.val_data
     log = MetricsLog(run_dir)
-    log.truncate(state.epoch)
+    log.restore(state.history, state.epoch)  # rows a kill took away after their checkpoint are written back
+    state.history = {"metrics": [dict(r) for r in log.rows], "timing": [dict(r) for r in log.timing]}
     hooks = epoch_hooks(state)
     previous = install_signal_handlers(state)
     try:
@@ -154,9 +222,13 @@ def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
                 state.epoch_lr = state.optimizer.param_groups[0]["lr"]
             stats = train_one_epoch(state, epoch)
             train_time = time.perf_counter() - t0
+            scored = state.scored_model  # the EMA when on: its metrics select best.pt
             if dist.enabled:  # evaluate exactly the weights rank 0 saves (BN statistics differ per rank)
                 dist_utils.broadcast_buffers(model)
-            metrics, conf = task.evaluate(eval_model, val_data, device, dist.rank, dist.world_size, state.amp)
+                if state.ema is not None:
+                    dist_utils.broadcast_buffers(scored)
+            metrics, conf = task.evaluate(scored, val_data, device, dist.rank, dist.world_size, state.amp,
+                                          desc=f"epoch {epoch + 1}/{cfg.epochs} validation")
             state.epoch, state.step_in_epoch = epoch + 1, 0
             state.epoch_accum = fresh_accum()
             row = {"epoch": epoch + 1, "lr": state.epoch_lr, **stats, **metrics}
@@ -168,18 +240,21 @@ def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
                       "epoch_seconds": f"{time.perf_counter() - t0:.2f}",
                       "train_img_per_s": f"{len(train_data) / max(train_time, 1e-9):.2f}"}
 
+            state.history["metrics"].append(format_row(row))  # the checkpoint holds its own log rows
+            state.history["timing"].append(dict(timing))
+
             def after_save(row=row, timing=timing, improved=improved) -> None:
                 if improved:  # same bytes as last.pt: a hard link, not a second 1 GB write
                     atomic_link(run_dir / LAST, run_dir / BEST)
                 log.append(row, timing)
 
-            # checkpoint first, then the log: a SIGKILL in between leaves metrics.csv one row short at most
-            # (the resumed run rewrites the row), never a row without its checkpoint. The write runs in a
-            # background thread (BackgroundSaver) while the next epoch trains.
+            # checkpoint first, then the log: a SIGKILL in between leaves the files a row short, which the
+            # resumed run writes back from the checkpoint's history; never a row without its checkpoint. The
+            # write runs in a background thread (BackgroundSaver) while the next epoch trains.
             state.save(LAST, metrics, then=after_save)  # every rank: RNG states are gathered
             if dist.is_main:
                 for hook in hooks:
-                    hook(epoch + 1, model, row, conf)
+                    hook(epoch + 1, scored, row, conf)
                 shown = f"{task.metric} {value:.4f}"
                 print(f"epoch {epoch + 1}/{cfg.epochs}: train_loss {stats['train_loss']:.4f} "
                       f"train_acc {stats['train_acc']:.4f} val_loss {metrics['val_loss']:.4f} {shown} "
@@ -212,6 +287,9 @@ def _restore(state: TrainState, ckpt: dict[str, Any]) -> None:
                                                               ckpt["best_epoch"])
     state.epoch_accum = dict(ckpt.get("epoch_accum") or state.epoch_accum)
     state.epoch_lr = ckpt.get("epoch_lr")
+    if state.ema is not None and ckpt.get("ema") is not None:  # else (ema just turned on) it starts now
+        state.ema.load_state_dict(ckpt["ema"])
+    state.history = ckpt.get("history")  # None in checkpoints of older versions: the log is only truncated
     state.last_saved = (f"the end of epoch {state.epoch}" if state.step_in_epoch == 0
                         else f"epoch {state.epoch + 1} step {state.step_in_epoch}")
     saved_world = int(ckpt.get("world_size", 1))

@@ -73,6 +73,7 @@ def train_one_epoch(state: TrainState, epoch: int) -> dict[str, float]:
     channels_last = use_channels_last(cfg, dev)
     try:
         for i, (x, y) in enumerate(Prefetcher(state.train_data, batches[start:], dev.type == "cuda"), start=start):
+            state.saver.check()  # a failed background checkpoint write (a full disk) stops training now
             x = x.to(dev, non_blocking=True)
             y = y.to(dev, non_blocking=True)
             x, y = task.prepare_train(x, y, state.gen)
@@ -89,6 +90,8 @@ def train_one_epoch(state: TrainState, epoch: int) -> dict[str, float]:
             state.scaler.step(state.optimizer)
             state.scaler.update()
             state.scheduler.step()
+            if state.ema is not None:
+                state.ema.update(model)
             state.global_step += 1
             with torch.no_grad():
                 c, n = task.correct(logits.detach(), y)

@@ -10,7 +10,7 @@ from fcnlab.config import TrainConfig
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """SGD (momentum) or AdamW over trainable parameters only (frozen upsamplers stay out)."""
+    """SGD (momentum, optionally Nesterov) or AdamW over trainable parameters only (frozen upsamplers stay out)."""
     from fcnlab.models import trainable_param_groups
 
     groups = trainable_param_groups(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -18,7 +18,7 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.devi
     # (docs/BENCHMARKS.md)
     fused = {"fused": True} if device.type in ("cuda", "cpu") else {}
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, **fused)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, **fused)
     return torch.optim.AdamW(groups, lr=cfg.lr, **fused)
 
 

@@ -1,38 +1,32 @@
-"""Training progress: a tqdm bar with ETA on a terminal, plain log lines otherwise."""
+"""Training progress: a tqdm bar with ETA on a terminal; otherwise a line after the first step, then every
+30 seconds (and every ``log_every`` steps) and at the epoch's end, each with the ETA of the epoch.
+
+A thin layer over :class:`fcnlab.runtime.progress.Progress`, which every long phase uses; training's lines go
+to stdout, as the epoch summaries do, so a log file reads in order.
+"""
 
 from __future__ import annotations
 
 import sys
-import time
+
+from fcnlab.runtime.progress import INTERVAL
+from fcnlab.runtime.progress import Progress as _Progress
 
 
 class Progress:
-    """tqdm bar with ETA on a terminal, plain log lines every ``log_every`` steps otherwise."""
+    """The steps of one training epoch (``desc``: ``epoch 3/50``)."""
 
-    def __init__(self, enabled: bool, total: int, initial: int, desc: str, log_every: int):
-        self.enabled, self.total, self.log_every, self.desc = enabled, total, log_every, desc
-        self.bar = None
-        self.start = time.perf_counter()
-        self.step = initial
-        if enabled and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, leave=False)
+    def __init__(self, enabled: bool, total: int, initial: int, desc: str, log_every: int,
+                 interval: float = INTERVAL):
+        self._progress = _Progress(total, desc, enabled=enabled, initial=initial, unit="step", log_every=log_every,
+                                   interval=interval, quiet=0.0, stream=sys.stdout)
 
     def update(self, loss: float | None) -> None:
-        self.step += 1
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.update(1)
-            if loss is not None:
-                self.bar.set_postfix(loss=f"{loss:.4f}")
-        elif self.log_every and (self.step % self.log_every == 0 or self.step == self.total):
-            el = time.perf_counter() - self.start
-            print(f"{self.desc} step {self.step}/{self.total}" + (f" loss {loss:.4f}" if loss is not None else "")
-                  + f" ({el:.0f}s)", flush=True)
+        """One step done; ``loss`` is the epoch's running mean when it was read this step."""
+        if loss is None:
+            self._progress.update()
+        else:
+            self._progress.update(loss=loss)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
+        self._progress.close()

@@ -1,8 +1,10 @@
 """Predicted masks of fixed validation tiles at chosen epochs: the seed's "masks at epoch 5, 25, 50".
 
-At each epoch in ``snapshot_epochs`` the hook predicts the same ``snapshot_tiles`` validation tiles and
-writes ``snapshots/epoch_005.png`` (satellite | ground truth | prediction) and ``epoch_005.npz`` (the
-class maps), then redraws ``snapshots/all_epochs.png`` with every snapshot epoch so far.
+At each epoch in ``snapshot_epochs`` the hook predicts the same validation tiles (the ones named by
+``snapshot_images``, else ``snapshot_tiles`` evenly spaced ones) and writes ``snapshots/epoch_005.png``
+(satellite | ground truth | prediction) and ``epoch_005.npz`` (the class maps, the tiles' names and the
+epoch's mIoU), then redraws ``snapshots/all_epochs.png`` with every snapshot epoch so far: rows labelled
+with the tiles' file names, columns with the epoch and its validation mIoU.
 """
 
 from __future__ import annotations
@@ -15,14 +17,9 @@ import numpy as np
 import torch
 
 from fcnlab.config import TrainConfig
+from fcnlab.data.subset import named_indices, snapshot_indices
 from fcnlab.data.transforms import normalize
 from fcnlab.runtime.files import atomic_write_bytes
-
-
-def snapshot_indices(n: int, k: int) -> list[int]:
-    """``k`` fixed, evenly spaced validation indices."""
-    k = min(k, n)
-    return sorted({int(round(i * (n - 1) / max(k - 1, 1))) for i in range(k)}) if k > 1 else [0]
 
 
 class SnapshotHook:
@@ -32,7 +29,12 @@ class SnapshotHook:
                  amp: torch.dtype | None):
         self.epochs = set(cfg.snapshot_epochs)
         self.folder = run_dir / "snapshots"
-        self.index = torch.tensor(snapshot_indices(len(val_data), cfg.snapshot_tiles))
+        if cfg.snapshot_images:
+            index = named_indices(val_data.files, cfg.snapshot_images, cfg.val)
+        else:
+            index = snapshot_indices(len(val_data), cfg.snapshot_tiles)
+        self.index = torch.tensor(index)
+        self.names = [val_data.files[i].name for i in index]
         self.val_data, self.device, self.amp = val_data, device, amp
 
     @torch.inference_mode()
@@ -53,13 +55,22 @@ class SnapshotHook:
         images, masks = self.val_data.batch(self.index)
         imgs = [im.permute(1, 2, 0).numpy() for im in images]
         gts = [m.numpy().astype(np.uint8) for m in masks]
+        miou = float(metrics.get("val_miou", float("nan")))
         buf = io.BytesIO()
-        np.savez_compressed(buf, preds=preds, index=self.index.numpy(), epoch=epoch)
+        np.savez_compressed(buf, preds=preds, index=self.index.numpy(), epoch=epoch, miou=miou,
+                            names=np.asarray(self.names))
         atomic_write_bytes(self.folder / f"epoch_{epoch:03d}.npz", buf.getvalue())
-        title = f"epoch {epoch}: val mIoU {metrics.get('val_miou', float('nan')):.4f}"
-        viz.plot_mask_snapshot(imgs, gts, list(preds), self.folder / f"epoch_{epoch:03d}.png", title)
-        snaps = {}
+        title = f"epoch {epoch}: val mIoU {miou:.4f}"
+        viz.plot_mask_snapshot(imgs, gts, list(preds), self.folder / f"epoch_{epoch:03d}.png", title,
+                               row_labels=self.names)
+        snaps, mious = {}, {}
         for f in sorted(self.folder.glob("epoch_*.npz")):
             with np.load(f) as z:
+                if "names" in z and list(z["names"]) != self.names:
+                    continue  # tiles of an earlier run in this folder (other --snapshot-images): not comparable
                 snaps[int(z["epoch"])] = list(z["preds"])
-        viz.plot_snapshot_grid(snaps, imgs, gts, self.folder / "all_epochs.png")
+                if "miou" in z:
+                    mious[int(z["epoch"])] = float(z["miou"])
+        viz.plot_snapshot_grid(snaps, imgs, gts, self.folder / "all_epochs.png",
+                               "Predicted masks by epoch (columns: epoch and its validation mIoU)",
+                               row_labels=self.names, mious=mious)

@@ -19,8 +19,9 @@ from fcnlab.checkpoint import BackgroundSaver, rng_state, save_checkpoint, unwra
 from fcnlab.config import TrainConfig
 from fcnlab.data.sampling import epoch_indices, shard
 from fcnlab.runtime import distributed as dist_utils
-from fcnlab.runtime.device import amp_dtype
+from fcnlab.runtime.device import amp_dtype, compile_model
 from fcnlab.tasks.base import Task
+from fcnlab.training.ema import ModelEma
 from fcnlab.training.optim import build_optimizer, build_scheduler
 
 
@@ -57,6 +58,16 @@ class TrainState:
     last_saved: str = ""  # where the newest last.pt stands, for messages ("end of epoch 3")
     saver: BackgroundSaver = field(default_factory=BackgroundSaver)  # epoch-end checkpoints in the background
     eval_model: Any = None  # the model evaluation runs (compiled, not DDP-wrapped); None: ``model``
+    ema: ModelEma | None = None  # the weights' moving average (``cfg.ema``), updated after every optimizer step
+    # every finished epoch's metrics.csv and timing.csv row, saved in each checkpoint so that a resumed run
+    # can write back a row that a kill between the checkpoint and the log took away
+    # (None: resumed from a checkpoint written before it held them)
+    history: dict[str, list[dict[str, Any]]] | None = field(default_factory=lambda: {"metrics": [], "timing": []})
+
+    @property
+    def scored_model(self) -> torch.nn.Module:
+        """The model that is evaluated, selects ``best.pt`` and is loaded for inference: the EMA when on."""
+        return self.ema.module if self.ema is not None else (self.eval_model or self.model)
 
     def checkpoint(self, metrics: dict[str, float] | None = None,
                    rng_ranks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -67,9 +78,12 @@ class TrainState:
                     epoch=self.epoch, step_in_epoch=self.step_in_epoch, global_step=self.global_step,
                     best_metric=self.best_metric, best_epoch=self.best_epoch, epoch_accum=dict(self.epoch_accum),
                     epoch_lr=self.epoch_lr, config=self.cfg.to_dict(), rng=rng_state(self.gen),
-                    metrics=metrics or {}, world_size=self.dist.world_size)
+                    metrics=metrics or {}, world_size=self.dist.world_size,
+                    history={k: [dict(r) for r in v] for k, v in (self.history or {}).items()})
         if rng_ranks is not None:
             ckpt["rng_ranks"] = rng_ranks
+        if self.ema is not None:  # ``model`` stays the raw weights (exact resume); ``ema`` the averaged ones
+            ckpt["ema"] = self.ema.state_dict()
         return ckpt
 
     def save(self, name: str, metrics: dict[str, float] | None = None, then: Any = None) -> Path:
@@ -118,20 +132,21 @@ def build_state(cfg: TrainConfig, task: Task, run_dir: Path, model: torch.nn.Mod
     """A fresh TrainState for ``model`` (already on ``device``, in its memory format).
 
     Builds the optimizer and LR schedule (:mod:`fcnlab.training.optim`), the autocast dtype and GradScaler,
-    ``torch.compile`` (before DDP) when ``cfg.compile``, the DDP wrapper under torchrun and the
-    augmentation generator (seeded per rank).
+    ``torch.compile`` (before DDP) when ``cfg.compile``, the DDP wrapper under torchrun, the
+    augmentation generator (seeded per rank) and, with ``cfg.ema``, the moving average of ``model``.
     """
     optimizer = build_optimizer(model, cfg, device)
     steps_per_epoch = len(epoch_batches(len(train_data), cfg, 0, dist, task.sample_factors))
     scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
     amp = amp_dtype(cfg, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-    eval_model = torch.compile(model) if cfg.compile else model  # compile before DDP
+    eval_model = compile_model(model, cfg) if cfg.compile else model  # compile before DDP
     train_model = eval_model
     if dist.enabled:
         train_model = torch.nn.parallel.DistributedDataParallel(
             eval_model, device_ids=[device.index] if device.type == "cuda" else None)
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed * 1000 + dist.rank)
+    ema = ModelEma(model, cfg.ema_decay, cfg.ema_warmup) if cfg.ema else None
     return TrainState(cfg, task, run_dir, train_model, optimizer, scheduler, scaler, device, amp, gen, dist,
-                      train_data, val_data, eval_model=eval_model)
+                      train_data, val_data, eval_model=eval_model, ema=ema)

@@ -1,0 +1,87 @@
+"""What ``--resume RUN [--from last|best]`` continues from, and whether the command may continue it.
+
+A checkpoint is resumed only by the task that wrote it and with the shapes its weights were trained for
+(model, class count, input size, upsampling); anything else is refused with one line that says what
+differs, before a model is built. A damaged ``last.pt`` names the way out: ``--from best``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from fcnlab.checkpoint import load_checkpoint
+from fcnlab.errors import ConfigError, DataError
+from fcnlab.runs import BEST, LAST
+from fcnlab.runtime.lock import refuse_if_held
+
+#: The config keys a resumed checkpoint must share with the command, and the options that set them.
+FIXED = {"model": "--model", "num_classes": "--num-classes", "image_size": "--image-size",
+         "learn_upsampling": "--learn-upsampling"}
+#: ``--from`` choices and the file each one resumes.
+SOURCES = {"last": LAST, "best": BEST}
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def load_resume_checkpoint(run_dir: str | Path, start: str = "last") -> dict[str, Any]:
+    """Load ``RUN/last.pt`` (``start="best"``: ``RUN/best.pt``); refuse a run another process holds.
+
+    The returned dict carries ``source`` (the file's name, inode and mtime) so that :func:`fcnlab.training.fit`
+    can check, once it holds the run's lock, that no other process replaced the file meanwhile.
+    """
+    run_dir = Path(run_dir)
+    if start not in SOURCES:
+        raise ConfigError(f"option --from: must be one of {', '.join(SOURCES)}, got {start}")
+    refuse_if_held(run_dir, "resume")  # before reading a live run's checkpoint at all
+    path = run_dir / SOURCES[start]
+    if not path.is_file():
+        other = f"; it holds {BEST}: add --from best" if start == "last" and (run_dir / BEST).is_file() else ""
+        raise ConfigError(f"--resume {run_dir}: no {path.name} in that folder to resume from{other}")
+    try:
+        ckpt = load_checkpoint(path)
+    except DataError as e:
+        best = run_dir / BEST
+        if start != "last" or not best.is_file() or _same_file(path, best):
+            raise
+        what = str(e).split("; ")[0]
+        raise DataError(f"{what}; resume from the best epoch's checkpoint instead: --resume {run_dir} --from best "
+                        f"(the epochs after it are trained again)") from None
+    st = path.stat()
+    ckpt["source"] = {"name": path.name, "inode": st.st_ino, "mtime_ns": st.st_mtime_ns}
+    return ckpt
+
+
+def check_resume(ckpt: dict[str, Any], run_dir: str | Path, task: str | None, overrides: dict[str, Any]) -> None:
+    """Refuse to continue ``ckpt`` as another task or with other shapes; one line says what differs."""
+    saved_task = ckpt.get("task")
+    if task is not None and saved_task != task:
+        raise ConfigError(f"--resume {run_dir}: is a {saved_task} run ({ckpt.get('model_name')}), not a {task} "
+                          f"run; resume it with 'fcnlab {saved_task} train --resume {run_dir}'")
+    saved = ckpt.get("config", {})
+    differs = [f"{option} {overrides[key]} (the run has {saved.get(key)})" for key, option in FIXED.items()
+               if key in overrides and overrides[key] != saved.get(key)]
+    if differs:
+        raise ConfigError(f"--resume {run_dir}: the checkpoint was trained with other shapes: {', '.join(differs)}; "
+                          f"drop those options to resume it, or start a new run with --out")
+
+
+def check_unchanged(ckpt: dict[str, Any], run_dir: Path) -> None:
+    """After taking the run's lock: the resumed file must still be the one that was read (no other writer)."""
+    source = ckpt.get("source")
+    if not source:
+        return
+    try:
+        st = (run_dir / source["name"]).stat()
+        same = (st.st_ino, st.st_mtime_ns) == (source["inode"], source["mtime_ns"])
+    except OSError:
+        same = False
+    if not same:
+        raise ConfigError(f"{run_dir / source['name']}: another process wrote it while this one started; run the "
+                          f"command again to resume from the new checkpoint")

@@ -1,0 +1,43 @@
+"""The P1 laptop recipe (airnet, bf16 autocast on the CPU, channels-last, EMA): it validates, trains through
+``classify train`` on a tiny synthetic set, and ``classify eval`` scores what training logged."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from fcnlab.checkpoint import load_checkpoint
+from fcnlab.cli.main import main
+from fcnlab.config import from_dict
+from fcnlab.data.synthetic import make_classification_data
+from fcnlab.recipes import load_yaml
+from train_once import train_once
+
+
+def test_recipe_validates_with_the_cpu_choices():
+    cfg = from_dict(load_yaml("p1_laptop"))
+    assert cfg.model == "airnet" and cfg.amp == "bf16" and cfg.channels_last and cfg.ema and cfg.nesterov
+    assert not cfg.pretrained and cfg.weights is None
+
+
+@pytest.mark.slow
+def test_recipe_trains_and_eval_reproduces_the_logged_accuracy(tmp_path):
+    data = make_classification_data(tmp_path / "p1", num_classes=3, train_per_class=4, val_per_class=2)
+    run = tmp_path / "run"
+    rc = train_once(["classify", "train", "--config", "p1_laptop", "--data", str(data / "train_50"),
+                     "--val", str(data / "val_50"), "--val-csv", str(data / "val_gt.csv"), "--out", str(run),
+                     "--num-classes", "3", "--epochs", "2", "--batch-size", "4", "--warmup-epochs", "0",
+                     "--device", "cpu", "--log-every", "1000"], tmp_path / "cache")
+    assert rc == 0
+    ckpt = load_checkpoint(run / "best.pt")
+    assert ckpt["config"]["amp"] == "bf16" and ckpt["config"]["model"] == "airnet"
+    assert ckpt["ema"] is not None and ckpt["ema"]["updates"] == 6  # 12 images in batches of 4, 2 epochs
+    with open(run / "metrics.csv", newline="") as f:
+        logged = float(list(csv.DictReader(f))[ckpt["best_epoch"] - 1]["val_acc"])
+    torch.set_num_threads(1)
+    assert main(["classify", "eval", "--ckpt", str(run), "--data", str(data / "val_50"),
+                 "--csv", str(data / "val_gt.csv"), "--device", "cpu", "--workers", "0"]) == 0
+    assert json.loads((run / "eval" / "eval.json").read_text())["val_acc"] == pytest.approx(logged)
