@@ -42,7 +42,7 @@ train() {  # train VARIANT: ce, lovasz, ce+lovasz, ce+dice (losses), ce+rare (sa
     unet) loss=ce; extra+=(--model unet_resnet34) ;;  # p2_best's model, same budget
   esac
   [ -f "$r/$v/last.pt" ] && return 0
-  t $FCNLAB segment train --config configs/p2_fcn8s_resnet34.yaml --data "$d/p2_data/train" \
+  t $FCNLAB segment train --config p2_fcn8s_resnet34 --data "$d/p2_data/train" \
     --val "$d/p2_data/validation" --pretrained false --limit "$TRAIN_TILES" --val-limit 4 --image-size "$CROP" \
     --batch-size "$BATCH" --epochs "$EPOCHS" --snapshot-epochs "[]" --loss "$loss" --device cpu "${extra[@]}" \
     --out "$r/$v" 2>&1 | tail -n 3
