@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fcnlab.cli.common import (
     add_device,
@@ -19,7 +18,9 @@ from fcnlab.cli.common import (
 from fcnlab.data.images import real_path
 from fcnlab.errors import ConfigError
 from fcnlab.runs import eval_dir, eval_writes, write_eval
-from fcnlab.runtime.files import atomic_write_text
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fcnlab.infer.predictor import Predictor
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,30 +54,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(func=run_tsne)
 
 
-def _stream(pred, files, labels, args, desc: str):
-    """Yield (uint8 batch, labels, indices) from files, decoded by worker processes, with progress."""
-    import torch
-
-    from fcnlab.data.streaming import ImageFiles, loader
-    from fcnlab.runtime.progress import Progress
-
-    bs = positive_batch(args, pred.cfg.eval_batch_size or 2 * pred.cfg.batch_size)
-    with Progress(len(files), desc, unit="image") as progress:
-        for images, targets, index in loader(ImageFiles(files, labels), bs, args.workers,
-                                             pin=pred.device.type == "cuda"):
-            if isinstance(images, list):  # mixed sizes: one at a time
-                for im, t, i in zip(images, targets, index, strict=True):
-                    yield im[None], torch.tensor([t]), torch.tensor([i])
-            else:
-                yield images, targets, index
-            progress.update(len(index))
-
-
 def run_eval(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from fcnlab.data.classification import scan_folder
-    from fcnlab.evaluate.metrics import ConfusionMatrix, per_class_accuracy
+    from fcnlab.evaluate.folders import classification_confusion
+    from fcnlab.evaluate.metrics import per_class_accuracy
     from fcnlab.infer.predictor import load_predictor
 
     pred = load_predictor(args.ckpt, args.device, task="classify", tta=args.tta)
@@ -84,11 +65,7 @@ def run_eval(args: argparse.Namespace) -> int:
     print("===> prepare data loader ...", flush=True)
     files, labels = scan_folder(args.data, need_labels=True, csv_path=args.csv, num_classes=pred.cfg.num_classes)
     print("Validation...", flush=True)
-    conf = ConfusionMatrix(pred.cfg.num_classes, pred.device)
-    for images, targets, _ in _stream(pred, files, labels, args, "eval"):
-        conf.update(targets.to(pred.device), pred.logits(images).argmax(1))
-    mat = conf.mat.cpu().numpy()
-    acc = float(np.trace(mat) / max(mat.sum(), 1))
+    mat, acc = classification_confusion(pred, files, labels, _batch(args, pred), args.workers)
     print(f"Val Acc: {acc:.6f}")
     per_class = per_class_accuracy(mat)
     for c, a in enumerate(per_class):
@@ -106,10 +83,14 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_predict(args: argparse.Namespace) -> int:
-    import numpy as np
+def _batch(args: argparse.Namespace, pred: Predictor) -> int:
+    """``--batch-size``, else the run's eval batch size (twice its training batch size when unset)."""
+    return positive_batch(args, pred.cfg.eval_batch_size or 2 * pred.cfg.batch_size)
 
+
+def run_predict(args: argparse.Namespace) -> int:
     from fcnlab.data.images import list_images
+    from fcnlab.infer.folders import predict_labels_csv
     from fcnlab.infer.predictor import load_predictor
 
     out = Path(args.out)
@@ -120,15 +101,7 @@ def run_predict(args: argparse.Namespace) -> int:
     if real_path(out) in {real_path(f) for f in files}:
         raise ConfigError(f"--out {out}: would overwrite an input image")
     pred = load_predictor(args.ckpt, args.device, task="classify", tta=args.tta)
-    labels = np.empty(len(files), dtype=np.int64)
-    for images, _, index in _stream(pred, files, None, args, "predict"):
-        labels[index.numpy()] = pred.logits(images).argmax(1).cpu().numpy()
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["image_id", "label"])
-    for f, lab in sorted(zip(files, labels, strict=True), key=lambda t: t[0].name):
-        w.writerow([f.name, int(lab)])
-    atomic_write_text(out, buf.getvalue())
+    predict_labels_csv(pred, files, out, _batch(args, pred), args.workers)
     print(f"wrote {len(files)} predictions to {out}")
     return 0
 
@@ -137,7 +110,8 @@ def run_tsne(args: argparse.Namespace) -> int:
     import numpy as np
 
     from fcnlab.data.classification import scan_folder
-    from fcnlab.infer.predictor import load_predictor, penultimate
+    from fcnlab.infer.folders import folder_features
+    from fcnlab.infer.predictor import load_predictor
     from fcnlab.report.tsne import embed, plot_tsne, save_tsne_npz
 
     out = Path(args.out)
@@ -147,14 +121,8 @@ def run_tsne(args: argparse.Namespace) -> int:
     check_output_file(out.with_suffix(".npz"), [args.data])
     pred = load_predictor(args.ckpt, args.device, task="classify", tta=args.tta)
     files, labels = scan_folder(args.data, need_labels=True, num_classes=pred.cfg.num_classes)
-    feats = None
     t0 = time.perf_counter()
-    for images, _, index in _stream(pred, files, labels, args, "t-SNE features"):
-        f = penultimate(pred, images).cpu().numpy()
-        if feats is None:
-            feats = np.empty((len(files), f.shape[1]), dtype=np.float32)
-        feats[index.numpy()] = f
-    assert feats is not None
+    feats = folder_features(pred, files, labels, _batch(args, pred), args.workers)
     t1 = time.perf_counter()
     emb = embed(feats, seed=args.seed)
     t2 = time.perf_counter()
