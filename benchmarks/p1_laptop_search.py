@@ -207,6 +207,26 @@ def bench(cases: list[tuple[str, dict[str, Any]]], steps: int = 8) -> None:
                               img_per_s_cpu_est=round(est), img_per_s_best_wall=round(bs / min(wall)))), flush=True)
 
 
+def eval_run(run: Path) -> None:
+    """Accuracy of a run's best.pt and last.pt on val_50, without and with flip TTA (one JSON line each)."""
+    from fcnlab.checkpoint import load_checkpoint, model_from_checkpoint
+    from fcnlab.config import from_dict
+    from fcnlab.runtime.memory_format import use_channels_last
+
+    va = load_image_set(f"{DATA}/val_50", csv_path=f"{DATA}/val_gt.csv", cache="disk")
+    x = torch.from_numpy(va.images[:])
+    for name in ("best.pt", "last.pt"):
+        ckpt = load_checkpoint(run / name)
+        cfg = from_dict(ckpt["config"])
+        cl = use_channels_last(cfg, torch.device("cpu"))
+        model = model_from_checkpoint(ckpt)
+        if cl:
+            model = model.to(memory_format=torch.channels_last)
+        acc, acc_tta = evaluate(model, x, va.labels, cfg.amp == "bf16", cl)
+        print(json.dumps(dict(checkpoint=str(run / name), epoch=ckpt.get("epoch"), acc=acc, acc_flip_tta=acc_tta)),
+              flush=True)
+
+
 def parse_value(text: str) -> Any:
     """``key=value`` override values: Python literals (numbers, tuples, dicts, True/False) or strings."""
     import ast
@@ -224,12 +244,17 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="append the result as one JSON line to this file")
     ap.add_argument("--bench", nargs="+", metavar="CANDIDATE", help="measure training throughput of these "
                     "candidates instead (fp32/bf16 x channels_last or not; add --channels-last-only to halve)")
+    ap.add_argument("--eval-run", type=Path, metavar="RUN", help="evaluate RUN/best.pt and RUN/last.pt (the weights "
+                    "inference loads: the EMA when on) on val_50 with and without flip TTA, then exit")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--channels-last-only", action="store_true", help="--bench: channels_last cases only")
     ap.add_argument("--bf16-only", action="store_true", help="--bench: bf16 autocast cases only")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.eval_run:
+        eval_run(args.eval_run)
+        return
     if args.bench:
         layouts = (True,) if args.channels_last_only else (False, True)
         cases = [(f"{k} {'bf16' if amp else 'fp32'}{' cl' if cl else ''}",
