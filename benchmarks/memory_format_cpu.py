@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -30,19 +27,9 @@ CASES = (  # (model, classes, side, train batch, inference batch)
 )
 
 
-def cpu_seconds(fn: Callable[[], object], reps: int) -> float:
-    """Median process CPU seconds of ``fn()`` after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.process_time()
-        fn()
-        times.append(time.process_time() - t0)
-    return statistics.median(times)
-
-
 def measure(name: str, classes: int, side: int, train_batch: int, infer_batch: int, reps: int) -> dict:
     """img/s of training (NCHW, NHWC) and inference (bare, fused, NHWC, fused + NHWC) of one model."""
+    from fcnlab.bench.timing import cpu_seconds
     from fcnlab.infer.fusion import fuse_conv_bn
     from fcnlab.models import build_model
 

@@ -12,25 +12,12 @@ loop. Random erasing is timed the same way against ``v2.RandomErasing`` per samp
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
 from torchvision.transforms import v2
 
+from fcnlab.bench.timing import cpu_seconds
 from fcnlab.data.batch_augment import AugmentPolicy, random_erasing
-
-
-def cpu_seconds(fn: Callable[[], object], reps: int) -> float:
-    """Median process CPU seconds of ``fn()`` after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.process_time()
-        fn()
-        times.append(time.process_time() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:

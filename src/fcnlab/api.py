@@ -51,8 +51,12 @@ def build_model(name: str, num_classes: int | None = None, *, pretrained: bool =
     return _build(name, num_classes, pretrained=pretrained, weights=weights, **kwargs)
 
 
-def load_checkpoint(path: str | Path, device: str = "auto", *, fold: bool = True) -> Predictor:
+def load_checkpoint(path: str | Path, device: str = "auto", *, fold: bool = True, tta: str = "none",
+                    scales: Sequence[float] = (1.0,)) -> Predictor:
     """Restore a checkpoint file or run folder (its ``best.pt``) for inference.
+
+    ``tta``: test-time augmentation, ``none``, ``flip`` or (segmentation) ``d4``; ``scales`` (segmentation):
+    input scales averaged too, e.g. ``(0.75, 1, 1.25)``. See :mod:`fcnlab.infer.tta`.
 
     Returns a :class:`fcnlab.infer.predictor.Predictor`: ``.model`` (in eval mode on ``.device``; VGG classifiers
     at 32x32 with their exact folded head unless ``fold=False``), ``.ckpt`` (the checkpoint dict: epoch,
@@ -60,17 +64,30 @@ def load_checkpoint(path: str | Path, device: str = "auto", *, fold: bool = True
     """
     from fcnlab.infer.predictor import load_predictor
 
-    return load_predictor(path, device, fold=fold)
+    return load_predictor(path, device, fold=fold, tta=tta, scales=tuple(scales))
 
 
-def _predictor(ckpt: Any, device: str, task: str) -> Predictor:
-    from fcnlab.infer.predictor import Predictor, load_predictor
+def _predictor(ckpt: Any, device: str, task: str, tta: str | None = None,
+               scales: Sequence[float] | None = None) -> Predictor:
+    """A Predictor for ``task``: ``ckpt`` itself when it is one (with its TTA unless ``tta``/``scales`` are
+    given), else the checkpoint restored with ``tta`` and ``scales``."""
+    from fcnlab.infer.predictor import Predictor, load_predictor, make_predictor
 
     if isinstance(ckpt, Predictor):
         if ckpt.cfg.task != task:
             raise ConfigError(f"checkpoint {ckpt.path} is a {ckpt.cfg.task} model, not {task}")
-        return ckpt
-    return load_predictor(ckpt, device, task=task)
+        if tta is None and scales is None:
+            return ckpt
+        from fcnlab.infer.tta import ClassificationTTA, SegmentationTTA, check_tta
+        from fcnlab.tasks import task_info
+
+        tta = ckpt.tta if tta is None else tta
+        scales = ckpt.scales if scales is None else tuple(scales)
+        check_tta(task_info(task).dense, tta, scales)
+        base = ckpt.model.model if isinstance(ckpt.model, (ClassificationTTA, SegmentationTTA)) else ckpt.model
+        return make_predictor(base, ckpt.cfg, ckpt.device, ckpt.amp, fold=False, fuse=False, ckpt=ckpt.ckpt,
+                              path=ckpt.path, tta=tta, scales=scales)
+    return load_predictor(ckpt, device, task=task, tta=tta or "none", scales=tuple(scales or (1.0,)))
 
 
 def _image_list(images: ImagesArg, tiles: bool) -> list[tuple[str, Any]]:
@@ -103,33 +120,36 @@ def _rgb(name: str, item: Any) -> np.ndarray:
 
 
 def predict_masks(ckpt: str | Path | Predictor, images: ImagesArg, *, device: str = "auto",
-                  tile: int = 1024) -> list[np.ndarray]:
+                  tile: int = 1024, tta: str | None = None,
+                  scales: Sequence[float] | None = None) -> list[np.ndarray]:
     """Class-id masks ``(H, W)`` uint8 (0-6) for RGB images, like ``fcnlab segment predict``.
 
     ``ckpt`` is a checkpoint file, a run folder or a :func:`load_checkpoint` result; ``images`` a folder
     (every image but ``*_mask`` files, in sorted file-name order), a list of ``(H, W, 3)`` uint8 arrays or
     image paths, or one such array. Images of any size work; those larger than ``tile`` pixels are
     predicted in tiles. Turn a mask into the course's RGB colours with
-    :func:`fcnlab.data.mask_codec.class_to_rgb`.
+    :func:`fcnlab.data.mask_codec.class_to_rgb`. ``tta`` (``none``, ``flip``, ``d4``) and ``scales`` average
+    the softmax over mirrored/rotated and rescaled views (default: none, or a given Predictor's own).
     """
     from fcnlab.infer.tiling import predict_mask
 
-    pred = _predictor(ckpt, device, "segment")
+    pred = _predictor(ckpt, device, "segment", tta, scales)
     return [predict_mask(pred, _rgb(name, item), tile=tile) for name, item in _image_list(images, tiles=True)]
 
 
 def predict_labels(ckpt: str | Path | Predictor, images: ImagesArg, *, device: str = "auto",
-                   batch_size: int = 256) -> np.ndarray:
+                   batch_size: int = 256, tta: str | None = None) -> np.ndarray:
     """Class labels (int64) of RGB images, like ``fcnlab classify predict``.
 
     ``images`` is a folder (sorted file names), a list of ``(H, W, 3)`` uint8 arrays or paths, or an
-    ``(N, H, W, 3)`` batch. Images of one size run in batches of ``batch_size``.
+    ``(N, H, W, 3)`` batch. Images of one size run in batches of ``batch_size``. ``tta="flip"`` averages
+    the logits of each image and its mirror (default: none, or a given Predictor's own).
     """
     import torch
 
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    pred = _predictor(ckpt, device, "classify")
+    pred = _predictor(ckpt, device, "classify", tta)
     arrays = [_rgb(name, item) for name, item in _image_list(images, tiles=False)]
     labels = np.empty(len(arrays), dtype=np.int64)
     start = 0

@@ -65,7 +65,7 @@ class TrainConfig:
     momentum: float = option(0.9, "SGD momentum", group="optimisation")
     nesterov: bool = option(False, "SGD: Nesterov momentum (needs momentum > 0)", group="optimisation")
     weight_decay: float = option(5e-4, "applied to conv/linear weights only (not BN, biases)", group="optimisation")
-    scheduler: str = option("cosine", "cosine, step or constant (after warm-up)", group="schedule")
+    scheduler: str = option("cosine", "cosine, poly, step or constant (after warm-up)", group="schedule")
     warmup_epochs: float = option(1.0, "linear warm-up length in epochs", group="schedule")
     step_size: int = option(30, "step scheduler: epochs between decays", group="schedule")
     gamma: float = option(0.1, "step scheduler: decay factor", group="schedule")
@@ -90,6 +90,14 @@ class TrainConfig:
     class_weights: str = option("none", "segment: none, inverse or median (frequency) loss weights",
                                 group="optimisation")
     ignore_unknown: bool = option(False, "segment: leave class 6 (unknown) out of the loss", group="optimisation")
+    loss: str = option("ce", "segment: ce, lovasz, dice, ce+lovasz or ce+dice (class weights apply to ce only)",
+                       group="optimisation")
+    sampling: str = option("none", "segment: none, or rare (repeat-factor sampling of tiles with rare classes)",
+                           group="data")
+    rare_classes: list[int] = option(list, "segment: the classes sampling rare boosts (empty: every class)",
+                                     group="data")
+    repeat_threshold: float = option(1.0, "segment: sampling rare: a class in fewer than this share of the tiles "
+                                          "makes its tiles repeat", group="data")
     seed: int = option(0, "random seed (rank r uses seed + r for augmentation)", group="runtime")
     deterministic: bool = option(False, "bitwise-reproducible algorithms (slower)", group="runtime")
     device: str = option("auto", "auto, cpu, cuda or cuda:N", group="runtime")
@@ -136,13 +144,16 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
         "lr": 0.01,
         "image_size": 512,
         "warmup_epochs": 0.0,
+        "rare_classes": [2, 4],  # rangeland and water
     },
 }
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "task": TASKS,
     "optimizer": ("sgd", "adamw"),
-    "scheduler": ("cosine", "step", "constant"),
+    "scheduler": ("cosine", "poly", "step", "constant"),
+    "loss": ("ce", "lovasz", "dice", "ce+lovasz", "ce+dice"),
+    "sampling": ("none", "rare"),
     "class_weights": ("none", "inverse", "median"),
     "amp": ("auto", "bf16", "fp16", "off"),
     "cache": ("auto", "memory", "disk", "off"),
@@ -153,7 +164,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 POSITIVE = ("epochs", "batch_size", "lr", "image_size", "num_classes", "snapshot_tiles", "log_every")
 NON_NEGATIVE = ("eval_batch_size", "momentum", "weight_decay", "warmup_epochs", "label_smoothing", "pad",
                 "grad_clip", "limit", "val_limit", "workers", "step_size", "gamma", "randaugment_ops",
-                "cutmix", "mixup")
+                "cutmix", "mixup", "repeat_threshold")
 PROBABILITIES = ("random_erasing", "mix_prob")
 CLASSIFY_ONLY = {"augment_policy": "none", "random_erasing": 0.0, "cutmix": 0.0, "mixup": 0.0}
 
@@ -286,6 +297,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                           f"statistics of 1x1 features), got {cfg.batch_size}")
     if cfg.task == "segment" and cfg.image_size % 32:
         raise ConfigError(f"{spelled('image_size')}: segmentation crops must be a multiple of 32, got {cfg.image_size}")
+    if cfg.task == "classify" and (cfg.loss != "ce" or cfg.sampling != "none"):
+        raise ConfigError(f"options loss/sampling (--loss/--sampling): segmentation options; classification trains "
+                          f"with cross-entropy on every image (got loss {cfg.loss!r}, sampling {cfg.sampling!r})")
+    if cfg.sampling == "rare" and any(not 0 <= c < cfg.num_classes for c in cfg.rare_classes):
+        raise ConfigError(f"{spelled('rare_classes')}: class ids must be in 0-{cfg.num_classes - 1}, "
+                          f"got {cfg.rare_classes}")
     if any(e <= 0 for e in cfg.snapshot_epochs):
         raise ConfigError(f"{spelled('snapshot_epochs')}: epochs start at 1, got {cfg.snapshot_epochs}")
     if not _DEVICE_RE.match(cfg.device):

@@ -18,7 +18,7 @@ import contextlib
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,20 +41,26 @@ EVAL_JSON = "eval.json"
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_miou")
 
 
-def eval_dir(run_dir: str | Path) -> Path:
-    """``RUN/eval``: where ``eval`` writes its results."""
-    return Path(run_dir) / EVAL_DIR
+def eval_dir(run_dir: str | Path, tta: str = "none", scales: Sequence[float] = (1.0,)) -> Path:
+    """``RUN/eval``: where ``eval`` writes its results; with test-time augmentation ``RUN/eval_tta-d4``,
+    ``RUN/eval_tta-flip_scales-0.75-1-1.25`` ..., so it never replaces the plain evaluation."""
+    name = EVAL_DIR if tta == "none" else f"{EVAL_DIR}_tta-{tta}"
+    if tuple(float(s) for s in scales) != (1.0,):
+        name += "_scales-" + "-".join(f"{float(s):g}" for s in scales)
+    return Path(run_dir) / name
 
 
-def eval_json_path(run_dir: str | Path) -> Path:
-    """``RUN/eval/eval.json``."""
-    return eval_dir(run_dir) / EVAL_JSON
+def eval_json_path(run_dir: str | Path, tta: str = "none", scales: Sequence[float] = (1.0,)) -> Path:
+    """``RUN/eval/eval.json`` (or that of an evaluation with test-time augmentation: :func:`eval_dir`)."""
+    return eval_dir(run_dir, tta, scales) / EVAL_JSON
 
 
-def write_eval(run_dir: str | Path, payload: dict[str, Any], out_dir: str | Path | None = None) -> Path:
-    """Write ``eval.json`` atomically into ``out_dir`` (default ``RUN/eval``): ``task``, ``data`` and the task's
-    numbers; return its path."""
-    path = Path(out_dir) / EVAL_JSON if out_dir is not None else eval_json_path(run_dir)
+def write_eval(run_dir: str | Path, payload: dict[str, Any], out_dir: str | Path | None = None, tta: str = "none",
+               scales: Sequence[float] = (1.0,)) -> Path:
+    """Write ``eval.json`` atomically into ``out_dir`` (default ``RUN/eval``, or :func:`eval_dir`'s folder for
+    test-time augmentation): ``task``, ``data``, the task's numbers and ``tta``/``scales``; return its path."""
+    path = Path(out_dir) / EVAL_JSON if out_dir is not None else eval_json_path(run_dir, tta, scales)
+    payload = {**payload, "tta": tta, "scales": [float(s) for s in scales]}
     atomic_write_text(path, json.dumps(payload, indent=1) + "\n")
     return path
 

@@ -43,6 +43,17 @@ class Throughput:
                 "cpu_util": None if self.cpu_util is None else round(self.cpu_util, 3)}
 
 
+def cpu_seconds(fn: Callable[[], object], reps: int) -> float:
+    """Median process CPU seconds of ``fn()`` after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.process_time()
+        fn()
+        times.append(time.process_time() - t0)
+    return statistics.median(times)
+
+
 def measure_throughput(step: Callable[[], object], items_per_step: int, device: torch.device, *,
                        warmup: int = 1, windows: int = 3, min_window_s: float = 0.0,
                        max_steps_per_window: int = 200) -> Throughput:

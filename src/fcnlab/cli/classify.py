@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fcnlab.cli.common import add_device, add_train_parser, check_output_dir, check_output_file, positive_batch
+from fcnlab.cli.common import (
+    add_device,
+    add_train_parser,
+    add_tta,
+    check_output_dir,
+    check_output_file,
+    positive_batch,
+)
 from fcnlab.data.images import real_path
 from fcnlab.errors import ConfigError
 from fcnlab.runs import eval_dir, eval_writes, write_eval
-from fcnlab.runtime.files import atomic_write_text
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fcnlab.infer.predictor import Predictor
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,12 +34,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--data", required=True, help="folder of {label}_{index}.png images")
     e.add_argument("--csv", help="optional filename,label CSV (e.g. val_gt.csv)")
     e.add_argument("--out", help="folder for eval.json and the plots (default: eval/ beside the checkpoint)")
+    add_tta(e, "classify")
     add_device(e)
     e.set_defaults(func=run_eval)
     pr = s.add_parser("predict", help="write the course's image_id,label CSV for a folder of images")
     pr.add_argument("--ckpt", required=True)
     pr.add_argument("--images", required=True, help="folder of .png/.jpg images (no labels needed)")
     pr.add_argument("--out", required=True, help="CSV file to write")
+    add_tta(pr, "classify")
     add_device(pr)
     pr.set_defaults(func=run_predict)
     t = s.add_parser("tsne", help="t-SNE of the penultimate-layer features, coloured by class")
@@ -39,66 +49,48 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--data", required=True, help="folder of {label}_{index}.png images")
     t.add_argument("--out", required=True, help="PNG to write (features and embedding go to the same name .npz)")
     t.add_argument("--seed", type=int, default=0)
+    add_tta(t, "classify")
     add_device(t)
     t.set_defaults(func=run_tsne)
 
 
-def _stream(pred, files, labels, args, desc: str):
-    """Yield (uint8 batch, labels, indices) from files, decoded by worker processes, with progress."""
-    import torch
-
-    from fcnlab.data.streaming import ImageFiles, loader
-    from fcnlab.runtime.progress import Progress
-
-    bs = positive_batch(args, pred.cfg.eval_batch_size or 2 * pred.cfg.batch_size)
-    with Progress(len(files), desc, unit="image") as progress:
-        for images, targets, index in loader(ImageFiles(files, labels), bs, args.workers,
-                                             pin=pred.device.type == "cuda"):
-            if isinstance(images, list):  # mixed sizes: one at a time
-                for im, t, i in zip(images, targets, index, strict=True):
-                    yield im[None], torch.tensor([t]), torch.tensor([i])
-            else:
-                yield images, targets, index
-            progress.update(len(index))
-
-
 def run_eval(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from fcnlab.data.classification import scan_folder
-    from fcnlab.evaluate.metrics import ConfusionMatrix, per_class_accuracy
+    from fcnlab.evaluate.folders import classification_confusion
+    from fcnlab.evaluate.metrics import per_class_accuracy
     from fcnlab.infer.predictor import load_predictor
 
-    pred = load_predictor(args.ckpt, args.device, task="classify")
-    out_dir = check_output_dir(args.out, [args.data]) if args.out else eval_dir(pred.run_dir)
+    pred = load_predictor(args.ckpt, args.device, task="classify", tta=args.tta)
+    out_dir = check_output_dir(args.out, [args.data]) if args.out else eval_dir(pred.run_dir, pred.tta)
     print("===> prepare data loader ...", flush=True)
     files, labels = scan_folder(args.data, need_labels=True, csv_path=args.csv, num_classes=pred.cfg.num_classes)
     print("Validation...", flush=True)
-    conf = ConfusionMatrix(pred.cfg.num_classes, pred.device)
-    for images, targets, _ in _stream(pred, files, labels, args, "eval"):
-        conf.update(targets.to(pred.device), pred.logits(images).argmax(1))
-    mat = conf.mat.cpu().numpy()
-    acc = float(np.trace(mat) / max(mat.sum(), 1))
+    mat, acc = classification_confusion(pred, files, labels, _batch(args, pred), args.workers)
     print(f"Val Acc: {acc:.6f}")
     per_class = per_class_accuracy(mat)
     for c, a in enumerate(per_class):
         print(f"class {c:2d} : {a:.4f}  ({int(mat[c].sum())} images)")
     from fcnlab.report import viz
 
+    shown = "" if pred.tta == "none" else f" (TTA {pred.tta})"
     with eval_writes(out_dir, given=args.out is not None):
         viz.plot_confusion_matrix(mat, [str(i) for i in range(len(mat))], out_dir / "confusion_matrix.png",
-                                  title=f"{pred.cfg.model}: val acc {acc:.4f}")
+                                  title=f"{pred.cfg.model}{shown}: val acc {acc:.4f}")
         write_eval(pred.run_dir, {"task": "classify", "data": str(args.data), "val_acc": acc,
                                   "images": int(mat.sum()), "per_class_acc": [float(a) for a in per_class],
-                                  "confusion_matrix": mat.tolist()}, out_dir)
+                                  "confusion_matrix": mat.tolist()}, out_dir, tta=pred.tta)
     print(f"wrote {out_dir / 'confusion_matrix.png'}")
     return 0
 
 
-def run_predict(args: argparse.Namespace) -> int:
-    import numpy as np
+def _batch(args: argparse.Namespace, pred: Predictor) -> int:
+    """``--batch-size``, else the run's eval batch size (twice its training batch size when unset)."""
+    return positive_batch(args, pred.cfg.eval_batch_size or 2 * pred.cfg.batch_size)
 
+
+def run_predict(args: argparse.Namespace) -> int:
     from fcnlab.data.images import list_images
+    from fcnlab.infer.folders import predict_labels_csv
     from fcnlab.infer.predictor import load_predictor
 
     out = Path(args.out)
@@ -108,16 +100,8 @@ def run_predict(args: argparse.Namespace) -> int:
     check_output_file(out, [args.images])
     if real_path(out) in {real_path(f) for f in files}:
         raise ConfigError(f"--out {out}: would overwrite an input image")
-    pred = load_predictor(args.ckpt, args.device, task="classify")
-    labels = np.empty(len(files), dtype=np.int64)
-    for images, _, index in _stream(pred, files, None, args, "predict"):
-        labels[index.numpy()] = pred.logits(images).argmax(1).cpu().numpy()
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["image_id", "label"])
-    for f, lab in sorted(zip(files, labels, strict=True), key=lambda t: t[0].name):
-        w.writerow([f.name, int(lab)])
-    atomic_write_text(out, buf.getvalue())
+    pred = load_predictor(args.ckpt, args.device, task="classify", tta=args.tta)
+    predict_labels_csv(pred, files, out, _batch(args, pred), args.workers)
     print(f"wrote {len(files)} predictions to {out}")
     return 0
 
@@ -126,7 +110,8 @@ def run_tsne(args: argparse.Namespace) -> int:
     import numpy as np
 
     from fcnlab.data.classification import scan_folder
-    from fcnlab.infer.predictor import load_predictor, penultimate
+    from fcnlab.infer.folders import folder_features
+    from fcnlab.infer.predictor import load_predictor
     from fcnlab.report.tsne import embed, plot_tsne, save_tsne_npz
 
     out = Path(args.out)
@@ -134,16 +119,10 @@ def run_tsne(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {out}: give a .png file name (the .npz goes beside it)")
     check_output_file(out, [args.data])
     check_output_file(out.with_suffix(".npz"), [args.data])
-    pred = load_predictor(args.ckpt, args.device, task="classify")
+    pred = load_predictor(args.ckpt, args.device, task="classify", tta=args.tta)
     files, labels = scan_folder(args.data, need_labels=True, num_classes=pred.cfg.num_classes)
-    feats = None
     t0 = time.perf_counter()
-    for images, _, index in _stream(pred, files, labels, args, "t-SNE features"):
-        f = penultimate(pred, images).cpu().numpy()
-        if feats is None:
-            feats = np.empty((len(files), f.shape[1]), dtype=np.float32)
-        feats[index.numpy()] = f
-    assert feats is not None
+    feats = folder_features(pred, files, labels, _batch(args, pred), args.workers)
     t1 = time.perf_counter()
     emb = embed(feats, seed=args.seed)
     t2 = time.perf_counter()

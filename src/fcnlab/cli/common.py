@@ -115,6 +115,26 @@ def add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2, help="decoding worker processes (0: decode in this process)")
 
 
+def add_tta(p: argparse.ArgumentParser, task: str) -> None:
+    """``--tta`` (and for segmentation ``--scales``): test-time augmentation of eval/predict commands."""
+    if task == "segment":
+        p.add_argument("--tta", default="none", choices=("none", "flip", "d4"),
+                       help="average the softmax over the identity and the mirror (flip) or all 8 rotations and "
+                            "mirrors (d4); default none")
+        p.add_argument("--scales", default=None, metavar="S1,S2,...",
+                       help="also average over these input scales, e.g. 0.75,1,1.25 (default: 1 only)")
+    else:
+        p.add_argument("--tta", default="none", choices=("none", "flip"),
+                       help="average the logits of the image and its mirror (flip); default none")
+
+
+def tta_options(args: argparse.Namespace) -> dict[str, object]:
+    """``tta`` and ``scales`` keyword arguments for :func:`fcnlab.infer.predictor.load_predictor`."""
+    from fcnlab.infer.tta import parse_scales
+
+    return {"tta": args.tta, "scales": parse_scales(getattr(args, "scales", None))}
+
+
 def positive_batch(args: argparse.Namespace, default: int) -> int:
     """The ``--batch-size`` given, else ``default``; also checks ``--workers``. Bad values: one ConfigError."""
     bs = args.batch_size if getattr(args, "batch_size", None) is not None else default

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from fcnlab.cli.common import add_device, add_train_parser, check_output_dir, positive_batch
+from fcnlab.cli.common import add_device, add_train_parser, add_tta, check_output_dir, positive_batch, tta_options
 from fcnlab.runs import eval_dir, eval_writes, write_eval
 from fcnlab.runtime.files import atomic_write_text
 
@@ -21,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--data", required=True, help="folder of NNNN_sat.jpg + NNNN_mask.png pairs")
     e.add_argument("--tile", type=int, default=1024, help="images larger than this are predicted in tiles")
     e.add_argument("--out", help="folder for eval.json and the plots (default: eval/ beside the checkpoint)")
+    add_tta(e, "segment")
     add_device(e)
     e.set_defaults(func=run_eval)
     pr = s.add_parser("predict", help="write NNNN_mask.png RGB masks for every image of a folder")
@@ -29,63 +29,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--out", required=True, help="output folder (other files in it are left alone)")
     pr.add_argument("--overlay", action="store_true", help="also write NNNN_overlay.jpg blended views")
     pr.add_argument("--tile", type=int, default=1024, help="images larger than this are predicted in tiles")
+    add_tta(pr, "segment")
     add_device(pr)
     pr.set_defaults(func=run_predict)
 
 
-def evaluate_folder(pred, folder: str | Path, batch_size: int, workers: int, *, tile: int = 1024):
-    """Stream the pairs of ``folder`` through the model; return (ConfusionMatrix, off-palette report).
-
-    Images up to ``tile`` pixels on each side go through the model whole, ``batch_size`` at a time.
-    Larger ones (a 2448x2448 DeepGlobe original, a 10000x10000 mosaic) are predicted one by one in
-    tiles by :func:`fcnlab.infer.tiling.predict_mask`, as ``segment predict`` does, and counted in bands of
-    ``tile`` rows, so the model's memory is bounded by one tile, not by the image.
-    """
-    import torch
-
-    from fcnlab.data.mask_codec import OffPaletteReport
-    from fcnlab.data.segmentation import pair_files
-    from fcnlab.data.streaming import TilePairs, loader
-    from fcnlab.evaluate.metrics import ConfusionMatrix
-    from fcnlab.infer.tiling import check_tile, predict_mask
-    from fcnlab.runtime.progress import Progress
-
-    check_tile(tile)  # up front, not at the first large image after minutes of evaluation
-    pairs = pair_files(folder)
-    conf = ConfusionMatrix(pred.cfg.num_classes, pred.device)
-    report = OffPaletteReport()
-    progress = Progress(len(pairs), "eval", unit="image")
-    for images, masks, n_off, index in loader(TilePairs(pairs), batch_size, workers,
-                                              pin=pred.device.type == "cuda"):
-        items = zip(images, masks, strict=True) if isinstance(images, list) else [(images, masks)]
-        for im, m in items:
-            im = im if im.dim() == 4 else im[None]
-            m = m if m.dim() == 3 else m[None]
-            if im.shape[-2] <= tile and im.shape[-1] <= tile:
-                conf.update(m.to(pred.device), pred.logits(im).argmax(1))
-                continue
-            for one, truth in zip(im, m, strict=True):
-                ids = torch.from_numpy(predict_mask(pred, one.permute(1, 2, 0).numpy(), tile=tile))
-                for y in range(0, ids.shape[0], tile):
-                    conf.update(truth[y:y + tile], ids[y:y + tile])
-        progress.update(len(index))
-        for n, i in zip(list(n_off), list(index), strict=True):
-            if int(n):
-                report.add(pairs[int(i)][1], int(n))
-    progress.close()
-    return conf, report
-
-
 def run_eval(args: argparse.Namespace) -> int:
     from fcnlab.data.mask_codec import CLASS_NAMES
+    from fcnlab.evaluate.folders import segmentation_confusion
     from fcnlab.evaluate.metrics import course_miou, format_course_lines
     from fcnlab.infer.predictor import load_predictor
     from fcnlab.report import viz
 
-    pred = load_predictor(args.ckpt, args.device, task="segment")
+    pred = load_predictor(args.ckpt, args.device, task="segment", **tta_options(args))
     bs = positive_batch(args, pred.cfg.eval_batch_size or pred.cfg.batch_size)
-    out_dir = check_output_dir(args.out, [args.data]) if args.out else eval_dir(pred.run_dir)
-    conf, report = evaluate_folder(pred, args.data, bs, args.workers, tile=args.tile)
+    out_dir = check_output_dir(args.out, [args.data]) if args.out else eval_dir(pred.run_dir, pred.tta, pred.scales)
+    conf, report = segmentation_confusion(pred, args.data, bs, args.workers, tile=args.tile)
     if report.summary():
         print(f"note: {report.summary()}")
     mat = conf.mat.cpu().numpy()
@@ -100,47 +59,26 @@ def run_eval(args: argparse.Namespace) -> int:
         atomic_write_text(out_dir / "per_class_iou.md", "\n".join(rows) + "\n")
         write_eval(pred.run_dir, {"task": "segment", "data": str(args.data),
                                   "per_class_iou": [float(v) for v in result.per_class],
-                                  "mean_iou": float(result.mean), "confusion_matrix": mat.tolist()}, out_dir)
+                                  "mean_iou": float(result.mean), "confusion_matrix": mat.tolist()}, out_dir,
+                   tta=pred.tta, scales=pred.scales)
+        shown = "" if pred.tta == "none" and pred.scales == (1.0,) else f" ({eval_dir('', pred.tta, pred.scales)})"
         viz.plot_confusion_matrix(mat, list(CLASS_NAMES), out_dir / "confusion_matrix.png",
-                                  title=f"{pred.cfg.model}: mIoU {result.mean:.4f}")
+                                  title=f"{pred.cfg.model}{shown}: mIoU {result.mean:.4f}")
     print(f"wrote {out_dir / 'per_class_iou.md'} and {out_dir / 'confusion_matrix.png'}")
     return 0
 
 
-def mask_name(tile: Path) -> str:
-    """``0001_sat.jpg`` -> ``0001_mask.png``; any other ``name.ext`` -> ``name_mask.png``."""
-    stem = tile.stem[:-4] if tile.stem.endswith("_sat") else tile.stem
-    return f"{stem}_mask.png"
-
-
 def run_predict(args: argparse.Namespace) -> int:
-    from fcnlab.data.mask_codec import write_mask
     from fcnlab.data.segmentation import pair_files
-    from fcnlab.data.streaming import TilePairs, loader
+    from fcnlab.infer.folders import predict_mask_folder
     from fcnlab.infer.predictor import load_predictor
-    from fcnlab.infer.tiling import check_tile, predict_mask
-    from fcnlab.report import viz
-    from fcnlab.runtime.files import atomic_save
-    from fcnlab.runtime.progress import track
+    from fcnlab.infer.tiling import check_tile
 
     check_tile(args.tile)
     pairs = pair_files(args.images, need_masks=False)
-    pred = load_predictor(args.ckpt, args.device, task="segment")  # a bad --ckpt fails before --out is made
+    pred = load_predictor(args.ckpt, args.device, task="segment", **tta_options(args))  # before --out is made
     out = check_output_dir(args.out, [args.images])
     positive_batch(args, 1)
-    from PIL import Image
-
-    n = 0
-    stream = loader(TilePairs(pairs), 1, args.workers)
-    for images, _, _, index in track(stream, len(pairs), "predict", unit="image"):
-        tile = pairs[int(index[0])][0]
-        img = images[0].permute(1, 2, 0).numpy()
-        ids = predict_mask(pred, img, tile=args.tile)
-        write_mask(out / mask_name(tile), ids)
-        if args.overlay:
-            blended = viz.overlay(img, ids)
-            name = mask_name(tile).replace("_mask.png", "_overlay.jpg")
-            atomic_save(out / name, lambda p, b=blended: Image.fromarray(b).save(p, format="JPEG", quality=90))
-        n += 1
+    n = predict_mask_folder(pred, pairs, out, tile=args.tile, workers=args.workers, overlay=args.overlay)
     print(f"wrote {n} masks to {out}")
     return 0

@@ -18,10 +18,11 @@ from fcnlab.config import TrainConfig, from_dict
 from fcnlab.errors import ConfigError
 from fcnlab.infer.folding import fold_vgg_classifier, foldable
 from fcnlab.infer.fusion import fuse_conv_bn
+from fcnlab.infer.tta import ClassificationTTA, check_tta, mean_over_mirrors, with_tta
 from fcnlab.infer.unfold_conv import unfold_large_convs
 from fcnlab.runtime.device import amp_dtype, select_device
 from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
-from fcnlab.tasks import make_task
+from fcnlab.tasks import make_task, task_info
 from fcnlab.tasks.base import Task
 
 
@@ -36,6 +37,8 @@ class Predictor:
     device: torch.device
     amp: torch.dtype | None
     channels_last: bool = False
+    tta: str = "none"  # the test-time augmentation ``model`` averages over (fcnlab.infer.tta)
+    scales: tuple[float, ...] = (1.0,)
 
     @property
     def run_dir(self) -> Path:
@@ -53,14 +56,20 @@ class Predictor:
 
     @torch.inference_mode()
     def logits(self, images_u8: torch.Tensor) -> torch.Tensor:
-        """Float32 logits for a uint8 batch."""
+        """Float32 logits for a uint8 batch (with segmentation TTA: the log of the mean probabilities)."""
         with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
             return self.model(self.prepare(images_u8)).float()
 
 
 def load_predictor(ckpt_path: str | Path, device: str = "auto", task: str | None = None,
-                   fold: bool = True) -> Predictor:
-    """Restore a checkpoint for inference; for VGG classifiers at 32x32 use the exact folded head."""
+                   fold: bool = True, tta: str = "none", scales: tuple[float, ...] = (1.0,)) -> Predictor:
+    """Restore a checkpoint for inference; for VGG classifiers at 32x32 use the exact folded head.
+
+    ``tta`` / ``scales``: test-time augmentation (:func:`fcnlab.infer.tta.with_tta`), checked before the
+    checkpoint is read when ``task`` is given.
+    """
+    if task is not None:
+        check_tta(task_info(task).dense, tta, scales)
     ckpt_path = Path(ckpt_path)
     ckpt = load_checkpoint(ckpt_path)
     if ckpt_path.is_dir():
@@ -69,15 +78,17 @@ def load_predictor(ckpt_path: str | Path, device: str = "auto", task: str | None
         raise ConfigError(f"--ckpt {ckpt_path}: checkpoint is a {ckpt['task']} model, not {task}; "
                           f"use 'fcnlab {ckpt['task']} ...'")
     cfg = from_dict(ckpt["config"], str(ckpt_path))
+    check_tta(task_info(cfg.task).dense, tta, scales)
     dev = select_device(device)
     amp_cfg = from_dict({**ckpt["config"], "device": str(dev)})
     return make_predictor(model_from_checkpoint(ckpt, dev), cfg, dev, amp_dtype(amp_cfg, dev), fold=fold,
-                          owned=True, ckpt=ckpt, path=ckpt_path)
+                          owned=True, ckpt=ckpt, path=ckpt_path, tta=tta, scales=scales)
 
 
 def make_predictor(model: torch.nn.Module, cfg: TrainConfig, device: torch.device, amp: torch.dtype | None,
                    fold: bool = True, fuse: bool = True, owned: bool = False,
-                   ckpt: dict[str, Any] | None = None, path: Path = Path(".")) -> Predictor:
+                   ckpt: dict[str, Any] | None = None, path: Path = Path("."), tta: str = "none",
+                   scales: tuple[float, ...] = (1.0,)) -> Predictor:
     """``model`` (on ``device``) made ready for inference.
 
     The fold and the fusion work on copies unless ``owned`` (the caller hands the model over); with
@@ -89,6 +100,7 @@ def make_predictor(model: torch.nn.Module, cfg: TrainConfig, device: torch.devic
     * on the CPU, FCN-32s's 7x7 ``fc6`` as ``unfold`` + one GEMM (:mod:`fcnlab.infer.unfold_conv`), when
       the model is a copy (``fold``/``fuse``) or ``owned``.
     * channels-last format where :func:`fcnlab.runtime.memory_format.use_channels_last` says it is faster.
+    * ``tta`` / ``scales``: the model wrapped for test-time augmentation (:func:`fcnlab.infer.tta.with_tta`).
     """
     if fold and foldable(cfg.model, cfg.image_size):
         model, owned = fold_vgg_classifier(model).to(device), True  # a copy
@@ -98,20 +110,16 @@ def make_predictor(model: torch.nn.Module, cfg: TrainConfig, device: torch.devic
     if device.type == "cpu" and owned:
         unfold_large_convs(model)
     cl = use_channels_last(cfg, device)
-    model = to_channels_last(model.eval(), cl)
-    return Predictor(model, cfg, ckpt or {}, path, device, amp, cl)
+    model = with_tta(to_channels_last(model.eval(), cl), task_info(cfg.task).dense, tta, scales)
+    return Predictor(model, cfg, ckpt or {}, path, device, amp, cl, tta, tuple(float(s) for s in scales))
 
 
 @torch.inference_mode()
 def penultimate(pred: Predictor, images_u8: torch.Tensor) -> torch.Tensor:
-    """Penultimate-layer features (4096-d for VGG16-BN) of a uint8 batch."""
+    """Penultimate-layer features (4096-d for VGG16-BN) of a uint8 batch; with ``flip`` TTA the mean of the
+    image's and its mirror's."""
     from fcnlab.models import penultimate_features
 
+    model = pred.model.model if isinstance(pred.model, ClassificationTTA) else pred.model
     with torch.autocast(pred.device.type, dtype=pred.amp or torch.float32, enabled=pred.amp is not None):
-        return penultimate_features(pred.model, pred.prepare(images_u8)).float()
-
-
-
-
-
-
+        return mean_over_mirrors(lambda x: penultimate_features(model, x), pred.prepare(images_u8), pred.tta)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -30,6 +31,7 @@ class Task:
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
         self.loss_weight: torch.Tensor | None = None
+        self.sample_factors: np.ndarray | None = None  # per-sample repeat factors (sampling: rare), from load_train
         # loss_weight copied to each device it was used on, and the tensor those copies were made from
         self._weight_copies: dict[torch.device, torch.Tensor] = {}
         self._weight_source: torch.Tensor | None = None

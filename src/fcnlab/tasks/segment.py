@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from fcnlab.data.sampling import repeat_factors, tile_class_fractions
 from fcnlab.data.transforms import augment_pair, normalize
 from fcnlab.errors import DataError
 from fcnlab.evaluate.metrics import course_miou
 from fcnlab.tasks import task_info
 from fcnlab.tasks.base import Task
+from fcnlab.training.losses import segmentation_loss
 
 UNKNOWN = 6
 
@@ -31,6 +32,9 @@ class SegmentationTask(Task):
                             f"32x32 pixels")
         self.loss_weight = class_weights(data.class_pixel_counts(self.cfg.num_classes), self.cfg.class_weights,
                                          ignore=UNKNOWN if self.cfg.ignore_unknown else None)
+        if self.cfg.sampling == "rare":
+            fractions = tile_class_fractions(data.masks, self.cfg.num_classes)
+            self.sample_factors = repeat_factors(fractions, self.cfg.repeat_threshold, self.cfg.rare_classes)
         return data
 
     def load_val(self):
@@ -53,8 +57,8 @@ class SegmentationTask(Task):
 
     def loss(self, logits, targets):
         weight = self.loss_weight_on(logits.device)  # cached on the device: no copy (host sync) per step
-        return F.cross_entropy(logits, targets, weight=weight,
-                               ignore_index=UNKNOWN if self.cfg.ignore_unknown else -100)
+        return segmentation_loss(self.cfg.loss, logits, targets, weight=weight,
+                                 ignore_index=UNKNOWN if self.cfg.ignore_unknown else -100)
 
     def summarize(self, conf, loss_sum, count):
         """Course mIoU; when a class is absent from a (small) validation set the course's mean is nan,

@@ -61,7 +61,7 @@ def train_one_epoch(state: TrainState, epoch: int) -> dict[str, float]:
     """
     cfg, task, model, dev = state.cfg, state.task, state.model, state.device
     model.train()
-    batches = epoch_batches(len(state.train_data), cfg, epoch, state.dist)
+    batches = epoch_batches(len(state.train_data), cfg, epoch, state.dist, state.task.sample_factors)
     start = state.step_in_epoch
     acc = state.epoch_accum
     progress = Progress(state.dist.is_main, len(batches), start, f"epoch {epoch + 1}/{cfg.epochs}", cfg.log_every)

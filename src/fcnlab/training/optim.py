@@ -23,7 +23,10 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.devi
 
 
 def lr_factor(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
-    """Multiplier of the peak LR at optimizer step ``step``: linear warm-up, then cosine/step/constant."""
+    """Multiplier of the peak LR at optimizer step ``step``: linear warm-up, then cosine/poly/step/constant.
+
+    ``poly`` is DeepLab's ``(1 - t / T) ** 0.9`` over the ``T`` steps after warm-up.
+    """
     warm = int(cfg.warmup_epochs * steps_per_epoch)
     if step < warm:
         return (step + 1) / warm
@@ -32,11 +35,13 @@ def lr_factor(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
     if cfg.scheduler == "step":
         return cfg.gamma ** ((step // steps_per_epoch) // max(cfg.step_size, 1))
     total = max(cfg.epochs * steps_per_epoch - warm, 1)
+    if cfg.scheduler == "poly":
+        return (1.0 - min(step - warm, total) / total) ** 0.9
     return 0.5 * (1.0 + math.cos(math.pi * min(step - warm, total) / total))
 
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig,
                     steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """The per-step schedule of :func:`lr_factor` (warm-up, then cosine/step/constant) on ``optimizer``."""
+    """The per-step schedule of :func:`lr_factor` (warm-up, then cosine/poly/step/constant) on ``optimizer``."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, steps_per_epoch))

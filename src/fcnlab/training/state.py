@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
 from fcnlab.checkpoint import BackgroundSaver, rng_state, save_checkpoint, unwrap
 from fcnlab.config import TrainConfig
+from fcnlab.data.sampling import epoch_indices, shard
 from fcnlab.runtime import distributed as dist_utils
 from fcnlab.runtime.device import amp_dtype, compile_model
 from fcnlab.tasks.base import Task
@@ -104,12 +106,20 @@ class TrainState:
 
 
 
-def epoch_batches(n: int, cfg: TrainConfig, epoch: int, dist: dist_utils.DistInfo) -> list[torch.Tensor]:
-    """This rank's batches of sample indices for ``epoch`` (DistributedSampler with ``set_epoch``)."""
-    sampler = DistributedSampler(range(n), num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
-                                 seed=cfg.seed, drop_last=False)
-    sampler.set_epoch(epoch)
-    order = torch.tensor(list(sampler), dtype=torch.int64)
+def epoch_batches(n: int, cfg: TrainConfig, epoch: int, dist: dist_utils.DistInfo,
+                  factors: np.ndarray | None = None) -> list[torch.Tensor]:
+    """This rank's batches of sample indices for ``epoch`` (DistributedSampler with ``set_epoch``).
+
+    With repeat ``factors`` (``sampling: rare``) the epoch's ``n`` draws favour the samples with larger
+    factors (:func:`fcnlab.data.sampling.epoch_indices`, seeded by seed and epoch), split over the ranks.
+    """
+    if factors is not None:
+        order = shard(epoch_indices(factors, epoch, cfg.seed, n), dist.rank, dist.world_size)
+    else:
+        sampler = DistributedSampler(range(n), num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
+                                     seed=cfg.seed, drop_last=False)
+        sampler.set_epoch(epoch)
+        order = torch.tensor(list(sampler), dtype=torch.int64)
     batches = list(order.split(cfg.batch_size))
     if len(batches) > 1 and len(batches[-1]) < 2:  # BatchNorm cannot train on a single sample
         batches.pop()
@@ -126,7 +136,7 @@ def build_state(cfg: TrainConfig, task: Task, run_dir: Path, model: torch.nn.Mod
     augmentation generator (seeded per rank) and, with ``cfg.ema``, the moving average of ``model``.
     """
     optimizer = build_optimizer(model, cfg, device)
-    steps_per_epoch = len(epoch_batches(len(train_data), cfg, 0, dist))
+    steps_per_epoch = len(epoch_batches(len(train_data), cfg, 0, dist, task.sample_factors))
     scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
     amp = amp_dtype(cfg, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)

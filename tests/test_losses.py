@@ -1,0 +1,153 @@
+"""Segmentation losses against brute-force computations on tiny inputs."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fcnlab.errors import ConfigError
+from fcnlab.training.losses import LOSSES, dice_loss, loss_terms, lovasz_softmax, segmentation_loss
+
+C = 4
+
+
+def jaccard_loss_of_set(fg: list[bool], wrong: set[int]) -> float:
+    """Brute force ``1 - |fg minus wrong| / |fg union wrong|`` over explicit pixel sets."""
+    fg_set = {i for i, f in enumerate(fg) if f}
+    union = fg_set | wrong
+    return 1.0 - len(fg_set - wrong) / len(union) if union else 0.0
+
+
+def lovasz_extension(errors: list[float], fg: list[bool]) -> float:
+    """The Lovasz extension by its definition: sort the errors, sum error_i x (J(prefix_i) - J(prefix_i-1))."""
+    order = sorted(range(len(errors)), key=lambda i: -errors[i])
+    total, prefix, previous = 0.0, set(), 0.0
+    for i in order:
+        prefix.add(i)
+        value = jaccard_loss_of_set(fg, prefix)
+        total += errors[i] * (value - previous)
+        previous = value
+    return total
+
+
+def brute_force_lovasz(probs: torch.Tensor, labels: torch.Tensor, ignore: int = -100) -> float:
+    """Mean over present classes of the Lovasz extension of each class's Jaccard loss (pure Python)."""
+    p = probs.permute(0, 2, 3, 1).reshape(-1, probs.shape[1]).tolist()
+    y = labels.reshape(-1).tolist()
+    keep = [i for i, t in enumerate(y) if t != ignore]
+    losses = []
+    for c in range(probs.shape[1]):
+        fg = [y[i] == c for i in keep]
+        if not any(fg):
+            continue
+        errors = [abs(float(f) - p[i][c]) for f, i in zip(fg, keep, strict=True)]
+        losses.append(lovasz_extension(errors, fg))
+    return sum(losses) / len(losses)
+
+
+def test_lovasz_of_hard_predictions_is_one_minus_iou():
+    g = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        labels = torch.randint(0, C, (2, 5, 6), generator=g)
+        pred = torch.randint(0, C, (2, 5, 6), generator=g)
+        logits = F.one_hot(pred, C).permute(0, 3, 1, 2).float() * 1e4  # softmax is exactly one-hot
+        ious = []
+        for c in range(C):
+            t, p = labels == c, pred == c
+            if t.any():
+                ious.append((t & p).sum().item() / (t | p).sum().item())
+        expected = 1.0 - sum(ious) / len(ious)
+        assert lovasz_softmax(logits, labels).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_lovasz_of_soft_predictions_is_the_lovasz_extension():
+    g = torch.Generator().manual_seed(1)
+    for ignore in (-100, 3):
+        logits = torch.randn(2, C, 3, 4, generator=g) * 2
+        labels = torch.randint(0, C, (2, 3, 4), generator=g)
+        labels[0, 0, :2] = 3  # some pixels of the class that may be ignored
+        expected = brute_force_lovasz(logits.softmax(1), labels, ignore)
+        assert lovasz_softmax(logits, labels, ignore_index=ignore).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_lovasz_extension_matches_jaccard_on_all_binary_error_vectors():
+    """On 0/1 errors the extension equals the set function itself (checked for every subset)."""
+    fg = [True, False, True, True, False]
+    for bits in itertools.product([0.0, 1.0], repeat=len(fg)):
+        wrong = {i for i, b in enumerate(bits) if b}
+        assert lovasz_extension(list(bits), fg) == pytest.approx(jaccard_loss_of_set(fg, wrong))
+
+
+def test_ignored_pixels_change_nothing():
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(1, C, 4, 4, generator=g)
+    labels = torch.randint(0, C - 1, (1, 4, 4), generator=g)
+    labels[0, 0] = 255  # ignored row
+    for fn in (lovasz_softmax, dice_loss):
+        with_row = fn(logits, labels, ignore_index=255)
+        without = fn(logits[..., 1:, :], labels[..., 1:, :], ignore_index=255)
+        assert with_row.item() == pytest.approx(without.item(), abs=1e-6)
+
+
+def test_dice_matches_direct_formula():
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, C, 5, 5, generator=g)
+    labels = torch.randint(0, C - 1, (2, 5, 5), generator=g)  # class C-1 absent: left out of the mean
+    p = logits.softmax(1)
+    dices = []
+    for c in range(C - 1):
+        gc = (labels == c).float()
+        dices.append(2 * (p[:, c] * gc).sum() / (p[:, c].sum() + gc.sum()))
+    expected = 1 - torch.stack(dices).mean()
+    assert dice_loss(logits, labels).item() == pytest.approx(expected.item(), abs=1e-6)
+    perfect = F.one_hot(labels, C).permute(0, 3, 1, 2).float() * 1e4
+    assert dice_loss(perfect, labels).item() == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_losses_have_finite_gradients_and_sum_their_terms(name):
+    g = torch.Generator().manual_seed(4)
+    logits = (torch.randn(2, C, 6, 6, generator=g) * 3).requires_grad_()
+    labels = torch.randint(0, C, (2, 6, 6), generator=g)
+    weight = torch.tensor([0.5, 1.0, 2.0, 1.0])
+    loss = segmentation_loss(name, logits, labels, weight=weight, ignore_index=2)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+    parts = {"ce": F.cross_entropy(logits, labels, weight=weight, ignore_index=2),
+             "lovasz": lovasz_softmax(logits, labels, 2), "dice": dice_loss(logits, labels, 2)}
+    expected = sum(parts[t] for t in loss_terms(name))
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_lovasz_gradient_lowers_the_loss():
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(1, C, 8, 8, generator=g).requires_grad_()
+    labels = torch.randint(0, C, (1, 8, 8), generator=g)
+    opt = torch.optim.SGD([logits], lr=100.0)
+    first = None
+    for _ in range(50):
+        loss = lovasz_softmax(logits, labels)
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < first * 0.5
+
+
+def test_all_pixels_ignored_gives_zero_lovasz():
+    logits = torch.randn(1, C, 2, 2, requires_grad=True)
+    labels = torch.full((1, 2, 2), 255)
+    loss = lovasz_softmax(logits, labels, ignore_index=255)
+    loss.backward()
+    assert loss.item() == 0.0 and torch.isfinite(logits.grad).all()
+
+
+def test_unknown_loss_name_is_a_config_error():
+    with pytest.raises(ConfigError, match="--loss"):
+        loss_terms("focal")
+    with pytest.raises(ConfigError, match="--loss"):
+        loss_terms("ce+ce")
+    assert loss_terms("lovasz+ce") == ("lovasz", "ce")
