@@ -209,13 +209,7 @@ class ReportBuilder:
             self._add_png(iou_bars_png([r.name for r in scored], [r.per_class_iou or [] for r in scored],
                                        [r.miou for r in scored]),
                           "compare_iou_bars.png", "per-class IoU and mean IoU of each run")
-        with_metrics = [r for r in group if r.metrics is not None]
-        if with_metrics:
-            png = metric_curves_png([r.name for r in with_metrics], [r.metrics for r in with_metrics],  # type: ignore[misc]
-                                    "val_miou", "validation mIoU", "Validation mIoU per epoch")
-            if png is not None:
-                self.blocks.append(Heading(3, "Validation mIoU per epoch"))
-                self._add_png(png, "compare_miou_curves.png", "mIoU of every run per epoch (star: best epoch)")
+        self._curves(group, "val_miou", "mIoU", "compare_miou_curves.png")
         self.blocks.append(Heading(3, "The same validation tiles, predicted by each model"))
         tiles = self.facts.tiles if self.facts is not None else None
         if tiles is not None and len(tiles.predictions) >= 2:
@@ -232,15 +226,20 @@ class ReportBuilder:
             self.blocks.append(Para(f"not drawn: {self.facts.tiles_note or 'no validation tiles found'}",
                                     note=True))
 
+    def _curves(self, group: list[RunInfo], column: str, metric: str, file: str) -> None:
+        """One plot of ``column`` per epoch for every run of ``group`` that has metrics (star: best epoch)."""
+        with_metrics = [r for r in group if r.metrics is not None]
+        if not with_metrics:
+            return
+        png = metric_curves_png([r.name for r in with_metrics], [r.metrics for r in with_metrics],  # type: ignore[misc]
+                                column, f"validation {metric}", f"Validation {metric} per epoch")
+        if png is not None:
+            self.blocks.append(Heading(3, f"Validation {metric} per epoch"))
+            self._add_png(png, file, f"{metric} of every run per epoch (star: best epoch)")
+
     def accuracy_comparison(self, group: list[RunInfo]) -> None:
         """Validation accuracy of every run per epoch on one plot, and per-class accuracy side by side."""
-        with_metrics = [r for r in group if r.metrics is not None]
-        if with_metrics:
-            png = metric_curves_png([r.name for r in with_metrics], [r.metrics for r in with_metrics],  # type: ignore[misc]
-                                    "val_acc", "validation accuracy", "Validation accuracy per epoch")
-            if png is not None:
-                self.blocks.append(Heading(3, "Validation accuracy per epoch"))
-                self._add_png(png, "compare_acc_curves.png", "accuracy of every run per epoch (star: best epoch)")
+        self._curves(group, "val_acc", "accuracy", "compare_acc_curves.png")
         scored = [r for r in group if r.per_class_acc]
         if len(scored) >= 2:
             self.blocks.append(Heading(3, "Per-class accuracy, side by side"))
