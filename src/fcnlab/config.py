@@ -62,6 +62,11 @@ class TrainConfig:
     eval_batch_size: int = option(0, "batch size for validation (0: 2x batch_size)", group="runtime")
     optimizer: str = option("sgd", "sgd or adamw", group="optimisation")
     lr: float = option(0.05, "peak learning rate (mean cross-entropy convention)", group="optimisation")
+    lr_base_batch: int = option(0, "when > 0, lr is the rate for this many images per step and is scaled to the "
+                                   "global batch (batch_size x processes) by lr_scaling (0: lr as given)",
+                                group="optimisation")
+    lr_scaling: str = option("linear", "with lr_base_batch: linear or sqrt scaling of lr with the batch",
+                             group="optimisation")
     momentum: float = option(0.9, "SGD momentum", group="optimisation")
     nesterov: bool = option(False, "SGD: Nesterov momentum (needs momentum > 0)", group="optimisation")
     weight_decay: float = option(5e-4, "applied to conv/linear weights only (not BN, biases)", group="optimisation")
@@ -158,12 +163,13 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "amp": ("auto", "bf16", "fp16", "off"),
     "cache": ("auto", "memory", "disk", "off"),
     "augment_policy": ("none", "trivialaugment", "randaugment"),
+    "lr_scaling": ("linear", "sqrt"),
     "compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
 }
 
 POSITIVE = ("epochs", "batch_size", "lr", "image_size", "num_classes", "snapshot_tiles", "log_every")
-NON_NEGATIVE = ("eval_batch_size", "momentum", "weight_decay", "warmup_epochs", "label_smoothing", "pad",
-                "grad_clip", "limit", "val_limit", "workers", "step_size", "gamma", "randaugment_ops",
+NON_NEGATIVE = ("eval_batch_size", "lr_base_batch", "momentum", "weight_decay", "warmup_epochs", "label_smoothing",
+                "pad", "grad_clip", "limit", "val_limit", "workers", "step_size", "gamma", "randaugment_ops",
                 "cutmix", "mixup", "repeat_threshold")
 PROBABILITIES = ("random_erasing", "mix_prob")
 CLASSIFY_ONLY = {"augment_policy": "none", "random_erasing": 0.0, "cutmix": 0.0, "mixup": 0.0}

@@ -33,6 +33,7 @@ from fcnlab.tasks import make_task, task_info
 from fcnlab.tasks.base import Task
 from fcnlab.training.hooks import epoch_hooks
 from fcnlab.training.loop import train_one_epoch
+from fcnlab.training.optim import peak_lr
 from fcnlab.training.resume import check_resume, check_unchanged, load_resume_checkpoint
 from fcnlab.training.signals import install_signal_handlers, interrupted, restore_signal_handlers
 from fcnlab.training.state import TrainState, build_state, epoch_batches, fresh_accum
@@ -194,10 +195,18 @@ def startup_summary(state: TrainState, model: torch.nn.Module) -> str:
              f"  model: {cfg.model}, {params:,} parameters ({trainable:,} trainable), {init}",
              f"  schedule: {cfg.epochs} epochs x {steps} steps of {cfg.batch_size} images"
              + (f" x {world} processes" if world > 1 else "")
-             + f"; {cfg.optimizer} lr {cfg.lr:g}, {cfg.scheduler}" + (f", from epoch {state.epoch + 1}"
-                                                                         if state.epoch else ""),
+             + f"; {cfg.optimizer} lr {_lr_text(cfg, world)}, {cfg.scheduler}"
+             + (f", from epoch {state.epoch + 1}" if state.epoch else ""),
              f"  config: {state.run_dir / CONFIG} (resolved; the command line is in {state.run_dir / ENV})"]
     return "\n".join(lines)
+
+
+def _lr_text(cfg: TrainConfig, world: int) -> str:
+    """The peak learning rate, with how it was scaled from ``lr`` when ``lr_base_batch`` is set."""
+    if cfg.lr_base_batch <= 0:
+        return f"{cfg.lr:g}"
+    return (f"{peak_lr(cfg, world):g} ({cfg.lr:g} per {cfg.lr_base_batch} images, {cfg.lr_scaling} scaling to "
+            f"a batch of {cfg.batch_size * world})")
 
 
 def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:

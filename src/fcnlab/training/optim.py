@@ -9,17 +9,30 @@ import torch
 from fcnlab.config import TrainConfig
 
 
-def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """SGD (momentum, optionally Nesterov) or AdamW over trainable parameters only (frozen upsamplers stay out)."""
+def peak_lr(cfg: TrainConfig, world_size: int = 1) -> float:
+    """The peak learning rate: ``cfg.lr``, or with ``lr_base_batch`` > 0 the rate for that many images per step
+    scaled to the global batch ``batch_size x world_size`` (timm's ``--lr-base-size``/``--lr-base-scale``):
+    linearly (Goyal et al. 2017, for SGD) or by its square root (often better for adaptive optimizers)."""
+    if cfg.lr_base_batch <= 0:
+        return cfg.lr
+    ratio = cfg.batch_size * world_size / cfg.lr_base_batch
+    return cfg.lr * (ratio if cfg.lr_scaling == "linear" else math.sqrt(ratio))
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device,
+                    world_size: int = 1) -> torch.optim.Optimizer:
+    """SGD (momentum, optionally Nesterov) or AdamW over trainable parameters only (frozen upsamplers stay out),
+    at the :func:`peak_lr` for ``world_size`` processes."""
     from fcnlab.models import trainable_param_groups
 
-    groups = trainable_param_groups(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    lr = peak_lr(cfg, world_size)
+    groups = trainable_param_groups(model, lr=lr, weight_decay=cfg.weight_decay)
     # fused kernels: on CUDA one launch for all parameters; on the CPU faster than the for-loop too
     # (docs/BENCHMARKS.md)
     fused = {"fused": True} if device.type in ("cuda", "cpu") else {}
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, **fused)
-    return torch.optim.AdamW(groups, lr=cfg.lr, **fused)
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov, **fused)
+    return torch.optim.AdamW(groups, lr=lr, **fused)
 
 
 def lr_factor(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:

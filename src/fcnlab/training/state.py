@@ -110,6 +110,9 @@ def epoch_batches(n: int, cfg: TrainConfig, epoch: int, dist: dist_utils.DistInf
                   factors: np.ndarray | None = None) -> list[torch.Tensor]:
     """This rank's batches of sample indices for ``epoch`` (DistributedSampler with ``set_epoch``).
 
+    With ``cfg.compile`` a short last batch is filled with the epoch's first samples, so every step has the
+    same shape (one compiled graph; see :func:`fcnlab.runtime.device.compile_model`).
+
     With repeat ``factors`` (``sampling: rare``) the epoch's ``n`` draws favour the samples with larger
     factors (:func:`fcnlab.data.sampling.epoch_indices`, seeded by seed and epoch), split over the ranks.
     """
@@ -121,7 +124,10 @@ def epoch_batches(n: int, cfg: TrainConfig, epoch: int, dist: dist_utils.DistInf
         sampler.set_epoch(epoch)
         order = torch.tensor(list(sampler), dtype=torch.int64)
     batches = list(order.split(cfg.batch_size))
-    if len(batches) > 1 and len(batches[-1]) < 2:  # BatchNorm cannot train on a single sample
+    short = len(batches) > 1 and len(batches[-1]) < cfg.batch_size
+    if short and cfg.compile:  # compiled steps keep one shape: fill the last batch from the epoch's start
+        batches[-1] = torch.cat([batches[-1], order[:cfg.batch_size - len(batches[-1])]])
+    elif short and len(batches[-1]) < 2:  # BatchNorm cannot train on a single sample
         batches.pop()
     return batches
 
@@ -135,7 +141,7 @@ def build_state(cfg: TrainConfig, task: Task, run_dir: Path, model: torch.nn.Mod
     ``torch.compile`` (before DDP) when ``cfg.compile``, the DDP wrapper under torchrun, the
     augmentation generator (seeded per rank) and, with ``cfg.ema``, the moving average of ``model``.
     """
-    optimizer = build_optimizer(model, cfg, device)
+    optimizer = build_optimizer(model, cfg, device, dist.world_size)
     steps_per_epoch = len(epoch_batches(len(train_data), cfg, 0, dist, task.sample_factors))
     scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
     amp = amp_dtype(cfg, device)
