@@ -73,9 +73,9 @@ def test_gradient_clipping_bounds_every_update(data, tmp_path, monkeypatch):
     initial: dict[str, torch.Tensor] = {}
     build = optim.build_optimizer
 
-    def spy(model, cfg, device):
+    def spy(model, cfg, device, world_size=1):
         initial.update({k: v.detach().clone() for k, v in model.named_parameters()})
-        return build(model, cfg, device)
+        return build(model, cfg, device, world_size)
 
     monkeypatch.setattr(train_state, "build_optimizer", spy)
     common = ["--epochs", "1", "--momentum", "0", "--weight-decay", "0", "--lr", "0.5", "--warmup-epochs", "0",
