@@ -15,7 +15,6 @@ import torch
 from fcnlab.config import from_dict
 from fcnlab.data.synthetic import make_classification_data
 from fcnlab.errors import ConfigError
-from fcnlab.models.registry import _REGISTRY, register_model
 from fcnlab.runtime import device as device_mod
 from fcnlab.runtime.device import fixed_batches, is_compiled
 from fcnlab.runtime.distributed import DistInfo
@@ -23,21 +22,12 @@ from fcnlab.tasks import make_task
 from fcnlab.training.fit import fit
 from fcnlab.training.optim import build_optimizer, peak_lr
 from fcnlab.training.state import epoch_batches
-
-TINY = "tiny_cnn_for_compile_tests"
-
-
-def _tiny(num_classes: int, **_: object) -> torch.nn.Module:
-    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
-                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, num_classes))
+from tiny_model import registered_tiny, tiny_cnn, tiny_config
 
 
 @pytest.fixture(autouse=True)
 def _tiny_model():
-    if TINY not in _REGISTRY:
-        register_model(TINY, "classify", None)(_tiny)
-    yield
-    _REGISTRY.pop(TINY, None)
+    yield from registered_tiny()
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +38,7 @@ def p1(tmp_path_factory):
 
 
 def config(p1, **kw):
-    return from_dict({"task": "classify", "model": TINY, "num_classes": 5, "data": str(p1 / "train_50"),
-                      "val": str(p1 / "val_50"), "epochs": 2, "batch_size": 16, "eval_batch_size": 8,
-                      "device": "cpu", "seed": 3, **kw})
+    return tiny_config(p1, **{"batch_size": 16, "eval_batch_size": 8, **kw})
 
 
 @pytest.mark.parametrize("n", [45, 47, 64, 10])
@@ -96,7 +84,7 @@ def test_evaluation_of_a_compiled_model_sees_one_shape_and_the_same_metrics(p1):
     task = make_task(cfg)
     data = task.load_val()
     torch.manual_seed(0)
-    model = _tiny(5)
+    model = tiny_cnn(5)
     model.train()
     model(torch.randn(8, 3, 32, 32))  # non-trivial BatchNorm statistics
     eager, _ = task.evaluate(model, data, torch.device("cpu"))
@@ -140,7 +128,7 @@ def test_lr_scales_with_the_global_batch():
     assert peak_lr(linear, world_size=2) == pytest.approx(1.6)
     sqrt = from_dict({"lr": 0.2, "batch_size": 1024, "lr_base_batch": 256, "lr_scaling": "sqrt"})
     assert peak_lr(sqrt) == pytest.approx(0.4)
-    optimizer = build_optimizer(_tiny(5), linear, torch.device("cpu"), world_size=4)
+    optimizer = build_optimizer(tiny_cnn(5), linear, torch.device("cpu"), world_size=4)
     assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([3.2] * len(optimizer.param_groups))
     with pytest.raises(ConfigError, match="lr_scaling"):
         from_dict({"lr_scaling": "cubic"})

@@ -15,24 +15,13 @@ from fcnlab.data import prefetch, resident
 from fcnlab.data.classification import load_image_set
 from fcnlab.data.synthetic import make_classification_data, make_segmentation_data
 from fcnlab.errors import ConfigError
-from fcnlab.models.registry import _REGISTRY, register_model
 from fcnlab.training.fit import fit
-
-TINY = "tiny_cnn_for_resident_tests"
-
-
-def _tiny(num_classes: int, **_: object) -> torch.nn.Module:
-    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
-                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, num_classes))
+from tiny_model import TINY, registered_tiny, tiny_config
 
 
 @pytest.fixture(autouse=True)
 def _tiny_model():
-    """Registered for each test, removed after it (other tests list the registry)."""
-    if TINY not in _REGISTRY:
-        register_model(TINY, "classify", None)(_tiny)
-    yield
-    _REGISTRY.pop(TINY, None)
+    yield from registered_tiny()
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +33,6 @@ def p1(tmp_path_factory):
 @pytest.fixture(scope="module")
 def p2(tmp_path_factory):
     return make_segmentation_data(tmp_path_factory.mktemp("p2"), n_train=4, n_val=2, size=64)
-
-
-def p1_config(p1, **kw):
-    return from_dict({"task": "classify", "model": TINY, "num_classes": 5, "data": str(p1 / "train_50"),
-                      "val": str(p1 / "val_50"), "epochs": 2, "batch_size": 8, "device": "cpu", "seed": 3, **kw})
 
 
 def p2_config(p2, **kw):
@@ -72,16 +56,16 @@ def force_resident(monkeypatch) -> list:
 
 
 def test_resident_on_the_cpu_keeps_todays_path(p1, tmp_path, capsys):
-    fit(p1_config(p1), tmp_path / "host")
-    fit(p1_config(p1, resident=True), tmp_path / "res")
+    fit(tiny_config(p1), tmp_path / "host")
+    fit(tiny_config(p1, resident=True), tmp_path / "res")
     assert "data stays in host memory" in capsys.readouterr().out
     assert (tmp_path / "host" / "metrics.csv").read_bytes() == (tmp_path / "res" / "metrics.csv").read_bytes()
 
 
 def test_the_resident_path_trains_and_validates_like_the_host_path(p1, tmp_path, monkeypatch):
-    fit(p1_config(p1), tmp_path / "host")
+    fit(tiny_config(p1), tmp_path / "host")
     made = force_resident(monkeypatch)
-    fit(p1_config(p1, resident=True), tmp_path / "res")
+    fit(tiny_config(p1, resident=True), tmp_path / "res")
     assert made == ["ImageSet", "ImageSet"]  # training and validation sets
     assert (tmp_path / "host" / "metrics.csv").read_bytes() == (tmp_path / "res" / "metrics.csv").read_bytes()
 
@@ -114,7 +98,7 @@ def test_compile_mode_is_checked():
 @pytest.mark.slow
 def test_compiled_training_runs_on_the_cpu(p1, tmp_path, capsys):
     """``--compile true`` compiles the step with Inductor's C++ backend on the CPU: 2 steps of a tiny model."""
-    summary = fit(p1_config(p1, compile=True, epochs=1, batch_size=20), tmp_path / "run")
+    summary = fit(tiny_config(p1, compile=True, epochs=1, batch_size=20), tmp_path / "run")
     assert summary["epochs"] == 1 and 0.0 <= summary["val_acc"] <= 1.0
     rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
     assert len(rows) == 2 and "nan" not in rows[1]
@@ -134,7 +118,7 @@ def test_a_resident_cuda_epoch_adds_no_host_sync_per_step(p1, tmp_path):
     device = torch.device("cuda")
     counts = {}
     for limit in (16, 40):  # 2 and 5 steps of 8 images
-        cfg = p1_config(p1, device="cuda", resident=True, log_every=1000, limit=limit)
+        cfg = tiny_config(p1, device="cuda", resident=True, log_every=1000, limit=limit)
         task = make_task(cfg)
         data, note = resident.make_resident(task.load_train(), device)
         assert resident.is_resident(data), note
