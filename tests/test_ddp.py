@@ -62,7 +62,7 @@ def check_rank0_only(result: subprocess.CompletedProcess, run: Path) -> None:
 
 
 @pytest.mark.parametrize("extra", [[], ["--ema", "true", "--ema-decay", "0.5", "--augment-policy", "trivialaugment",
-                                         "--cutmix", "1.0"]], ids=["plain", "ema_augment"])
+                                         "--cutmix", "1.0", "--lr-base-batch", "4"]], ids=["plain", "ema_augment"])
 def test_classify_ddp_metrics_equal_single_process_eval(dlcv_root, tmp_path, capsys, extra):
     """With ``ema`` the logged metrics are the average's (BN statistics from rank 0), which inference loads."""
     data = tmp_path / "p1"
@@ -78,6 +78,8 @@ def test_classify_ddp_metrics_equal_single_process_eval(dlcv_root, tmp_path, cap
                        str(run), "--model", "resnet18", "--num-classes", "4", "--epochs", "1", "--batch-size", "4",
                        "--lr", "0.01", "--device", "cpu", *extra], tmp_path)
     check_rank0_only(result, run)
+    if "--lr-base-batch" in extra:  # lr 0.01 per 4 images; two processes of 4 images: 0.02
+        assert "lr 0.02 (0.01 per 4 images, linear scaling to a batch of 8)" in result.stdout
     logged = load_checkpoint(run / "last.pt")["metrics"]
     assert_equal_metrics(logged, single_process_metrics(run))
     row = (run / "metrics.csv").read_text().splitlines()[1].split(",")
