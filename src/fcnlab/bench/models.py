@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from fcnlab.bench.timing import PeakMemory, count_flops, measure_throughput
+from fcnlab.bench.timing import PeakMemory, count_flops, measure_throughput, stopwatch, sync
 from fcnlab.config import TrainConfig, from_dict
 from fcnlab.infer.folding import foldable
 from fcnlab.infer.predictor import Predictor, make_predictor
@@ -134,19 +134,39 @@ def _phase(fn, items: int, device: torch.device, schedule: Schedule, peak: float
     """FLOPs, throughput and peak memory of one callable.
 
     FLOPs are counted on the first warm-up call, or on one call of ``eager_fn`` (the uncompiled twin) when
-    ``fn`` is compiled, since the counter cannot see inside compiled graphs.
+    ``fn`` is compiled, since the counter cannot see inside compiled graphs. A compiled ``fn`` also gets
+    ``compile``: :func:`_compile_payback` (its first call's seconds against the eager twin's rate).
     """
+    payback = None
     with PeakMemory(device) as mem:
         flops, _ = count_flops(eager_fn or fn)
-        tp = measure_throughput(fn, items, device, warmup=schedule.warmup - (eager_fn is None),
+        if eager_fn is not None:
+            with stopwatch() as first:  # the first call compiles (once per shape and mode)
+                fn()
+                sync(device)
+        tp = measure_throughput(fn, items, device, warmup=schedule.warmup - 1,
                                 windows=schedule.windows, min_window_s=schedule.min_window_s)
+        if eager_fn is not None:
+            eager = measure_throughput(eager_fn, items, device, warmup=schedule.warmup - 1,
+                                       windows=schedule.windows, min_window_s=schedule.min_window_s)
+            payback = _compile_payback(first["seconds"], tp.items_per_s, eager.items_per_s)
     return {"batch": items, "img_per_s": round(tp.items_per_s, 3), "step_ms": round(tp.step_ms, 2),
+            **({"compile": payback} if payback else {}),
             "timed_steps": tp.steps,
             "windows_img_per_s": [round(w, 3) for w in tp.windows],
             "cpu_util": None if tp.cpu_util is None else round(tp.cpu_util, 2),
             **_rate(flops, items, tp.items_per_s, peak),
             "peak_gpu_mb": None if mem.gpu_mb is None else round(mem.gpu_mb, 1),
             "peak_rss_mb": None if mem.rss_mb is None else round(mem.rss_mb, 1)}
+
+
+def _compile_payback(first_call_s: float, compiled_img_per_s: float, eager_img_per_s: float) -> dict[str, Any]:
+    """Whether compiling pays: the first compiled call's seconds (compiling included), the speed-up over eager,
+    and how many images it takes to earn the compile time back (None: compiled is not faster, never)."""
+    saved_per_image = 1 / eager_img_per_s - 1 / compiled_img_per_s
+    return {"first_call_s": round(first_call_s, 2), "eager_img_per_s": round(eager_img_per_s, 3),
+            "speedup": round(compiled_img_per_s / eager_img_per_s, 3),
+            "break_even_images": round(first_call_s / saved_per_image) if saved_per_image > 0 else None}
 
 
 def _folded_sweep(result: dict[str, Any], plain: Predictor, folded: Predictor, images: torch.Tensor,

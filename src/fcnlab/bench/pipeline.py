@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from fcnlab.bench.models import ModelCase, TrainStep, case_config, channels_last
+from fcnlab.bench.sections import FULL_TRAIN_SIZE
 from fcnlab.bench.timing import PeakMemory, stopwatch, sync
 from fcnlab.data.prefetch import Prefetcher
 from fcnlab.data.resident import is_resident
@@ -32,9 +33,6 @@ from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
 from fcnlab.tasks import make_task
 from fcnlab.training.loop import train_one_epoch
 from fcnlab.training.state import TrainState, build_state, epoch_batches, fresh_accum
-
-#: Training-set sizes of the course data, for the projected 50-epoch wall time.
-FULL_TRAIN_SIZE = {"classify": 20000, "segment": 1800}
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fcnlab.bench.sections import FULL_TRAIN_SIZE
 from fcnlab.runtime.files import atomic_write_text
 
 
@@ -67,6 +68,7 @@ def to_markdown(result: dict[str, Any]) -> str:
                              _pct(p["mfu"]), _mem(p), _pct(p.get("cpu_util"))])
         lines += _table(["model", "phase", "input", "batch", "precision", "img/s", "ms/step", "GFLOP/img",
                          "GFLOP/s", "MFU", "peak MB", "CPU share"], rows)
+        lines += _compile_lines(models)
         vgg = models.get("vgg16_bn", {})
         if vgg.get("folded_speedup") is not None:
             small = vgg.get("folded_speedup_small_batch")
@@ -111,6 +113,25 @@ def to_markdown(result: dict[str, Any]) -> str:
     for name, err in result.get("errors", {}).items():
         lines.append(f"- section {name} failed: {err}")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _compile_lines(models: dict[str, Any]) -> list[str]:
+    """One line per compiled phase: compile seconds, speed-up over eager and the images that pay it back,
+    also in epochs of the course's training set (20,000 P1 images, 1,800 P2 tiles)."""
+    lines = []
+    for name, m in models.items():
+        for phase, label in (("train", "training"), ("infer", "inference")):
+            c = (m.get(phase) or {}).get("compile")
+            if not c:
+                continue
+            images = c["break_even_images"]
+            epoch = FULL_TRAIN_SIZE.get(m.get("task", ""), 0)
+            pays = ("never paid back (compiled is not faster)" if images is None else
+                    f"paid back after {images:,} images" + (f" ({images / epoch:.2f} epochs)" if epoch else ""))
+            lines.append(f"Compiled {name} {label} ({m.get('compile_mode')}): first call {c['first_call_s']:.1f} s "
+                         f"(compiling included), {c['speedup']:.2f}x eager ({_fmt(c['eager_img_per_s'])} img/s); "
+                         f"the compile time is {pays}.")
+    return [*lines, ""] if lines else []
 
 
 def write_outputs(result: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:

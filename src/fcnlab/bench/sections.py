@@ -20,6 +20,10 @@ GPU_TARGETS = {"train_img_per_s": {"vgg16_bn": 40_000.0, "fcn8s_resnet34": 1_400
                "e2e_over_pure": 0.95}
 
 
+#: Training images of the course data per task: epochs in the bench's projections (50 epochs, compile payback).
+FULL_TRAIN_SIZE = {"classify": 20000, "segment": 1800}
+
+
 def parse_only(text: str | None) -> tuple[str, ...]:
     """``"fcn8s_resnet34,e2e"`` -> section names; unknown names raise ConfigError listing the valid ones."""
     if not text:
