@@ -13,10 +13,11 @@ import pytest
 import torch
 
 from fcnlab.config import from_dict
+from fcnlab.data.sampling import fill_last_batch
 from fcnlab.data.synthetic import make_classification_data
 from fcnlab.errors import ConfigError
 from fcnlab.runtime import device as device_mod
-from fcnlab.runtime.device import fixed_batches, is_compiled
+from fcnlab.runtime.device import is_compiled
 from fcnlab.runtime.distributed import DistInfo
 from fcnlab.tasks import make_task
 from fcnlab.training.fit import fit
@@ -58,12 +59,12 @@ def test_eager_epochs_keep_the_ragged_last_batch():
     assert [len(b) for b in epoch_batches(33, cfg, 0, DistInfo())] == [16, 16]  # a batch of 1: dropped
 
 
-def test_fixed_batches_pads_the_last_batch_and_counts_the_real_samples():
-    batches = list(torch.arange(10).split(4))
-    fixed, counts = fixed_batches(batches, 4)
-    assert [b.tolist() for b in fixed] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 8, 8]]
-    assert counts == [4, 4, 2]
-    assert fixed_batches([], 4) == ([], [])
+def test_fill_last_batch_fills_from_the_start_of_the_order():
+    order = torch.tensor([5, 3, 9, 0, 7, 1, 8, 2, 6, 4])
+    filled = fill_last_batch(list(order.split(4)), order, 4)
+    assert [b.tolist() for b in filled] == [[5, 3, 9, 0], [7, 1, 8, 2], [6, 4, 5, 3]]
+    assert [b.tolist() for b in fill_last_batch(list(order[:3].split(4)), order[:3], 4)] == [[5, 3, 9]]  # one batch
+    assert fill_last_batch([], order[:0], 4) == []
 
 
 class _Recorder(torch.nn.Module):

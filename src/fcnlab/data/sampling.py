@@ -10,6 +10,8 @@ positive chance in every epoch.
 
 The per-epoch order comes from a generator seeded by ``(seed, epoch)`` alone, so a resumed run
 recomputes exactly the order the interrupted one was following.
+
+:func:`fill_last_batch` gives every batch of an order the same size, for compiled models (one shape).
 """
 
 from __future__ import annotations
@@ -93,3 +95,13 @@ def shard(indices: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
     if total > len(indices) and len(indices):
         indices = torch.cat([indices, indices[: total - len(indices)]])
     return indices[rank:total:world_size]
+
+
+def fill_last_batch(batches: list[torch.Tensor], order: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """``batches`` (consecutive splits of ``order``) with a short last batch filled to ``size`` from the start
+    of ``order``, so a compiled model sees one shape (:func:`fcnlab.runtime.device.compile_model`). Training
+    trains on the filled samples; evaluation drops their outputs. A single batch is left as it is: one shape
+    already."""
+    if len(batches) > 1 and len(batches[-1]) < size:
+        batches = [*batches[:-1], torch.cat([batches[-1], order[:size - len(batches[-1])]])]
+    return batches

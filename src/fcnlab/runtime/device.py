@@ -48,10 +48,10 @@ def compile_model(model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
     GPU; on the CPU every mode compiles with Inductor's C++ backend). The forward and backward passes of the
     training step are compiled (AOTAutograd); the loss, augmentation and the fused optimizer stay eager.
 
-    Shapes are static (``dynamic=False``): training keeps every step's batch the same size
-    (:func:`fcnlab.training.state.epoch_batches`) and evaluation pads its last batch
-    (:func:`fixed_batches`), so each mode (train, eval) compiles once, with kernels specialised to the batch,
-    and ``reduce-overhead`` records one CUDA graph for each instead of one per new batch size."""
+    Shapes are static (``dynamic=False``): training and evaluation fill their last batch to the size of the
+    others (:func:`fcnlab.data.sampling.fill_last_batch`), so each mode (train, eval) compiles once, with
+    kernels specialised to the batch, and ``reduce-overhead`` records one CUDA graph for each instead of one per
+    new batch size."""
     return torch.compile(model, mode=None if cfg.compile_mode == "default" else cfg.compile_mode, dynamic=False)
 
 
@@ -60,15 +60,6 @@ def is_compiled(model: torch.nn.Module) -> bool:
     return hasattr(model, "_orig_mod")
 
 
-def fixed_batches(batches: list[torch.Tensor], size: int) -> tuple[list[torch.Tensor], list[int]]:
-    """``batches`` of sample indices with a short last batch padded to ``size`` (by repeating its first index),
-    and how many of each batch's results count. For evaluation with a compiled model: one shape, one graph;
-    the padded copies' outputs are dropped (in eval mode a sample's output does not depend on its batch)."""
-    counts = [len(b) for b in batches]
-    if batches and 0 < counts[-1] < size:
-        last = batches[-1]
-        batches = [*batches[:-1], torch.cat([last, last[:1].expand(size - len(last))])]
-    return batches, counts
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:

@@ -15,8 +15,9 @@ import torch.nn.functional as F
 
 from fcnlab.config import TrainConfig
 from fcnlab.data.prefetch import Prefetcher
+from fcnlab.data.sampling import fill_last_batch
 from fcnlab.evaluate.metrics import ConfusionMatrix
-from fcnlab.runtime.device import fixed_batches, is_compiled
+from fcnlab.runtime.device import is_compiled
 from fcnlab.runtime.distributed import all_reduce_sum
 from fcnlab.runtime.progress import Progress
 
@@ -106,9 +107,9 @@ class Task:
         bs = self.cfg.eval_batch_size or 2 * self.cfg.batch_size
         index = torch.arange(rank, len(data), world_size)
         batches = list(index.split(bs)) if len(index) else []  # an empty shard (more ranks than images): none
-        counts = [len(b) for b in batches]
+        counts = [len(b) for b in batches]  # the samples that count: a filled last batch has more
         if is_compiled(model):  # one batch shape: one compiled graph (and CUDA graph)
-            batches, counts = fixed_batches(batches, bs)
+            batches = fill_last_batch(batches, index, bs)
         progress = Progress(len(index), desc, unit="image", enabled=rank == 0)
         for (images, targets), n in zip(Prefetcher(data, batches, pin=device.type == "cuda"), counts, strict=True):
             images = images.to(device, non_blocking=True)
@@ -116,12 +117,12 @@ class Task:
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 logits = model(self.prepare_eval(images))
             logits = logits.float()
-            if n < len(logits):  # the padding of fixed_batches
-                images, targets, logits = images[:n], targets[:n], logits[:n]
+            if n < len(logits):  # the fill of fill_last_batch
+                targets, logits = targets[:n], logits[:n]
             loss_sum += F.cross_entropy(logits, targets, reduction="sum").double()
             count += targets.numel()
             conf.update(targets, logits.argmax(1))
-            progress.update(len(images))
+            progress.update(n)
         progress.close()
         totals = torch.stack([loss_sum, torch.full_like(loss_sum, count)])  # a fill, not a host-to-device copy
         all_reduce_sum(totals)

@@ -17,7 +17,7 @@ from torch.utils.data import DistributedSampler
 
 from fcnlab.checkpoint import BackgroundSaver, rng_state, save_checkpoint, unwrap
 from fcnlab.config import TrainConfig
-from fcnlab.data.sampling import epoch_indices, shard
+from fcnlab.data.sampling import epoch_indices, fill_last_batch, shard
 from fcnlab.runtime import distributed as dist_utils
 from fcnlab.runtime.device import amp_dtype, compile_model
 from fcnlab.tasks.base import Task
@@ -124,10 +124,9 @@ def epoch_batches(n: int, cfg: TrainConfig, epoch: int, dist: dist_utils.DistInf
         sampler.set_epoch(epoch)
         order = torch.tensor(list(sampler), dtype=torch.int64)
     batches = list(order.split(cfg.batch_size))
-    short = len(batches) > 1 and len(batches[-1]) < cfg.batch_size
-    if short and cfg.compile:  # compiled steps keep one shape: fill the last batch from the epoch's start
-        batches[-1] = torch.cat([batches[-1], order[:cfg.batch_size - len(batches[-1])]])
-    elif short and len(batches[-1]) < 2:  # BatchNorm cannot train on a single sample
+    if cfg.compile:  # compiled steps keep one shape
+        return fill_last_batch(batches, order, cfg.batch_size)
+    if len(batches) > 1 and 1 == len(batches[-1]) < cfg.batch_size:  # BatchNorm cannot train on a lone sample
         batches.pop()
     return batches
 
