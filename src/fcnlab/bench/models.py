@@ -137,6 +137,10 @@ def _phase(fn, items: int, device: torch.device, schedule: Schedule, peak: float
     ``fn`` is compiled, since the counter cannot see inside compiled graphs. A compiled ``fn`` also gets
     ``compile``: :func:`_compile_payback` (its first call's seconds against the eager twin's rate).
     """
+    def timed(f):  # the first call was made: FLOP counting, or the compile below
+        return measure_throughput(f, items, device, warmup=schedule.warmup - 1, windows=schedule.windows,
+                                  min_window_s=schedule.min_window_s)
+
     payback = None
     with PeakMemory(device) as mem:
         flops, _ = count_flops(eager_fn or fn)
@@ -144,12 +148,9 @@ def _phase(fn, items: int, device: torch.device, schedule: Schedule, peak: float
             with stopwatch() as first:  # the first call compiles (once per shape and mode)
                 fn()
                 sync(device)
-        tp = measure_throughput(fn, items, device, warmup=schedule.warmup - 1,
-                                windows=schedule.windows, min_window_s=schedule.min_window_s)
+        tp = timed(fn)
         if eager_fn is not None:
-            eager = measure_throughput(eager_fn, items, device, warmup=schedule.warmup - 1,
-                                       windows=schedule.windows, min_window_s=schedule.min_window_s)
-            payback = _compile_payback(first["seconds"], tp.items_per_s, eager.items_per_s)
+            payback = _compile_payback(first["seconds"], tp.items_per_s, timed(eager_fn).items_per_s)
     return {"batch": items, "img_per_s": round(tp.items_per_s, 3), "step_ms": round(tp.step_ms, 2),
             **({"compile": payback} if payback else {}),
             "timed_steps": tp.steps,
