@@ -77,6 +77,10 @@ class TrainConfig:
     label_smoothing: float = option(0.0, "cross-entropy label smoothing", group="optimisation")
     image_size: int = option(32, "classify: network input side (224 for ImageNet backbones); segment: crop side",
                              group="model")
+    input_size: int = option(0, "segment: train on tiles reduced to this side (images by an area filter, masks by "
+                                "majority vote; it must divide the tile side: 128 for 512x512 tiles); evaluation and "
+                                "prediction reduce full-size inputs alike and upsample the logits (0: full size)",
+                             group="model")
     augment: bool = option(True, "random augmentation of training batches", group="augmentation")
     pad: int = option(4, "classify: random-crop padding", group="augmentation")
     augment_policy: str = option("none", "classify: per-image policy on the training batches (with augment): none, "
@@ -169,8 +173,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 POSITIVE = ("epochs", "batch_size", "lr", "image_size", "num_classes", "snapshot_tiles", "log_every")
 NON_NEGATIVE = ("eval_batch_size", "lr_base_batch", "momentum", "weight_decay", "warmup_epochs", "label_smoothing",
-                "pad", "grad_clip", "limit", "val_limit", "workers", "step_size", "gamma", "randaugment_ops",
-                "cutmix", "mixup", "repeat_threshold")
+                "pad", "grad_clip", "limit", "val_limit", "input_size", "workers", "step_size", "gamma",
+                "randaugment_ops", "cutmix", "mixup", "repeat_threshold")
 PROBABILITIES = ("random_erasing", "mix_prob")
 CLASSIFY_ONLY = {"augment_policy": "none", "random_erasing": 0.0, "cutmix": 0.0, "mixup": 0.0}
 
@@ -301,6 +305,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.task == "classify" and cfg.batch_size < 2:
         raise ConfigError(f"{spelled('batch_size')}: classification needs at least 2 images per step (BatchNorm "
                           f"statistics of 1x1 features), got {cfg.batch_size}")
+    if cfg.task == "segment" and cfg.input_size and cfg.input_size < 32:
+        raise ConfigError(f"{spelled('input_size')}: must be 0 (full size) or at least 32 (the networks downsample "
+                          f"by 32), got {cfg.input_size}")
     if cfg.task == "segment" and cfg.image_size % 32:
         raise ConfigError(f"{spelled('image_size')}: segmentation crops must be a multiple of 32, got {cfg.image_size}")
     if cfg.task == "classify" and (cfg.loss != "ce" or cfg.sampling != "none"):

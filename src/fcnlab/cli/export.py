@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         run_program,
     )
     from fcnlab.models import model_task
+    from fcnlab.models.scaled import checkpoint_reduction, with_input_reduction
 
     ckpt_path, out = Path(args.ckpt), Path(args.out)
     if out.exists() and (out.is_dir() or (ckpt_path.exists() and out.resolve() == ckpt_path.resolve())):
@@ -50,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(ckpt_path)
     task = model_task(ckpt["model_name"])
     size = example_size(task, ckpt.get("config") or {}, args.input_size)
-    model = exportable_model(model_from_checkpoint(ckpt), task, size)
+    model = exportable_model(with_input_reduction(model_from_checkpoint(ckpt), checkpoint_reduction(ckpt)), task,
+                             size)
     example = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(1))
     dynamic_hw = task_info(task).dense
     if args.format == "onnx":

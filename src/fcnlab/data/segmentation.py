@@ -12,6 +12,7 @@ import torch
 from fcnlab.data.cache import load_or_build
 from fcnlab.data.images import SizeCheck, image_size, list_images, read_rgb
 from fcnlab.data.mask_codec import OffPaletteReport, read_mask
+from fcnlab.data.reduce import majority_vote, reduce_image, reduction_factor
 from fcnlab.errors import DataError
 
 _TILE_RE = re.compile(r"^(.*)_sat$")
@@ -81,6 +82,7 @@ class TileSet:
     masks: np.ndarray
     files: list[Path]
     off_palette: OffPaletteReport = field(default_factory=OffPaletteReport)
+    reduction: int = 1  # the tiles were reduced by this whole factor (``input_size``); 1: full size
 
     def __len__(self) -> int:
         return len(self.files)
@@ -99,10 +101,13 @@ class TileSet:
         return counts
 
 
-def load_tile_set(folder: str | Path, limit: int = 0, cache: str = "auto", seed: int = 0) -> TileSet:
+def load_tile_set(folder: str | Path, limit: int = 0, cache: str = "auto", seed: int = 0,
+                  input_size: int = 0) -> TileSet:
     """Decode every tile/mask pair of ``folder`` once (all tiles must share one size).
 
     ``limit`` N > 0 keeps N pairs drawn at random with ``seed`` (:func:`fcnlab.data.subset.random_subset`).
+    ``input_size`` N > 0 keeps the tiles reduced to N pixels a side (:mod:`fcnlab.data.reduce`: images by an
+    area filter, masks by majority vote; N must divide the tiles' side), cached apart from the full-size ones.
     """
     pairs = pair_files(folder)
     if limit:
@@ -110,6 +115,7 @@ def load_tile_set(folder: str | Path, limit: int = 0, cache: str = "auto", seed:
 
         pairs = [pairs[i] for i in random_subset(len(pairs), limit, seed)]
     w, h = image_size(pairs[0][0])
+    k = reduction_factor(h, w, input_size, pairs[0][0])
     report = OffPaletteReport()
     sizes = SizeCheck([t for t, _ in pairs], (h, w), "tile",
                       "tiles for training and validation must share one size (crop or resize the odd one)")
@@ -119,13 +125,16 @@ def load_tile_set(folder: str | Path, limit: int = 0, cache: str = "auto", seed:
         img, ids, n_off = load_pair(tile, mask)
         if not sizes.fits(i, img.shape[:2]):
             return {}  # refused by sizes.check() once every size is known
+        img, ids = reduce_image(img, k), majority_vote(ids, k)
         return {"images": img.transpose(2, 0, 1), "masks": ids, "off_palette": np.int64(n_off)}
 
     files = [p for pair in pairs for p in pair if p is not None]
-    arrays = load_or_build("p2", files, {"images": (len(pairs), 3, h, w), "masks": (len(pairs), h, w),
+    kind = "p2" if k == 1 else f"p2-reduced{k}"  # its own disk cache
+    h, w = h // k, w // k
+    arrays = load_or_build(kind, files, {"images": (len(pairs), 3, h, w), "masks": (len(pairs), h, w),
                                          "off_palette": (len(pairs),)},
                            decode, mode=cache, dtypes={"off_palette": "int64"}, check=sizes.check)
     for (_, mask), n in zip(pairs, arrays["off_palette"], strict=True):
         if n:
             report.add(mask, int(n))
-    return TileSet(arrays["images"], arrays["masks"], [t for t, _ in pairs], report)
+    return TileSet(arrays["images"], arrays["masks"], [t for t, _ in pairs], report, k)

@@ -20,6 +20,7 @@ from fcnlab.infer.folding import fold_vgg_classifier, foldable
 from fcnlab.infer.fusion import fuse_conv_bn
 from fcnlab.infer.tta import ClassificationTTA, check_tta, mean_over_mirrors, with_tta
 from fcnlab.infer.unfold_conv import unfold_large_convs
+from fcnlab.models.scaled import checkpoint_reduction, with_input_reduction
 from fcnlab.runtime.device import amp_dtype, select_device
 from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
 from fcnlab.tasks import make_task, task_info
@@ -100,6 +101,8 @@ def make_predictor(model: torch.nn.Module, cfg: TrainConfig, device: torch.devic
     * on the CPU, FCN-32s's 7x7 ``fc6`` as ``unfold`` + one GEMM (:mod:`fcnlab.infer.unfold_conv`), when
       the model is a copy (``fold``/``fuse``) or ``owned``.
     * channels-last format where :func:`fcnlab.runtime.memory_format.use_channels_last` says it is faster.
+    * a model trained on reduced tiles (``ckpt["input_reduction"]``) reduces its inputs alike and upsamples its
+      logits to the input's size (:class:`fcnlab.models.scaled.ScaledInput`).
     * ``tta`` / ``scales``: the model wrapped for test-time augmentation (:func:`fcnlab.infer.tta.with_tta`).
     """
     if fold and foldable(cfg.model, cfg.image_size):
@@ -110,7 +113,8 @@ def make_predictor(model: torch.nn.Module, cfg: TrainConfig, device: torch.devic
     if device.type == "cpu" and owned:
         unfold_large_convs(model)
     cl = use_channels_last(cfg, device)
-    model = with_tta(to_channels_last(model.eval(), cl), task_info(cfg.task).dense, tta, scales)
+    model = with_input_reduction(to_channels_last(model.eval(), cl), checkpoint_reduction(ckpt))
+    model = with_tta(model, task_info(cfg.task).dense, tta, scales)
     return Predictor(model, cfg, ckpt or {}, path, device, amp, cl, tta, tuple(float(s) for s in scales))
 
 

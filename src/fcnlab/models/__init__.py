@@ -3,7 +3,7 @@
 Importing this package registers every model: ``build_model("fcn8s_resnet34", 7)``.
 """
 
-from fcnlab.models import cifar, classifiers, fcn, unet  # noqa: F401  (registers the models)
+from fcnlab.models import cifar, classifiers, fcn, lite, unet  # noqa: F401  (registers the models)
 from fcnlab.models.classifiers import penultimate_features
 from fcnlab.models.params import trainable_param_groups
 from fcnlab.models.pretrained import normalization

@@ -17,6 +17,7 @@ from fcnlab.config import TrainConfig
 from fcnlab.data.prefetch import Prefetcher
 from fcnlab.data.sampling import fill_last_batch
 from fcnlab.evaluate.metrics import ConfusionMatrix
+from fcnlab.models.scaled import with_input_reduction
 from fcnlab.runtime.device import is_compiled
 from fcnlab.runtime.distributed import all_reduce_sum
 from fcnlab.runtime.progress import Progress
@@ -29,6 +30,7 @@ class Task:
     metric = "val_metric"  # the validation metric that selects best.pt (higher is better)
     dense = False  # per-pixel logits at the input size (any input size), not one logit vector per image
     snapshots = False  # training saves validation predictions at the snapshot epochs
+    input_reduction = 1  # the model trains on inputs reduced this many times (segment --input-size): load_train
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
@@ -43,6 +45,11 @@ class Task:
 
     def load_val(self) -> Any:
         raise NotImplementedError
+
+    def full_size_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """``model`` as validation, snapshots and inference apply it to full-size inputs (reduced first when
+        it trains on reduced inputs, its logits brought back to the input's size)."""
+        return with_input_reduction(model, self.input_reduction)
 
     def check_train_data(self, data: Any) -> str | None:
         """A warning about the training set worth printing before training (None: nothing to say)."""

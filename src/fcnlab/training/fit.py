@@ -197,8 +197,20 @@ def startup_summary(state: TrainState, model: torch.nn.Module) -> str:
              + (f" x {world} processes" if world > 1 else "")
              + f"; {cfg.optimizer} lr {_lr_text(cfg, world)}, {cfg.scheduler}"
              + (f", from epoch {state.epoch + 1}" if state.epoch else ""),
+             *_input_lines(state),
              f"  config: {state.run_dir / CONFIG} (resolved; the command line is in {state.run_dir / ENV})"]
     return "\n".join(lines)
+
+
+def _input_lines(state: TrainState) -> list[str]:
+    """With ``--input-size``: the size the model trains at, and that validation is at full resolution."""
+    k = state.task.input_reduction
+    if k == 1:
+        return []
+    th, tw = state.train_data.images.shape[-2:]
+    vh, vw = state.val_data.images.shape[-2:]
+    return [f"  input: tiles reduced {k}x (area filter; masks by majority vote): training {tw}x{th}, validation "
+            f"{vw}x{vh}; val_miou is at that scale, segment eval scores full resolution"]
 
 
 def _lr_text(cfg: TrainConfig, world: int) -> str:

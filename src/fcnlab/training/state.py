@@ -79,6 +79,7 @@ class TrainState:
                     best_metric=self.best_metric, best_epoch=self.best_epoch, epoch_accum=dict(self.epoch_accum),
                     epoch_lr=self.epoch_lr, config=self.cfg.to_dict(), rng=rng_state(self.gen),
                     metrics=metrics or {}, world_size=self.dist.world_size,
+                    input_reduction=self.task.input_reduction,
                     history={k: [dict(r) for r in v] for k, v in (self.history or {}).items()})
         if rng_ranks is not None:
             ckpt["rng_ranks"] = rng_ranks

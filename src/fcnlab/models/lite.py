@@ -1,0 +1,162 @@
+"""Small segmentation networks for CPUs: a residual encoder to stride 32 with three heads.
+
+Land cover is told apart by colour and texture over tens of pixels, so on a laptop these models see tiles
+reduced 4x (``--input-size 128``; :class:`fcnlab.models.scaled.ScaledInput` brings their logits back to
+the input's size). The encoder, :class:`LiteTrunk`, is a stride-2 stem and five stages (strides 2-32), each
+a widening ``conv3x3 stride 2 -> BN -> ReLU`` followed by residual pairs of dense 3x3 convolutions (on two
+CPU cores dense 3x3 convolutions at small widths run faster per FLOP than depthwise ones, and bf16 plus
+channels-last speeds them up further). Three heads share it:
+
+* ``fpn_lite``: an FPN-style decoder (lateral 1x1 convolutions, top-down sums, one 3x3 fusion at stride 4,
+  logits upsampled bilinearly): the laptop recipe's model.
+* ``fcn32s_lite`` / ``fcn8s_lite``: the homework's FCN-32s and FCN-8s heads (:mod:`fcnlab.models.fcn`) on
+  the same encoder, so a student without a GPU can measure the effect of the skips.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fcnlab.models.fcn import FCN, FCN8S_HEAD, FCN32S_HEAD, FCN8sHead, FCN32sHead
+from fcnlab.models.registry import register_model
+
+#: Channels of the stem and of the stages at strides 2, 4, 8, 16 and 32.
+WIDTHS = (32, 32, 64, 128, 256, 256)
+#: Residual blocks per stage: none at stride 2, where a block costs as much as all the deeper ones together.
+BLOCKS = (0, 1, 1, 1, 1)
+
+
+def conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    """``conv3x3 -> BN -> ReLU`` (no bias: BN has one)."""
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))
+
+
+class BasicBlock(nn.Module):
+    """``relu(x + bn(conv(relu(bn(conv(x))))))``: torchvision's ResNet basic block at one width.
+
+    The last BN's scale starts at zero, so each block starts as the identity (Goyal et al. 2017), which
+    lets a from-scratch network take a high learning rate from the first steps.
+    """
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(width, width, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        nn.init.zeros_(self.bn2.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        return F.relu(x + self.bn2(self.conv2(y)), inplace=True)
+
+
+class LiteTrunk(FCN):
+    """The encoder: ``stem`` (stride 2) and ``stage1``-``stage5`` (strides 2, 4, 8, 16, 32).
+
+    ``widths`` are the stem's and the five stages' channels; ``blocks`` the residual blocks per stage.
+    """
+
+    def __init__(self, num_classes: int, learn_upsampling: bool = True, widths: Sequence[int] = WIDTHS,
+                 blocks: Sequence[int] = BLOCKS) -> None:
+        if len(widths) != 6 or len(blocks) != 5:
+            raise ValueError(f"widths needs 6 entries (stem + 5 stages) and blocks 5, got {tuple(widths)}, "
+                             f"{tuple(blocks)}")
+        self.widths, self.blocks = tuple(widths), tuple(blocks)
+        self.trunk_channels = (self.widths[3], self.widths[4], self.widths[5])
+        super().__init__(num_classes, learn_upsampling)
+
+    def _build_trunk(self) -> None:
+        self.stem = conv_bn_relu(3, self.widths[0], stride=2)
+        for i in range(5):
+            stride = 1 if i == 0 else 2  # stage1 works at the stem's stride 2
+            if i == 0 and self.blocks[0] == 0 and self.widths[0] == self.widths[1]:
+                self.stage1 = nn.Identity()  # the stem alone at stride 2: the most costly resolution
+                continue
+            layers = [conv_bn_relu(self.widths[i], self.widths[i + 1], stride)]
+            layers += [BasicBlock(self.widths[i + 1]) for _ in range(self.blocks[i])]
+            setattr(self, f"stage{i + 1}", nn.Sequential(*layers))
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The five stages' outputs, at strides 2, 4, 8, 16 and 32."""
+        x = self.stem(x)
+        out = []
+        for i in range(5):
+            x = getattr(self, f"stage{i + 1}")(x)
+            out.append(x)
+        return out
+
+    def stages(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return the features at strides 8, 16 and 32."""
+        p = self.pyramid(x)
+        return p[2], p[3], p[4]
+
+
+class FPNLite(LiteTrunk):
+    """:class:`LiteTrunk` with an FPN-style decoder: logits at stride 4, upsampled bilinearly to the input.
+
+    Lateral 1x1 convolutions bring the stride-4 to stride-32 features to ``decoder`` channels; each level
+    adds the one above it upsampled x2 (nearest); a ``conv3x3 -> BN -> ReLU`` fuses the stride-4 sum and a
+    zero-initialised 1x1 ``score`` layer gives the classes.
+    """
+
+    HEAD = ("lateral", "fuse", "score")
+
+    def __init__(self, num_classes: int, widths: Sequence[int] = WIDTHS, blocks: Sequence[int] = BLOCKS,
+                 decoder: int = 64) -> None:
+        self.decoder = decoder
+        super().__init__(num_classes, True, widths, blocks)
+
+    def _build_head(self, num_classes: int, learn_upsampling: bool) -> None:
+        self.lateral = nn.ModuleList(nn.Conv2d(c, self.decoder, 1) for c in self.widths[2:])
+        self.fuse = conv_bn_relu(self.decoder, self.decoder)
+        self.score = nn.Conv2d(self.decoder, num_classes, 1)
+        nn.init.zeros_(self.score.weight)
+        nn.init.zeros_(self.score.bias)
+
+    def forward_aligned(self, x: torch.Tensor) -> torch.Tensor:
+        """Top-down sum of the lateral features from stride 32 to stride 4, fused, scored, upsampled x4."""
+        feats = self.pyramid(x)[1:]  # strides 4, 8, 16, 32
+        y = self.lateral[-1](feats[-1])
+        for lateral, f in zip(reversed(self.lateral[:-1]), reversed(feats[:-1]), strict=True):
+            y = lateral(f) + F.interpolate(y, size=f.shape[-2:], mode="nearest")
+        logits = self.score(self.fuse(y))
+        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+class FCN32sLite(LiteTrunk, FCN32sHead):
+    """FCN-32s head (one stride-32 score layer, x32 bilinear upsampler) on :class:`LiteTrunk`."""
+
+
+class FCN8sLite(LiteTrunk, FCN8sHead):
+    """FCN-8s head (stride-32/16/8 score layers fused by x2, x2, x8 upsamplers) on :class:`LiteTrunk`."""
+
+
+# oneDNN's NHWC kernels beat NCHW for these convolution-only networks on the CPU at 128x128 inputs
+@register_model("fpn_lite", task="segment", backbone=None, cpu_channels_last=True)
+def fpn_lite(num_classes: int, widths: Sequence[int] = WIDTHS, blocks: Sequence[int] = BLOCKS,
+             decoder: int = 64) -> nn.Module:
+    """:class:`FPNLite`: the laptop segmentation model (about 3.3M parameters), trained from scratch."""
+    return FPNLite(num_classes, widths, blocks, decoder)
+
+
+@register_model("fcn32s_lite", task="segment", backbone=None, head=FCN32S_HEAD, cpu_channels_last=True)
+def fcn32s_lite(num_classes: int, learn_upsampling: bool = False, widths: Sequence[int] = WIDTHS,
+                blocks: Sequence[int] = BLOCKS) -> nn.Module:
+    """FCN-32s on the laptop encoder; the x32 upsampler is frozen bilinear unless ``learn_upsampling``."""
+    return FCN32sLite(num_classes, learn_upsampling, widths, blocks)
+
+
+@register_model("fcn8s_lite", task="segment", backbone=None, head=FCN8S_HEAD, cpu_channels_last=True)
+def fcn8s_lite(num_classes: int, learn_upsampling: bool = True, widths: Sequence[int] = WIDTHS,
+               blocks: Sequence[int] = BLOCKS) -> nn.Module:
+    """FCN-8s on the laptop encoder; upsamplers start bilinear and are learned unless disabled."""
+    return FCN8sLite(num_classes, learn_upsampling, widths, blocks)
