@@ -117,6 +117,11 @@ def scaled_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"root": root, "data": data, "run": run}
 
 
+def test_snapshots_show_full_resolution_masks(scaled_run):
+    with np.load(scaled_run["run"] / "snapshots" / "epoch_002.npz") as z:
+        assert z["preds"].shape[1:] == (64, 64)  # the tiles' size, not the model's 32x32
+
+
 def test_checkpoint_records_and_restores_the_scale(scaled_run):
     ckpt = load_checkpoint(scaled_run["run"] / "best.pt")
     assert ckpt["input_reduction"] == 2 and checkpoint_reduction(ckpt) == 2

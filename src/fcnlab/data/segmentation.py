@@ -83,6 +83,7 @@ class TileSet:
     files: list[Path]
     off_palette: OffPaletteReport = field(default_factory=OffPaletteReport)
     reduction: int = 1  # the tiles were reduced by this whole factor (``input_size``); 1: full size
+    mask_files: list[Path] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -137,4 +138,5 @@ def load_tile_set(folder: str | Path, limit: int = 0, cache: str = "auto", seed:
     for (_, mask), n in zip(pairs, arrays["off_palette"], strict=True):
         if n:
             report.add(mask, int(n))
-    return TileSet(arrays["images"], arrays["masks"], [t for t, _ in pairs], report, k)
+    return TileSet(arrays["images"], arrays["masks"], [t for t, _ in pairs], report, k,
+                   [m for _, m in pairs if m is not None])

@@ -4,7 +4,8 @@ At each epoch in ``snapshot_epochs`` the hook predicts the same validation tiles
 ``snapshot_images``, else ``snapshot_tiles`` evenly spaced ones) and writes ``snapshots/epoch_005.png``
 (satellite | ground truth | prediction) and ``epoch_005.npz`` (the class maps, the tiles' names and the
 epoch's mIoU), then redraws ``snapshots/all_epochs.png`` with every snapshot epoch so far: rows labelled
-with the tiles' file names, columns with the epoch and its validation mIoU.
+with the tiles' file names, columns with the epoch and its validation mIoU. Tiles and masks are shown at
+full resolution, also for a model trained on reduced tiles (``--input-size``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,17 @@ import torch
 from fcnlab.config import TrainConfig
 from fcnlab.data.subset import named_indices, snapshot_indices
 from fcnlab.data.transforms import normalize
+from fcnlab.models.scaled import with_input_reduction
 from fcnlab.runtime.files import atomic_write_bytes
+
+
+def full_size_tiles(files: list[tuple[Path, Path]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 tiles ``(N, 3, H, W)`` and int64 masks ``(N, H, W)`` read at full size from (tile, mask) files."""
+    from fcnlab.data.segmentation import load_pair
+
+    pairs = [load_pair(t, m)[:2] for t, m in files]
+    return (torch.from_numpy(np.stack([img.transpose(2, 0, 1) for img, _ in pairs])),
+            torch.from_numpy(np.stack([ids for _, ids in pairs])).long())
 
 
 class SnapshotHook:
@@ -35,13 +46,17 @@ class SnapshotHook:
             index = snapshot_indices(len(val_data), cfg.snapshot_tiles)
         self.index = torch.tensor(index)
         self.names = [val_data.files[i].name for i in index]
-        self.val_data, self.device, self.amp = val_data, device, amp
+        self.reduction = getattr(val_data, "reduction", 1)
+        if self.reduction > 1:  # a model trained on reduced tiles: its masks are shown at full resolution
+            self.images, self.masks = full_size_tiles([(val_data.files[i], val_data.mask_files[i]) for i in index])
+        else:
+            self.images, self.masks = val_data.batch(self.index)
+        self.device, self.amp = device, amp
 
     @torch.inference_mode()
     def predict(self, model: torch.nn.Module) -> np.ndarray:
-        model.eval()
-        images, _ = self.val_data.batch(self.index)
-        x = normalize(images.to(self.device))
+        model = with_input_reduction(model, self.reduction).eval()
+        x = normalize(self.images.to(self.device))
         with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
             logits = model(x)
         return logits.float().argmax(1).to(torch.uint8).cpu().numpy()
@@ -52,9 +67,8 @@ class SnapshotHook:
         from fcnlab.report import viz
 
         preds = self.predict(model)
-        images, masks = self.val_data.batch(self.index)
-        imgs = [im.permute(1, 2, 0).numpy() for im in images]
-        gts = [m.numpy().astype(np.uint8) for m in masks]
+        imgs = [im.permute(1, 2, 0).numpy() for im in self.images]
+        gts = [m.numpy().astype(np.uint8) for m in self.masks]
         miou = float(metrics.get("val_miou", float("nan")))
         buf = io.BytesIO()
         np.savez_compressed(buf, preds=preds, index=self.index.numpy(), epoch=epoch, miou=miou,
