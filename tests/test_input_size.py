@@ -156,3 +156,19 @@ def test_eval_scores_full_resolution_masks(scaled_run, capsys):
         assert out.shape == gt.shape == (64, 64)  # full resolution, not the model's 32x32
         conf += np.bincount(gt.astype(np.int64).ravel() * 7 + out.ravel(), minlength=49).reshape(7, 7)
     assert printed == pytest.approx(list(course_miou(conf).per_class), abs=6e-6, nan_ok=True)  # 5 decimals
+
+
+def test_onnx_export_takes_full_size_inputs(scaled_run, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    from fcnlab.infer import export
+
+    out = tmp_path / "scaled.onnx"
+    assert main(["export", "--ckpt", str(scaled_run["run"]), "--format", "onnx", "--out", str(out)]) == 0
+    assert "check: max abs diff" in capsys.readouterr().out
+    pred = load_predictor(scaled_run["run"], "cpu", task="segment", fold=False)
+    x = torch.randn(1, 3, 64, 64)
+    got = export.run_onnx(out, x)
+    with torch.no_grad():
+        want = ScaledInput(pred.model.model, 2)(x)
+    assert got.shape == (1, 7, 64, 64)  # the input's size: the reduction is inside the exported graph
+    assert (got - want).abs().max() <= 1e-3

@@ -17,8 +17,9 @@ from torch import nn
 class ScaledInput(nn.Module):
     """Wraps a segmentation model: reduce the input ``reduction`` times (area filter), run, upsample back.
 
-    Sides that ``reduction`` does not divide are reduced to ``side // reduction`` with adaptive area
-    windows; where it divides them the windows are exactly the ``k`` x ``k`` blocks of the training data.
+    The input is cut into ``k`` x ``k`` blocks (``k = reduction``), exactly the blocks of the training data;
+    where ``k`` does not divide a side, the last block of that side is the mean of the pixels left over (an
+    average pool with ``ceil_mode``, which ONNX expresses at any input size, unlike adaptive pooling).
     """
 
     def __init__(self, model: nn.Module, reduction: int) -> None:
@@ -31,8 +32,7 @@ class ScaledInput(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, C, H, W)`` for images ``(B, 3, H, W)`` of any size."""
         h, w = x.shape[-2:]
-        k = self.reduction
-        small = F.adaptive_avg_pool2d(x, (max(h // k, 1), max(w // k, 1)))
+        small = F.avg_pool2d(x, self.reduction, ceil_mode=True)
         return F.interpolate(self.model(small), size=(h, w), mode="bilinear", align_corners=False)
 
     def extra_repr(self) -> str:
