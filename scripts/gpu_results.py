@@ -335,7 +335,9 @@ def run_row(run: Path, link_base: Path) -> dict[str, str] | None:
     what = f"{cfg.get('model', '?')}, {'ImageNet weights' if pretrained else 'from scratch'}, {epochs}"
     if int(cfg.get("limit", "0") or 0):
         what += f", first {cfg['limit']} training {'images' if task == 'classify' else 'tiles'}"
-    if task == "segment" and cfg.get("image_size", "512") != "512":
+    if task == "segment" and int(cfg.get("input_size", "0") or 0):
+        what += f", tiles reduced to {cfg['input_size']} px"
+    elif task == "segment" and cfg.get("image_size", "512") != "512":
         what += f", {cfg['image_size']} px crops"
     timing = _read_csv(run / "timing.csv")
     if info.get("train_wall_s") is not None:
