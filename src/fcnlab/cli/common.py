@@ -124,8 +124,9 @@ def add_tta(p: argparse.ArgumentParser, task: str) -> None:
         p.add_argument("--scales", default=None, metavar="S1,S2,...",
                        help="also average over these input scales, e.g. 0.75,1,1.25 (default: 1 only)")
     else:
-        p.add_argument("--tta", default="none", choices=("none", "flip"),
-                       help="average the logits of the image and its mirror (flip); default none")
+        p.add_argument("--tta", default="none", choices=("none", "flip", "flip-translate"),
+                       help="average the logits of the image and its mirror (flip), and also of the image shifted "
+                            "by one pixel up-left and down-right (flip-translate); default none")
 
 
 def tta_options(args: argparse.Namespace) -> dict[str, object]:
