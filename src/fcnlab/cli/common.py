@@ -23,8 +23,9 @@ def add_train_parser(sub: argparse._SubParsersAction, task: str, example: str) -
                        description=f"Train a model. Example:\n  {example}\n\nPrecedence: defaults < --config recipe "
                                    f"< options. Every option is a key of the recipe (--batch-size = batch_size).")
     p.add_argument("--out", metavar="RUN_DIR", help="run folder to create (refused if it already holds a run)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt "
-                                                       "(options given with it, e.g. --epochs, override its config)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt (--epochs "
+                                                       "larger than trained extends it; options that would change "
+                                                       "finished epochs, e.g. --lr, are refused)")
     p.add_argument("--from", dest="resume_from", choices=("last", "best"), default="last",
                    help="with --resume: continue from last.pt (default) or from best.pt (when last.pt is damaged; "
                         "the epochs after the best one are trained again)")

@@ -34,7 +34,7 @@ from fcnlab.tasks.base import Task
 from fcnlab.training.hooks import epoch_hooks
 from fcnlab.training.loop import train_one_epoch
 from fcnlab.training.optim import peak_lr
-from fcnlab.training.resume import check_resume, check_unchanged, load_resume_checkpoint
+from fcnlab.training.resume import check_changes, check_resume, check_unchanged, finished, load_resume_checkpoint
 from fcnlab.training.signals import install_signal_handlers, interrupted, restore_signal_handlers
 from fcnlab.training.state import TrainState, build_state, epoch_batches, fresh_accum
 
@@ -45,10 +45,12 @@ def resume_config(out: str | Path, overrides: dict[str, Any], task: str | None =
     config with ``overrides`` (e.g. a larger ``epochs``) applied.
 
     Refused with one line: a run another process holds, a checkpoint of another task than ``task`` (the
-    command's), overrides that change the model's shapes (:mod:`fcnlab.training.resume`).
+    command's), overrides that change the model's shapes, the settings of epochs already trained, or fewer
+    ``epochs`` than trained (:mod:`fcnlab.training.resume`).
     """
     ckpt = load_resume_checkpoint(out, start)
     check_resume(ckpt, out, task, overrides)
+    check_changes(ckpt, out, overrides)
     return from_dict({**ckpt["config"], **overrides}, f"{out}/{ckpt['source']['name']}"), ckpt
 
 
@@ -163,6 +165,8 @@ def _fit(cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_ut
         raise ConfigError("option sync_bn (--sync-bn): SyncBatchNorm works on GPUs only; drop --sync-bn for CPU "
                           "(gloo) runs")
     run_dir = dist_utils.on_main(lambda: _open_run_dir(out, ckpt), out)  # an error there stops every rank
+    if ckpt is not None and finished(ckpt, cfg.epochs):
+        return _finished_run(cfg, run_dir, ckpt, dist)
     if dist.is_main:  # a first line at once: decoding the data may take minutes
         what = "resuming" if ckpt is not None else "starting"
         where = device_name(device) + (f" ({dist.world_size} processes)" if dist.enabled else "")
@@ -178,6 +182,18 @@ def _fit(cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_ut
     if dist.is_main:
         print(startup_summary(state, model), flush=True)
     return _train(state, model)
+
+
+def _finished_run(cfg: TrainConfig, run_dir: Path, ckpt: dict[str, Any], dist: dist_utils.DistInfo) -> dict[str, Any]:
+    """Resuming a finished run: nothing to train, and config.yaml is left alone; only log rows a kill took
+    away after the last checkpoint are written back, so the folder matches ``last.pt``."""
+    metric = task_info(cfg.task).metric
+    if dist.is_main:
+        MetricsLog(run_dir).restore(ckpt.get("history"), ckpt["epoch"])
+        print(f"{run_dir}: training is already complete ({ckpt['epoch']} epochs); nothing was trained or "
+              f"changed; pass --epochs N (more than {ckpt['epoch']}) to train longer", flush=True)
+    return {"run_dir": str(run_dir), "best_epoch": ckpt["best_epoch"], metric: ckpt["best_metric"],
+            "epochs": ckpt["epoch"]}
 
 
 def startup_summary(state: TrainState, model: torch.nn.Module) -> str:
@@ -311,9 +327,5 @@ def _restore(state: TrainState, ckpt: dict[str, Any]) -> None:
         if saved_world != dist.world_size:
             print(f"note: the checkpoint was written by {saved_world} process(es), this run has "
                   f"{dist.world_size}: data order and augmentation differ from an uninterrupted run", flush=True)
-        if state.epoch >= state.cfg.epochs:
-            print(f"{state.run_dir}: training is already complete ({state.epoch} epochs); pass --epochs N to "
-                  f"train longer", flush=True)
-        else:
-            print(f"resuming {state.run_dir} at epoch {state.epoch + 1} step {state.step_in_epoch}", flush=True)
+        print(f"resuming {state.run_dir} at epoch {state.epoch + 1} step {state.step_in_epoch}", flush=True)
 

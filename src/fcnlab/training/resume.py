@@ -3,6 +3,12 @@
 A checkpoint is resumed only by the task that wrote it and with the shapes its weights were trained for
 (model, class count, input size, upsampling); anything else is refused with one line that says what
 differs, before a model is built. A damaged ``last.pt`` names the way out: ``--from best``.
+
+``config.yaml`` describes every epoch of the run, the finished ones too, so a resume may change only where
+the data is and how the run executes or reports (:data:`RUN_OPTIONS`), and ``--epochs`` to a number larger
+than the epochs already trained (an explicit new schedule: the remaining epochs follow it). Other options,
+or fewer epochs than trained, are refused in one line; a finished run resumed with nothing to train is a
+no-op that says so (:func:`finished`).
 """
 
 from __future__ import annotations
@@ -19,6 +25,11 @@ from fcnlab.runtime.lock import refuse_if_held
 #: The config keys a resumed checkpoint must share with the command, and the options that set them.
 FIXED = {"model": "--model", "num_classes": "--num-classes", "image_size": "--image-size",
          "learn_upsampling": "--learn-upsampling"}
+#: What a resume may change besides a larger ``epochs``: data locations, execution and reporting; none of them
+#: changes what the finished epochs computed (``seed`` and ``amp`` would: the --limit sample, the numerics).
+RUN_OPTIONS = frozenset({"data", "val", "val_csv", "cache", "device", "deterministic", "channels_last", "compile",
+                         "compile_mode", "resident", "workers", "eval_batch_size", "sync_bn", "log_every",
+                         "tensorboard", "snapshot_epochs", "snapshot_tiles", "snapshot_images"})
 #: ``--from`` choices and the file each one resumes.
 SOURCES = {"last": LAST, "best": BEST}
 
@@ -85,3 +96,30 @@ def check_unchanged(ckpt: dict[str, Any], run_dir: Path) -> None:
     if not same:
         raise ConfigError(f"{run_dir / source['name']}: another process wrote it while this one started; run the "
                           f"command again to resume from the new checkpoint")
+
+
+def _option(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def check_changes(ckpt: dict[str, Any], run_dir: str | Path, overrides: dict[str, Any]) -> None:
+    """Refuse overrides that would rewrite the settings of epochs already trained (anything outside
+    :data:`RUN_OPTIONS`) or cut the run below them (``epochs``); one line says which and what to do."""
+    saved = ckpt.get("config", {})
+    done, step = int(ckpt.get("epoch", 0)), int(ckpt.get("step_in_epoch", 0))
+    trained = f"{done} epoch{'' if done == 1 else 's'}" + (f" and {step} steps of epoch {done + 1}" if step else "")
+    changed = {k: v for k, v in overrides.items() if v != saved.get(k)}
+    epochs = changed.pop("epochs", None)
+    if epochs is not None and epochs <= done:
+        raise ConfigError(f"--resume {run_dir} --epochs {epochs}: the run has already trained {trained}; give "
+                          f"--epochs {done + 1} or more to train further, or start a new run with --out")
+    refused = [f"{_option(k)} {v} (the run has {saved.get(k)})" for k, v in changed.items() if k not in RUN_OPTIONS]
+    if refused:
+        raise ConfigError(f"--resume {run_dir}: {', '.join(refused)} would change the settings of the {trained} "
+                          f"already trained (config.yaml describes them); resume without it, or start a new run "
+                          f"with --out")
+
+
+def finished(ckpt: dict[str, Any], epochs: int) -> bool:
+    """Whether ``ckpt`` ends a run of ``epochs`` epochs: resuming it trains nothing."""
+    return int(ckpt.get("epoch", 0)) >= epochs and int(ckpt.get("step_in_epoch", 0)) == 0
