@@ -27,30 +27,38 @@ from fcnlab.recipes import save_yaml
 from fcnlab.runs import BEST, CONFIG, ENV, LAST, MODEL_TXT, MetricsLog, claim_run_dir, format_row, prepare_run_dir
 from fcnlab.runtime import distributed as dist_utils
 from fcnlab.runtime.device import device_name, environment, seed_everything, select_device
-from fcnlab.runtime.files import atomic_link, atomic_write_text
+from fcnlab.runtime.files import atomic_link, atomic_write_bytes, atomic_write_text
 from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
 from fcnlab.tasks import make_task, task_info
 from fcnlab.tasks.base import Task
 from fcnlab.training.hooks import epoch_hooks
 from fcnlab.training.loop import train_one_epoch
 from fcnlab.training.optim import peak_lr
-from fcnlab.training.resume import check_changes, check_resume, check_unchanged, finished, load_resume_checkpoint
+from fcnlab.training.resume import (
+    archive_name,
+    check_changes,
+    check_resume,
+    check_unchanged,
+    finished,
+    load_resume_checkpoint,
+    settings_changed,
+)
 from fcnlab.training.signals import install_signal_handlers, interrupted, restore_signal_handlers
 from fcnlab.training.state import TrainState, build_state, epoch_batches, fresh_accum
 
 
-def resume_config(out: str | Path, overrides: dict[str, Any], task: str | None = None,
-                  start: str = "last") -> tuple[TrainConfig, dict[str, Any]]:
+def resume_config(out: str | Path, overrides: dict[str, Any], task: str | None = None, start: str = "last",
+                  change_settings: bool = False) -> tuple[TrainConfig, dict[str, Any]]:
     """The config and checkpoint to resume the run in ``out``: ``last.pt``'s (``start="best"``: ``best.pt``'s)
     config with ``overrides`` (e.g. a larger ``epochs``) applied.
 
     Refused with one line: a run another process holds, a checkpoint of another task than ``task`` (the
-    command's), overrides that change the model's shapes, the settings of epochs already trained, or fewer
-    ``epochs`` than trained (:mod:`fcnlab.training.resume`).
+    command's), overrides that change the model's shapes, the settings of epochs already trained (unless
+    ``change_settings``), or fewer ``epochs`` than trained (:mod:`fcnlab.training.resume`).
     """
     ckpt = load_resume_checkpoint(out, start)
     check_resume(ckpt, out, task, overrides)
-    check_changes(ckpt, out, overrides)
+    check_changes(ckpt, out, overrides, change_settings)
     return from_dict({**ckpt["config"], **overrides}, f"{out}/{ckpt['source']['name']}"), ckpt
 
 
@@ -152,6 +160,9 @@ def _build_model(cfg: TrainConfig, ckpt: dict[str, Any] | None, device: torch.de
         env = {**environment(), "device": device_name(device)}
         atomic_write_text(run_dir / ENV, json.dumps(env, indent=2) + "\n")
     elif dist.is_main and config_changed:
+        archive = run_dir / archive_name(ckpt)
+        if settings_changed(ckpt["config"], cfg.to_dict()) and (run_dir / CONFIG).is_file() and not archive.exists():
+            atomic_write_bytes(archive, (run_dir / CONFIG).read_bytes())  # what the trained epochs ran with
         save_yaml(cfg, run_dir / CONFIG)  # e.g. --epochs extended on resume
     if cfg.sync_bn and dist.enabled:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)

@@ -6,9 +6,11 @@ differs, before a model is built. A damaged ``last.pt`` names the way out: ``--f
 
 ``config.yaml`` describes every epoch of the run, the finished ones too, so a resume may change only where
 the data is and how the run executes or reports (:data:`RUN_OPTIONS`), and ``--epochs`` to a number larger
-than the epochs already trained (an explicit new schedule: the remaining epochs follow it). Other options,
-or fewer epochs than trained, are refused in one line; a finished run resumed with nothing to train is a
-no-op that says so (:func:`finished`).
+than the epochs already trained (an explicit new schedule: the remaining epochs follow it). Other options
+are refused in one line unless ``--change-settings`` asks for them: the remaining epochs then use them and
+the settings of the trained ones stay in ``config_until_epoch_N.yaml`` (:func:`archive_name`). Fewer epochs
+than trained are refused; a finished run resumed with nothing to train is a no-op that says so
+(:func:`finished`).
 """
 
 from __future__ import annotations
@@ -102,22 +104,41 @@ def _option(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
-def check_changes(ckpt: dict[str, Any], run_dir: str | Path, overrides: dict[str, Any]) -> None:
-    """Refuse overrides that would rewrite the settings of epochs already trained (anything outside
-    :data:`RUN_OPTIONS`) or cut the run below them (``epochs``); one line says which and what to do."""
+def settings_changed(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The keys of ``new`` (a config dict) that differ from ``saved`` and are settings of the training itself,
+    neither :data:`RUN_OPTIONS` nor ``epochs``."""
+    return {k: v for k, v in new.items() if k not in RUN_OPTIONS and k != "epochs" and v != saved.get(k)}
+
+
+def check_changes(ckpt: dict[str, Any], run_dir: str | Path, overrides: dict[str, Any],
+                  change_settings: bool = False) -> None:
+    """Refuse overrides that would cut the run below the epochs trained, or rewrite the settings of those
+    epochs (anything outside :data:`RUN_OPTIONS`) without ``change_settings``; one line says which and what to
+    do. With ``change_settings`` some epoch must be left to train with the new settings."""
     saved = ckpt.get("config", {})
     done, step = int(ckpt.get("epoch", 0)), int(ckpt.get("step_in_epoch", 0))
     trained = f"{done} epoch{'' if done == 1 else 's'}" + (f" and {step} steps of epoch {done + 1}" if step else "")
-    changed = {k: v for k, v in overrides.items() if v != saved.get(k)}
-    epochs = changed.pop("epochs", None)
-    if epochs is not None and epochs <= done:
+    epochs = overrides.get("epochs", saved.get("epochs"))
+    if "epochs" in overrides and isinstance(epochs, int) and epochs != saved.get("epochs") and epochs <= done:
         raise ConfigError(f"--resume {run_dir} --epochs {epochs}: the run has already trained {trained}; give "
                           f"--epochs {done + 1} or more to train further, or start a new run with --out")
-    refused = [f"{_option(k)} {v} (the run has {saved.get(k)})" for k, v in changed.items() if k not in RUN_OPTIONS]
-    if refused:
-        raise ConfigError(f"--resume {run_dir}: {', '.join(refused)} would change the settings of the {trained} "
-                          f"already trained (config.yaml describes them); resume without it, or start a new run "
-                          f"with --out")
+    changed = settings_changed(saved, overrides)
+    if not changed:
+        return
+    shown = ", ".join(f"{_option(k)} {v} (the run has {saved.get(k)})" for k, v in changed.items())
+    if not change_settings:
+        raise ConfigError(f"--resume {run_dir}: {shown} would change the settings of the {trained} already "
+                          f"trained (config.yaml describes them); resume without it, add --change-settings to "
+                          f"train the remaining epochs with it, or start a new run with --out")
+    if isinstance(epochs, int) and finished(ckpt, epochs):
+        raise ConfigError(f"--resume {run_dir} --change-settings: the run has trained all its {trained}, so no "
+                          f"epoch is left to train with {shown}; add --epochs {done + 1} or more")
+
+
+def archive_name(ckpt: dict[str, Any]) -> str:
+    """Where ``config.yaml`` is kept when ``--change-settings`` replaces it at the position of ``ckpt``."""
+    done, step = int(ckpt.get("epoch", 0)), int(ckpt.get("step_in_epoch", 0))
+    return f"config_until_epoch_{done}" + (f"_step_{step}" if step else "") + ".yaml"
 
 
 def finished(ckpt: dict[str, Any], epochs: int) -> bool:
