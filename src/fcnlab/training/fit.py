@@ -43,7 +43,7 @@ from fcnlab.training.resume import (
     load_resume_checkpoint,
     settings_changed,
 )
-from fcnlab.training.signals import install_signal_handlers, interrupted, restore_signal_handlers
+from fcnlab.training.signals import finishing_writes, install_signal_handlers, interrupted, restore_signal_handlers
 from fcnlab.training.state import TrainState, build_state, epoch_batches, fresh_accum
 
 
@@ -295,15 +295,16 @@ def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
                 print(f"epoch {epoch + 1}/{cfg.epochs}: train_loss {stats['train_loss']:.4f} "
                       f"train_acc {stats['train_acc']:.4f} val_loss {metrics['val_loss']:.4f} {shown} "
                       f"({time.perf_counter() - t0:.1f}s)", flush=True)
-        state.saver.wait()  # the last checkpoint and its log row are on disk
+        with finishing_writes(state):
+            state.saver.wait()  # the last checkpoint and its log row are on disk
         summary = {"run_dir": str(run_dir), "best_epoch": state.best_epoch, task.metric: state.best_metric,
                    "epochs": state.epoch}
         if dist.is_main:
             print(f"done: best {task.metric} {state.best_metric:.6f} at epoch {state.best_epoch}; "
                   f"run folder {run_dir}", flush=True)
     finally:
-        with contextlib.suppress(Exception):  # an error already propagating wins; the normal path waited above
-            state.saver.wait()
+        with contextlib.suppress(Exception), finishing_writes(state):  # an error already propagating wins
+            state.saver.wait()  # (the normal path waited above)
         restore_signal_handlers(previous)
         for hook in hooks:
             close = getattr(hook, "close", None)
