@@ -18,16 +18,7 @@ from PIL import Image
 
 from fcnlab.cli.main import main
 from fcnlab.errors import ConfigError
-from fcnlab.models.registry import _REGISTRY
-from test_old_checkpoint import DATA, register_tiny_models
-
-
-@pytest.fixture(autouse=True)
-def _tiny_models():
-    register_tiny_models()
-    yield
-    for name in ("old_tiny_classifier", "old_tiny_segmenter"):
-        _REGISTRY.pop(name, None)
+from test_old_checkpoint import DATA, tiny_old_models  # noqa: F401 - an autouse fixture: the old checkpoints' models
 
 
 def export(out: Path) -> int:

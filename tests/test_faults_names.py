@@ -17,16 +17,7 @@ from fcnlab.cli.main import main
 from fcnlab.data.segmentation import pair_files
 from fcnlab.data.subset import named_indices
 from fcnlab.errors import ConfigError, DataError
-from fcnlab.models.registry import _REGISTRY
-from test_old_checkpoint import DATA, register_tiny_models
-
-
-@pytest.fixture(autouse=True)
-def _tiny_models():
-    register_tiny_models()
-    yield
-    for name in ("old_tiny_classifier", "old_tiny_segmenter"):
-        _REGISTRY.pop(name, None)
+from test_old_checkpoint import DATA, tiny_old_models  # noqa: F401 - an autouse fixture: the old checkpoints' models
 
 
 def images(folder: Path, *names: str, size: int = 16) -> Path:

@@ -79,6 +79,26 @@ def wait_until(condition, proc: subprocess.Popen, timeout: float = 120) -> None:
         time.sleep(0.002)
 
 
+def signals_in_step(monkeypatch, step: int, signals: tuple[int, ...], before=None) -> None:
+    """Raise ``signals`` (for real, to this process) in the loss of training step ``step`` (1-based, counted
+    over the whole run: 8 steps an epoch), after calling ``before()``."""
+    from fcnlab.tasks import ClassificationTask
+
+    original = ClassificationTask.loss
+    calls = []
+
+    def loss(self, logits, targets):
+        calls.append(1)
+        if len(calls) == step:
+            if before is not None:
+                before()
+            for sig in signals:
+                signal.raise_signal(sig)
+        return original(self, logits, targets)
+
+    monkeypatch.setattr(ClassificationTask, "loss", loss)
+
+
 @pytest.mark.slow
 def test_signals_sent_during_the_interrupt_save_let_it_finish_then_one_line(data, tmp_path):
     """A training process: SIGTERM in epoch 1, then SIGINT, SIGTERM, SIGINT while its checkpoint is written."""
@@ -110,17 +130,8 @@ def test_signals_sent_during_the_interrupt_save_let_it_finish_then_one_line(data
 def test_signals_in_the_middle_of_the_interrupt_save_are_recorded_not_raised(data, tmp_path, capsys, monkeypatch):
     """In-process: SIGINT at epoch 1 step 3, then SIGINT, SIGTERM, SIGINT half way through writing the stop's
     checkpoint; the write finishes, exit 130 (the first signal's)."""
-    from fcnlab.tasks import ClassificationTask
-
     run = tmp_path / "run"
-    original = ClassificationTask.loss
-    calls = []
-
-    def loss(self, logits, targets):
-        calls.append(1)
-        if len(calls) == 3:
-            signal.raise_signal(signal.SIGINT)
-        return original(self, logits, targets)
+    signals_in_step(monkeypatch, 3, (signal.SIGINT,))
 
     def save_with_signals(obj, f, *args, **kwargs):
         buf = io.BytesIO()
@@ -131,7 +142,6 @@ def test_signals_in_the_middle_of_the_interrupt_save_are_recorded_not_raised(dat
             signal.raise_signal(sig)  # its handler runs here, between two writes
         f.write(data[len(data) // 2:])
 
-    monkeypatch.setattr(ClassificationTask, "loss", loss)
     monkeypatch.setattr(torch, "save", save_with_signals)
     assert main(argv(data, run, 2)) == 130
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
@@ -146,21 +156,12 @@ def test_a_second_signal_while_training_stops_at_once_after_the_background_write
     """In-process: SIGTERM then SIGINT in the first step of epoch 2, while epoch 1's checkpoint is still being
     written in the background (on a slow disk); training stops there, the write finishes, exit 130 (the
     stopping signal's)."""
-    from fcnlab.tasks import ClassificationTask
-
     run = tmp_path / "run"
-    original = ClassificationTask.loss
-    calls = []
 
-    def loss(self, logits, targets):
-        calls.append(1)
-        if len(calls) == 9:  # epoch 2 step 1
-            assert writing(run)  # epoch 1's checkpoint is being written
-            signal.raise_signal(signal.SIGTERM)
-            signal.raise_signal(signal.SIGINT)
-        return original(self, logits, targets)
+    def in_flight() -> None:
+        assert writing(run)  # epoch 1's checkpoint is being written
 
-    monkeypatch.setattr(ClassificationTask, "loss", loss)
+    signals_in_step(monkeypatch, 9, (signal.SIGTERM, signal.SIGINT), before=in_flight)  # epoch 2 step 1
     monkeypatch.setattr(torch, "save", slow_save)
     assert main(argv(data, run, 2)) == 130
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]

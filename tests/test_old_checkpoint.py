@@ -50,8 +50,9 @@ def register_tiny_models() -> None:
 
 
 @pytest.fixture(autouse=True)
-def _tiny_models():
-    """Registered for each test, removed after it (other tests list the registry)."""
+def tiny_old_models():
+    """Registered for each test, removed after it (other tests list the registry); autouse, also in the modules
+    that import it."""
     register_tiny_models()
     yield
     for name in ("old_tiny_classifier", "old_tiny_segmenter"):
