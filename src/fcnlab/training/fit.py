@@ -41,7 +41,6 @@ from fcnlab.training.resume import (
     check_unchanged,
     finished,
     load_resume_checkpoint,
-    settings_changed,
 )
 from fcnlab.training.signals import finishing_writes, install_signal_handlers, interrupted, restore_signal_handlers
 from fcnlab.training.state import TrainState, build_state, epoch_batches, fresh_accum
@@ -58,8 +57,12 @@ def resume_config(out: str | Path, overrides: dict[str, Any], task: str | None =
     """
     ckpt = load_resume_checkpoint(out, start)
     check_resume(ckpt, out, task, overrides)
-    check_changes(ckpt, out, overrides, change_settings)
-    return from_dict({**ckpt["config"], **overrides}, f"{out}/{ckpt['source']['name']}"), ckpt
+    source = f"{out}/{ckpt['source']['name']}"
+    cfg = from_dict({**ckpt["config"], **overrides}, source)
+    # compared resolved (defaults of keys an older checkpoint lacks, values as parsed): what really changes
+    ckpt["changed_settings"] = check_changes(ckpt, out, from_dict(ckpt["config"], source).to_dict(), cfg.to_dict(),
+                                             change_settings)
+    return cfg, ckpt
 
 
 def fit(cfg: TrainConfig, out: str | Path, ckpt: dict[str, Any] | None = None,
@@ -161,7 +164,7 @@ def _build_model(cfg: TrainConfig, ckpt: dict[str, Any] | None, device: torch.de
         atomic_write_text(run_dir / ENV, json.dumps(env, indent=2) + "\n")
     elif dist.is_main and config_changed:
         archive = run_dir / archive_name(ckpt)
-        if settings_changed(ckpt["config"], cfg.to_dict()) and (run_dir / CONFIG).is_file() and not archive.exists():
+        if ckpt.get("changed_settings") and (run_dir / CONFIG).is_file() and not archive.exists():
             atomic_write_bytes(archive, (run_dir / CONFIG).read_bytes())  # what the trained epochs ran with
         save_yaml(cfg, run_dir / CONFIG)  # e.g. --epochs extended on resume
     if cfg.sync_bn and dist.enabled:

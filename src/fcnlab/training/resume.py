@@ -105,34 +105,35 @@ def _option(key: str) -> str:
 
 
 def settings_changed(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """The keys of ``new`` (a config dict) that differ from ``saved`` and are settings of the training itself,
-    neither :data:`RUN_OPTIONS` nor ``epochs``."""
+    """The keys of ``new`` that differ from ``saved`` (both resolved config dicts) and are settings of the
+    training itself, neither :data:`RUN_OPTIONS` nor ``epochs``."""
     return {k: v for k, v in new.items() if k not in RUN_OPTIONS and k != "epochs" and v != saved.get(k)}
 
 
-def check_changes(ckpt: dict[str, Any], run_dir: str | Path, overrides: dict[str, Any],
-                  change_settings: bool = False) -> None:
-    """Refuse overrides that would cut the run below the epochs trained, or rewrite the settings of those
-    epochs (anything outside :data:`RUN_OPTIONS`) without ``change_settings``; one line says which and what to
-    do. With ``change_settings`` some epoch must be left to train with the new settings."""
-    saved = ckpt.get("config", {})
+def check_changes(ckpt: dict[str, Any], run_dir: str | Path, saved: dict[str, Any], new: dict[str, Any],
+                  change_settings: bool = False) -> dict[str, Any]:
+    """Refuse a resumed config ``new`` (``saved``: the checkpoint's, both resolved) that would cut the run below
+    the epochs trained, or rewrite the settings of those epochs (anything outside :data:`RUN_OPTIONS`) without
+    ``change_settings``; one line says which and what to do. With ``change_settings`` some epoch must be left
+    to train with the new settings. Returns the settings that change."""
     done, step = int(ckpt.get("epoch", 0)), int(ckpt.get("step_in_epoch", 0))
     trained = f"{done} epoch{'' if done == 1 else 's'}" + (f" and {step} steps of epoch {done + 1}" if step else "")
-    epochs = overrides.get("epochs", saved.get("epochs"))
-    if "epochs" in overrides and isinstance(epochs, int) and epochs != saved.get("epochs") and epochs <= done:
+    epochs = new["epochs"]
+    if epochs != saved["epochs"] and epochs <= done:
         raise ConfigError(f"--resume {run_dir} --epochs {epochs}: the run has already trained {trained}; give "
                           f"--epochs {done + 1} or more to train further, or start a new run with --out")
-    changed = settings_changed(saved, overrides)
+    changed = settings_changed(saved, new)
     if not changed:
-        return
+        return changed
     shown = ", ".join(f"{_option(k)} {v} (the run has {saved.get(k)})" for k, v in changed.items())
     if not change_settings:
         raise ConfigError(f"--resume {run_dir}: {shown} would change the settings of the {trained} already "
                           f"trained (config.yaml describes them); resume without it, add --change-settings to "
                           f"train the remaining epochs with it, or start a new run with --out")
-    if isinstance(epochs, int) and finished(ckpt, epochs):
+    if finished(ckpt, epochs):
         raise ConfigError(f"--resume {run_dir} --change-settings: the run has trained all its {trained}, so no "
                           f"epoch is left to train with {shown}; add --epochs {done + 1} or more")
+    return changed
 
 
 def archive_name(ckpt: dict[str, Any]) -> str:
