@@ -90,6 +90,13 @@ def test_resuming_a_run_of_the_other_task_is_refused(finished, tmp_path, capsys)
            f"train --resume {run}'" in line
 
 
+def test_a_resume_compares_resolved_values_so_the_same_value_spelled_otherwise_changes_nothing(finished, tmp_path):
+    from fcnlab.training.fit import resume_config
+
+    cfg, ckpt = resume_config(copy_run(finished, tmp_path), {"epochs": 2, "lr": "2e-2", "workers": 0})
+    assert cfg.lr == 0.02 and cfg.workers == 0 and ckpt["changed_settings"] == {}
+
+
 def test_change_settings_trains_the_remaining_epochs_with_them_and_keeps_the_earlier_config(finished, tmp_path,
                                                                                            capsys):
     run = copy_run(finished, tmp_path)
