@@ -2,7 +2,7 @@
 saved, exit 130 (SIGINT) or 143 (SIGTERM); never two chained tracebacks or a half-written last.pt.
 
 The signals are real (sent to a training subprocess, or raised in this process with ``signal.raise_signal``);
-the disk is made slow (``torch.save``'s bytes reach the file in 20 pieces over about a second) so that the
+the disk is made slow (``torch.save``'s bytes reach the file in 40 pieces over about two seconds) so that the
 signals land while the write is in progress.
 """
 
@@ -32,11 +32,11 @@ _fast_save = torch.save
 
 
 def slow_save(obj, f, *args, **kwargs):
-    """``torch.save`` on a slow disk: the bytes reach ``f`` in 20 pieces over about a second."""
+    """``torch.save`` on a slow disk: the bytes reach ``f`` in 40 pieces over about two seconds."""
     buf = io.BytesIO()
     _fast_save(obj, buf, *args, **kwargs)
     data = buf.getvalue()
-    piece = -(-len(data) // 20)
+    piece = -(-len(data) // 40)
     for start in range(0, len(data), piece):
         f.write(data[start:start + piece])
         f.flush()
@@ -108,7 +108,7 @@ def test_signals_sent_during_the_interrupt_save_let_it_finish_then_one_line(data
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     wait_for_line(lines_of(proc.stdout), "epoch 1/2 step 2/8")
     proc.send_signal(first)
-    wait_until(lambda: writing(run), proc)  # the save of the stop position has begun (about a second long)
+    wait_until(lambda: writing(run), proc)  # the save of the stop position has begun (about two seconds long)
     for sig in more:
         proc.send_signal(sig)
         time.sleep(0.05)
