@@ -23,11 +23,15 @@ def add_train_parser(sub: argparse._SubParsersAction, task: str, example: str) -
                        description=f"Train a model. Example:\n  {example}\n\nPrecedence: defaults < --config recipe "
                                    f"< options. Every option is a key of the recipe (--batch-size = batch_size).")
     p.add_argument("--out", metavar="RUN_DIR", help="run folder to create (refused if it already holds a run)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt "
-                                                       "(options given with it, e.g. --epochs, override its config)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt (--epochs "
+                                                       "larger than trained extends it; options that would change "
+                                                       "finished epochs, e.g. --lr, are refused)")
     p.add_argument("--from", dest="resume_from", choices=("last", "best"), default="last",
                    help="with --resume: continue from last.pt (default) or from best.pt (when last.pt is damaged; "
                         "the epochs after the best one are trained again)")
+    p.add_argument("--change-settings", action="store_true",
+                   help="with --resume: train the remaining epochs with other options (e.g. a lower --lr after a "
+                        "NaN loss); config.yaml takes them, config_until_epoch_N.yaml keeps the earlier ones")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config (defaults, recipe and options) as YAML and exit")
     add_config_arguments(p, task)
@@ -45,7 +49,7 @@ def run_train(args: argparse.Namespace, task: str) -> int:
 
         if args.resume:
             cfg, _ = resume_config(args.resume, config.overrides_from_args(args), task=task,
-                                   start=args.resume_from)
+                                   start=args.resume_from, change_settings=args.change_settings)
         else:
             cfg = config.resolve(args, task)
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
@@ -58,11 +62,14 @@ def run_train(args: argparse.Namespace, task: str) -> int:
             raise ConfigError(f"--config {args.config} with --resume: the run's config comes from its last.pt; "
                               f"give single options (e.g. --epochs 60) to change it")
         overrides = config.overrides_from_args(args)
-        cfg, ckpt = resume_config(args.resume, overrides, task=task, start=args.resume_from)
+        cfg, ckpt = resume_config(args.resume, overrides, task=task, start=args.resume_from,
+                                  change_settings=args.change_settings)
         fit(cfg, args.resume, ckpt, config_changed=bool(overrides))
         return 0
     if args.resume_from != "last":
         raise ConfigError(f"option --from {args.resume_from}: only with --resume RUN_DIR")
+    if args.change_settings:
+        raise ConfigError("option --change-settings: only with --resume RUN_DIR (a new run takes any options)")
     if not args.out:
         raise ConfigError("option --out: give the run folder to create (or --resume RUN_DIR)")
     cfg = config.resolve(args, task)

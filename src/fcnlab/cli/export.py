@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
         export_onnx,
         export_program,
         exportable_model,
+        require_onnx,
         run_onnx,
         run_program,
     )
@@ -48,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     ckpt_path, out = Path(args.ckpt), Path(args.out)
     if out.exists() and (out.is_dir() or (ckpt_path.exists() and out.resolve() == ckpt_path.resolve())):
         raise ConfigError(f"--out {out}: is a folder or the checkpoint itself; choose a new file name")
+    if args.format == "onnx":
+        require_onnx()  # before loading and tracing the model
     ckpt = load_checkpoint(ckpt_path)
     task = model_task(ckpt["model_name"])
     size = example_size(task, ckpt.get("config") or {}, args.input_size)
@@ -67,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         got = runner(out, x)
     except ImportError as e:
-        print(f"check skipped: {e.name} is not installed (pip install 'fcnlab[export]')")
+        print(f"check skipped: the optional package {e.name} is not installed (pip install 'fcnlab[export]')")
         return 0
     with torch.no_grad():
         want = model(x)

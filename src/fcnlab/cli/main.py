@@ -73,9 +73,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         _report(f"fcnlab: error: {e}")
         return e.exit_code
-    except KeyboardInterrupt:
-        _report("fcnlab: interrupted")
-        return 130
+    except KeyboardInterrupt as e:  # training's StoppedAtOnce carries its line and exit code
+        code = getattr(e, "exit_code", None)
+        _report(f"fcnlab: error: {e}" if code else "fcnlab: interrupted")
+        return code or 130
     except BrokenPipeError:  # output piped into `head` and closed early
         sys.stderr.close()
         return 0

@@ -70,12 +70,13 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     from fcnlab.data.segmentation import pair_files
-    from fcnlab.infer.folders import predict_mask_folder
+    from fcnlab.infer.folders import check_mask_names, predict_mask_folder
     from fcnlab.infer.predictor import load_predictor
     from fcnlab.infer.tiling import check_tile
 
     check_tile(args.tile)
     pairs = pair_files(args.images, need_masks=False)
+    check_mask_names(pairs)  # before --out is made
     pred = load_predictor(args.ckpt, args.device, task="segment", **tta_options(args))  # before --out is made
     out = check_output_dir(args.out, [args.images])
     positive_batch(args, 1)

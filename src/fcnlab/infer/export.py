@@ -59,6 +59,16 @@ def _dynamic_dims(dynamic_hw: bool) -> dict[int, str]:
     return {0: "batch", 2: "height", 3: "width"} if dynamic_hw else {0: "batch"}
 
 
+def require_onnx() -> None:
+    """Refuse ``--format onnx`` without the optional ``onnx`` package, naming it and the extra that installs
+    it (torch's exporter would fail only after tracing, in words that blame the model)."""
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise ConfigError("--format onnx: needs the optional package onnx, which is not installed; pip install "
+                          "'fcnlab[export]' (or use --format torch-export)") from None
+
+
 def export_onnx(model: nn.Module, example: torch.Tensor, out: str | Path, dynamic_hw: bool,
                 opset: int = MIN_OPSET) -> None:
     """Write ``model`` as ONNX (input ``image``, output ``logits``), batch dynamic and H/W if ``dynamic_hw``.
@@ -68,6 +78,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, out: str | Path, dynami
     """
     if opset < MIN_OPSET:
         raise ConfigError(f"option --opset: must be >= {MIN_OPSET}, got {opset}")
+    require_onnx()
     dims = _dynamic_dims(dynamic_hw)
     with atomic_path(out) as tmp, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is deprecated

@@ -81,6 +81,19 @@ def mask_name(tile: Path) -> str:
     return f"{stem}_mask.png"
 
 
+def check_mask_names(pairs: Sequence[tuple[Path, Path | None]]) -> None:
+    """Refuse inputs of which two would be written as one mask (``a.jpg`` and ``a_sat.jpg``, ``a.jpg`` and
+    ``a.png``): one prediction would silently replace the other. Call it before writing anything."""
+    from fcnlab.data.images import name_clash
+    from fcnlab.errors import DataError
+
+    clash = name_clash((tile for tile, _ in pairs), mask_name)
+    if clash:
+        a, b, name = clash
+        raise DataError(f"{a.parent}: {a.name} and {b.name} would both be predicted as {name}; rename one of "
+                        f"them or move it to another folder")
+
+
 def predict_mask_folder(pred: Predictor, pairs: Sequence[tuple[Path, Path | None]], out: Path, *, tile: int,
                         workers: int, overlay: bool = False) -> int:
     """Write ``NNNN_mask.png`` (and with ``overlay`` ``NNNN_overlay.jpg``) into ``out`` for each image of
@@ -94,6 +107,7 @@ def predict_mask_folder(pred: Predictor, pairs: Sequence[tuple[Path, Path | None
     from fcnlab.report import viz
     from fcnlab.runtime.progress import track
 
+    check_mask_names(pairs)
     n = 0
     stream = loader(TilePairs(pairs), 1, workers)
     for images, _, _, index in track(stream, len(pairs), "predict", unit="image"):

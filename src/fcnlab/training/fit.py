@@ -27,29 +27,42 @@ from fcnlab.recipes import save_yaml
 from fcnlab.runs import BEST, CONFIG, ENV, LAST, MODEL_TXT, MetricsLog, claim_run_dir, format_row, prepare_run_dir
 from fcnlab.runtime import distributed as dist_utils
 from fcnlab.runtime.device import device_name, environment, seed_everything, select_device
-from fcnlab.runtime.files import atomic_link, atomic_write_text
+from fcnlab.runtime.files import atomic_link, atomic_write_bytes, atomic_write_text
 from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
 from fcnlab.tasks import make_task, task_info
 from fcnlab.tasks.base import Task
 from fcnlab.training.hooks import epoch_hooks
 from fcnlab.training.loop import train_one_epoch
 from fcnlab.training.optim import peak_lr
-from fcnlab.training.resume import check_resume, check_unchanged, load_resume_checkpoint
-from fcnlab.training.signals import install_signal_handlers, interrupted, restore_signal_handlers
+from fcnlab.training.resume import (
+    archive_name,
+    check_changes,
+    check_resume,
+    check_unchanged,
+    finished,
+    load_resume_checkpoint,
+)
+from fcnlab.training.signals import finishing_writes, install_signal_handlers, interrupted, restore_signal_handlers
 from fcnlab.training.state import TrainState, build_state, epoch_batches, fresh_accum
 
 
-def resume_config(out: str | Path, overrides: dict[str, Any], task: str | None = None,
-                  start: str = "last") -> tuple[TrainConfig, dict[str, Any]]:
+def resume_config(out: str | Path, overrides: dict[str, Any], task: str | None = None, start: str = "last",
+                  change_settings: bool = False) -> tuple[TrainConfig, dict[str, Any]]:
     """The config and checkpoint to resume the run in ``out``: ``last.pt``'s (``start="best"``: ``best.pt``'s)
     config with ``overrides`` (e.g. a larger ``epochs``) applied.
 
     Refused with one line: a run another process holds, a checkpoint of another task than ``task`` (the
-    command's), overrides that change the model's shapes (:mod:`fcnlab.training.resume`).
+    command's), overrides that change the model's shapes, the settings of epochs already trained (unless
+    ``change_settings``), or fewer ``epochs`` than trained (:mod:`fcnlab.training.resume`).
     """
     ckpt = load_resume_checkpoint(out, start)
     check_resume(ckpt, out, task, overrides)
-    return from_dict({**ckpt["config"], **overrides}, f"{out}/{ckpt['source']['name']}"), ckpt
+    source = f"{out}/{ckpt['source']['name']}"
+    cfg = from_dict({**ckpt["config"], **overrides}, source)
+    # compared resolved (defaults of keys an older checkpoint lacks, values as parsed): what really changes
+    ckpt["changed_settings"] = check_changes(ckpt, out, from_dict(ckpt["config"], source).to_dict(), cfg.to_dict(),
+                                             change_settings)
+    return cfg, ckpt
 
 
 def fit(cfg: TrainConfig, out: str | Path, ckpt: dict[str, Any] | None = None,
@@ -150,6 +163,9 @@ def _build_model(cfg: TrainConfig, ckpt: dict[str, Any] | None, device: torch.de
         env = {**environment(), "device": device_name(device)}
         atomic_write_text(run_dir / ENV, json.dumps(env, indent=2) + "\n")
     elif dist.is_main and config_changed:
+        archive = run_dir / archive_name(ckpt)
+        if ckpt.get("changed_settings") and (run_dir / CONFIG).is_file() and not archive.exists():
+            atomic_write_bytes(archive, (run_dir / CONFIG).read_bytes())  # what the trained epochs ran with
         save_yaml(cfg, run_dir / CONFIG)  # e.g. --epochs extended on resume
     if cfg.sync_bn and dist.enabled:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -163,6 +179,8 @@ def _fit(cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_ut
         raise ConfigError("option sync_bn (--sync-bn): SyncBatchNorm works on GPUs only; drop --sync-bn for CPU "
                           "(gloo) runs")
     run_dir = dist_utils.on_main(lambda: _open_run_dir(out, ckpt), out)  # an error there stops every rank
+    if ckpt is not None and finished(ckpt, cfg.epochs):
+        return _finished_run(cfg, run_dir, ckpt, dist)
     if dist.is_main:  # a first line at once: decoding the data may take minutes
         what = "resuming" if ckpt is not None else "starting"
         where = device_name(device) + (f" ({dist.world_size} processes)" if dist.enabled else "")
@@ -178,6 +196,18 @@ def _fit(cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_ut
     if dist.is_main:
         print(startup_summary(state, model), flush=True)
     return _train(state, model)
+
+
+def _finished_run(cfg: TrainConfig, run_dir: Path, ckpt: dict[str, Any], dist: dist_utils.DistInfo) -> dict[str, Any]:
+    """Resuming a finished run: nothing to train, and config.yaml is left alone; only log rows a kill took
+    away after the last checkpoint are written back, so the folder matches ``last.pt``."""
+    metric = task_info(cfg.task).metric
+    if dist.is_main:
+        MetricsLog(run_dir).restore(ckpt.get("history"), ckpt["epoch"])
+        print(f"{run_dir}: training is already complete ({ckpt['epoch']} epochs); nothing was trained or "
+              f"changed; pass --epochs N (more than {ckpt['epoch']}) to train longer", flush=True)
+    return {"run_dir": str(run_dir), "best_epoch": ckpt["best_epoch"], metric: ckpt["best_metric"],
+            "epochs": ckpt["epoch"]}
 
 
 def startup_summary(state: TrainState, model: torch.nn.Module) -> str:
@@ -280,15 +310,16 @@ def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
                 print(f"epoch {epoch + 1}/{cfg.epochs}: train_loss {stats['train_loss']:.4f} "
                       f"train_acc {stats['train_acc']:.4f} val_loss {metrics['val_loss']:.4f} {shown} "
                       f"({time.perf_counter() - t0:.1f}s)", flush=True)
-        state.saver.wait()  # the last checkpoint and its log row are on disk
+        with finishing_writes(state):
+            state.saver.wait()  # the last checkpoint and its log row are on disk
         summary = {"run_dir": str(run_dir), "best_epoch": state.best_epoch, task.metric: state.best_metric,
                    "epochs": state.epoch}
         if dist.is_main:
             print(f"done: best {task.metric} {state.best_metric:.6f} at epoch {state.best_epoch}; "
                   f"run folder {run_dir}", flush=True)
     finally:
-        with contextlib.suppress(Exception):  # an error already propagating wins; the normal path waited above
-            state.saver.wait()
+        with contextlib.suppress(Exception), finishing_writes(state):  # an error already propagating wins
+            state.saver.wait()  # (the normal path waited above)
         restore_signal_handlers(previous)
         for hook in hooks:
             close = getattr(hook, "close", None)
@@ -323,9 +354,5 @@ def _restore(state: TrainState, ckpt: dict[str, Any]) -> None:
         if saved_world != dist.world_size:
             print(f"note: the checkpoint was written by {saved_world} process(es), this run has "
                   f"{dist.world_size}: data order and augmentation differ from an uninterrupted run", flush=True)
-        if state.epoch >= state.cfg.epochs:
-            print(f"{state.run_dir}: training is already complete ({state.epoch} epochs); pass --epochs N to "
-                  f"train longer", flush=True)
-        else:
-            print(f"resuming {state.run_dir} at epoch {state.epoch + 1} step {state.step_in_epoch}", flush=True)
+        print(f"resuming {state.run_dir} at epoch {state.epoch + 1} step {state.step_in_epoch}", flush=True)
 
