@@ -26,7 +26,7 @@ from fcnlab.runtime.lock import refuse_if_held
 
 #: The config keys a resumed checkpoint must share with the command, and the options that set them.
 FIXED = {"model": "--model", "num_classes": "--num-classes", "image_size": "--image-size",
-         "learn_upsampling": "--learn-upsampling"}
+         "input_size": "--input-size", "learn_upsampling": "--learn-upsampling"}
 #: What a resume may change besides a larger ``epochs``: data locations, execution and reporting; none of them
 #: changes what the finished epochs computed (``seed`` and ``amp`` would: the --limit sample, the numerics).
 RUN_OPTIONS = frozenset({"data", "val", "val_csv", "cache", "device", "deterministic", "channels_last", "compile",
