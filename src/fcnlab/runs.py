@@ -175,6 +175,26 @@ def eval_writes(out_dir: Path, given: bool) -> Iterator[None]:
                           f"to write the eval files elsewhere") from None
 
 
+def record_command(run_dir: str | Path, entry: dict[str, Any], base: dict[str, Any] | None = None,
+                   top: dict[str, Any] | None = None) -> None:
+    """Append ``entry`` (a command that wrote to the run: what, command line, time ...) to ``commands`` in
+    ``RUN/env.json``, which keeps every one (the first training, each resume, each evaluation into the run).
+
+    ``base`` starts a new env.json (a new run); without it a run folder with no env.json is left alone (a
+    checkpoint outside a run). ``top`` updates top-level keys (e.g. the data training read last time).
+    """
+    path = Path(run_dir) / ENV
+    env = dict(base) if base is not None else _try_json(path)
+    if env is None:
+        return
+    commands = env.get("commands")
+    if not isinstance(commands, list):  # an env.json of an older fcnlab: its one command comes first
+        commands = [{"what": "train", "command": env["command"]}] if base is None and env.get("command") else []
+    env["commands"] = [*commands, entry]
+    env.update(top or {})
+    atomic_write_text(path, json.dumps(env, indent=2) + "\n")
+
+
 def format_row(row: dict[str, Any]) -> dict[str, Any]:
     """A metrics row as ``metrics.csv`` stores it (floats with 6 decimals)."""
     return {k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()}
@@ -253,7 +273,8 @@ def prepare_run_dir(out: str | Path, resume: bool, resume_from: str = LAST) -> P
         if not (run_dir / resume_from).is_file():
             raise ConfigError(f"--resume {run_dir}: no {resume_from} in that folder to resume from")
         return run_dir
-    if run_dir.is_dir() and any(p.name != LOCK_NAME for p in run_dir.iterdir()):
+    # a folder holding only the console log of attempts that stopped before writing anything is reused
+    if run_dir.is_dir() and any(p.name not in (LOCK_NAME, TRAIN_LOG) for p in run_dir.iterdir()):
         if (run_dir / CONFIG).exists() and not (run_dir / LAST).exists():
             raise ConfigError(f"--out {run_dir}: holds a run that stopped before its first checkpoint; delete "
                               f"that folder or choose a new --out")

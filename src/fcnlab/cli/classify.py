@@ -18,7 +18,7 @@ from fcnlab.cli.common import (
 )
 from fcnlab.data.images import real_path
 from fcnlab.errors import ConfigError
-from fcnlab.runs import eval_writes, evaluation_dir, write_eval
+from fcnlab.runs import eval_writes, evaluation_dir, record_command, write_eval
 
 if TYPE_CHECKING:  # pragma: no cover
     from fcnlab.infer.predictor import Predictor
@@ -63,7 +63,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from fcnlab.data.classification import scan_folder
     from fcnlab.evaluate.folders import classification_confusion
     from fcnlab.evaluate.metrics import per_class_accuracy
-    from fcnlab.evaluate.record import data_record, evaluation_record, is_own_validation
+    from fcnlab.evaluate.record import command_entry, data_record, evaluation_record, is_own_validation
     from fcnlab.infer.predictor import load_predictor
 
     pred = load_predictor(args.ckpt, args.device, task="classify", tta=args.tta)
@@ -91,6 +91,8 @@ def run_eval(args: argparse.Namespace) -> int:
         viz.plot_confusion_matrix(mat, [str(i) for i in range(len(mat))], out_dir / "confusion_matrix.png",
                                   title=f"{pred.cfg.model}{shown}: val acc {acc:.4f}")
         write_eval(out_dir, record)
+        if args.out is None:  # the run's env.json keeps every command that wrote to the run
+            record_command(pred.run_dir, command_entry("eval", folder=str(out_dir)))
     note(f"wrote {out_dir}: eval.json and confusion_matrix.png", prefix="")
     return 0
 

@@ -25,12 +25,13 @@ def _run_command(argv: list[str]) -> int:
 
 def rerun_argv(task: str, action: str, run: Path, record: dict[str, Any], device: str) -> list[str] | None:
     """The command that makes the evaluation (``action`` eval) or t-SNE (tsne) of ``record`` again from the run's
-    current checkpoint of the same name; None when the record lacks the checkpoint or its data is gone."""
+    current checkpoint of the same name (images decoded in this process: no worker processes started from
+    inside the report); None when the record lacks the checkpoint or its data is gone."""
     ck, data = record.get("checkpoint") or {}, record.get("data")
     if not isinstance(ck, dict) or not data or not Path(str(data)).is_dir():
         return None
     argv = [task, action, "--ckpt", str(run / str(ck.get("name", "best.pt"))), "--data", str(data),
-            "--device", device, "--tta", str(record.get("tta", "none"))]
+            "--device", device, "--workers", "0", "--tta", str(record.get("tta", "none"))]
     scales = [float(s) for s in record.get("scales") or [1.0]]
     if scales != [1.0]:
         argv += ["--scales", ",".join(f"{s:g}" for s in scales)]

@@ -14,7 +14,7 @@ from fcnlab.cli.common import (
     tta_options,
     warn,
 )
-from fcnlab.runs import PER_TILE, eval_writes, evaluation_dir, options_name, write_eval
+from fcnlab.runs import PER_TILE, eval_writes, evaluation_dir, options_name, record_command, write_eval
 from fcnlab.runtime.files import atomic_write_text, make_folder
 
 OVERLAYS = "overlays"
@@ -52,7 +52,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from fcnlab.data.mask_codec import CLASS_NAMES, SCORED_CLASSES
     from fcnlab.evaluate.folders import segmentation_confusion
     from fcnlab.evaluate.metrics import accuracy, course_miou, format_course_lines, mean_class_accuracy
-    from fcnlab.evaluate.record import data_record, evaluation_record, is_own_validation
+    from fcnlab.evaluate.record import command_entry, data_record, evaluation_record, is_own_validation
     from fcnlab.evaluate.tables import per_tile_csv
     from fcnlab.infer.predictor import load_predictor
     from fcnlab.report import viz
@@ -73,7 +73,7 @@ def run_eval(args: argparse.Namespace) -> int:
         warn(w)
     pixel_acc, class_acc = accuracy(mat), mean_class_accuracy(mat, SCORED_CLASSES)
     note(f"pixel accuracy {pixel_acc:.6f}, mean class accuracy {class_acc:.6f} (classes 0-{SCORED_CLASSES - 1}) "
-         f"over {len(tiles)} images")
+         f"over {len(tiles)} image{'' if len(tiles) == 1 else 's'}")
     rows = ["| class | name | IoU |", "|---|---|---|"]
     rows += [f"| {i} | {CLASS_NAMES[i]} | {v:.5f} |" for i, v in enumerate(result.per_class)]
     rows.append(f"| | **mean** | **{result.mean:.6f}** |")
@@ -86,6 +86,8 @@ def run_eval(args: argparse.Namespace) -> int:
         atomic_write_text(out_dir / "per_class_iou.md", "\n".join(rows) + "\n")
         atomic_write_text(out_dir / PER_TILE, per_tile_csv(tiles))
         write_eval(out_dir, record)
+        if args.out is None:  # the run's env.json keeps every command that wrote to the run
+            record_command(pred.run_dir, command_entry("eval", folder=str(out_dir)))
         shown = "" if pred.tta == "none" and pred.scales == (1.0,) else f" ({options_name(pred.tta, pred.scales)})"
         viz.plot_confusion_matrix(mat, list(CLASS_NAMES), out_dir / "confusion_matrix.png",
                                   title=f"{pred.cfg.model}{shown}: mIoU {result.mean:.4f}")

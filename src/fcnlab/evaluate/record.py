@@ -23,6 +23,16 @@ def now_text() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
+def command_entry(what: str, **extra: Any) -> dict[str, Any]:
+    """One entry of env.json's ``commands``: what it did (train, resume, eval ...), the command line, the time,
+    the fcnlab version and git commit, then ``extra``."""
+    from fcnlab.runtime.provenance import provenance
+
+    me = provenance()
+    return {"what": what, "command": me["command"], "time": now_text(), "fcnlab": me["fcnlab"],
+            "git_commit": me["git_commit"], **extra}
+
+
 def checkpoint_record(path: str | Path, ckpt: dict[str, Any]) -> dict[str, Any]:
     """The checkpoint an evaluation scored: path, file name, epoch, best epoch, weights (``ema`` or ``raw``),
     size and modification time (what :func:`staleness` compares)."""
