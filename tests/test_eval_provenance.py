@@ -208,3 +208,28 @@ def test_predict_scores_and_overlays_in_their_own_folder(p1, p2, tmp_path, capsy
     capsys.readouterr()
     assert main(["miou", "--labels", str(p2["val"]), "--pred", str(masks)]) == 0
     assert "ignored" not in capsys.readouterr().err
+
+
+def test_p1_report_shows_the_evaluation_it_has_and_its_per_class_table(tmp_path):
+    """A P1 run evaluated only with flip TTA on all its validation images (training validated 4 of them): the
+    report shows that evaluation, with its data and count, and its per-class accuracy."""
+    run = make_run(tmp_path, "p1", task="classify", accs=(0.5, 0.9))
+    (run / "env.json").write_text(json.dumps({"data": {"val": {"path": "/data/val_50", "count": 4}}}))
+    (run / "config.yaml").write_text("task: classify\nmodel: vgg16_bn\nval: /data/val_50\nval_limit: 4\n")
+    folder = run / "eval" / "validation_tta-flip"
+    folder.mkdir(parents=True)
+    (run / "best.pt").write_bytes(b"x")  # another file than the one scored, but of the best epoch: not stale
+    per_class = [0.25 * (i % 4) for i in range(50)]
+    (folder / "eval.json").write_text(json.dumps(
+        {"task": "classify", "data": "/data/val_50", "count": 2500, "tta": "flip", "val_acc": 0.7636,
+         "per_class_acc": per_class, "checkpoint": {"name": "best.pt", "epoch": 2, "weights": "raw"}}))
+    info = load_run(run)
+    assert info.eval_name == "validation_tta-flip" and info.val_acc == 0.7636 and info.per_class_acc == per_class
+    assert info.source == ("eval/validation_tta-flip (best.pt, epoch 2, raw weights) on /data/val_50 "
+                           "(2500 images), TTA flip")
+    metrics = load_run(run, wanted="metrics.csv")
+    assert metrics.val_acc == 0.9 and "(4 images, --val-limit 4)" in metrics.source
+    html = tmp_path / "r.html"
+    assert main(["report", str(run), "--out", str(html), "--no-checkpoints"]) == 0
+    page = html.read_text()
+    assert "Val Acc: 0.763600" in page and "2500 images" in page and "no per-class accuracy" not in page

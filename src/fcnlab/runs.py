@@ -98,8 +98,11 @@ def evaluation_dir(run_dir: str | Path, data: str | Path, own_val: bool, tta: st
     for the run's own validation folder (``own_val``), else the data folder's name, then the options
     (:func:`evaluation_name`). A folder of that name holding another evaluation (another folder of the same
     name) is kept: this one gets ``NAME-2``, ``NAME-3`` ...; the same evaluation run again replaces its own."""
-    data = str(Path(data).resolve())
-    base = evaluation_name("validation" if own_val else Path(data).name, tta, scales, checkpoint)
+    path = Path(data).resolve()
+    data = str(path)
+    # ``validation`` names the run's own validation data only; another folder of that name is told by its parent
+    label = "validation" if own_val else path.name if path.name != "validation" else f"{path.parent.name}-{path.name}"
+    base = evaluation_name(label, tta, scales, checkpoint)
     root = Path(run_dir) / EVAL_DIR
     for k in range(1, 1000):
         folder = root / (base if k == 1 else f"{base}-{k}")
