@@ -264,6 +264,11 @@ class ReportBuilder:
         self.blocks.append(Table(["run", "fcnlab", "git commit", "torch", "device", "command"], rows,
                                  caption="from each run's env.json, written when training started ('-': not "
                                          "recorded, e.g. a run of an older fcnlab or an installed copy)"))
+        rows = [[run.name, str(c.get("what", "?")), str(c.get("time", "-")), str(c.get("command", "-"))]
+                for run in self.runs for c in run.env.get("commands") or [] if isinstance(c, dict)]
+        if rows:
+            self.blocks.append(Table(["run", "what", "time (UTC)", "command"], rows,
+                                     caption="every command that wrote to each run folder (env.json commands)"))
 
     def timings(self) -> None:
         self.blocks.append(Heading(2, "Timings and hardware", "timings"))
