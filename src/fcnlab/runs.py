@@ -55,18 +55,6 @@ def options_name(tta: str = "none", scales: Sequence[float] = (1.0,)) -> str:
     return "_".join(parts)
 
 
-def eval_dir(run_dir: str | Path, tta: str = "none", scales: Sequence[float] = (1.0,)) -> Path:
-    """The older layout's folder of an evaluation: ``RUN/eval``, ``RUN/eval_tta-d4``, ... (still read, no longer
-    written: :func:`evaluation_dir` names each evaluation after its data and options)."""
-    opts = options_name(tta, scales)
-    return Path(run_dir) / (f"{EVAL_DIR}_{opts}" if opts else EVAL_DIR)
-
-
-def eval_json_path(run_dir: str | Path, tta: str = "none", scales: Sequence[float] = (1.0,)) -> Path:
-    """``eval.json`` of the older layout (:func:`eval_dir`)."""
-    return eval_dir(run_dir, tta, scales) / EVAL_JSON
-
-
 def _safe_name(text: str) -> str:
     """A folder-name-safe form of ``text`` (letters, digits, ``.-``; others become ``-``)."""
     return re.sub(r"[^A-Za-z0-9.-]+", "-", text).strip("-.") or "data"
