@@ -26,7 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.required = True
     add_train_parser(s, "segment", "fcnlab segment train --config p2_fcn8s_resnet34 "
                                    "--data p2_data/train --val p2_data/validation --out runs/fcn8s")
-    e = s.add_parser("eval", help="per-class IoU and mean IoU exactly as the course grades it")
+    e = s.add_parser("eval", help="per-class IoU and mean IoU exactly as the course grades it",
+                     description="Score a checkpoint on a labelled folder. stdout holds exactly the course's "
+                                 "'class #i : ...' and 'mean_iou: ...' lines; notes, warnings, the pixel accuracy "
+                                 "and the mean class accuracy (classes 0-5) go to stderr. eval.json (with the "
+                                 "checkpoint, data and options it measured), per_class_iou.md, per_tile.csv and "
+                                 "confusion_matrix.png go to RUN/eval/NAME (or --out).")
     e.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
     e.add_argument("--data", required=True, help="folder of NNNN_sat.jpg + NNNN_mask.png pairs")
     e.add_argument("--tile", type=int, default=1024, help="images larger than this are predicted in tiles")
