@@ -233,3 +233,12 @@ def test_p1_report_shows_the_evaluation_it_has_and_its_per_class_table(tmp_path)
     assert main(["report", str(run), "--out", str(html), "--no-checkpoints"]) == 0
     page = html.read_text()
     assert "Val Acc: 0.763600" in page and "2500 images" in page and "no per-class accuracy" not in page
+
+
+def test_snapshots_after_the_end_of_metrics_are_flagged(tmp_path):
+    """A run resumed from an earlier checkpoint keeps the mask snapshots of epochs it has not trained again."""
+    run = make_run(tmp_path, "fcn8s", epochs_ious=[[0.5] * 6, [0.6] * 6])  # metrics.csv ends at epoch 2
+    info = load_run(run)  # make_run drew snapshots of epochs 1 and 3
+    assert sorted(info.snapshots) == [1, 3]
+    assert any("mask snapshots of epoch 3 are stale" in n for n in info.notes)
+    assert not any("stale" in n for n in load_run(make_run(tmp_path, "full")).notes)  # 3 epochs: none
