@@ -47,7 +47,7 @@ def test_quick_demo_runs_every_step_through_the_cli(tmp_path: Path, capsys):
     assert "Val Acc: " in text and "mean_iou: " in text
     layout = DemoLayout(out, QUICK)
     p1 = layout.p1_run
-    for f in ("best.pt", "eval/eval.json", "predictions.csv", "tsne.png", "tsne.npz"):
+    for f in ("best.pt", "eval/validation/eval.json", "predictions.csv", "tsne.png", "tsne.npz"):
         assert (p1 / f).is_file(), f
     with open(p1 / "predictions.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == QUICK.p1_classes * QUICK.p1_val_per_class
@@ -55,7 +55,7 @@ def test_quick_demo_runs_every_step_through_the_cli(tmp_path: Path, capsys):
         snapshots = sorted(p.name for p in (run / "snapshots").glob("epoch_*.png"))
         assert snapshots == ["epoch_001.png", "epoch_002.png"]
         assert sorted(p.name for p in (run / "masks").iterdir()) == ["0000_mask.png", "0001_mask.png"]
-        assert (run / "eval" / "per_class_iou.md").is_file()
+        assert (run / "eval" / "validation" / "per_class_iou.md").is_file()
     assert (out / "compare.md").is_file()
     assert (out / "report.html").is_file()
     summary = (out / "summary.md").read_text()

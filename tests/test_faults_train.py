@@ -344,6 +344,7 @@ def test_segment_eval_writes_where_out_says(tmp_path, capsys):
     assert main(["segment", "eval", "--ckpt", str(ckpt_dir / "model.pt"), "--data", str(data / "validation"),
                  "--out", str(out), *EVAL]) == 0
     assert "mean_iou" in capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == ["confusion_matrix.png", "eval.json", "per_class_iou.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["confusion_matrix.png", "eval.json", "per_class_iou.md",
+                                                       "per_tile.csv"]
     assert json.loads((out / "eval.json").read_text())["task"] == "segment"
     assert sorted(p.name for p in ckpt_dir.iterdir()) == ["model.pt"]

@@ -51,4 +51,5 @@ def test_recipe_trains_and_eval_reproduces_the_logged_accuracy(tmp_path, recipe)
     torch.set_num_threads(1)
     assert main(["classify", "eval", "--ckpt", str(run), "--data", str(data / "val_50"),
                  "--csv", str(data / "val_gt.csv"), "--device", "cpu", "--workers", "0"]) == 0
-    assert json.loads((run / "eval" / "eval.json").read_text())["val_acc"] == pytest.approx(logged, abs=1e-6)
+    saved = json.loads((run / "eval" / "validation" / "eval.json").read_text())
+    assert saved["val_acc"] == pytest.approx(logged, abs=1e-6)

@@ -158,12 +158,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
+def scores_ema(ckpt: dict[str, Any]) -> bool:
+    """Whether the checkpoint's scored weights are its EMA (the run kept one), not the raw ``model``."""
+    ema = ckpt.get("ema")
+    return bool(ckpt.get("config", {}).get("ema") and isinstance(ema, dict) and "module" in ema)
+
+
 def inference_weights(ckpt: dict[str, Any]) -> dict[str, Any]:
     """The state dict that was evaluated during training: the EMA's when the run kept one, else ``model``."""
-    ema = ckpt.get("ema")
-    if ckpt.get("config", {}).get("ema") and isinstance(ema, dict) and "module" in ema:
-        return ema["module"]
-    return ckpt["model"]
+    return ckpt["ema"]["module"] if scores_ema(ckpt) else ckpt["model"]
 
 
 def model_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu") -> torch.nn.Module:

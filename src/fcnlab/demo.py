@@ -325,13 +325,13 @@ def summary_text(layout: DemoLayout, results: dict[str, Any], steps: list[Step],
     files = [
         (root / "report.html", "all results on one page"),
         (layout.p1_run / "metrics.csv", "P1 loss and accuracy per epoch"),
-        (layout.p1_run / "eval" / "confusion_matrix.png", "P1 confusion matrix"),
+        (layout.p1_run / "eval" / "validation" / "confusion_matrix.png", "P1 confusion matrix"),
         (layout.p1_run / "predictions.csv", "P1 predictions (image_id,label)"),
         (layout.p1_run / "tsne.png", "P1 t-SNE"),
     ]
     for run in layout.p2_runs:
         files += [(run / "snapshots" / "all_epochs.png", f"{run.name}: masks at the snapshot epochs"),
-                  (run / "eval" / "per_class_iou.md", f"{run.name}: per-class IoU"),
+                  (run / "eval" / "validation" / "per_class_iou.md", f"{run.name}: per-class IoU"),
                   (run / "masks", f"{run.name}: predicted NNNN_mask.png files")]
     files.append((root / "compare.md", "FCN-32s vs FCN-8s, per-class IoU and deltas"))
     shown = [(p, what) for p, what in files if p.exists()]

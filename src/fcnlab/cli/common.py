@@ -8,6 +8,7 @@ next run would read it as data). Everything is written atomically (:mod:`fcnlab.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from fcnlab import config
@@ -152,3 +153,13 @@ def positive_batch(args: argparse.Namespace, default: int) -> int:
     if workers is not None and workers < 0:
         raise ConfigError(f"option --workers: must be >= 0 (0 decodes in the main process), got {workers}")
     return bs
+
+
+def note(text: str, prefix: str = "note: ") -> None:
+    """A note on stderr: stdout keeps exactly the printout the course (or the seed) expects."""
+    print(f"{prefix}{text}", file=sys.stderr, flush=True)
+
+
+def warn(text: str) -> None:
+    """A warning on stderr, one line."""
+    note(text, "fcnlab: warning: ")

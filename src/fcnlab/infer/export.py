@@ -103,6 +103,20 @@ def export_program(model: nn.Module, example: torch.Tensor, out: str | Path, dyn
         torch.export.save(program, tmp)
 
 
+def scored_weights(ckpt: dict[str, Any], source: str | Path) -> dict[str, Any]:
+    """The checkpoint ``ckpt`` (read from ``source``) reduced to the weights it was scored with (the EMA's when
+    the run kept one): a plain dict whose ``model`` is a plain state dict, loading with ``weights_only=True``
+    and by every ``--ckpt``, without the optimizer, EMA copy, RNG states and history that make a resumable
+    checkpoint large; it cannot be resumed."""
+    from fcnlab.checkpoint import inference_weights, scores_ema
+
+    config = {**(ckpt.get("config") or {}), "ema": False}  # ``model`` already holds the EMA's weights
+    keep = ("task", "model_name", "num_classes", "epoch", "best_epoch", "best_metric", "metrics")
+    return {**{k: ckpt[k] for k in keep if k in ckpt}, "model": inference_weights(ckpt), "config": config,
+            "optimizer": None, "scheduler": None, "scaler": None,
+            "weights": "ema" if scores_ema(ckpt) else "raw", "exported_from": str(Path(source).resolve())}
+
+
 def run_onnx(path: str | Path, x: torch.Tensor) -> torch.Tensor:
     """Run an exported ONNX file with onnxruntime on CPU."""
     import onnxruntime as ort

@@ -10,7 +10,6 @@ position saved), NaN/Inf loss detection (:mod:`fcnlab.training.loop`).
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import sys
@@ -24,11 +23,25 @@ from fcnlab.checkpoint import remove_stale_temp_files, set_rng_state
 from fcnlab.config import TrainConfig, from_dict
 from fcnlab.errors import ConfigError, DataError
 from fcnlab.recipes import save_yaml
-from fcnlab.runs import BEST, CONFIG, ENV, LAST, MODEL_TXT, MetricsLog, claim_run_dir, format_row, prepare_run_dir
+from fcnlab.runs import (
+    BEST,
+    CONFIG,
+    ENV,
+    LAST,
+    MODEL_TXT,
+    TRAIN_LOG,
+    MetricsLog,
+    claim_run_dir,
+    format_row,
+    prepare_run_dir,
+    record_command,
+)
 from fcnlab.runtime import distributed as dist_utils
+from fcnlab.runtime.console_log import console_log
 from fcnlab.runtime.device import device_name, environment, seed_everything, select_device
 from fcnlab.runtime.files import atomic_link, atomic_write_bytes, atomic_write_text
 from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
+from fcnlab.runtime.provenance import command_line
 from fcnlab.tasks import make_task, task_info
 from fcnlab.tasks.base import Task
 from fcnlab.training.hooks import epoch_hooks
@@ -160,8 +173,6 @@ def _build_model(cfg: TrainConfig, ckpt: dict[str, Any] | None, device: torch.de
     if dist.is_main and ckpt is None:
         atomic_write_text(run_dir / MODEL_TXT, f"{model}\n")
         save_yaml(cfg, run_dir / CONFIG)
-        env = {**environment(), "device": device_name(device)}
-        atomic_write_text(run_dir / ENV, json.dumps(env, indent=2) + "\n")
     elif dist.is_main and config_changed:
         archive = run_dir / archive_name(ckpt)
         if ckpt.get("changed_settings") and (run_dir / CONFIG).is_file() and not archive.exists():
@@ -181,6 +192,15 @@ def _fit(cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_ut
     run_dir = dist_utils.on_main(lambda: _open_run_dir(out, ckpt), out)  # an error there stops every rank
     if ckpt is not None and finished(ckpt, cfg.epochs):
         return _finished_run(cfg, run_dir, ckpt, dist)
+    # the main process keeps its console output in the run folder, each resume appended
+    header = f"=== {'resume' if ckpt is not None else 'train'}: {command_line()}"
+    with console_log(run_dir / TRAIN_LOG, header) if dist.is_main else contextlib.nullcontext():
+        return _start(cfg, run_dir, ckpt, dist, config_changed, device)
+
+
+def _start(cfg: TrainConfig, run_dir: Path, ckpt: dict[str, Any] | None, dist: dist_utils.DistInfo,
+           config_changed: bool, device: torch.device) -> dict[str, Any]:
+    """Load the data, build the model and state (restored when resuming), then train."""
     if dist.is_main:  # a first line at once: decoding the data may take minutes
         what = "resuming" if ckpt is not None else "starting"
         where = device_name(device) + (f" ({dist.world_size} processes)" if dist.enabled else "")
@@ -190,6 +210,8 @@ def _fit(cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_ut
     task = make_task(cfg)
     train_data, val_data = _load_data(task, dist, device)
     model = _build_model(cfg, ckpt, device, dist, run_dir, config_changed)
+    if dist.is_main:
+        _record_command(run_dir, cfg, device, ckpt is not None, len(train_data), len(val_data))
     state = build_state(cfg, task, run_dir, model, device, dist, train_data, val_data)
     if ckpt is not None:
         _restore(state, ckpt)
@@ -208,6 +230,19 @@ def _finished_run(cfg: TrainConfig, run_dir: Path, ckpt: dict[str, Any], dist: d
               f"changed; pass --epochs N (more than {ckpt['epoch']}) to train longer", flush=True)
     return {"run_dir": str(run_dir), "best_epoch": ckpt["best_epoch"], metric: ckpt["best_metric"],
             "epochs": ckpt["epoch"]}
+
+
+def _record_command(run_dir: Path, cfg: TrainConfig, device: torch.device, resumed: bool, n_train: int,
+                    n_val: int) -> None:
+    """env.json: hardware and versions (a new run), and this command appended to its ``commands`` with the data
+    it read (``data`` at the top: what the latest epochs of metrics.csv were validated on)."""
+    from fcnlab.evaluate.record import command_entry
+
+    data = {"train": {"path": str(Path(str(cfg.data)).resolve()), "count": n_train, "limit": cfg.limit},
+            "val": {"path": str(Path(str(cfg.val)).resolve()), "count": n_val, "limit": cfg.val_limit}}
+    entry = command_entry("resume" if resumed else "train", device=device_name(device), data=data)
+    base = None if resumed else {**environment(), "device": device_name(device)}
+    record_command(run_dir, entry, base, {"data": data})
 
 
 def startup_summary(state: TrainState, model: torch.nn.Module) -> str:
