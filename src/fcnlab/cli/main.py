@@ -19,7 +19,7 @@ import sys
 from fcnlab import __version__
 from fcnlab.errors import FcnlabError
 
-COMMANDS = ("classify", "segment", "miou", "compare", "demo", "bench", "report", "export")
+COMMANDS = ("classify", "segment", "miou", "compare", "demo", "reproduce", "recipes", "bench", "report", "export")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
