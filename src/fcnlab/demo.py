@@ -246,7 +246,7 @@ def make_data(layout: DemoLayout) -> None:
 
 
 def run_step(step: Step, number: int, total: int, debug: bool = False,
-             echo: Callable[[str], None] = print) -> None:
+             echo: Callable[[str], None] = print, what: str = "demo step") -> None:
     """Run one step through ``fcnlab.cli.main.main``; raise :class:`DemoStepFailed` on a non-zero exit code."""
     from fcnlab.cli.main import main
 
@@ -257,7 +257,7 @@ def run_step(step: Step, number: int, total: int, debug: bool = False,
     rc = main((["--debug"] if debug else []) + step.argv)
     step.seconds = time.perf_counter() - t0
     if rc:
-        raise DemoStepFailed(f"demo step {number}/{total} failed with exit code {rc} (its message is above): "
+        raise DemoStepFailed(f"{what} {number}/{total} failed with exit code {rc} (its message is above): "
                              f"{command}", rc)
     echo(f"({step.seconds:.1f} s)")
 
