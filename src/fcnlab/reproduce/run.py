@@ -85,9 +85,9 @@ def reproduce(opts: Options, echo: Callable[[str], None] = print) -> dict[str, A
     if not data.is_dir():
         raise DataError(f"--data {opts.data}: not a folder; give the course's dlcv folder (p1_data/, p2_data/)")
     out = opts.out
-    if out.exists() and (not out.is_dir() or real_path(out) in (real_path(data), *real_path(data).parents)):
-        raise ConfigError(f"--out {out}: {'is a file' if not out.is_dir() else 'is the data folder or holds it'}; "
-                          f"choose a new folder")
+    if out.exists() and (not out.is_dir() or real_path(out) == real_path(data)):
+        raise ConfigError(f"--out {out}: {'is a file' if not out.is_dir() else 'is the data folder'}; choose a new "
+                          f"folder")
     if opts.budget_minutes is not None and opts.budget_minutes <= 0:
         raise ConfigError(f"option --budget: minutes must be > 0, got {opts.budget_minutes:g}")
     jobs = make_jobs(opts.profile, data, out, parse_only(opts.only), opts.scratch, opts.recipes)
@@ -258,7 +258,7 @@ def summarize(jobs: list[Job], steps: list[Step], state: State, out: Path, secon
     width = max(len(r["run"]) for r in rows) + 2
     lines = [f"fcnlab reproduce: {sum(r['status'] == 'done' for r in rows)} of {len(rows)} runs trained in full "
              f"({seconds / 60:.1f} min this time)", ""]
-    lines += [f"  {r['run']:<{width}} {r['score']:<16} {r['status']:<22} {r['folder']}/" for r in rows]
+    lines += [f"  {r['run']:<{width}} {r['score']:<28} {r['status']:<22} {r['folder']}/" for r in rows]
     report, compare = out / "report.html", out / "compare.md"
     lines += [""] + [f"  {p}  {what}" for p, what in ((report, "the report: every result on one page"),
                                                        (compare, "the P2 runs' per-class IoU side by side"))
