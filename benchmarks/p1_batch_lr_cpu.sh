@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Does accuracy hold at a 4x larger batch with the learning rate scaled (issue 12, item 2)? The laptop recipe
+# Does accuracy hold at a 4x larger batch with the learning rate scaled? The laptop recipe
 # (p1_laptop: airnet, 25 epochs, batch 256, lr 0.2) as it is ("base") and at batch 1024 with lr_base_batch 256,
 # "linear" (lr 0.8) and "sqrt" (lr 0.4) scaling; each run alone on one thread, then its best.pt evaluated
 # without and with flip TTA. Results: docs/BENCHMARKS.md ("Larger batches with the learning rate scaled").

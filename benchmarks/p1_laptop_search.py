@@ -36,7 +36,7 @@ from fcnlab.models import build_model, trainable_param_groups
 
 DATA = "/work/shared/data/dlcv/p1_data"
 
-# The calibration network of the issue (32/128/128 residual pairs, GELU, batch 256, SGD Nesterov,
+# The calibration network (32/128/128 residual pairs, GELU, batch 256, SGD Nesterov,
 # label smoothing 0.2, flip + 2-px translation) and the variants compared against it.
 BASE: dict[str, Any] = dict(model="airnet", arch=dict(widths=(32, 128, 128), stem=24, pairs=(1, 1, 1)),
                             epochs=18, batch=256, lr=0.2, wd=5e-4, momentum=0.9, warmup=2.0, smoothing=0.2,
