@@ -1,6 +1,6 @@
 """Search for the P1 laptop recipe: train candidate recipes on the real data on the CPU, one per call.
 
-The record of how ``configs/p1_laptop.yaml`` was chosen (results in docs/BENCHMARKS.md, "P1 laptop recipe
+The record of how ``configs/p1_laptop.yaml`` was chosen (results in docs/ENGINEERING.md, "P1 laptop recipe
 search"). It reuses fcnlab's data path (decoded uint8 arrays from the disk cache, the batch crop/flip and
 normalisation, the warm-up + cosine LR factor) and trains a candidate directly, so that variants the CLI
 does not expose yet (whitened stem, progressive crop size) can be compared at equal budgets.
