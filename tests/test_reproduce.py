@@ -126,7 +126,7 @@ def test_a_spent_budget_leaves_runs_untrained_and_says_so(course, tmp_path, caps
     out = tmp_path / "out"
     assert main(_argv(data, out, recipes, "tiny_p1", "--budget", "0.01")) == 0
     text = capsys.readouterr().out
-    assert "not started" in text and "skipped (tiny_p1 has no trained model)" in text
+    assert "not started" in text and "skipped (tiny_p1 has no best.pt yet)" in text
     assert "tiny_p1" in text.rsplit("fcnlab reproduce:", 1)[1] and "not trained" in text
     assert "run the same command again to continue" in text
 

@@ -104,7 +104,7 @@ def reproduce(opts: Options, echo: Callable[[str], None] = print) -> dict[str, A
             echo(f"[{number}/{len(steps)}] {step.title}: done before, skipped")
             continue
         if step.run in no_model:
-            echo(f"\n[{number}/{len(steps)}] {step.title}: skipped ({step.run} has no trained model)")
+            echo(f"\n[{number}/{len(steps)}] {step.title}: skipped ({step.run} has no best.pt yet)")
             continue
         if step.run is None and no_model:  # compare, report: of the runs that have a model
             missing = {str(by_name[n].run_dir) for n in no_model}
@@ -194,7 +194,7 @@ def _train(step: Step, job: Job, state: State, later: list[str], number: int, to
         echo(f"\n[{number}/{total}] {step.title}: not started, {seconds:.0f} s of the budget left for it")
         state.mark(step.key, "cut", {"reason": "budget spent before it started"})
         return "not started"
-    echo(f"(budget: {seconds / 60:.1f} min for this run)")
+    step.title += f"; {seconds / 60:.1f} min of the budget"
     fired = threading.Event()
 
     def on_budget(signum: int, frame: Any) -> None:  # noqa: ARG001
