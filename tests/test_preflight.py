@@ -53,3 +53,16 @@ def test_snapshot_epochs_after_the_last_are_named_in_a_warning(tiles, tmp_path, 
     err = capsys.readouterr().err
     assert "epoch(s) 5, 9 come after the last epoch (1); no masks are saved for them" in err
     assert (out / "snapshots" / "epoch_001.png").is_file()
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["segment", "train", "--epoch", "5"], "--epoch: did you mean --epochs?"),  # an abbreviation is refused
+    (["segment", "train", "--snapshot-epoch=5"], "--snapshot-epoch=5: did you mean --snapshot-epochs?"),
+    (["segment", "trian"], "invalid choice: 'trian'"),
+    (["reproduce", "--data", "d", "--out", "o", "--profil", "gpu"], "did you mean --profile?"),
+])
+def test_command_line_typos_get_the_option_meant(argv, says, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and says in err and "did you mean" in err
