@@ -66,6 +66,7 @@ class Job:
 
     @property
     def name(self) -> str:
+        """The run folder's name (the recipe's, without a ``.yaml``)."""
         return self.run_dir.name
 
 

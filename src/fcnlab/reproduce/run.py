@@ -75,6 +75,7 @@ def _outputs(steps: list[Step], jobs: list[Job], out: Path) -> dict[str, Path]:
     owned = {f"train-{j.name}": j.run_dir for j in jobs}
     owned.update({s.key: out / f"{s.key}.{'md' if s.key == 'compare' else 'html'}" for s in steps
                   if s.run is None})
+    owned["summary"] = out / "summary.md"
     return owned
 
 
@@ -267,5 +268,6 @@ def summarize(jobs: list[Job], steps: list[Step], state: State, out: Path, secon
         lines += ["", "Not everything finished: run the same command again to continue."]
     text = "\n".join(lines)
     if out.is_dir():
+        state.mark("summary", "started")
         atomic_write_text(out / "summary.md", f"# fcnlab reproduce\n\n```\n{text}\n```\n")
     return {"runs": rows, "report": str(report) if report.is_file() else None, "text": text}
