@@ -85,7 +85,9 @@ def test_reproduce_end_to_end_then_a_rerun_skips_everything(course, tmp_path, ca
     stamp = (runs / "tiny_p1" / "last.pt").stat().st_mtime_ns
     assert main(_argv(data, out, recipes, "tiny_p1,tiny_fcn32s,tiny_fcn8s")) == 0
     again = capsys.readouterr().out
-    assert again.count("done before, skipped") == 11 and "$ fcnlab" not in again
+    assert again.count("done before, skipped") == 11 and "$ fcnlab" not in again and "other options" not in again
+    assert main([*_argv(data, out, recipes, "tiny_p1"), "--set", "lr=0.01"]) == 0  # changed: said, not redone
+    assert f"done with other options; delete {runs / 'tiny_p1'}" in capsys.readouterr().out
     assert (runs / "tiny_p1" / "last.pt").stat().st_mtime_ns == stamp
 
 

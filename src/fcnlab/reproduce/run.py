@@ -101,8 +101,12 @@ def reproduce(opts: Options, echo: Callable[[str], None] = print) -> dict[str, A
     by_name = {j.name: j for j in jobs}
     no_model: set[str] = set()
     for number, step in enumerate(steps, start=1):
+        planned = list(step.argv)
         if state.has(step.key, "done"):
             echo(f"[{number}/{len(steps)}] {step.title}: done before, skipped")
+            if state.read(step.key, "done").get("planned", planned) != planned:
+                echo(f"  note: it was done with other options; delete {by_name[step.run].run_dir if step.run else out}"
+                     f" (or choose another --out) to do it with these")
             continue
         if step.run in no_model:
             echo(f"\n[{number}/{len(steps)}] {step.title}: skipped ({step.run} has no best.pt yet)")
@@ -126,7 +130,7 @@ def reproduce(opts: Options, echo: Callable[[str], None] = print) -> dict[str, A
                 continue
         else:
             _run(step, number, len(steps), opts.debug, echo)
-        state.mark(step.key, "done", {"argv": step.argv, "seconds": round(step.seconds, 1)})
+        state.mark(step.key, "done", {"argv": step.argv, "planned": planned, "seconds": round(step.seconds, 1)})
     result = summarize(jobs, steps, state, out, time.time() - t0)
     echo("\n" + result["text"])
     return result
