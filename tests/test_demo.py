@@ -62,6 +62,13 @@ def test_quick_demo_runs_every_step_through_the_cli(tmp_path: Path, capsys):
     assert "fcnlab demo finished" in summary and str(p1 / "tsne.png") in summary
     assert text.rstrip().endswith(summary.split("```")[1].strip().splitlines()[-1])  # summary printed last
     assert json.loads((out / MARKER).read_text())["format"] == "fcnlab-demo"
+    # why the demo's FCNs are not the homework's VGG16-BN pair, and "next" commands that work offline
+    assert "not the homework's VGG16-BN FCN-32s vs ResNet34 FCN-8s: its FCN-32s has 134M parameters" in text
+    nexts = [line.split("#")[0].split()[1:] for line in text.splitlines() if line.startswith("  fcnlab ")]
+    assert nexts and all("--no-pretrained" in argv for argv in nexts)
+    for argv in nexts:
+        args = build_parser("reproduce").parse_args(argv)
+        assert args.command == "reproduce" and args.pretrained is False
 
 
 def test_every_step_parses_with_the_real_cli(tmp_path: Path):

@@ -56,7 +56,7 @@ def random_crop_flip(images: torch.Tensor, pad: int, generator: torch.Generator,
     """Per-sample random crop after zero padding by ``pad`` and random horizontal flip (CIFAR style).
 
     With ``pad`` the crop and the flip are one ``gather`` through a per-sample index: fewer ATen calls than
-    advanced indexing with four broadcast index tensors (the host issues each one on a GPU) and about 5x
+    advanced indexing with four broadcast index tensors (the host launches each one on a GPU) and about 5x
     faster on a CPU. The random draws (rows, columns, flips) are the same.
     """
     b, c, h, w = images.shape

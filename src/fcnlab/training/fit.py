@@ -47,6 +47,7 @@ from fcnlab.tasks.base import Task
 from fcnlab.training.hooks import epoch_hooks
 from fcnlab.training.loop import train_one_epoch
 from fcnlab.training.optim import peak_lr
+from fcnlab.training.preflight import check_options
 from fcnlab.training.resume import (
     archive_name,
     check_changes,
@@ -93,9 +94,13 @@ def fit(cfg: TrainConfig, out: str | Path, ckpt: dict[str, Any] | None = None,
     """
     if cfg.data is None or cfg.val is None:
         raise ConfigError("options --data and --val are required (training and validation folders)")
+    main_rank = os.environ.get("RANK", "0") in ("", "0")
+    for line in check_options(cfg):  # before the run folder exists: a mistake leaves nothing behind
+        if main_rank:
+            print(f"fcnlab: warning: {line}", file=sys.stderr, flush=True)
     source = (ckpt.get("source") or {}).get("name", LAST) if ckpt is not None else LAST
     # rank 0 alone owns the folder under torchrun (before the process group exists, RANK says which)
-    lock = claim_run_dir(out, ckpt is not None, source) if os.environ.get("RANK", "0") in ("", "0") else None
+    lock = claim_run_dir(out, ckpt is not None, source) if main_rank else None
     try:
         if ckpt is not None and lock is not None:
             check_unchanged(ckpt, Path(out))
