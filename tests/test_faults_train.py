@@ -112,7 +112,11 @@ def test_change_settings_trains_the_remaining_epochs_with_them_and_keeps_the_ear
     assert main(["classify", "train", "--resume", str(run), "--epochs", "2", "--lr", "0.01", "--change-settings"]) == 0
     assert (run / "config_until_epoch_1.yaml").read_text() == before and "lr: 0.02" in before
     assert "lr: 0.01" in (run / "config.yaml").read_text() and "epochs: 2" in (run / "config.yaml").read_text()
-    assert load_checkpoint(run / "last.pt")["config"]["lr"] == 0.01 and epochs_of(run / "metrics.csv") == [1, 2]
+    ckpt = load_checkpoint(run / "last.pt")
+    assert ckpt["config"]["lr"] == 0.01 and epochs_of(run / "metrics.csv") == [1, 2]
+    # the new peak rate is what epoch 2 trained with, not the one the restored optimizer state brought back
+    assert ckpt["scheduler"]["base_lrs"] == [0.01] * len(ckpt["scheduler"]["base_lrs"])
+    assert all(g["initial_lr"] == 0.01 for g in ckpt["optimizer"]["param_groups"])
     line = one_error_line(main(["classify", "train", "--data", "x", "--val", "y", "--out", str(tmp_path / "new"),
                                 "--change-settings"]), capsys)
     assert "option --change-settings: only with --resume RUN_DIR" in line

@@ -46,7 +46,7 @@ from fcnlab.tasks import make_task, task_info
 from fcnlab.tasks.base import Task
 from fcnlab.training.hooks import epoch_hooks
 from fcnlab.training.loop import train_one_epoch
-from fcnlab.training.optim import peak_lr
+from fcnlab.training.optim import peak_lr, rebase_schedule
 from fcnlab.training.preflight import check_options
 from fcnlab.training.resume import (
     archive_name,
@@ -371,8 +371,10 @@ def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
 def _restore(state: TrainState, ckpt: dict[str, Any]) -> None:
     """Put a freshly built TrainState at the position of a checkpoint (optimizer, scheduler, RNGs, data)."""
     dist = state.dist
+    fresh = list(state.scheduler.base_lrs)  # this command's peak rates: a changed --lr applies from here on
     state.optimizer.load_state_dict(ckpt["optimizer"])
     state.scheduler.load_state_dict(ckpt["scheduler"])
+    rebase_schedule(state.optimizer, state.scheduler, fresh)
     state.scaler.load_state_dict(ckpt["scaler"])
     state.epoch, state.step_in_epoch = ckpt["epoch"], ckpt["step_in_epoch"]
     state.global_step, state.best_metric, state.best_epoch = (ckpt["global_step"], ckpt["best_metric"],

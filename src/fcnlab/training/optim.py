@@ -58,3 +58,20 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig,
                     steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
     """The per-step schedule of :func:`lr_factor` (warm-up, then cosine/poly/step/constant) on ``optimizer``."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, steps_per_epoch))
+
+
+def rebase_schedule(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
+                    base_lrs: list[float]) -> None:
+    """Make ``base_lrs`` the peak rates of a schedule restored from a checkpoint (which brings its own).
+
+    A resume with ``--change-settings --lr X`` must train at X from its next step on; loading the optimizer and
+    scheduler states puts the old peak rates back. Nothing changes when the rates are the same (a plain resume
+    stays bit-exact).
+    """
+    if list(scheduler.base_lrs) == list(base_lrs):
+        return
+    scheduler.base_lrs = list(base_lrs)
+    for group, base, factor in zip(optimizer.param_groups, base_lrs, scheduler.lr_lambdas, strict=True):
+        group["initial_lr"] = base
+        group["lr"] = base * factor(scheduler.last_epoch)
+
