@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # P2 on a laptop: train a p2_laptop* recipe alone on one torch thread (wall time and peak memory measured),
 # then score its best.pt and last.pt at full resolution on the validation tiles without and with D4 TTA
-# (TTAS="none flip d4" adds flip; the course's per-class lines are kept). Results: docs/BENCHMARKS.md ("P2 on a laptop").
+# (TTAS="none flip d4" adds flip; the course's per-class lines are kept; each evaluation in RUN/eval/NAME). Results: docs/BENCHMARKS.md ("P2 on a laptop").
 # Usage: benchmarks/p2_laptop_cpu.sh DLCV_ROOT RUNS_DIR [RECIPES]   (default: "p2_laptop p2_laptop_fcn8s p2_laptop_fcn32s")
 # A recipe whose RUNS_DIR/NAME/train.time exists is not trained again, only evaluated. PHASES=train or
 # PHASES=eval runs one phase (e.g. the evaluations on another core while the next recipe trains).
@@ -22,8 +22,7 @@ for name in $recipes; do
   [[ " $phases " == *" eval "* ]] || continue
   for ckpt in best last; do
     for tta in $ttas; do
-      out=$(fcnlab segment eval --ckpt "$run/$ckpt.pt" --data "$d/p2_data/validation" --tta "$tta" \
-        --out "$run/eval_${ckpt}_$tta" 2>/dev/null)
+      out=$(fcnlab segment eval --ckpt "$run/$ckpt.pt" --data "$d/p2_data/validation" --tta "$tta" 2>/dev/null)
       echo "$name, $ckpt.pt, tta $tta: $(echo "$out" | grep mean_iou) | $(echo "$out" | grep 'class #' | tr '\n' ' ')"
     done
   done
