@@ -274,10 +274,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for name in NON_NEGATIVE:
         if getattr(cfg, name) < 0:
             raise ConfigError(f"{spelled(name)}: must be >= 0, got {getattr(cfg, name)}")
-    for name in dataclasses.fields(TrainConfig):
-        value = getattr(cfg, name.name)
+    for spec in dataclasses.fields(TrainConfig):
+        value = getattr(cfg, spec.name)
         if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{spelled(name.name)}: must be a finite number, got {value}")
+            raise ConfigError(f"{spelled(spec.name)}: must be a finite number, got {value}")
     if not 0 < cfg.min_scale <= cfg.max_scale:
         raise ConfigError(f"options min_scale/max_scale (--min-scale/--max-scale): need 0 < min_scale <= max_scale, "
                           f"got {cfg.min_scale}/{cfg.max_scale}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from fcnlab import config
 from fcnlab.cli.options import HelpFormatter, add_config_arguments
@@ -128,7 +129,7 @@ def add_tta(p: argparse.ArgumentParser, task: str) -> None:
                        help="average the logits of the image and its mirror (flip); default none")
 
 
-def tta_options(args: argparse.Namespace) -> dict[str, object]:
+def tta_options(args: argparse.Namespace) -> dict[str, Any]:
     """``tta`` and ``scales`` keyword arguments for :func:`fcnlab.infer.predictor.load_predictor`."""
     from fcnlab.infer.tta import parse_scales
 

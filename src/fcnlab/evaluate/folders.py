@@ -70,6 +70,6 @@ def segmentation_confusion(pred: Predictor, folder: str | Path, batch_size: int,
         progress.update(len(index))
         for n, i in zip(list(n_off), list(index), strict=True):
             if int(n):
-                report.add(pairs[int(i)][1], int(n))
+                report.add(pairs[int(i)][1], int(n))  # type: ignore[arg-type]  # a mask was read
     progress.close()
     return conf, report

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import platform
 import random
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -52,7 +52,8 @@ def compile_model(model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
     others (:func:`fcnlab.data.sampling.fill_last_batch`), so each mode (train, eval) compiles once, with
     kernels specialised to the batch, and ``reduce-overhead`` records one CUDA graph for each instead of one per
     new batch size."""
-    return torch.compile(model, mode=None if cfg.compile_mode == "default" else cfg.compile_mode, dynamic=False)
+    mode = None if cfg.compile_mode == "default" else cfg.compile_mode
+    return cast(torch.nn.Module, torch.compile(model, mode=mode, dynamic=False))
 
 
 def is_compiled(model: torch.nn.Module) -> bool:

@@ -7,7 +7,7 @@ inference and export), augmentation, loss, metrics and per-epoch outputs.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -39,6 +39,16 @@ class Task:
         # loss_weight copied to each device it was used on, and the tensor those copies were made from
         self._weight_copies: dict[torch.device, torch.Tensor] = {}
         self._weight_source: torch.Tensor | None = None
+
+    @property
+    def train_folder(self) -> str:
+        """``cfg.data``, which the front doors require before a task loads data."""
+        return cast(str, self.cfg.data)
+
+    @property
+    def val_folder(self) -> str:
+        """``cfg.val``, which the front doors require before a task loads data."""
+        return cast(str, self.cfg.val)
 
     def load_train(self) -> Any:
         raise NotImplementedError

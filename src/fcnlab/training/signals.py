@@ -43,7 +43,7 @@ def install_signal_handlers(state: TrainState) -> dict[int, Any]:
             raise KeyboardInterrupt
         state.stop_signal = signum
 
-    previous = {}
+    previous: dict[int, Any] = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         previous[sig] = signal.signal(sig, handler)
     return previous
