@@ -1,4 +1,4 @@
-"""``fcnlab bench``'s GPU targets (issue 12) and its compile mode, checked without a GPU."""
+"""``fcnlab bench``'s GPU targets and its compile mode, checked without a GPU."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ ALIASES = {"data": "pipeline", "e2e": "pipeline", "loader": "pipeline", "miou": 
 TARGETS = {"folded_p1_speedup": 1.5, "e2e_over_pure": 0.9, "evaluator_speedup": 5.0,
            "evaluator_rss_mb": 200.0}
 
-#: Issue 12's targets on one H200 (checked on any CUDA device, outside ``--quick``): training img/s per model
+#: The GPU targets on one H200 (checked on any CUDA device, outside ``--quick``): training img/s per model
 #: at the recipes' sizes and batches, and end-to-end epochs over pure steps.
 GPU_TARGETS: dict[str, Any] = {
     "train_img_per_s": {"vgg16_bn": 40_000.0, "fcn8s_resnet34": 1_400.0, "fcn32s_vgg16": 450.0},

@@ -84,8 +84,10 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def _batch(args: argparse.Namespace, pred: Predictor) -> int:
-    """``--batch-size``, else the run's eval batch size (twice its training batch size when unset)."""
-    return positive_batch(args, pred.cfg.eval_batch_size or 2 * pred.cfg.batch_size)
+    """``--batch-size``, else the run's eval batch size."""
+    from fcnlab.tasks import eval_batch_size
+
+    return positive_batch(args, eval_batch_size(pred.cfg, inference=True))
 
 
 def run_predict(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from fcnlab.cli.options import HelpFormatter, add_config_arguments
 from fcnlab.data.images import IMAGE_SUFFIXES, real_path
 from fcnlab.errors import ConfigError
 from fcnlab.runtime.files import make_folder
+from fcnlab.tasks import task_info
 
 
 def add_train_parser(sub: argparse._SubParsersAction, task: str, example: str) -> argparse.ArgumentParser:
@@ -119,13 +120,13 @@ def add_device(p: argparse.ArgumentParser) -> None:
 def add_tta(p: argparse.ArgumentParser, task: str) -> None:
     """``--tta`` (and for segmentation ``--scales``): test-time augmentation of eval/predict commands."""
     if task == "segment":
-        p.add_argument("--tta", default="none", choices=("none", "flip", "d4"),
+        p.add_argument("--tta", default="none", choices=task_info(task).tta_modes,
                        help="average the softmax over the identity and the mirror (flip) or all 8 rotations and "
                             "mirrors (d4); default none")
         p.add_argument("--scales", default=None, metavar="S1,S2,...",
                        help="also average over these input scales, e.g. 0.75,1,1.25 (default: 1 only)")
     else:
-        p.add_argument("--tta", default="none", choices=("none", "flip"),
+        p.add_argument("--tta", default="none", choices=task_info(task).tta_modes,
                        help="average the logits of the image and its mirror (flip); default none")
 
 
@@ -137,7 +138,10 @@ def tta_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def positive_batch(args: argparse.Namespace, default: int) -> int:
-    """The ``--batch-size`` given, else ``default``; also checks ``--workers``. Bad values: one ConfigError."""
+    """The ``--batch-size`` given, else ``default``; also checks ``--workers``. Bad values: one ConfigError.
+
+    Checked here rather than by an argparse type (:func:`fcnlab.cli.arguments.int_at_least`, which prints the
+    usage too) so that eval/predict/tsne answer a bad number with one line, as they answer bad data."""
     bs = args.batch_size if getattr(args, "batch_size", None) is not None else default
     if bs <= 0:
         raise ConfigError(f"option --batch-size: must be > 0, got {bs}")

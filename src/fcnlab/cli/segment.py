@@ -40,9 +40,10 @@ def run_eval(args: argparse.Namespace) -> int:
     from fcnlab.evaluate.metrics import course_miou, format_course_lines
     from fcnlab.infer.predictor import load_predictor
     from fcnlab.report import viz
+    from fcnlab.tasks import eval_batch_size
 
     pred = load_predictor(args.ckpt, args.device, task="segment", **tta_options(args))
-    bs = positive_batch(args, pred.cfg.eval_batch_size or pred.cfg.batch_size)
+    bs = positive_batch(args, eval_batch_size(pred.cfg, inference=True))
     out_dir = check_output_dir(args.out, [args.data]) if args.out else eval_dir(pred.run_dir, pred.tta, pred.scales)
     conf, report = segmentation_confusion(pred, args.data, bs, args.workers, tile=args.tile)
     if report.summary():

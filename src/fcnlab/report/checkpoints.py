@@ -158,7 +158,7 @@ def measure_runs(runs: Sequence[RunInfo], device: str = "auto", tiles: int = 3,
             continue
         params = sum(p.numel() for p in model.parameters())
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        amp = amp_dtype(from_dict({**ckpt["config"], "device": str(dev)}), dev)
+        amp = amp_dtype(cfg.amp, dev)
         pred = make_predictor(model, cfg, dev, amp, owned=True, ckpt=ckpt, path=run.checkpoint)  # type: ignore[arg-type]
         gen = torch.Generator().manual_seed(0)
         if task_info(cfg.task).dense:

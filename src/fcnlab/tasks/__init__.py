@@ -34,13 +34,16 @@ class TaskInfo:
     # the homework's figures and printouts for one run, in the order the report shows them:
     # "val_acc" (the seed's Val Acc line), "tsne", "masks" (at the snapshot epochs), "course_miou"
     deliverables: tuple[str, ...]
+    # the test-time augmentations its models take (fcnlab.infer.tta): a photograph is only mirror-symmetric,
+    # a nadir tile has no "up"
+    tta_modes: tuple[str, ...]
 
 
 INFO = {
     "classify": TaskInfo("classify", "P1 classification", "val_acc", dense=False, snapshots=False, iou=False,
-                         deliverables=("val_acc", "tsne")),
+                         deliverables=("val_acc", "tsne"), tta_modes=("none", "flip")),
     "segment": TaskInfo("segment", "P2 segmentation", "val_miou", dense=True, snapshots=True, iou=True,
-                        deliverables=("masks", "course_miou")),
+                        deliverables=("masks", "course_miou"), tta_modes=("none", "flip", "d4")),
 }
 
 _CLASSES = {"classify": ("fcnlab.tasks.classify", "ClassificationTask"),
@@ -48,7 +51,7 @@ _CLASSES = {"classify": ("fcnlab.tasks.classify", "ClassificationTask"),
 _LAZY = {"Task": ("fcnlab.tasks.base", "Task"), "ClassificationTask": _CLASSES["classify"],
          "SegmentationTask": _CLASSES["segment"], "class_weights": ("fcnlab.tasks.segment", "class_weights")}
 
-__all__ = ["INFO", "TASKS", "TaskInfo", "make_task", "task_class", "task_info", *_LAZY]
+__all__ = ["INFO", "TASKS", "TaskInfo", "eval_batch_size", "make_task", "task_class", "task_info", *_LAZY]
 
 
 def task_info(name: str) -> TaskInfo:
@@ -60,6 +63,15 @@ def task_class(name: str) -> type[Task]:
     """The Task class of task ``name``."""
     module, attr = _CLASSES[name]
     return getattr(importlib.import_module(module), attr)
+
+
+def eval_batch_size(cfg: TrainConfig, inference: bool = False) -> int:
+    """Images per evaluation batch: ``cfg.eval_batch_size``, else twice ``batch_size`` (nothing is kept for a
+    backward pass). ``inference`` (``<task> eval`` / ``predict`` on a checkpoint): dense models take
+    ``batch_size`` there, as their test-time augmentation multiplies a batch's memory up to 8 times."""
+    if cfg.eval_batch_size:
+        return cfg.eval_batch_size
+    return cfg.batch_size if inference and task_info(cfg.task).dense else 2 * cfg.batch_size
 
 
 def make_task(cfg: TrainConfig) -> Task:

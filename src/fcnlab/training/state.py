@@ -145,9 +145,9 @@ def build_state(cfg: TrainConfig, task: Task, run_dir: Path, model: torch.nn.Mod
     optimizer = build_optimizer(model, cfg, device, dist.world_size)
     steps_per_epoch = len(epoch_batches(len(train_data), cfg, 0, dist, task.sample_factors))
     scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
-    amp = amp_dtype(cfg, device)
+    amp = amp_dtype(cfg.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-    eval_model = compile_model(model, cfg) if cfg.compile else model  # compile before DDP
+    eval_model = compile_model(model, cfg.compile_mode) if cfg.compile else model  # compile before DDP
     train_model = eval_model
     if dist.enabled:
         train_model = torch.nn.parallel.DistributedDataParallel(
