@@ -29,10 +29,10 @@ import torch.nn.functional as F
 from fcnlab.checkpoint import load_checkpoint
 from fcnlab.config import TrainConfig, from_dict
 from fcnlab.errors import TrainingDiverged
-from fcnlab.evaluate.metrics import course_miou
 from fcnlab.runtime.distributed import DistInfo
 from fcnlab.tasks import ClassificationTask, SegmentationTask, Task
 from fcnlab.tasks import base as task_base
+from fcnlab.tasks.metrics import course_miou
 from fcnlab.training import loop
 from fcnlab.training.signals import Interrupted
 from fcnlab.training.state import TrainState

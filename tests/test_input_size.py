@@ -15,12 +15,12 @@ from fcnlab.data.reduce import majority_vote, reduce_image, reduction_factor
 from fcnlab.data.segmentation import load_tile_set, pair_files
 from fcnlab.data.synthetic import make_segmentation_data
 from fcnlab.errors import DataError
-from fcnlab.evaluate.metrics import course_miou
 from fcnlab.infer.predictor import load_predictor
 from fcnlab.infer.tiling import predict_mask
 from fcnlab.infer.tta import SegmentationTTA, apply_transform, invert_transform, transforms_for
 from fcnlab.models import build_model
 from fcnlab.models.scaled import ScaledInput, checkpoint_reduction, with_input_reduction
+from fcnlab.tasks.metrics import course_miou
 from train_once import train_once
 
 CPU = ("--device", "cpu", "--workers", "0")

@@ -8,7 +8,7 @@ from fcnlab.config import from_dict
 from fcnlab.infer.folding import FoldedVGG
 from fcnlab.infer.predictor import make_predictor
 from fcnlab.models import build_model
-from fcnlab.runtime.memory_format import CPU_MIN_SIDE, to_channels_last, use_channels_last
+from fcnlab.models.memory_format import CPU_MIN_SIDE, to_channels_last, use_channels_last
 
 CPU = torch.device("cpu")
 

@@ -25,10 +25,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
     from fcnlab.config import TrainConfig
-    from fcnlab.evaluate.metrics import MiouResult
     from fcnlab.infer.predictor import Predictor
     from fcnlab.report import ReportResult
     from fcnlab.report.compare import Comparison
+    from fcnlab.tasks.metrics import MiouResult
 
 ImagesArg = str | Path | np.ndarray | Sequence[np.ndarray | str | Path]
 
@@ -166,7 +166,7 @@ def predict_labels(ckpt: str | Path | Predictor, images: ImagesArg, *, device: s
 def evaluate_masks(labels_dir: str | Path, pred_dir: str | Path, *, workers: int | None = None) -> MiouResult:
     """The course's mIoU of the predicted masks in ``pred_dir`` against ``labels_dir`` (``fcnlab miou``).
 
-    Returns a :class:`fcnlab.evaluate.metrics.MiouResult`: ``.per_class`` (IoU of classes 0-5), ``.mean``,
+    Returns a :class:`fcnlab.tasks.metrics.MiouResult`: ``.per_class`` (IoU of classes 0-5), ``.mean``,
     ``.warnings`` and ``.to_dict()``.
     """
     from fcnlab.evaluate.mask_folders import evaluate_masks as _evaluate

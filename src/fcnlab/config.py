@@ -23,7 +23,7 @@ import yaml
 
 from fcnlab import recipes
 from fcnlab.errors import ConfigError
-from fcnlab.tasks import TASKS
+from fcnlab.taskinfo import TASKS
 
 #: The groups of ``train --help``, in order. A field names its group (``option(..., group="data")``); one that
 #: names none is listed under :data:`DEFAULT_GROUP` (and tests/test_cli_help.py names it, so it gets one).

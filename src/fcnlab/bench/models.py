@@ -18,9 +18,9 @@ from fcnlab.bench.timing import PeakMemory, count_flops, measure_throughput, sto
 from fcnlab.config import TrainConfig, from_dict
 from fcnlab.infer.folding import foldable
 from fcnlab.infer.predictor import Predictor, make_predictor
+from fcnlab.models.memory_format import to_channels_last, use_channels_last
 from fcnlab.runtime.device import amp_dtype, autocast
 from fcnlab.runtime.device import compile_model as compile_fn
-from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
 from fcnlab.tasks import make_task, task_info
 from fcnlab.tasks.base import Task
 from fcnlab.training.optim import build_optimizer

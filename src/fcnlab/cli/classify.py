@@ -57,8 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     from fcnlab.data.classification import scan_folder
     from fcnlab.evaluate.folders import classification_confusion
-    from fcnlab.evaluate.metrics import per_class_accuracy
     from fcnlab.infer.predictor import load_predictor
+    from fcnlab.tasks.metrics import per_class_accuracy
 
     pred = load_predictor(args.ckpt, args.device, task="classify", tta=args.tta)
     out_dir = check_output_dir(args.out, [args.data]) if args.out else eval_dir(pred.run_dir, pred.tta)

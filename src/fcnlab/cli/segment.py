@@ -37,10 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     from fcnlab.data.mask_codec import CLASS_NAMES
     from fcnlab.evaluate.folders import segmentation_confusion
-    from fcnlab.evaluate.metrics import course_miou, format_course_lines
     from fcnlab.infer.predictor import load_predictor
     from fcnlab.report import viz
     from fcnlab.tasks import eval_batch_size
+    from fcnlab.tasks.metrics import course_miou, format_course_lines
 
     pred = load_predictor(args.ckpt, args.device, task="segment", **tta_options(args))
     bs = positive_batch(args, eval_batch_size(pred.cfg, inference=True))

@@ -49,7 +49,7 @@ class TilePairs(Dataset):
     """Tiles and (optional) masks read on demand; masks as uint8 ``(H, W)`` class ids (scalar -1 if absent).
 
     uint8 keeps a huge labelled image's mask at one byte a pixel (100 MB for 10000x10000, not 800 MB);
-    :class:`fcnlab.evaluate.metrics.ConfusionMatrix` widens the ids itself.
+    :class:`fcnlab.tasks.metrics.ConfusionMatrix` widens the ids itself.
     """
 
     def __init__(self, pairs: Sequence[tuple[Path, Path | None]]):

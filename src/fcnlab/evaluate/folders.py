@@ -13,16 +13,16 @@ import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
     from fcnlab.data.mask_codec import OffPaletteReport
-    from fcnlab.evaluate.metrics import ConfusionMatrix
     from fcnlab.infer.predictor import Predictor
+    from fcnlab.tasks.metrics import ConfusionMatrix
 
 
 def classification_confusion(pred: Predictor, files: Sequence[Path], labels: Sequence[int], batch_size: int,
                              workers: int) -> tuple[np.ndarray, float]:
     """Stream ``files`` through the classifier ``batch_size`` at a time; return the confusion matrix
     (rows: true class, columns: predicted) and the accuracy."""
-    from fcnlab.evaluate.metrics import ConfusionMatrix
     from fcnlab.infer.folders import stream_images
+    from fcnlab.tasks.metrics import ConfusionMatrix
 
     conf = ConfusionMatrix(pred.cfg.num_classes, pred.device)
     for images, targets, _ in stream_images(pred, files, labels, batch_size, workers, "eval"):
@@ -45,9 +45,9 @@ def segmentation_confusion(pred: Predictor, folder: str | Path, batch_size: int,
     from fcnlab.data.mask_codec import OffPaletteReport
     from fcnlab.data.segmentation import pair_files
     from fcnlab.data.streaming import TilePairs, loader
-    from fcnlab.evaluate.metrics import ConfusionMatrix
     from fcnlab.infer.tiling import check_tile, predict_mask
     from fcnlab.runtime.progress import Progress
+    from fcnlab.tasks.metrics import ConfusionMatrix
 
     check_tile(tile)  # up front, not at the first large image after minutes of evaluation
     pairs = pair_files(folder)

@@ -29,7 +29,7 @@ from fcnlab.data.mask_codec import (
     read_mask_codes,
 )
 from fcnlab.errors import DataError
-from fcnlab.evaluate.metrics import MiouResult, course_miou
+from fcnlab.tasks.metrics import MiouResult, course_miou
 
 R = TypeVar("R")
 

@@ -20,9 +20,9 @@ from fcnlab.infer.folding import fold_vgg_classifier, foldable
 from fcnlab.infer.fusion import fuse_conv_bn
 from fcnlab.infer.tta import ClassificationTTA, check_tta, mean_over_mirrors, with_tta
 from fcnlab.infer.unfold_conv import unfold_large_convs
+from fcnlab.models.memory_format import to_channels_last, use_channels_last
 from fcnlab.models.scaled import checkpoint_reduction, with_input_reduction
 from fcnlab.runtime.device import amp_dtype, autocast, select_device
-from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
 from fcnlab.tasks import make_task, task_info
 from fcnlab.tasks.base import Task
 
@@ -100,7 +100,7 @@ def make_predictor(model: torch.nn.Module, cfg: TrainConfig, device: torch.devic
     * ``fuse``: eval-mode BatchNorm folded into the convolution before it (:mod:`fcnlab.infer.fusion`).
     * on the CPU, FCN-32s's 7x7 ``fc6`` as ``unfold`` + one GEMM (:mod:`fcnlab.infer.unfold_conv`), when
       the model is a copy (``fold``/``fuse``) or ``owned``.
-    * channels-last format where :func:`fcnlab.runtime.memory_format.use_channels_last` says it is faster.
+    * channels-last format where :func:`fcnlab.models.memory_format.use_channels_last` says it is faster.
     * a model trained on reduced tiles (``ckpt["input_reduction"]``) reduces its inputs alike and upsamples its
       logits to the input's size (:class:`fcnlab.models.scaled.ScaledInput`).
     * ``tta`` / ``scales``: the model wrapped for test-time augmentation (:func:`fcnlab.infer.tta.with_tta`).

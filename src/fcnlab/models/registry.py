@@ -17,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from fcnlab.errors import ConfigError
-from fcnlab.tasks import TASKS
+from fcnlab.taskinfo import TASKS
 
 
 @dataclass(frozen=True)

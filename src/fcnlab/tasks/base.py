@@ -16,12 +16,12 @@ import torch.nn.functional as F
 from fcnlab.config import TrainConfig
 from fcnlab.data.prefetch import Prefetcher
 from fcnlab.data.sampling import fill_last_batch
-from fcnlab.evaluate.metrics import ConfusionMatrix
 from fcnlab.models.scaled import with_input_reduction
 from fcnlab.runtime.device import autocast, is_compiled
 from fcnlab.runtime.distributed import all_reduce_sum
 from fcnlab.runtime.progress import Progress
 from fcnlab.tasks import eval_batch_size
+from fcnlab.tasks.metrics import ConfusionMatrix
 
 
 class Task:

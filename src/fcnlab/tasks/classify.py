@@ -16,7 +16,7 @@ from fcnlab.tasks.base import Task
 
 if TYPE_CHECKING:
     from fcnlab.config import TrainConfig
-    from fcnlab.evaluate.metrics import ConfusionMatrix
+    from fcnlab.tasks.metrics import ConfusionMatrix
 
 
 class ClassificationTask(Task):

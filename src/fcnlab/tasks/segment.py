@@ -10,10 +10,10 @@ import torch
 from fcnlab.data.sampling import repeat_factors, tile_class_fractions
 from fcnlab.data.transforms import augment_pair, normalize
 from fcnlab.errors import DataError
-from fcnlab.evaluate.metrics import ConfusionMatrix, course_miou
 from fcnlab.tasks import task_info
 from fcnlab.tasks.base import Task
-from fcnlab.training.losses import segmentation_loss
+from fcnlab.tasks.losses import segmentation_loss
+from fcnlab.tasks.metrics import ConfusionMatrix, course_miou
 
 UNKNOWN = 6
 

@@ -23,12 +23,12 @@ import torch
 from fcnlab.checkpoint import remove_stale_temp_files, set_rng_state
 from fcnlab.config import TrainConfig, from_dict
 from fcnlab.errors import ConfigError, DataError
+from fcnlab.models.memory_format import to_channels_last, use_channels_last
 from fcnlab.recipes import save_yaml
 from fcnlab.runs import BEST, CONFIG, ENV, LAST, MODEL_TXT, MetricsLog, claim_run_dir, format_row, prepare_run_dir
 from fcnlab.runtime import distributed as dist_utils
 from fcnlab.runtime.device import device_name, environment, seed_everything, select_device
 from fcnlab.runtime.files import atomic_link, atomic_write_text
-from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
 from fcnlab.tasks import make_task, task_info
 from fcnlab.tasks.base import Task
 from fcnlab.training.hooks import epoch_hooks

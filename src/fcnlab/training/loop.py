@@ -15,9 +15,9 @@ import torch
 from fcnlab.config import TrainConfig
 from fcnlab.data.prefetch import Prefetcher
 from fcnlab.errors import TrainingDiverged
+from fcnlab.models.memory_format import to_channels_last, use_channels_last
 from fcnlab.runtime import distributed as dist_utils
 from fcnlab.runtime.device import autocast
-from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
 from fcnlab.training.progress import StepProgress
 from fcnlab.training.signals import interrupted
 from fcnlab.training.state import TrainState, epoch_batches
