@@ -199,16 +199,15 @@ def train(config: TrainConfig | dict[str, Any] | str | Path | None, out: str | P
     ``last.pt`` (``config`` may be None; ``overrides`` such as ``epochs`` extend it). The summary holds
     ``run_dir``, ``best_epoch``, the best ``val_acc`` / ``val_miou`` and ``epochs``.
     """
-    from fcnlab.training.fit import fit, resume_config
+    from fcnlab.training.start import train_new, train_resumed
 
     if resume:
         if config is not None:
             raise ConfigError("train(resume=True) takes its config from the checkpoint; pass config=None")
-        cfg, ckpt = resume_config(out, overrides)
-        return fit(cfg, out, ckpt, config_changed=bool(overrides))
+        return train_resumed(out, overrides)
     if config is None:
         raise ConfigError("train: give a config dict or YAML file (or resume=True)")
-    return fit(_config(config, overrides), out)
+    return train_new(_config(config, overrides), out)
 
 
 def compare_runs(runs: Sequence[str | Path]) -> Comparison:

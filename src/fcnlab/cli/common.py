@@ -40,7 +40,8 @@ def add_train_parser(sub: argparse._SubParsersAction, task: str, example: str) -
 def run_train(args: argparse.Namespace, task: str) -> int:
     """Resolve the config once (a new run: defaults, recipe, options; a resumed one: its last.pt and the options
     given), then train."""
-    from fcnlab.training.fit import fit, resume_config
+    from fcnlab.training.fit import resume_config
+    from fcnlab.training.start import train_new, train_resumed
 
     if args.print_config:
         import yaml
@@ -59,21 +60,13 @@ def run_train(args: argparse.Namespace, task: str) -> int:
         if getattr(args, "config", None):
             raise ConfigError(f"--config {args.config} with --resume: the run's config comes from its last.pt; "
                               f"give single options (e.g. --epochs 60) to change it")
-        overrides = config.overrides_from_args(args)
-        cfg, ckpt = resume_config(args.resume, overrides, task=task, start=args.resume_from)
-        fit(cfg, args.resume, ckpt, config_changed=bool(overrides))
+        train_resumed(args.resume, config.overrides_from_args(args), task=task, start=args.resume_from)
         return 0
     if args.resume_from != "last":
         raise ConfigError(f"option --from {args.resume_from}: only with --resume RUN_DIR")
     if not args.out:
         raise ConfigError("option --out: give the run folder to create (or --resume RUN_DIR)")
-    cfg = config.resolve(args, task)
-    for name in ("data", "val"):
-        folder = getattr(cfg, name)
-        if folder is not None and real_path(args.out) == real_path(folder):
-            raise ConfigError(f"--out {args.out}: is the --{name} folder; choose another folder so inputs are never "
-                              f"overwritten")
-    fit(cfg, args.out)
+    train_new(config.resolve(args, task), args.out)
     return 0
 
 
