@@ -11,8 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from fcnlab import config
-from fcnlab.cli.options import HelpFormatter, add_config_arguments
+from fcnlab.cli.options import HelpFormatter, add_config_arguments, overrides_from_args, resolve
 from fcnlab.data.images import IMAGE_SUFFIXES, real_path
 from fcnlab.errors import ConfigError
 from fcnlab.runtime.files import make_folder
@@ -47,10 +46,10 @@ def run_train(args: argparse.Namespace, task: str) -> int:
         import yaml
 
         if args.resume:
-            cfg, _ = resume_config(args.resume, config.overrides_from_args(args), task=task,
+            cfg, _ = resume_config(args.resume, overrides_from_args(args), task=task,
                                    start=args.resume_from)
         else:
-            cfg = config.resolve(args, task)
+            cfg = resolve(args, task)
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
     if args.resume:
@@ -60,13 +59,13 @@ def run_train(args: argparse.Namespace, task: str) -> int:
         if getattr(args, "config", None):
             raise ConfigError(f"--config {args.config} with --resume: the run's config comes from its last.pt; "
                               f"give single options (e.g. --epochs 60) to change it")
-        train_resumed(args.resume, config.overrides_from_args(args), task=task, start=args.resume_from)
+        train_resumed(args.resume, overrides_from_args(args), task=task, start=args.resume_from)
         return 0
     if args.resume_from != "last":
         raise ConfigError(f"option --from {args.resume_from}: only with --resume RUN_DIR")
     if not args.out:
         raise ConfigError("option --out: give the run folder to create (or --resume RUN_DIR)")
-    train_new(config.resolve(args, task), args.out)
+    train_new(resolve(args, task), args.out)
     return 0
 
 
