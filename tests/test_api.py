@@ -161,6 +161,7 @@ def test_train_refuses_an_input_folder_as_out_as_the_cli_does(tmp_path: Path) ->
     assert sorted(p.name for p in data.iterdir()) == ["0_0.png"]
 
 
+@pytest.mark.slow
 def test_compare_and_report_functions(tmp_path: Path) -> None:
     from report_runs import make_run
 

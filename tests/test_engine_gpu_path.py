@@ -381,6 +381,7 @@ def _ddp_worker(rank: int, rendezvous: str, run_dir: str, result: str) -> None:
         torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_stop_at_the_same_step(tmp_path):
     """Real DDP (gloo, two processes, sync_every 3): a signal on one rank and a NaN on the other rank."""
     run_dir = tmp_path / "run"

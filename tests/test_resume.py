@@ -87,6 +87,7 @@ def test_reference_run_is_complete(reference):
     assert len({r.split(",")[1] for r in rows[1:]}) == 3  # warm-up then cosine: three different rates
 
 
+@pytest.mark.slow
 def test_sigkill_after_an_epoch_then_resume_equals_uninterrupted(data, reference, tmp_path, capsys):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "fcnlab", *train_argv(data, out)], stdout=subprocess.DEVNULL,

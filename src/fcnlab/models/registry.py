@@ -66,6 +66,11 @@ def register_model(
     return decorator
 
 
+def unregister_model(name: str) -> None:
+    """Remove model ``name`` if it is registered (a model registered for a while, e.g. by a test)."""
+    _REGISTRY.pop(name, None)
+
+
 def list_models(task: str | None = None) -> list[str]:
     """Return the registered model names (sorted), optionally only those of one ``task``."""
     if task is not None and task not in TASKS:
