@@ -110,6 +110,7 @@ def test_sigkill_after_an_epoch_then_resume_equals_uninterrupted(data, reference
     assert_same_run(out, reference)
 
 
+@pytest.mark.slow
 def test_sigint_mid_epoch_then_resume_equals_uninterrupted(data, reference, tmp_path, capsys, monkeypatch):
     """SIGINT arrives during step 2 of epoch 2: the step finishes, last.pt is saved there, exit 130."""
     from fcnlab.tasks import ClassificationTask
@@ -138,6 +139,7 @@ def test_sigint_mid_epoch_then_resume_equals_uninterrupted(data, reference, tmp_
     assert_same_run(out, reference)
 
 
+@pytest.mark.slow
 def test_sigint_mid_epoch_then_resume_equals_uninterrupted_with_augmentation_and_ema(
         data, reference_features, tmp_path, capsys, monkeypatch):
     from fcnlab.tasks import ClassificationTask
