@@ -388,7 +388,7 @@ def test_two_gloo_ranks_stop_at_the_same_step(tmp_path):
     run_dir.mkdir()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get(
         "PYTHONPATH", "")])}
-    procs = [subprocess.Popen([sys.executable, "-c", "import sys; from test_engine_gpu_path import _ddp_worker; "
+    procs = [subprocess.Popen([sys.executable, "-c", "import sys; from test_training_gpu_path import _ddp_worker; "
                                "_ddp_worker(int(sys.argv[1]), *sys.argv[2:])", str(rank), str(tmp_path / "rdv"),
                                str(run_dir), str(tmp_path / f"rank{rank}.json")],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
