@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# The whole report reproduced in one command on one GPU: the seed's P1 recipe (50 epochs, eval, t-SNE), both
-# P2 seed models from scratch (50 epochs, masks at epochs 5/25/50, eval), then as many of the other recipes of
+# `fcnlab reproduce` on a lent GPU machine: this wrapper adds only what that machine needs (its time budget, data
+# that arrives in parts, runs side by side, results packed for the trip back). On your own GPU run
+# `fcnlab reproduce --data DLCV --out runs/homework --profile gpu` instead.
+# Each recipe is one `fcnlab reproduce --recipes NAME --budget ...` (train, eval, t-SNE): the seed's P1 recipe,
+# both P2 seed models from scratch (masks at epochs 5/25/50), then as many of the other recipes of
 # benchmarks/gpu_recipes.tsv as the time budget allows. Every run's outputs except checkpoints are packed into
 # at most 8 .tar.gz files of at most 16 MiB under OUT (what the lent GPU machine sends back); unpack them here
 # with `python scripts/gpu_results.py unpack OUT/*.tar.gz`, which also regenerates the README's results table.
@@ -15,8 +18,8 @@
 #              src/fcnlab/configs/NAME.yaml
 #   BUDGET_S   wall-clock budget of the whole command in seconds (default 540; dry run 900)
 #   PARALLEL   runs at a time on the one GPU (default 3: the three seed runs side by side; dry run 1).
-#              UNMEASURED: no H200 run has compared 1, 2 and 3 yet; the H100 shared two P2 runs at no loss.
-#   P1_ARGS, P2_ARGS  extra options for every P1 / P2 `train` (e.g. "--compile true")
+#              Not measured on an H200 yet; the H100 shared two P2 runs at no loss.
+#   P1_ARGS, P2_ARGS  extra KEY=VALUE training settings for every P1 / P2 run (e.g. "compile=true")
 #   MIN_RUN_S  no run starts with fewer seconds left than this (default 90)
 #   WORK       scratch folder for run folders, checkpoints and the decoded-data cache (default: mktemp -d)
 #   PYTHON     the interpreter (default python3)
@@ -65,13 +68,13 @@ incomplete (a device call that carried it may have gone to a machine given back 
   fi
 fi
 [[ -d $data/p1_data && -d $data/p2_data ]] || fail "$data: expected p1_data/ and p2_data/ (the course's dlcv folder) or dlcv.tar.part-NN files"
-p1_extra=(); p2_extra=(); dev=()
+p1_extra=(); p2_extra=(); dev=()  # KEY=VALUE training settings (`fcnlab reproduce --set`)
 if (( dry )); then
   "$PY" "$repo/scripts/gpu_results.py" subset "$data" "$work/data_subset" --p1 60 30 --p2 4 2 || fail "could not link a subset of $data"
   data=$work/data_subset
   dev=(--device cpu)
-  p1_extra=("${dev[@]}" --epochs 1 --batch-size 16 --warmup-epochs 0 --log-every 1)
-  p2_extra=("${dev[@]}" --epochs 2 --batch-size 2 --image-size 64 --snapshot-epochs 1,2 --snapshot-tiles 1 --log-every 1)
+  p1_extra=(epochs=1 batch_size=16 warmup_epochs=0 log_every=1)
+  p2_extra=(epochs=2 batch_size=2 image_size=64 snapshot_epochs=1,2 snapshot_tiles=1 log_every=1)
 fi
 read -r -a p1_user <<< "${P1_ARGS:-}"; read -r -a p2_user <<< "${P2_ARGS:-}"
 
@@ -109,51 +112,30 @@ recipe_file() {  # the shipped recipe src/fcnlab/configs/NAME.yaml, or nothing
   if [[ -f $f ]]; then echo "$f"; fi
 }
 
-run_one() {  # run_one NAME SHARING: train, evaluate, record run.json, pack; in the background
-  local name=$1 sharing=$2 cfg run="$work/runs/$1" task args extra eval_reserve
-  local t0 t1 rc erc=0 left status
+run_one() {  # run_one NAME SHARING: `fcnlab reproduce` of one recipe, record run.json, pack; in the background
+  local name=$1 sharing=$2 cfg run="$work/runs/$1" task extra sets=() kv t0 t1 rc erc=1 left status train_s
   cfg=$(recipe_file "$name")
   task=$(sed -n 's/^task:[[:space:]]*\([a-z]*\).*/\1/p' "$cfg" | head -1)
-  if [[ $task == classify ]]; then
-    args=(--data "$data/p1_data/train_50" --val "$data/p1_data/val_50" --val-csv "$data/p1_data/val_gt.csv")
-    extra=("${p1_extra[@]}" "${p1_user[@]}"); eval_reserve=45
-  else
-    task=segment
-    args=(--data "$data/p2_data/train" --val "$data/p2_data/validation")
-    extra=("${p2_extra[@]}" "${p2_user[@]}"); eval_reserve=40
-  fi
+  if [[ $task == classify ]]; then extra=("${p1_extra[@]}" "${p1_user[@]}"); else task=segment; extra=("${p2_extra[@]}" "${p2_user[@]}"); fi
+  for kv in resident=true log_every=100 "${extra[@]}"; do sets+=(--set "$kv"); done
   t0=$(date +%s)
-  left=$(( deadline - t0 - pack_reserve - eval_reserve ))
-  log "start $name ($task, train timeout ${left} s, $sharing other run(s) on the device)"
-  timeout -k 60 -s TERM "$left" "$PY" -m fcnlab "$task" train --config "$cfg" "${args[@]}" --pretrained false \
-    --resident true --log-every 100 "${extra[@]}" --out "$run" > "$work/logs/$name.train.log" 2>&1
+  left=$(( deadline - t0 - pack_reserve ))
+  log "start $name ($task, ${left} s left, $sharing other run(s) on the device)"
+  # the machine's budget is reproduce's --budget (it cuts training with a resumable checkpoint and evaluates);
+  # timeout only backs it up
+  timeout -k 30 -s TERM $(( left + 20 )) "$PY" -m fcnlab reproduce --data "$data" --out "$work" --recipes "$cfg" \
+    --no-pretrained --budget "$(awk -v s="$left" 'BEGIN { print s / 60 }')" --skip masks,compare,report \
+    "${dev[@]}" "${sets[@]}" > "$work/logs/$name.train.log" 2>&1
   rc=$?
   t1=$(date +%s)
-  case $rc in 0) status=done ;; 124|143|137) status=partial ;; *) status=failed ;; esac
-  if [[ $status == partial && -f $run/metrics.csv && -f $run/config.yaml ]] \
-     && (( $(wc -l < "$run/metrics.csv") - 1 == $(sed -n 's/^epochs: *//p' "$run/config.yaml") )); then
-    status=done  # the clock ran out after the last epoch's row was written (its final save, say)
-  fi
-  log "$name: train exit $rc ($status) after $(( t1 - t0 )) s"
+  train_s=$(sed -n 's/.*"seconds": \([0-9]*\).*/\1/p' "$work/.fcnlab-reproduce/train-$name.done" 2>/dev/null)
+  [[ -n $train_s ]] && t1=$(( t0 + train_s ))  # train alone, without the evaluation after it
+  if [[ -f $work/.fcnlab-reproduce/train-$name.done ]]; then status=done
+  elif [[ -f $run/last.pt ]]; then status=partial
+  else status=failed; fi
+  [[ -f $work/.fcnlab-reproduce/eval-$name.done ]] && erc=0
+  log "$name: reproduce exit $rc ($status) after $(( t1 - t0 )) s"
   mkdir -p "$run"
-  if [[ -f $run/best.pt ]]; then
-    left=$(( deadline - $(date +%s) - pack_reserve ))
-    if (( left > 5 )); then
-      if [[ $task == classify ]]; then
-        timeout -k 10 "$left" "$PY" -m fcnlab classify eval --ckpt "$run/best.pt" --data "$data/p1_data/val_50" \
-          --csv "$data/p1_data/val_gt.csv" "${dev[@]}" > "$run/eval.log" 2>&1; erc=$?
-        left=$(( deadline - $(date +%s) - pack_reserve ))
-        (( left > 5 )) && timeout -k 10 "$left" "$PY" -m fcnlab classify tsne --ckpt "$run/best.pt" \
-          --data "$data/p1_data/val_50" --out "$run/tsne.png" "${dev[@]}" >> "$run/eval.log" 2>&1
-      else
-        timeout -k 10 "$left" "$PY" -m fcnlab segment eval --ckpt "$run/best.pt" --data "$data/p2_data/validation" \
-          "${dev[@]}" > "$run/eval.log" 2>&1; erc=$?
-      fi
-    else
-      erc=124
-    fi
-    log "$name: eval exit $erc"
-  fi
   cp "$work/logs/$name.train.log" "$run/train.log"
   local reproduce="RECIPES=$name benchmarks/gpu_reproduce.sh$([[ $dry == 1 ]] && echo ' --dry-run') \$D \$OUT"
   NAME=$name TASK=$task STATUS=$status RC=$rc ERC=$erc T0=$t0 T1=$t1 TEND=$(date +%s) SHARING=$sharing \

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Does accuracy hold at a 4x larger batch with the learning rate scaled (issue 12, item 2)? The laptop recipe
+# Does accuracy hold at a 4x larger batch with the learning rate scaled? The laptop recipe
 # (p1_laptop: airnet, 25 epochs, batch 256, lr 0.2) as it is ("base") and at batch 1024 with lr_base_batch 256,
 # "linear" (lr 0.8) and "sqrt" (lr 0.4) scaling; each run alone on one thread, then its best.pt evaluated
-# without and with flip TTA. Results: docs/BENCHMARKS.md ("Larger batches with the learning rate scaled").
+# without and with flip TTA. Results: docs/ENGINEERING.md ("Larger batches with the learning rate scaled").
 # Usage: benchmarks/p1_batch_lr_cpu.sh DLCV_ROOT RUNS_DIR [RUNS]   (RUNS default: "base linear sqrt")
 set -euo pipefail
 d=$1; r=$2; runs=${3:-base linear sqrt}

@@ -1,6 +1,6 @@
 """Search for the P1 laptop recipe: train candidate recipes on the real data on the CPU, one per call.
 
-The record of how ``configs/p1_laptop.yaml`` was chosen (results in docs/BENCHMARKS.md, "P1 laptop recipe
+The record of how ``configs/p1_laptop.yaml`` was chosen (results in docs/ENGINEERING.md, "P1 laptop recipe
 search"). It reuses fcnlab's data path (decoded uint8 arrays from the disk cache, the batch crop/flip and
 normalisation, the warm-up + cosine LR factor) and trains a candidate directly, so that variants the CLI
 does not expose yet (whitened stem, progressive crop size) can be compared at equal budgets.
@@ -36,7 +36,7 @@ from fcnlab.models import build_model, trainable_param_groups
 
 DATA = "/work/shared/data/dlcv/p1_data"
 
-# The calibration network of the issue (32/128/128 residual pairs, GELU, batch 256, SGD Nesterov,
+# The calibration network (32/128/128 residual pairs, GELU, batch 256, SGD Nesterov,
 # label smoothing 0.2, flip + 2-px translation) and the variants compared against it.
 BASE: dict[str, Any] = dict(model="airnet", arch=dict(widths=(32, 128, 128), stem=24, pairs=(1, 1, 1)),
                             epochs=18, batch=256, lr=0.2, wd=5e-4, momentum=0.9, warmup=2.0, smoothing=0.2,

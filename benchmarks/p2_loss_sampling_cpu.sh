@@ -50,8 +50,8 @@ train() {  # train VARIANT: ce, lovasz, ce+lovasz, ce+dice (losses), ce+rare (sa
 
 evaluate() {  # evaluate VARIANT TTA [SCALES] (skipped when its eval folder is complete: the script resumes)
   local v=$1 tta=$2 scales=${3:-}
-  local args=(--tta "$tta") name=eval
-  [ "$tta" != none ] && name="eval_tta-$tta"
+  local args=(--tta "$tta") name=eval/val_subset
+  [ "$tta" != none ] && name="${name}_tta-$tta"
   [ -n "$scales" ] && { args+=(--scales "$scales"); name="${name}_scales-${scales//,/-}"; }
   [ -f "$r/$v/$name/eval.json" ] && return 0
   t $FCNLAB segment eval --ckpt "$r/$v/last.pt" --data "$r/val_subset" --device cpu "${args[@]}" | tail -n 2
@@ -65,10 +65,10 @@ from pathlib import Path
 r = Path(sys.argv[1])
 rows = ["| variant | TTA | scales | mIoU | urban | agri | rangeland | forest | water | barren |",
         "|---|---|---|---|---|---|---|---|---|---|"]
-for f in sorted(r.glob("*/eval*/eval.json")):
+for f in sorted(r.glob("*/eval/*/eval.json")):
     e = json.loads(f.read_text())
     iou = e["per_class_iou"]
-    rows.append(f"| {f.parts[-3]} | {e.get('tta', 'none')} | {','.join(f'{s:g}' for s in e.get('scales', [1]))} "
+    rows.append(f"| {f.parts[-4]} | {e.get('tta', 'none')} | {','.join(f'{s:g}' for s in e.get('scales', [1]))} "
                 f"| {e['mean_iou']:.4f} | " + " | ".join(f"{v:.4f}" for v in iou) + " |")
 (r / "summary.md").write_text("\n".join(rows) + "\n")
 EOF

@@ -378,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds after the warm-up (default 3)")
-    parser.add_argument("--device", default="cpu", help="cpu (the documented numbers) or cuda")
+    parser.add_argument("--device", default="cpu", help="cpu (the numbers of docs/BENCHMARKS.md) or cuda")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="wall time (default), or process CPU time: steadier on a shared machine with "

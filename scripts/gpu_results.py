@@ -320,7 +320,8 @@ def run_row(run: Path, link_base: Path) -> dict[str, str] | None:
     best, best_epoch = max(values, key=lambda v: (v[0], -v[1])) if values else (math.nan, 0)
     planned = int(cfg.get("epochs", len(metrics)))
     info = _read_json(run / "run.json")
-    ev = _read_json(run / "eval" / "eval.json")
+    # the evaluation on the run's own validation data (eval/validation; eval/ in folders of an older fcnlab)
+    ev = _read_json(run / "eval" / "validation" / "eval.json") or _read_json(run / "eval" / "eval.json")
     label = "acc" if task == "classify" else "mIoU"
     final = ev.get("val_acc") if task == "classify" else ev.get("mean_iou")
     done = len(metrics)

@@ -1,6 +1,6 @@
 """The bad-input matrix: every command, every kind of surprise in a data folder.
 
-One table-driven test per kind of surprise; each is parametrised over the commands it applies to. A data
+One table-driven test per row of the matrix; each is parametrised over the commands it applies to. A data
 or usage error must give exit code 2 and exactly one line ``fcnlab: error: ...`` that names the file or
 option (and the fix), never a traceback; inputs in other modes (grayscale, RGBA, palette, 16-bit) are
 converted, not rejected. The base folders are a few real course files (P2 tiles cropped to 64x64)

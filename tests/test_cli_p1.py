@@ -81,10 +81,10 @@ def test_eval_prints_the_seed_format(p1, capsys):
     assert lines[1] == "Validation..."
     m = re.fullmatch(r"Val Acc: (\d\.\d{6})", lines[2])
     assert m, lines[2]
-    saved = json.loads((p1["run"] / "eval" / "eval.json").read_text())
+    saved = json.loads((p1["run"] / "eval" / "validation" / "eval.json").read_text())
     assert float(m.group(1)) == pytest.approx(saved["val_acc"], abs=5e-7)
     assert saved["images"] == NUM_CLASSES * 3
-    assert (p1["run"] / "eval" / "confusion_matrix.png").is_file()
+    assert (p1["run"] / "eval" / "validation" / "confusion_matrix.png").is_file()
 
 
 def test_predict_agrees_with_eval(p1, tmp_path):
@@ -98,7 +98,7 @@ def test_predict_agrees_with_eval(p1, tmp_path):
     rows = _csv_rows(out)
     assert sorted(truth) == [r["image_id"] for r in rows]
     acc = np.mean([truth[r["image_id"]] == int(r["label"]) for r in rows])
-    assert acc == pytest.approx(json.loads((p1["run"] / "eval" / "eval.json").read_text())["val_acc"])
+    assert acc == pytest.approx(json.loads((p1["run"] / "eval" / "validation" / "eval.json").read_text())["val_acc"])
 
 
 def test_predict_csv_is_sorted_by_file_name_and_needs_no_labels(p1, tmp_path):

@@ -80,10 +80,10 @@ def test_eval_prints_course_lines_and_miou_agrees(p2, tmp_path, capsys):
     assert main(["segment", "eval", "--ckpt", str(p2["run"]), "--data", str(p2["val"]), "--device", "cpu",
                  "--workers", "0"]) == 0
     values, mean = parse_course_lines(capsys.readouterr().out)
-    saved = json.loads((p2["run"] / "eval" / "eval.json").read_text())
+    saved = json.loads((p2["run"] / "eval" / "validation" / "eval.json").read_text())
     for v, s in zip(values, saved["per_class_iou"], strict=True):
         assert (v == "nan" and np.isnan(s)) or float(v) == pytest.approx(s, abs=5e-6)
-    assert (p2["run"] / "eval" / "per_class_iou.md").is_file()
+    assert (p2["run"] / "eval" / "validation" / "per_class_iou.md").is_file()
     # the course's evaluator on the predicted mask files gives the same numbers
     masks = tmp_path / "masks"
     assert main(["segment", "predict", "--ckpt", str(p2["run"]), "--images", str(p2["val"]),
@@ -122,7 +122,7 @@ def test_eval_tiles_images_larger_than_tile_and_batches_the_rest(p2, tmp_path, m
                  "--batch-size", "2", *CPU]) == 0
     # only the two images over --tile went through the tiled path; the 64x64 one ran whole
     assert calls == [((320, 320, 3), 192), ((320, 320, 3), 192)]
-    mat = np.array(json.loads((p2["run"] / "eval" / "eval.json").read_text())["confusion_matrix"])
+    mat = np.array(json.loads((p2["run"] / "eval" / "data" / "eval.json").read_text())["confusion_matrix"])
     assert mat.sum() == 2 * 320 * 320 + 64 * 64
     pred = load_predictor(p2["run"], "cpu", task="segment")
     expected = sum(confusion_counts(ids, real(pred, image, tile=192), 7) for image, ids in pairs.values())

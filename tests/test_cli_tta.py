@@ -49,8 +49,9 @@ def test_training_options_are_saved_and_the_run_learns(p2):
     assert float(rows[1]["lr"]) == pytest.approx(0.01 * 0.5 ** 0.9, rel=1e-4)
 
 
-@pytest.mark.parametrize("tta,scales,folder", [("none", None, "eval"), ("flip", None, "eval_tta-flip"),
-                                               ("d4", "0.75,1", "eval_tta-d4_scales-0.75-1")])
+@pytest.mark.parametrize("tta,scales,folder", [("none", None, "eval/validation"),
+                                               ("flip", None, "eval/validation_tta-flip"),
+                                               ("d4", "0.75,1", "eval/validation_tta-d4_scales-0.75-1")])
 def test_segment_eval_with_tta(p2, tta, scales, folder, capsys):
     argv = ["segment", "eval", "--ckpt", str(p2["run"]), "--data", str(p2["val"]), "--tta", tta, *CPU]
     if scales:
@@ -104,7 +105,7 @@ def test_classify_eval_predict_tsne_with_flip(p1, capsys):
     assert main(["classify", "eval", "--ckpt", str(p1["run"]), "--data", str(p1["val"]), "--tta", "flip",
                  *CPU]) == 0
     assert "Val Acc:" in capsys.readouterr().out
-    assert json.loads((p1["run"] / "eval_tta-flip" / "eval.json").read_text())["tta"] == "flip"
+    assert json.loads((p1["run"] / "eval" / "validation_tta-flip" / "eval.json").read_text())["tta"] == "flip"
     out = p1["root"] / "pred.csv"
     assert main(["classify", "predict", "--ckpt", str(p1["run"]), "--images", str(p1["val"]), "--out", str(out),
                  "--tta", "flip", *CPU]) == 0

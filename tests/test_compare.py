@@ -43,12 +43,15 @@ def test_eval_json_is_preferred_and_nan_mean_falls_back(tmp_path: Path) -> None:
                             "mean_iou": float("nan"), "confusion_matrix": [[3, 1], [1, 5]]})
     b = make_run(tmp_path, "b", epochs_ious=FCN8)
     comp = compare_runs([a, b])
+    # a's evaluation (older layout) and b's metrics.csv were measured on different data: two tables, no delta
+    assert comp.groups == [[0], [1]]
     header, body = comp.table()
-    assert body[2] == ["2 rangeland", "nan", "0.4000", "n/a"]
+    assert header == ["class", "a"] and body[2] == ["2 rangeland", "nan"]
     mean_a = sum(v for v in ious if not math.isnan(v)) / 5
     assert comp.rows[-1][1][0] == pytest.approx(mean_a)
     text = comp.to_markdown()
-    assert "- a: eval/eval.json (best.pt evaluated on p2_data/validation)" in text
+    assert "- a: eval (older layout) on p2_data/validation, TTA none" in text
+    assert "Δ" not in text and "not compared side by side" in text
     assert "class 2 (rangeland) absent" in text
 
 

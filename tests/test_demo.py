@@ -50,7 +50,7 @@ def test_quick_demo_runs_every_step_through_the_cli(tmp_path: Path, capsys):
     assert "Val Acc: " in text and "mean_iou: " in text
     layout = DemoLayout(out, QUICK)
     p1 = layout.p1_run
-    for f in ("best.pt", "eval/eval.json", "predictions.csv", "tsne.png", "tsne.npz"):
+    for f in ("best.pt", "eval/validation/eval.json", "predictions.csv", "tsne.png", "tsne.npz"):
         assert (p1 / f).is_file(), f
     with open(p1 / "predictions.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == QUICK.p1_classes * QUICK.p1_val_per_class
@@ -58,13 +58,20 @@ def test_quick_demo_runs_every_step_through_the_cli(tmp_path: Path, capsys):
         snapshots = sorted(p.name for p in (run / "snapshots").glob("epoch_*.png"))
         assert snapshots == ["epoch_001.png", "epoch_002.png"]
         assert sorted(p.name for p in (run / "masks").iterdir()) == ["0000_mask.png", "0001_mask.png"]
-        assert (run / "eval" / "per_class_iou.md").is_file()
+        assert (run / "eval" / "validation" / "per_class_iou.md").is_file()
     assert (out / "compare.md").is_file()
     assert (out / "report.html").is_file()
     summary = (out / "summary.md").read_text()
     assert "fcnlab demo finished" in summary and str(p1 / "tsne.png") in summary
     assert text.rstrip().endswith(summary.split("```")[1].strip().splitlines()[-1])  # summary printed last
     assert json.loads((out / MARKER).read_text())["format"] == "fcnlab-demo"
+    # why the demo's FCNs are not the homework's VGG16-BN pair, and "next" commands that work offline
+    assert "not the homework's VGG16-BN FCN-32s vs ResNet34 FCN-8s: its FCN-32s has 134M parameters" in text
+    nexts = [line.split("#")[0].split()[1:] for line in text.splitlines() if line.startswith("  fcnlab ")]
+    assert nexts and all("--no-pretrained" in argv for argv in nexts)
+    for argv in nexts:
+        args = build_parser("reproduce").parse_args(argv)
+        assert args.command == "reproduce" and args.pretrained is False
 
 
 def test_every_step_parses_with_the_real_cli(tmp_path: Path):

@@ -234,7 +234,25 @@ def _garbage_marker(folder: Path) -> None:
     (folder / cache.MARKER).write_text("{not json")
 
 
-@pytest.mark.parametrize("damage", [_truncate, _drop_marker, _other_shape, _foreign_array, _garbage_marker])
+def _zeros_in_place(folder: Path) -> None:
+    """A bad sector or another program: pixels overwritten at the same size, header and marker intact."""
+    path = folder / "images.npy"
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.seek(size - 100)
+        f.write(b"\0" * 100)
+    assert path.stat().st_size == size
+
+
+def _marker_without_checksums(folder: Path) -> None:
+    """A cache built before content checksums: nothing vouches for its content."""
+    meta = json.loads((folder / cache.MARKER).read_text())
+    del meta["checksums"]
+    (folder / cache.MARKER).write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("damage", [_truncate, _drop_marker, _other_shape, _foreign_array, _garbage_marker,
+                                    _zeros_in_place, _marker_without_checksums])
 def test_a_damaged_disk_cache_is_rebuilt_with_a_notice(tmp_path, damage, capsys):
     files = _labelled_images(tmp_path / "imgs")
     first, calls = _build(files)
@@ -249,6 +267,8 @@ def test_a_damaged_disk_cache_is_rebuilt_with_a_notice(tmp_path, damage, capsys)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"fcnlab: disk cache {folder} is damaged (")
     assert err[0].endswith("); rebuilding it")
+    if damage is _zeros_in_place:
+        assert "images.npy: content changed in bytes 0-16777215, which no longer match their checksum" in err[0]
     third, calls = _build(files)
     assert calls == [] and capsys.readouterr().err == ""  # the rebuilt cache is trusted
     assert _names(folder.parent) == [folder.name]

@@ -90,6 +90,34 @@ def test_resuming_a_run_of_the_other_task_is_refused(finished, tmp_path, capsys)
            f"train --resume {run}'" in line
 
 
+def test_a_resume_compares_resolved_values_so_the_same_value_spelled_otherwise_changes_nothing(finished, tmp_path):
+    from fcnlab.training.fit import resume_config
+
+    cfg, ckpt = resume_config(copy_run(finished, tmp_path), {"epochs": 2, "lr": "2e-2", "workers": 0})
+    assert cfg.lr == 0.02 and cfg.workers == 0 and ckpt["changed_settings"] == {}
+
+
+def test_change_settings_trains_the_remaining_epochs_with_them_and_keeps_the_earlier_config(finished, tmp_path,
+                                                                                           capsys):
+    run = copy_run(finished, tmp_path)
+    before = (run / "config.yaml").read_text()
+    line = one_error_line(main(["classify", "train", "--resume", str(run), "--change-settings", "--lr", "0.01"]),
+                          capsys)
+    assert f"--resume {run} --change-settings: the run has trained all its 1 epoch, so no epoch is left to train " \
+           f"with --lr 0.01 (the run has 0.02); add --epochs 2 or more" in line
+    line = one_error_line(main(["classify", "train", "--resume", str(run), "--epochs", "2", "--lr", "0.01"]), capsys)
+    assert "--lr 0.01 (the run has 0.02) would change the settings of the 1 epoch already trained" in line
+    assert "add --change-settings to train the remaining epochs with it" in line
+    assert (run / "config.yaml").read_text() == before and not list(run.glob("config_until_*"))
+    assert main(["classify", "train", "--resume", str(run), "--epochs", "2", "--lr", "0.01", "--change-settings"]) == 0
+    assert (run / "config_until_epoch_1.yaml").read_text() == before and "lr: 0.02" in before
+    assert "lr: 0.01" in (run / "config.yaml").read_text() and "epochs: 2" in (run / "config.yaml").read_text()
+    assert load_checkpoint(run / "last.pt")["config"]["lr"] == 0.01 and epochs_of(run / "metrics.csv") == [1, 2]
+    line = one_error_line(main(["classify", "train", "--data", "x", "--val", "y", "--out", str(tmp_path / "new"),
+                                "--change-settings"]), capsys)
+    assert "option --change-settings: only with --resume RUN_DIR" in line
+
+
 @pytest.mark.slow
 def test_a_damaged_last_pt_points_to_from_best_which_resumes(finished, tmp_path, capsys):
     run = copy_run(finished, tmp_path)
@@ -316,6 +344,7 @@ def test_segment_eval_writes_where_out_says(tmp_path, capsys):
     assert main(["segment", "eval", "--ckpt", str(ckpt_dir / "model.pt"), "--data", str(data / "validation"),
                  "--out", str(out), *EVAL]) == 0
     assert "mean_iou" in capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == ["confusion_matrix.png", "eval.json", "per_class_iou.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["confusion_matrix.png", "eval.json", "per_class_iou.md",
+                                                       "per_tile.csv"]
     assert json.loads((out / "eval.json").read_text())["task"] == "segment"
     assert sorted(p.name for p in ckpt_dir.iterdir()) == ["model.pt"]

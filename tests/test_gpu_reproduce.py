@@ -235,7 +235,7 @@ def test_dry_run_end_to_end_on_synthetic_data(tmp_path):
     assert info["status"] == "done" and info["dry_run"] is True
     assert {p.name for p in (run / "snapshots").glob("*.png")} >= {"epoch_001.png", "epoch_002.png"}
     assert (dest / "cpu-dry-run" / "reproduce" / "schedule.tsv").is_file()
-    miou = json.loads((run / "eval" / "eval.json").read_text())["mean_iou"]
+    miou = json.loads((run / "eval" / "validation" / "eval.json").read_text())["mean_iou"]
     row = next(line for line in readme.read_text().splitlines() if "| p2_fcn8s_resnet34 |" in line)
     if math.isnan(miou):  # a class absent from the 2 validation tiles: the table shows training's val_miou
         assert re.search(r"\*\*mIoU \d\.\d{4}\*\* \(best epoch \d, metrics.csv\)", row), row

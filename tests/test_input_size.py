@@ -189,3 +189,12 @@ def test_majority_vote_keeps_real_masks_almost_whole(dlcv_root):
             conf += np.bincount(gt.ravel() * 7 + back.ravel(), minlength=49).reshape(7, 7)
     vote, nearest = course_miou(conf_vote).mean_present, course_miou(conf_nearest).mean_present
     assert vote > 0.95 and vote > nearest
+
+
+def test_resume_refuses_another_input_size(scaled_run, capsys):
+    run = scaled_run["run"]
+    before = (run / "config.yaml").read_bytes()
+    rc = main(["segment", "train", "--resume", str(run), "--input-size", "64", "--epochs", "3", "--device", "cpu"])
+    assert rc == 2
+    assert "--input-size 64 (the run has 32)" in capsys.readouterr().err
+    assert (run / "config.yaml").read_bytes() == before

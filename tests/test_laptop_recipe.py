@@ -25,7 +25,7 @@ def test_recipe_validates_with_the_cpu_choices():
 
 
 def test_the_long_recipe_is_the_laptop_recipe_regularised_and_longer():
-    """What docs/BENCHMARKS.md measured: p1_laptop plus erasing, CutMix on half the batches and 35 epochs."""
+    """What docs/ENGINEERING.md measured: p1_laptop plus erasing, CutMix on half the batches and 35 epochs."""
     base, long = from_dict(load_yaml("p1_laptop")).to_dict(), from_dict(load_yaml("p1_laptop_long")).to_dict()
     changed = {k: (base[k], long[k]) for k in base if base[k] != long[k]}
     assert changed == {"epochs": (25, 35), "random_erasing": (0.0, 0.5), "cutmix": (0.0, 1.0),
@@ -51,4 +51,5 @@ def test_recipe_trains_and_eval_reproduces_the_logged_accuracy(tmp_path, recipe)
     torch.set_num_threads(1)
     assert main(["classify", "eval", "--ckpt", str(run), "--data", str(data / "val_50"),
                  "--csv", str(data / "val_gt.csv"), "--device", "cpu", "--workers", "0"]) == 0
-    assert json.loads((run / "eval" / "eval.json").read_text())["val_acc"] == pytest.approx(logged, abs=1e-6)
+    saved = json.loads((run / "eval" / "validation" / "eval.json").read_text())
+    assert saved["val_acc"] == pytest.approx(logged, abs=1e-6)

@@ -33,7 +33,7 @@ LAZY_CYCLE_EDGES = {("fcnlab.models.registry", "fcnlab.models.pretrained")}
 #: inference -> evaluation -> report, then the front doors. A module belongs to the stage of its first name
 #: under fcnlab (``fcnlab.training.loop`` -> ``training``).
 STAGES = ("errors", "runtime", "taskinfo", "recipes", "config", "runs", "data", "models", "checkpoint", "tasks",
-          "training", "infer", "evaluate", "report", "bench", "api", "demo", "cli", "__main__")
+          "training", "infer", "evaluate", "report", "bench", "api", "demo", "reproduce", "cli", "__main__")
 #: Imports that run up the stages, each inside a function (so both modules are loaded by then) and each
 #: with its reason. Remove an entry when its import goes; adding one needs the same kind of reason.
 UPWARD_EDGES = {

@@ -50,8 +50,9 @@ def register_tiny_models() -> None:
 
 
 @pytest.fixture(autouse=True)
-def _tiny_models():
-    """Registered for each test, removed after it (other tests list the registry)."""
+def tiny_old_models():
+    """Registered for each test, removed after it (other tests list the registry); autouse, also in the modules
+    that import it."""
     register_tiny_models()
     yield
     for name in ("old_tiny_classifier", "old_tiny_segmenter"):
@@ -110,3 +111,27 @@ def test_old_checkpoint_resumes(task, tmp_path):
     summary = train(None, run, resume=True, epochs=2, **folders)
     assert summary["epochs"] == 2
     assert load_checkpoint(run / "last.pt")["epoch"] == 2
+
+
+@pytest.mark.parametrize("version, says", [
+    (2, "checkpoint format version 2 is newer than this fcnlab"),
+    ("2", "checkpoint format version '2' is not a version number"),
+])
+def test_a_checkpoint_of_an_unknown_format_version_is_refused_in_one_line(tmp_path, capsys, version, says):
+    from fcnlab.checkpoint import VERSION
+    from fcnlab.cli.main import main
+    from fcnlab.data.synthetic import make_segmentation_data
+
+    ckpt = torch.load(DATA / "old_segment.pt", weights_only=True)
+    ckpt["version"] = version
+    torch.save(ckpt, tmp_path / "future.pt")
+    data = make_segmentation_data(tmp_path / "p2", n_train=1, n_val=1, size=32)
+    out = tmp_path / "masks"
+    code = main(["segment", "predict", "--ckpt", str(tmp_path / "future.pt"), "--images", str(data / "validation"),
+                 "--out", str(out), "--device", "cpu"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(err) == 1, err
+    assert f"future.pt: {says}" in err[0]
+    if version == 2:
+        assert f"reads (version {VERSION}); upgrade fcnlab" in err[0]
+    assert not out.exists()  # refused before anything was written

@@ -127,7 +127,7 @@ def test_eval_prints_the_seed_format(run: Path, subset: dict[str, Path], capsys)
     assert lines[:2] == ["===> prepare data loader ...", "Validation..."]
     m = re.fullmatch(r"Val Acc: (\d\.\d{6})", lines[2])
     assert m, lines[2]
-    saved = json.loads((run / "eval" / "eval.json").read_text())
+    saved = json.loads((run / "eval" / "validation" / "eval.json").read_text())
     assert saved["images"] == 100 and float(m.group(1)) == pytest.approx(saved["val_acc"], abs=5e-7)
 
 
@@ -145,7 +145,7 @@ def test_predict_writes_the_course_csv_sorted_by_file_name(run: Path, subset: di
     main(["classify", "eval", "--ckpt", str(run), "--data", str(subset["val"]), *CPU])
     truth = {r["filename"]: int(r["label"]) for r in _rows(subset["gt"])}
     acc = np.mean([truth[name] == int(label) for name, label in rows])
-    assert acc == pytest.approx(json.loads((run / "eval" / "eval.json").read_text())["val_acc"])
+    assert acc == pytest.approx(json.loads((run / "eval" / "validation" / "eval.json").read_text())["val_acc"])
 
 
 def test_tsne_writes_png_and_npz(run: Path, subset: dict[str, Path], tmp_path: Path):

@@ -96,7 +96,7 @@ def test_training_writes_snapshots_at_the_requested_epochs(run: Path):
 def test_eval_prints_exact_course_lines(run: Path, tiles: Path, capsys):
     assert main(["segment", "eval", "--ckpt", str(run), "--data", str(tiles), *CPU]) == 0
     values, mean = course_block(capsys.readouterr().out)
-    saved = json.loads((run / "eval" / "eval.json").read_text())
+    saved = json.loads((run / "eval" / "validation" / "eval.json").read_text())
     assert values == pytest.approx(saved["per_class_iou"], abs=5e-6)
     assert mean == pytest.approx(saved["mean_iou"], abs=5e-7)
     assert saved["mean_iou"] == pytest.approx(np.mean(saved["per_class_iou"]), abs=1e-9)  # no class absent

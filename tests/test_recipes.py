@@ -85,3 +85,41 @@ def test_a_non_editable_install_finds_its_recipes(tmp_path):
     where, answer = run.stdout.strip().splitlines()
     assert Path(where).is_relative_to(target)
     assert answer == f"fcn32s_vgg16 {len(shipped_recipes())}"
+
+
+def test_every_shipped_recipe_says_whether_its_numbers_are_measured():
+    from fcnlab.recipes import NUMBERS, recipes_for
+
+    for info in recipes_for():
+        assert info.numbers in NUMBERS and info.minutes and info.hardware and info.summary, info
+        if info.numbers == "measured":  # names the run folder its numbers come from, and it is in the repository
+            folder = info.evidence.split()[0]
+            assert (REPO / folder / "metrics.csv").is_file(), info
+        text = recipe_text(info.name)[0]
+        assert "../" not in text and "issue" not in text.lower(), info.name  # cites only files of the repository
+
+
+def test_the_about_block_is_not_a_config_key_and_is_checked(tmp_path):
+    from fcnlab.config import from_dict
+    from fcnlab.recipes import recipe_info
+
+    assert "about" not in load_yaml("p1_vgg16bn") and from_dict(load_yaml("p1_vgg16bn")).model == "vgg16_bn"
+    own = tmp_path / "mine.yaml"
+    own.write_text("about:\n  numbers: guessed\ntask: segment\n")
+    with pytest.raises(ConfigError, match="numbers must be measured or estimated"):
+        load_yaml(own)
+    own.write_text("task: segment\nepochs: 3\n")
+    assert recipe_info(own).numbers == "unstated" and recipe_info(own).task == "segment"
+
+
+def test_recipe_listings_show_the_task_and_the_numbers(capsys):
+    from fcnlab.cli.main import main
+
+    assert main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    assert "P1 (classify train):" in out and "P2 (segment train):" in out
+    assert "p1_laptop_long (measured: docs/results/cpu/p1_laptop_long" in out and "p1_best (estimated" in out
+    with pytest.raises(SystemExit):
+        main(["segment", "train", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())  # help lines are wrapped
+    assert "p2_fcn8s_resnet34 (measured)" in shown and "p1_vgg16bn" not in shown  # P1 recipes not offered to P2

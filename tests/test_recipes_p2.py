@@ -30,3 +30,18 @@ def test_best_recipe_uses_a_registered_model_from_scratch():
     assert not cfg.pretrained
     model = build_model(cfg.model, cfg.num_classes)
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_laptop_recipes_train_reduced_tiles_from_scratch():
+    cfg = from_dict(load_yaml(CONFIGS / "p2_laptop.yaml"), "p2_laptop")
+    assert cfg.model == "fpn_lite" and cfg.input_size == 128 and cfg.image_size == 128
+    assert not cfg.pretrained and cfg.amp == "bf16" and cfg.channels_last
+
+
+def test_the_laptop_pair_differs_only_in_its_head():
+    """FCN-32s vs FCN-8s on a laptop: the same encoder, schedule and data; only the head differs."""
+    fcn32s = from_dict(load_yaml(CONFIGS / "p2_laptop_fcn32s.yaml"), "p2_laptop_fcn32s").to_dict()
+    fcn8s = from_dict(load_yaml(CONFIGS / "p2_laptop_fcn8s.yaml"), "p2_laptop_fcn8s").to_dict()
+    assert {k: (fcn32s[k], fcn8s[k]) for k in fcn32s if fcn32s[k] != fcn8s[k]} == {
+        "model": ("fcn32s_lite", "fcn8s_lite")}
+    assert fcn8s["snapshot_epochs"] == [5, 25, 50] and fcn8s["epochs"] == 50 and fcn8s["input_size"] == 128

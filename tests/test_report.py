@@ -41,7 +41,7 @@ def _images(page: str) -> list[Image.Image]:
 def test_segment_run_uses_best_epoch_of_metrics(tmp_path: Path) -> None:
     run = load_run(make_run(tmp_path, "fcn8s"))
     assert run.task == "segment" and run.model == "fcn8s_resnet34" and run.epochs_done == 3
-    assert run.best_epoch == 2 and run.source == "metrics.csv, best epoch 2"
+    assert run.best_epoch == 2 and run.source == "metrics.csv, best epoch 2 on data not recorded, TTA none"
     assert run.per_class_iou == pytest.approx([0.6, 0.85, 0.3, 0.7, 0.75, 0.5])
     assert run.miou == pytest.approx(3.7 / 6, abs=1e-6)
     assert sorted(run.snapshots) == [1, 3] and run.all_epochs is not None and run.confusion is not None
@@ -54,7 +54,7 @@ def test_eval_json_wins_and_gives_pixel_accuracy(tmp_path: Path) -> None:
           "confusion_matrix": [[6, 2], [0, 2]]}
     run = load_run(make_run(tmp_path, "r", eval_json=ev))
     assert run.per_class_iou == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6] and run.miou == 0.35
-    assert run.val_acc == pytest.approx(0.8) and run.source.startswith("eval/eval.json")
+    assert run.val_acc == pytest.approx(0.8) and run.source.startswith("eval (older layout) on val")
 
 
 def test_classify_run_and_task_without_config(tmp_path: Path) -> None:

@@ -104,7 +104,7 @@ def test_compiled_training_runs_on_the_cpu(p1, tmp_path, capsys):
     assert len(rows) == 2 and "nan" not in rows[1]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run it in a GPU session)")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run it on a machine with a GPU)")
 def test_a_resident_cuda_epoch_adds_no_host_sync_per_step(p1, tmp_path):
     """On a GPU: 5 steps of a resident epoch wait for the device no more often than 2 steps do."""
     import warnings

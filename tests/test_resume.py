@@ -185,8 +185,38 @@ def test_resuming_a_finished_run_says_so(reference, tmp_path, capsys):
     shutil.copytree(reference, run)
     before = (run / "last.pt").stat().st_mtime_ns
     assert main(["classify", "train", "--resume", str(run)]) == 0
-    assert "training is already complete (3 epochs); pass --epochs N" in capsys.readouterr().out
+    assert "training is already complete (3 epochs); nothing was trained or changed; pass --epochs N (more " \
+           "than 3)" in capsys.readouterr().out
     assert (run / "last.pt").stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--epochs", "2"], "--epochs 2: the run has already trained 3 epochs; give --epochs 4 or more to train "
+                        "further, or start a new run with --out"),
+    (["--lr", "0.5"], "--lr 0.5 (the run has 0.02) would change the settings of the 3 epochs already trained"),
+    (["--epochs", "5", "--seed", "1"], "--seed 1 (the run has 3) would change the settings of the 3 epochs"),
+])
+def test_a_resume_that_would_rewrite_finished_epochs_is_refused_and_changes_nothing(reference, tmp_path, capsys,
+                                                                                    extra, message):
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    before = {name: (run / name).read_bytes() for name in ("config.yaml", "metrics.csv", "last.pt")}
+    assert main(["classify", "train", "--resume", str(run), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--resume {run}" in err[0] and message in err[0], err
+    assert {name: (run / name).read_bytes() for name in before} == before
+
+
+def test_a_finished_run_resumed_with_run_options_only_trains_nothing_and_keeps_its_config(reference, tmp_path,
+                                                                                          capsys):
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    config = (run / "config.yaml").read_bytes()
+    metrics = (run / "metrics.csv").read_text()
+    (run / "metrics.csv").write_text(metrics.rsplit("\n", 2)[0] + "\n")  # a kill took the last row away
+    assert main(["classify", "train", "--resume", str(run), "--workers", "0", "--epochs", "3"]) == 0
+    assert "training is already complete (3 epochs); nothing was trained" in capsys.readouterr().out
+    assert (run / "config.yaml").read_bytes() == config and (run / "metrics.csv").read_text() == metrics
 
 
 @pytest.mark.parametrize("extra, message", [

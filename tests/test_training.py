@@ -51,8 +51,8 @@ def test_nan_loss_stops_naming_epoch_step_and_last_good_checkpoint(data, tmp_pat
     assert main(argv(data, out, "--epochs", "3")) == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"fcnlab: error: loss became NaN/Inf at epoch 2 step 3; last good checkpoint: {out / 'last.pt'} "
-                   f"(saved at the end of epoch 1), resume it with --resume {out}; lower --lr, set --grad-clip, or "
-                   f"check the data"]
+                   f"(saved at the end of epoch 1); resume it with --resume {out} --change-settings and a lower --lr "
+                   f"or a --grad-clip, or check the data"]
     ckpt = load_checkpoint(out / "last.pt")  # untouched by the diverged steps
     assert ckpt["epoch"] == 1 and all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
     assert len((out / "metrics.csv").read_text().splitlines()) == 2

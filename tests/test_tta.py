@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fcnlab.errors import ConfigError
@@ -132,6 +133,25 @@ def test_flip_tta_of_mirror_symmetric_image_equals_plain_prediction():
         torch.testing.assert_close(tta(x), model(x))
         y = torch.randn(3, 3, 32, 32)  # an ordinary image: the mean of both views
         torch.testing.assert_close(tta(y), (model(y) + model(y.flip(-1))) / 2)
+
+
+def test_flip_translate_tta_is_airbenchs_average():
+    torch.manual_seed(5)
+    model = build_model("airnet", 5).eval()
+    x = torch.randn(2, 3, 32, 32)
+    tta = with_tta(model, False, "flip-translate")
+    assert isinstance(tta, ClassificationTTA)
+
+    def mirrors(v: torch.Tensor) -> torch.Tensor:
+        return (model(v) + model(v.flip(-1))) / 2
+
+    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    up_left, down_right = padded[..., :32, :32], padded[..., 2:, 2:]
+    assert torch.equal(up_left[..., 1:, 1:], x[..., :31, :31])  # the content moves one pixel down-right
+    with torch.inference_mode():
+        want = 0.5 * mirrors(x) + 0.25 * (mirrors(up_left) + mirrors(down_right))
+        torch.testing.assert_close(tta(x), want)
+        assert (tta(x) - with_tta(model, False, "flip")(x)).abs().max() > 1e-4
 
 
 def test_with_tta_returns_the_model_when_nothing_to_average(fcn):

@@ -190,13 +190,14 @@ def _config(config: TrainConfig | dict[str, Any] | str | Path, overrides: dict[s
 
 
 def train(config: TrainConfig | dict[str, Any] | str | Path | None, out: str | Path, *, resume: bool = False,
-          **overrides: Any) -> dict[str, Any]:
+          change_settings: bool = False, **overrides: Any) -> dict[str, Any]:
     """Train a model into the run folder ``out`` (``fcnlab classify|segment train``); return the summary.
 
     ``config`` is a dict of config keys, a :class:`~fcnlab.config.TrainConfig` or a YAML recipe such as
     ``p1_vgg16bn`` (a shipped recipe) or a YAML file (its ``task`` key picks P1 or P2); keyword arguments override keys
     (``epochs=5, data=..., val=...``). With ``resume=True`` the run in ``out`` continues from its
-    ``last.pt`` (``config`` may be None; ``overrides`` such as ``epochs`` extend it). The summary holds
+    ``last.pt`` (``config`` may be None; ``overrides`` such as ``epochs`` extend it; other settings need
+    ``change_settings=True``, as ``--change-settings`` on the command line). The summary holds
     ``run_dir``, ``best_epoch``, the best ``val_acc`` / ``val_miou`` and ``epochs``.
     """
     from fcnlab.training.start import train_new, train_resumed
@@ -204,7 +205,7 @@ def train(config: TrainConfig | dict[str, Any] | str | Path | None, out: str | P
     if resume:
         if config is not None:
             raise ConfigError("train(resume=True) takes its config from the checkpoint; pass config=None")
-        return train_resumed(out, overrides)
+        return train_resumed(out, overrides, change_settings=change_settings)
     if config is None:
         raise ConfigError("train: give a config dict or YAML file (or resume=True)")
     return train_new(_config(config, overrides), out)

@@ -2,7 +2,7 @@
 
 Layout of a checkpoint (all values are tensors, numbers, strings, lists or dicts)::
 
-    format: "fcnlab-checkpoint", version: 1
+    format: "fcnlab-checkpoint", version: 1   (a newer version is refused: its keys may mean other things)
     task, model_name, num_classes      what to rebuild
     model                              state dict (unwrapped from DDP / torch.compile)
     ema                                only with config ``ema``: the weights' moving average (``module``: a
@@ -108,6 +108,20 @@ def remove_stale_temp_files(folder: str | Path, names: tuple[str, ...] = ("last.
 REQUIRED_KEYS = ("task", "model_name", "num_classes", "model", "config")
 
 
+def check_version(version: Any, path: str | Path) -> None:
+    """Refuse a checkpoint whose format ``version`` is not one this fcnlab reads: a newer format may keep
+    the same keys with another meaning, so loading it as if current could give silently wrong weights."""
+    from fcnlab import __version__
+
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise DataError(f"{path}: checkpoint format version {version!r} is not a version number; the file is "
+                        f"damaged or was edited, use another checkpoint")
+    if version > VERSION:
+        raise DataError(f"{path}: checkpoint format version {version} is newer than this fcnlab "
+                        f"{__version__} reads (version {VERSION}); upgrade fcnlab (pip install -U fcnlab) "
+                        f"to load it")
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load an fcnlab checkpoint with ``weights_only=True``; a bad file gives one clear error."""
     path = Path(path)
@@ -137,18 +151,22 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise DataError(f"{path}: not an fcnlab checkpoint (missing format tag '{FORMAT}'); give a checkpoint "
                         f"written by 'fcnlab ... train'")
+    check_version(ckpt.get("version", VERSION), path)
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]
     if missing:
         raise DataError(f"{path}: checkpoint lacks {', '.join(missing)}; it is damaged or from another version")
     return ckpt
 
 
+def scores_ema(ckpt: dict[str, Any]) -> bool:
+    """Whether the checkpoint's scored weights are its EMA (the run kept one), not the raw ``model``."""
+    ema = ckpt.get("ema")
+    return bool(ckpt.get("config", {}).get("ema") and isinstance(ema, dict) and "module" in ema)
+
+
 def inference_weights(ckpt: dict[str, Any]) -> dict[str, Any]:
     """The state dict that was evaluated during training: the EMA's when the run kept one, else ``model``."""
-    ema = ckpt.get("ema")
-    if ckpt.get("config", {}).get("ema") and isinstance(ema, dict) and "module" in ema:
-        return ema["module"]
-    return ckpt["model"]
+    return ckpt["ema"]["module"] if scores_ema(ckpt) else ckpt["model"]
 
 
 def model_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu") -> torch.nn.Module:

@@ -45,7 +45,7 @@ INFO = {
         snapshots=False,
         iou=False,
         deliverables=("val_acc", "tsne"),
-        tta_modes=("none", "flip"),
+        tta_modes=("none", "flip", "flip-translate"),
     ),
     "segment": TaskInfo(
         "segment",

@@ -4,6 +4,6 @@ Modules: :mod:`~fcnlab.bench.timing` (sync, throughput windows, peak memory, FLO
 :mod:`~fcnlab.bench.models` (pure model steps), :mod:`~fcnlab.bench.pipeline` (fcnlab's real epoch and data
 loader), :mod:`~fcnlab.bench.evaluator` (mIoU evaluators in subprocesses), :mod:`~fcnlab.bench.tsne_time`,
 :mod:`~fcnlab.bench.sections` (section names, torch-free), :mod:`~fcnlab.bench.run` (what runs at which
-size, targets) and :mod:`~fcnlab.bench.report` (Markdown/JSON). Nothing is imported here, so that building
-the CLI parser does not import torch.
+size, what each result is measured against) and :mod:`~fcnlab.bench.report` (Markdown/JSON). Nothing is
+imported here, so that building the CLI parser does not import torch.
 """

@@ -106,10 +106,11 @@ def to_markdown(result: dict[str, Any]) -> str:
     if ts:
         lines += [f"t-SNE (fcnlab.report.tsne.embed) of {ts['points']} x {ts['dims']} features: "
                   f"{ts['seconds']:.1f} s.", ""]
-    targets = result.get("targets", [])
-    if targets:
-        rows = [[t["name"], _fmt(t["value"]), t["target"], "met" if t["met"] else "NOT met"] for t in targets]
-        lines += _table(["target", "value", "goal", ""], rows)
+    comparisons = result.get("comparisons", [])
+    if comparisons:
+        lines += ["Against the hardware and the peers:", ""]
+        lines += _table(["measurement", "value", "measured against"],
+                        [[c["name"], _fmt(c["value"]), c["against"]] for c in comparisons])
     for name, err in result.get("errors", {}).items():
         lines.append(f"- section {name} failed: {err}")
     return "\n".join(lines).rstrip() + "\n"

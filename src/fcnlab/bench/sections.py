@@ -1,8 +1,6 @@
-"""Section names and targets of ``fcnlab bench`` (torch-free: the CLI parser is built from them)."""
+"""Section names of ``fcnlab bench`` (torch-free: the CLI parser is built from them)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from fcnlab.errors import ConfigError
 
@@ -10,18 +8,6 @@ MODEL_SECTIONS = ("vgg16_bn", "fcn32s_vgg16", "fcn8s_resnet34")
 SECTIONS = ("matmul", *MODEL_SECTIONS, "pipeline", "evaluator", "tsne")
 ALIASES = {"data": "pipeline", "e2e": "pipeline", "loader": "pipeline", "miou": "evaluator",
            "models": "models"}
-
-#: The speed targets that one ``fcnlab bench`` run can check (the torchfcn ratios come from
-#: ``benchmarks/torchfcn_compare.py``).
-TARGETS = {"folded_p1_speedup": 1.5, "e2e_over_pure": 0.9, "evaluator_speedup": 5.0,
-           "evaluator_rss_mb": 200.0}
-
-#: The GPU targets on one H200 (checked on any CUDA device, outside ``--quick``): training img/s per model
-#: at the recipes' sizes and batches, and end-to-end epochs over pure steps.
-GPU_TARGETS: dict[str, Any] = {
-    "train_img_per_s": {"vgg16_bn": 40_000.0, "fcn8s_resnet34": 1_400.0, "fcn32s_vgg16": 450.0},
-    "e2e_over_pure": 0.95}
-
 
 #: Training images of the course data per task: epochs in the bench's projections (50 epochs, compile payback).
 FULL_TRAIN_SIZE = {"classify": 20000, "segment": 1800}

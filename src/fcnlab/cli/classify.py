@@ -13,11 +13,12 @@ from fcnlab.cli.common import (
     add_tta,
     check_output_dir,
     check_output_file,
+    note,
     positive_batch,
 )
 from fcnlab.data.images import real_path
 from fcnlab.errors import ConfigError
-from fcnlab.runs import eval_dir, eval_writes, write_eval
+from fcnlab.runs import eval_writes, evaluation_dir, record_command, write_eval
 
 if TYPE_CHECKING:  # pragma: no cover
     from fcnlab.infer.predictor import Predictor
@@ -33,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
     e.add_argument("--data", required=True, help="folder of {label}_{index}.png images")
     e.add_argument("--csv", help="optional filename,label CSV (e.g. val_gt.csv)")
-    e.add_argument("--out", help="folder for eval.json and the plots (default: eval/ beside the checkpoint)")
+    e.add_argument("--out", help="folder for eval.json and the plots (default: RUN/eval/NAME beside the checkpoint, "
+                                "NAME after the data and options: validation, val_50_tta-flip ...)")
     add_tta(e, "classify")
     add_device(e)
     e.set_defaults(func=run_eval)
@@ -41,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--ckpt", required=True)
     pr.add_argument("--images", required=True, help="folder of .png/.jpg images (no labels needed)")
     pr.add_argument("--out", required=True, help="CSV file to write")
+    pr.add_argument("--scores", action="store_true",
+                    help="add the columns confidence (softmax probability of the label) and top5 (the five "
+                         "likeliest labels); the course's grader reads image_id,label only")
     add_tta(pr, "classify")
     add_device(pr)
     pr.set_defaults(func=run_predict)
@@ -57,29 +62,39 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     from fcnlab.data.classification import scan_folder
     from fcnlab.evaluate.folders import classification_confusion
+    from fcnlab.evaluate.record import data_record, evaluation_record, is_own_validation
     from fcnlab.infer.predictor import load_predictor
+    from fcnlab.runtime.provenance import command_entry
     from fcnlab.tasks.metrics import per_class_accuracy
 
     pred = load_predictor(args.ckpt, args.device, task="classify", tta=args.tta)
-    out_dir = check_output_dir(args.out, [args.data]) if args.out else eval_dir(pred.run_dir, pred.tta)
+    own = is_own_validation(args.data, pred.ckpt.get("config", {}))
+    out_dir = (check_output_dir(args.out, [args.data]) if args.out else
+               evaluation_dir(pred.run_dir, args.data, own, pred.tta, checkpoint=pred.path.name))
     print("===> prepare data loader ...", flush=True)
     files, labels = scan_folder(args.data, need_labels=True, csv_path=args.csv, num_classes=pred.cfg.num_classes)
     print("Validation...", flush=True)
-    mat, acc = classification_confusion(pred, files, labels, _batch(args, pred), args.workers)
+    mat, acc, top5 = classification_confusion(pred, files, labels, _batch(args, pred), args.workers)
     print(f"Val Acc: {acc:.6f}")
+    print(f"Top-5 Acc: {top5:.6f}")
     per_class = per_class_accuracy(mat)
     for c, a in enumerate(per_class):
         print(f"class {c:2d} : {a:.4f}  ({int(mat[c].sum())} images)")
     from fcnlab.report import viz
 
     shown = "" if pred.tta == "none" else f" (TTA {pred.tta})"
+    data = {**data_record(args.data, int(mat.sum()), "images", own),
+            "labels_csv": str(Path(args.csv).resolve()) if args.csv else None}
+    record = evaluation_record("classify", pred.path, pred.ckpt, data, pred.tta, (1.0,),
+                               {"val_acc": acc, "top5_acc": top5, "images": int(mat.sum()),
+                                "per_class_acc": [float(a) for a in per_class], "confusion_matrix": mat.tolist()})
     with eval_writes(out_dir, given=args.out is not None):
         viz.plot_confusion_matrix(mat, [str(i) for i in range(len(mat))], out_dir / "confusion_matrix.png",
                                   title=f"{pred.cfg.model}{shown}: val acc {acc:.4f}")
-        write_eval(pred.run_dir, {"task": "classify", "data": str(args.data), "val_acc": acc,
-                                  "images": int(mat.sum()), "per_class_acc": [float(a) for a in per_class],
-                                  "confusion_matrix": mat.tolist()}, out_dir, tta=pred.tta)
-    print(f"wrote {out_dir / 'confusion_matrix.png'}")
+        write_eval(out_dir, record)
+        if args.out is None:  # the run's env.json keeps every command that wrote to the run
+            record_command(pred.run_dir, command_entry("eval", folder=str(out_dir)))
+    note(f"wrote {out_dir}: eval.json and confusion_matrix.png", prefix="")
     return 0
 
 
@@ -103,7 +118,7 @@ def run_predict(args: argparse.Namespace) -> int:
     if real_path(out) in {real_path(f) for f in files}:
         raise ConfigError(f"--out {out}: would overwrite an input image")
     pred = load_predictor(args.ckpt, args.device, task="classify", tta=args.tta)
-    predict_labels_csv(pred, files, out, _batch(args, pred), args.workers)
+    predict_labels_csv(pred, files, out, _batch(args, pred), args.workers, scores=args.scores)
     print(f"wrote {len(files)} predictions to {out}")
     return 0
 
@@ -112,6 +127,7 @@ def run_tsne(args: argparse.Namespace) -> int:
     import numpy as np
 
     from fcnlab.data.classification import scan_folder
+    from fcnlab.evaluate.record import data_record, evaluation_record, is_own_validation
     from fcnlab.infer.folders import folder_features
     from fcnlab.infer.predictor import load_predictor
     from fcnlab.report.tsne import embed, plot_tsne, save_tsne_npz
@@ -130,7 +146,11 @@ def run_tsne(args: argparse.Namespace) -> int:
     t2 = time.perf_counter()
     lab = np.asarray(labels)
     plot_tsne(emb, lab, out, title=f"t-SNE of {pred.cfg.model} penultimate features")
-    save_tsne_npz(out.with_suffix(".npz"), feats, lab, emb)
+    record = evaluation_record("classify", pred.path, pred.ckpt,
+                               data_record(args.data, len(files), "images",
+                                           is_own_validation(args.data, pred.ckpt.get("config", {}))),
+                               pred.tta, (1.0,), {"seed": args.seed})
+    save_tsne_npz(out.with_suffix(".npz"), feats, lab, emb, provenance=record)
     print(f"features {feats.shape} in {t1 - t0:.1f}s, t-SNE in {t2 - t1:.1f}s; wrote {out} and "
           f"{out.with_suffix('.npz')}")
     return 0

@@ -8,6 +8,7 @@ next run would read it as data). Everything is written atomically (:mod:`fcnlab.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,15 @@ def add_train_parser(sub: argparse._SubParsersAction, task: str, example: str) -
                        description=f"Train a model. Example:\n  {example}\n\nPrecedence: defaults < --config recipe "
                                    f"< options. Every option is a key of the recipe (--batch-size = batch_size).")
     p.add_argument("--out", metavar="RUN_DIR", help="run folder to create (refused if it already holds a run)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt "
-                                                       "(options given with it, e.g. --epochs, override its config)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt (--epochs "
+                                                       "larger than trained extends it; options that would change "
+                                                       "finished epochs, e.g. --lr, are refused)")
     p.add_argument("--from", dest="resume_from", choices=("last", "best"), default="last",
                    help="with --resume: continue from last.pt (default) or from best.pt (when last.pt is damaged; "
                         "the epochs after the best one are trained again)")
+    p.add_argument("--change-settings", action="store_true",
+                   help="with --resume: train the remaining epochs with other options (e.g. a lower --lr after a "
+                        "NaN loss); config.yaml takes them, config_until_epoch_N.yaml keeps the earlier ones")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config (defaults, recipe and options) as YAML and exit")
     add_config_arguments(p, task)
@@ -47,7 +52,7 @@ def run_train(args: argparse.Namespace, task: str) -> int:
 
         if args.resume:
             cfg, _ = resume_config(args.resume, overrides_from_args(args), task=task,
-                                   start=args.resume_from)
+                                   start=args.resume_from, change_settings=args.change_settings)
         else:
             cfg = resolve(args, task)
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
@@ -59,10 +64,13 @@ def run_train(args: argparse.Namespace, task: str) -> int:
         if getattr(args, "config", None):
             raise ConfigError(f"--config {args.config} with --resume: the run's config comes from its last.pt; "
                               f"give single options (e.g. --epochs 60) to change it")
-        train_resumed(args.resume, overrides_from_args(args), task=task, start=args.resume_from)
+        train_resumed(args.resume, overrides_from_args(args), task=task, start=args.resume_from,
+                      change_settings=args.change_settings)
         return 0
     if args.resume_from != "last":
         raise ConfigError(f"option --from {args.resume_from}: only with --resume RUN_DIR")
+    if args.change_settings:
+        raise ConfigError("option --change-settings: only with --resume RUN_DIR (a new run takes any options)")
     if not args.out:
         raise ConfigError("option --out: give the run folder to create (or --resume RUN_DIR)")
     train_new(resolve(args, task), args.out)
@@ -119,7 +127,8 @@ def add_tta(p: argparse.ArgumentParser, task: str) -> None:
                        help="also average over these input scales, e.g. 0.75,1,1.25 (default: 1 only)")
     else:
         p.add_argument("--tta", default="none", choices=task_info(task).tta_modes,
-                       help="average the logits of the image and its mirror (flip); default none")
+                       help="average the logits of the image and its mirror (flip), and also of the image shifted "
+                            "by one pixel up-left and down-right (flip-translate); default none")
 
 
 def tta_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -141,3 +150,13 @@ def positive_batch(args: argparse.Namespace, default: int) -> int:
     if workers is not None and workers < 0:
         raise ConfigError(f"option --workers: must be >= 0 (0 decodes in the main process), got {workers}")
     return bs
+
+
+def note(text: str, prefix: str = "note: ") -> None:
+    """A note on stderr: stdout keeps exactly the printout the course (or the seed) expects."""
+    print(f"{prefix}{text}", file=sys.stderr, flush=True)
+
+
+def warn(text: str) -> None:
+    """A warning on stderr, one line."""
+    note(text, "fcnlab: warning: ")

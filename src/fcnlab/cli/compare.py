@@ -12,10 +12,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "compare", help="per-class IoU of runs side by side with mean IoU and deltas",
         description="Print a Markdown table comparing runs of one task: P2 runs by the IoU of classes 0-5 and "
                     "the mean IoU, P1 runs by validation accuracy; after each run its difference from the "
-                    "first run. Numbers come from RUN/eval/eval.json when 'eval' was run, else from the best "
-                    "epoch of RUN/metrics.csv.")
+                    "first run. Numbers come from the run's evaluation on its own validation folder "
+                    "(RUN/eval/validation, or the one --eval names) when 'eval' was run, else from the best "
+                    "epoch of RUN/metrics.csv; each says what it was measured on. Runs measured on different "
+                    "data or with different options get separate tables and no delta.")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders; the first one is the reference")
     p.add_argument("--out", type=Path, help="also write the table to this Markdown file")
+    p.add_argument("--eval", metavar="NAME", dest="eval_name",
+                   help="the evaluation to show: a folder name of RUN/eval (val10_tta-d4), the options of one on "
+                        "the run's validation data (tta-flip), or metrics.csv (default: RUN/eval/validation)")
     p.add_argument("--digits", type=int, default=4, choices=range(1, 9), metavar="N",
                    help="decimals shown (default 4)")
     p.set_defaults(func=run)
@@ -28,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from fcnlab.report.runs import load_runs
     from fcnlab.runtime.files import atomic_write_text
 
-    runs = load_runs(args.runs)
+    runs = load_runs(args.runs, args.eval_name)
     text = compare_infos(runs).to_markdown(args.digits)
     if args.out is not None:
         if args.out.is_dir():

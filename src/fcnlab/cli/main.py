@@ -11,15 +11,53 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import importlib
 import io
 import os
+import re
 import sys
+from typing import Any, NoReturn
 
 from fcnlab import __version__
 from fcnlab.errors import FcnlabError
 
-COMMANDS = ("classify", "segment", "miou", "compare", "demo", "bench", "report", "export")
+COMMANDS = ("classify", "segment", "miou", "compare", "demo", "reproduce", "recipes", "bench", "report", "export")
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser (and, through ``add_subparsers``, every sub-parser) that refuses abbreviations of long
+    options (``--epoch`` is not ``--epochs``) and adds "did you mean" to unknown options and choices."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+    def _all_options(self) -> list[str]:
+        """The long options of this parser and of its sub-parsers."""
+        found = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    found += sub._all_options() if isinstance(sub, Parser) else []
+        return found
+
+    def error(self, message: str) -> NoReturn:
+        """argparse's usage error, with the closest valid option or choice named."""
+        hints = []
+        if message.startswith("unrecognized arguments:"):
+            options = sorted(set(self._all_options()))
+            for word in message.split(":", 1)[1].split():
+                close = difflib.get_close_matches(word.split("=", 1)[0], options, n=1) if word.startswith("--") else []
+                if close:
+                    hints.append(f"{word}: did you mean {close[0]}?")
+        elif "invalid choice:" in message:
+            match = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+            if match:
+                choices = [c.strip().strip("'") for c in match.group(2).split(",")]
+                close = difflib.get_close_matches(match.group(1), choices, n=1)
+                hints += [f"did you mean {close[0]}?"] if close else []
+        super().error(message + ("; " + "; ".join(hints) if hints else ""))
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -27,7 +65,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     Registering only the command being run keeps start-up light: ``fcnlab miou`` never imports torch.
     """
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="fcnlab",
         description="Train, evaluate and explain CNN classifiers and FCN segmentation models.",
     )
@@ -73,9 +111,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         _report(f"fcnlab: error: {e}")
         return e.exit_code
-    except KeyboardInterrupt:
-        _report("fcnlab: interrupted")
-        return 130
+    except KeyboardInterrupt as e:  # training's StoppedAtOnce carries its line and exit code
+        code = getattr(e, "exit_code", None)
+        _report(f"fcnlab: error: {e}" if code else "fcnlab: interrupted")
+        return code or 130
     except BrokenPipeError:  # output piped into `head` and closed early
         sys.stderr.close()
         return 0

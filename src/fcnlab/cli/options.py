@@ -81,11 +81,19 @@ def _models(task: str) -> str:
     return f"; choices: {', '.join(list_models(task))}"
 
 
+def _recipes(task: str | None) -> str:
+    """The shipped recipes of ``task`` (read from their files only when the help is printed)."""
+    infos = recipes.recipes_for(task)
+    return f"; for this task: {', '.join(f'{i.name} ({i.numbers})' for i in infos)}" if infos else ""
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, task: str | None = None,
                          skip: tuple[str, ...] = ("task",)) -> None:
     """Add ``--config`` and the options of ``task``'s fields (every field when None), grouped."""
-    parser.add_argument("--config", metavar="RECIPE",
-                        help=f"a shipped recipe by name ({', '.join(recipes.shipped_recipes())}) or a YAML file")
+    act = parser.add_argument("--config", metavar="RECIPE",
+                              help="a shipped recipe by name or a YAML file; `fcnlab recipes` lists them with "
+                                   "their numbers (measured or estimated) and time")
+    act.lazy_help = lambda task=task: _recipes(task)  # type: ignore[attr-defined]
     shown = defaults(task or "classify")
     hints = typing.get_type_hints(config.TrainConfig)
     helps = config.field_help()

@@ -26,6 +26,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="load each run's best.pt to count parameters, time inference on this machine and "
                         "predict the same validation tiles with every P2 model (default: on)")
     p.add_argument("--device", default="auto", help="device for those measurements (default: auto)")
+    p.add_argument("--eval", metavar="NAME", dest="eval_name",
+                   help="the evaluation to show: a folder name of RUN/eval (val10_tta-d4), the options of one on "
+                        "the run's validation data (tta-flip), or metrics.csv (default: RUN/eval/validation)")
+    p.add_argument("--refresh", action="store_true",
+                   help="first re-run every evaluation and t-SNE made from an older best.pt than the run's "
+                        "current one (same data and options)")
     p.set_defaults(func=run)
 
 
@@ -33,7 +39,12 @@ def run(args: argparse.Namespace) -> int:
     """Write the report; warnings (unreadable figures, which are left out) go to stderr."""
     from fcnlab.report import write_report
 
-    result = write_report(args.runs, args.out, args.format, args.title, args.checkpoints, args.device)
+    if args.refresh:
+        from fcnlab.cli.refresh import refresh_runs
+
+        refresh_runs(args.runs, args.device)
+    result = write_report(args.runs, args.out, args.format, args.title, args.checkpoints, args.device,
+                          args.eval_name)
     for warning in result.warnings:
         print(f"fcnlab: warning: {warning}", file=sys.stderr)
     extra = f" and {len(result.files)} image files in {result.files[0].parent}" if result.files else ""

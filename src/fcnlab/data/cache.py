@@ -4,7 +4,10 @@ The disk cache lives in ``$FCNLAB_CACHE`` (default ``~/.cache/fcnlab``), one fol
 a hash of the source files' names, sizes and modification times (and the decoder version), so a changed,
 added or removed file rebuilds it. It is written to a temporary folder (its disk space reserved first) and
 renamed into place after a completion marker, so an interrupted build never leaves a half cache behind; a
-cache damaged later (a truncated file) fails validation and is rebuilt.
+cache damaged later fails validation and is rebuilt: a truncated file by its size, content changed in place at
+the same size (a bad sector, a partial copy, another program) by a CRC-32 per 16 MiB chunk of each array
+file, stored in the marker and checked every time the cache is opened (a fraction of a decode:
+``benchmarks/cache_checksum_cost.py``).
 """
 
 from __future__ import annotations
@@ -61,6 +64,47 @@ def decode_all(n: int, decode: Callable[[int], dict[str, np.ndarray]], out: Mapp
 
 
 MARKER = "meta.json"  # written last: a folder without it (or with other shapes) is an unfinished build
+CHECKSUM_CHUNK = 16 * 1024**2  # bytes per CRC-32: small enough to name where damage is, few enough to store
+
+
+def content_checksums(path: Path) -> list[int]:
+    """CRC-32 of each :data:`CHECKSUM_CHUNK` bytes of ``path``, read through a memory map (no copy), the
+    chunks on a thread pool (zlib releases the GIL while it sums)."""
+    import mmap
+    import zlib
+
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            return []
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            view = memoryview(mapped)
+            try:
+                with ThreadPoolExecutor(_threads()) as pool:
+                    return list(pool.map(lambda start: zlib.crc32(view[start:start + CHECKSUM_CHUNK]),
+                                         range(0, size, CHECKSUM_CHUNK)))
+            finally:
+                view.release()
+
+
+def checksum_problem(folder: Path, names: Sequence[str], found: dict) -> str | None:
+    """Why the array files' content does not match the checksums of the marker ``found`` (a few words naming
+    the file and the damaged bytes), or None when every chunk matches."""
+    sums = found.get("checksums")
+    if not isinstance(sums, dict) or found.get("checksum_chunk") != CHECKSUM_CHUNK:
+        return "no content checksums (built by an older fcnlab)"
+    for name in names:
+        path = folder / f"{name}.npy"
+        try:
+            got = content_checksums(path)
+        except (OSError, ValueError) as e:
+            return f"{path.name}: unreadable ({e})"
+        want = sums.get(name)
+        if got != want:
+            bad = next((i for i, (a, b) in enumerate(zip(got, want or [], strict=False)) if a != b), 0)
+            return (f"{path.name}: content changed in bytes {bad * CHECKSUM_CHUNK}-{(bad + 1) * CHECKSUM_CHUNK - 1}, "
+                    f"which no longer match their checksum")
+    return None
 
 
 def _notice(line: str) -> None:
@@ -79,7 +123,8 @@ def cache_problem(folder: Path, meta: dict, shapes: dict[str, tuple[int, ...]],
     """Why the cache in ``folder`` cannot be trusted (a few words), or None when it is complete and whole.
 
     Checks the completion marker's description against what is expected, then each array file's header
-    (shape, dtype) and its size on disk, which a truncated or half-copied file fails.
+    (shape, dtype) and its size on disk, which a truncated or half-copied file fails, then its content
+    against the marker's checksums (:func:`checksum_problem`).
     """
     try:
         found = json.loads((folder / MARKER).read_text())
@@ -106,7 +151,7 @@ def cache_problem(folder: Path, meta: dict, shapes: dict[str, tuple[int, ...]],
         want = offset + int(np.prod(shape)) * dt[name].itemsize
         if size != want:
             return f"{path.name}: {size} bytes, expected {want} (truncated or damaged)"
-    return None
+    return checksum_problem(folder, list(shapes), found)
 
 
 def _remove(folder: Path) -> None:
@@ -143,7 +188,9 @@ def _build(folder: Path, kind: str, key: str, shapes: dict[str, tuple[int, ...]]
             for arr in out.values():
                 arr.flush()
             del out
-            (tmp / MARKER).write_text(json.dumps(meta))  # last: marks the build complete
+            sums = {name: content_checksums(tmp / f"{name}.npy") for name in shapes}
+            marker = {**meta, "checksum_chunk": CHECKSUM_CHUNK, "checksums": sums}
+            (tmp / MARKER).write_text(json.dumps(marker))  # last: marks the build complete
             try:
                 os.replace(tmp, folder)
             except OSError:  # another process built it first
@@ -170,8 +217,8 @@ def load_or_build(
     ``check()``, when given, runs after every file is decoded and before a disk cache is committed (it raises
     to refuse the data, e.g. files that disagree with each other).
 
-    A disk cache is validated before use (completion marker, shapes, dtypes, file sizes); a damaged one is
-    rebuilt with a one-line notice. A full or read-only cache disk is one :class:`OutputError` line.
+    A disk cache is validated before use (completion marker, shapes, dtypes, file sizes, content checksums);
+    a damaged one is rebuilt with a one-line notice. A full or read-only cache disk is one :class:`OutputError` line.
     """
     n = next(iter(shapes.values()))[0]
     dt = {name: np.dtype((dtypes or {}).get(name, "uint8")) for name in shapes}

@@ -11,7 +11,7 @@ import errno
 import os
 import warnings
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -74,6 +74,17 @@ def list_images(folder: str | Path, what: str = "images") -> list[Path]:
     if not files:
         raise DataError(f"{folder}: folder holds no {what} (.png/.jpg files); give the folder that holds them")
     return files
+
+
+def name_clash(files: Iterable[Path], name_of: Callable[[Path], str]) -> tuple[Path, Path, str] | None:
+    """The first two of ``files`` that ``name_of`` maps to one name, with that name; None when all differ."""
+    seen: dict[str, Path] = {}
+    for f in files:
+        name = name_of(f)
+        if name in seen:
+            return seen[name], f, name
+        seen[name] = f
+    return None
 
 
 _FIX = "re-copy the file or remove it from the folder"

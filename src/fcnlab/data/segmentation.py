@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from fcnlab.data.cache import load_or_build
-from fcnlab.data.images import SizeCheck, image_size, list_images, read_rgb
+from fcnlab.data.images import SizeCheck, image_size, list_images, name_clash, read_rgb
 from fcnlab.data.mask_codec import OffPaletteReport, read_mask
 from fcnlab.data.reduce import majority_vote, reduce_image, reduction_factor
 from fcnlab.errors import DataError
@@ -36,11 +36,17 @@ def pair_files(folder: str | Path, need_masks: bool = True) -> list[tuple[Path, 
     others: list[Path] = []
     for f in files:
         if m := _TILE_RE.match(f.stem):
-            tiles[m.group(1)] = f
+            tiles.setdefault(m.group(1), f)
         elif m := _MASK_RE.match(f.stem):
-            masks[m.group(1)] = f
+            masks.setdefault(m.group(1), f)
         else:
             others.append(f)
+    for pattern in (_TILE_RE, _MASK_RE):  # e.g. 0002_sat.jpg and 0002_sat.png: one would be dropped unseen
+        clash = name_clash((f for f in files if pattern.match(f.stem)), lambda f: f.stem)
+        if clash:
+            a, b, stem = clash
+            raise DataError(f"{folder}: {a.name} and {b.name} share the name {stem} (one would be left out); "
+                            f"move one of them out of the folder")
     if not need_masks:
         found = sorted(list(tiles.values()) + others)
         if not found:

@@ -17,7 +17,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from fcnlab.data.images import read_rgb
+from fcnlab.data.transforms import chw_tensor
 from fcnlab.errors import DataError, FcnlabError
+from fcnlab.runtime.cores import usable_cores
 
 
 class Failure:
@@ -42,7 +44,7 @@ class ImageFiles(Dataset):
             img = read_rgb(self.files[i])
         except FcnlabError as e:
             return Failure(str(e))
-        return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))), self.labels[i], i
+        return chw_tensor(img), self.labels[i], i
 
 
 class TilePairs(Dataset):
@@ -66,7 +68,7 @@ class TilePairs(Dataset):
         except FcnlabError as e:
             return Failure(str(e))
         mask = torch.from_numpy(ids.astype(np.uint8, copy=False)) if ids is not None else torch.tensor(-1)
-        return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))), mask, n_off, i
+        return chw_tensor(img), mask, n_off, i
 
 
 def _collate(batch: list[Any]) -> list | Failure:
@@ -102,8 +104,11 @@ class SafeLoader:
 
 
 def loader(dataset: Dataset, batch_size: int, workers: int, pin: bool = False) -> SafeLoader:
-    """A sequential loader (file order kept) with worker processes for decoding; bad files raise DataError."""
-    workers = max(0, min(workers, len(dataset) // max(batch_size, 1)))  # type: ignore[arg-type]
+    """A sequential loader (file order kept) with worker processes for decoding; bad files raise DataError.
+
+    More workers than usable cores would only make torch warn on stderr (the default 2 on a one-core
+    machine), so they are capped there."""
+    workers = max(0, min(workers, len(dataset) // max(batch_size, 1), usable_cores()))  # type: ignore[arg-type]
     return SafeLoader(DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                                  collate_fn=_collate, pin_memory=pin, persistent_workers=False,
                                  prefetch_factor=2 if workers else None))

@@ -62,21 +62,25 @@ def snapshot_indices(n: int, k: int) -> list[int]:
 def named_indices(files: Sequence[Path], names: Sequence[str], folder: str | None = None) -> list[int]:
     """Indices of the validation tiles named in ``names`` (file names like ``0013_sat.jpg``, stems like
     ``0013_sat``, or the pair's number ``0013``), in the order given; ConfigError naming a missing one."""
-    lookup: dict[str, int] = {}
+    lookup: dict[str, list[int]] = {}
     for i, f in enumerate(files):
         number = f.stem.removesuffix("_sat")
         keys = [f.name, f.stem, number] + ([str(int(number))] if number.isdigit() else [])  # YAML reads 0013 as 13
-        for key in keys:
-            lookup.setdefault(key, i)
+        for key in dict.fromkeys(keys):
+            lookup.setdefault(key, []).append(i)
     out = []
     for name in names:
         key = Path(str(name)).name
+        if len(lookup.get(key, ())) > 1:  # e.g. 13 for 0013_sat.jpg and 13_sat.jpg: the plot would show either
+            a, b = (files[i].name for i in lookup[key][:2])
+            raise ConfigError(f"option snapshot_images (--snapshot-images): {name!r} names both {a} and {b}; "
+                              f"give the full file name")
         if key not in lookup:
             where = f"the {len(files)} validation tiles" + (f" of {folder}" if folder else "")
             shown = ", ".join(f.name for f in files[:3]) + (", ..." if len(files) > 3 else "")
             raise ConfigError(f"option snapshot_images (--snapshot-images): {name!r} is not among {where} "
                               f"({shown}); give file names such as {files[0].name if files else '0000_sat.jpg'}"
                               f" (a --val-limit sample may have left it out)")
-        if lookup[key] not in out:
-            out.append(lookup[key])
+        if lookup[key][0] not in out:
+            out.append(lookup[key][0])
     return out

@@ -10,11 +10,21 @@ from __future__ import annotations
 import functools
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def chw_tensor(image: np.ndarray) -> torch.Tensor:
+    """An ``(H, W, 3)`` array as a ``(3, H, W)`` tensor that owns a writable copy of the pixels.
+
+    ``np.ascontiguousarray`` returns the read-only array of a decoded image itself when its transpose is
+    already contiguous (a 1x1 image), and ``torch.from_numpy`` then warns on stderr; a copy never warns.
+    """
+    return torch.from_numpy(image.transpose(2, 0, 1).copy())
 
 
 @functools.lru_cache(maxsize=32)
@@ -46,7 +56,7 @@ def random_crop_flip(images: torch.Tensor, pad: int, generator: torch.Generator,
     """Per-sample random crop after zero padding by ``pad`` and random horizontal flip (CIFAR style).
 
     With ``pad`` the crop and the flip are one ``gather`` through a per-sample index: fewer ATen calls than
-    advanced indexing with four broadcast index tensors (the host issues each one on a GPU) and about 5x
+    advanced indexing with four broadcast index tensors (the host launches each one on a GPU) and about 5x
     faster on a CPU. The random draws (rows, columns, flips) are the same.
     """
     b, c, h, w = images.shape

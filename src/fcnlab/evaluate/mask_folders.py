@@ -10,7 +10,6 @@ pool overlaps the decoding (Pillow and numpy release the GIL). torch is not impo
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,6 +28,7 @@ from fcnlab.data.mask_codec import (
     read_mask_codes,
 )
 from fcnlab.errors import DataError
+from fcnlab.runtime.cores import usable_cores
 from fcnlab.tasks.metrics import MiouResult, course_miou
 
 R = TypeVar("R")
@@ -125,11 +125,7 @@ def _imap_bounded(fn: Callable[..., R], items: Iterable[tuple], workers: int) ->
 
 def default_workers() -> int:
     """Decoding threads: the usable CPU cores, at most 4."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(4, cores))
+    return min(4, usable_cores())
 
 
 def evaluate_masks(labels_dir: str | Path, pred_dir: str | Path, *, workers: int | None = None) -> MiouResult:

@@ -59,6 +59,16 @@ def _dynamic_dims(dynamic_hw: bool) -> dict[int, str]:
     return {0: "batch", 2: "height", 3: "width"} if dynamic_hw else {0: "batch"}
 
 
+def require_onnx() -> None:
+    """Refuse ``--format onnx`` without the optional ``onnx`` package, naming it and the extra that installs
+    it (torch's exporter would fail only after tracing, in words that blame the model)."""
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise ConfigError("--format onnx: needs the optional package onnx, which is not installed; pip install "
+                          "'fcnlab[export]' (or use --format torch-export)") from None
+
+
 def export_onnx(model: nn.Module, example: torch.Tensor, out: str | Path, dynamic_hw: bool,
                 opset: int = MIN_OPSET) -> None:
     """Write ``model`` as ONNX (input ``image``, output ``logits``), batch dynamic and H/W if ``dynamic_hw``.
@@ -68,6 +78,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, out: str | Path, dynami
     """
     if opset < MIN_OPSET:
         raise ConfigError(f"option --opset: must be >= {MIN_OPSET}, got {opset}")
+    require_onnx()
     dims = _dynamic_dims(dynamic_hw)
     with atomic_path(out) as tmp, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is deprecated
@@ -90,6 +101,20 @@ def export_program(model: nn.Module, example: torch.Tensor, out: str | Path, dyn
         program = torch.export.export(model, (example,), dynamic_shapes=(dims,))
     with atomic_path(out) as tmp:
         torch.export.save(program, tmp)
+
+
+def scored_weights(ckpt: dict[str, Any], source: str | Path) -> dict[str, Any]:
+    """The checkpoint ``ckpt`` (read from ``source``) reduced to the weights it was scored with (the EMA's when
+    the run kept one): a plain dict whose ``model`` is a plain state dict, loading with ``weights_only=True``
+    and by every ``--ckpt``, without the optimizer, EMA copy, RNG states and history that make a resumable
+    checkpoint large; it cannot be resumed."""
+    from fcnlab.checkpoint import inference_weights, scores_ema
+
+    config = {**(ckpt.get("config") or {}), "ema": False}  # ``model`` already holds the EMA's weights
+    keep = ("task", "model_name", "num_classes", "epoch", "best_epoch", "best_metric", "metrics")
+    return {**{k: ckpt[k] for k in keep if k in ckpt}, "model": inference_weights(ckpt), "config": config,
+            "optimizer": None, "scheduler": None, "scaler": None,
+            "weights": "ema" if scores_ema(ckpt) else "raw", "exported_from": str(Path(source).resolve())}
 
 
 def run_onnx(path: str | Path, x: torch.Tensor) -> torch.Tensor:

@@ -46,17 +46,28 @@ def stream_images(pred: Predictor, files: Sequence[Path], labels: Sequence[int] 
 
 
 def predict_labels_csv(pred: Predictor, files: Sequence[Path], out: Path, batch_size: int,
-                       workers: int) -> np.ndarray:
+                       workers: int, scores: bool = False) -> np.ndarray:
     """Write ``out``, the course's ``image_id,label`` CSV of ``files`` (sorted by file name), atomically;
-    return the labels in the order of ``files``."""
+    return the labels in the order of ``files``. With ``scores`` two columns follow: ``confidence`` (the
+    softmax probability of the label) and ``top5`` (the five likeliest labels, space-separated, likeliest
+    first)."""
     labels = np.empty(len(files), dtype=np.int64)
+    k = min(5, pred.cfg.num_classes)
+    conf = np.empty(len(files), dtype=np.float64)
+    top = np.empty((len(files), k), dtype=np.int64)
     for images, _, index in stream_images(pred, files, None, batch_size, workers, "predict"):
-        labels[index.numpy()] = pred.logits(images).argmax(1).cpu().numpy()
+        logits = pred.logits(images)
+        i = index.numpy()
+        labels[i] = logits.argmax(1).cpu().numpy()
+        if scores:
+            probs, best = logits.softmax(1).topk(k, dim=1)
+            conf[i], top[i] = probs[:, 0].cpu().numpy(), best.cpu().numpy()
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["image_id", "label"])
-    for f, lab in sorted(zip(files, labels, strict=True), key=lambda t: t[0].name):
-        w.writerow([f.name, int(lab)])
+    w.writerow(["image_id", "label"] + (["confidence", "top5"] if scores else []))
+    for j in sorted(range(len(files)), key=lambda j: files[j].name):
+        extra = [f"{conf[j]:.6f}", " ".join(str(int(c)) for c in top[j])] if scores else []
+        w.writerow([files[j].name, int(labels[j]), *extra])
     atomic_write_text(out, buf.getvalue())
     return labels
 
@@ -82,9 +93,23 @@ def mask_name(tile: Path) -> str:
     return f"{stem}_mask.png"
 
 
+def check_mask_names(pairs: Sequence[tuple[Path, Path | None]]) -> None:
+    """Refuse inputs of which two would be written as one mask (``a.jpg`` and ``a_sat.jpg``, ``a.jpg`` and
+    ``a.png``): one prediction would silently replace the other. Call it before writing anything."""
+    from fcnlab.data.images import name_clash
+    from fcnlab.errors import DataError
+
+    clash = name_clash((tile for tile, _ in pairs), mask_name)
+    if clash:
+        a, b, name = clash
+        raise DataError(f"{a.parent}: {a.name} and {b.name} would both be predicted as {name}; rename one of "
+                        f"them or move it to another folder")
+
+
 def predict_mask_folder(pred: Predictor, pairs: Sequence[tuple[Path, Path | None]], out: Path, *, tile: int,
-                        workers: int, overlay: bool = False) -> int:
-    """Write ``NNNN_mask.png`` (and with ``overlay`` ``NNNN_overlay.jpg``) into ``out`` for each image of
+                        workers: int, overlay: Path | None = None) -> int:
+    """Write ``NNNN_mask.png`` (and ``NNNN_overlay.jpg`` into the folder ``overlay``, never beside the masks
+    that ``fcnlab miou`` reads) into ``out`` for each image of
     ``pairs`` (from :func:`fcnlab.data.segmentation.pair_files`), one image at a time; images larger than
     ``tile`` are predicted in tiles. Return the number of masks written."""
     from PIL import Image
@@ -95,6 +120,7 @@ def predict_mask_folder(pred: Predictor, pairs: Sequence[tuple[Path, Path | None
     from fcnlab.report import viz
     from fcnlab.runtime.progress import track
 
+    check_mask_names(pairs)
     n = 0
     stream = loader(TilePairs(pairs), 1, workers)
     for images, _, _, index in track(stream, len(pairs), "predict", unit="image"):
@@ -102,9 +128,9 @@ def predict_mask_folder(pred: Predictor, pairs: Sequence[tuple[Path, Path | None
         img = images[0].permute(1, 2, 0).numpy()
         ids = predict_mask(pred, img, tile=tile)
         write_mask(out / mask_name(path), ids)
-        if overlay:
+        if overlay is not None:
             blended = viz.overlay(img, ids)
             name = mask_name(path).replace("_mask.png", "_overlay.jpg")
-            atomic_save(out / name, partial(Image.fromarray(blended).save, format="JPEG", quality=90))
+            atomic_save(overlay / name, partial(Image.fromarray(blended).save, format="JPEG", quality=90))
         n += 1
     return n

@@ -3,7 +3,7 @@
 In eval mode ``BatchNorm2d(conv(x))`` is an affine map per channel, so it folds into the convolution's
 weight and bias (:func:`torch.nn.utils.fusion.fuse_conv_bn_eval`) and the BN layer becomes an
 ``Identity``: one pass over each feature map fewer, the same outputs up to float rounding. On the CPU this
-makes VGG16-BN and ResNet34 inference 10-16 % faster (docs/BENCHMARKS.md).
+makes VGG16-BN and ResNet34 inference 10-16 % faster (docs/ENGINEERING.md).
 
 Only pairs whose data flow is known are fused: neighbours in an ``nn.Sequential`` (torchvision's VGG
 ``features``, ResNet ``downsample``), and the ``convN``/``bnN`` pairs of torchvision's ``ResNet``,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from fcnlab.data.transforms import chw_tensor
 from fcnlab.errors import ConfigError
 from fcnlab.infer.predictor import Predictor
 
@@ -32,7 +33,7 @@ def predict_mask(pred: Predictor, image: np.ndarray, tile: int = 1024, margin: i
     h, w = image.shape[:2]
 
     def run(window: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(window.transpose(2, 0, 1)))[None]
+        x = chw_tensor(window)[None]
         # max(1).indices == argmax(1) (first maximum on ties) and is several times faster on CPUs
         return pred.logits(x).max(1).indices[0].to(torch.uint8).cpu().numpy()
 

@@ -6,7 +6,8 @@
   predicted and its probabilities resized back. It returns the **log** of the mean probabilities, so
   ``argmax`` (masks, confusion matrices) and ``cross_entropy`` (the negative log-likelihood of the
   averaged prediction) work on its output exactly as on logits.
-* :class:`ClassificationTTA` averages the logits of the image and its mirror (``flip``).
+* :class:`ClassificationTTA` averages the logits of the image and its mirror (``flip``), and with
+  ``flip-translate`` also of the image shifted one pixel up-left and down-right (airbench's TTA).
 
 Both are ``nn.Module`` wrappers around the model and leave its forward untouched, so they compose with
 what happens inside the model (the FCNs pad sides that are not multiples of 32 and crop back) and with
@@ -144,13 +145,21 @@ class ClassificationTTA(nn.Module):
 def mean_over_mirrors(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, mode: str) -> torch.Tensor:
     """The mean of ``fn(x)`` and ``fn(mirror of x)`` for ``flip``, ``fn(x)`` for ``none`` (float32).
 
+    ``flip-translate`` (airbench's TTA): half the ``flip`` mean of ``x`` plus half the mean of the ``flip``
+    means of ``x`` shifted by one pixel up-left and down-right (reflect-padded), six passes in all.
     For image-level outputs (logits, penultimate features), which a mirror does not move.
     """
-    out = fn(x).float()
-    if mode == "flip":
-        out = (out + fn(x.flip(-1)).float()) / 2
-    elif mode != "none":
+    if mode not in CLASSIFY_TTA:
         raise ConfigError(f"option --tta: {mode!r} is not one of {', '.join(CLASSIFY_TTA)} for classifiers")
+    out = fn(x).float()
+    if mode == "none":
+        return out
+    out = (out + fn(x.flip(-1)).float()) / 2
+    if mode == "flip-translate":
+        h, w = x.shape[-2:]
+        padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+        shifted = [mean_over_mirrors(fn, padded[..., dy:dy + h, dx:dx + w], "flip") for dy, dx in ((0, 0), (2, 2))]
+        out = 0.5 * out + 0.25 * (shifted[0] + shifted[1])
     return out
 
 

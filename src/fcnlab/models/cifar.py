@@ -79,7 +79,7 @@ class AirNet(nn.Module):
         return self.fc(x) * self.scale
 
 
-# oneDNN's NHWC kernels win here even at 32x32 (unlike VGG16-BN): docs/BENCHMARKS.md, P1 laptop recipe search
+# oneDNN's NHWC kernels win here even at 32x32 (unlike VGG16-BN): docs/ENGINEERING.md, P1 laptop recipe search
 @register_model("airnet", task="classify", backbone=None, cpu_channels_last=True)
 def airnet(num_classes: int, widths: Sequence[int] = (32, 128, 128), stem: int = 24,
            pairs: Sequence[int] = (1, 1, 1), scale: float = 0.125) -> nn.Module:

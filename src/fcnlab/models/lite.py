@@ -8,7 +8,8 @@ CPU cores dense 3x3 convolutions at small widths run faster per FLOP than depthw
 channels-last speeds them up further). Three heads share it:
 
 * ``fpn_lite``: an FPN-style decoder (lateral 1x1 convolutions, top-down sums, one 3x3 fusion at stride 4,
-  logits upsampled bilinearly): the laptop recipe's model.
+  logits upsampled bilinearly): the laptop recipe's model; ``fpn_lite_full`` adds a residual block at
+  stride 2.
 * ``fcn32s_lite`` / ``fcn8s_lite``: the homework's FCN-32s and FCN-8s heads (:mod:`fcnlab.models.fcn`) on
   the same encoder, so a student without a GPU can measure the effect of the skips.
 """
@@ -145,6 +146,14 @@ class FCN8sLite(LiteTrunk, FCN8sHead):
 def fpn_lite(num_classes: int, widths: Sequence[int] = WIDTHS, blocks: Sequence[int] = BLOCKS,
              decoder: int = 64) -> nn.Module:
     """:class:`FPNLite`: the laptop segmentation model (about 3.3M parameters), trained from scratch."""
+    return FPNLite(num_classes, widths, blocks, decoder)
+
+
+@register_model("fpn_lite_full", task="segment", backbone=None, cpu_channels_last=True)
+def fpn_lite_full(num_classes: int, widths: Sequence[int] = WIDTHS, blocks: Sequence[int] = (1, 1, 1, 1, 1),
+                  decoder: int = 64) -> nn.Module:
+    """:class:`FPNLite` with a residual block at every stage, stride 2 included (0.7x the speed of ``fpn_lite``
+    on one CPU thread: the stride-2 block works on 4x the pixels of the stride-4 one)."""
     return FPNLite(num_classes, widths, blocks, decoder)
 
 

@@ -6,7 +6,7 @@ With ``channels_last: true`` (the default) the model and its input batches are c
 * on the CPU when the network input is at least :data:`CPU_MIN_SIDE` pixels per side: oneDNN's NHWC
   kernels win on large feature maps but lose on VGG16-BN at P1's 32x32 images, where the format reorders
   cost more than they save (measured with ``python benchmarks/memory_format_cpu.py``; numbers in
-  docs/BENCHMARKS.md),
+  docs/ENGINEERING.md),
 * on the CPU at any size for models registered with ``cpu_channels_last=True`` (convolution-only networks
   designed for 32x32 inputs, such as ``airnet``, whose NHWC kernels win there too).
 

@@ -56,13 +56,15 @@ def _check_out(out: Path, runs: Sequence[RunInfo], files: Sequence[Path] = ()) -
 
 
 def write_report(runs: Sequence[str | Path | RunInfo], out: str | Path, fmt: str | None = None,
-                 title: str | None = None, checkpoints: bool = True, device: str = "auto") -> ReportResult:
+                 title: str | None = None, checkpoints: bool = True, device: str = "auto",
+                 wanted: str | None = None) -> ReportResult:
     """Write the report of ``runs`` (folders or loaded :class:`RunInfo`) to ``out`` and say what was written.
 
     ``fmt`` is ``"html"`` (one self-contained page, images as data URIs) or ``"md"`` (Markdown, images in
     the folder ``<out stem>_files`` beside it); by default it follows the suffix of ``out``. With
     ``checkpoints`` each run's ``best.pt`` is loaded on ``device`` to count parameters, time inference and
-    predict the same validation tiles with every P2 model (:mod:`fcnlab.report.checkpoints`).
+    predict the same validation tiles with every P2 model (:mod:`fcnlab.report.checkpoints`). ``wanted``
+    names the evaluation to show of each run folder (``--eval``, :func:`fcnlab.report.measured.choose`).
     """
     from fcnlab.report.document import build_report, image_count
     from fcnlab.runtime.files import atomic_write_bytes, atomic_write_text
@@ -71,7 +73,7 @@ def write_report(runs: Sequence[str | Path | RunInfo], out: str | Path, fmt: str
     fmt = report_format(out, fmt)
     infos = [r for r in runs if isinstance(r, RunInfo)]
     if len(infos) != len(runs):
-        infos = load_runs([r.path if isinstance(r, RunInfo) else Path(r) for r in runs])
+        infos = load_runs([r.path if isinstance(r, RunInfo) else Path(r) for r in runs], wanted)
     _check_out(out, infos)
     facts = None
     if checkpoints:

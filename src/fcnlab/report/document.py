@@ -20,7 +20,7 @@ import yaml
 from fcnlab.data.mask_codec import CLASS_NAMES
 from fcnlab.report.blocks import Block, Heading, Image, Para, Preformatted, Printout, Table
 from fcnlab.report.checkpoints import CheckpointFacts
-from fcnlab.report.compare import compare_infos, fmt_value
+from fcnlab.report.compare import Comparison, compare_infos, fmt_value
 from fcnlab.report.figures import (
     file_image,
     image_block,
@@ -32,33 +32,13 @@ from fcnlab.report.figures import (
     training_curves_png,
 )
 from fcnlab.report.runs import RunInfo
+from fcnlab.report.text import device_text, fmt_seconds
 from fcnlab.runtime.provenance import commit_text
 from fcnlab.tasks import TASKS, task_info
 
 
-def fmt_seconds(seconds: float) -> str:
-    """``12.3 s``, ``4 min 05 s`` or ``2 h 03 min``."""
-    if math.isnan(seconds):
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
-    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
-
-
 def _column(run: RunInfo, key: str) -> list[float]:
     return [row[key] for row in run.timing if key in row and not math.isnan(row[key])]
-
-
-def device_text(env: dict) -> str:
-    """The hardware of ``env.json`` in a few words."""
-    if not env:
-        return "-"
-    if env.get("cuda") and env.get("gpu"):
-        return f"{env['gpu']} (CUDA {env.get('cuda_version', '?')})"
-    cores = env.get("cpu_count")
-    return f"CPU {env.get('cpu', '')}".strip() + (f", {cores} cores" if cores else "")
 
 
 #: The method of :class:`ReportBuilder` that shows each homework deliverable a task lists in its TaskInfo.
@@ -138,12 +118,17 @@ class ReportBuilder:
         for task in TASKS:
             group = [r for r in self.runs if r.task == task]
             if "course_miou" in task_info(task).deliverables and len(group) >= 2:  # the course's printouts compared
-                comp = compare_infos(group)
-                header, rows = comp.table()
                 self.blocks.append(Heading(3, "P2: " + " vs ".join(r.name for r in group)))
-                self.blocks.append(Table(header, rows, caption=f"per-class IoU and mean IoU; Δ = run - "
-                                                               f"{comp.runs[0]}; bars, curves and predictions in "
-                                                               f"the comparison below"))
+                self.comparison_tables(compare_infos(group), "per-class IoU and mean IoU, ")
+
+    def comparison_tables(self, comp: Comparison, what: str) -> None:
+        """One table per group of runs measured on the same data with the same options, then the notes
+        (why runs are apart)."""
+        for g in range(len(comp.groups)):
+            header, rows = comp.table(group=g)
+            self.blocks.append(Table(header, rows, caption=what + comp.caption(g)))
+        if len(comp.groups) > 1 and comp.notes:
+            self.blocks.append(Para(comp.notes[0], note=True))
 
     def val_acc_printout(self, prefix: str, run: RunInfo) -> None:
         """P1: the seed's ``Val Acc`` line."""
@@ -156,6 +141,9 @@ class ReportBuilder:
         self._add_file(run.tsne, f"{prefix}_tsne.png", f"{run.name}: t-SNE",
                        f"no t-SNE figure: run 'fcnlab {run.task} tsne --ckpt {run.path} --data VAL_FOLDER "
                        f"--out {run.path / 'tsne.png'}'")
+        if run.tsne_stale:
+            self.blocks.append(Para(f"STALE t-SNE: {run.tsne_stale}; draw it again or write the report with "
+                                    f"--refresh", note=True))
 
     def mask_figures(self, prefix: str, run: RunInfo) -> None:
         """P2: the predicted masks at the snapshot epochs (one figure of all epochs when training drew it)."""
@@ -188,13 +176,12 @@ class ReportBuilder:
                 continue
             info = task_info(task)
             comp = compare_infos(group)
-            header, rows = comp.table()
             self.blocks.append(Heading(2, f"Comparison: {info.label}", f"compare-{task}"))
             if "course_miou" in info.deliverables:  # the table is shown with the course's printouts
                 self.blocks.append(Para("The per-class IoU table with deltas is in Homework deliverables above."))
             else:
-                self.blocks.append(Table(header, rows, caption=f"validation accuracy; Δ = run - {comp.runs[0]}"))
-            for note in comp.notes:
+                self.comparison_tables(comp, "validation accuracy, ")
+            for note in comp.notes[1 if len(comp.groups) > 1 else 0:]:
                 self.blocks.append(Para(note, note=True))
             if info.iou:
                 self.iou_comparison(group)
@@ -277,6 +264,11 @@ class ReportBuilder:
         self.blocks.append(Table(["run", "fcnlab", "git commit", "torch", "device", "command"], rows,
                                  caption="from each run's env.json, written when training started ('-': not "
                                          "recorded, e.g. a run of an older fcnlab or an installed copy)"))
+        rows = [[run.name, str(c.get("what", "?")), str(c.get("time", "-")), str(c.get("command", "-"))]
+                for run in self.runs for c in run.env.get("commands") or [] if isinstance(c, dict)]
+        if rows:
+            self.blocks.append(Table(["run", "what", "time (UTC)", "command"], rows,
+                                     caption="every command that wrote to each run folder (env.json commands)"))
 
     def timings(self) -> None:
         self.blocks.append(Heading(2, "Timings and hardware", "timings"))
@@ -299,6 +291,7 @@ class ReportBuilder:
         self.blocks.append(Heading(2, f"Run {run.name}", prefix))
         self.blocks.append(Para(f"{run.path} - {task_info(run.task).label}, model {run.model}, "
                                 f"{run.epochs_done} epochs; validation numbers from {run.source or 'nowhere yet'}."))
+        self.evaluations(run)
         if run.config:
             self.blocks.append(Preformatted("config.yaml", yaml.safe_dump(run.config, sort_keys=False)))
         self.blocks.append(Heading(3, "Training curves"))
@@ -321,6 +314,16 @@ class ReportBuilder:
         for note in run.notes:
             self.blocks.append(Para(f"note: {note}", note=True))
 
+    def evaluations(self, run: RunInfo) -> None:
+        """Every evaluation of the run: what it was measured on and its number; the one shown is marked."""
+        if not run.evaluations:
+            return
+        metric = "mIoU" if task_info(run.task).iou else "accuracy"
+        rows = [[("▶ " if name == run.eval_name else "") + name, fmt_value(value), m.describe()]
+                for name, m, value in run.evaluations]
+        self.blocks.append(Table(["evaluation", metric, "measured"], rows,
+                                 caption="▶: the one this report shows (choose another with --eval NAME)"))
+
     def accuracy_section(self, prefix: str, run: RunInfo) -> None:
         self.blocks.append(Heading(3, "Validation accuracy"))
         self.blocks.append(Para(f"Val Acc: {fmt_value(run.val_acc, 6)} ({run.source or 'not evaluated yet'})"))
@@ -335,8 +338,11 @@ class ReportBuilder:
             self.blocks.append(Table(["hardest class", "accuracy", "easiest class", "accuracy"], rows,
                                      caption=f"{run.name}: the {k} lowest and highest per-class accuracies"))
         else:
-            self.blocks.append(Para(f"no per-class accuracy: run 'fcnlab {run.task} eval --ckpt {run.path} "
-                                    f"--data VAL_FOLDER'", note=True))
+            where = (f"the numbers shown ({run.measured.source}) hold no per-class accuracy"
+                     if run.measured is not None else "no per-class accuracy")
+            self.blocks.append(Para(f"{where}: run 'fcnlab {run.task} eval --ckpt {run.path} --data VAL_FOLDER'"
+                                    + (", or show another evaluation with --eval NAME" if run.evaluations else ""),
+                                    note=True))
         self._add_file(run.confusion, f"{prefix}_confusion.png", f"{run.name}: confusion matrix",
                        f"no confusion matrix: run 'fcnlab {run.task} eval --ckpt {run.path} --data VAL_FOLDER'")
         self.blocks.append(Para("Val Acc and the t-SNE figure: see Homework deliverables.", note=True))

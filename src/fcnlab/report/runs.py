@@ -2,11 +2,13 @@
 
 A run folder is what ``fcnlab classify|segment train --out RUN`` writes: ``config.yaml``, ``metrics.csv``,
 ``timing.csv``, ``env.json``, ``model.txt``, checkpoints, ``snapshots/`` (P2) and, once ``eval`` was run,
-``eval/eval.json`` and ``eval/confusion_matrix.png``. The validation numbers come from ``eval/eval.json``
-when present (it evaluates ``best.pt`` on the data the user chose), else from the best epoch's row of
-``metrics.csv``; :attr:`RunInfo.source` says which. Only ``config.yaml`` or ``metrics.csv`` is required;
-every other file is optional and its absence is noted, never an error. A file that exists but cannot be
-parsed raises one :class:`~fcnlab.errors.DataError` naming it.
+one folder per evaluation (``eval/NAME/eval.json`` and its ``confusion_matrix.png``). The validation
+numbers come from the evaluation shown (:func:`fcnlab.report.measured.choose`: the one on the run's own
+validation data unless ``--eval`` names another), else from the best epoch's row of ``metrics.csv``;
+:attr:`RunInfo.measured` says which, on what data, with which options, and whether it is stale. Only
+``config.yaml`` or ``metrics.csv`` is required; every other file is optional and its absence is noted, never
+an error. A file that exists but cannot be parsed raises one :class:`~fcnlab.errors.DataError` naming it
+(another evaluation than the one shown: a note).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ import yaml
 
 from fcnlab.data.mask_codec import CLASS_NAMES, SCORED_CLASSES
 from fcnlab.errors import DataError
-from fcnlab.runs import CONFIG, METRICS, eval_json_path
+from fcnlab.evaluate.record import npz_record, older_than_checkpoint, staleness
+from fcnlab.report.measured import Measured, check_wanted, choose, from_metrics, from_record
+from fcnlab.runs import CONFIG, EVAL_JSON, METRICS, list_evaluations
 from fcnlab.tasks import TASKS, task_info
 
 
@@ -54,6 +58,10 @@ class RunInfo:
     snapshot_names: list[str] = field(default_factory=list)  # file names of the snapshot tiles, when recorded
     notes: list[str] = field(default_factory=list)
     inputs: list[Path] = field(default_factory=list)
+    measured: Measured | None = None  # what the numbers shown were measured on
+    eval_name: str | None = None  # the evaluation shown (None: metrics.csv)
+    evaluations: list[tuple[str, Measured, float]] = field(default_factory=list)  # every one: name, what, value
+    tsne_stale: str = ""  # why the t-SNE figure is not about the current best.pt
 
     @property
     def model(self) -> str:
@@ -156,8 +164,6 @@ def _from_eval(info: RunInfo, path: Path, data: dict[str, Any]) -> None:
     """Fill the validation numbers from ``eval/eval.json``."""
     if data.get("task", info.task) != info.task:
         raise DataError(f"{path}: holds a {data.get('task')} evaluation but the run is a {info.task} run")
-    where = f" on {data['data']}" if data.get("data") else ""
-    info.source = f"eval/eval.json (best.pt evaluated{where})"
     if not task_info(info.task).iou:
         if "val_acc" not in data:
             raise DataError(f"{path}: no 'val_acc' key; re-run 'fcnlab {info.task} eval --ckpt {info.path}'")
@@ -193,7 +199,8 @@ def _from_metrics(info: RunInfo) -> None:
         info.notes.append("no finite validation metric in metrics.csv yet")
         return
     row = int(np.nonzero(info.metrics["epoch"] == info.best_epoch)[0][0])
-    info.source = f"metrics.csv, best epoch {info.best_epoch}"
+    info.measured = from_metrics(info.best_epoch, info.config, info.env, _unit(info.task))
+    info.source = info.measured.describe()
     info.val_acc = float(info.metrics.get("val_acc", np.full(row + 1, math.nan))[row])
     if task_info(info.task).iou:
         columns = [f"iou_{i}" for i in range(SCORED_CLASSES)]
@@ -217,18 +224,31 @@ def _check_mean(info: RunInfo) -> None:
                       f"course's mean); mean IoU shown is over the {len(present)} present classes")
 
 
-def load_run(path: str | Path, name: str | None = None) -> RunInfo:
-    """Read the run folder ``path``; ``name`` defaults to the folder name. DataError if it is not a run."""
+def _unit(task: str) -> str:
+    return "tiles" if task_info(task).dense else "images"
+
+
+def _headline(task: str, data: dict[str, Any]) -> float:
+    value = data.get("mean_iou" if task_info(task).iou else "val_acc")
+    return float(value) if isinstance(value, (int, float)) else math.nan
+
+
+def load_run(path: str | Path, name: str | None = None, wanted: str | None = None) -> RunInfo:
+    """Read the run folder ``path``; ``name`` defaults to the folder name; ``wanted``: the evaluation to show
+    (``--eval``, :func:`fcnlab.report.measured.choose`). DataError if it is not a run."""
     run = Path(path)
     if not run.is_dir():
         what = "does not exist" if not run.exists() else "is not a folder"
         raise DataError(f"{run}: {what}; give a run folder (the --out of 'fcnlab classify|segment train')")
-    cfg_path, metrics_path, eval_path = run / CONFIG, run / METRICS, eval_json_path(run)
+    found = list_evaluations(run)
+    shown, choice_note = choose(found, run, wanted)
+    cfg_path, metrics_path = run / CONFIG, run / METRICS
+    eval_path = found[shown] / EVAL_JSON if shown is not None else run / "eval" / EVAL_JSON
     if not cfg_path.is_file() and not metrics_path.is_file():
         raise DataError(f"{run}: not an fcnlab run folder (no config.yaml or metrics.csv); give the --out folder "
                         f"of 'fcnlab classify|segment train'")
     config = _read_config(cfg_path) if cfg_path.is_file() else {}
-    eval_data = _read_json(eval_path) if eval_path.is_file() else None
+    eval_data = _read_json(eval_path) if shown is not None else None
     metrics = None
     if metrics_path.is_file():
         from fcnlab.report.viz import read_metrics_csv
@@ -237,53 +257,83 @@ def load_run(path: str | Path, name: str | None = None) -> RunInfo:
     info = RunInfo(path=run, name=name or run.resolve().name, task=_task_of(run, config, eval_data, metrics),
                    config=config, metrics=metrics)
     info.inputs = [p for p in (cfg_path, metrics_path, eval_path) if p.is_file()]
+    if choice_note:
+        info.notes.append(choice_note)
     if metrics is not None:
         info.best_epoch = best_epoch(metrics, info.task)
     else:
         info.notes.append("no metrics.csv: no epoch has finished yet")
+    env = run / "env.json"
+    if env.is_file():
+        info.env = _read_json(env)
+    for eval_name, folder in found.items():
+        try:
+            data = eval_data if eval_name == shown and eval_data is not None else _read_json(folder / EVAL_JSON)
+        except DataError as e:
+            info.notes.append(str(e))
+            continue
+        measured = from_record(eval_name, folder, data, run, info.best_epoch, _unit(info.task))
+        info.evaluations.append((eval_name, measured, _headline(info.task, data)))
+        info.inputs.append(folder / EVAL_JSON)
+        if eval_name == shown:
+            info.eval_name, info.measured = eval_name, measured
     if eval_data is not None:
         _from_eval(info, eval_path, eval_data)
+        info.source = info.measured.describe() if info.measured else ""
+        if info.measured and info.measured.stale:
+            info.notes.append(f"the evaluation shown ({info.eval_name}) is stale: {info.measured.stale}; re-run "
+                              f"it, or write the report with --refresh")
     elif metrics is not None:
         _from_metrics(info)
     _check_mean(info)
-    _read_extras(info)
+    _read_extras(info, found[shown] if shown is not None else None)
     return info
 
 
-def _read_extras(info: RunInfo) -> None:
-    """Timing, hardware, architecture and figure files (all optional)."""
+def _read_extras(info: RunInfo, eval_folder: Path | None) -> None:
+    """Timing, hardware, architecture and figure files (all optional); the confusion matrix of the evaluation
+    shown (``eval_folder``)."""
     run = info.path
     timing, env, model = run / "timing.csv", run / "env.json", run / "model.txt"
     if timing.is_file():
         info.timing = read_timing(timing)
-    if env.is_file():
-        info.env = _read_json(env)
     if model.is_file():
         info.model_txt = _read_text(model)
     info.inputs += [p for p in (timing, env, model) if p.is_file()]
-    for attr, file in (("tsne", run / "tsne.png"), ("confusion", run / "eval" / "confusion_matrix.png"),
+    # without an evaluation shown, the older layout's figure (its eval.json was lost or never written)
+    confusion = (eval_folder if eval_folder is not None else run / "eval") / "confusion_matrix.png"
+    for attr, file in (("tsne", run / "tsne.png"), ("confusion", confusion),
                        ("all_epochs", run / "snapshots" / "all_epochs.png")):
-        if file.is_file():
+        if file is not None and file.is_file():
             setattr(info, attr, file)
             info.inputs.append(file)
+    if info.tsne is not None:
+        npz = info.tsne.with_suffix(".npz")
+        record = npz_record(npz) if npz.is_file() else None
+        info.tsne_stale = (staleness(record, run, info.best_epoch) if record is not None
+                           else older_than_checkpoint(info.tsne, run))
     for name in ("best.pt", "last.pt"):
         if (run / name).is_file():
             info.checkpoint = run / name
             info.inputs.append(run / name)
             break
-    npz = sorted((run / "snapshots").glob("epoch_*.npz"))
-    if npz:
+    snapshot_npz = sorted((run / "snapshots").glob("epoch_*.npz"))
+    if snapshot_npz:
         try:
-            with np.load(npz[-1]) as z:
+            with np.load(snapshot_npz[-1]) as z:
                 info.snapshot_names = [str(n) for n in z["names"]] if "names" in z else []
         except (OSError, ValueError):
-            info.notes.append(f"{npz[-1]}: unreadable; the snapshot tiles' names are unknown")
+            info.notes.append(f"{snapshot_npz[-1]}: unreadable; the snapshot tiles' names are unknown")
     for file in sorted((run / "snapshots").glob("epoch_*.png")):
         try:
             info.snapshots[int(file.stem.split("_", 1)[1])] = file
             info.inputs.append(file)
         except ValueError:
             continue
+    later = sorted(e for e in info.snapshots if e > info.epochs_done) if info.metrics is not None else []
+    if later:
+        info.notes.append(f"mask snapshots of epoch {', '.join(map(str, later))} are stale: metrics.csv ends at "
+                          f"epoch {info.epochs_done} (the run was resumed from an earlier checkpoint)")
 
 
 def unique_names(paths: Sequence[Path]) -> list[str]:
@@ -299,9 +349,11 @@ def unique_names(paths: Sequence[Path]) -> list[str]:
     return names
 
 
-def load_runs(paths: Sequence[str | Path]) -> list[RunInfo]:
-    """Load several run folders with distinct display names (see :func:`unique_names`)."""
+def load_runs(paths: Sequence[str | Path], wanted: str | None = None) -> list[RunInfo]:
+    """Load several run folders with distinct display names (see :func:`unique_names`), each showing the
+    evaluation ``wanted`` (``--eval``) where it has one; a ``wanted`` none of them has is a ConfigError."""
     if not paths:
         raise DataError("no run folders given")
     folders = [Path(p) for p in paths]
-    return [load_run(p, n) for p, n in zip(folders, unique_names(folders), strict=True)]
+    check_wanted(wanted, [list_evaluations(p) for p in folders if Path(p).is_dir()])
+    return [load_run(p, n, wanted) for p, n in zip(folders, unique_names(folders), strict=True)]

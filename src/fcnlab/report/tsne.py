@@ -16,9 +16,11 @@ from __future__ import annotations
 import contextlib
 import inspect
 import io
+import json
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib import colormaps, patheffects
@@ -137,11 +139,15 @@ def plot_tsne(embedding: np.ndarray, labels: np.ndarray, path: str | Path, title
     save_figure(fig, path, dpi)
 
 
-def save_tsne_npz(path: str | Path, features: np.ndarray, labels: np.ndarray, embedding: np.ndarray) -> None:
-    """Save ``features``, ``labels`` and ``embedding`` to a compressed ``.npz`` at ``path`` atomically."""
+def save_tsne_npz(path: str | Path, features: np.ndarray, labels: np.ndarray, embedding: np.ndarray,
+                  provenance: dict | None = None) -> None:
+    """Save ``features``, ``labels`` and ``embedding`` (and ``provenance``, the checkpoint and data it was made
+    from, as a JSON string) to a compressed ``.npz`` at ``path`` atomically."""
     features, labels, embedding = np.asarray(features), np.asarray(labels), np.asarray(embedding)
     if not len(features) == len(labels) == len(embedding):
         raise ValueError(f"row counts differ: {len(features)} features, {len(labels)} labels, "
                          f"{len(embedding)} embedding rows")
+    extra: dict[str, Any] = {} if provenance is None else {"provenance": np.array(json.dumps(provenance))}
     with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: numpy adds no ".npz" suffix
-        np.savez_compressed(f, features=features, labels=labels, embedding=embedding)
+        np.savez_compressed(f, features=features, labels=labels, embedding=embedding, **extra)
+

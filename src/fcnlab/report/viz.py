@@ -243,6 +243,13 @@ def _legend_handles() -> list[Patch]:
             for i, name in enumerate(CLASS_NAMES)]
 
 
+def plot_legend(path: str | Path, dpi: float = 100) -> None:
+    """The class colour legend of the masks and overlays (the course's palette) as an image."""
+    fig = Figure(figsize=(2.6, 2.1))
+    fig.legend(handles=_legend_handles(), loc="center", frameon=False, title="class colours")
+    save_figure(fig, path, dpi)
+
+
 def _check_tiles(images: Sequence[np.ndarray], gts: Sequence[np.ndarray],
                  preds: Mapping[str, Sequence[np.ndarray]]) -> None:
     if len(images) == 0:

@@ -186,6 +186,14 @@ def per_class_accuracy(mat: Any) -> np.ndarray:
         return np.diag(mat) / mat.sum(axis=1)
 
 
+def mean_class_accuracy(mat: Any, classes: int | None = None) -> float:
+    """Mean over the first ``classes`` classes (all by default) of their accuracy (:func:`per_class_accuracy`),
+    classes without samples left out (nan when none has any): mmseg's ``mAcc``."""
+    accs = per_class_accuracy(mat)[:classes]
+    present = accs[~np.isnan(accs)]
+    return float(present.mean()) if present.size else math.nan
+
+
 @dataclass
 class MiouResult:
     """The course's mIoU of a set of masks.

@@ -10,7 +10,6 @@ position saved), NaN/Inf loss detection (:mod:`fcnlab.training.loop`).
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import sys
@@ -25,31 +24,59 @@ from fcnlab.config import TrainConfig, from_dict
 from fcnlab.errors import ConfigError, DataError
 from fcnlab.models.memory_format import to_channels_last, use_channels_last
 from fcnlab.recipes import save_yaml
-from fcnlab.runs import BEST, CONFIG, ENV, LAST, MODEL_TXT, MetricsLog, claim_run_dir, format_row, prepare_run_dir
+from fcnlab.runs import (
+    BEST,
+    CONFIG,
+    ENV,
+    LAST,
+    MODEL_TXT,
+    TRAIN_LOG,
+    MetricsLog,
+    claim_run_dir,
+    format_row,
+    prepare_run_dir,
+    record_command,
+)
 from fcnlab.runtime import distributed as dist_utils
+from fcnlab.runtime.console_log import console_log
 from fcnlab.runtime.device import device_name, environment, seed_everything, select_device
-from fcnlab.runtime.files import atomic_link, atomic_write_text
+from fcnlab.runtime.files import atomic_link, atomic_write_bytes, atomic_write_text
+from fcnlab.runtime.provenance import command_entry, command_line
 from fcnlab.tasks import make_task, task_info
 from fcnlab.tasks.base import Task
 from fcnlab.training.hooks import epoch_hooks
 from fcnlab.training.loop import train_one_epoch
 from fcnlab.training.optim import peak_lr
-from fcnlab.training.resume import check_resume, check_unchanged, load_resume_checkpoint
-from fcnlab.training.signals import install_signal_handlers, interrupted, restore_signal_handlers
+from fcnlab.training.preflight import check_options
+from fcnlab.training.resume import (
+    archive_name,
+    check_changes,
+    check_resume,
+    check_unchanged,
+    finished,
+    load_resume_checkpoint,
+)
+from fcnlab.training.signals import finishing_writes, install_signal_handlers, interrupted, restore_signal_handlers
 from fcnlab.training.state import TrainState, build_state, epoch_batches, fresh_accum
 
 
-def resume_config(out: str | Path, overrides: dict[str, Any], task: str | None = None,
-                  start: str = "last") -> tuple[TrainConfig, dict[str, Any]]:
+def resume_config(out: str | Path, overrides: dict[str, Any], task: str | None = None, start: str = "last",
+                  change_settings: bool = False) -> tuple[TrainConfig, dict[str, Any]]:
     """The config and checkpoint to resume the run in ``out``: ``last.pt``'s (``start="best"``: ``best.pt``'s)
     config with ``overrides`` (e.g. a larger ``epochs``) applied.
 
     Refused with one line: a run another process holds, a checkpoint of another task than ``task`` (the
-    command's), overrides that change the model's shapes (:mod:`fcnlab.training.resume`).
+    command's), overrides that change the model's shapes, the settings of epochs already trained (unless
+    ``change_settings``), or fewer ``epochs`` than trained (:mod:`fcnlab.training.resume`).
     """
     ckpt = load_resume_checkpoint(out, start)
     check_resume(ckpt, out, task, overrides)
-    return from_dict({**ckpt["config"], **overrides}, f"{out}/{ckpt['source']['name']}"), ckpt
+    source = f"{out}/{ckpt['source']['name']}"
+    cfg = from_dict({**ckpt["config"], **overrides}, source)
+    # compared resolved (defaults of keys an older checkpoint lacks, values as parsed): what really changes
+    ckpt["changed_settings"] = check_changes(ckpt, out, from_dict(ckpt["config"], source).to_dict(), cfg.to_dict(),
+                                             change_settings)
+    return cfg, ckpt
 
 
 def fit(cfg: TrainConfig, out: str | Path, ckpt: dict[str, Any] | None = None,
@@ -67,9 +94,13 @@ def fit(cfg: TrainConfig, out: str | Path, ckpt: dict[str, Any] | None = None,
     """
     if cfg.data is None or cfg.val is None:
         raise ConfigError("options --data and --val are required (training and validation folders)")
+    main_rank = os.environ.get("RANK", "0") in ("", "0")
+    for line in check_options(cfg):  # before the run folder exists: a mistake leaves nothing behind
+        if main_rank:
+            print(f"fcnlab: warning: {line}", file=sys.stderr, flush=True)
     source = (ckpt.get("source") or {}).get("name", LAST) if ckpt is not None else LAST
     # rank 0 alone owns the folder under torchrun (before the process group exists, RANK says which)
-    lock = claim_run_dir(out, ckpt is not None, source) if os.environ.get("RANK", "0") in ("", "0") else None
+    lock = claim_run_dir(out, ckpt is not None, source) if main_rank else None
     try:
         if ckpt is not None and lock is not None:
             check_unchanged(ckpt, Path(out))
@@ -147,9 +178,10 @@ def _build_model(cfg: TrainConfig, ckpt: dict[str, Any] | None, device: torch.de
     if dist.is_main and ckpt is None:
         atomic_write_text(run_dir / MODEL_TXT, f"{model}\n")
         save_yaml(cfg, run_dir / CONFIG)
-        env = {**environment(), "device": device_name(device)}
-        atomic_write_text(run_dir / ENV, json.dumps(env, indent=2) + "\n")
-    elif dist.is_main and config_changed:
+    elif dist.is_main and config_changed and ckpt is not None:
+        archive = run_dir / archive_name(ckpt)
+        if ckpt.get("changed_settings") and (run_dir / CONFIG).is_file() and not archive.exists():
+            atomic_write_bytes(archive, (run_dir / CONFIG).read_bytes())  # what the trained epochs ran with
         save_yaml(cfg, run_dir / CONFIG)  # e.g. --epochs extended on resume
     if cfg.sync_bn and dist.enabled:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -163,6 +195,17 @@ def _fit(cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_ut
         raise ConfigError("option sync_bn (--sync-bn): SyncBatchNorm works on GPUs only; drop --sync-bn for CPU "
                           "(gloo) runs")
     run_dir = dist_utils.on_main(lambda: _open_run_dir(out, ckpt), out)  # an error there stops every rank
+    if ckpt is not None and finished(ckpt, cfg.epochs):
+        return _finished_run(cfg, run_dir, ckpt, dist)
+    # the main process keeps its console output in the run folder, each resume appended
+    header = f"=== {'resume' if ckpt is not None else 'train'}: {command_line()}"
+    with console_log(run_dir / TRAIN_LOG, header) if dist.is_main else contextlib.nullcontext():
+        return _start(cfg, run_dir, ckpt, dist, config_changed, device)
+
+
+def _start(cfg: TrainConfig, run_dir: Path, ckpt: dict[str, Any] | None, dist: dist_utils.DistInfo,
+           config_changed: bool, device: torch.device) -> dict[str, Any]:
+    """Load the data, build the model and state (restored when resuming), then train."""
     if dist.is_main:  # a first line at once: decoding the data may take minutes
         what = "resuming" if ckpt is not None else "starting"
         where = device_name(device) + (f" ({dist.world_size} processes)" if dist.enabled else "")
@@ -172,12 +215,38 @@ def _fit(cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_ut
     task = make_task(cfg)
     train_data, val_data = _load_data(task, dist, device)
     model = _build_model(cfg, ckpt, device, dist, run_dir, config_changed)
+    if dist.is_main:
+        _record_command(run_dir, cfg, device, ckpt is not None, len(train_data), len(val_data))
     state = build_state(cfg, task, run_dir, model, device, dist, train_data, val_data)
     if ckpt is not None:
         _restore(state, ckpt)
     if dist.is_main:
         print(startup_summary(state, model), flush=True)
     return _train(state, model)
+
+
+def _finished_run(cfg: TrainConfig, run_dir: Path, ckpt: dict[str, Any], dist: dist_utils.DistInfo) -> dict[str, Any]:
+    """Resuming a finished run: nothing to train, and config.yaml is left alone; only log rows a kill took
+    away after the last checkpoint are written back, so the folder matches ``last.pt``."""
+    metric = task_info(cfg.task).metric
+    if dist.is_main:
+        MetricsLog(run_dir).restore(ckpt.get("history"), ckpt["epoch"])
+        print(f"{run_dir}: training is already complete ({ckpt['epoch']} epochs); nothing was trained or "
+              f"changed; pass --epochs N (more than {ckpt['epoch']}) to train longer", flush=True)
+    return {"run_dir": str(run_dir), "best_epoch": ckpt["best_epoch"], metric: ckpt["best_metric"],
+            "epochs": ckpt["epoch"]}
+
+
+def _record_command(run_dir: Path, cfg: TrainConfig, device: torch.device, resumed: bool, n_train: int,
+                    n_val: int) -> None:
+    """env.json: hardware and versions (a new run), and this command appended to its ``commands`` with the data
+    it read (``data`` at the top: what the latest epochs of metrics.csv were validated on)."""
+
+    data = {"train": {"path": str(Path(str(cfg.data)).resolve()), "count": n_train, "limit": cfg.limit},
+            "val": {"path": str(Path(str(cfg.val)).resolve()), "count": n_val, "limit": cfg.val_limit}}
+    entry = command_entry("resume" if resumed else "train", device=device_name(device), data=data)
+    base = None if resumed else {**environment(), "device": device_name(device)}
+    record_command(run_dir, entry, base, {"data": data})
 
 
 def startup_summary(state: TrainState, model: torch.nn.Module) -> str:
@@ -280,15 +349,16 @@ def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
                 print(f"epoch {epoch + 1}/{cfg.epochs}: train_loss {stats['train_loss']:.4f} "
                       f"train_acc {stats['train_acc']:.4f} val_loss {metrics['val_loss']:.4f} {shown} "
                       f"({time.perf_counter() - t0:.1f}s)", flush=True)
-        state.saver.wait()  # the last checkpoint and its log row are on disk
+        with finishing_writes(state):
+            state.saver.wait()  # the last checkpoint and its log row are on disk
         summary = {"run_dir": str(run_dir), "best_epoch": state.best_epoch, task.metric: state.best_metric,
                    "epochs": state.epoch}
         if dist.is_main:
             print(f"done: best {task.metric} {state.best_metric:.6f} at epoch {state.best_epoch}; "
                   f"run folder {run_dir}", flush=True)
     finally:
-        with contextlib.suppress(Exception):  # an error already propagating wins; the normal path waited above
-            state.saver.wait()
+        with contextlib.suppress(Exception), finishing_writes(state):  # an error already propagating wins
+            state.saver.wait()  # (the normal path waited above)
         restore_signal_handlers(previous)
         for hook in hooks:
             close = getattr(hook, "close", None)
@@ -323,9 +393,5 @@ def _restore(state: TrainState, ckpt: dict[str, Any]) -> None:
         if saved_world != dist.world_size:
             print(f"note: the checkpoint was written by {saved_world} process(es), this run has "
                   f"{dist.world_size}: data order and augmentation differ from an uninterrupted run", flush=True)
-        if state.epoch >= state.cfg.epochs:
-            print(f"{state.run_dir}: training is already complete ({state.epoch} epochs); pass --epochs N to "
-                  f"train longer", flush=True)
-        else:
-            print(f"resuming {state.run_dir} at epoch {state.epoch + 1} step {state.step_in_epoch}", flush=True)
+        print(f"resuming {state.run_dir} at epoch {state.epoch + 1} step {state.step_in_epoch}", flush=True)
 

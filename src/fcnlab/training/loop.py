@@ -142,9 +142,9 @@ def _diverged(state: TrainState, epoch: int, step: int) -> None:
     good = state.run_dir / "last.pt"
     if good.is_file():
         at = f" (saved at {state.last_saved})" if state.last_saved else ""
-        where = f"last good checkpoint: {good}{at}, resume it with --resume {state.run_dir}"
+        where = (f"last good checkpoint: {good}{at}; resume it with --resume {state.run_dir} --change-settings "
+                 f"and a lower --lr or a --grad-clip, or check the data")
     else:
-        where = "no checkpoint was written yet"
-    raise TrainingDiverged(f"loss became NaN/Inf at epoch {epoch + 1} step {step + 1}; {where}; lower --lr, "
-                           f"set --grad-clip, or check the data")
+        where = "no checkpoint was written yet; lower --lr, set --grad-clip, or check the data"
+    raise TrainingDiverged(f"loss became NaN/Inf at epoch {epoch + 1} step {step + 1}; {where}")
 

@@ -29,7 +29,7 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.devi
     lr = peak_lr(cfg, world_size)
     groups = trainable_param_groups(model, lr=lr, weight_decay=cfg.weight_decay)
     # fused kernels: on CUDA one launch for all parameters; on the CPU faster than the for-loop too
-    # (docs/BENCHMARKS.md)
+    # (docs/ENGINEERING.md)
     fused: dict[str, Any] = {"fused": True} if device.type in ("cuda", "cpu") else {}
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov, **fused)

@@ -3,6 +3,14 @@
 A checkpoint is resumed only by the task that wrote it and with the shapes its weights were trained for
 (model, class count, input size, upsampling); anything else is refused with one line that says what
 differs, before a model is built. A damaged ``last.pt`` names the way out: ``--from best``.
+
+``config.yaml`` describes every epoch of the run, the finished ones too, so a resume may change only where
+the data is and how the run executes or reports (:data:`RUN_OPTIONS`), and ``--epochs`` to a number larger
+than the epochs already trained (an explicit new schedule: the remaining epochs follow it). Other options
+are refused in one line unless ``--change-settings`` asks for them: the remaining epochs then use them and
+the settings of the trained ones stay in ``config_until_epoch_N.yaml`` (:func:`archive_name`). Fewer epochs
+than trained are refused; a finished run resumed with nothing to train is a no-op that says so
+(:func:`finished`).
 """
 
 from __future__ import annotations
@@ -18,7 +26,12 @@ from fcnlab.runtime.lock import refuse_if_held
 
 #: The config keys a resumed checkpoint must share with the command, and the options that set them.
 FIXED = {"model": "--model", "num_classes": "--num-classes", "image_size": "--image-size",
-         "learn_upsampling": "--learn-upsampling"}
+         "input_size": "--input-size", "learn_upsampling": "--learn-upsampling"}
+#: What a resume may change besides a larger ``epochs``: data locations, execution and reporting; none of them
+#: changes what the finished epochs computed (``seed`` and ``amp`` would: the --limit sample, the numerics).
+RUN_OPTIONS = frozenset({"data", "val", "val_csv", "cache", "device", "deterministic", "channels_last", "compile",
+                         "compile_mode", "resident", "workers", "eval_batch_size", "sync_bn", "log_every",
+                         "tensorboard", "snapshot_epochs", "snapshot_tiles", "snapshot_images"})
 #: ``--from`` choices and the file each one resumes.
 SOURCES = {"last": LAST, "best": BEST}
 
@@ -85,3 +98,50 @@ def check_unchanged(ckpt: dict[str, Any], run_dir: Path) -> None:
     if not same:
         raise ConfigError(f"{run_dir / source['name']}: another process wrote it while this one started; run the "
                           f"command again to resume from the new checkpoint")
+
+
+def _option(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def settings_changed(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The keys of ``new`` that differ from ``saved`` (both resolved config dicts) and are settings of the
+    training itself, neither :data:`RUN_OPTIONS` nor ``epochs``."""
+    return {k: v for k, v in new.items() if k not in RUN_OPTIONS and k != "epochs" and v != saved.get(k)}
+
+
+def check_changes(ckpt: dict[str, Any], run_dir: str | Path, saved: dict[str, Any], new: dict[str, Any],
+                  change_settings: bool = False) -> dict[str, Any]:
+    """Refuse a resumed config ``new`` (``saved``: the checkpoint's, both resolved) that would cut the run below
+    the epochs trained, or rewrite the settings of those epochs (anything outside :data:`RUN_OPTIONS`) without
+    ``change_settings``; one line says which and what to do. With ``change_settings`` some epoch must be left
+    to train with the new settings. Returns the settings that change."""
+    done, step = int(ckpt.get("epoch", 0)), int(ckpt.get("step_in_epoch", 0))
+    trained = f"{done} epoch{'' if done == 1 else 's'}" + (f" and {step} steps of epoch {done + 1}" if step else "")
+    epochs = new["epochs"]
+    if epochs != saved["epochs"] and epochs <= done:
+        raise ConfigError(f"--resume {run_dir} --epochs {epochs}: the run has already trained {trained}; give "
+                          f"--epochs {done + 1} or more to train further, or start a new run with --out")
+    changed = settings_changed(saved, new)
+    if not changed:
+        return changed
+    shown = ", ".join(f"{_option(k)} {v} (the run has {saved.get(k)})" for k, v in changed.items())
+    if not change_settings:
+        raise ConfigError(f"--resume {run_dir}: {shown} would change the settings of the {trained} already "
+                          f"trained (config.yaml describes them); resume without it, add --change-settings to "
+                          f"train the remaining epochs with it, or start a new run with --out")
+    if finished(ckpt, epochs):
+        raise ConfigError(f"--resume {run_dir} --change-settings: the run has trained all its {trained}, so no "
+                          f"epoch is left to train with {shown}; add --epochs {done + 1} or more")
+    return changed
+
+
+def archive_name(ckpt: dict[str, Any]) -> str:
+    """Where ``config.yaml`` is kept when ``--change-settings`` replaces it at the position of ``ckpt``."""
+    done, step = int(ckpt.get("epoch", 0)), int(ckpt.get("step_in_epoch", 0))
+    return f"config_until_epoch_{done}" + (f"_step_{step}" if step else "") + ".yaml"
+
+
+def finished(ckpt: dict[str, Any], epochs: int) -> bool:
+    """Whether ``ckpt`` ends a run of ``epochs`` epochs: resuming it trains nothing."""
+    return int(ckpt.get("epoch", 0)) >= epochs and int(ckpt.get("step_in_epoch", 0)) == 0

@@ -27,9 +27,14 @@ def train_new(cfg: TrainConfig, out: str | Path) -> dict[str, Any]:
 
 
 def train_resumed(
-    run_dir: str | Path, overrides: dict[str, Any], task: str | None = None, start: str = "last"
+    run_dir: str | Path,
+    overrides: dict[str, Any],
+    task: str | None = None,
+    start: str = "last",
+    change_settings: bool = False,
 ) -> dict[str, Any]:
     """Continue the run in ``run_dir`` from its ``last.pt`` (or ``best.pt``, ``start="best"``) with the config
-    keys in ``overrides`` changed; ``task``, when given, must be the checkpoint's."""
-    cfg, ckpt = resume_config(run_dir, overrides, task=task, start=start)
+    keys in ``overrides`` changed; ``task``, when given, must be the checkpoint's. Options that would change
+    the finished epochs' settings are refused unless ``change_settings`` (``--change-settings``)."""
+    cfg, ckpt = resume_config(run_dir, overrides, task=task, start=start, change_settings=change_settings)
     return fit(cfg, run_dir, ckpt, config_changed=bool(overrides))

@@ -23,6 +23,7 @@ from fcnlab.runtime.device import amp_dtype, compile_model
 from fcnlab.tasks.base import Task
 from fcnlab.training.ema import ModelEma
 from fcnlab.training.optim import build_optimizer, build_scheduler
+from fcnlab.training.signals import finishing_writes
 
 
 def fresh_accum() -> dict[str, float]:
@@ -54,6 +55,7 @@ class TrainState:
     best_epoch: int = 0
     epoch_accum: dict[str, float] = field(default_factory=fresh_accum)
     stop_signal: int | None = None
+    writing: int = 0  # > 0 while a checkpoint is written or waited for: signals are then only recorded
     epoch_lr: float | None = None  # learning rate at the start of the current epoch (metrics.csv's lr)
     last_saved: str = ""  # where the newest last.pt stands, for messages ("end of epoch 3")
     saver: BackgroundSaver = field(default_factory=BackgroundSaver)  # epoch-end checkpoints in the background
@@ -96,11 +98,12 @@ class TrainState:
         path = self.run_dir / name
         rng_ranks = dist_utils.gather_to_main(rng_state(self.gen)) if self.dist.enabled else None
         if self.dist.is_main:
-            if then is not None:
-                self.saver.submit(path, self.checkpoint(metrics, rng_ranks), then)
-            else:
-                self.saver.wait()
-                save_checkpoint(path, **self.checkpoint(metrics, rng_ranks))
+            with finishing_writes(self):
+                if then is not None:
+                    self.saver.submit(path, self.checkpoint(metrics, rng_ranks), then)
+                else:
+                    self.saver.wait()
+                    save_checkpoint(path, **self.checkpoint(metrics, rng_ranks))
         self.last_saved = (f"the end of epoch {self.epoch}" if self.step_in_epoch == 0
                            else f"epoch {self.epoch + 1} step {self.step_in_epoch}")
         return path

@@ -1,0 +1,53 @@
+"""Training speed of the laptop segmentation models on one CPU thread (bf16 autocast, channels-last).
+
+One SGD step on a batch of 16 random 128x128 tiles (the laptop recipes' input), after 3 warm-up steps, timed
+over 10 steps of wall time. Usage: ``OMP_NUM_THREADS=1 taskset -c 0 python benchmarks/p2_laptop_models_speed.py``
+(results: docs/BENCHMARKS.md, "P2 on a laptop").
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+
+from fcnlab.models import build_model
+
+VARIANTS = [
+    ("fpn_lite", {}),
+    ("fpn_lite", {"blocks": (1, 1, 1, 1, 1)}),
+    ("fpn_lite", {"blocks": (0, 1, 1, 1, 0)}),
+    ("fcn8s_lite", {}),
+    ("fcn32s_lite", {}),
+]
+
+
+def images_per_second(name: str, batch: int = 16, side: int = 128, **kwargs) -> float:
+    """Training images per second of ``name`` (one step = forward, loss, backward, optimizer step)."""
+    torch.manual_seed(0)
+    model = build_model(name, 7, **kwargs).to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9, nesterov=True)
+    x = torch.randn(batch, 3, side, side).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 7, (batch, side, side))
+    for i in range(13):
+        if i == 3:
+            t0 = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x)
+        loss = F.cross_entropy(out.float(), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return 10 * batch / (time.perf_counter() - t0)
+
+
+if __name__ == "__main__":
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
+    for name, kwargs in VARIANTS:
+        params = sum(p.numel() for p in build_model(name, 7, **kwargs).parameters())
+        print(
+            f"{name:12s} {str(kwargs or 'default'):30s} {params / 1e6:4.1f}M params  "
+            f"{images_per_second(name, **kwargs):6.1f} img/s",
+            flush=True,
+        )
