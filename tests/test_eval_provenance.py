@@ -213,7 +213,11 @@ def test_resumed_runs_old_tsne_and_eval_are_flagged_and_refreshed(p1, capsys):
     info = load_run(run)
     assert info.tsne_stale == "" and info.eval_name == "validation" and not info.measured.stale
     assert (
-        train_once(["classify", "train", "--resume", str(run), "--epochs", "3", "--lr", "0.05"], p1["root"] / "cache")
+        # a higher lr than the fixture's, so the new epochs beat epoch 1 (changing it needs --change-settings)
+        train_once(
+            ["classify", "train", "--resume", str(run), "--epochs", "3", "--lr", "0.05", "--change-settings"],
+            p1["root"] / "cache",
+        )
         == 0
     )
     best = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
