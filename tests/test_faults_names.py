@@ -75,13 +75,13 @@ def test_segment_predict_writes_one_mask_and_overlay_per_input(tmp_path, capsys)
     out = tmp_path / "masks"
     assert segment_predict(folder, out, "--overlay") == 0
     assert "wrote 3 masks" in capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == [
-        "a_mask.png",
+    # overlays go apart from the masks, so 'fcnlab miou' on the folder reads masks only
+    assert sorted(p.name for p in out.iterdir()) == ["a_mask.png", "b_mask.png", "c_mask.png", "overlays"]
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == [
         "a_overlay.jpg",
-        "b_mask.png",
         "b_overlay.jpg",
-        "c_mask.png",
         "c_overlay.jpg",
+        "legend.png",
     ]
 
 
