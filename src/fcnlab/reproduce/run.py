@@ -33,7 +33,7 @@ from fcnlab.runtime.files import atomic_write_text
 TRAIN_SHARE = 0.85
 #: A training run is not started with less than this many seconds for it.
 MIN_TRAIN_S = 30.0
-#: The metric of ``eval/eval.json`` shown in the summary, per task.
+#: The metric of the default evaluation's ``eval.json`` (``eval/validation``) shown in the summary, per task.
 METRIC = {"classify": ("val_acc", "acc"), "segment": ("mean_iou", "mIoU")}
 
 
@@ -260,7 +260,8 @@ def _epochs_done(run: Path) -> int:
 
 
 def summarize(jobs: list[Job], steps: list[Step], state: State, out: Path, seconds: float) -> dict[str, Any]:
-    """Each run's status and score (from ``eval/eval.json``) and where the report is; written to summary.md."""
+    """Each run's status and score (from its default evaluation, ``eval/validation/eval.json``) and where the
+    report is; written to summary.md."""
     rows = []
     for j in jobs:
         done = _epochs_done(j.run_dir)
