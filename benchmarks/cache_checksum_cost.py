@@ -80,15 +80,24 @@ def measure(data: Path, cache_dir: Path, reps: int) -> dict:
 
 def markdown(r: dict) -> str:
     gb = r["bytes"] / 1e9
-    rows = [("decode into memory", r["decode"], ""),
-            ("build the disk cache (decode, write, checksums)", r["build"], ""),
-            (f"checksums, files in the page cache ({gb:.2f} GB)", r["checksums_warm"],
-             f"{r['checksums_warm_share_of_decode']:.1%}"),
-            ("checksums, files read from disk", r["checksums_cold"], f"{r['checksums_cold_share_of_decode']:.1%}"),
-            ("open the built cache (validation and checksums)", r["open"], f"{r['open_share_of_decode']:.1%}")]
-    lines = [f"P2 {r['tiles']} tiles ({r['data']}), {r['cores']} core(s), CRC-32 per "
-             f"{r['checksum_chunk_bytes'] // 2**20} MiB chunk ({r['checksum_gb_per_s_warm']:.2f} GB/s warm)", "",
-             "| step | seconds | share of decode |", "|---|---:|---:|"]
+    rows = [
+        ("decode into memory", r["decode"], ""),
+        ("build the disk cache (decode, write, checksums)", r["build"], ""),
+        (
+            f"checksums, files in the page cache ({gb:.2f} GB)",
+            r["checksums_warm"],
+            f"{r['checksums_warm_share_of_decode']:.1%}",
+        ),
+        ("checksums, files read from disk", r["checksums_cold"], f"{r['checksums_cold_share_of_decode']:.1%}"),
+        ("open the built cache (validation and checksums)", r["open"], f"{r['open_share_of_decode']:.1%}"),
+    ]
+    lines = [
+        f"P2 {r['tiles']} tiles ({r['data']}), {r['cores']} core(s), CRC-32 per "
+        f"{r['checksum_chunk_bytes'] // 2**20} MiB chunk ({r['checksum_gb_per_s_warm']:.2f} GB/s warm)",
+        "",
+        "| step | seconds | share of decode |",
+        "|---|---:|---:|",
+    ]
     lines += [f"| {name} | {sec:.2f} | {share} |" for name, sec, share in rows]
     return "\n".join(lines) + "\n"
 

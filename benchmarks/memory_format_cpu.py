@@ -1,6 +1,6 @@
 """Which CPU inference/training preparations pay off, per model: channels-last format and BatchNorm fusion.
 
-The measurements behind :mod:`fcnlab.runtime.memory_format` (channels-last on the CPU only for inputs of 128 px or
+The measurements behind :mod:`fcnlab.models.memory_format` (channels-last on the CPU only for inputs of 128 px or
 more) and :mod:`fcnlab.infer.fusion` (BatchNorm folded into convolutions for inference)::
 
     python benchmarks/memory_format_cpu.py --out runs/memory_format

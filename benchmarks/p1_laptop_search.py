@@ -211,7 +211,7 @@ def eval_run(run: Path) -> None:
     """Accuracy of a run's best.pt and last.pt on val_50, without and with flip TTA (one JSON line each)."""
     from fcnlab.checkpoint import load_checkpoint, model_from_checkpoint
     from fcnlab.config import from_dict
-    from fcnlab.runtime.memory_format import use_channels_last
+    from fcnlab.models.memory_format import use_channels_last
 
     va = load_image_set(f"{DATA}/val_50", csv_path=f"{DATA}/val_gt.csv", cache="disk")
     x = torch.from_numpy(va.images[:])

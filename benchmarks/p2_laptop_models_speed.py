@@ -46,5 +46,8 @@ if __name__ == "__main__":
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
     for name, kwargs in VARIANTS:
         params = sum(p.numel() for p in build_model(name, 7, **kwargs).parameters())
-        print(f"{name:12s} {str(kwargs or 'default'):30s} {params / 1e6:4.1f}M params  "
-              f"{images_per_second(name, **kwargs):6.1f} img/s", flush=True)
+        print(
+            f"{name:12s} {str(kwargs or 'default'):30s} {params / 1e6:4.1f}M params  "
+            f"{images_per_second(name, **kwargs):6.1f} img/s",
+            flush=True,
+        )

@@ -176,7 +176,7 @@ class Runner:
         from fcnlab.bench.models import TrainStep
         from fcnlab.config import from_dict
         from fcnlab.infer.predictor import make_predictor
-        from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
+        from fcnlab.models.memory_format import to_channels_last, use_channels_last
         from fcnlab.tasks import make_task
 
         # the P2 recipe's task, input size and device; the model itself is passed in

@@ -149,6 +149,19 @@ def test_train_from_dict_and_errors(tmp_path: Path) -> None:
         fcnlab.train({"task": "classify"}, tmp_path / "run", resume=True)
 
 
+def test_train_refuses_an_input_folder_as_out_as_the_cli_does(tmp_path: Path) -> None:
+    from fcnlab.cli.main import main
+
+    data = tmp_path / "images"
+    data.mkdir()
+    (data / "0_0.png").write_bytes(b"never overwritten")
+    with pytest.raises(ConfigError, match="is the --data folder"):
+        fcnlab.train({"task": "classify", "data": str(data)}, data)
+    assert main(["classify", "train", "--data", str(data), "--out", str(data)]) == 2
+    assert sorted(p.name for p in data.iterdir()) == ["0_0.png"]
+
+
+@pytest.mark.slow
 def test_compare_and_report_functions(tmp_path: Path) -> None:
     from report_runs import make_run
 

@@ -52,6 +52,7 @@ def test_measure_throughput_runs_warmup_then_windows():
     assert set(timing.Throughput(1.0, 2.0, 3, [1.0]).to_dict()) >= {"items_per_s", "step_ms", "cpu_util"}
 
 
+@pytest.mark.slow
 def test_peak_memory_sees_a_large_allocation():
     # In a fresh process: inside the pytest process, memory freed by earlier tests can be reused by the
     # allocator without growing RSS, which would hide the allocation.
@@ -172,6 +173,7 @@ def test_course_folders_on_the_real_data(dlcv_root):
     assert folders.p1_train.name == "train_50" and folders.p2_train.name == "train" and not folders.synthetic
 
 
+@pytest.mark.slow
 def test_run_measured_reports_the_child_not_the_parent():
     ballast = np.ones(256 * 2**20 // 8)  # this (parent) process holds 256 MiB more than a fresh python
     out = evaluator.run_measured([sys.executable, "-c", "print('mean_iou: 0.25')"])
@@ -248,6 +250,7 @@ def test_comparisons_and_markdown():
     assert "load average 1.0 at the start, 2.0 at the end" in md
 
 
+@pytest.mark.slow
 def test_cli_only_light_sections_writes_json_and_markdown(tmp_path, capsys):
     assert main(["bench", "--quick", "--device", "cpu", "--only", "matmul,tsne", "--out", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "bench.json").read_text())

@@ -20,6 +20,9 @@ from fcnlab.cli.main import main
 from fcnlab.data.synthetic import make_classification_data
 from train_once import train_once
 
+#: trains and evaluates through the CLI: the full suite's, not the fast lane's (-m "not slow and not realdata")
+pytestmark = pytest.mark.slow
+
 NUM_CLASSES = 4
 
 #: inference options: CPU, decoding in the main process (a few images)

@@ -20,6 +20,9 @@ from fcnlab.data.mask_codec import PALETTE
 from fcnlab.data.synthetic import land_cover_tile, make_segmentation_data
 from train_once import train_once
 
+#: trains and evaluates through the CLI: the full suite's, not the fast lane's (-m "not slow and not realdata")
+pytestmark = pytest.mark.slow
+
 COURSE_LINE = re.compile(r"class #(\d) : (\d\.\d{5}|nan)")
 
 #: inference options: CPU, decoding in the main process (a few images)

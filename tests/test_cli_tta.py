@@ -16,6 +16,9 @@ from fcnlab.cli.main import main
 from fcnlab.data.synthetic import make_classification_data, make_segmentation_data
 from train_once import train_once
 
+#: trains and evaluates through the CLI: the full suite's, not the fast lane's (-m "not slow and not realdata")
+pytestmark = pytest.mark.slow
+
 CPU = ("--device", "cpu", "--workers", "0")
 
 

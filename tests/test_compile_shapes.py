@@ -97,6 +97,7 @@ def test_evaluation_of_a_compiled_model_sees_one_shape_and_the_same_metrics(p1):
     assert padded == pytest.approx(eager, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_compiled_training_compiles_one_graph_per_mode(p1, tmp_path, monkeypatch):
     """A real ``fit(compile=True)`` over ragged data: dynamo hands the backend one training and one evaluation
     graph (batch 16 and 8), none for the short last batches, and compile_model asks for static shapes."""

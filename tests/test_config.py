@@ -8,8 +8,8 @@ import math
 import pytest
 
 from fcnlab import config
-from fcnlab.cli.options import add_config_arguments
-from fcnlab.config import TrainConfig, from_dict, resolve
+from fcnlab.cli.options import add_config_arguments, resolve
+from fcnlab.config import TrainConfig, from_dict
 from fcnlab.errors import ConfigError
 from fcnlab.recipes import load_yaml, save_yaml, shipped_recipes
 

@@ -26,6 +26,9 @@ from fcnlab.demo import (
 )
 from fcnlab.errors import ConfigError
 
+#: runs the whole demo: the full suite's, not the fast lane's (-m "not slow and not realdata")
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):

@@ -70,6 +70,7 @@ def test_warmup_decay_grows_to_the_target():
     assert ema_decay_at(1, 0.999, False) == 0.999
 
 
+@pytest.mark.slow
 def test_wrapped_model_averages_the_inner_module():
     model = _toy()
     model(torch.zeros(1, 3, 6, 6))

@@ -20,8 +20,8 @@ from fcnlab import __version__
 from fcnlab.cli.main import main
 from fcnlab.data.synthetic import make_classification_data, make_segmentation_data
 from fcnlab.errors import ConfigError
-from fcnlab.evaluate.metrics import course_miou, format_course_lines
 from fcnlab.report.runs import load_run, load_runs
+from fcnlab.tasks.metrics import course_miou, format_course_lines
 from report_runs import make_run
 from train_once import train_once
 
@@ -33,9 +33,32 @@ def p2(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("p2prov")
     data = make_segmentation_data(root / "data", n_train=4, n_val=2, size=64)
     run = root / "run"
-    assert train_once(["segment", "train", "--data", str(data / "train"), "--val", str(data / "validation"),
-                       "--out", str(run), "--model", "fcn32s_resnet34", "--epochs", "1", "--batch-size", "2",
-                       "--image-size", "64", "--device", "cpu"], root / "cache") == 0
+    assert (
+        train_once(
+            [
+                "segment",
+                "train",
+                "--data",
+                str(data / "train"),
+                "--val",
+                str(data / "validation"),
+                "--out",
+                str(run),
+                "--model",
+                "fcn32s_resnet34",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "2",
+                "--image-size",
+                "64",
+                "--device",
+                "cpu",
+            ],
+            root / "cache",
+        )
+        == 0
+    )
     return {"root": root, "val": data / "validation", "run": run}
 
 
@@ -44,9 +67,34 @@ def p1(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("p1prov")
     data = make_classification_data(root / "data", num_classes=12, train_per_class=4, val_per_class=1)
     run = root / "run"
-    assert train_once(["classify", "train", "--data", str(data / "train_50"), "--val", str(data / "train_50"),
-                       "--out", str(run), "--model", "airnet", "--num-classes", "12", "--epochs", "1",
-                       "--batch-size", "8", "--lr", "1e-9", "--device", "cpu"], root / "cache") == 0
+    assert (
+        train_once(
+            [
+                "classify",
+                "train",
+                "--data",
+                str(data / "train_50"),
+                "--val",
+                str(data / "train_50"),
+                "--out",
+                str(run),
+                "--model",
+                "airnet",
+                "--num-classes",
+                "12",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--lr",
+                "1e-9",
+                "--device",
+                "cpu",
+            ],
+            root / "cache",
+        )
+        == 0
+    )
     return {"root": root, "train": data / "train_50", "val": data / "val_50", "run": run}
 
 
@@ -84,8 +132,7 @@ def test_two_evaluations_on_different_folders_coexist(p2, tmp_path):
     other = _copy_pairs(val, tmp_path / "b" / "val10", ["0000", "0001"])  # same folder name, other data
     for data, tta in ((val, "none"), (small, "flip"), (other, "flip"), (small, "flip")):
         assert main(["segment", "eval", "--ckpt", str(run), "--data", str(data), "--tta", tta, *CPU]) == 0
-    assert sorted(p.name for p in (run / "eval").iterdir()) == ["val10_tta-flip", "val10_tta-flip-2",
-                                                                 "validation"]
+    assert sorted(p.name for p in (run / "eval").iterdir()) == ["val10_tta-flip", "val10_tta-flip-2", "validation"]
     own, first, second = (_eval(run / "eval" / n) for n in ("validation", "val10_tta-flip", "val10_tta-flip-2"))
     assert (own["data"], own["count"], own["own_validation"], own["tta"]) == (str(val.resolve()), 2, True, "none")
     assert (first["data"], first["count"], first["own_validation"]) == (str(small.resolve()), 1, False)
@@ -110,9 +157,20 @@ def _with_eval(root: Path, name: str, data: str, count: int, miou: float, tta: s
     run = make_run(root, name)
     folder = run / "eval" / "validation"
     folder.mkdir(parents=True)
-    (folder / "eval.json").write_text(json.dumps(
-        {"task": "segment", "data": data, "count": count, "unit": "tiles", "tta": tta, "scales": [1.0],
-         "per_class_iou": [miou] * 6, "mean_iou": miou}))
+    (folder / "eval.json").write_text(
+        json.dumps(
+            {
+                "task": "segment",
+                "data": data,
+                "count": count,
+                "unit": "tiles",
+                "tta": tta,
+                "scales": [1.0],
+                "per_class_iou": [miou] * 6,
+                "mean_iou": miou,
+            }
+        )
+    )
     return run
 
 
@@ -143,8 +201,10 @@ def main_out(argv: list[str], capsys) -> str:
 
 def test_resumed_runs_old_tsne_and_eval_are_flagged_and_refreshed(p1, capsys):
     run = p1["run"]
-    assert main(["classify", "tsne", "--ckpt", str(run), "--data", str(p1["val"]), "--out", str(run / "tsne.png"),
-                 *CPU]) == 0
+    assert (
+        main(["classify", "tsne", "--ckpt", str(run), "--data", str(p1["val"]), "--out", str(run / "tsne.png"), *CPU])
+        == 0
+    )
     assert main(["classify", "eval", "--ckpt", str(run), "--data", str(p1["train"]), *CPU]) == 0
     lines = capsys.readouterr().out.splitlines()
     saved = _eval(run / "eval" / "validation")
@@ -152,8 +212,14 @@ def test_resumed_runs_old_tsne_and_eval_are_flagged_and_refreshed(p1, capsys):
     assert saved["top5_acc"] >= saved["val_acc"] and saved["count"] == 48
     info = load_run(run)
     assert info.tsne_stale == "" and info.eval_name == "validation" and not info.measured.stale
-    assert train_once(["classify", "train", "--resume", str(run), "--epochs", "3", "--lr", "0.05"],
-                      p1["root"] / "cache") == 0
+    assert (
+        # a higher lr than the fixture's, so the new epochs beat epoch 1 (changing it needs --change-settings)
+        train_once(
+            ["classify", "train", "--resume", str(run), "--epochs", "3", "--lr", "0.05", "--change-settings"],
+            p1["root"] / "cache",
+        )
+        == 0
+    )
     best = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
     assert best["epoch"] > 1  # training at lr 0.05 beat the untrained epoch 1: best.pt changed
     info = load_run(run)
@@ -183,16 +249,35 @@ def test_export_weights_is_small_and_loads_everywhere(p1, tmp_path, capsys):
     assert set(w["model"]) == set(torch.load(p1["run"] / "best.pt", weights_only=True)["model"])
     assert out.stat().st_size < (p1["run"] / "best.pt").stat().st_size
     for name, ckpt in (("from_run", p1["run"]), ("from_weights", out)):  # the same accuracy from both
-        assert main(["classify", "eval", "--ckpt", str(ckpt), "--data", str(p1["val"]), "--out",
-                     str(tmp_path / name), *CPU]) == 0
+        assert (
+            main(
+                ["classify", "eval", "--ckpt", str(ckpt), "--data", str(p1["val"]), "--out", str(tmp_path / name), *CPU]
+            )
+            == 0
+        )
     run, weights = _eval(tmp_path / "from_run"), _eval(tmp_path / "from_weights")
     assert weights["val_acc"] == run["val_acc"] and weights["confusion_matrix"] == run["confusion_matrix"]
 
 
 def test_predict_scores_and_overlays_in_their_own_folder(p1, p2, tmp_path, capsys):
     out = tmp_path / "pred.csv"
-    assert main(["classify", "predict", "--ckpt", str(p1["run"]), "--images", str(p1["val"]), "--out", str(out),
-                 "--scores", *CPU]) == 0
+    assert (
+        main(
+            [
+                "classify",
+                "predict",
+                "--ckpt",
+                str(p1["run"]),
+                "--images",
+                str(p1["val"]),
+                "--out",
+                str(out),
+                "--scores",
+                *CPU,
+            ]
+        )
+        == 0
+    )
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["image_id", "label", "confidence", "top5"]
@@ -200,11 +285,29 @@ def test_predict_scores_and_overlays_in_their_own_folder(p1, p2, tmp_path, capsy
         top = [int(c) for c in r["top5"].split()]
         assert top[0] == int(r["label"]) and len(top) == 5 and 1 / 12 <= float(r["confidence"]) <= 1
     masks = tmp_path / "masks"
-    assert main(["segment", "predict", "--ckpt", str(p2["run"]), "--images", str(p2["val"]), "--out", str(masks),
-                 "--overlay", *CPU]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                "predict",
+                "--ckpt",
+                str(p2["run"]),
+                "--images",
+                str(p2["val"]),
+                "--out",
+                str(masks),
+                "--overlay",
+                *CPU,
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in masks.iterdir()) == ["0000_mask.png", "0001_mask.png", "overlays"]
-    assert sorted(p.name for p in (masks / "overlays").iterdir()) == ["0000_overlay.jpg", "0001_overlay.jpg",
-                                                                      "legend.png"]
+    assert sorted(p.name for p in (masks / "overlays").iterdir()) == [
+        "0000_overlay.jpg",
+        "0001_overlay.jpg",
+        "legend.png",
+    ]
     capsys.readouterr()
     assert main(["miou", "--labels", str(p2["val"]), "--pred", str(masks)]) == 0
     assert "ignored" not in capsys.readouterr().err
@@ -220,13 +323,24 @@ def test_p1_report_shows_the_evaluation_it_has_and_its_per_class_table(tmp_path)
     folder.mkdir(parents=True)
     (run / "best.pt").write_bytes(b"x")  # another file than the one scored, but of the best epoch: not stale
     per_class = [0.25 * (i % 4) for i in range(50)]
-    (folder / "eval.json").write_text(json.dumps(
-        {"task": "classify", "data": "/data/val_50", "count": 2500, "tta": "flip", "val_acc": 0.7636,
-         "per_class_acc": per_class, "checkpoint": {"name": "best.pt", "epoch": 2, "weights": "raw"}}))
+    (folder / "eval.json").write_text(
+        json.dumps(
+            {
+                "task": "classify",
+                "data": "/data/val_50",
+                "count": 2500,
+                "tta": "flip",
+                "val_acc": 0.7636,
+                "per_class_acc": per_class,
+                "checkpoint": {"name": "best.pt", "epoch": 2, "weights": "raw"},
+            }
+        )
+    )
     info = load_run(run)
     assert info.eval_name == "validation_tta-flip" and info.val_acc == 0.7636 and info.per_class_acc == per_class
-    assert info.source == ("eval/validation_tta-flip (best.pt, epoch 2, raw weights) on /data/val_50 "
-                           "(2500 images), TTA flip")
+    assert info.source == (
+        "eval/validation_tta-flip (best.pt, epoch 2, raw weights) on /data/val_50 (2500 images), TTA flip"
+    )
     metrics = load_run(run, wanted="metrics.csv")
     assert metrics.val_acc == 0.9 and "(4 images, --val-limit 4)" in metrics.source
     html = tmp_path / "r.html"

@@ -13,7 +13,7 @@ from course_reference import load_course_reference
 from fcnlab.data.mask_codec import CODE_TO_CLASS, class_to_rgb, read_mask, write_mask
 from fcnlab.errors import DataError
 from fcnlab.evaluate.mask_folders import evaluate_masks, fold_codes, mask_key, pair_masks
-from fcnlab.evaluate.metrics import format_course_lines
+from fcnlab.tasks.metrics import format_course_lines
 
 REAL_IDS = ("0003", "0010", "0042", "0100", "0150", "0177", "0200", "0256")
 

@@ -16,6 +16,9 @@ from fcnlab.infer import export
 from fcnlab.infer.folding import FoldedVGG
 from fcnlab.models import build_model
 
+#: exports and runs ONNX / torch.export graphs: the full suite's, not the fast lane's (-m "not slow and not realdata")
+pytestmark = pytest.mark.slow
+
 
 def _randomize_scores(model: nn.Module) -> None:
     g = torch.Generator().manual_seed(0)

@@ -30,8 +30,10 @@ def test_export_without_onnx_names_the_package_and_the_extra(tmp_path, monkeypat
     out = tmp_path / "model.onnx"
     assert export(out) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert err == ["fcnlab: error: --format onnx: needs the optional package onnx, which is not installed; pip "
-                   "install 'fcnlab[export]' (or use --format torch-export)"]
+    assert err == [
+        "fcnlab: error: --format onnx: needs the optional package onnx, which is not installed; pip "
+        "install 'fcnlab[export]' (or use --format torch-export)"
+    ]
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
@@ -41,8 +43,9 @@ def test_export_without_onnxruntime_skips_only_the_check_and_says_why(tmp_path, 
     out = tmp_path / "model.onnx"
     assert export(out) == 0
     printed = capsys.readouterr()
-    assert "check skipped: the optional package onnxruntime is not installed (pip install 'fcnlab[export]')" \
-        in printed.out
+    assert (
+        "check skipped: the optional package onnxruntime is not installed (pip install 'fcnlab[export]')" in printed.out
+    )
     assert out.stat().st_size > 0 and "cannot express" not in printed.out + printed.err
 
 
@@ -62,8 +65,20 @@ def test_a_1x1_image_on_a_one_core_machine_predicts_without_a_library_warning(tm
     for name in ("0_1.png", "0002_sat.jpg"):
         Image.fromarray(np.full((1, 1, 3), 200, dtype=np.uint8)).save(folder / name)
     out = tmp_path / ("pred.csv" if task == "classify" else "masks")
-    code = main([task, "predict", "--ckpt", str(DATA / f"old_{task}.pt"), "--images", str(folder), "--out", str(out),
-                 "--device", "cpu"])  # the default --workers 2
+    code = main(
+        [
+            task,
+            "predict",
+            "--ckpt",
+            str(DATA / f"old_{task}.pt"),
+            "--images",
+            str(folder),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )  # the default --workers 2
     captured = capfd.readouterr()
     assert code == 0 and captured.err == "", captured.err
     assert "wrote 2 " in captured.out

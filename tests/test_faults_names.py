@@ -35,15 +35,33 @@ def one_error_line(code: int, capsys) -> str:
 
 
 def segment_predict(folder: Path, out: Path, *extra: str) -> int:
-    return main(["segment", "predict", "--ckpt", str(DATA / "old_segment.pt"), "--images", str(folder),
-                 "--out", str(out), "--device", "cpu", "--workers", "0", *extra])
+    return main(
+        [
+            "segment",
+            "predict",
+            "--ckpt",
+            str(DATA / "old_segment.pt"),
+            "--images",
+            str(folder),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+            *extra,
+        ]
+    )
 
 
-@pytest.mark.parametrize("names, says", [
-    (("a.jpg", "a_sat.jpg"), "a.jpg and a_sat.jpg would both be predicted as a_mask.png"),
-    (("a.jpg", "a.png"), "a.jpg and a.png would both be predicted as a_mask.png"),
-    (("0002_sat.jpg", "0002_sat.png"), "0002_sat.jpg and 0002_sat.png share the name 0002_sat"),
-])
+@pytest.mark.parametrize(
+    "names, says",
+    [
+        (("a.jpg", "a_sat.jpg"), "a.jpg and a_sat.jpg would both be predicted as a_mask.png"),
+        (("a.jpg", "a.png"), "a.jpg and a.png would both be predicted as a_mask.png"),
+        (("0002_sat.jpg", "0002_sat.png"), "0002_sat.jpg and 0002_sat.png share the name 0002_sat"),
+    ],
+)
 def test_segment_predict_refuses_two_inputs_of_one_mask_name_before_writing(tmp_path, capsys, names, says):
     folder = images(tmp_path / "in", "b_sat.jpg", *names)
     out = tmp_path / "masks"
@@ -57,8 +75,14 @@ def test_segment_predict_writes_one_mask_and_overlay_per_input(tmp_path, capsys)
     out = tmp_path / "masks"
     assert segment_predict(folder, out, "--overlay") == 0
     assert "wrote 3 masks" in capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == ["a_mask.png", "a_overlay.jpg", "b_mask.png", "b_overlay.jpg",
-                                                     "c_mask.png", "c_overlay.jpg"]
+    # overlays go apart from the masks, so 'fcnlab miou' on the folder reads masks only
+    assert sorted(p.name for p in out.iterdir()) == ["a_mask.png", "b_mask.png", "c_mask.png", "overlays"]
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == [
+        "a_overlay.jpg",
+        "b_overlay.jpg",
+        "c_overlay.jpg",
+        "legend.png",
+    ]
 
 
 def test_training_pairs_refuse_two_tiles_of_one_stem(tmp_path):
@@ -74,8 +98,25 @@ def test_training_pairs_refuse_two_tiles_of_one_stem(tmp_path):
 def test_classify_predict_ids_are_the_file_names_so_they_never_collide(tmp_path, capsys):
     folder = images(tmp_path / "in", "0_1.png", "0_1.jpg", "0_1_sat.png", size=8)
     out = tmp_path / "pred.csv"
-    assert main(["classify", "predict", "--ckpt", str(DATA / "old_classify.pt"), "--images", str(folder),
-                 "--out", str(out), "--device", "cpu", "--workers", "0"]) == 0
+    assert (
+        main(
+            [
+                "classify",
+                "predict",
+                "--ckpt",
+                str(DATA / "old_classify.pt"),
+                "--images",
+                str(folder),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--workers",
+                "0",
+            ]
+        )
+        == 0
+    )
     with open(out, newline="") as f:
         ids = [row["image_id"] for row in csv.DictReader(f)]
     assert ids == ["0_1.jpg", "0_1.png", "0_1_sat.png"]

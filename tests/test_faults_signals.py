@@ -25,8 +25,22 @@ from fcnlab.cli.main import main
 from fcnlab.data.synthetic import make_classification_data
 from test_signals import lines_of, wait_for_line
 
-COMMON = ["--model", "resnet18", "--num-classes", "4", "--lr", "0.01", "--device", "cpu", "--seed", "1",
-          "--batch-size", "3", "--log-every", "1"]
+COMMON = [
+    "--model",
+    "resnet18",
+    "--num-classes",
+    "4",
+    "--lr",
+    "0.01",
+    "--device",
+    "cpu",
+    "--seed",
+    "1",
+    "--batch-size",
+    "3",
+    "--log-every",
+    "1",
+]
 
 _fast_save = torch.save
 
@@ -38,7 +52,7 @@ def slow_save(obj, f, *args, **kwargs):
     data = buf.getvalue()
     piece = -(-len(data) // 40)
     for start in range(0, len(data), piece):
-        f.write(data[start:start + piece])
+        f.write(data[start : start + piece])
         f.flush()
         time.sleep(0.05)
 
@@ -58,13 +72,25 @@ sys.exit(main(sys.argv[1:]))
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     """24 training images: 8 steps of 3 per epoch."""
-    return make_classification_data(tmp_path_factory.mktemp("signals") / "p1", num_classes=4, train_per_class=6,
-                                    val_per_class=2)
+    return make_classification_data(
+        tmp_path_factory.mktemp("signals") / "p1", num_classes=4, train_per_class=6, val_per_class=2
+    )
 
 
 def argv(data: Path, out: Path, epochs: int) -> list[str]:
-    return ["classify", "train", "--data", str(data / "train_50"), "--val", str(data / "val_50"), "--out", str(out),
-            "--epochs", str(epochs), *COMMON]
+    return [
+        "classify",
+        "train",
+        "--data",
+        str(data / "train_50"),
+        "--val",
+        str(data / "val_50"),
+        "--out",
+        str(out),
+        "--epochs",
+        str(epochs),
+        *COMMON,
+    ]
 
 
 def writing(run: Path) -> bool:
@@ -104,8 +130,13 @@ def test_signals_sent_during_the_interrupt_save_let_it_finish_then_one_line(data
     """A training process: SIGTERM in epoch 1, then SIGINT, SIGTERM, SIGINT while its checkpoint is written."""
     first, more, code = signal.SIGTERM, [signal.SIGINT, signal.SIGTERM, signal.SIGINT], 143
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-c", TRAIN, *argv(data, run, 2)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", TRAIN, *argv(data, run, 2)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     wait_for_line(lines_of(proc.stdout), "epoch 1/2 step 2/8")
     proc.send_signal(first)
     wait_until(lambda: writing(run), proc)  # the save of the stop position has begun (about two seconds long)
@@ -140,19 +171,20 @@ def test_signals_in_the_middle_of_the_interrupt_save_are_recorded_not_raised(dat
         f.write(data[: len(data) // 2])
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGINT):
             signal.raise_signal(sig)  # its handler runs here, between two writes
-        f.write(data[len(data) // 2:])
+        f.write(data[len(data) // 2 :])
 
     monkeypatch.setattr(torch, "save", save_with_signals)
     assert main(argv(data, run, 2)) == 130
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert err == [f"fcnlab: error: stopped by SIGINT at epoch 1 step 3; resumable checkpoint {run / 'last.pt'}; "
-                   f"continue with --resume {run}"]
+    assert err == [
+        f"fcnlab: error: stopped by SIGINT at epoch 1 step 3; resumable checkpoint {run / 'last.pt'}; "
+        f"continue with --resume {run}"
+    ]
     ckpt = load_checkpoint(run / "last.pt")  # whole: both halves were written
     assert (ckpt["epoch"], ckpt["step_in_epoch"]) == (0, 3) and not writing(run)
 
 
-def test_a_second_signal_while_training_stops_at_once_after_the_background_write(data, tmp_path, capsys,
-                                                                                 monkeypatch):
+def test_a_second_signal_while_training_stops_at_once_after_the_background_write(data, tmp_path, capsys, monkeypatch):
     """In-process: SIGTERM then SIGINT in the first step of epoch 2, while epoch 1's checkpoint is still being
     written in the background (on a slow disk); training stops there, the write finishes, exit 130 (the
     stopping signal's)."""
@@ -165,8 +197,10 @@ def test_a_second_signal_while_training_stops_at_once_after_the_background_write
     monkeypatch.setattr(torch, "save", slow_save)
     assert main(argv(data, run, 2)) == 130
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert err == [f"fcnlab: error: stopped at once by a second SIGINT; resumable checkpoint {run / 'last.pt'} "
-                   f"(saved at the end of epoch 1); continue with --resume {run}"]
+    assert err == [
+        f"fcnlab: error: stopped at once by a second SIGINT; resumable checkpoint {run / 'last.pt'} "
+        f"(saved at the end of epoch 1); continue with --resume {run}"
+    ]
     ckpt = load_checkpoint(run / "last.pt")
     assert (ckpt["epoch"], ckpt["step_in_epoch"]) == (1, 0) and not writing(run)
     assert len((run / "metrics.csv").read_text().splitlines()) == 2  # the epoch's row followed its checkpoint

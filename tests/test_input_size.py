@@ -15,12 +15,12 @@ from fcnlab.data.reduce import majority_vote, reduce_image, reduction_factor
 from fcnlab.data.segmentation import load_tile_set, pair_files
 from fcnlab.data.synthetic import make_segmentation_data
 from fcnlab.errors import DataError
-from fcnlab.evaluate.metrics import course_miou
 from fcnlab.infer.predictor import load_predictor
 from fcnlab.infer.tiling import predict_mask
 from fcnlab.infer.tta import SegmentationTTA, apply_transform, invert_transform, transforms_for
 from fcnlab.models import build_model
 from fcnlab.models.scaled import ScaledInput, checkpoint_reduction, with_input_reduction
+from fcnlab.tasks.metrics import course_miou
 from train_once import train_once
 
 CPU = ("--device", "cpu", "--workers", "0")
@@ -131,6 +131,7 @@ def test_checkpoint_records_and_restores_the_scale(scaled_run):
     assert checkpoint_reduction({}) == 1  # checkpoints written before the option: full size
 
 
+@pytest.mark.slow
 def test_predictions_have_the_input_size_with_tta_and_tiling(scaled_run):
     pred = load_predictor(scaled_run["run"], "cpu", task="segment", tta="d4")
     big = np.random.default_rng(0).integers(0, 256, (200, 176, 3), dtype=np.uint8)
@@ -158,6 +159,7 @@ def test_eval_scores_full_resolution_masks(scaled_run, capsys):
     assert printed == pytest.approx(list(course_miou(conf).per_class), abs=6e-6, nan_ok=True)  # 5 decimals
 
 
+@pytest.mark.slow
 def test_onnx_export_takes_full_size_inputs(scaled_run, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     from fcnlab.infer import export

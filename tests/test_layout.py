@@ -4,6 +4,8 @@
   defers a heavy or optional dependency (torch for light commands, onnxruntime, tensorboard); it may close a
   loop only where :data:`LAZY_CYCLE_EDGES` names it (the edge runs after both modules are loaded), so the
   graph of all imports minus those edges has no cycle either. ``if TYPE_CHECKING:`` imports do not count.
+* Stages only import downwards: a module of a stage in :data:`STAGES` imports nothing from a later stage,
+  except the function-level imports named in :data:`UPWARD_EDGES`.
 * No module over 400 lines.
 * Inference (``fcnlab.infer``) imports nothing from training (``fcnlab.training``), at any level.
 * ``fcnlab.bench`` stays inside the installed package (no path into the source checkout's ``benchmarks/``).
@@ -27,6 +29,22 @@ TASK_NAME_HOMES = ("tasks/", "config.py", "cli/")
 #: Function-level imports allowed to close a loop: the registry's build_model loads ImageNet weights through
 #: pretrained.py, which looks models up in the registry.
 LAZY_CYCLE_EDGES = {("fcnlab.models.registry", "fcnlab.models.pretrained")}
+#: The pipeline stages, lowest first: leaves every stage may use, then data -> models -> tasks -> training ->
+#: inference -> evaluation -> report, then the front doors. A module belongs to the stage of its first name
+#: under fcnlab (``fcnlab.training.loop`` -> ``training``).
+STAGES = ("errors", "runtime", "taskinfo", "recipes", "config", "runs", "data", "models", "checkpoint", "tasks",
+          "training", "infer", "evaluate", "report", "bench", "api", "demo", "reproduce", "cli", "__main__")
+#: Imports that run up the stages, each inside a function (so both modules are loaded by then) and each
+#: with its reason. Remove an entry when its import goes; adding one needs the same kind of reason.
+UPWARD_EDGES = {
+    # validation names an unknown model with the registry's list; the registry imports torch
+    ("fcnlab.config", "fcnlab.models"),
+    # training's mask snapshots and predicted overlays are drawn with the report's palette figures
+    ("fcnlab.training.snapshots", "fcnlab.report.viz"),
+    ("fcnlab.infer.folders", "fcnlab.report.viz"),
+    # the demo runs the CLI's commands in-process
+    ("fcnlab.demo", "fcnlab.cli.main"),
+}
 
 
 def module_name(path: Path) -> str:
@@ -109,6 +127,42 @@ def test_function_level_imports_close_no_other_cycle():
 def test_the_cycle_check_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def stage_of(module: str) -> int | None:
+    """Index of ``module``'s stage in :data:`STAGES` (None for the package itself)."""
+    parts = module.split(".")
+    return STAGES.index(parts[1]) if len(parts) > 1 else None
+
+
+def upward_imports(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
+    """(importer, imported) pairs where a module imports a module of a later stage (packages imported only
+    as the parents of a module imported are not counted twice)."""
+    found = set()
+    for a, deps in graph.items():
+        for b in deps:
+            sa, sb = stage_of(a), stage_of(b)
+            parent_only = any(d.startswith(b + ".") for d in deps)
+            if sa is not None and sb is not None and sb > sa and not parent_only:
+                found.add((a, b))
+    return found
+
+
+def test_every_module_has_a_stage():
+    assert not [m for m in sources() if "." in m and m.split(".")[1] not in STAGES]
+
+
+def test_stages_import_only_downwards():
+    top = import_graph()
+    upward = upward_imports(import_graph(top_level_only=False))
+    assert not {e for e in upward if e[1] in top[e[0]]}, "a module-level import runs up the stages"
+    assert upward <= UPWARD_EDGES, f"imports up the stages (move the code down or ask for it): {upward - UPWARD_EDGES}"
+    assert UPWARD_EDGES <= upward, f"gone, remove from UPWARD_EDGES: {UPWARD_EDGES - upward}"
+
+
+def test_the_stage_check_finds_an_upward_import():
+    graph = {"fcnlab.data.x": {"fcnlab.training", "fcnlab.training.loop"}, "fcnlab.training.loop": {"fcnlab.data.x"}}
+    assert upward_imports(graph) == {("fcnlab.data.x", "fcnlab.training.loop")}
 
 
 @pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from fcnlab.errors import ConfigError
-from fcnlab.training.losses import LOSSES, dice_loss, loss_terms, lovasz_softmax, segmentation_loss
+from fcnlab.tasks.losses import LOSSES, dice_loss, loss_terms, lovasz_softmax, segmentation_loss
 
 C = 4
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from fcnlab.config import from_dict
 from fcnlab.infer.folding import FoldedVGG
 from fcnlab.infer.predictor import make_predictor
 from fcnlab.models import build_model
-from fcnlab.runtime.memory_format import CPU_MIN_SIDE, to_channels_last, use_channels_last
+from fcnlab.models.memory_format import CPU_MIN_SIDE, to_channels_last, use_channels_last
 
 CPU = torch.device("cpu")
 
@@ -58,6 +59,7 @@ def test_segmentation_predictor_is_fused_channels_last_and_exact():
     torch.testing.assert_close(pred.logits(images), bare.logits(images), atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_p1_predictor_is_folded_and_fused_in_nchw_on_the_cpu():
     torch.manual_seed(0)
     model = build_model("vgg16_bn", 50).eval()

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from course_reference import confusion_counts, load_course_reference
-from fcnlab.evaluate.metrics import (
+from fcnlab.tasks.metrics import (
     ConfusionMatrix,
     MiouResult,
     accuracy,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from course_reference import confusion_counts
-from fcnlab.evaluate.metrics import ConfusionMatrix
+from fcnlab.tasks.metrics import ConfusionMatrix
 
 
 def maps(seed: int, shape=(2, 13, 11), n=7):

@@ -26,12 +26,12 @@ def test_frozen_upsampler_is_left_out():
     assert id(learned.upsample_32x.weight) in _ids(groups, "head/no_decay")
 
 
-def test_decay_split_and_backbone_lr():
+def test_decay_split_backbone_and_head():
     model = build_model("fcn8s_resnet34", 7)
-    groups = trainable_param_groups(model, lr=0.1, weight_decay=1e-4, backbone_lr_mult=0.1)
+    groups = trainable_param_groups(model, lr=0.1, weight_decay=1e-4)
     by_name = {g["name"]: g for g in groups}
     assert set(by_name) == {"backbone/decay", "backbone/no_decay", "head/decay", "head/no_decay"}
-    assert by_name["backbone/decay"]["lr"] == 0.1 * 0.1 and by_name["head/decay"]["lr"] == 0.1
+    assert {g["lr"] for g in groups} == {0.1}
     assert by_name["backbone/no_decay"]["weight_decay"] == 0.0 and by_name["head/decay"]["weight_decay"] == 1e-4
     no_decay = _ids(groups, "backbone/no_decay")
     assert id(model.bn1.weight) in no_decay and id(model.layer1[0].bn1.bias) in no_decay
@@ -44,10 +44,9 @@ def test_decay_split_and_backbone_lr():
 def test_classifier_head_is_the_last_linear():
     model = build_model("resnet18", 50)
     assert head_modules(model) == ("fc",)
-    groups = trainable_param_groups(model, lr=1.0, weight_decay=0.1, backbone_lr_mult=0.5)
+    groups = trainable_param_groups(model, lr=1.0, weight_decay=0.1)
     assert _ids(groups, "head/decay") == {id(model.fc.weight)}
     assert _ids(groups, "head/no_decay") == {id(model.fc.bias)}
-    assert {g["lr"] for g in groups if g["name"].startswith("backbone")} == {0.5}
 
 
 def test_wrapped_models_are_unwrapped():

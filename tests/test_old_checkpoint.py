@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from fcnlab.models.registry import _REGISTRY, register_model
+from fcnlab.models.registry import list_models, register_model, unregister_model
 
 DATA = Path(__file__).parent / "data"
 
@@ -43,9 +43,9 @@ def tiny_segmenter(num_classes: int) -> nn.Module:
 
 def register_tiny_models() -> None:
     """Register the models the old checkpoints name (once per process)."""
-    if "old_tiny_classifier" not in _REGISTRY:
+    if "old_tiny_classifier" not in list_models():
         register_model("old_tiny_classifier", task="classify", backbone="resnet18")(tiny_classifier)
-    if "old_tiny_segmenter" not in _REGISTRY:
+    if "old_tiny_segmenter" not in list_models():
         register_model("old_tiny_segmenter", task="segment", backbone="resnet18")(tiny_segmenter)
 
 
@@ -56,7 +56,7 @@ def tiny_old_models():
     register_tiny_models()
     yield
     for name in ("old_tiny_classifier", "old_tiny_segmenter"):
-        _REGISTRY.pop(name, None)
+        unregister_model(name)
 
 
 @pytest.mark.parametrize("task", ["classify", "segment"])

@@ -18,16 +18,41 @@ def tiles(tmp_path_factory):
 
 
 def _train(tiles, out, *extra: str) -> int:
-    return main(["segment", "train", "--data", str(tiles / "train"), "--val", str(tiles / "validation"),
-                 "--out", str(out), "--model", "fcn8s_resnet34", "--epochs", "1", "--batch-size", "2",
-                 "--image-size", "64", "--device", "cpu", "--cache", "off", *extra])
+    return main(
+        [
+            "segment",
+            "train",
+            "--data",
+            str(tiles / "train"),
+            "--val",
+            str(tiles / "validation"),
+            "--out",
+            str(out),
+            "--model",
+            "fcn8s_resnet34",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "2",
+            "--image-size",
+            "64",
+            "--device",
+            "cpu",
+            "--cache",
+            "off",
+            *extra,
+        ]
+    )
 
 
-@pytest.mark.parametrize("extra, says", [
-    (("--snapshot-images", "0999_sat.jpg"), "'0999_sat.jpg' is not among the 2 validation tiles"),
-    (("--val", "/nonexistent/validation"), "/nonexistent/validation: folder does not exist"),
-    (("--weights", "/nonexistent/vgg.pth"), "option --weights /nonexistent/vgg.pth: file does not exist"),
-])
+@pytest.mark.parametrize(
+    "extra, says",
+    [
+        (("--snapshot-images", "0999_sat.jpg"), "'0999_sat.jpg' is not among the 2 validation tiles"),
+        (("--val", "/nonexistent/validation"), "/nonexistent/validation: folder does not exist"),
+        (("--weights", "/nonexistent/vgg.pth"), "option --weights /nonexistent/vgg.pth: file does not exist"),
+    ],
+)
 def test_a_bad_option_stops_before_the_run_folder_exists(tiles, tmp_path, capsys, extra, says):
     out = tmp_path / "run"
     assert _train(tiles, out, *extra) == 2
@@ -55,12 +80,15 @@ def test_snapshot_epochs_after_the_last_are_named_in_a_warning(tiles, tmp_path, 
     assert (out / "snapshots" / "epoch_001.png").is_file()
 
 
-@pytest.mark.parametrize("argv, says", [
-    (["segment", "train", "--epoch", "5"], "--epoch: did you mean --epochs?"),  # an abbreviation is refused
-    (["segment", "train", "--snapshot-epoch=5"], "--snapshot-epoch=5: did you mean --snapshot-epochs?"),
-    (["segment", "trian"], "invalid choice: 'trian'"),
-    (["reproduce", "--data", "d", "--out", "o", "--profil", "gpu"], "did you mean --profile?"),
-])
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["segment", "train", "--epoch", "5"], "--epoch: did you mean --epochs?"),  # an abbreviation is refused
+        (["segment", "train", "--snapshot-epoch=5"], "--snapshot-epoch=5: did you mean --snapshot-epochs?"),
+        (["segment", "trian"], "invalid choice: 'trian'"),
+        (["reproduce", "--data", "d", "--out", "o", "--profil", "gpu"], "did you mean --profile?"),
+    ],
+)
 def test_command_line_typos_get_the_option_meant(argv, says, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)

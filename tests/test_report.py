@@ -110,6 +110,7 @@ def test_not_a_run_folder(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- HTML
+@pytest.mark.slow
 def test_html_report_is_self_contained_and_complete(tmp_path: Path) -> None:
     a = make_run(tmp_path, "fcn32s", epochs_ious=[[0.5, 0.8, 0.2, 0.6, 0.7, 0.4]])
     b = make_run(tmp_path, "fcn8s", epochs_ious=[[0.7, 0.9, 0.4, 0.8, 0.85, 0.6]])
@@ -140,6 +141,7 @@ def test_html_report_is_self_contained_and_complete(tmp_path: Path) -> None:
     assert '<h2 id="provenance">Provenance</h2>' in page
 
 
+@pytest.mark.slow
 def test_homework_deliverables_hold_the_seed_printouts_and_figures(tmp_path: Path) -> None:
     a = make_run(tmp_path, "fcn32s", epochs_ious=[[0.5, 0.8, 0.2, 0.6, 0.7, 0.4]])
     b = make_run(tmp_path, "fcn8s", eval_json={"task": "segment", "mean_iou": 0.5,

@@ -76,7 +76,9 @@ def test_reproduce_end_to_end_then_a_rerun_skips_everything(course, tmp_path, ca
     assert "tiny_fcn32s, tiny_fcn8s (no estimate in the recipe)" in text
     assert "3 of 3 runs trained in full" in last and str(out / "report.html") in last
     runs = out / "runs"
-    assert (runs / "tiny_p1" / "tsne.png").is_file() and (runs / "tiny_p1" / "eval" / "eval.json").is_file()
+    assert (runs / "tiny_p1" / "tsne.png").is_file() and (
+        runs / "tiny_p1" / "eval" / "validation" / "eval.json"
+    ).is_file()
     for name in ("tiny_fcn32s", "tiny_fcn8s"):
         assert {p.name for p in (runs / name / "snapshots").glob("epoch_*.png")} == {"epoch_001.png", "epoch_002.png"}
         assert len(list((runs / name / "masks").glob("*_mask.png"))) == 2
@@ -100,10 +102,12 @@ def test_an_interrupted_run_resumes_and_finished_steps_are_skipped(course, tmp_p
 
     def interrupt_after_first_checkpoint(step, *args, **kwargs):
         if step.key == "train-tiny_long":  # Ctrl-C once the run has its first last.pt
+
             def watch() -> None:
                 while not (run / "last.pt").is_file():
                     time.sleep(0.02)
                 os.kill(os.getpid(), signal.SIGINT)
+
             threading.Thread(target=watch, daemon=True).start()
         return real(step, *args, **kwargs)
 
@@ -120,7 +124,7 @@ def test_an_interrupted_run_resumes_and_finished_steps_are_skipped(course, tmp_p
     text = capsys.readouterr().out
     assert "train tiny_p1 (P1 classification, 2 epochs): done before, skipped" in text
     assert f"--resume {run}" in text and "2 of 2 runs trained in full" in text
-    assert (state / "train-tiny_long.done").is_file() and (run / "eval" / "eval.json").is_file()
+    assert (state / "train-tiny_long.done").is_file() and (run / "eval" / "validation" / "eval.json").is_file()
 
 
 def test_a_spent_budget_leaves_runs_untrained_and_says_so(course, tmp_path, capsys):

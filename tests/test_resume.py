@@ -87,6 +87,7 @@ def test_reference_run_is_complete(reference):
     assert len({r.split(",")[1] for r in rows[1:]}) == 3  # warm-up then cosine: three different rates
 
 
+@pytest.mark.slow
 def test_sigkill_after_an_epoch_then_resume_equals_uninterrupted(data, reference, tmp_path, capsys):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "fcnlab", *train_argv(data, out)], stdout=subprocess.DEVNULL,
@@ -109,6 +110,7 @@ def test_sigkill_after_an_epoch_then_resume_equals_uninterrupted(data, reference
     assert_same_run(out, reference)
 
 
+@pytest.mark.slow
 def test_sigint_mid_epoch_then_resume_equals_uninterrupted(data, reference, tmp_path, capsys, monkeypatch):
     """SIGINT arrives during step 2 of epoch 2: the step finishes, last.pt is saved there, exit 130."""
     from fcnlab.tasks import ClassificationTask
@@ -137,6 +139,7 @@ def test_sigint_mid_epoch_then_resume_equals_uninterrupted(data, reference, tmp_
     assert_same_run(out, reference)
 
 
+@pytest.mark.slow
 def test_sigint_mid_epoch_then_resume_equals_uninterrupted_with_augmentation_and_ema(
         data, reference_features, tmp_path, capsys, monkeypatch):
     from fcnlab.tasks import ClassificationTask

@@ -67,6 +67,7 @@ def wait_for_line(q: queue.Queue, needle: str, timeout: float = 240) -> str:
     raise AssertionError(f"no line containing {needle!r}")
 
 
+@pytest.mark.slow
 def test_sigterm_saves_after_the_current_step_and_exits_143(data, tmp_path, capsys):
     out = tmp_path / "run"
     # 24 images in steps of 3: 8 steps per epoch, one log line per step (stdout is not a terminal)
@@ -114,6 +115,7 @@ def kill_during_a_save(proc: subprocess.Popen, run: Path, after_epoch: int, time
     raise AssertionError(f"no checkpoint save to interrupt (exit {proc.poll()}): {proc.stderr.read()}")
 
 
+@pytest.mark.slow
 def test_sigkill_while_saving_leaves_the_previous_checkpoint_valid(data, tmp_path, capsys):
     """One step and a checkpoint per epoch, so that saves take most of the time; kill -9 during two saves."""
     run = tmp_path / "run"

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+#: starts worker processes: the full suite's, not the fast lane's (-m "not slow and not realdata")
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "torchfcn_compare.py"
 

@@ -88,6 +88,7 @@ def test_classify_train_batches_carry_soft_targets_and_normalised_images():
     assert off.batch_augment is None  # augment false: no random augmentation at all
 
 
+@pytest.mark.slow
 def test_segmentation_run_with_ema(tmp_path):
     data = make_segmentation_data(tmp_path / "p2", n_train=4, n_val=2, size=64)
     run = tmp_path / "run"

@@ -25,10 +25,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
     from fcnlab.config import TrainConfig
-    from fcnlab.evaluate.metrics import MiouResult
     from fcnlab.infer.predictor import Predictor
     from fcnlab.report import ReportResult
     from fcnlab.report.compare import Comparison
+    from fcnlab.tasks.metrics import MiouResult
 
 ImagesArg = str | Path | np.ndarray | Sequence[np.ndarray | str | Path]
 
@@ -166,7 +166,7 @@ def predict_labels(ckpt: str | Path | Predictor, images: ImagesArg, *, device: s
 def evaluate_masks(labels_dir: str | Path, pred_dir: str | Path, *, workers: int | None = None) -> MiouResult:
     """The course's mIoU of the predicted masks in ``pred_dir`` against ``labels_dir`` (``fcnlab miou``).
 
-    Returns a :class:`fcnlab.evaluate.metrics.MiouResult`: ``.per_class`` (IoU of classes 0-5), ``.mean``,
+    Returns a :class:`fcnlab.tasks.metrics.MiouResult`: ``.per_class`` (IoU of classes 0-5), ``.mean``,
     ``.warnings`` and ``.to_dict()``.
     """
     from fcnlab.evaluate.mask_folders import evaluate_masks as _evaluate
@@ -200,16 +200,15 @@ def train(config: TrainConfig | dict[str, Any] | str | Path | None, out: str | P
     ``change_settings=True``, as ``--change-settings`` on the command line). The summary holds
     ``run_dir``, ``best_epoch``, the best ``val_acc`` / ``val_miou`` and ``epochs``.
     """
-    from fcnlab.training.fit import fit, resume_config
+    from fcnlab.training.start import train_new, train_resumed
 
     if resume:
         if config is not None:
             raise ConfigError("train(resume=True) takes its config from the checkpoint; pass config=None")
-        cfg, ckpt = resume_config(out, overrides, change_settings=change_settings)
-        return fit(cfg, out, ckpt, config_changed=bool(overrides))
+        return train_resumed(out, overrides, change_settings=change_settings)
     if config is None:
         raise ConfigError("train: give a config dict or YAML file (or resume=True)")
-    return fit(_config(config, overrides), out)
+    return train_new(_config(config, overrides), out)
 
 
 def compare_runs(runs: Sequence[str | Path]) -> Comparison:

@@ -1,15 +1,14 @@
-"""Training configuration: one dataclass, YAML recipes, command-line overrides and validation.
+"""Training configuration: one dataclass, the task defaults and validation.
 
-Precedence: dataclass defaults < the task's defaults < ``--config FILE`` (YAML) < command-line options.
-Every field is also a command-line option (``lr`` -> ``--lr``, ``batch_size`` -> ``--batch-size``) whose
-value is parsed as YAML (``--snapshot-epochs 5,25,50`` and ``--snapshot-epochs "[5, 25, 50]"`` both work).
+Precedence: dataclass defaults < the task's defaults < a recipe < single options. The command line (one
+``--key`` per field, values parsed as YAML, the recipe of ``--config``) is read by :mod:`fcnlab.cli.options`;
+this module knows only the keys and their values.
 Unknown keys are rejected with the list of valid keys. The resolved config is stored as a plain dict in
 checkpoints and as ``config.yaml`` in the run folder.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import difflib
 import math
@@ -19,11 +18,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
-from fcnlab import recipes
 from fcnlab.errors import ConfigError
-from fcnlab.tasks import TASKS
+from fcnlab.taskinfo import TASKS
 
 #: The groups of ``train --help``, in order. A field names its group (``option(..., group="data")``); one that
 #: names none is listed under :data:`DEFAULT_GROUP` (and tests/test_cli_help.py names it, so it gets one).
@@ -274,10 +270,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for name in NON_NEGATIVE:
         if getattr(cfg, name) < 0:
             raise ConfigError(f"{spelled(name)}: must be >= 0, got {getattr(cfg, name)}")
-    for name in dataclasses.fields(TrainConfig):
-        value = getattr(cfg, name.name)
+    for spec in dataclasses.fields(TrainConfig):
+        value = getattr(cfg, spec.name)
         if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{spelled(name.name)}: must be a finite number, got {value}")
+            raise ConfigError(f"{spelled(spec.name)}: must be a finite number, got {value}")
     if not 0 < cfg.min_scale <= cfg.max_scale:
         raise ConfigError(f"options min_scale/max_scale (--min-scale/--max-scale): need 0 < min_scale <= max_scale, "
                           f"got {cfg.min_scale}/{cfg.max_scale}")
@@ -364,37 +360,3 @@ def from_dict(values: dict[str, Any], source: str = "config") -> TrainConfig:
     hints = _types()
     kwargs = {k: _coerce(k, v, hints[k]) for k, v in merged.items()}
     return validate(TrainConfig(**kwargs))
-
-
-def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The config options given on the command line (``--lr 0.1`` ...), each value parsed as YAML.
-
-    An option of the other task (``--snapshot-epochs`` for classify) is refused with one line."""
-    values: dict[str, Any] = {}
-    for name in field_names():
-        if getattr(args, f"wrong_task_{name}", None) is not None:
-            owner = field_task(name)
-            used = ", ".join(f"'fcnlab {t} train'" for t in TASKS if t != owner)
-            raise ConfigError(f"option --{name.replace('_', '-')} is for {owner} training only ('fcnlab {owner} "
-                              f"train'); {used} does not use it")
-        raw = getattr(args, f"cfg_{name}", None)
-        if raw is not None:
-            try:
-                values[name] = yaml.safe_load(raw) if isinstance(raw, str) else raw
-            except yaml.YAMLError:
-                values[name] = raw
-    return values
-
-
-def resolve(args: argparse.Namespace, task: str) -> TrainConfig:
-    """Merge task defaults, ``--config`` YAML and command-line overrides into a validated config."""
-    values: dict[str, Any] = {}
-    source = "command line"
-    if getattr(args, "config", None):
-        values.update(recipes.load_yaml(args.config))
-        source = str(args.config)
-        if values.get("task", task) != task:
-            raise ConfigError(f"{args.config}: recipe is for task {values['task']!r}, not {task!r}")
-    values.update(overrides_from_args(args))
-    values["task"] = task
-    return from_dict(values, source)

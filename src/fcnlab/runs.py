@@ -74,7 +74,8 @@ def evaluation_name(data_label: str, tta: str = "none", scales: Sequence[float] 
 def same_evaluation(record: dict[str, Any], data: str, tta: str, scales: Sequence[float], checkpoint: str) -> bool:
     """Whether the ``eval.json`` ``record`` is the evaluation of ``data`` (absolute path) with these options: then a
     new run of it replaces it; any other evaluation is never overwritten."""
-    ck = record.get("checkpoint") if isinstance(record.get("checkpoint"), dict) else {}
+    ck = record.get("checkpoint")
+    ck = ck if isinstance(ck, dict) else {}
     return (record.get("data") == data and record.get("tta", "none") == tta
             and [float(s) for s in record.get("scales", [1.0])] == [float(s) for s in scales]
             and ck.get("name", BEST) == checkpoint)

@@ -25,7 +25,7 @@ from fcnlab.errors import DataError
 
 _MEAN_RE = re.compile(r"mean_iou:\s*([-+0-9.eEnaN]+)")
 LIBRARY_SNIPPET = ("import sys; from fcnlab.evaluate.mask_folders import evaluate_masks; "
-                   "from fcnlab.evaluate.metrics import format_course_lines; "
+                   "from fcnlab.tasks.metrics import format_course_lines; "
                    "print(format_course_lines(evaluate_masks(sys.argv[1], sys.argv[2])))")
 
 

@@ -18,9 +18,9 @@ from fcnlab.bench.timing import PeakMemory, count_flops, measure_throughput, sto
 from fcnlab.config import TrainConfig, from_dict
 from fcnlab.infer.folding import foldable
 from fcnlab.infer.predictor import Predictor, make_predictor
-from fcnlab.runtime.device import amp_dtype
+from fcnlab.models.memory_format import to_channels_last, use_channels_last
+from fcnlab.runtime.device import amp_dtype, autocast
 from fcnlab.runtime.device import compile_model as compile_fn
-from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
 from fcnlab.tasks import make_task, task_info
 from fcnlab.tasks.base import Task
 from fcnlab.training.optim import build_optimizer
@@ -99,11 +99,11 @@ class TrainStep:
                  scaler: torch.amp.GradScaler | None = None):
         self.model, self.task, self.device, self.x, self.y = model, task, device, x, y
         self.optimizer = optimizer or build_optimizer(model, cfg, device)
-        self.amp = amp_dtype(cfg, device)
+        self.amp = amp_dtype(cfg.amp, device)
         self.scaler = scaler or torch.amp.GradScaler(device.type, enabled=self.amp == torch.float16)
 
     def __call__(self) -> torch.Tensor:
-        with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+        with autocast(self.device, self.amp):
             logits = self.model(self.x)
             loss = self.task.loss(logits.float(), self.y)
         self.optimizer.zero_grad(set_to_none=True)
@@ -126,7 +126,7 @@ def predictor(model: torch.nn.Module, cfg: TrainConfig, device: torch.device, fo
     ``fold``: the folded VGG head for P1 at 32x32; ``fuse``: BatchNorm folded into the convolutions. Both
     work on copies, so ``model`` keeps training.
     """
-    return make_predictor(model, cfg, device, amp_dtype(cfg, device), fold=fold, fuse=fuse)
+    return make_predictor(model, cfg, device, amp_dtype(cfg.amp, device), fold=fold, fuse=fuse)
 
 
 def _phase(fn, items: int, device: torch.device, schedule: Schedule, peak: float | None,
@@ -203,7 +203,7 @@ def bench_model(case: ModelCase, device: torch.device, schedule: Schedule, peak_
     torch.manual_seed(0)
     model = to_channels_last(build_model(case.name, case.num_classes).to(device), use_channels_last(cfg, device))
     params = sum(p.numel() for p in model.parameters())
-    run_model = compile_fn(model, cfg) if compile_model else model
+    run_model = compile_fn(model, cfg.compile_mode) if compile_model else model
     gen = torch.Generator(device=device).manual_seed(0)
     images, targets = random_batch(case, case.batch, device)
     x, y = task.prepare_train(images, targets, gen)
@@ -222,7 +222,7 @@ def bench_model(case: ModelCase, device: torch.device, schedule: Schedule, peak_
     gc.collect()
     eval_images, _ = random_batch(case, case.eval_batch, device, seed=1)  # uint8, as Predictor.logits takes
     plain = predictor(model, cfg, device, fold=False)
-    timed = dataclasses.replace(plain, model=compile_fn(plain.model, cfg)) if compile_model else plain
+    timed = dataclasses.replace(plain, model=compile_fn(plain.model, cfg.compile_mode)) if compile_model else plain
     result["infer"] = _phase(lambda: timed.logits(eval_images), case.eval_batch, device, schedule,
                              peak_gflops, (lambda: plain.logits(eval_images)) if compile_model else None)
     if foldable(case.name, case.size):

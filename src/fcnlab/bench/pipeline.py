@@ -28,8 +28,8 @@ from fcnlab.bench.timing import PeakMemory, stopwatch, sync
 from fcnlab.data.prefetch import Prefetcher
 from fcnlab.data.resident import is_resident
 from fcnlab.errors import DataError
+from fcnlab.models.memory_format import to_channels_last, use_channels_last
 from fcnlab.runtime.distributed import DistInfo
-from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
 from fcnlab.tasks import make_task
 from fcnlab.training.loop import train_one_epoch
 from fcnlab.training.state import TrainState, build_state, epoch_batches, fresh_accum

@@ -155,8 +155,8 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
     cases = models.model_cases(device, quick)
     for name in MODEL_SECTIONS:
         if name in sections:
-            row = section(name, lambda n=name: models.bench_model(cases[n], device, schedule, peak,
-                                                                  opts.compile, opts.compile_mode))
+            row = section(name, lambda: models.bench_model(cases[name], device, schedule, peak,  # noqa: B023 - run at once
+                                                          opts.compile, opts.compile_mode))
             if row:
                 result.setdefault("models", {})[name] = row
     with tempfile.TemporaryDirectory(prefix="fcnlab-bench-data-") as tmp:

@@ -36,7 +36,7 @@ class Throughput:
     windows: list[float] = field(default_factory=list)
     cpu_util: float | None = None  # process CPU time / (wall x torch threads); well below 1: a busy machine
 
-    def to_dict(self) -> dict[str, float | int | list[float]]:
+    def to_dict(self) -> dict[str, float | int | list[float] | None]:
         """JSON-ready dict (rounded)."""
         return {"items_per_s": round(self.items_per_s, 4), "step_ms": round(self.step_ms, 3),
                 "steps": self.steps, "windows_items_per_s": [round(w, 4) for w in self.windows],

@@ -62,9 +62,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     from fcnlab.data.classification import scan_folder
     from fcnlab.evaluate.folders import classification_confusion
-    from fcnlab.evaluate.metrics import per_class_accuracy
-    from fcnlab.evaluate.record import command_entry, data_record, evaluation_record, is_own_validation
+    from fcnlab.evaluate.record import data_record, evaluation_record, is_own_validation
     from fcnlab.infer.predictor import load_predictor
+    from fcnlab.runtime.provenance import command_entry
+    from fcnlab.tasks.metrics import per_class_accuracy
 
     pred = load_predictor(args.ckpt, args.device, task="classify", tta=args.tta)
     own = is_own_validation(args.data, pred.ckpt.get("config", {}))
@@ -98,8 +99,10 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def _batch(args: argparse.Namespace, pred: Predictor) -> int:
-    """``--batch-size``, else the run's eval batch size (twice its training batch size when unset)."""
-    return positive_batch(args, pred.cfg.eval_batch_size or 2 * pred.cfg.batch_size)
+    """``--batch-size``, else the run's eval batch size."""
+    from fcnlab.tasks import eval_batch_size
+
+    return positive_batch(args, eval_batch_size(pred.cfg, inference=True))
 
 
 def run_predict(args: argparse.Namespace) -> int:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
-from fcnlab import config
-from fcnlab.cli.options import HelpFormatter, add_config_arguments
+from fcnlab.cli.options import HelpFormatter, add_config_arguments, overrides_from_args, resolve
 from fcnlab.data.images import IMAGE_SUFFIXES, real_path
 from fcnlab.errors import ConfigError
 from fcnlab.runtime.files import make_folder
+from fcnlab.tasks import task_info
 
 
 def add_train_parser(sub: argparse._SubParsersAction, task: str, example: str) -> argparse.ArgumentParser:
@@ -43,16 +44,17 @@ def add_train_parser(sub: argparse._SubParsersAction, task: str, example: str) -
 def run_train(args: argparse.Namespace, task: str) -> int:
     """Resolve the config once (a new run: defaults, recipe, options; a resumed one: its last.pt and the options
     given), then train."""
-    from fcnlab.training.fit import fit, resume_config
+    from fcnlab.training.fit import resume_config
+    from fcnlab.training.start import train_new, train_resumed
 
     if args.print_config:
         import yaml
 
         if args.resume:
-            cfg, _ = resume_config(args.resume, config.overrides_from_args(args), task=task,
+            cfg, _ = resume_config(args.resume, overrides_from_args(args), task=task,
                                    start=args.resume_from, change_settings=args.change_settings)
         else:
-            cfg = config.resolve(args, task)
+            cfg = resolve(args, task)
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
     if args.resume:
@@ -62,10 +64,8 @@ def run_train(args: argparse.Namespace, task: str) -> int:
         if getattr(args, "config", None):
             raise ConfigError(f"--config {args.config} with --resume: the run's config comes from its last.pt; "
                               f"give single options (e.g. --epochs 60) to change it")
-        overrides = config.overrides_from_args(args)
-        cfg, ckpt = resume_config(args.resume, overrides, task=task, start=args.resume_from,
-                                  change_settings=args.change_settings)
-        fit(cfg, args.resume, ckpt, config_changed=bool(overrides))
+        train_resumed(args.resume, overrides_from_args(args), task=task, start=args.resume_from,
+                      change_settings=args.change_settings)
         return 0
     if args.resume_from != "last":
         raise ConfigError(f"option --from {args.resume_from}: only with --resume RUN_DIR")
@@ -73,13 +73,7 @@ def run_train(args: argparse.Namespace, task: str) -> int:
         raise ConfigError("option --change-settings: only with --resume RUN_DIR (a new run takes any options)")
     if not args.out:
         raise ConfigError("option --out: give the run folder to create (or --resume RUN_DIR)")
-    cfg = config.resolve(args, task)
-    for name in ("data", "val"):
-        folder = getattr(cfg, name)
-        if folder is not None and real_path(args.out) == real_path(folder):
-            raise ConfigError(f"--out {args.out}: is the --{name} folder; choose another folder so inputs are never "
-                              f"overwritten")
-    fit(cfg, args.out)
+    train_new(resolve(args, task), args.out)
     return 0
 
 
@@ -126,18 +120,18 @@ def add_device(p: argparse.ArgumentParser) -> None:
 def add_tta(p: argparse.ArgumentParser, task: str) -> None:
     """``--tta`` (and for segmentation ``--scales``): test-time augmentation of eval/predict commands."""
     if task == "segment":
-        p.add_argument("--tta", default="none", choices=("none", "flip", "d4"),
+        p.add_argument("--tta", default="none", choices=task_info(task).tta_modes,
                        help="average the softmax over the identity and the mirror (flip) or all 8 rotations and "
                             "mirrors (d4); default none")
         p.add_argument("--scales", default=None, metavar="S1,S2,...",
                        help="also average over these input scales, e.g. 0.75,1,1.25 (default: 1 only)")
     else:
-        p.add_argument("--tta", default="none", choices=("none", "flip", "flip-translate"),
+        p.add_argument("--tta", default="none", choices=task_info(task).tta_modes,
                        help="average the logits of the image and its mirror (flip), and also of the image shifted "
                             "by one pixel up-left and down-right (flip-translate); default none")
 
 
-def tta_options(args: argparse.Namespace) -> dict[str, object]:
+def tta_options(args: argparse.Namespace) -> dict[str, Any]:
     """``tta`` and ``scales`` keyword arguments for :func:`fcnlab.infer.predictor.load_predictor`."""
     from fcnlab.infer.tta import parse_scales
 
@@ -145,7 +139,10 @@ def tta_options(args: argparse.Namespace) -> dict[str, object]:
 
 
 def positive_batch(args: argparse.Namespace, default: int) -> int:
-    """The ``--batch-size`` given, else ``default``; also checks ``--workers``. Bad values: one ConfigError."""
+    """The ``--batch-size`` given, else ``default``; also checks ``--workers``. Bad values: one ConfigError.
+
+    Checked here rather than by an argparse type (:func:`fcnlab.cli.arguments.int_at_least`, which prints the
+    usage too) so that eval/predict/tsne answer a bad number with one line, as they answer bad data."""
     bs = args.batch_size if getattr(args, "batch_size", None) is not None else default
     if bs <= 0:
         raise ConfigError(f"option --batch-size: must be > 0, got {bs}")

@@ -73,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
         from fcnlab.infer.export import scored_weights
 
         save_checkpoint(out, **scored_weights(ckpt, ckpt_path))
-        size, before = out.stat().st_size, _file_size(ckpt_path)
-        print(f"wrote {out} ({ckpt['model_name']} weights, {size / 2**20:.1f} MiB" +
+        written, before = out.stat().st_size, _file_size(ckpt_path)
+        print(f"wrote {out} ({ckpt['model_name']} weights, {written / 2**20:.1f} MiB" +
               (f", from a {before / 2**20:.1f} MiB checkpoint)" if before else ")"))
         return 0
     task = model_task(ckpt["model_name"])

@@ -42,7 +42,7 @@ class Parser(argparse.ArgumentParser):
                     found += sub._all_options() if isinstance(sub, Parser) else []
         return found
 
-    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         """argparse's usage error, with the closest valid option or choice named."""
         hints = []
         if message.startswith("unrecognized arguments:"):

@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the course's lines and write the optional JSON file; return the exit code."""
     from fcnlab.evaluate.mask_folders import evaluate_masks
-    from fcnlab.evaluate.metrics import format_course_lines
+    from fcnlab.tasks.metrics import format_course_lines
 
     result = evaluate_masks(args.labels, args.pred, workers=args.workers)
     for line in result.warnings:

@@ -3,7 +3,7 @@
 Each field of :class:`fcnlab.config.TrainConfig` becomes an option of its task's ``train`` (a field of the
 other task is refused with one line naming the command it belongs to), listed in its help group
 (:data:`fcnlab.config.GROUPS`) with its default for that task and its choices. Values stay strings and are
-parsed as YAML by :func:`fcnlab.config.overrides_from_args` (``--snapshot-epochs 5,25,50``). A boolean
+parsed as YAML by :func:`overrides_from_args` (``--snapshot-epochs 5,25,50``). A boolean
 alone means true (``--pretrained``), ``--no-pretrained`` false, and the value form still works
 (``--pretrained false``). Building the parser imports no torch: ``fcnlab --help`` stays fast, and the
 model names of ``--model`` are looked up only when ``train --help`` is printed.
@@ -18,7 +18,11 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+import yaml
+
 from fcnlab import config, recipes
+from fcnlab.errors import ConfigError
+from fcnlab.taskinfo import TASKS
 
 GROUP_TITLES = {"data": "data", "model": "model", "optimisation": "optimisation", "schedule": "schedule",
                 "augmentation": "augmentation", "runtime": "runtime", "output": "output",
@@ -121,3 +125,37 @@ def add_config_arguments(parser: argparse.ArgumentParser, task: str | None = Non
                                      help=f"{text}{default}")
         if name == "model" and task is not None:
             act.lazy_help = lambda task=task: _models(task)  # type: ignore[attr-defined]
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The config options given on the command line (``--lr 0.1`` ...), each value parsed as YAML.
+
+    An option of the other task (``--snapshot-epochs`` for classify) is refused with one line."""
+    values: dict[str, Any] = {}
+    for name in config.field_names():
+        if getattr(args, f"{WRONG}{name}", None) is not None:
+            owner = config.field_task(name)
+            used = ", ".join(f"'fcnlab {t} train'" for t in TASKS if t != owner)
+            raise ConfigError(f"option --{name.replace('_', '-')} is for {owner} training only ('fcnlab {owner} "
+                              f"train'); {used} does not use it")
+        raw = getattr(args, f"cfg_{name}", None)
+        if raw is not None:
+            try:
+                values[name] = yaml.safe_load(raw) if isinstance(raw, str) else raw
+            except yaml.YAMLError:
+                values[name] = raw
+    return values
+
+
+def resolve(args: argparse.Namespace, task: str) -> config.TrainConfig:
+    """Merge task defaults, ``--config`` YAML and command-line overrides into a validated config."""
+    values: dict[str, Any] = {}
+    source = "command line"
+    if getattr(args, "config", None):
+        values.update(recipes.load_yaml(args.config))
+        source = str(args.config)
+        if values.get("task", task) != task:
+            raise ConfigError(f"{args.config}: recipe is for task {values['task']!r}, not {task!r}")
+    values.update(overrides_from_args(args))
+    values["task"] = task
+    return config.from_dict(values, source)

@@ -9,10 +9,13 @@ LABELS = {"classify": "P1 (classify train)", "segment": "P2 (segment train)"}
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``recipes`` sub-command."""
-    p = sub.add_parser("recipes", help="list the shipped recipes (--config NAME): task, measured or estimated, time",
-                       description="List the recipes shipped with fcnlab, by task. 'measured' names the run folder "
-                                   "of a finished run (docs/results/...) and its score; 'estimated' has not been "
-                                   "run yet. Minutes are train + eval on the hardware named.")
+    p = sub.add_parser(
+        "recipes",
+        help="list the shipped recipes (--config NAME): task, measured or estimated, time",
+        description="List the recipes shipped with fcnlab, by task. 'measured' names the run folder "
+        "of a finished run (docs/results/...) and its score; 'estimated' has not been "
+        "run yet. Minutes are train + eval on the hardware named.",
+    )
     p.add_argument("--task", choices=tuple(LABELS), default=None, help="only the recipes of this task")
     p.set_defaults(func=run)
 

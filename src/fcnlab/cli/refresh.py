@@ -30,8 +30,20 @@ def rerun_argv(task: str, action: str, run: Path, record: dict[str, Any], device
     ck, data = record.get("checkpoint") or {}, record.get("data")
     if not isinstance(ck, dict) or not data or not Path(str(data)).is_dir():
         return None
-    argv = [task, action, "--ckpt", str(run / str(ck.get("name", "best.pt"))), "--data", str(data),
-            "--device", device, "--workers", "0", "--tta", str(record.get("tta", "none"))]
+    argv = [
+        task,
+        action,
+        "--ckpt",
+        str(run / str(ck.get("name", "best.pt"))),
+        "--data",
+        str(data),
+        "--device",
+        device,
+        "--workers",
+        "0",
+        "--tta",
+        str(record.get("tta", "none")),
+    ]
     scales = [float(s) for s in record.get("scales") or [1.0]]
     if scales != [1.0]:
         argv += ["--scales", ",".join(f"{s:g}" for s in scales)]
@@ -60,8 +72,10 @@ def refresh_runs(paths: Sequence[str | Path], device: str = "auto") -> int:
             record = json.loads((folders[name] / EVAL_JSON).read_text())
             argv = rerun_argv(info.task, "eval", run, record, device)
             if argv is None:
-                note(f"{run}: cannot refresh {name} (no recorded checkpoint, or its data folder is gone); "
-                     f"re-run 'fcnlab {info.task} eval' yourself")
+                note(
+                    f"{run}: cannot refresh {name} (no recorded checkpoint, or its data folder is gone); "
+                    f"re-run 'fcnlab {info.task} eval' yourself"
+                )
                 continue
             note(f"refreshing {run}/{measured.source}: fcnlab {' '.join(argv)}", prefix="")
             done += _run_command(argv) == 0
@@ -69,8 +83,10 @@ def refresh_runs(paths: Sequence[str | Path], device: str = "auto") -> int:
             record = npz_record(info.tsne.with_suffix(".npz")) or {}
             argv = rerun_argv(info.task, "tsne", run, record, device)
             if argv is None:
-                note(f"{run}: cannot refresh {info.tsne.name} (it records no checkpoint and data); draw it again "
-                     f"with 'fcnlab {info.task} tsne'")
+                note(
+                    f"{run}: cannot refresh {info.tsne.name} (it records no checkpoint and data); draw it again "
+                    f"with 'fcnlab {info.task} tsne'"
+                )
                 continue
             argv += ["--out", str(info.tsne), "--seed", str(record.get("seed", 0))]
             note(f"refreshing {info.tsne}: fcnlab {' '.join(argv)}", prefix="")

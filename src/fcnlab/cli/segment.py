@@ -56,21 +56,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     from fcnlab.data.mask_codec import CLASS_NAMES, SCORED_CLASSES
     from fcnlab.evaluate.folders import segmentation_confusion
-    from fcnlab.evaluate.metrics import accuracy, course_miou, format_course_lines, mean_class_accuracy
-    from fcnlab.evaluate.record import command_entry, data_record, evaluation_record, is_own_validation
+    from fcnlab.evaluate.record import data_record, evaluation_record, is_own_validation
     from fcnlab.evaluate.tables import per_tile_csv
     from fcnlab.infer.predictor import load_predictor
     from fcnlab.report import viz
+    from fcnlab.runtime.provenance import command_entry
+    from fcnlab.tasks import eval_batch_size
+    from fcnlab.tasks.metrics import accuracy, course_miou, format_course_lines, mean_class_accuracy
 
     pred = load_predictor(args.ckpt, args.device, task="segment", **tta_options(args))
-    bs = positive_batch(args, pred.cfg.eval_batch_size or pred.cfg.batch_size)
+    bs = positive_batch(args, eval_batch_size(pred.cfg, inference=True))
     own = is_own_validation(args.data, pred.ckpt.get("config", {}))
     out_dir = (check_output_dir(args.out, [args.data]) if args.out else
                evaluation_dir(pred.run_dir, args.data, own, pred.tta, pred.scales, pred.path.name))
     tiles: list = []
     conf, report = segmentation_confusion(pred, args.data, bs, args.workers, tile=args.tile, per_image=tiles)
-    if report.summary():
-        note(report.summary())
+    off_palette = report.summary()
+    if off_palette:
+        note(off_palette)
     mat = conf.mat.cpu().numpy()
     result = course_miou(mat)
     print(format_course_lines(result), flush=True)  # stdout: the course's lines alone

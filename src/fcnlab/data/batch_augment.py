@@ -32,6 +32,8 @@ from fcnlab.data.transforms import IMAGENET_MEAN
 
 POLICIES = ("none", "trivialaugment", "randaugment")
 GEOMETRIC = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
+#: What erased and shifted-in pixels become: the ImageNet mean on the 0-255 scale.
+IMAGENET_FILL = tuple(255.0 * m for m in IMAGENET_MEAN)
 
 
 def _space(policy: str) -> dict[str, tuple[Callable, bool]]:
@@ -224,7 +226,8 @@ class AugmentPolicy:
         key = (h, w, device)
         if key not in self._table_cache:
             with torch.inference_mode(False), torch.no_grad():
-                self._table_cache[key] = tuple(t.to(device) for t in self.magnitude_table(h, w))
+                table, signed = self.magnitude_table(h, w)
+                self._table_cache[key] = (table.to(device), signed.to(device))
         return self._table_cache[key]
 
     def draw(self, b: int, h: int, w: int, gen: torch.Generator,
@@ -340,7 +343,7 @@ class BatchAugment:
 def build_batch_augment(policy: str = "none", *, randaugment_ops: int = 2, randaugment_magnitude: int = 9,
                         random_erasing: float = 0.0, cutmix: float = 0.0, mixup: float = 0.0,
                         mix_prob: float = 1.0, num_classes: int = 50,
-                        fill: Sequence[float] = tuple(255.0 * m for m in IMAGENET_MEAN)) -> BatchAugment | None:
+                        fill: Sequence[float] = IMAGENET_FILL) -> BatchAugment | None:
     """The batch augmentation for these settings, or None when all are off (nothing to do per batch).
 
     ``policy``: none, trivialaugment or randaugment (``randaugment_ops`` operations at magnitude bin

@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -48,7 +48,7 @@ def _threads() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def decode_all(n: int, decode: Callable[[int], dict[str, np.ndarray]], out: dict[str, np.ndarray],
+def decode_all(n: int, decode: Callable[[int], dict[str, np.ndarray]], out: Mapping[str, np.ndarray],
                desc: str = "decode") -> None:
     """Fill ``out[name][i]`` with ``decode(i)[name]`` for every i, decoding on a thread pool (with progress:
     the first decode of a large folder takes minutes on a laptop)."""

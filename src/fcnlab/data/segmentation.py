@@ -132,7 +132,7 @@ def load_tile_set(folder: str | Path, limit: int = 0, cache: str = "auto", seed:
         img, ids, n_off = load_pair(tile, mask)
         if not sizes.fits(i, img.shape[:2]):
             return {}  # refused by sizes.check() once every size is known
-        img, ids = reduce_image(img, k), majority_vote(ids, k)
+        img, ids = reduce_image(img, k), majority_vote(ids, k)  # type: ignore[arg-type]  # tiles have masks
         return {"images": img.transpose(2, 0, 1), "masks": ids, "off_palette": np.int64(n_off)}
 
     files = [p for pair in pairs for p in pair if p is not None]
@@ -143,6 +143,6 @@ def load_tile_set(folder: str | Path, limit: int = 0, cache: str = "auto", seed:
                            decode, mode=cache, dtypes={"off_palette": "int64"}, check=sizes.check)
     for (_, mask), n in zip(pairs, arrays["off_palette"], strict=True):
         if n:
-            report.add(mask, int(n))
+            report.add(mask, int(n))  # type: ignore[arg-type]  # off-palette pixels come from a mask
     return TileSet(arrays["images"], arrays["masks"], [t for t, _ in pairs], report, k,
                    [m for _, m in pairs if m is not None])

@@ -8,7 +8,7 @@ file raises one :class:`~fcnlab.errors.DataError` naming it, also when a worker 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ class Failure:
 class ImageFiles(Dataset):
     """Images read on demand as uint8 ``(3, H, W)`` tensors, with an integer target per image."""
 
-    def __init__(self, files: list[Path], labels: list[int] | None = None):
+    def __init__(self, files: Sequence[Path], labels: Sequence[int] | None = None):
         self.files = files
         self.labels = labels if labels is not None else [-1] * len(files)
 
@@ -51,10 +51,10 @@ class TilePairs(Dataset):
     """Tiles and (optional) masks read on demand; masks as uint8 ``(H, W)`` class ids (scalar -1 if absent).
 
     uint8 keeps a huge labelled image's mask at one byte a pixel (100 MB for 10000x10000, not 800 MB);
-    :class:`fcnlab.evaluate.metrics.ConfusionMatrix` widens the ids itself.
+    :class:`fcnlab.tasks.metrics.ConfusionMatrix` widens the ids itself.
     """
 
-    def __init__(self, pairs: list[tuple[Path, Path | None]]):
+    def __init__(self, pairs: Sequence[tuple[Path, Path | None]]):
         self.pairs = pairs
 
     def __len__(self) -> int:
@@ -108,7 +108,7 @@ def loader(dataset: Dataset, batch_size: int, workers: int, pin: bool = False) -
 
     More workers than usable cores would only make torch warn on stderr (the default 2 on a one-core
     machine), so they are capped there."""
-    workers = max(0, min(workers, len(dataset) // max(batch_size, 1), usable_cores()))
+    workers = max(0, min(workers, len(dataset) // max(batch_size, 1), usable_cores()))  # type: ignore[arg-type]
     return SafeLoader(DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                                  collate_fn=_collate, pin_memory=pin, persistent_workers=False,
                                  prefetch_factor=2 if workers else None))

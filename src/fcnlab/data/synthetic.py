@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import io
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -278,6 +279,6 @@ def make_segmentation_data(root: str | Path, n_train: int = 12, n_val: int = 4, 
             image, ids = land_cover_tile(size, rng)
             sat = Image.fromarray(image, mode="RGB")
             atomic_save(folder / f"{i:04d}_sat.jpg",
-                        lambda tmp, sat=sat: sat.save(tmp, format="JPEG", quality=90))
+                        partial(sat.save, format="JPEG", quality=90))
             write_mask(folder / f"{i:04d}_mask.png", ids)
     return root

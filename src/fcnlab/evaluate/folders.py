@@ -15,8 +15,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from fcnlab.data.mask_codec import OffPaletteReport
-    from fcnlab.evaluate.metrics import ConfusionMatrix
     from fcnlab.infer.predictor import Predictor
+    from fcnlab.tasks.metrics import ConfusionMatrix
 
 
 def classification_confusion(pred: Predictor, files: Sequence[Path], labels: Sequence[int], batch_size: int,
@@ -26,8 +26,8 @@ def classification_confusion(pred: Predictor, files: Sequence[Path], labels: Seq
     ``top`` highest logits)."""
     import torch
 
-    from fcnlab.evaluate.metrics import ConfusionMatrix
     from fcnlab.infer.folders import stream_images
+    from fcnlab.tasks.metrics import ConfusionMatrix
 
     conf = ConfusionMatrix(pred.cfg.num_classes, pred.device)
     in_top = torch.zeros((), dtype=torch.int64, device=pred.device)
@@ -70,9 +70,9 @@ def segmentation_confusion(pred: Predictor, folder: str | Path, batch_size: int,
     from fcnlab.data.mask_codec import OffPaletteReport
     from fcnlab.data.segmentation import pair_files
     from fcnlab.data.streaming import TilePairs, loader
-    from fcnlab.evaluate.metrics import ConfusionMatrix
     from fcnlab.infer.tiling import check_tile, predict_mask
     from fcnlab.runtime.progress import Progress
+    from fcnlab.tasks.metrics import ConfusionMatrix
 
     check_tile(tile)  # up front, not at the first large image after minutes of evaluation
     pairs = pair_files(folder)
@@ -107,7 +107,7 @@ def segmentation_confusion(pred: Predictor, folder: str | Path, batch_size: int,
             found[int(i)] = c
         for k, i in zip(list(n_off), list(index), strict=True):
             if int(k):
-                report.add(pairs[int(i)][1], int(k))
+                report.add(pairs[int(i)][1], int(k))  # type: ignore[arg-type]  # a mask was read
     progress.close()
     if per_image is not None:
         per_image += [(pairs[i][0].name, found[i]) for i in sorted(found)]

@@ -28,8 +28,8 @@ from fcnlab.data.mask_codec import (
     read_mask_codes,
 )
 from fcnlab.errors import DataError
-from fcnlab.evaluate.metrics import MiouResult, course_miou
 from fcnlab.runtime.cores import usable_cores
+from fcnlab.tasks.metrics import MiouResult, course_miou
 
 R = TypeVar("R")
 

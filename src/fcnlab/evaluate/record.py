@@ -16,21 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fcnlab.runs import BEST
-
-
-def now_text() -> str:
-    """The current UTC time, ISO 8601 to the second."""
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-
-
-def command_entry(what: str, **extra: Any) -> dict[str, Any]:
-    """One entry of env.json's ``commands``: what it did (train, resume, eval ...), the command line, the time,
-    the fcnlab version and git commit, then ``extra``."""
-    from fcnlab.runtime.provenance import provenance
-
-    me = provenance()
-    return {"what": what, "command": me["command"], "time": now_text(), "fcnlab": me["fcnlab"],
-            "git_commit": me["git_commit"], **extra}
+from fcnlab.runtime.provenance import now_text
 
 
 def checkpoint_record(path: str | Path, ckpt: dict[str, Any]) -> dict[str, Any]:
@@ -39,13 +25,20 @@ def checkpoint_record(path: str | Path, ckpt: dict[str, Any]) -> dict[str, Any]:
     from fcnlab.checkpoint import scores_ema
 
     path = Path(path).resolve()
-    record: dict[str, Any] = {"path": str(path), "name": path.name, "epoch": ckpt.get("epoch"),
-                              "best_epoch": ckpt.get("best_epoch"), "weights": "ema" if scores_ema(ckpt) else "raw"}
+    record: dict[str, Any] = {
+        "path": str(path),
+        "name": path.name,
+        "epoch": ckpt.get("epoch"),
+        "best_epoch": ckpt.get("best_epoch"),
+        "weights": "ema" if scores_ema(ckpt) else "raw",
+    }
     try:
         st = path.stat()
-        record.update(size=st.st_size, mtime_ns=st.st_mtime_ns,
-                      mtime=_dt.datetime.fromtimestamp(st.st_mtime, _dt.timezone.utc).replace(microsecond=0)
-                      .isoformat())
+        record.update(
+            size=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+            mtime=_dt.datetime.fromtimestamp(st.st_mtime, _dt.timezone.utc).replace(microsecond=0).isoformat(),
+        )
     except OSError:
         pass
     return record
@@ -64,20 +57,42 @@ def is_own_validation(data: str | Path, config: dict[str, Any]) -> bool:
 
 def data_record(data: str | Path, count: int, unit: str, own_val: bool, subset: bool = False) -> dict[str, Any]:
     """The data an evaluation was measured on: absolute path, the path as given, count and unit, subset flag."""
-    return {"data": str(Path(data).resolve()), "data_given": str(data), "count": int(count), "unit": unit,
-            "subset": bool(subset), "own_validation": bool(own_val)}
+    return {
+        "data": str(Path(data).resolve()),
+        "data_given": str(data),
+        "count": int(count),
+        "unit": unit,
+        "subset": bool(subset),
+        "own_validation": bool(own_val),
+    }
 
 
-def evaluation_record(task: str, ckpt_path: str | Path, ckpt: dict[str, Any], data: dict[str, Any], tta: str,
-                      scales: Sequence[float], numbers: dict[str, Any]) -> dict[str, Any]:
+def evaluation_record(
+    task: str,
+    ckpt_path: str | Path,
+    ckpt: dict[str, Any],
+    data: dict[str, Any],
+    tta: str,
+    scales: Sequence[float],
+    numbers: dict[str, Any],
+) -> dict[str, Any]:
     """The whole ``eval.json``: task, data (:func:`data_record`), options, checkpoint, provenance, then
     ``numbers``."""
     from fcnlab.runtime.provenance import provenance
 
     me = provenance()
-    return {"task": task, **data, "tta": tta, "scales": [float(s) for s in scales],
-            "checkpoint": checkpoint_record(ckpt_path, ckpt), "fcnlab": me["fcnlab"],
-            "git_commit": me["git_commit"], "command": me["command"], "time": now_text(), **numbers}
+    return {
+        "task": task,
+        **data,
+        "tta": tta,
+        "scales": [float(s) for s in scales],
+        "checkpoint": checkpoint_record(ckpt_path, ckpt),
+        "fcnlab": me["fcnlab"],
+        "git_commit": me["git_commit"],
+        "command": me["command"],
+        "time": now_text(),
+        **numbers,
+    }
 
 
 def staleness(record: dict[str, Any] | None, run_dir: str | Path, best_epoch: int | None) -> str:

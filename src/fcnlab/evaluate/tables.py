@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from fcnlab.data.mask_codec import SCORED_CLASSES
-from fcnlab.evaluate.metrics import accuracy, iou_per_class
+from fcnlab.tasks.metrics import accuracy, iou_per_class
 
 
 def _cell(value: float) -> str:
@@ -23,11 +23,17 @@ def per_tile_csv(tiles: Sequence[tuple[str, np.ndarray]]) -> str:
     classes present."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["tile", "pixels", "pixel_accuracy", *[f"iou_{i}" for i in range(SCORED_CLASSES)],
-                "mean_iou_present"])
+    w.writerow(["tile", "pixels", "pixel_accuracy", *[f"iou_{i}" for i in range(SCORED_CLASSES)], "mean_iou_present"])
     for name, mat in tiles:
         ious = iou_per_class(mat)[:SCORED_CLASSES]
         present = ious[~np.isnan(ious)]
-        w.writerow([name, int(mat.sum()), _cell(accuracy(mat)), *[_cell(float(v)) for v in ious],
-                    _cell(float(present.mean()) if present.size else math.nan)])
+        w.writerow(
+            [
+                name,
+                int(mat.sum()),
+                _cell(accuracy(mat)),
+                *[_cell(float(v)) for v in ious],
+                _cell(float(present.mean()) if present.size else math.nan),
+            ]
+        )
     return buf.getvalue()

@@ -47,7 +47,7 @@ def exportable_model(model: nn.Module, task: str, size: tuple[int, int]) -> nn.M
     model = model.eval()
     if not task_info(task).dense and all(hasattr(model, a) for a in ("features", "avgpool", "classifier")):
         with torch.no_grad():
-            fmap = model.features(torch.zeros(1, 3, *size))
+            fmap = model.features(torch.zeros(1, 3, *size))  # type: ignore[operator]
         if tuple(fmap.shape[-2:]) == (1, 1):
             from fcnlab.infer.folding import fold_vgg_classifier
 

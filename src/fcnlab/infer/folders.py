@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -130,6 +131,6 @@ def predict_mask_folder(pred: Predictor, pairs: Sequence[tuple[Path, Path | None
         if overlay is not None:
             blended = viz.overlay(img, ids)
             name = mask_name(path).replace("_mask.png", "_overlay.jpg")
-            atomic_save(overlay / name, lambda p, b=blended: Image.fromarray(b).save(p, format="JPEG", quality=90))
+            atomic_save(overlay / name, partial(Image.fromarray(blended).save, format="JPEG", quality=90))
         n += 1
     return n

@@ -8,6 +8,7 @@ an equivalent ``Linear(512, 4096)``: 49x fewer multiply-adds in the first layer 
 from __future__ import annotations
 
 import copy
+from typing import cast
 
 import torch
 from torch import nn
@@ -26,7 +27,7 @@ class FoldedVGG(nn.Module):
         first = classifier[0]
         if not isinstance(first, nn.Linear) or not isinstance(avgpool, nn.AdaptiveAvgPool2d):
             raise TypeError("expected a torchvision VGG (avgpool=AdaptiveAvgPool2d, classifier[0]=Linear)")
-        out_size = avgpool.output_size
+        out_size = cast("int | tuple[int, int]", avgpool.output_size)  # VGG's is (7, 7)
         cells = out_size * out_size if isinstance(out_size, int) else out_size[0] * out_size[1]
         channels = first.in_features // cells
         self.features = features

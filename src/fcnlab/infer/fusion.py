@@ -40,13 +40,13 @@ def _fuse_in_place(module: nn.Module) -> int:
         names = list(children)
         for prev, name in zip(names, names[1:], strict=False):
             if _fusable(children[prev], children[name]):
-                children[prev] = fuse_conv_bn_eval(children[prev], children[name])
+                children[prev] = fuse_conv_bn_eval(children[prev], children[name])  # type: ignore[type-var,arg-type]
                 children[name] = nn.Identity()
                 fused += 1
     elif _has_resnet_pairs(module):
         for conv_name, bn_name in _NAMED_PAIRS:
             if _fusable(children.get(conv_name), children.get(bn_name)):
-                children[conv_name] = fuse_conv_bn_eval(children[conv_name], children[bn_name])
+                children[conv_name] = fuse_conv_bn_eval(children[conv_name], children[bn_name])  # type: ignore[type-var,arg-type]
                 children[bn_name] = nn.Identity()
                 fused += 1
     for child in children.values():

@@ -20,9 +20,9 @@ from fcnlab.infer.folding import fold_vgg_classifier, foldable
 from fcnlab.infer.fusion import fuse_conv_bn
 from fcnlab.infer.tta import ClassificationTTA, check_tta, mean_over_mirrors, with_tta
 from fcnlab.infer.unfold_conv import unfold_large_convs
+from fcnlab.models.memory_format import to_channels_last, use_channels_last
 from fcnlab.models.scaled import checkpoint_reduction, with_input_reduction
-from fcnlab.runtime.device import amp_dtype, select_device
-from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
+from fcnlab.runtime.device import amp_dtype, autocast, select_device
 from fcnlab.tasks import make_task, task_info
 from fcnlab.tasks.base import Task
 
@@ -58,7 +58,7 @@ class Predictor:
     @torch.inference_mode()
     def logits(self, images_u8: torch.Tensor) -> torch.Tensor:
         """Float32 logits for a uint8 batch (with segmentation TTA: the log of the mean probabilities)."""
-        with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+        with autocast(self.device, self.amp):
             return self.model(self.prepare(images_u8)).float()
 
 
@@ -66,8 +66,8 @@ def load_predictor(ckpt_path: str | Path, device: str = "auto", task: str | None
                    fold: bool = True, tta: str = "none", scales: tuple[float, ...] = (1.0,)) -> Predictor:
     """Restore a checkpoint for inference; for VGG classifiers at 32x32 use the exact folded head.
 
-    ``tta`` / ``scales``: test-time augmentation (:func:`fcnlab.infer.tta.with_tta`), checked before the
-    checkpoint is read when ``task`` is given.
+    ``tta`` / ``scales``: test-time augmentation (:func:`fcnlab.infer.tta.with_tta`), checked once: before the
+    checkpoint is read when ``task`` is given, else by its task before the model is built.
     """
     if task is not None:
         check_tta(task_info(task).dense, tta, scales)
@@ -79,10 +79,10 @@ def load_predictor(ckpt_path: str | Path, device: str = "auto", task: str | None
         raise ConfigError(f"--ckpt {ckpt_path}: checkpoint is a {ckpt['task']} model, not {task}; "
                           f"use 'fcnlab {ckpt['task']} ...'")
     cfg = from_dict(ckpt["config"], str(ckpt_path))
-    check_tta(task_info(cfg.task).dense, tta, scales)
+    if task is None:
+        check_tta(task_info(cfg.task).dense, tta, scales)
     dev = select_device(device)
-    amp_cfg = from_dict({**ckpt["config"], "device": str(dev)})
-    return make_predictor(model_from_checkpoint(ckpt, dev), cfg, dev, amp_dtype(amp_cfg, dev), fold=fold,
+    return make_predictor(model_from_checkpoint(ckpt, dev), cfg, dev, amp_dtype(cfg.amp, dev), fold=fold,
                           owned=True, ckpt=ckpt, path=ckpt_path, tta=tta, scales=scales)
 
 
@@ -100,7 +100,7 @@ def make_predictor(model: torch.nn.Module, cfg: TrainConfig, device: torch.devic
     * ``fuse``: eval-mode BatchNorm folded into the convolution before it (:mod:`fcnlab.infer.fusion`).
     * on the CPU, FCN-32s's 7x7 ``fc6`` as ``unfold`` + one GEMM (:mod:`fcnlab.infer.unfold_conv`), when
       the model is a copy (``fold``/``fuse``) or ``owned``.
-    * channels-last format where :func:`fcnlab.runtime.memory_format.use_channels_last` says it is faster.
+    * channels-last format where :func:`fcnlab.models.memory_format.use_channels_last` says it is faster.
     * a model trained on reduced tiles (``ckpt["input_reduction"]``) reduces its inputs alike and upsamples its
       logits to the input's size (:class:`fcnlab.models.scaled.ScaledInput`).
     * ``tta`` / ``scales``: the model wrapped for test-time augmentation (:func:`fcnlab.infer.tta.with_tta`).
@@ -125,5 +125,5 @@ def penultimate(pred: Predictor, images_u8: torch.Tensor) -> torch.Tensor:
     from fcnlab.models import penultimate_features
 
     model = pred.model.model if isinstance(pred.model, ClassificationTTA) else pred.model
-    with torch.autocast(pred.device.type, dtype=pred.amp or torch.float32, enabled=pred.amp is not None):
+    with autocast(pred.device, pred.amp):
         return mean_over_mirrors(lambda x: penultimate_features(model, x), pred.prepare(images_u8), pred.tta)

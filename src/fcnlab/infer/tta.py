@@ -25,9 +25,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from fcnlab.errors import ConfigError
+from fcnlab.tasks import task_info
 
-SEGMENT_TTA = ("none", "flip", "d4")
-CLASSIFY_TTA = ("none", "flip", "flip-translate")
+SEGMENT_TTA = task_info("segment").tta_modes
+CLASSIFY_TTA = task_info("classify").tta_modes
 
 #: A dihedral transform: (number of 90-degree counter-clockwise rotations, mirror first).
 Transform = tuple[int, bool]

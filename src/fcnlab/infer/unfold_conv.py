@@ -10,6 +10,8 @@ The outputs are the same up to float rounding.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,9 +37,10 @@ class UnfoldConv2d(nn.Module):
         """Same result as the convolution it replaces."""
         b, _, h, w = x.shape
         kh, kw = self.kernel_size
-        oh = (h + 2 * self.padding[0] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
-        ow = (w + 2 * self.padding[1] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
-        cols = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)  # (B, C*kh*kw, L)
+        pad = cast(tuple[int, int], self.padding)  # a tuple once built (the stubs also allow "same")
+        oh = (h + 2 * pad[0] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
+        ow = (w + 2 * pad[1] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
+        cols = F.unfold(x, self.kernel_size, self.dilation, pad, self.stride)  # (B, C*kh*kw, L)
         out = torch.matmul(self.weight, cols)  # (B, out_channels, L)
         if self.bias is not None:
             out = out + self.bias.view(1, -1, 1)

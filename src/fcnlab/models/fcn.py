@@ -46,7 +46,7 @@ def vgg16_bn_features() -> nn.Sequential:
     for m in features.modules():  # torchvision's VGG initialisation
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.zeros_(m.bias)
+            nn.init.zeros_(m.bias)  # type: ignore[arg-type]  # VGG's convolutions have biases
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
@@ -57,7 +57,7 @@ def score_layer(in_channels: int, num_classes: int) -> nn.Conv2d:
     """A 1x1 convolution to class scores, weight and bias initialised to zero."""
     conv = nn.Conv2d(in_channels, num_classes, 1)
     nn.init.zeros_(conv.weight)
-    nn.init.zeros_(conv.bias)
+    nn.init.zeros_(conv.bias)  # type: ignore[arg-type]
     return conv
 
 
@@ -140,6 +140,14 @@ class ResNetTrunk(FCN):
     """ResNet34 stem and ``layer1``-``layer4``, reused from torchvision (same state-dict keys)."""
 
     trunk_channels = (128, 256, 512)
+    conv1: nn.Module  # torchvision's, set by _build_trunk (so mypy knows they are modules)
+    bn1: nn.Module
+    relu: nn.Module
+    maxpool: nn.Module
+    layer1: nn.Module
+    layer2: nn.Module
+    layer3: nn.Module
+    layer4: nn.Module
 
     def _build_trunk(self) -> None:
         resnet = tvm.resnet34(weights=None)

@@ -79,7 +79,7 @@ class LiteTrunk(FCN):
             if i == 0 and self.blocks[0] == 0 and self.widths[0] == self.widths[1]:
                 self.stage1 = nn.Identity()  # the stem alone at stride 2: the most costly resolution
                 continue
-            layers = [conv_bn_relu(self.widths[i], self.widths[i + 1], stride)]
+            layers: list[nn.Module] = [conv_bn_relu(self.widths[i], self.widths[i + 1], stride)]
             layers += [BasicBlock(self.widths[i + 1]) for _ in range(self.blocks[i])]
             setattr(self, f"stage{i + 1}", nn.Sequential(*layers))
         for m in self.modules():
@@ -121,7 +121,7 @@ class FPNLite(LiteTrunk):
         self.fuse = conv_bn_relu(self.decoder, self.decoder)
         self.score = nn.Conv2d(self.decoder, num_classes, 1)
         nn.init.zeros_(self.score.weight)
-        nn.init.zeros_(self.score.bias)
+        nn.init.zeros_(self.score.bias)  # type: ignore[arg-type]
 
     def forward_aligned(self, x: torch.Tensor) -> torch.Tensor:
         """Top-down sum of the lateral features from stride 32 to stride 4, fused, scored, upsampled x4."""

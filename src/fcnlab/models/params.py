@@ -30,15 +30,13 @@ def head_modules(model: nn.Module) -> tuple[str, ...]:
     return tuple(name for name, m in model.named_modules() if m is linear)
 
 
-def trainable_param_groups(
-    model: nn.Module, lr: float, weight_decay: float, backbone_lr_mult: float = 1.0
-) -> list[dict[str, Any]]:
+def trainable_param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict[str, Any]]:
     """Return optimizer param groups for ``model``.
 
     * parameters with ``requires_grad=False`` (e.g. a frozen bilinear upsampler) are never included;
     * biases, normalisation weights and transposed-convolution (upsampler) kernels get no weight decay,
       all other weights get ``weight_decay``;
-    * backbone parameters (everything outside :func:`head_modules`) use ``lr * backbone_lr_mult``.
+    * every group has learning rate ``lr``; the split into backbone and head (:func:`head_modules`) is named.
 
     Each group carries a ``"name"`` (``backbone/decay``, ``head/no_decay``, ...); empty groups are
     dropped.
@@ -65,7 +63,7 @@ def trainable_param_groups(
                 groups.append({
                     "name": f"{part}/{'decay' if decay else 'no_decay'}",
                     "params": params,
-                    "lr": lr * (backbone_lr_mult if part == "backbone" else 1.0),
+                    "lr": lr,
                     "weight_decay": weight_decay if decay else 0.0,
                 })
     return groups

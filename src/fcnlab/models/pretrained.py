@@ -135,5 +135,5 @@ def load_backbone_weights(model: nn.Module, spec: ModelSpec, weights: str | Path
     if weights is not None:
         source, origin = read_state_dict(weights), f"--weights {weights}"
     else:
-        source, origin = download_state_dict(spec.backbone), f"ImageNet weights of {spec.backbone}"
+        source, origin = download_state_dict(spec.backbone), f"ImageNet weights of {spec.backbone}"  # type: ignore[arg-type]
     return transplant(model, source, spec, origin)

@@ -17,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from fcnlab.errors import ConfigError
-from fcnlab.tasks import TASKS
+from fcnlab.taskinfo import TASKS
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,11 @@ def register_model(
         return builder
 
     return decorator
+
+
+def unregister_model(name: str) -> None:
+    """Remove model ``name`` if it is registered (a model registered for a while, e.g. by a test)."""
+    _REGISTRY.pop(name, None)
 
 
 def list_models(task: str | None = None) -> list[str]:

@@ -52,6 +52,14 @@ class UNetResNet34(nn.Module):
 
     output_stride = 32
     HEAD = UNET_HEAD
+    conv1: nn.Module  # torchvision's ResNet34 trunk, set in __init__ (so mypy knows they are modules)
+    bn1: nn.Module
+    relu: nn.Module
+    maxpool: nn.Module
+    layer1: nn.Module
+    layer2: nn.Module
+    layer3: nn.Module
+    layer4: nn.Module
 
     def __init__(self, num_classes: int, decoder_channels: tuple[int, ...] = DECODER_CHANNELS) -> None:
         super().__init__()

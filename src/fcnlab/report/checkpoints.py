@@ -150,7 +150,7 @@ def measure_runs(runs: Sequence[RunInfo], device: str = "auto", tiles: int = 3,
                                              [read_mask(m)[0] for _, m in pairs])
     for run in with_ckpt:
         try:
-            ckpt = load_checkpoint(run.checkpoint)
+            ckpt = load_checkpoint(run.checkpoint)  # type: ignore[arg-type]  # with_ckpt: runs that have one
             cfg = from_dict(ckpt["config"], str(run.checkpoint))
             model = model_from_checkpoint(ckpt, dev)
         except FcnlabError as e:
@@ -158,8 +158,8 @@ def measure_runs(runs: Sequence[RunInfo], device: str = "auto", tiles: int = 3,
             continue
         params = sum(p.numel() for p in model.parameters())
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        amp = amp_dtype(from_dict({**ckpt["config"], "device": str(dev)}), dev)
-        pred = make_predictor(model, cfg, dev, amp, owned=True, ckpt=ckpt, path=run.checkpoint)
+        amp = amp_dtype(cfg.amp, dev)
+        pred = make_predictor(model, cfg, dev, amp, owned=True, ckpt=ckpt, path=run.checkpoint)  # type: ignore[arg-type]
         gen = torch.Generator().manual_seed(0)
         if task_info(cfg.task).dense:
             side = facts.tiles.images[0].shape[:2] if facts.tiles else (512, 512)

@@ -68,8 +68,9 @@ def checkpoint_text(ck: Any) -> str:
     return f"{ck.get('name', '?')}{epoch}{weights}"
 
 
-def from_record(name: str, folder: Path, record: dict[str, Any], run_dir: Path, best_epoch: int | None,
-                unit: str) -> Measured:
+def from_record(
+    name: str, folder: Path, record: dict[str, Any], run_dir: Path, best_epoch: int | None, unit: str
+) -> Measured:
     """The :class:`Measured` of the evaluation ``record`` in ``folder`` (named ``name``) of run ``run_dir``."""
     legacy = folder.parent == run_dir  # RUN/eval or RUN/eval_tta-*: no provenance
     source = f"{folder.relative_to(run_dir).as_posix()}" + (" (older layout)" if legacy else "")
@@ -77,9 +78,17 @@ def from_record(name: str, folder: Path, record: dict[str, Any], run_dir: Path, 
     stale = staleness(record, run_dir, best_epoch)
     if not stale and not isinstance(record.get("checkpoint"), dict):
         stale = older_than_checkpoint(folder / EVAL_JSON, run_dir)
-    return Measured(source, str(record.get("data") or "?"), _count(record), str(record.get("unit") or unit),
-                    "subset" if record.get("subset") else "", str(record.get("tta", "none")), scales,
-                    checkpoint_text(record.get("checkpoint")), stale)
+    return Measured(
+        source,
+        str(record.get("data") or "?"),
+        _count(record),
+        str(record.get("unit") or unit),
+        "subset" if record.get("subset") else "",
+        str(record.get("tta", "none")),
+        scales,
+        checkpoint_text(record.get("checkpoint")),
+        stale,
+    )
 
 
 def from_metrics(best_epoch: int, config: dict[str, Any], env: dict[str, Any], unit: str) -> Measured:
@@ -93,8 +102,9 @@ def from_metrics(best_epoch: int, config: dict[str, Any], env: dict[str, Any], u
         data, count = (str(Path(str(given)).resolve()) if given else "?"), None
     limit = config.get("val_limit")
     subset = f"--val-limit {limit}" if limit else ""
-    return Measured(f"metrics.csv, best epoch {best_epoch}", data, count if isinstance(count, int) else None,
-                    unit, subset)
+    return Measured(
+        f"metrics.csv, best epoch {best_epoch}", data, count if isinstance(count, int) else None, unit, subset
+    )
 
 
 def choose(found: dict[str, Path], run_dir: Path, wanted: str | None) -> tuple[str | None, str]:
@@ -117,12 +127,12 @@ def choose(found: dict[str, Path], run_dir: Path, wanted: str | None) -> tuple[s
         own = [n for n in found if n.startswith("validation")]
         legacy = [n for n in found if n.startswith(f"{EVAL_DIR}_")]
         default = found[(own or legacy)[0]] if own or legacy else None
-    name = None if default is None else next(n for n, f in found.items() if f == default)
+    chosen = None if default is None else next(n for n, f in found.items() if f == default)
     if wanted:
-        shown = name or METRICS_NAME
+        shown = chosen or METRICS_NAME
         have = ", ".join(found) or "none"
-        return name, f"no evaluation named {wanted!r} (evaluations: {have}); showing {shown}"
-    return name, ""
+        return chosen, f"no evaluation named {wanted!r} (evaluations: {have}); showing {shown}"
+    return chosen, ""
 
 
 def check_wanted(wanted: str | None, runs_found: list[dict[str, Path]]) -> None:
@@ -133,5 +143,7 @@ def check_wanted(wanted: str | None, runs_found: list[dict[str, Path]]) -> None:
     if any(n in found for found in runs_found for n in candidates):
         return
     names = sorted({n for found in runs_found for n in found})
-    raise ConfigError(f"option --eval {wanted}: no run has that evaluation; the runs have: "
-                      f"{', '.join(names) or 'none'} (or --eval {METRICS_NAME})")
+    raise ConfigError(
+        f"option --eval {wanted}: no run has that evaluation; the runs have: "
+        f"{', '.join(names) or 'none'} (or --eval {METRICS_NAME})"
+    )

@@ -268,7 +268,7 @@ def load_run(path: str | Path, name: str | None = None, wanted: str | None = Non
         info.env = _read_json(env)
     for eval_name, folder in found.items():
         try:
-            data = eval_data if eval_name == shown else _read_json(folder / EVAL_JSON)
+            data = eval_data if eval_name == shown and eval_data is not None else _read_json(folder / EVAL_JSON)
         except DataError as e:
             info.notes.append(str(e))
             continue
@@ -317,13 +317,13 @@ def _read_extras(info: RunInfo, eval_folder: Path | None) -> None:
             info.checkpoint = run / name
             info.inputs.append(run / name)
             break
-    npz = sorted((run / "snapshots").glob("epoch_*.npz"))
-    if npz:
+    snapshot_npz = sorted((run / "snapshots").glob("epoch_*.npz"))
+    if snapshot_npz:
         try:
-            with np.load(npz[-1]) as z:
+            with np.load(snapshot_npz[-1]) as z:
                 info.snapshot_names = [str(n) for n in z["names"]] if "names" in z else []
         except (OSError, ValueError):
-            info.notes.append(f"{npz[-1]}: unreadable; the snapshot tiles' names are unknown")
+            info.notes.append(f"{snapshot_npz[-1]}: unreadable; the snapshot tiles' names are unknown")
     for file in sorted((run / "snapshots").glob("epoch_*.png")):
         try:
             info.snapshots[int(file.stem.split("_", 1)[1])] = file

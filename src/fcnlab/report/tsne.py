@@ -20,6 +20,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib import colormaps, patheffects
@@ -146,7 +147,7 @@ def save_tsne_npz(path: str | Path, features: np.ndarray, labels: np.ndarray, em
     if not len(features) == len(labels) == len(embedding):
         raise ValueError(f"row counts differ: {len(features)} features, {len(labels)} labels, "
                          f"{len(embedding)} embedding rows")
-    extra = {} if provenance is None else {"provenance": np.array(json.dumps(provenance))}
+    extra: dict[str, Any] = {} if provenance is None else {"provenance": np.array(json.dumps(provenance))}
     with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: numpy adds no ".npz" suffix
         np.savez_compressed(f, features=features, labels=labels, embedding=embedding, **extra)
 

@@ -38,10 +38,16 @@ class Profile:
 
 
 PROFILES = {
-    "laptop": Profile("laptop", p1=("p1_laptop_long",), p2=("p2_laptop", "p2_laptop_fcn32s", "p2_laptop_fcn8s"),
-                      where="a laptop CPU"),
-    "gpu": Profile("gpu", p1=("p1_vgg16bn",), p2=("p2_fcn32s_vgg16", "p2_fcn8s_resnet34"),
-                   scratch=("p2_fcn32s_vgg16_scratch", "p2_fcn8s_resnet34_scratch"), where="one GPU"),
+    "laptop": Profile(
+        "laptop", p1=("p1_laptop_long",), p2=("p2_laptop", "p2_laptop_fcn32s", "p2_laptop_fcn8s"), where="a laptop CPU"
+    ),
+    "gpu": Profile(
+        "gpu",
+        p1=("p1_vgg16bn",),
+        p2=("p2_fcn32s_vgg16", "p2_fcn8s_resnet34"),
+        scratch=("p2_fcn32s_vgg16_scratch", "p2_fcn8s_resnet34_scratch"),
+        where="one GPU",
+    ),
 }
 
 
@@ -94,8 +100,9 @@ def parse_only(text: str | None) -> tuple[str, ...]:
     return parts
 
 
-def make_jobs(profile: Profile, data: Path, out: Path, parts: tuple[str, ...], scratch: bool,
-              recipes: list[str] | None = None) -> list[Job]:
+def make_jobs(
+    profile: Profile, data: Path, out: Path, parts: tuple[str, ...], scratch: bool, recipes: list[str] | None = None
+) -> list[Job]:
     """The runs of the plan, each with its recipe read (a missing recipe or data folder: one ConfigError/DataError
     naming it, before anything is written)."""
     names = list(recipes or [])
@@ -113,17 +120,21 @@ def make_jobs(profile: Profile, data: Path, out: Path, parts: tuple[str, ...], s
         folders = {k: data / rel for k, rel in COURSE_FOLDERS[info.task].items()}
         missing = [str(p) for p in folders.values() if not p.exists()]
         if missing:
-            raise DataError(f"--data {data}: {', '.join(missing)} not found; give the course's dlcv folder (it holds "
-                            f"p1_data/ and p2_data/)")
-        jobs.append(Job(recipe, info, info.task, int(values.get("epochs", 50)),
-                        out / "runs" / Path(recipe).stem, folders))
+            raise DataError(
+                f"--data {data}: {', '.join(missing)} not found; give the course's dlcv folder (it holds "
+                f"p1_data/ and p2_data/)"
+            )
+        jobs.append(
+            Job(recipe, info, info.task, int(values.get("epochs", 50)), out / "runs" / Path(recipe).stem, folders)
+        )
     if not jobs:
         raise ConfigError("nothing to run: the profile has no recipe for the parts asked for (--only)")
     return jobs
 
 
-def plan_steps(jobs: list[Job], out: Path, device: list[str], options: list[str], skip: tuple[str, ...] = ()
-               ) -> list[Step]:
+def plan_steps(
+    jobs: list[Job], out: Path, device: list[str], options: list[str], skip: tuple[str, ...] = ()
+) -> list[Step]:
     """Every step of the plan, in order. ``device``: ``--device X`` for every command; ``options``: extra
     training options (``--no-pretrained``, ``--epochs 2`` ...)."""
     infer = [*device, "--workers", "0"]
@@ -131,8 +142,19 @@ def plan_steps(jobs: list[Job], out: Path, device: list[str], options: list[str]
     for job in jobs:
         run, f = str(job.run_dir), job.folders
         info = task_info(job.task)
-        train = [job.task, "train", "--config", job.recipe, "--data", str(f["data"]), "--val", str(f["val"]),
-                 *(["--val-csv", str(f["val_csv"])] if "val_csv" in f else []), "--out", run]
+        train = [
+            job.task,
+            "train",
+            "--config",
+            job.recipe,
+            "--data",
+            str(f["data"]),
+            "--val",
+            str(f["val"]),
+            *(["--val-csv", str(f["val_csv"])] if "val_csv" in f else []),
+            "--out",
+            run,
+        ]
         title = f"train {job.name} ({info.label}, {job.epochs} epochs)"
         if info.snapshots and "--snapshot-epochs" not in options:
             snaps = ",".join(map(str, snapshot_epochs(job.epochs)))
@@ -140,26 +162,79 @@ def plan_steps(jobs: list[Job], out: Path, device: list[str], options: list[str]
             title += f", masks at epochs {snaps}"
         steps.append(Step(title, [*train, *device, *options], key=f"train-{job.name}", run=job.name))
         if "eval" not in skip:
-            evaluate = [job.task, "eval", "--ckpt", run, "--data", str(f["val"]),
-                        *(["--csv", str(f["val_csv"])] if "val_csv" in f else []), *infer]
-            steps.append(Step(f"{job.name}: the course's printout on the validation set", evaluate,
-                              key=f"eval-{job.name}", run=job.name))
+            evaluate = [
+                job.task,
+                "eval",
+                "--ckpt",
+                run,
+                "--data",
+                str(f["val"]),
+                *(["--csv", str(f["val_csv"])] if "val_csv" in f else []),
+                *infer,
+            ]
+            steps.append(
+                Step(
+                    f"{job.name}: the course's printout on the validation set",
+                    evaluate,
+                    key=f"eval-{job.name}",
+                    run=job.name,
+                )
+            )
         if "tsne" in info.deliverables and "tsne" not in skip:
-            steps.append(Step(f"{job.name}: t-SNE of the penultimate-layer features",
-                              [job.task, "tsne", "--ckpt", run, "--data", str(f["val"]),
-                               "--out", str(job.run_dir / "tsne.png"), *infer], key=f"tsne-{job.name}", run=job.name))
+            steps.append(
+                Step(
+                    f"{job.name}: t-SNE of the penultimate-layer features",
+                    [
+                        job.task,
+                        "tsne",
+                        "--ckpt",
+                        run,
+                        "--data",
+                        str(f["val"]),
+                        "--out",
+                        str(job.run_dir / "tsne.png"),
+                        *infer,
+                    ],
+                    key=f"tsne-{job.name}",
+                    run=job.name,
+                )
+            )
         if "masks" in info.deliverables and "masks" not in skip:
-            steps.append(Step(f"{job.name}: predicted masks of the validation tiles",
-                              [job.task, "predict", "--ckpt", run, "--images", str(f["val"]),
-                               "--out", str(job.run_dir / "masks"), *infer], key=f"masks-{job.name}", run=job.name))
+            steps.append(
+                Step(
+                    f"{job.name}: predicted masks of the validation tiles",
+                    [
+                        job.task,
+                        "predict",
+                        "--ckpt",
+                        run,
+                        "--images",
+                        str(f["val"]),
+                        "--out",
+                        str(job.run_dir / "masks"),
+                        *infer,
+                    ],
+                    key=f"masks-{job.name}",
+                    run=job.name,
+                )
+            )
     dense = [j for j in jobs if task_info(j.task).iou]
     if len(dense) > 1 and "compare" not in skip:
-        steps.append(Step("P2: per-class IoU of the runs side by side",
-                          ["compare", *[str(j.run_dir) for j in dense], "--out", str(out / "compare.md")],
-                          key="compare"))
+        steps.append(
+            Step(
+                "P2: per-class IoU of the runs side by side",
+                ["compare", *[str(j.run_dir) for j in dense], "--out", str(out / "compare.md")],
+                key="compare",
+            )
+        )
     if "report" not in skip:
-        steps.append(Step("one HTML page with every result",
-                          ["report", *[str(j.run_dir) for j in jobs], "--out", str(out / "report.html")], key="report"))
+        steps.append(
+            Step(
+                "one HTML page with every result",
+                ["report", *[str(j.run_dir) for j in jobs], "--out", str(out / "report.html")],
+                key="report",
+            )
+        )
     return steps
 
 

@@ -33,7 +33,7 @@ from fcnlab.runtime.files import atomic_write_text
 TRAIN_SHARE = 0.85
 #: A training run is not started with less than this many seconds for it.
 MIN_TRAIN_S = 30.0
-#: The metric of ``eval/eval.json`` shown in the summary, per task.
+#: The metric of the default evaluation's ``eval.json`` (``eval/validation``) shown in the summary, per task.
 METRIC = {"classify": ("val_acc", "acc"), "segment": ("mean_iou", "mIoU")}
 
 
@@ -73,8 +73,7 @@ def train_options(opts: Options) -> list[str]:
 def _outputs(steps: list[Step], jobs: list[Job], out: Path) -> dict[str, Path]:
     """The path each step writes, for :func:`check_outputs` (a run's later steps write inside its folder)."""
     owned = {f"train-{j.name}": j.run_dir for j in jobs}
-    owned.update({s.key: out / f"{s.key}.{'md' if s.key == 'compare' else 'html'}" for s in steps
-                  if s.run is None})
+    owned.update({s.key: out / f"{s.key}.{'md' if s.key == 'compare' else 'html'}" for s in steps if s.run is None})
     owned["summary"] = out / "summary.md"
     return owned
 
@@ -87,8 +86,9 @@ def reproduce(opts: Options, echo: Callable[[str], None] = print) -> dict[str, A
         raise DataError(f"--data {opts.data}: not a folder; give the course's dlcv folder (p1_data/, p2_data/)")
     out = opts.out
     if out.exists() and (not out.is_dir() or real_path(out) == real_path(data)):
-        raise ConfigError(f"--out {out}: {'is a file' if not out.is_dir() else 'is the data folder'}; choose a new "
-                          f"folder")
+        raise ConfigError(
+            f"--out {out}: {'is a file' if not out.is_dir() else 'is the data folder'}; choose a new folder"
+        )
     if opts.budget_minutes is not None and opts.budget_minutes <= 0:
         raise ConfigError(f"option --budget: minutes must be > 0, got {opts.budget_minutes:g}")
     jobs = make_jobs(opts.profile, data, out, parse_only(opts.only), opts.scratch, opts.recipes)
@@ -105,8 +105,10 @@ def reproduce(opts: Options, echo: Callable[[str], None] = print) -> dict[str, A
         if state.has(step.key, "done"):
             echo(f"[{number}/{len(steps)}] {step.title}: done before, skipped")
             if state.read(step.key, "done").get("planned", planned) != planned:
-                echo(f"  note: it was done with other options; delete {by_name[step.run].run_dir if step.run else out}"
-                     f" (or choose another --out) to do it with these")
+                echo(
+                    f"  note: it was done with other options; delete {by_name[step.run].run_dir if step.run else out}"
+                    f" (or choose another --out) to do it with these"
+                )
             continue
         if step.run in no_model:
             echo(f"\n[{number}/{len(steps)}] {step.title}: skipped ({step.run} has no best.pt yet)")
@@ -119,11 +121,13 @@ def reproduce(opts: Options, echo: Callable[[str], None] = print) -> dict[str, A
                 continue
         state.mark(step.key, "started")
         if step.key.startswith("train-"):
+            assert step.run is not None  # a training step always names its run
             job = by_name[step.run]
             later = [s.key for s in steps if s.run == job.name and s is not step]
             later += [s.key for s in steps if s.run is None]
-            status = _train(step, job, state, later, number, len(steps), deadline, _rest(steps, state, jobs, step),
-                            opts.debug, echo)
+            status = _train(
+                step, job, state, later, number, len(steps), deadline, _rest(steps, state, jobs, step), opts.debug, echo
+            )
             if not (job.run_dir / "best.pt").is_file():
                 no_model.add(job.name)
             if status != "done":
@@ -149,15 +153,17 @@ def _intro(opts: Options, jobs: list[Job]) -> str:
     where = f" ({opts.profile.where}" if opts.profile.where else " ("
     lines.append(expect + where + ("; " if opts.profile.where else "") + "each recipe's own estimate)")
     if opts.budget_minutes:
-        lines.append(f"Budget: {opts.budget_minutes:g} min; runs that do not fit are cut and resume when the same "
-                     f"command runs again")
+        lines.append(
+            f"Budget: {opts.budget_minutes:g} min; runs that do not fit are cut and resume when the same "
+            f"command runs again"
+        )
     lines.append("Interrupted, the same command continues where it stopped.")
     return "\n".join(lines)
 
 
 def _rest(steps: list[Step], state: State, jobs: list[Job], current: Step) -> list[Job]:
     """The training runs still to do from ``current`` on (for sharing the budget)."""
-    keys = [s.key for s in steps[steps.index(current):] if s.key.startswith("train-") and not state.has(s.key, "done")]
+    keys = [s.key for s in steps[steps.index(current) :] if s.key.startswith("train-") and not state.has(s.key, "done")]
     return [j for j in jobs if f"train-{j.name}" in keys]
 
 
@@ -174,12 +180,24 @@ def _run(step: Step, number: int, total: int, debug: bool, echo: Callable[[str],
     try:
         run_step(step, number, total, debug, echo, what="reproduce step")
     except DemoStepFailed as e:
-        raise DemoStepFailed(f"{e}; fix what it says, then run the same fcnlab reproduce command again: finished "
-                             f"steps are skipped", e.exit_code) from None
+        raise DemoStepFailed(
+            f"{e}; fix what it says, then run the same fcnlab reproduce command again: finished steps are skipped",
+            e.exit_code,
+        ) from None
 
 
-def _train(step: Step, job: Job, state: State, later: list[str], number: int, total: int, deadline: float | None,
-           rest: list[Job], debug: bool, echo: Callable[[str], None]) -> str:
+def _train(
+    step: Step,
+    job: Job,
+    state: State,
+    later: list[str],
+    number: int,
+    total: int,
+    deadline: float | None,
+    rest: list[Job],
+    debug: bool,
+    echo: Callable[[str], None],
+) -> str:
     """Train (or resume) one run; ``done``, ``cut`` (the budget stopped it) or ``not started``."""
     run = job.run_dir
     for key in later:  # the run changes: its evaluation, masks and the report are made again
@@ -221,14 +239,14 @@ def _train(step: Step, job: Job, state: State, later: list[str], number: int, to
         pass
     except DemoStepFailed as e:
         if not fired.is_set():
-            raise DemoStepFailed(f"{e}; fix what it says, then run the same fcnlab reproduce command again",
-                                 e.exit_code) from None
+            raise DemoStepFailed(
+                f"{e}; fix what it says, then run the same fcnlab reproduce command again", e.exit_code
+            ) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
     if not fired.is_set():
         return "done"
-    echo(f"{job.name}: its share of the budget is spent; it resumes from {run / LAST} when the same command runs "
-         f"again")
+    echo(f"{job.name}: its share of the budget is spent; it resumes from {run / LAST} when the same command runs again")
     state.mark(step.key, "cut", {"seconds": round(seconds, 1)})
     return "cut"
 
@@ -242,12 +260,18 @@ def _epochs_done(run: Path) -> int:
 
 
 def summarize(jobs: list[Job], steps: list[Step], state: State, out: Path, seconds: float) -> dict[str, Any]:
-    """Each run's status and score (from ``eval/eval.json``) and where the report is; written to summary.md."""
+    """Each run's status and score (from its default evaluation, ``eval/validation/eval.json``) and where the
+    report is; written to summary.md."""
     rows = []
     for j in jobs:
         done = _epochs_done(j.run_dir)
-        status = ("done" if state.has(f"train-{j.name}", "done") else
-                  f"cut at epoch {done} of {j.epochs}" if done else "not trained")
+        status = (
+            "done"
+            if state.has(f"train-{j.name}", "done")
+            else f"cut at epoch {done} of {j.epochs}"
+            if done
+            else "not trained"
+        )
         key, label = METRIC[j.task]
         try:
             ev = read_eval(j.run_dir)
@@ -261,13 +285,21 @@ def summarize(jobs: list[Job], steps: list[Step], state: State, out: Path, secon
             score = "not evaluated"
         rows.append({"run": j.name, "status": status, "score": score, "folder": str(j.run_dir)})
     width = max(len(r["run"]) for r in rows) + 2
-    lines = [f"fcnlab reproduce: {sum(r['status'] == 'done' for r in rows)} of {len(rows)} runs trained in full "
-             f"({seconds / 60:.1f} min this time)", ""]
+    lines = [
+        f"fcnlab reproduce: {sum(r['status'] == 'done' for r in rows)} of {len(rows)} runs trained in full "
+        f"({seconds / 60:.1f} min this time)",
+        "",
+    ]
     lines += [f"  {r['run']:<{width}} {r['score']:<28} {r['status']:<22} {r['folder']}/" for r in rows]
     report, compare = out / "report.html", out / "compare.md"
-    lines += [""] + [f"  {p}  {what}" for p, what in ((report, "the report: every result on one page"),
-                                                       (compare, "the P2 runs' per-class IoU side by side"))
-                     if p.is_file()]
+    lines += [""] + [
+        f"  {p}  {what}"
+        for p, what in (
+            (report, "the report: every result on one page"),
+            (compare, "the P2 runs' per-class IoU side by side"),
+        )
+        if p.is_file()
+    ]
     if not all(state.has(s.key, "done") for s in steps):
         lines += ["", "Not everything finished: run the same command again to continue."]
     text = "\n".join(lines)

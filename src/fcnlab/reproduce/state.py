@@ -57,5 +57,7 @@ def check_outputs(state: State, owned: dict[str, Path]) -> None:
     a file or folder reproduce did not write, which it would otherwise overwrite or train into."""
     foreign = [str(p) for key, p in owned.items() if p.exists() and not state.has(key, "started")]
     if foreign:
-        raise ConfigError(f"--out: {', '.join(foreign)} already exist(s) but were not written by fcnlab reproduce "
-                          f"into this folder; move them away or choose another --out")
+        raise ConfigError(
+            f"--out: {', '.join(foreign)} already exist(s) but were not written by fcnlab reproduce "
+            f"into this folder; move them away or choose another --out"
+        )

@@ -68,7 +68,7 @@ def console_log(path: str | Path, header: str = "") -> Iterator[None]:
     if header:
         log.write(header + "\n")
     out, err = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _Tee(out, log), _Tee(err, log)  # type: ignore[assignment]
+    sys.stdout, sys.stderr = _Tee(out, log), _Tee(err, log)
     try:
         yield
     except BaseException as e:  # the error line itself is printed by the caller, after the block

@@ -8,12 +8,11 @@ from __future__ import annotations
 import os
 import platform
 import random
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
-from fcnlab.config import TrainConfig
 from fcnlab.errors import ConfigError
 
 
@@ -35,16 +34,20 @@ def select_device(name: str, local_rank: int = 0) -> torch.device:
     return device
 
 
-def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype: bf16 on CUDA by default, none on CPU unless asked for."""
-    mode = cfg.amp
+def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype of the ``amp`` option ``mode``: bf16 on CUDA by default, none on CPU unless asked for."""
     if mode == "auto":
         mode = "bf16" if device.type == "cuda" else "off"
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[mode]
 
 
-def compile_model(model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
-    """``torch.compile(model)`` in the config's ``compile_mode`` (``reduce-overhead`` replays CUDA graphs on a
+def autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
+    """Autocast to ``dtype`` (from :func:`amp_dtype`) on ``device``; full precision when ``dtype`` is None."""
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def compile_model(model: torch.nn.Module, mode: str) -> torch.nn.Module:
+    """``torch.compile(model)`` in ``mode`` (the ``compile_mode`` option: ``reduce-overhead`` replays CUDA graphs on a
     GPU; on the CPU every mode compiles with Inductor's C++ backend). The forward and backward passes of the
     training step are compiled (AOTAutograd); the loss, augmentation and the fused optimizer stay eager.
 
@@ -52,7 +55,7 @@ def compile_model(model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
     others (:func:`fcnlab.data.sampling.fill_last_batch`), so each mode (train, eval) compiles once, with
     kernels specialised to the batch, and ``reduce-overhead`` records one CUDA graph for each instead of one per
     new batch size."""
-    return torch.compile(model, mode=None if cfg.compile_mode == "default" else cfg.compile_mode, dynamic=False)
+    return cast(torch.nn.Module, torch.compile(model, mode=None if mode == "default" else mode, dynamic=False))
 
 
 def is_compiled(model: torch.nn.Module) -> bool:

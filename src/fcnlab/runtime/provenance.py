@@ -6,6 +6,7 @@ command that produced it.
 
 from __future__ import annotations
 
+import datetime as _dt
 import shlex
 import subprocess
 import sys
@@ -60,6 +61,20 @@ def provenance() -> dict[str, Any]:
 
     commit, dirty = git_commit()
     return {"fcnlab": __version__, "git_commit": commit, "git_dirty": dirty, "command": command_line()}
+
+
+def now_text() -> str:
+    """The current UTC time, ISO 8601 to the second."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def command_entry(what: str, **extra: Any) -> dict[str, Any]:
+    """One entry of env.json's ``commands``: what it did (train, resume, eval ...), the command line, the time,
+    the fcnlab version and git commit, then ``extra``. Here rather than beside the evaluation records, so
+    training (a lower stage) can write its own entry too."""
+    me = provenance()
+    return {"what": what, "command": me["command"], "time": now_text(), "fcnlab": me["fcnlab"],
+            "git_commit": me["git_commit"], **extra}
 
 
 def commit_text(info: dict[str, Any]) -> str:

@@ -2,58 +2,27 @@
 
 :class:`~fcnlab.tasks.base.Task` is the interface training, inference and export use;
 :mod:`~fcnlab.tasks.classify` and :mod:`~fcnlab.tasks.segment` implement it and :func:`make_task` picks one
-for a config. :func:`task_info` describes a task by name without importing torch (the report, ``compare``
-and the CLI's light commands use it), so this package imports its torch modules only when they are used.
+for a config. :func:`task_info` (from the leaf :mod:`fcnlab.taskinfo`, re-exported) describes a task by name
+without importing torch, so this package imports its torch modules only when they are used.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from fcnlab.taskinfo import INFO, TASKS, TaskInfo, eval_batch_size, task_info
 
 if TYPE_CHECKING:
     from fcnlab.config import TrainConfig
     from fcnlab.tasks.base import Task
-
-TASKS = ("classify", "segment")
-
-
-@dataclass(frozen=True)
-class TaskInfo:
-    """What other stages need to know about a task, by name."""
-
-    name: str
-    label: str  # how reports title it
-    metric: str  # the validation metric that selects best.pt (higher is better)
-    dense: bool  # per-pixel logits at the input size (any input size), not one logit vector per image
-    snapshots: bool  # training saves validation predictions at the snapshot epochs
-    # scored per class by IoU and their mean (the course's mIoU: eval.json's per_class_iou, metrics.csv's
-    # iou_<i> columns), not by accuracy alone; reports and comparisons show IoU tables then
-    iou: bool
-    # the homework's figures and printouts for one run, in the order the report shows them:
-    # "val_acc" (the seed's Val Acc line), "tsne", "masks" (at the snapshot epochs), "course_miou"
-    deliverables: tuple[str, ...]
-
-
-INFO = {
-    "classify": TaskInfo("classify", "P1 classification", "val_acc", dense=False, snapshots=False, iou=False,
-                         deliverables=("val_acc", "tsne")),
-    "segment": TaskInfo("segment", "P2 segmentation", "val_miou", dense=True, snapshots=True, iou=True,
-                        deliverables=("masks", "course_miou")),
-}
 
 _CLASSES = {"classify": ("fcnlab.tasks.classify", "ClassificationTask"),
             "segment": ("fcnlab.tasks.segment", "SegmentationTask")}
 _LAZY = {"Task": ("fcnlab.tasks.base", "Task"), "ClassificationTask": _CLASSES["classify"],
          "SegmentationTask": _CLASSES["segment"], "class_weights": ("fcnlab.tasks.segment", "class_weights")}
 
-__all__ = ["INFO", "TASKS", "TaskInfo", "make_task", "task_class", "task_info", *_LAZY]
-
-
-def task_info(name: str) -> TaskInfo:
-    """The :class:`TaskInfo` of task ``name``; KeyError for an unknown name (configs are validated before)."""
-    return INFO[name]
+__all__ = ["INFO", "TASKS", "TaskInfo", "eval_batch_size", "make_task", "task_class", "task_info", *_LAZY]
 
 
 def task_class(name: str) -> type[Task]:

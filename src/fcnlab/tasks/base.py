@@ -7,7 +7,7 @@ inference and export), augmentation, loss, metrics and per-epoch outputs.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -16,11 +16,12 @@ import torch.nn.functional as F
 from fcnlab.config import TrainConfig
 from fcnlab.data.prefetch import Prefetcher
 from fcnlab.data.sampling import fill_last_batch
-from fcnlab.evaluate.metrics import ConfusionMatrix
 from fcnlab.models.scaled import with_input_reduction
-from fcnlab.runtime.device import is_compiled
+from fcnlab.runtime.device import autocast, is_compiled
 from fcnlab.runtime.distributed import all_reduce_sum
 from fcnlab.runtime.progress import Progress
+from fcnlab.tasks import eval_batch_size
+from fcnlab.tasks.metrics import ConfusionMatrix
 
 
 class Task:
@@ -39,6 +40,16 @@ class Task:
         # loss_weight copied to each device it was used on, and the tensor those copies were made from
         self._weight_copies: dict[torch.device, torch.Tensor] = {}
         self._weight_source: torch.Tensor | None = None
+
+    @property
+    def train_folder(self) -> str:
+        """``cfg.data``, which the front doors require before a task loads data."""
+        return cast(str, self.cfg.data)
+
+    @property
+    def val_folder(self) -> str:
+        """``cfg.val``, which the front doors require before a task loads data."""
+        return cast(str, self.cfg.val)
 
     def load_train(self) -> Any:
         raise NotImplementedError
@@ -111,7 +122,7 @@ class Task:
         conf = ConfusionMatrix(self.cfg.num_classes, device)
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         count = 0  # pixels or images: known on the host from the shapes
-        bs = self.cfg.eval_batch_size or 2 * self.cfg.batch_size
+        bs = eval_batch_size(self.cfg)
         index = torch.arange(rank, len(data), world_size)
         batches = list(index.split(bs)) if len(index) else []  # an empty shard (more ranks than images): none
         counts = [len(b) for b in batches]  # the samples that count: a filled last batch has more
@@ -121,7 +132,7 @@ class Task:
         for (images, targets), n in zip(Prefetcher(data, batches, pin=device.type == "cuda"), counts, strict=True):
             images = images.to(device, non_blocking=True)
             targets = targets.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            with autocast(device, amp_dtype):
                 logits = model(self.prepare_eval(images))
             logits = logits.float()
             if n < len(logits):  # the fill of fill_last_batch

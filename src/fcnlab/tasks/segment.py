@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
 from fcnlab.data.sampling import repeat_factors, tile_class_fractions
 from fcnlab.data.transforms import augment_pair, normalize
 from fcnlab.errors import DataError
-from fcnlab.evaluate.metrics import course_miou
 from fcnlab.tasks import task_info
 from fcnlab.tasks.base import Task
-from fcnlab.training.losses import segmentation_loss
+from fcnlab.tasks.losses import segmentation_loss
+from fcnlab.tasks.metrics import ConfusionMatrix, course_miou
 
 UNKNOWN = 6
 
@@ -22,10 +24,10 @@ class SegmentationTask(Task):
     info = task_info("segment")
     name, metric, dense, snapshots = info.name, info.metric, info.dense, info.snapshots
 
-    def load_train(self):
+    def load_train(self) -> Any:
         from fcnlab.data.segmentation import load_tile_set
 
-        data = load_tile_set(self.cfg.data, limit=self.cfg.limit, cache=self.cfg.cache, seed=self.cfg.seed,
+        data = load_tile_set(self.train_folder, limit=self.cfg.limit, cache=self.cfg.cache, seed=self.cfg.seed,
                              input_size=self.cfg.input_size)
         self.input_reduction = data.reduction
         h, w = data.images.shape[-2:]
@@ -39,20 +41,21 @@ class SegmentationTask(Task):
             self.sample_factors = repeat_factors(fractions, self.cfg.repeat_threshold, self.cfg.rare_classes)
         return data
 
-    def load_val(self):
+    def load_val(self) -> Any:
         """The validation tiles, reduced as the training tiles are (``input_size``): scoring every epoch at full
         resolution took a quarter of a laptop epoch (upsampling and scoring 16x the pixels), so training's
         ``val_miou`` is measured at the model's scale against majority-vote masks, and ``segment eval`` scores
         the chosen checkpoint at full resolution."""
         from fcnlab.data.segmentation import load_tile_set
 
-        return load_tile_set(self.cfg.val, limit=self.cfg.val_limit, cache=self.cfg.cache, seed=self.cfg.seed,
+        return load_tile_set(self.val_folder, limit=self.cfg.val_limit, cache=self.cfg.cache, seed=self.cfg.seed,
                              input_size=self.cfg.input_size)
 
-    def prepare_eval(self, images):
+    def prepare_eval(self, images: torch.Tensor) -> torch.Tensor:
         return normalize(images)
 
-    def prepare_train(self, images, targets, gen):
+    def prepare_train(self, images: torch.Tensor, targets: torch.Tensor,
+                      gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         x = normalize(images)
         crop = min(self.cfg.image_size, x.shape[-1], x.shape[-2])
         crop -= crop % 32
@@ -62,12 +65,12 @@ class SegmentationTask(Task):
             return augment_pair(x, targets, crop, gen, 1.0, 1.0, flips=False, rotations=False)
         return x, targets
 
-    def loss(self, logits, targets):
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         weight = self.loss_weight_on(logits.device)  # cached on the device: no copy (host sync) per step
         return segmentation_loss(self.cfg.loss, logits, targets, weight=weight,
                                  ignore_index=UNKNOWN if self.cfg.ignore_unknown else -100)
 
-    def summarize(self, conf, loss_sum, count):
+    def summarize(self, conf: ConfusionMatrix, loss_sum: float, count: int) -> dict[str, float]:
         """Course mIoU; when a class is absent from a (small) validation set the course's mean is nan,
         so ``val_miou`` is then the mean over the present classes (equal to the course's otherwise)."""
         counts = conf.mat.cpu()  # one read of the matrix

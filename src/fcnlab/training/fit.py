@@ -22,6 +22,7 @@ import torch
 from fcnlab.checkpoint import remove_stale_temp_files, set_rng_state
 from fcnlab.config import TrainConfig, from_dict
 from fcnlab.errors import ConfigError, DataError
+from fcnlab.models.memory_format import to_channels_last, use_channels_last
 from fcnlab.recipes import save_yaml
 from fcnlab.runs import (
     BEST,
@@ -40,8 +41,7 @@ from fcnlab.runtime import distributed as dist_utils
 from fcnlab.runtime.console_log import console_log
 from fcnlab.runtime.device import device_name, environment, seed_everything, select_device
 from fcnlab.runtime.files import atomic_link, atomic_write_bytes, atomic_write_text
-from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
-from fcnlab.runtime.provenance import command_line
+from fcnlab.runtime.provenance import command_entry, command_line
 from fcnlab.tasks import make_task, task_info
 from fcnlab.tasks.base import Task
 from fcnlab.training.hooks import epoch_hooks
@@ -178,7 +178,7 @@ def _build_model(cfg: TrainConfig, ckpt: dict[str, Any] | None, device: torch.de
     if dist.is_main and ckpt is None:
         atomic_write_text(run_dir / MODEL_TXT, f"{model}\n")
         save_yaml(cfg, run_dir / CONFIG)
-    elif dist.is_main and config_changed:
+    elif dist.is_main and config_changed and ckpt is not None:
         archive = run_dir / archive_name(ckpt)
         if ckpt.get("changed_settings") and (run_dir / CONFIG).is_file() and not archive.exists():
             atomic_write_bytes(archive, (run_dir / CONFIG).read_bytes())  # what the trained epochs ran with
@@ -241,7 +241,6 @@ def _record_command(run_dir: Path, cfg: TrainConfig, device: torch.device, resum
                     n_val: int) -> None:
     """env.json: hardware and versions (a new run), and this command appended to its ``commands`` with the data
     it read (``data`` at the top: what the latest epochs of metrics.csv were validated on)."""
-    from fcnlab.evaluate.record import command_entry
 
     data = {"train": {"path": str(Path(str(cfg.data)).resolve()), "count": n_train, "limit": cfg.limit},
             "val": {"path": str(Path(str(cfg.val)).resolve()), "count": n_val, "limit": cfg.val_limit}}

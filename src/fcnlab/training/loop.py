@@ -15,9 +15,10 @@ import torch
 from fcnlab.config import TrainConfig
 from fcnlab.data.prefetch import Prefetcher
 from fcnlab.errors import TrainingDiverged
+from fcnlab.models.memory_format import to_channels_last, use_channels_last
 from fcnlab.runtime import distributed as dist_utils
-from fcnlab.runtime.memory_format import to_channels_last, use_channels_last
-from fcnlab.training.progress import Progress
+from fcnlab.runtime.device import autocast
+from fcnlab.training.progress import StepProgress
 from fcnlab.training.signals import interrupted
 from fcnlab.training.state import TrainState, epoch_batches
 
@@ -64,7 +65,7 @@ def train_one_epoch(state: TrainState, epoch: int) -> dict[str, float]:
     batches = epoch_batches(len(state.train_data), cfg, epoch, state.dist, state.task.sample_factors)
     start = state.step_in_epoch
     acc = state.epoch_accum
-    progress = Progress(state.dist.is_main, len(batches), start, f"epoch {epoch + 1}/{cfg.epochs}", cfg.log_every)
+    progress = StepProgress(state.dist.is_main, len(batches), start, f"epoch {epoch + 1}/{cfg.epochs}", cfg.log_every)
     loss_dev = torch.zeros((), dtype=torch.float64, device=dev)
     correct_dev = torch.zeros((), dtype=torch.float64, device=dev)
     bad_step = torch.full((), -1, dtype=torch.int64, device=dev)
@@ -78,7 +79,7 @@ def train_one_epoch(state: TrainState, epoch: int) -> dict[str, float]:
             y = y.to(dev, non_blocking=True)
             x, y = task.prepare_train(x, y, state.gen)
             x = to_channels_last(x, channels_last)
-            with torch.autocast(dev.type, dtype=state.amp or torch.float32, enabled=state.amp is not None):
+            with autocast(dev, state.amp):
                 logits = model(x)
                 loss = task.loss(logits.float(), y)
             bad_step.masked_fill_((~torch.isfinite(loss)) & (bad_step < 0), i)  # no host sync

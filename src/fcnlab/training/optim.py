@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -29,7 +30,7 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.devi
     groups = trainable_param_groups(model, lr=lr, weight_decay=cfg.weight_decay)
     # fused kernels: on CUDA one launch for all parameters; on the CPU faster than the for-loop too
     # (docs/ENGINEERING.md)
-    fused = {"fused": True} if device.type in ("cuda", "cpu") else {}
+    fused: dict[str, Any] = {"fused": True} if device.type in ("cuda", "cpu") else {}
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov, **fused)
     return torch.optim.AdamW(groups, lr=lr, **fused)

@@ -37,11 +37,14 @@ def check_options(cfg: TrainConfig) -> list[str]:
     if task_info(cfg.task).snapshots:
         late = [e for e in cfg.snapshot_epochs if e > cfg.epochs]
         if late:
-            warnings.append(f"option --snapshot-epochs: epoch(s) {', '.join(map(str, late))} come after the last "
-                            f"epoch ({cfg.epochs}); no masks are saved for them")
+            warnings.append(
+                f"option --snapshot-epochs: epoch(s) {', '.join(map(str, late))} come after the last "
+                f"epoch ({cfg.epochs}); no masks are saved for them"
+            )
         if cfg.snapshot_images:
             from fcnlab.data.segmentation import pair_files
             from fcnlab.data.subset import named_indices
 
+            assert cfg.val is not None  # list_images above refused a missing --val
             named_indices([tile for tile, _ in pair_files(cfg.val)], cfg.snapshot_images, cfg.val)
     return warnings

@@ -13,7 +13,7 @@ from fcnlab.runtime.progress import INTERVAL
 from fcnlab.runtime.progress import Progress as _Progress
 
 
-class Progress:
+class StepProgress:
     """The steps of one training epoch (``desc``: ``epoch 3/50``)."""
 
     def __init__(self, enabled: bool, total: int, initial: int, desc: str, log_every: int,

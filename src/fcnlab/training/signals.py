@@ -85,7 +85,7 @@ def install_signal_handlers(state: TrainState) -> dict[int, Any]:
         elif not state.writing:  # second signal: stop now (a write in progress finishes first)
             raise stopped_at_once(state, signum)
 
-    previous = {}
+    previous: dict[int, Any] = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         previous[sig] = signal.signal(sig, handler)
     return previous

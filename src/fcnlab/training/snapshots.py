@@ -21,6 +21,7 @@ from fcnlab.config import TrainConfig
 from fcnlab.data.subset import named_indices, snapshot_indices
 from fcnlab.data.transforms import normalize
 from fcnlab.models.scaled import with_input_reduction
+from fcnlab.runtime.device import autocast
 from fcnlab.runtime.files import atomic_write_bytes
 
 
@@ -30,7 +31,7 @@ def full_size_tiles(files: list[tuple[Path, Path]]) -> tuple[torch.Tensor, torch
 
     pairs = [load_pair(t, m)[:2] for t, m in files]
     return (torch.from_numpy(np.stack([img.transpose(2, 0, 1) for img, _ in pairs])),
-            torch.from_numpy(np.stack([ids for _, ids in pairs])).long())
+            torch.from_numpy(np.stack([ids for _, ids in pairs])).long())  # type: ignore[misc]
 
 
 class SnapshotHook:
@@ -57,7 +58,7 @@ class SnapshotHook:
     def predict(self, model: torch.nn.Module) -> np.ndarray:
         model = with_input_reduction(model, self.reduction).eval()
         x = normalize(self.images.to(self.device))
-        with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+        with autocast(self.device, self.amp):
             logits = model(x)
         return logits.float().argmax(1).to(torch.uint8).cpu().numpy()
 

@@ -64,7 +64,7 @@ class TrainState:
     # every finished epoch's metrics.csv and timing.csv row, saved in each checkpoint so that a resumed run
     # can write back a row that a kill between the checkpoint and the log took away
     # (None: resumed from a checkpoint written before it held them)
-    history: dict[str, list[dict[str, Any]]] | None = field(default_factory=lambda: {"metrics": [], "timing": []})
+    history: dict[str, list[dict[str, Any]]] | None = field(default_factory=lambda: {"metrics": [], "timing": []})  # type: ignore[assignment]
 
     @property
     def scored_model(self) -> torch.nn.Module:
@@ -123,8 +123,9 @@ def epoch_batches(n: int, cfg: TrainConfig, epoch: int, dist: dist_utils.DistInf
     if factors is not None:
         order = shard(epoch_indices(factors, epoch, cfg.seed, n), dist.rank, dist.world_size)
     else:
-        sampler = DistributedSampler(range(n), num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
-                                     seed=cfg.seed, drop_last=False)
+        sampler: DistributedSampler[int] = DistributedSampler(range(n),  # type: ignore[arg-type]
+                                                              num_replicas=dist.world_size, rank=dist.rank,
+                                                              shuffle=True, seed=cfg.seed, drop_last=False)
         sampler.set_epoch(epoch)
         order = torch.tensor(list(sampler), dtype=torch.int64)
     batches = list(order.split(cfg.batch_size))
@@ -147,9 +148,9 @@ def build_state(cfg: TrainConfig, task: Task, run_dir: Path, model: torch.nn.Mod
     optimizer = build_optimizer(model, cfg, device, dist.world_size)
     steps_per_epoch = len(epoch_batches(len(train_data), cfg, 0, dist, task.sample_factors))
     scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
-    amp = amp_dtype(cfg, device)
+    amp = amp_dtype(cfg.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-    eval_model = compile_model(model, cfg) if cfg.compile else model  # compile before DDP
+    eval_model = compile_model(model, cfg.compile_mode) if cfg.compile else model  # compile before DDP
     train_model = eval_model
     if dist.enabled:
         train_model = torch.nn.parallel.DistributedDataParallel(

@@ -20,9 +20,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from fcnlab.config import CHOICES
 from fcnlab.errors import ConfigError
 
-LOSSES = ("ce", "lovasz", "dice", "ce+lovasz", "ce+dice")
+LOSSES = CHOICES["loss"]  # the names the config accepts
 TERMS = ("ce", "lovasz", "dice")
 
 

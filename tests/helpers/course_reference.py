@@ -16,7 +16,7 @@ def load_course_reference() -> ModuleType:
 
 
 def confusion_counts(target: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """numpy twin of ``fcnlab.evaluate.metrics.ConfusionMatrix.update``: the ``n x n`` int64 counts of two id arrays."""
+    """numpy twin of ``fcnlab.tasks.metrics.ConfusionMatrix.update``: the ``n x n`` int64 counts of two id arrays."""
     target = np.asarray(target).reshape(-1).astype(np.int64, copy=False)
     pred = np.asarray(pred).reshape(-1).astype(np.int64, copy=False)
     if target.shape != pred.shape:

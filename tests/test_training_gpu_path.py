@@ -29,10 +29,10 @@ import torch.nn.functional as F
 from fcnlab.checkpoint import load_checkpoint
 from fcnlab.config import TrainConfig, from_dict
 from fcnlab.errors import TrainingDiverged
-from fcnlab.evaluate.metrics import course_miou
 from fcnlab.runtime.distributed import DistInfo
 from fcnlab.tasks import ClassificationTask, SegmentationTask, Task
 from fcnlab.tasks import base as task_base
+from fcnlab.tasks.metrics import course_miou
 from fcnlab.training import loop
 from fcnlab.training.signals import Interrupted
 from fcnlab.training.state import TrainState
@@ -381,13 +381,14 @@ def _ddp_worker(rank: int, rendezvous: str, run_dir: str, result: str) -> None:
         torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_stop_at_the_same_step(tmp_path):
     """Real DDP (gloo, two processes, sync_every 3): a signal on one rank and a NaN on the other rank."""
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get(
         "PYTHONPATH", "")])}
-    procs = [subprocess.Popen([sys.executable, "-c", "import sys; from test_engine_gpu_path import _ddp_worker; "
+    procs = [subprocess.Popen([sys.executable, "-c", "import sys; from test_training_gpu_path import _ddp_worker; "
                                "_ddp_worker(int(sys.argv[1]), *sys.argv[2:])", str(rank), str(tmp_path / "rdv"),
                                str(run_dir), str(tmp_path / f"rank{rank}.json")],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from fcnlab.config import TrainConfig, from_dict
-from fcnlab.models.registry import _REGISTRY, register_model
+from fcnlab.models.registry import list_models, register_model, unregister_model
 
 TINY = "tiny_cnn_for_tests"
 
@@ -23,10 +23,10 @@ def tiny_cnn(num_classes: int, **_: object) -> torch.nn.Module:
 def registered_tiny() -> Iterator[str]:
     """Body of an autouse fixture: ``TINY`` registered for the test, removed after it (other tests list the
     registry)."""
-    if TINY not in _REGISTRY:
+    if TINY not in list_models():
         register_model(TINY, "classify", None)(tiny_cnn)
     yield TINY
-    _REGISTRY.pop(TINY, None)
+    unregister_model(TINY)
 
 
 def tiny_config(p1: Path, **overrides: Any) -> TrainConfig:
