@@ -370,7 +370,7 @@ def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
 def _restore(state: TrainState, ckpt: dict[str, Any]) -> None:
     """Put a freshly built TrainState at the position of a checkpoint (optimizer, scheduler, RNGs, data)."""
     dist = state.dist
-    fresh = list(state.scheduler.base_lrs)  # this command's peak rates: a changed --lr applies from here on
+    fresh = [float(lr) for lr in state.scheduler.base_lrs]  # this command's peak rates: a changed --lr applies
     state.optimizer.load_state_dict(ckpt["optimizer"])
     state.scheduler.load_state_dict(ckpt["scheduler"])
     rebase_schedule(state.optimizer, state.scheduler, fresh)
