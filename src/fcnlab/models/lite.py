@@ -27,7 +27,8 @@ from fcnlab.models.registry import register_model
 
 #: Channels of the stem and of the stages at strides 2, 4, 8, 16 and 32.
 WIDTHS = (32, 32, 64, 128, 256, 256)
-#: Residual blocks per stage: none at stride 2, where a block costs as much as all the deeper ones together.
+#: Residual blocks per stage: none at stride 2, where a block (the FLOPs of a deeper one, but 32 channels on 64x64
+#: pixels) made training 1.4x slower on one CPU thread (benchmarks/p2_laptop_models_speed.py).
 BLOCKS = (0, 1, 1, 1, 1)
 
 
@@ -153,7 +154,7 @@ def fpn_lite(num_classes: int, widths: Sequence[int] = WIDTHS, blocks: Sequence[
 def fpn_lite_full(num_classes: int, widths: Sequence[int] = WIDTHS, blocks: Sequence[int] = (1, 1, 1, 1, 1),
                   decoder: int = 64) -> nn.Module:
     """:class:`FPNLite` with a residual block at every stage, stride 2 included (0.7x the speed of ``fpn_lite``
-    on one CPU thread: the stride-2 block works on 4x the pixels of the stride-4 one)."""
+    on one CPU thread: its 32 channels on 64x64 pixels use the cores worse than the deeper, wider blocks)."""
     return FPNLite(num_classes, widths, blocks, decoder)
 
 
