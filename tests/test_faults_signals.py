@@ -195,6 +195,8 @@ def test_a_second_signal_while_training_stops_at_once_after_the_background_write
 
     signals_in_step(monkeypatch, 9, (signal.SIGTERM, signal.SIGINT), before=in_flight)  # epoch 2 step 1
     monkeypatch.setattr(torch, "save", slow_save)
+    # what the process had: Python's default_int_handler, or SIG_IGN when started in the background by a shell
+    previous = signal.getsignal(signal.SIGINT)
     assert main(argv(data, run, 2)) == 130
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert err == [
@@ -204,4 +206,4 @@ def test_a_second_signal_while_training_stops_at_once_after_the_background_write
     ckpt = load_checkpoint(run / "last.pt")
     assert (ckpt["epoch"], ckpt["step_in_epoch"]) == (1, 0) and not writing(run)
     assert len((run / "metrics.csv").read_text().splitlines()) == 2  # the epoch's row followed its checkpoint
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are put back
+    assert signal.getsignal(signal.SIGINT) is previous  # the handlers are put back
