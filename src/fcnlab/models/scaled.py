@@ -39,11 +39,6 @@ class ScaledInput(nn.Module):
         return f"reduction={self.reduction}"
 
 
-def unscaled(model: nn.Module) -> nn.Module:
-    """The model inside a :class:`ScaledInput` (``model`` itself otherwise)."""
-    return model.model if isinstance(model, ScaledInput) else model
-
-
 def with_input_reduction(model: nn.Module, reduction: int) -> nn.Module:
     """``model`` wrapped in :class:`ScaledInput` when ``reduction`` > 1 (and not wrapped already)."""
     if reduction <= 1 or isinstance(model, ScaledInput):

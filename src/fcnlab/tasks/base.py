@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from fcnlab.config import TrainConfig
 from fcnlab.data.prefetch import Prefetcher
 from fcnlab.data.sampling import fill_last_batch
-from fcnlab.models.scaled import with_input_reduction
 from fcnlab.runtime.device import autocast, is_compiled
 from fcnlab.runtime.distributed import all_reduce_sum
 from fcnlab.runtime.progress import Progress
@@ -56,11 +55,6 @@ class Task:
 
     def load_val(self) -> Any:
         raise NotImplementedError
-
-    def full_size_model(self, model: torch.nn.Module) -> torch.nn.Module:
-        """``model`` as validation, snapshots and inference apply it to full-size inputs (reduced first when
-        it trains on reduced inputs, its logits brought back to the input's size)."""
-        return with_input_reduction(model, self.input_reduction)
 
     def check_train_data(self, data: Any) -> str | None:
         """A warning about the training set worth printing before training (None: nothing to say)."""
