@@ -37,10 +37,14 @@ def test_each_operation_equals_torchvision_per_image(name, subset):
     k = pol.ids[name]
     levels = [0, 5, 17, 30] if table[k].any() else [0]
     for level in levels:
-        for sign in ((1, -1) if signed[k] else (1,)):
+        for sign in (1, -1) if signed[k] else (1,):
             m = float(table[k, level]) * sign
-            ref = torch.stack([ta._apply_image_or_video_transform(img, name, m, interpolation=ta.interpolation,
-                                                                  fill=ta._fill) for img in x]).float()
+            ref = torch.stack(
+                [
+                    ta._apply_image_or_video_transform(img, name, m, interpolation=ta.interpolation, fill=ta._fill)
+                    for img in x
+                ]
+            ).float()
             got = pol.apply(x.float(), torch.full((4,), k), torch.full((4,), m), subset=subset)
             diff = (got - ref).abs()
             # colour blends may round one level differently (float operation order); never more
@@ -59,8 +63,9 @@ def test_mixed_operations_in_one_batch_equal_torchvision():
     mag = table[op, 20] * torch.where(torch.arange(14) % 2 == 0, 1.0, -1.0)
     got = pol.apply(x.float(), op, mag)
     for i in range(14):
-        ref = ta._apply_image_or_video_transform(x[i], pol.names[int(op[i])], float(mag[i]),
-                                                 interpolation=ta.interpolation, fill=ta._fill).float()
+        ref = ta._apply_image_or_video_transform(
+            x[i], pol.names[int(op[i])], float(mag[i]), interpolation=ta.interpolation, fill=ta._fill
+        ).float()
         assert (got[i] - ref).abs().max() <= 1, pol.names[int(op[i])]
 
 
@@ -175,8 +180,7 @@ def test_soft_cross_entropy_composes_with_label_smoothing():
     expect = -(((1 - s) * q + s / 4) * torch.log_softmax(logits, 1)).sum(1).mean()
     torch.testing.assert_close(soft_cross_entropy(logits, q, s), expect)
     # one-hot probabilities give the same loss as class indices
-    torch.testing.assert_close(soft_cross_entropy(logits, F.one_hot(y, 4).float(), s),
-                               soft_cross_entropy(logits, y, s))
+    torch.testing.assert_close(soft_cross_entropy(logits, F.one_hot(y, 4).float(), s), soft_cross_entropy(logits, y, s))
     torch.testing.assert_close(soft_cross_entropy(logits, y, s), F.cross_entropy(logits, y, label_smoothing=s))
 
 

@@ -52,32 +52,35 @@ def test_unknown_keys_are_rejected_with_every_valid_key_listed():
     assert "\n" not in msg
 
 
-@pytest.mark.parametrize("values, option", [
-    ({"lr": -0.1}, "option lr (--lr): must be > 0, got -0.1"),
-    ({"batch_size": 0}, "option batch_size (--batch-size): must be > 0, got 0"),
-    ({"epochs": "two"}, "option epochs (--epochs): expected int, got 'two'"),
-    ({"epochs": 1.5}, "option epochs (--epochs): expected int"),
-    ({"lr": float("nan")}, "option lr (--lr): must be a finite number"),
-    ({"weight_decay": -1e-4}, "option weight_decay (--weight-decay): must be >= 0"),
-    ({"optimizer": "adam"}, "option optimizer (--optimizer): 'adam' is not one of sgd, adamw"),
-    ({"device": "gpu"}, "option device (--device): 'gpu' is not a device"),
-    ({"model": "fcn8s_resnet34"}, "'fcn8s_resnet34' is a segment model; for classify choose one of"),
-    ({"model": "unet"}, "'unet' is not a registered model"),
-    ({"task": "segment", "image_size": 100}, "multiple of 32"),
-    ({"min_scale": 2.0, "max_scale": 1.0}, "need 0 < min_scale <= max_scale"),
-    ({"label_smoothing": 1.0}, "must be < 1"),
-    ({"snapshot_epochs": [0, 5]}, "epochs start at 1"),
-    ({"image_size": 16}, "option image_size (--image-size): must be at least 32"),
-    ({"batch_size": 1}, "classification needs at least 2 images per step"),
-    ({"augment_policy": "autoaugment"}, "'autoaugment' is not one of none, trivialaugment, randaugment"),
-    ({"random_erasing": 1.5}, "option random_erasing (--random-erasing): a probability, must be in [0, 1]"),
-    ({"mix_prob": -0.1}, "option mix_prob (--mix-prob): a probability"),
-    ({"cutmix": -1.0}, "option cutmix (--cutmix): must be >= 0"),
-    ({"randaugment_magnitude": 31}, "a magnitude bin, must be in 0..30"),
-    ({"ema_decay": 1.0}, "option ema_decay (--ema-decay): must be in [0, 1)"),
-    ({"nesterov": True, "momentum": 0.0}, "Nesterov momentum needs optimizer sgd and momentum > 0"),
-    ({"task": "segment", "mixup": 0.2}, "option mixup (--mixup): a classification augmentation; segment does not"),
-])
+@pytest.mark.parametrize(
+    "values, option",
+    [
+        ({"lr": -0.1}, "option lr (--lr): must be > 0, got -0.1"),
+        ({"batch_size": 0}, "option batch_size (--batch-size): must be > 0, got 0"),
+        ({"epochs": "two"}, "option epochs (--epochs): expected int, got 'two'"),
+        ({"epochs": 1.5}, "option epochs (--epochs): expected int"),
+        ({"lr": float("nan")}, "option lr (--lr): must be a finite number"),
+        ({"weight_decay": -1e-4}, "option weight_decay (--weight-decay): must be >= 0"),
+        ({"optimizer": "adam"}, "option optimizer (--optimizer): 'adam' is not one of sgd, adamw"),
+        ({"device": "gpu"}, "option device (--device): 'gpu' is not a device"),
+        ({"model": "fcn8s_resnet34"}, "'fcn8s_resnet34' is a segment model; for classify choose one of"),
+        ({"model": "unet"}, "'unet' is not a registered model"),
+        ({"task": "segment", "image_size": 100}, "multiple of 32"),
+        ({"min_scale": 2.0, "max_scale": 1.0}, "need 0 < min_scale <= max_scale"),
+        ({"label_smoothing": 1.0}, "must be < 1"),
+        ({"snapshot_epochs": [0, 5]}, "epochs start at 1"),
+        ({"image_size": 16}, "option image_size (--image-size): must be at least 32"),
+        ({"batch_size": 1}, "classification needs at least 2 images per step"),
+        ({"augment_policy": "autoaugment"}, "'autoaugment' is not one of none, trivialaugment, randaugment"),
+        ({"random_erasing": 1.5}, "option random_erasing (--random-erasing): a probability, must be in [0, 1]"),
+        ({"mix_prob": -0.1}, "option mix_prob (--mix-prob): a probability"),
+        ({"cutmix": -1.0}, "option cutmix (--cutmix): must be >= 0"),
+        ({"randaugment_magnitude": 31}, "a magnitude bin, must be in 0..30"),
+        ({"ema_decay": 1.0}, "option ema_decay (--ema-decay): must be in [0, 1)"),
+        ({"nesterov": True, "momentum": 0.0}, "Nesterov momentum needs optimizer sgd and momentum > 0"),
+        ({"task": "segment", "mixup": 0.2}, "option mixup (--mixup): a classification augmentation; segment does not"),
+    ],
+)
 def test_invalid_values_name_the_option(values, option):
     with pytest.raises(ConfigError) as e:
         from_dict(values)

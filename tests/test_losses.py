@@ -116,8 +116,11 @@ def test_losses_have_finite_gradients_and_sum_their_terms(name):
     loss = segmentation_loss(name, logits, labels, weight=weight, ignore_index=2)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
-    parts = {"ce": F.cross_entropy(logits, labels, weight=weight, ignore_index=2),
-             "lovasz": lovasz_softmax(logits, labels, 2), "dice": dice_loss(logits, labels, 2)}
+    parts = {
+        "ce": F.cross_entropy(logits, labels, weight=weight, ignore_index=2),
+        "lovasz": lovasz_softmax(logits, labels, 2),
+        "dice": dice_loss(logits, labels, 2),
+    }
     expected = sum(parts[t] for t in loss_terms(name))
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
 

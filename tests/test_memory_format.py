@@ -16,8 +16,16 @@ CPU = torch.device("cpu")
 
 def cfg_for(task: str, size: int, channels_last: bool = True):
     model = "vgg16_bn" if task == "classify" else "fcn8s_resnet34"
-    return from_dict({"task": task, "model": model, "image_size": size, "device": "cpu",
-                      "num_classes": 50 if task == "classify" else 7, "channels_last": channels_last})
+    return from_dict(
+        {
+            "task": task,
+            "model": model,
+            "image_size": size,
+            "device": "cpu",
+            "num_classes": 50 if task == "classify" else 7,
+            "channels_last": channels_last,
+        }
+    )
 
 
 def test_policy():

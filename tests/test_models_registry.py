@@ -9,8 +9,17 @@ from fcnlab.errors import ConfigError
 from fcnlab.models import build_model, list_models, model_task, registry
 
 CLASSIFIERS = ["airnet", "resnet18", "resnet18_cifar", "resnet34", "resnet50", "vgg16_bn"]
-SEGMENTERS = ["fcn32s_lite", "fcn32s_resnet34", "fcn32s_vgg16", "fcn8s_lite", "fcn8s_resnet34", "fcn8s_vgg16",
-              "fpn_lite", "fpn_lite_full", "unet_resnet34"]
+SEGMENTERS = [
+    "fcn32s_lite",
+    "fcn32s_resnet34",
+    "fcn32s_vgg16",
+    "fcn8s_lite",
+    "fcn8s_resnet34",
+    "fcn8s_vgg16",
+    "fpn_lite",
+    "fpn_lite_full",
+    "unet_resnet34",
+]
 
 
 def test_list_models_by_task():

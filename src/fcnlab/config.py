@@ -46,23 +46,30 @@ class TrainConfig:
     num_classes: int = option(50, "classes of the output layer", group="model")
     data: str | None = option(None, "training folder", group="data")
     val: str | None = option(None, "validation folder", group="data")
-    val_csv: str | None = option(None, "optional filename,label CSV for the validation folder (P1)",
-                                 group="data", task="classify")
-    pretrained: bool = option(False, "start from torchvision's ImageNet weights (needs network or --weights)",
-                              group="model")
+    val_csv: str | None = option(
+        None, "optional filename,label CSV for the validation folder (P1)", group="data", task="classify"
+    )
+    pretrained: bool = option(
+        False, "start from torchvision's ImageNet weights (needs network or --weights)", group="model"
+    )
     weights: str | None = option(None, "local torchvision-format state dict for the backbone", group="model")
-    learn_upsampling: bool | None = option(None, "FCN upsamplers trainable (default: model's own default)",
-                                           group="model", task="segment")
+    learn_upsampling: bool | None = option(
+        None, "FCN upsamplers trainable (default: model's own default)", group="model", task="segment"
+    )
     epochs: int = option(50, "training epochs", group="schedule")
     batch_size: int = option(128, "images per step (per process under torchrun)", group="optimisation")
     eval_batch_size: int = option(0, "batch size for validation (0: 2x batch_size)", group="runtime")
     optimizer: str = option("sgd", "sgd or adamw", group="optimisation")
     lr: float = option(0.05, "peak learning rate (mean cross-entropy convention)", group="optimisation")
-    lr_base_batch: int = option(0, "when > 0, lr is the rate for this many images per step and is scaled to the "
-                                   "global batch (batch_size x processes) by lr_scaling (0: lr as given)",
-                                group="optimisation")
-    lr_scaling: str = option("linear", "with lr_base_batch: linear or sqrt scaling of lr with the batch",
-                             group="optimisation")
+    lr_base_batch: int = option(
+        0,
+        "when > 0, lr is the rate for this many images per step and is scaled to the "
+        "global batch (batch_size x processes) by lr_scaling (0: lr as given)",
+        group="optimisation",
+    )
+    lr_scaling: str = option(
+        "linear", "with lr_base_batch: linear or sqrt scaling of lr with the batch", group="optimisation"
+    )
     momentum: float = option(0.9, "SGD momentum", group="optimisation")
     nesterov: bool = option(False, "SGD: Nesterov momentum (needs momentum > 0)", group="optimisation")
     weight_decay: float = option(5e-4, "applied to conv/linear weights only (not BN, biases)", group="optimisation")
@@ -71,66 +78,99 @@ class TrainConfig:
     step_size: int = option(30, "step scheduler: epochs between decays", group="schedule")
     gamma: float = option(0.1, "step scheduler: decay factor", group="schedule")
     label_smoothing: float = option(0.0, "cross-entropy label smoothing", group="optimisation")
-    image_size: int = option(32, "classify: network input side (224 for ImageNet backbones); segment: crop side",
-                             group="model")
-    input_size: int = option(0, "segment: train on tiles reduced to this side (images by an area filter, masks by "
-                                "majority vote; it must divide the tile side: 128 for 512x512 tiles); evaluation and "
-                                "prediction reduce full-size inputs alike and upsample the logits (0: full size)",
-                             group="model")
+    image_size: int = option(
+        32, "classify: network input side (224 for ImageNet backbones); segment: crop side", group="model"
+    )
+    input_size: int = option(
+        0,
+        "segment: train on tiles reduced to this side (images by an area filter, masks by "
+        "majority vote; it must divide the tile side: 128 for 512x512 tiles); evaluation and "
+        "prediction reduce full-size inputs alike and upsample the logits (0: full size)",
+        group="model",
+    )
     augment: bool = option(True, "random augmentation of training batches", group="augmentation")
     pad: int = option(4, "classify: random-crop padding", group="augmentation")
-    augment_policy: str = option("none", "classify: per-image policy on the training batches (with augment): none, "
-                                 "trivialaugment (TrivialAugmentWide) or randaugment", group="augmentation")
+    augment_policy: str = option(
+        "none",
+        "classify: per-image policy on the training batches (with augment): none, "
+        "trivialaugment (TrivialAugmentWide) or randaugment",
+        group="augmentation",
+    )
     randaugment_ops: int = option(2, "classify: RandAugment operations per image", group="augmentation")
     randaugment_magnitude: int = option(9, "classify: RandAugment magnitude bin, 0-30", group="augmentation")
-    random_erasing: float = option(0.0, "classify: probability of erasing a random rectangle of each training image",
-                                   group="augmentation")
+    random_erasing: float = option(
+        0.0, "classify: probability of erasing a random rectangle of each training image", group="augmentation"
+    )
     cutmix: float = option(0.0, "classify: CutMix Beta alpha (0: off); soft targets", group="augmentation")
-    mixup: float = option(0.0, "classify: MixUp Beta alpha (0: off; with cutmix: one of the two per batch)",
-                          group="augmentation")
+    mixup: float = option(
+        0.0, "classify: MixUp Beta alpha (0: off; with cutmix: one of the two per batch)", group="augmentation"
+    )
     mix_prob: float = option(1.0, "classify: probability that a batch is mixed (cutmix/mixup)", group="augmentation")
-    min_scale: float = option(0.75, "segment: smallest random zoom (crop covers up to 1/scale of the tile)",
-                              group="augmentation")
+    min_scale: float = option(
+        0.75, "segment: smallest random zoom (crop covers up to 1/scale of the tile)", group="augmentation"
+    )
     max_scale: float = option(1.25, "segment: largest random zoom", group="augmentation")
-    class_weights: str = option("none", "segment: none, inverse or median (frequency) loss weights",
-                                group="optimisation")
+    class_weights: str = option(
+        "none", "segment: none, inverse or median (frequency) loss weights", group="optimisation"
+    )
     ignore_unknown: bool = option(False, "segment: leave class 6 (unknown) out of the loss", group="optimisation")
-    loss: str = option("ce", "segment: ce, lovasz, dice, ce+lovasz or ce+dice (class weights apply to ce only)",
-                       group="optimisation")
-    sampling: str = option("none", "segment: none, or rare (repeat-factor sampling of tiles with rare classes)",
-                           group="data")
-    rare_classes: list[int] = option(list, "segment: the classes sampling rare boosts (empty: every class)",
-                                     group="data")
-    repeat_threshold: float = option(1.0, "segment: sampling rare: a class in fewer than this share of the tiles "
-                                          "makes its tiles repeat", group="data")
+    loss: str = option(
+        "ce", "segment: ce, lovasz, dice, ce+lovasz or ce+dice (class weights apply to ce only)", group="optimisation"
+    )
+    sampling: str = option(
+        "none", "segment: none, or rare (repeat-factor sampling of tiles with rare classes)", group="data"
+    )
+    rare_classes: list[int] = option(
+        list, "segment: the classes sampling rare boosts (empty: every class)", group="data"
+    )
+    repeat_threshold: float = option(
+        1.0,
+        "segment: sampling rare: a class in fewer than this share of the tiles makes its tiles repeat",
+        group="data",
+    )
     seed: int = option(0, "random seed (rank r uses seed + r for augmentation)", group="runtime")
     deterministic: bool = option(False, "bitwise-reproducible algorithms (slower)", group="runtime")
     device: str = option("auto", "auto, cpu, cuda or cuda:N", group="runtime")
     amp: str = option("auto", "auto (bf16 on CUDA, off on CPU), bf16, fp16 or off", group="runtime")
-    channels_last: bool = option(True, "channels-last format where faster (CUDA; CPU for inputs >= 128 px or airnet)",
-                                 group="runtime")
+    channels_last: bool = option(
+        True, "channels-last format where faster (CUDA; CPU for inputs >= 128 px or airnet)", group="runtime"
+    )
     compile: bool = option(False, "torch.compile the model (before DDP)", group="runtime")
-    compile_mode: str = option("default", "torch.compile mode: default, reduce-overhead (CUDA graphs), "
-                                          "max-autotune or max-autotune-no-cudagraphs", group="runtime")
-    resident: bool = option(False, "keep the decoded training and validation data on the GPU when it fits "
-                                   "(no loader thread, no per-step copies); host memory otherwise and on the CPU",
-                            group="runtime")
+    compile_mode: str = option(
+        "default",
+        "torch.compile mode: default, reduce-overhead (CUDA graphs), max-autotune or max-autotune-no-cudagraphs",
+        group="runtime",
+    )
+    resident: bool = option(
+        False,
+        "keep the decoded training and validation data on the GPU when it fits "
+        "(no loader thread, no per-step copies); host memory otherwise and on the CPU",
+        group="runtime",
+    )
     workers: int = option(2, "data-loader workers for file-streaming evaluation/prediction", group="runtime")
     cache: str = option("auto", "decoded-data cache: auto, memory, disk or off", group="data")
     grad_clip: float = option(0.0, "clip gradient norm to this value (0: off)", group="optimisation")
-    ema: bool = option(False, "keep an exponential moving average of the weights (BN statistics too); it is "
-                       "what is evaluated, kept in best.pt and loaded for inference", group="optimisation")
+    ema: bool = option(
+        False,
+        "keep an exponential moving average of the weights (BN statistics too); it is "
+        "what is evaluated, kept in best.pt and loaded for inference",
+        group="optimisation",
+    )
     ema_decay: float = option(0.999, "EMA decay per optimizer step", group="optimisation")
-    ema_warmup: bool = option(True, "EMA decay min(ema_decay, (1 + t) / (10 + t)) at step t (for short runs)",
-                              group="optimisation")
-    limit: int = option(0, "use N training samples drawn with --seed, every class alike for classify (0: all)",
-                        group="data")
-    val_limit: int = option(0, "use N validation samples drawn with --seed, every class alike for classify (0: all)",
-                            group="data")
+    ema_warmup: bool = option(
+        True, "EMA decay min(ema_decay, (1 + t) / (10 + t)) at step t (for short runs)", group="optimisation"
+    )
+    limit: int = option(
+        0, "use N training samples drawn with --seed, every class alike for classify (0: all)", group="data"
+    )
+    val_limit: int = option(
+        0, "use N validation samples drawn with --seed, every class alike for classify (0: all)", group="data"
+    )
     snapshot_epochs: list[int] = option(list, "segment: epochs whose val masks are saved", group="output")
     snapshot_tiles: int = option(3, "segment: validation tiles shown in snapshots", group="output")
-    snapshot_images: list[str] = option(list, "segment: val tiles to snapshot, by file name (default: evenly spaced)",
-                                        group="output")
+    snapshot_images: list[str] = option(
+        list, "segment: val tiles to snapshot, by file name (default: evenly spaced)", group="output"
+    )
     sync_bn: bool = option(False, "convert BatchNorm to SyncBatchNorm under torchrun", group="runtime")
     log_every: int = option(50, "steps between log lines when not on a terminal", group="output")
     tensorboard: bool = option(False, "also write TensorBoard event files (needs tensorboard)", group="output")
@@ -168,9 +208,26 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 POSITIVE = ("epochs", "batch_size", "lr", "image_size", "num_classes", "snapshot_tiles", "log_every")
-NON_NEGATIVE = ("eval_batch_size", "lr_base_batch", "momentum", "weight_decay", "warmup_epochs", "label_smoothing",
-                "pad", "grad_clip", "limit", "val_limit", "input_size", "workers", "step_size", "gamma",
-                "randaugment_ops", "cutmix", "mixup", "repeat_threshold")
+NON_NEGATIVE = (
+    "eval_batch_size",
+    "lr_base_batch",
+    "momentum",
+    "weight_decay",
+    "warmup_epochs",
+    "label_smoothing",
+    "pad",
+    "grad_clip",
+    "limit",
+    "val_limit",
+    "input_size",
+    "workers",
+    "step_size",
+    "gamma",
+    "randaugment_ops",
+    "cutmix",
+    "mixup",
+    "repeat_threshold",
+)
 PROBABILITIES = ("random_erasing", "mix_prob")
 CLASSIFY_ONLY = {"augment_policy": "none", "random_erasing": 0.0, "cutmix": 0.0, "mixup": 0.0}
 
@@ -275,43 +332,58 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{spelled(spec.name)}: must be a finite number, got {value}")
     if not 0 < cfg.min_scale <= cfg.max_scale:
-        raise ConfigError(f"options min_scale/max_scale (--min-scale/--max-scale): need 0 < min_scale <= max_scale, "
-                          f"got {cfg.min_scale}/{cfg.max_scale}")
+        raise ConfigError(
+            f"options min_scale/max_scale (--min-scale/--max-scale): need 0 < min_scale <= max_scale, "
+            f"got {cfg.min_scale}/{cfg.max_scale}"
+        )
     for name in PROBABILITIES:
         if not 0 <= getattr(cfg, name) <= 1:
             raise ConfigError(f"{spelled(name)}: a probability, must be in [0, 1], got {getattr(cfg, name)}")
     if not 0 <= cfg.randaugment_magnitude <= 30:
-        raise ConfigError(f"{spelled('randaugment_magnitude')}: a magnitude bin, must be in 0..30, got "
-                          f"{cfg.randaugment_magnitude}")
+        raise ConfigError(
+            f"{spelled('randaugment_magnitude')}: a magnitude bin, must be in 0..30, got {cfg.randaugment_magnitude}"
+        )
     if not 0 <= cfg.ema_decay < 1:
         raise ConfigError(f"{spelled('ema_decay')}: must be in [0, 1), got {cfg.ema_decay}")
     if cfg.nesterov and (cfg.optimizer != "sgd" or cfg.momentum <= 0):
-        raise ConfigError(f"{spelled('nesterov')}: Nesterov momentum needs optimizer sgd and momentum > 0 (got "
-                          f"{cfg.optimizer}, momentum {cfg.momentum})")
+        raise ConfigError(
+            f"{spelled('nesterov')}: Nesterov momentum needs optimizer sgd and momentum > 0 (got "
+            f"{cfg.optimizer}, momentum {cfg.momentum})"
+        )
     if cfg.task != "classify":
         on = [k for k, off in CLASSIFY_ONLY.items() if getattr(cfg, k) != off]
         if on:
-            raise ConfigError(f"{spelled(on[0])}: a classification augmentation; {cfg.task} does not use it "
-                              f"(remove it from the recipe)")
+            raise ConfigError(
+                f"{spelled(on[0])}: a classification augmentation; {cfg.task} does not use it "
+                f"(remove it from the recipe)"
+            )
     if cfg.label_smoothing >= 1:
         raise ConfigError(f"{spelled('label_smoothing')}: must be < 1, got {cfg.label_smoothing}")
     if cfg.image_size < 32:
-        raise ConfigError(f"{spelled('image_size')}: must be at least 32 (the networks downsample by 32), "
-                          f"got {cfg.image_size}")
+        raise ConfigError(
+            f"{spelled('image_size')}: must be at least 32 (the networks downsample by 32), got {cfg.image_size}"
+        )
     if cfg.task == "classify" and cfg.batch_size < 2:
-        raise ConfigError(f"{spelled('batch_size')}: classification needs at least 2 images per step (BatchNorm "
-                          f"statistics of 1x1 features), got {cfg.batch_size}")
+        raise ConfigError(
+            f"{spelled('batch_size')}: classification needs at least 2 images per step (BatchNorm "
+            f"statistics of 1x1 features), got {cfg.batch_size}"
+        )
     if cfg.task == "segment" and cfg.input_size and cfg.input_size < 32:
-        raise ConfigError(f"{spelled('input_size')}: must be 0 (full size) or at least 32 (the networks downsample "
-                          f"by 32), got {cfg.input_size}")
+        raise ConfigError(
+            f"{spelled('input_size')}: must be 0 (full size) or at least 32 (the networks downsample "
+            f"by 32), got {cfg.input_size}"
+        )
     if cfg.task == "segment" and cfg.image_size % 32:
         raise ConfigError(f"{spelled('image_size')}: segmentation crops must be a multiple of 32, got {cfg.image_size}")
     if cfg.task == "classify" and (cfg.loss != "ce" or cfg.sampling != "none"):
-        raise ConfigError(f"options loss/sampling (--loss/--sampling): segmentation options; classification trains "
-                          f"with cross-entropy on every image (got loss {cfg.loss!r}, sampling {cfg.sampling!r})")
+        raise ConfigError(
+            f"options loss/sampling (--loss/--sampling): segmentation options; classification trains "
+            f"with cross-entropy on every image (got loss {cfg.loss!r}, sampling {cfg.sampling!r})"
+        )
     if cfg.sampling == "rare" and any(not 0 <= c < cfg.num_classes for c in cfg.rare_classes):
-        raise ConfigError(f"{spelled('rare_classes')}: class ids must be in 0-{cfg.num_classes - 1}, "
-                          f"got {cfg.rare_classes}")
+        raise ConfigError(
+            f"{spelled('rare_classes')}: class ids must be in 0-{cfg.num_classes - 1}, got {cfg.rare_classes}"
+        )
     if any(e <= 0 for e in cfg.snapshot_epochs):
         raise ConfigError(f"{spelled('snapshot_epochs')}: epochs start at 1, got {cfg.snapshot_epochs}")
     if not _DEVICE_RE.match(cfg.device):
@@ -331,10 +403,24 @@ def _check_model(cfg: TrainConfig) -> None:
         raise ConfigError(f"{spelled('model')}: {cfg.model!r} {why}; for {cfg.task} choose one of {', '.join(names)}")
 
 
-ALIASES = {"learning_rate": "lr", "num_epochs": "epochs", "n_epochs": "epochs", "batch": "batch_size",
-           "batchsize": "batch_size", "wd": "weight_decay", "classes": "num_classes", "n_classes": "num_classes",
-           "arch": "model", "lr_scheduler": "scheduler", "train": "data", "train_dir": "data", "val_dir": "val",
-           "crop_size": "image_size", "num_workers": "workers", "clip_grad": "grad_clip"}
+ALIASES = {
+    "learning_rate": "lr",
+    "num_epochs": "epochs",
+    "n_epochs": "epochs",
+    "batch": "batch_size",
+    "batchsize": "batch_size",
+    "wd": "weight_decay",
+    "classes": "num_classes",
+    "n_classes": "num_classes",
+    "arch": "model",
+    "lr_scheduler": "scheduler",
+    "train": "data",
+    "train_dir": "data",
+    "val_dir": "val",
+    "crop_size": "image_size",
+    "num_workers": "workers",
+    "clip_grad": "grad_clip",
+}
 """Names other tools use for fcnlab's keys, suggested when they appear in a recipe."""
 
 

@@ -40,8 +40,10 @@ from fcnlab.runtime.files import atomic_write_text, make_folder
 
 MARKER = ".fcnlab-demo"
 #: Why the demo's models are not the homework's VGG16-BN ones (printed in its summary).
-PAIR_NOTE = ("its FCN-32s has 134M parameters (6x the ResNet34 FCN-8s), so each of its checkpoints (weights and "
-             "SGD momentum) is about 1.1 GB, rewritten every epoch: gigabytes of disk and minutes of a 1.5-minute demo")
+PAIR_NOTE = (
+    "its FCN-32s has 134M parameters (6x the ResNet34 FCN-8s), so each of its checkpoints (weights and "
+    "SGD momentum) is about 1.1 GB, rewritten every epoch: gigabytes of disk and minutes of a 1.5-minute demo"
+)
 MARKER_FORMAT = "fcnlab-demo"
 
 
@@ -68,9 +70,19 @@ class DemoPlan:
 #: The default demo: learns visibly (P1 val accuracy around 0.8 for 20 classes; FCN-8s mIoU around 0.4).
 FULL = DemoPlan()
 #: A seconds-long smoke test of every step (``--quick``): too small to learn much.
-QUICK = DemoPlan(p1_classes=4, p1_train_per_class=8, p1_val_per_class=4, p1_epochs=1, p1_batch=8,
-                 p2_train_tiles=2, p2_val_tiles=2, p2_size=64, p2_epochs=2, p2_batch=2,
-                 snapshot_epochs=(1, 2))
+QUICK = DemoPlan(
+    p1_classes=4,
+    p1_train_per_class=8,
+    p1_val_per_class=4,
+    p1_epochs=1,
+    p1_batch=8,
+    p2_train_tiles=2,
+    p2_val_tiles=2,
+    p2_size=64,
+    p2_epochs=2,
+    p2_batch=2,
+    snapshot_epochs=(1, 2),
+)
 
 
 class DemoStepFailed(FcnlabError):
@@ -152,16 +164,19 @@ def prepare_demo_dir(root: str | Path, layout: DemoLayout) -> Path:
         if present:
             marker = _read_marker(root)
             if marker is None:
-                raise ConfigError(f"--out {root}: folder already holds files ({_preview(present)}) and is "
-                                  f"not an earlier demo folder; choose a new or empty folder (the demo never "
-                                  f"deletes other files)")
+                raise ConfigError(
+                    f"--out {root}: folder already holds files ({_preview(present)}) and is "
+                    f"not an earlier demo folder; choose a new or empty folder (the demo never "
+                    f"deletes other files)"
+                )
             known = set(layout.entries()) | {str(n) for n in marker.get("entries", []) if isinstance(n, str)}
-            foreign = [n for n in present if (n not in known and not _is_temp_of(n, known))
-                       or (root / n).is_symlink()]
+            foreign = [n for n in present if (n not in known and not _is_temp_of(n, known)) or (root / n).is_symlink()]
             if foreign:
-                raise ConfigError(f"--out {root}: is an earlier demo folder but also holds "
-                                  f"{_preview(foreign)}, which the demo did not write; move those away or "
-                                  f"choose another folder")
+                raise ConfigError(
+                    f"--out {root}: is an earlier demo folder but also holds "
+                    f"{_preview(foreign)}, which the demo did not write; move those away or "
+                    f"choose another folder"
+                )
             for name in present:
                 if name == MARKER:
                     continue
@@ -171,8 +186,9 @@ def prepare_demo_dir(root: str | Path, layout: DemoLayout) -> Path:
                 else:
                     path.unlink()
     make_folder(root)
-    atomic_write_text(root / MARKER, json.dumps({"format": MARKER_FORMAT, "version": 1,
-                                                 "entries": layout.entries()}, indent=1) + "\n")
+    atomic_write_text(
+        root / MARKER, json.dumps({"format": MARKER_FORMAT, "version": 1, "entries": layout.entries()}, indent=1) + "\n"
+    )
     return root
 
 
@@ -193,42 +209,136 @@ def plan_steps(layout: DemoLayout, device: str = "cpu") -> list[Step]:
     dev = ["--device", device]
     infer = [*dev, "--workers", "0"]  # a few images: worker processes would cost more than they save
     steps = [
-        Step(f"P1: train {plan.p1_model} for {_plural(plan.p1_epochs, 'epoch')}",
-             ["classify", "train", "--data", str(p1_train), "--val", str(p1_val), "--val-csv", str(gt),
-              "--out", str(d.p1_run), "--model", plan.p1_model, "--num-classes", str(plan.p1_classes),
-              "--epochs", str(plan.p1_epochs), "--batch-size", str(plan.p1_batch), "--seed", str(plan.seed),
-              "--cache", "memory", *dev]),
-        Step("P1: validation accuracy (the seed's printout)",
-             ["classify", "eval", "--ckpt", str(d.p1_run), "--data", str(p1_val), "--csv", str(gt), *infer]),
-        Step("P1: predictions in the course's image_id,label CSV",
-             ["classify", "predict", "--ckpt", str(d.p1_run), "--images", str(p1_val),
-              "--out", str(d.p1_run / "predictions.csv"), *infer]),
-        Step("P1: t-SNE of the penultimate-layer features",
-             ["classify", "tsne", "--ckpt", str(d.p1_run), "--data", str(p1_val),
-              "--out", str(d.p1_run / "tsne.png"), *infer]),
+        Step(
+            f"P1: train {plan.p1_model} for {_plural(plan.p1_epochs, 'epoch')}",
+            [
+                "classify",
+                "train",
+                "--data",
+                str(p1_train),
+                "--val",
+                str(p1_val),
+                "--val-csv",
+                str(gt),
+                "--out",
+                str(d.p1_run),
+                "--model",
+                plan.p1_model,
+                "--num-classes",
+                str(plan.p1_classes),
+                "--epochs",
+                str(plan.p1_epochs),
+                "--batch-size",
+                str(plan.p1_batch),
+                "--seed",
+                str(plan.seed),
+                "--cache",
+                "memory",
+                *dev,
+            ],
+        ),
+        Step(
+            "P1: validation accuracy (the seed's printout)",
+            ["classify", "eval", "--ckpt", str(d.p1_run), "--data", str(p1_val), "--csv", str(gt), *infer],
+        ),
+        Step(
+            "P1: predictions in the course's image_id,label CSV",
+            [
+                "classify",
+                "predict",
+                "--ckpt",
+                str(d.p1_run),
+                "--images",
+                str(p1_val),
+                "--out",
+                str(d.p1_run / "predictions.csv"),
+                *infer,
+            ],
+        ),
+        Step(
+            "P1: t-SNE of the penultimate-layer features",
+            [
+                "classify",
+                "tsne",
+                "--ckpt",
+                str(d.p1_run),
+                "--data",
+                str(p1_val),
+                "--out",
+                str(d.p1_run / "tsne.png"),
+                *infer,
+            ],
+        ),
     ]
     snaps = ",".join(str(e) for e in plan.snapshot_epochs if e <= plan.p2_epochs)
     for model, run in zip(plan.p2_models, d.p2_runs, strict=True):
         steps += [
-            Step(f"P2: train {model} for {_plural(plan.p2_epochs, 'epoch')}, masks at epochs {snaps}",
-                 ["segment", "train", "--data", str(d.p2_data / "train"),
-                  "--val", str(d.p2_data / "validation"), "--out", str(run), "--model", model,
-                  "--epochs", str(plan.p2_epochs),
-                  "--batch-size", str(plan.p2_batch), "--image-size", str(plan.p2_size),
-                  "--snapshot-epochs", snaps, "--seed", str(plan.seed), "--cache", "memory", *dev]),
-            Step(f"P2: {model} per-class IoU and mean IoU (the course's printout)",
-                 ["segment", "eval", "--ckpt", str(run), "--data", str(d.p2_data / "validation"), *infer]),
-            Step(f"P2: {model} predicted masks (NNNN_mask.png)",
-                 ["segment", "predict", "--ckpt", str(run), "--images", str(d.p2_data / "validation"),
-                  "--out", str(run / "masks"), *infer]),
+            Step(
+                f"P2: train {model} for {_plural(plan.p2_epochs, 'epoch')}, masks at epochs {snaps}",
+                [
+                    "segment",
+                    "train",
+                    "--data",
+                    str(d.p2_data / "train"),
+                    "--val",
+                    str(d.p2_data / "validation"),
+                    "--out",
+                    str(run),
+                    "--model",
+                    model,
+                    "--epochs",
+                    str(plan.p2_epochs),
+                    "--batch-size",
+                    str(plan.p2_batch),
+                    "--image-size",
+                    str(plan.p2_size),
+                    "--snapshot-epochs",
+                    snaps,
+                    "--seed",
+                    str(plan.seed),
+                    "--cache",
+                    "memory",
+                    *dev,
+                ],
+            ),
+            Step(
+                f"P2: {model} per-class IoU and mean IoU (the course's printout)",
+                ["segment", "eval", "--ckpt", str(run), "--data", str(d.p2_data / "validation"), *infer],
+            ),
+            Step(
+                f"P2: {model} predicted masks (NNNN_mask.png)",
+                [
+                    "segment",
+                    "predict",
+                    "--ckpt",
+                    str(run),
+                    "--images",
+                    str(d.p2_data / "validation"),
+                    "--out",
+                    str(run / "masks"),
+                    *infer,
+                ],
+            ),
         ]
     last = d.p2_runs[-1]
-    steps.append(Step("P2: the course's evaluator on the predicted mask files",
-                      ["miou", "--labels", str(d.p2_data / "validation"), "--pred", str(last / "masks")]))
-    steps.append(Step("P2: per-class IoU of the two FCNs side by side",
-                      ["compare", *[str(r) for r in d.p2_runs], "--out", str(d.root / "compare.md")]))
-    steps.append(Step("one HTML page with every result",
-                      ["report", str(d.p1_run), *[str(r) for r in d.p2_runs], "--out", str(d.root / "report.html")]))
+    steps.append(
+        Step(
+            "P2: the course's evaluator on the predicted mask files",
+            ["miou", "--labels", str(d.p2_data / "validation"), "--pred", str(last / "masks")],
+        )
+    )
+    steps.append(
+        Step(
+            "P2: per-class IoU of the two FCNs side by side",
+            ["compare", *[str(r) for r in d.p2_runs], "--out", str(d.root / "compare.md")],
+        )
+    )
+    steps.append(
+        Step(
+            "one HTML page with every result",
+            ["report", str(d.p1_run), *[str(r) for r in d.p2_runs], "--out", str(d.root / "report.html")],
+        )
+    )
     return steps
 
 
@@ -237,15 +347,26 @@ def make_data(layout: DemoLayout) -> None:
     from fcnlab.data.synthetic import make_classification_data, make_segmentation_data
 
     plan = layout.plan
-    make_classification_data(layout.p1_data, num_classes=plan.p1_classes,
-                             train_per_class=plan.p1_train_per_class, val_per_class=plan.p1_val_per_class,
-                             seed=plan.seed)
-    make_segmentation_data(layout.p2_data, n_train=plan.p2_train_tiles, n_val=plan.p2_val_tiles,
-                           size=plan.p2_size, seed=plan.seed)
+    make_classification_data(
+        layout.p1_data,
+        num_classes=plan.p1_classes,
+        train_per_class=plan.p1_train_per_class,
+        val_per_class=plan.p1_val_per_class,
+        seed=plan.seed,
+    )
+    make_segmentation_data(
+        layout.p2_data, n_train=plan.p2_train_tiles, n_val=plan.p2_val_tiles, size=plan.p2_size, seed=plan.seed
+    )
 
 
-def run_step(step: Step, number: int, total: int, debug: bool = False,
-             echo: Callable[[str], None] = print, what: str = "demo step") -> None:
+def run_step(
+    step: Step,
+    number: int,
+    total: int,
+    debug: bool = False,
+    echo: Callable[[str], None] = print,
+    what: str = "demo step",
+) -> None:
     """Run one step through ``fcnlab.cli.main.main``; raise :class:`DemoStepFailed` on a non-zero exit code."""
     from fcnlab.cli.main import main
 
@@ -256,8 +377,9 @@ def run_step(step: Step, number: int, total: int, debug: bool = False,
     rc = main((["--debug"] if debug else []) + step.argv)
     step.seconds = time.perf_counter() - t0
     if rc:
-        raise DemoStepFailed(f"{what} {number}/{total} failed with exit code {rc} (its message is above): "
-                             f"{command}", rc)
+        raise DemoStepFailed(
+            f"{what} {number}/{total} failed with exit code {rc} (its message is above): {command}", rc
+        )
     echo(f"({step.seconds:.1f} s)")
 
 
@@ -288,9 +410,14 @@ def collect_results(layout: DemoLayout) -> dict[str, Any]:
     plan = layout.plan
     p1 = read_eval(layout.p1_run)
     out: dict[str, Any] = {
-        "p1": {"model": plan.p1_model, "classes": plan.p1_classes, "epochs": plan.p1_epochs,
-               "val_acc": float(p1["val_acc"]), "chance": 1.0 / plan.p1_classes,
-               "csv_acc": csv_accuracy(layout.p1_run / "predictions.csv", layout.p1_data / "val_gt.csv")},
+        "p1": {
+            "model": plan.p1_model,
+            "classes": plan.p1_classes,
+            "epochs": plan.p1_epochs,
+            "val_acc": float(p1["val_acc"]),
+            "chance": 1.0 / plan.p1_classes,
+            "csv_acc": csv_accuracy(layout.p1_run / "predictions.csv", layout.p1_data / "val_gt.csv"),
+        },
         "p2": [],
     }
     for model, run in zip(plan.p2_models, layout.p2_runs, strict=True):
@@ -298,10 +425,18 @@ def collect_results(layout: DemoLayout) -> dict[str, Any]:
         base, cls = majority_miou(ev["confusion_matrix"])
         per_class = [float(v) for v in ev["per_class_iou"]]
         present = [v for v in per_class if not math.isnan(v)]
-        out["p2"].append({"model": model, "run": str(run), "epochs": plan.p2_epochs,
-                          "mean_iou": float(ev["mean_iou"]),
-                          "mean_present": sum(present) / len(present) if present else math.nan,
-                          "per_class_iou": per_class, "baseline": base, "baseline_class": CLASS_NAMES[cls]})
+        out["p2"].append(
+            {
+                "model": model,
+                "run": str(run),
+                "epochs": plan.p2_epochs,
+                "mean_iou": float(ev["mean_iou"]),
+                "mean_present": sum(present) / len(present) if present else math.nan,
+                "per_class_iou": per_class,
+                "baseline": base,
+                "baseline_class": CLASS_NAMES[cls],
+            }
+        )
     return out
 
 
@@ -309,18 +444,22 @@ def summary_text(layout: DemoLayout, results: dict[str, Any], steps: list[Step],
     """The closing summary: headline numbers, key files (those that exist) and what to run next."""
     root, plan = layout.root, layout.plan
     p1 = results["p1"]
-    lines = [f"fcnlab demo finished in {seconds:.0f} s ({len(steps)} commands). Everything is in {root}/",
-             "",
-             f"  P1  {p1['model']} on {p1['classes']} synthetic classes, {_plural(p1['epochs'], 'epoch')}: "
-             f"val accuracy {p1['val_acc']:.4f} (chance {p1['chance']:.4f}); predictions.csv agrees with "
-             f"val_gt.csv on {p1['csv_acc']:.1%}"]
+    lines = [
+        f"fcnlab demo finished in {seconds:.0f} s ({len(steps)} commands). Everything is in {root}/",
+        "",
+        f"  P1  {p1['model']} on {p1['classes']} synthetic classes, {_plural(p1['epochs'], 'epoch')}: "
+        f"val accuracy {p1['val_acc']:.4f} (chance {p1['chance']:.4f}); predictions.csv agrees with "
+        f"val_gt.csv on {p1['csv_acc']:.1%}",
+    ]
     for i, r in enumerate(results["p2"]):
         lead = "  P2  " if i == 0 else "      "
         miou = f"{r['mean_iou']:.4f}"
         if math.isnan(r["mean_iou"]):  # a class absent from the (tiny) validation set
             miou = f"nan (classes absent; over the present ones {r['mean_present']:.4f})"
-        lines.append(f"{lead}{r['model']}, {_plural(r['epochs'], 'epoch')} on {plan.p2_train_tiles} tiles: "
-                     f"mean IoU {miou}; '{r['baseline_class']}' everywhere would score {r['baseline']:.4f}")
+        lines.append(
+            f"{lead}{r['model']}, {_plural(r['epochs'], 'epoch')} on {plan.p2_train_tiles} tiles: "
+            f"mean IoU {miou}; '{r['baseline_class']}' everywhere would score {r['baseline']:.4f}"
+        )
     files = [
         (root / "report.html", "all results on one page"),
         (layout.p1_run / "metrics.csv", "P1 loss and accuracy per epoch"),
@@ -329,24 +468,36 @@ def summary_text(layout: DemoLayout, results: dict[str, Any], steps: list[Step],
         (layout.p1_run / "tsne.png", "P1 t-SNE"),
     ]
     for run in layout.p2_runs:
-        files += [(run / "snapshots" / "all_epochs.png", f"{run.name}: masks at the snapshot epochs"),
-                  (run / "eval" / "validation" / "per_class_iou.md", f"{run.name}: per-class IoU"),
-                  (run / "masks", f"{run.name}: predicted NNNN_mask.png files")]
+        files += [
+            (run / "snapshots" / "all_epochs.png", f"{run.name}: masks at the snapshot epochs"),
+            (run / "eval" / "validation" / "per_class_iou.md", f"{run.name}: per-class IoU"),
+            (run / "masks", f"{run.name}: predicted NNNN_mask.png files"),
+        ]
     files.append((root / "compare.md", "FCN-32s vs FCN-8s, per-class IoU and deltas"))
     shown = [(p, what) for p, what in files if p.exists()]
     width = max(len(str(p)) for p, _ in shown) + 2
     lines += ["", "Key files:"]
     lines += [f"  {str(p) + ('/' if p.is_dir() else ''):<{width}} {what}" for p, what in shown]
-    lines += ["", f"P2 compared {' vs '.join(plan.p2_models)}, not the homework's VGG16-BN FCN-32s vs ResNet34 "
-              f"FCN-8s: {PAIR_NOTE}.",
-              "", "Next, the whole homework on the course data (dlcv/ holds p1_data/ and p2_data/), offline:",
-              "  fcnlab reproduce --data dlcv --out runs/homework --no-pretrained                 # a laptop CPU",
-              "  fcnlab reproduce --data dlcv --out runs/homework --profile gpu --no-pretrained   # one GPU"]
+    lines += [
+        "",
+        f"P2 compared {' vs '.join(plan.p2_models)}, not the homework's VGG16-BN FCN-32s vs ResNet34 "
+        f"FCN-8s: {PAIR_NOTE}.",
+        "",
+        "Next, the whole homework on the course data (dlcv/ holds p1_data/ and p2_data/), offline:",
+        "  fcnlab reproduce --data dlcv --out runs/homework --no-pretrained                 # a laptop CPU",
+        "  fcnlab reproduce --data dlcv --out runs/homework --profile gpu --no-pretrained   # one GPU",
+    ]
     return "\n".join(lines)
 
 
-def run_demo(out: str | Path = "runs/demo", plan: DemoPlan = FULL, device: str = "cpu", threads: int = 1,
-             debug: bool = False, echo: Callable[[str], None] = print) -> dict[str, Any]:
+def run_demo(
+    out: str | Path = "runs/demo",
+    plan: DemoPlan = FULL,
+    device: str = "cpu",
+    threads: int = 1,
+    debug: bool = False,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Run the whole demo into ``out``; print and return the results (also written to ``summary.md``).
 
     ``threads`` is the number of PyTorch CPU threads during the demo (0: PyTorch's default, one per core);
@@ -368,17 +519,18 @@ def run_demo(out: str | Path = "runs/demo", plan: DemoPlan = FULL, device: str =
         torch.set_num_threads(previous)
 
 
-def _run_demo(out: Path, plan: DemoPlan, device: str, debug: bool,
-              echo: Callable[[str], None]) -> dict[str, Any]:
+def _run_demo(out: Path, plan: DemoPlan, device: str, debug: bool, echo: Callable[[str], None]) -> dict[str, Any]:
     t0 = time.perf_counter()
     layout = DemoLayout(out, plan)
     prepare_demo_dir(layout.root, layout)
     steps = plan_steps(layout, device)
     total = len(steps) + 1
-    echo(f"[1/{total}] synthetic data in the course formats: {plan.p1_classes} classes x "
-         f"{plan.p1_train_per_class}+{plan.p1_val_per_class} images of 32x32 (P1), {plan.p2_train_tiles}+"
-         f"{plan.p2_val_tiles} land-cover tiles of {plan.p2_size}x{plan.p2_size} (P2) -> "
-         f"{layout.root / 'data'}")
+    echo(
+        f"[1/{total}] synthetic data in the course formats: {plan.p1_classes} classes x "
+        f"{plan.p1_train_per_class}+{plan.p1_val_per_class} images of 32x32 (P1), {plan.p2_train_tiles}+"
+        f"{plan.p2_val_tiles} land-cover tiles of {plan.p2_size}x{plan.p2_size} (P2) -> "
+        f"{layout.root / 'data'}"
+    )
     t1 = time.perf_counter()
     make_data(layout)
     echo(f"({time.perf_counter() - t1:.1f} s)")
@@ -388,8 +540,9 @@ def _run_demo(out: Path, plan: DemoPlan, device: str, debug: bool,
     seconds = time.perf_counter() - t0
     text = summary_text(layout, results, steps, seconds)
     commands = "\n".join(f"fcnlab {' '.join(s.argv)}" for s in steps)
-    atomic_write_text(layout.root / "summary.md", f"# fcnlab demo\n\n```\n{text}\n```\n\n## Commands\n\n"
-                                                  f"```\n{commands}\n```\n")
+    atomic_write_text(
+        layout.root / "summary.md", f"# fcnlab demo\n\n```\n{text}\n```\n\n## Commands\n\n```\n{commands}\n```\n"
+    )
     echo("\n" + text)
     results.update({"seconds": seconds, "steps": [{"argv": s.argv, "seconds": s.seconds} for s in steps]})
     return results

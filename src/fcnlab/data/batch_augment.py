@@ -62,8 +62,13 @@ def _per_sample(v: torch.Tensor) -> torch.Tensor:
     return v.view(-1, 1, 1, 1)
 
 
-def _apply_masked(x: torch.Tensor, sel: torch.Tensor, fn: Callable[..., torch.Tensor],
-                  *params: torch.Tensor, subset: bool | None = None) -> torch.Tensor:
+def _apply_masked(
+    x: torch.Tensor,
+    sel: torch.Tensor,
+    fn: Callable[..., torch.Tensor],
+    *params: torch.Tensor,
+    subset: bool | None = None,
+) -> torch.Tensor:
     """``fn`` applied to the samples where ``sel`` is true (``params`` are per-sample tensors).
 
     On the CPU only the selected samples are computed (an index list: fewest operations). On an
@@ -230,8 +235,9 @@ class AugmentPolicy:
                 self._table_cache[key] = (table.to(device), signed.to(device))
         return self._table_cache[key]
 
-    def draw(self, b: int, h: int, w: int, gen: torch.Generator,
-             device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def draw(
+        self, b: int, h: int, w: int, gen: torch.Generator, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One round of per-sample operation ids and signed magnitudes."""
         table, signed = self._tables(h, w, device)
         op = _randint(len(self.names), b, gen, device)
@@ -250,13 +256,19 @@ class AugmentPolicy:
         geometric = torch.zeros_like(op, dtype=torch.bool)
         for name in GEOMETRIC:
             geometric |= op == ids[name]
-        x = _apply_masked(x, geometric, lambda t, o, m: warp(t, inverse_affine(o, m, ids, h, w)), op, mag,
-                          subset=subset)
+        x = _apply_masked(
+            x, geometric, lambda t, o, m: warp(t, inverse_affine(o, m, ids, h, w)), op, mag, subset=subset
+        )
         colour: list[tuple[str, Callable[..., torch.Tensor], torch.Tensor | None]] = [
-            ("Brightness", brightness, 1.0 + mag), ("Color", saturation, 1.0 + mag),
-            ("Contrast", contrast, 1.0 + mag), ("Sharpness", sharpness, 1.0 + mag),
-            ("Posterize", posterize, mag.trunc()), ("Solarize", solarize, 255.0 * mag),
-            ("AutoContrast", autocontrast, None), ("Equalize", equalize, None)]
+            ("Brightness", brightness, 1.0 + mag),
+            ("Color", saturation, 1.0 + mag),
+            ("Contrast", contrast, 1.0 + mag),
+            ("Sharpness", sharpness, 1.0 + mag),
+            ("Posterize", posterize, mag.trunc()),
+            ("Solarize", solarize, 255.0 * mag),
+            ("AutoContrast", autocontrast, None),
+            ("Equalize", equalize, None),
+        ]
         for name, fn, param in colour:
             if name not in ids:
                 continue
@@ -276,9 +288,15 @@ class AugmentPolicy:
 
 
 # ------------------------------------------------------------------------------------------------ erasing
-def random_erasing(x: torch.Tensor, p: float, gen: torch.Generator, fill: Sequence[float],
-                   scale: tuple[float, float] = (0.02, 0.33), ratio: tuple[float, float] = (0.3, 3.3),
-                   attempts: int = 10) -> torch.Tensor:
+def random_erasing(
+    x: torch.Tensor,
+    p: float,
+    gen: torch.Generator,
+    fill: Sequence[float],
+    scale: tuple[float, float] = (0.02, 0.33),
+    ratio: tuple[float, float] = (0.3, 3.3),
+    attempts: int = 10,
+) -> torch.Tensor:
     """``RandomErasing`` with its own rectangle per sample, as one mask over the batch.
 
     Each sample is erased with probability ``p``; its rectangle is drawn as torchvision draws it (area a
@@ -290,7 +308,8 @@ def random_erasing(x: torch.Tensor, p: float, gen: torch.Generator, fill: Sequen
     dev = x.device
     area = (scale[0] + (scale[1] - scale[0]) * torch.rand(b, attempts, generator=gen, device=gen.device)) * (h * w)
     log_r = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * torch.rand(
-        b, attempts, generator=gen, device=gen.device)
+        b, attempts, generator=gen, device=gen.device
+    )
     aspect = torch.exp(log_r)
     eh = torch.sqrt(area * aspect).round().long()
     ew = torch.sqrt(area / aspect).round().long()
@@ -318,8 +337,14 @@ class BatchAugment:
     ``(B, num_classes)`` probabilities when CutMix or MixUp is on (every batch then, mixed or not).
     """
 
-    def __init__(self, policy: AugmentPolicy | None, erasing: float, mix: v2.Transform | None,
-                 num_classes: int, fill: Sequence[float]):
+    def __init__(
+        self,
+        policy: AugmentPolicy | None,
+        erasing: float,
+        mix: v2.Transform | None,
+        num_classes: int,
+        fill: Sequence[float],
+    ):
         self.policy, self.erasing, self.mix, self.num_classes = policy, erasing, mix, num_classes
         self.fill = tuple(fill)
 
@@ -328,8 +353,9 @@ class BatchAugment:
         """True when targets are class probabilities (CutMix or MixUp on)."""
         return self.mix is not None
 
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor,
-                 gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, images: torch.Tensor, labels: torch.Tensor, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.policy(images, gen) if self.policy is not None else images.float()
         if self.erasing > 0:
             x = random_erasing(x, self.erasing, gen, self.fill)
@@ -340,10 +366,18 @@ class BatchAugment:
         return self.mix(x, soft)
 
 
-def build_batch_augment(policy: str = "none", *, randaugment_ops: int = 2, randaugment_magnitude: int = 9,
-                        random_erasing: float = 0.0, cutmix: float = 0.0, mixup: float = 0.0,
-                        mix_prob: float = 1.0, num_classes: int = 50,
-                        fill: Sequence[float] = IMAGENET_FILL) -> BatchAugment | None:
+def build_batch_augment(
+    policy: str = "none",
+    *,
+    randaugment_ops: int = 2,
+    randaugment_magnitude: int = 9,
+    random_erasing: float = 0.0,
+    cutmix: float = 0.0,
+    mixup: float = 0.0,
+    mix_prob: float = 1.0,
+    num_classes: int = 50,
+    fill: Sequence[float] = IMAGENET_FILL,
+) -> BatchAugment | None:
     """The batch augmentation for these settings, or None when all are off (nothing to do per batch).
 
     ``policy``: none, trivialaugment or randaugment (``randaugment_ops`` operations at magnitude bin
@@ -358,8 +392,11 @@ def build_batch_augment(policy: str = "none", *, randaugment_ops: int = 2, randa
     if cutmix < 0 or mixup < 0:
         raise ValueError("cutmix and mixup are Beta alphas (>= 0; 0 is off)")
     aug_policy = None if policy == "none" else AugmentPolicy(policy, randaugment_ops, randaugment_magnitude)
-    mixers = [m for m in ((v2.CutMix(alpha=cutmix) if cutmix > 0 else None),
-                          (v2.MixUp(alpha=mixup) if mixup > 0 else None)) if m is not None]
+    mixers = [
+        m
+        for m in ((v2.CutMix(alpha=cutmix) if cutmix > 0 else None), (v2.MixUp(alpha=mixup) if mixup > 0 else None))
+        if m is not None
+    ]
     mix = None
     if mixers and mix_prob > 0:
         mix = mixers[0] if len(mixers) == 1 else v2.RandomChoice(mixers)

@@ -71,18 +71,32 @@ class TrainState:
         """The model that is evaluated, selects ``best.pt`` and is loaded for inference: the EMA when on."""
         return self.ema.module if self.ema is not None else (self.eval_model or self.model)
 
-    def checkpoint(self, metrics: dict[str, float] | None = None,
-                   rng_ranks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    def checkpoint(
+        self, metrics: dict[str, float] | None = None, rng_ranks: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
         """The checkpoint dict for the current position (``rng_ranks``: every rank's RNG states under DDP)."""
-        ckpt = dict(task=self.cfg.task, model_name=self.cfg.model, num_classes=self.cfg.num_classes,
-                    model=unwrap(self.model).state_dict(), optimizer=self.optimizer.state_dict(),
-                    scheduler=self.scheduler.state_dict(), scaler=self.scaler.state_dict(),
-                    epoch=self.epoch, step_in_epoch=self.step_in_epoch, global_step=self.global_step,
-                    best_metric=self.best_metric, best_epoch=self.best_epoch, epoch_accum=dict(self.epoch_accum),
-                    epoch_lr=self.epoch_lr, config=self.cfg.to_dict(), rng=rng_state(self.gen),
-                    metrics=metrics or {}, world_size=self.dist.world_size,
-                    input_reduction=self.task.input_reduction,
-                    history={k: [dict(r) for r in v] for k, v in (self.history or {}).items()})
+        ckpt = dict(
+            task=self.cfg.task,
+            model_name=self.cfg.model,
+            num_classes=self.cfg.num_classes,
+            model=unwrap(self.model).state_dict(),
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            scaler=self.scaler.state_dict(),
+            epoch=self.epoch,
+            step_in_epoch=self.step_in_epoch,
+            global_step=self.global_step,
+            best_metric=self.best_metric,
+            best_epoch=self.best_epoch,
+            epoch_accum=dict(self.epoch_accum),
+            epoch_lr=self.epoch_lr,
+            config=self.cfg.to_dict(),
+            rng=rng_state(self.gen),
+            metrics=metrics or {},
+            world_size=self.dist.world_size,
+            input_reduction=self.task.input_reduction,
+            history={k: [dict(r) for r in v] for k, v in (self.history or {}).items()},
+        )
         if rng_ranks is not None:
             ckpt["rng_ranks"] = rng_ranks
         if self.ema is not None:  # ``model`` stays the raw weights (exact resume); ``ema`` the averaged ones
@@ -104,14 +118,17 @@ class TrainState:
                 else:
                     self.saver.wait()
                     save_checkpoint(path, **self.checkpoint(metrics, rng_ranks))
-        self.last_saved = (f"the end of epoch {self.epoch}" if self.step_in_epoch == 0
-                           else f"epoch {self.epoch + 1} step {self.step_in_epoch}")
+        self.last_saved = (
+            f"the end of epoch {self.epoch}"
+            if self.step_in_epoch == 0
+            else f"epoch {self.epoch + 1} step {self.step_in_epoch}"
+        )
         return path
 
 
-
-def epoch_batches(n: int, cfg: TrainConfig, epoch: int, dist: dist_utils.DistInfo,
-                  factors: np.ndarray | None = None) -> list[torch.Tensor]:
+def epoch_batches(
+    n: int, cfg: TrainConfig, epoch: int, dist: dist_utils.DistInfo, factors: np.ndarray | None = None
+) -> list[torch.Tensor]:
     """This rank's batches of sample indices for ``epoch`` (DistributedSampler with ``set_epoch``).
 
     With ``cfg.compile`` a short last batch is filled with the epoch's first samples, so every step has the
@@ -123,9 +140,14 @@ def epoch_batches(n: int, cfg: TrainConfig, epoch: int, dist: dist_utils.DistInf
     if factors is not None:
         order = shard(epoch_indices(factors, epoch, cfg.seed, n), dist.rank, dist.world_size)
     else:
-        sampler: DistributedSampler[int] = DistributedSampler(range(n),  # type: ignore[arg-type]
-                                                              num_replicas=dist.world_size, rank=dist.rank,
-                                                              shuffle=True, seed=cfg.seed, drop_last=False)
+        sampler: DistributedSampler[int] = DistributedSampler(
+            range(n),  # type: ignore[arg-type]
+            num_replicas=dist.world_size,
+            rank=dist.rank,
+            shuffle=True,
+            seed=cfg.seed,
+            drop_last=False,
+        )
         sampler.set_epoch(epoch)
         order = torch.tensor(list(sampler), dtype=torch.int64)
     batches = list(order.split(cfg.batch_size))
@@ -136,9 +158,16 @@ def epoch_batches(n: int, cfg: TrainConfig, epoch: int, dist: dist_utils.DistInf
     return batches
 
 
-
-def build_state(cfg: TrainConfig, task: Task, run_dir: Path, model: torch.nn.Module, device: torch.device,
-                dist: dist_utils.DistInfo, train_data: Any, val_data: Any) -> TrainState:
+def build_state(
+    cfg: TrainConfig,
+    task: Task,
+    run_dir: Path,
+    model: torch.nn.Module,
+    device: torch.device,
+    dist: dist_utils.DistInfo,
+    train_data: Any,
+    val_data: Any,
+) -> TrainState:
     """A fresh TrainState for ``model`` (already on ``device``, in its memory format).
 
     Builds the optimizer and LR schedule (:mod:`fcnlab.training.optim`), the autocast dtype and GradScaler,
@@ -154,9 +183,25 @@ def build_state(cfg: TrainConfig, task: Task, run_dir: Path, model: torch.nn.Mod
     train_model = eval_model
     if dist.enabled:
         train_model = torch.nn.parallel.DistributedDataParallel(
-            eval_model, device_ids=[device.index] if device.type == "cuda" else None)
+            eval_model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed * 1000 + dist.rank)
     ema = ModelEma(model, cfg.ema_decay, cfg.ema_warmup) if cfg.ema else None
-    return TrainState(cfg, task, run_dir, train_model, optimizer, scheduler, scaler, device, amp, gen, dist,
-                      train_data, val_data, eval_model=eval_model, ema=ema)
+    return TrainState(
+        cfg,
+        task,
+        run_dir,
+        train_model,
+        optimizer,
+        scheduler,
+        scaler,
+        device,
+        amp,
+        gen,
+        dist,
+        train_data,
+        val_data,
+        eval_model=eval_model,
+        ema=ema,
+    )
