@@ -580,8 +580,7 @@ def test_invalid_numbers(world, name, option, value, tmp_path, capsys):
     assert code == 2 and "Traceback" not in out + err
     last = err.strip().splitlines()[-1]
     assert "error" in last and option in last, err
-    if name != "miou":  # miou's --workers is checked by argparse (usage line + error line)
-        assert_one_line_error(code, out, err, option)
+    assert_one_line_error(code, out, err, option)
     assert not (tmp_path / "out" / "run").exists()
 
 

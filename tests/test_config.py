@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 
 import pytest
@@ -78,7 +79,7 @@ def test_unknown_keys_are_rejected_with_every_valid_key_listed():
         ({"randaugment_magnitude": 31}, "a magnitude bin, must be in 0..30"),
         ({"ema_decay": 1.0}, "option ema_decay (--ema-decay): must be in [0, 1)"),
         ({"nesterov": True, "momentum": 0.0}, "Nesterov momentum needs optimizer sgd and momentum > 0"),
-        ({"task": "segment", "mixup": 0.2}, "option mixup (--mixup): a classification augmentation; segment does not"),
+        ({"task": "segment", "mixup": 0.2}, "option mixup (--mixup): a classify option; segment does not use it"),
     ],
 )
 def test_invalid_values_name_the_option(values, option):
@@ -113,3 +114,54 @@ def test_broken_recipes_name_the_file(tmp_path, text, message):
     assert str(recipe) in str(e.value)
     with pytest.raises(ConfigError, match="config file does not exist"):
         load_yaml(tmp_path / "missing.yaml")
+
+
+#: A value other than the default for every key that belongs to one task (a new such key must be added here).
+OWN_VALUES = {
+    "val_csv": "labels.csv",
+    "pad": 2,
+    "augment_policy": "randaugment",
+    "randaugment_ops": 3,
+    "randaugment_magnitude": 5,
+    "random_erasing": 0.5,
+    "cutmix": 1.0,
+    "mixup": 0.2,
+    "mix_prob": 0.5,
+    "learn_upsampling": True,
+    "input_size": 128,
+    "min_scale": 0.5,
+    "max_scale": 2.0,
+    "class_weights": "median",
+    "ignore_unknown": True,
+    "loss": "lovasz",
+    "sampling": "rare",
+    "rare_classes": [1],
+    "repeat_threshold": 0.5,
+    "snapshot_epochs": [5],
+    "snapshot_tiles": 2,
+    "snapshot_images": ["0001_sat.jpg"],
+}
+
+
+def test_a_keys_task_is_recorded_once_and_its_help_prefix_derives_from_it():
+    owned = {name for name in config.field_names() if config.field_task(name)}
+    assert owned == set(OWN_VALUES)
+    helps = config.field_help()
+    for spec in dataclasses.fields(TrainConfig):
+        raw, owner = spec.metadata["help"], config.field_task(spec.name)
+        assert not raw.startswith(("classify:", "segment:")), f"{spec.name}: say the task with option(task=...) only"
+        assert helps[spec.name] == (f"{owner}: {raw}" if owner else raw)
+
+
+@pytest.mark.parametrize("name", sorted(OWN_VALUES))
+def test_keys_of_the_other_task_are_refused_in_recipes(name):
+    owner = config.field_task(name)
+    other = next(t for t in ("classify", "segment") if t != owner)
+    assert getattr(from_dict({"task": owner, name: OWN_VALUES[name]}), name) == OWN_VALUES[name]
+    with pytest.raises(ConfigError) as e:
+        from_dict({"task": other, name: OWN_VALUES[name]})
+    flag = name.replace("_", "-")
+    assert str(e.value) == (
+        f"option {name} (--{flag}): a {owner} option; {other} does not use it (remove it from the recipe)"
+    )
+    assert getattr(from_dict({"task": other}), name) == config.task_defaults(other)[name]  # its default is fine

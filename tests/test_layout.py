@@ -25,7 +25,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "fcnlab"
 MAX_LINES = 400
 TASK_NAMES = {"classify", "segment"}
 #: Where comparing task names is the job: the task package, config validation and the CLI's parsing.
-TASK_NAME_HOMES = ("tasks/", "config.py", "cli/")
+TASK_NAME_HOMES = ("tasks/", "config/", "cli/")
 #: Function-level imports allowed to close a loop: the registry's build_model loads ImageNet weights through
 #: pretrained.py, which looks models up in the registry.
 LAZY_CYCLE_EDGES = {("fcnlab.models.registry", "fcnlab.models.pretrained")}
@@ -58,7 +58,7 @@ STAGES = (
 #: with its reason. Remove an entry when its import goes; adding one needs the same kind of reason.
 UPWARD_EDGES = {
     # validation names an unknown model with the registry's list; the registry imports torch
-    ("fcnlab.config", "fcnlab.models"),
+    ("fcnlab.config.checks", "fcnlab.models"),
     # training's mask snapshots and predicted overlays are drawn with the report's palette figures
     ("fcnlab.training.snapshots", "fcnlab.report.viz"),
     ("fcnlab.infer.folders", "fcnlab.report.viz"),

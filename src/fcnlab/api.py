@@ -48,12 +48,12 @@ def build_model(
     other keyword arguments go to the builder (e.g. ``learn_upsampling=True``). See
     :func:`fcnlab.models.list_models` for the names.
     """
-    from fcnlab.config import TASK_DEFAULTS, TrainConfig
+    from fcnlab.config import task_defaults
     from fcnlab.models import build_model as _build
     from fcnlab.models import model_task
 
     if num_classes is None:  # the task's default (the course's class count)
-        num_classes = TASK_DEFAULTS[model_task(name)].get("num_classes", TrainConfig.num_classes)
+        num_classes = task_defaults(model_task(name))["num_classes"]
     return _build(name, num_classes, pretrained=pretrained, weights=weights, **kwargs)
 
 

@@ -99,7 +99,7 @@ def random_batch(case: ModelCase, batch: int, device: torch.device, seed: int = 
 
 def channels_last(t: torch.Tensor, cfg: TrainConfig, device: torch.device) -> torch.Tensor:
     """``t`` in the memory format training trains ``cfg``'s model in on ``device``."""
-    return to_channels_last(t, use_channels_last(cfg, device))
+    return to_channels_last(t, use_channels_last(cfg.channels_last, cfg.model, cfg.image_size, device))
 
 
 class TrainStep:
@@ -246,7 +246,10 @@ def bench_model(
     cfg = case_config(case, device, compile=compile_model, compile_mode=compile_mode)
     task = make_task(cfg)
     torch.manual_seed(0)
-    model = to_channels_last(build_model(case.name, case.num_classes).to(device), use_channels_last(cfg, device))
+    model = to_channels_last(
+        build_model(case.name, case.num_classes).to(device),
+        use_channels_last(cfg.channels_last, cfg.model, cfg.image_size, device),
+    )
     params = sum(p.numel() for p in model.parameters())
     run_model = compile_fn(model, cfg.compile_mode) if compile_model else model
     gen = torch.Generator(device=device).manual_seed(0)
@@ -263,7 +266,7 @@ def bench_model(
         "eval_batch": case.eval_batch,
         "params_m": round(params / 1e6, 2),
         "amp": str(step.amp).replace("torch.", "") if step.amp else "fp32",
-        "channels_last": use_channels_last(cfg, device),
+        "channels_last": use_channels_last(cfg.channels_last, cfg.model, cfg.image_size, device),
         "compiled": compile_model,
         "compile_mode": compile_mode if compile_model else None,
     }

@@ -95,7 +95,10 @@ def build_bench_state(
         data = task.load_train()
         data, _ = make_resident(data, device, cfg.resident)
     torch.manual_seed(cfg.seed)
-    model = to_channels_last(build_model(cfg.model, cfg.num_classes).to(device), use_channels_last(cfg, device))
+    model = to_channels_last(
+        build_model(cfg.model, cfg.num_classes).to(device),
+        use_channels_last(cfg.channels_last, cfg.model, cfg.image_size, device),
+    )
     state = build_state(cfg, task, run_dir, model, device, DistInfo(), data, None)
     return state, load["seconds"]
 

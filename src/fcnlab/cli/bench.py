@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from fcnlab.cli.arguments import int_at_least
+from fcnlab.cli.arguments import at_least
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--threads",
-        type=int_at_least(0),
+        type=int,
         default=0,
         metavar="N",
         help="torch CPU threads (default: torch's own choice)",
@@ -75,6 +75,7 @@ def command_line(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark and write/print its JSON and Markdown; exit 1 if a section failed."""
+    at_least(args.threads, 0, "--threads")
     from fcnlab.bench.report import to_markdown, write_outputs
     from fcnlab.bench.run import BenchOptions, parse_only, run_bench
     from fcnlab.runtime.files import make_folder

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fcnlab.cli.arguments import at_least
 from fcnlab.cli.options import HelpFormatter, add_config_arguments, overrides_from_args, resolve
 from fcnlab.data.images import IMAGE_SUFFIXES, real_path
 from fcnlab.errors import ConfigError
@@ -187,16 +188,10 @@ def tta_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def positive_batch(args: argparse.Namespace, default: int) -> int:
-    """The ``--batch-size`` given, else ``default``; also checks ``--workers``. Bad values: one ConfigError.
-
-    Checked here rather than by an argparse type (:func:`fcnlab.cli.arguments.int_at_least`, which prints the
-    usage too) so that eval/predict/tsne answer a bad number with one line, as they answer bad data."""
+    """The ``--batch-size`` given, else ``default``; also checks ``--workers``. Bad values: one ConfigError."""
     bs = args.batch_size if getattr(args, "batch_size", None) is not None else default
-    if bs <= 0:
-        raise ConfigError(f"option --batch-size: must be > 0, got {bs}")
-    workers = getattr(args, "workers", 0)
-    if workers is not None and workers < 0:
-        raise ConfigError(f"option --workers: must be >= 0 (0 decodes in the main process), got {workers}")
+    at_least(bs, 1, "--batch-size")
+    at_least(getattr(args, "workers", None), 0, "--workers", " (0 decodes in the main process)")
     return bs
 
 

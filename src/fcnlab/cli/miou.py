@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from fcnlab.cli.arguments import int_at_least
+from fcnlab.cli.arguments import at_least
 from fcnlab.runtime.files import atomic_write_text
 
 
@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the result as JSON to FILE")
     parser.add_argument(
         "--workers",
-        type=int_at_least(1),
+        type=int,
         default=None,
         metavar="N",
         help="decoding threads (default: CPU cores, at most 4)",
@@ -54,6 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the course's lines and write the optional JSON file; return the exit code."""
+    at_least(args.workers, 1, "--workers")
     from fcnlab.evaluate.mask_folders import evaluate_masks
     from fcnlab.tasks.metrics import format_course_lines
 

@@ -67,9 +67,8 @@ def _show(value: Any) -> str:
 
 
 def defaults(task: str) -> dict[str, Any]:
-    """Every key's default for ``task``: the dataclass default, then the task's own defaults."""
-    base = config.TrainConfig().to_dict()
-    return {**base, **config.TASK_DEFAULTS[task], "task": task}
+    """Every key's default for ``task`` (:func:`fcnlab.config.task_defaults`)."""
+    return config.task_defaults(task)
 
 
 def _metavar(name: str, tp: Any) -> str:

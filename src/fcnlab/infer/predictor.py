@@ -138,7 +138,7 @@ def make_predictor(
         owned = True
     if device.type == "cpu" and owned:
         unfold_large_convs(model)
-    cl = use_channels_last(cfg, device)
+    cl = use_channels_last(cfg.channels_last, cfg.model, cfg.image_size, device)
     model = with_input_reduction(to_channels_last(model.eval(), cl), checkpoint_reduction(ckpt))
     model = with_tta(model, task_info(cfg.task).dense, tta, scales)
     return Predictor(model, cfg, ckpt or {}, path, device, amp, cl, tta, tuple(float(s) for s in scales))

@@ -210,7 +210,7 @@ def _build_model(
         save_yaml(cfg, run_dir / CONFIG)  # e.g. --epochs extended on resume
     if cfg.sync_bn and dist.enabled:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    return to_channels_last(model, use_channels_last(cfg, device))
+    return to_channels_last(model, use_channels_last(cfg.channels_last, cfg.model, cfg.image_size, device))
 
 
 def _fit(

@@ -71,7 +71,7 @@ def train_one_epoch(state: TrainState, epoch: int) -> dict[str, float]:
     bad_step = torch.full((), -1, dtype=torch.int64, device=dev)
     count, pending = 0.0, 0
     sync_every = sync_interval(cfg, dev)
-    channels_last = use_channels_last(cfg, dev)
+    channels_last = use_channels_last(cfg.channels_last, cfg.model, cfg.image_size, dev)
     try:
         for i, (x, y) in enumerate(Prefetcher(state.train_data, batches[start:], dev.type == "cuda"), start=start):
             state.saver.check()  # a failed background checkpoint write (a full disk) stops training now
