@@ -32,8 +32,8 @@ def full_size_tiles(files: list[tuple[Path, Path]]) -> tuple[torch.Tensor, torch
     pairs = [load_pair(t, m)[:2] for t, m in files]
     return (
         torch.from_numpy(np.stack([img.transpose(2, 0, 1) for img, _ in pairs])),
-        torch.from_numpy(np.stack([ids for _, ids in pairs])).long(),
-    )  # type: ignore[misc]
+        torch.from_numpy(np.stack([ids for _, ids in pairs])).long(),  # type: ignore[misc]
+    )
 
 
 class SnapshotHook:
