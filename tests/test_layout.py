@@ -63,7 +63,7 @@ UPWARD_EDGES = {
     ("fcnlab.training.snapshots", "fcnlab.report.viz"),
     ("fcnlab.infer.folders", "fcnlab.report.viz"),
     # the demo runs the CLI's commands in-process
-    ("fcnlab.demo", "fcnlab.cli.main"),
+    ("fcnlab.demo.run", "fcnlab.cli.main"),
 }
 
 
