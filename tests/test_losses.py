@@ -1,4 +1,4 @@
-"""Segmentation losses against brute-force computations on tiny inputs."""
+"""Segmentation losses against brute-force computations on tiny inputs; the soft-target cross-entropy."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from fcnlab.errors import ConfigError
-from fcnlab.tasks.losses import LOSSES, dice_loss, loss_terms, lovasz_softmax, segmentation_loss
+from fcnlab.tasks.losses import LOSSES, dice_loss, loss_terms, lovasz_softmax, segmentation_loss, soft_cross_entropy
 
 C = 4
 
@@ -154,3 +154,16 @@ def test_unknown_loss_name_is_a_config_error():
     with pytest.raises(ConfigError, match="--loss"):
         loss_terms("ce+ce")
     assert loss_terms("lovasz+ce") == ("lovasz", "ce")
+
+
+def test_soft_cross_entropy_composes_with_label_smoothing():
+    g = torch.Generator().manual_seed(7)
+    logits = torch.randn(5, 4, generator=g)
+    y = torch.tensor([0, 3, 1, 2, 3])
+    q = torch.softmax(torch.randn(5, 4, generator=g), 1)
+    s = 0.2
+    expect = -(((1 - s) * q + s / 4) * torch.log_softmax(logits, 1)).sum(1).mean()
+    torch.testing.assert_close(soft_cross_entropy(logits, q, s), expect)
+    # one-hot probabilities give the same loss as class indices
+    torch.testing.assert_close(soft_cross_entropy(logits, F.one_hot(y, 4).float(), s), soft_cross_entropy(logits, y, s))
+    torch.testing.assert_close(soft_cross_entropy(logits, y, s), F.cross_entropy(logits, y, label_smoothing=s))

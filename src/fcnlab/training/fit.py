@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from fcnlab.checkpoint import remove_stale_temp_files, set_rng_state
+from fcnlab.checkpoint import remove_stale_temp_files
 from fcnlab.config import TrainConfig, from_dict
 from fcnlab.errors import ConfigError, DataError
 from fcnlab.models.memory_format import to_channels_last, use_channels_last
@@ -27,7 +27,6 @@ from fcnlab.recipes import save_yaml
 from fcnlab.runs import (
     BEST,
     CONFIG,
-    ENV,
     LAST,
     MODEL_TXT,
     TRAIN_LOG,
@@ -46,7 +45,6 @@ from fcnlab.tasks import make_task, task_info
 from fcnlab.tasks.base import Task
 from fcnlab.training.hooks import epoch_hooks
 from fcnlab.training.loop import train_one_epoch
-from fcnlab.training.optim import peak_lr, rebase_schedule
 from fcnlab.training.preflight import check_options
 from fcnlab.training.resume import (
     archive_name,
@@ -55,9 +53,11 @@ from fcnlab.training.resume import (
     check_unchanged,
     finished,
     load_resume_checkpoint,
+    resume_finished,
 )
 from fcnlab.training.signals import finishing_writes, install_signal_handlers, interrupted, restore_signal_handlers
-from fcnlab.training.state import TrainState, build_state, epoch_batches, fresh_accum
+from fcnlab.training.state import TrainState, build_state, fresh_accum, restore_state
+from fcnlab.training.summary import startup_summary
 
 
 def resume_config(
@@ -223,7 +223,7 @@ def _fit(
         )
     run_dir = dist_utils.on_main(lambda: _open_run_dir(out, ckpt), out)  # an error there stops every rank
     if ckpt is not None and finished(ckpt, cfg.epochs):
-        return _finished_run(cfg, run_dir, ckpt, dist)
+        return resume_finished(cfg, run_dir, ckpt, dist)
     # the main process keeps its console output in the run folder, each resume appended
     header = f"=== {'resume' if ckpt is not None else 'train'}: {command_line()}"
     with console_log(run_dir / TRAIN_LOG, header) if dist.is_main else contextlib.nullcontext():
@@ -255,29 +255,10 @@ def _start(
         _record_command(run_dir, cfg, device, ckpt is not None, len(train_data), len(val_data))
     state = build_state(cfg, task, run_dir, model, device, dist, train_data, val_data)
     if ckpt is not None:
-        _restore(state, ckpt)
+        restore_state(state, ckpt)
     if dist.is_main:
         print(startup_summary(state, model), flush=True)
     return _train(state, model)
-
-
-def _finished_run(cfg: TrainConfig, run_dir: Path, ckpt: dict[str, Any], dist: dist_utils.DistInfo) -> dict[str, Any]:
-    """Resuming a finished run: nothing to train, and config.yaml is left alone; only log rows a kill took
-    away after the last checkpoint are written back, so the folder matches ``last.pt``."""
-    metric = task_info(cfg.task).metric
-    if dist.is_main:
-        MetricsLog(run_dir).restore(ckpt.get("history"), ckpt["epoch"])
-        print(
-            f"{run_dir}: training is already complete ({ckpt['epoch']} epochs); nothing was trained or "
-            f"changed; pass --epochs N (more than {ckpt['epoch']}) to train longer",
-            flush=True,
-        )
-    return {
-        "run_dir": str(run_dir),
-        "best_epoch": ckpt["best_epoch"],
-        metric: ckpt["best_metric"],
-        "epochs": ckpt["epoch"],
-    }
 
 
 def _record_command(
@@ -293,53 +274,6 @@ def _record_command(
     entry = command_entry("resume" if resumed else "train", device=device_name(device), data=data)
     base = None if resumed else {**environment(), "device": device_name(device)}
     record_command(run_dir, entry, base, {"data": data})
-
-
-def startup_summary(state: TrainState, model: torch.nn.Module) -> str:
-    """What the run is about to do: data, model size and initialisation, schedule, where the config is."""
-    cfg = state.cfg
-    params = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    init = f"weights from {cfg.weights}" if cfg.weights else "ImageNet weights" if cfg.pretrained else "from scratch"
-    steps = len(epoch_batches(len(state.train_data), cfg, 0, state.dist))
-    world = state.dist.world_size if state.dist.enabled else 1
-    lines = [
-        f"  data: {len(state.train_data)} training images ({cfg.data}), {len(state.val_data)} validation "
-        f"({cfg.val})"
-        + (f"; --limit {cfg.limit}" if cfg.limit else "")
-        + (f", --val-limit {cfg.val_limit}" if cfg.val_limit else ""),
-        f"  model: {cfg.model}, {params:,} parameters ({trainable:,} trainable), {init}",
-        f"  schedule: {cfg.epochs} epochs x {steps} steps of {cfg.batch_size} images"
-        + (f" x {world} processes" if world > 1 else "")
-        + f"; {cfg.optimizer} lr {_lr_text(cfg, world)}, {cfg.scheduler}"
-        + (f", from epoch {state.epoch + 1}" if state.epoch else ""),
-        *_input_lines(state),
-        f"  config: {state.run_dir / CONFIG} (resolved; the command line is in {state.run_dir / ENV})",
-    ]
-    return "\n".join(lines)
-
-
-def _input_lines(state: TrainState) -> list[str]:
-    """With ``--input-size``: the size the model trains at, and that validation is at full resolution."""
-    k = state.task.input_reduction
-    if k == 1:
-        return []
-    th, tw = state.train_data.images.shape[-2:]
-    vh, vw = state.val_data.images.shape[-2:]
-    return [
-        f"  input: tiles reduced {k}x (area filter; masks by majority vote): training {tw}x{th}, validation "
-        f"{vw}x{vh}; val_miou is at that scale, segment eval scores full resolution"
-    ]
-
-
-def _lr_text(cfg: TrainConfig, world: int) -> str:
-    """The peak learning rate, with how it was scaled from ``lr`` when ``lr_base_batch`` is set."""
-    if cfg.lr_base_batch <= 0:
-        return f"{cfg.lr:g}"
-    return (
-        f"{peak_lr(cfg, world):g} ({cfg.lr:g} per {cfg.lr_base_batch} images, {cfg.lr_scaling} scaling to "
-        f"a batch of {cfg.batch_size * world})"
-    )
 
 
 def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
@@ -436,43 +370,3 @@ def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
             if close:
                 close()
     return summary
-
-
-def _restore(state: TrainState, ckpt: dict[str, Any]) -> None:
-    """Put a freshly built TrainState at the position of a checkpoint (optimizer, scheduler, RNGs, data)."""
-    dist = state.dist
-    fresh = [float(lr) for lr in state.scheduler.base_lrs]  # this command's peak rates: a changed --lr applies
-    state.optimizer.load_state_dict(ckpt["optimizer"])
-    state.scheduler.load_state_dict(ckpt["scheduler"])
-    rebase_schedule(state.optimizer, state.scheduler, fresh)
-    state.scaler.load_state_dict(ckpt["scaler"])
-    state.epoch, state.step_in_epoch = ckpt["epoch"], ckpt["step_in_epoch"]
-    state.global_step, state.best_metric, state.best_epoch = (
-        ckpt["global_step"],
-        ckpt["best_metric"],
-        ckpt["best_epoch"],
-    )
-    state.epoch_accum = dict(ckpt.get("epoch_accum") or state.epoch_accum)
-    state.epoch_lr = ckpt.get("epoch_lr")
-    if state.ema is not None and ckpt.get("ema") is not None:  # else (ema just turned on) it starts now
-        state.ema.load_state_dict(ckpt["ema"])
-    state.history = ckpt.get("history")  # None in checkpoints of older versions: the log is only truncated
-    state.last_saved = (
-        f"the end of epoch {state.epoch}"
-        if state.step_in_epoch == 0
-        else f"epoch {state.epoch + 1} step {state.step_in_epoch}"
-    )
-    saved_world = int(ckpt.get("world_size", 1))
-    ranks = ckpt.get("rng_ranks")
-    if ranks is not None and len(ranks) == dist.world_size:
-        set_rng_state(ranks[dist.rank], state.gen)
-    elif dist.world_size == saved_world == 1 or dist.rank == 0:
-        set_rng_state(ckpt["rng"], state.gen)
-    if dist.is_main:
-        if saved_world != dist.world_size:
-            print(
-                f"note: the checkpoint was written by {saved_world} process(es), this run has "
-                f"{dist.world_size}: data order and augmentation differ from an uninterrupted run",
-                flush=True,
-            )
-        print(f"resuming {state.run_dir} at epoch {state.epoch + 1} step {state.step_in_epoch}", flush=True)

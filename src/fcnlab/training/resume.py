@@ -10,19 +10,24 @@ than the epochs already trained (an explicit new schedule: the remaining epochs 
 are refused in one line unless ``--change-settings`` asks for them: the remaining epochs then use them and
 the settings of the trained ones stay in ``config_until_epoch_N.yaml`` (:func:`archive_name`). Fewer epochs
 than trained are refused; a finished run resumed with nothing to train is a no-op that says so
-(:func:`finished`).
+(:func:`finished`, :func:`resume_finished`).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fcnlab.checkpoint import load_checkpoint
 from fcnlab.errors import ConfigError, DataError
-from fcnlab.runs import BEST, LAST
+from fcnlab.runs import BEST, LAST, MetricsLog
 from fcnlab.runtime.lock import refuse_if_held
+from fcnlab.taskinfo import task_info
+
+if TYPE_CHECKING:
+    from fcnlab.config import TrainConfig
+    from fcnlab.runtime import distributed as dist_utils
 
 #: The config keys a resumed checkpoint must share with the command, and the options that set them.
 FIXED = {
@@ -187,3 +192,22 @@ def archive_name(ckpt: dict[str, Any]) -> str:
 def finished(ckpt: dict[str, Any], epochs: int) -> bool:
     """Whether ``ckpt`` ends a run of ``epochs`` epochs: resuming it trains nothing."""
     return int(ckpt.get("epoch", 0)) >= epochs and int(ckpt.get("step_in_epoch", 0)) == 0
+
+
+def resume_finished(cfg: TrainConfig, run_dir: Path, ckpt: dict[str, Any], dist: dist_utils.DistInfo) -> dict[str, Any]:
+    """Resuming a finished run: nothing to train, and config.yaml is left alone; only log rows a kill took
+    away after the last checkpoint are written back, so the folder matches ``last.pt``."""
+    metric = task_info(cfg.task).metric
+    if dist.is_main:
+        MetricsLog(run_dir).restore(ckpt.get("history"), ckpt["epoch"])
+        print(
+            f"{run_dir}: training is already complete ({ckpt['epoch']} epochs); nothing was trained or "
+            f"changed; pass --epochs N (more than {ckpt['epoch']}) to train longer",
+            flush=True,
+        )
+    return {
+        "run_dir": str(run_dir),
+        "best_epoch": ckpt["best_epoch"],
+        metric: ckpt["best_metric"],
+        "epochs": ckpt["epoch"],
+    }

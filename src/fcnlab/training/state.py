@@ -1,7 +1,8 @@
 """The training state: everything the epoch loop needs and a checkpoint saves, built in one place.
 
 :func:`build_state` is used by :func:`fcnlab.training.fit.fit` and by ``fcnlab bench`` (which times the real
-training loop), so both train exactly the same way.
+training loop), so both train exactly the same way; :func:`restore_state` puts a fresh one at the position of
+a checkpoint when a run resumes.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
-from fcnlab.checkpoint import BackgroundSaver, rng_state, save_checkpoint, unwrap
+from fcnlab.checkpoint import BackgroundSaver, rng_state, save_checkpoint, set_rng_state, unwrap
 from fcnlab.config import TrainConfig
 from fcnlab.data.sampling import epoch_indices, fill_last_batch, shard
 from fcnlab.runtime import distributed as dist_utils
 from fcnlab.runtime.device import amp_dtype, compile_model
 from fcnlab.tasks.base import Task
 from fcnlab.training.ema import ModelEma
-from fcnlab.training.optim import build_optimizer, build_scheduler
+from fcnlab.training.optim import build_optimizer, build_scheduler, rebase_schedule
 from fcnlab.training.signals import finishing_writes
 
 
@@ -205,3 +206,43 @@ def build_state(
         eval_model=eval_model,
         ema=ema,
     )
+
+
+def restore_state(state: TrainState, ckpt: dict[str, Any]) -> None:
+    """Put a freshly built TrainState at the position of a checkpoint (optimizer, scheduler, RNGs, data)."""
+    dist = state.dist
+    fresh = [float(lr) for lr in state.scheduler.base_lrs]  # this command's peak rates: a changed --lr applies
+    state.optimizer.load_state_dict(ckpt["optimizer"])
+    state.scheduler.load_state_dict(ckpt["scheduler"])
+    rebase_schedule(state.optimizer, state.scheduler, fresh)
+    state.scaler.load_state_dict(ckpt["scaler"])
+    state.epoch, state.step_in_epoch = ckpt["epoch"], ckpt["step_in_epoch"]
+    state.global_step, state.best_metric, state.best_epoch = (
+        ckpt["global_step"],
+        ckpt["best_metric"],
+        ckpt["best_epoch"],
+    )
+    state.epoch_accum = dict(ckpt.get("epoch_accum") or state.epoch_accum)
+    state.epoch_lr = ckpt.get("epoch_lr")
+    if state.ema is not None and ckpt.get("ema") is not None:  # else (ema just turned on) it starts now
+        state.ema.load_state_dict(ckpt["ema"])
+    state.history = ckpt.get("history")  # None in checkpoints of older versions: the log is only truncated
+    state.last_saved = (
+        f"the end of epoch {state.epoch}"
+        if state.step_in_epoch == 0
+        else f"epoch {state.epoch + 1} step {state.step_in_epoch}"
+    )
+    saved_world = int(ckpt.get("world_size", 1))
+    ranks = ckpt.get("rng_ranks")
+    if ranks is not None and len(ranks) == dist.world_size:
+        set_rng_state(ranks[dist.rank], state.gen)
+    elif dist.world_size == saved_world == 1 or dist.rank == 0:
+        set_rng_state(ckpt["rng"], state.gen)
+    if dist.is_main:
+        if saved_world != dist.world_size:
+            print(
+                f"note: the checkpoint was written by {saved_world} process(es), this run has "
+                f"{dist.world_size}: data order and augmentation differ from an uninterrupted run",
+                flush=True,
+            )
+        print(f"resuming {state.run_dir} at epoch {state.epoch + 1} step {state.step_in_epoch}", flush=True)
