@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from fcnlab.errors import ConfigError
-from fcnlab.tasks.losses import LOSSES, dice_loss, loss_terms, lovasz_softmax, segmentation_loss, soft_cross_entropy
+from fcnlab.tasks.losses import LOSSES, dice_loss, loss_terms, lovasz_softmax, segmentation_loss
 
 C = 4
 
@@ -156,14 +156,18 @@ def test_unknown_loss_name_is_a_config_error():
     assert loss_terms("lovasz+ce") == ("lovasz", "ce")
 
 
-def test_soft_cross_entropy_composes_with_label_smoothing():
+def test_classification_loss_takes_mixed_targets_with_label_smoothing():
+    """The classification loss takes CutMix/MixUp probabilities q as well as class indices: the smoothed
+    target of q is (1 - s) q + s / C, and one-hot probabilities give the loss of class indices."""
+    from fcnlab.config import from_dict
+    from fcnlab.tasks import make_task
+
+    s = 0.2
+    task = make_task(from_dict({"task": "classify", "model": "airnet", "num_classes": 4, "label_smoothing": s}))
     g = torch.Generator().manual_seed(7)
     logits = torch.randn(5, 4, generator=g)
     y = torch.tensor([0, 3, 1, 2, 3])
     q = torch.softmax(torch.randn(5, 4, generator=g), 1)
-    s = 0.2
     expect = -(((1 - s) * q + s / 4) * torch.log_softmax(logits, 1)).sum(1).mean()
-    torch.testing.assert_close(soft_cross_entropy(logits, q, s), expect)
-    # one-hot probabilities give the same loss as class indices
-    torch.testing.assert_close(soft_cross_entropy(logits, F.one_hot(y, 4).float(), s), soft_cross_entropy(logits, y, s))
-    torch.testing.assert_close(soft_cross_entropy(logits, y, s), F.cross_entropy(logits, y, label_smoothing=s))
+    torch.testing.assert_close(task.loss(logits, q), expect)
+    torch.testing.assert_close(task.loss(logits, F.one_hot(y, 4).float()), task.loss(logits, y))

@@ -15,8 +15,8 @@ sample in the shuffled batch); they draw from torch's global RNG, which checkpoi
 
 Pipeline: uint8 ``(B, 3, H, W)`` (after the random crop and flip) -> policy -> float -> random erasing ->
 CutMix/MixUp -> float images on the 0-255 scale, ready for ``normalize``; targets stay class indices, or
-become ``(B, num_classes)`` probabilities when CutMix/MixUp is on (cross-entropy takes both:
-:func:`fcnlab.tasks.losses.soft_cross_entropy`).
+become ``(B, num_classes)`` probabilities when CutMix/MixUp is on (``F.cross_entropy``, the classification
+loss, takes both).
 """
 
 from __future__ import annotations

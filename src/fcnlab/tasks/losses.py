@@ -3,8 +3,8 @@
 ``loss: ce`` is plain (optionally class-weighted) cross-entropy; ``lovasz`` the Lovasz-softmax loss of
 Berman, Triki and Blaschko (CVPR 2018), a convex surrogate of the per-class Jaccard loss ``1 - IoU``
 that the course's mIoU measures; ``dice`` the soft multi-class Dice loss; ``ce+lovasz`` and ``ce+dice``
-their unweighted sums with cross-entropy. For classification, :func:`soft_cross_entropy` takes class
-indices or the class probabilities of CutMix/MixUp (:mod:`fcnlab.data.batch_augment`).
+their unweighted sums with cross-entropy. (Classification's loss is ``F.cross_entropy`` itself, which takes
+class indices or the class probabilities of CutMix/MixUp, with label smoothing in both cases.)
 
 Conventions shared by all terms: ``logits`` are ``(B, C, H, W)``, ``targets`` ``(B, H, W)`` class ids;
 pixels whose target is ``ignore_index`` take no part; Lovasz and Dice average over the classes present
@@ -129,11 +129,3 @@ def segmentation_loss(
         total = value if total is None else total + value
     assert total is not None
     return total
-
-
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
-    """Mean cross-entropy for class indices or class probabilities, with label smoothing in both cases.
-
-    With probabilities ``q`` the smoothed target is ``(1 - s) q + s / C`` (PyTorch's definition).
-    """
-    return F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
