@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from fcnlab.data.mask_codec import CLASS_NAMES, SCORED_CLASSES
-from fcnlab.report.blocks import Image
+from fcnlab.report.blocks import Block, Image, Para
 
 
 def figure_png(fig: Figure, dpi: float = 100) -> bytes:
@@ -41,6 +41,23 @@ def file_image(path: Path, name: str, caption: str) -> tuple[Image | None, str |
         return image_block(path.read_bytes(), name, caption), None
     except (OSError, ValueError) as e:
         return None, f"{path}: skipped, {e}; re-create or delete it"
+
+
+def file_blocks(path: Path | None, name: str, caption: str, missing: str, warnings: list[str]) -> list[Block]:
+    """The image of the figure file ``path``; a note ``missing`` when there is none, or a note saying why it was
+    skipped when it cannot be read (that warning is also appended to ``warnings``)."""
+    if path is None:
+        return [Para(missing, note=True)]
+    block, warning = file_image(path, name, caption)
+    if block is not None:
+        return [block]
+    warnings.append(warning or "")
+    return [Para(warning or "", note=True)]
+
+
+def png_blocks(data: bytes | None, name: str, caption: str) -> list[Block]:
+    """The image of the PNG bytes ``data``, none when there is nothing drawn (None)."""
+    return [image_block(data, name, caption)] if data is not None else []
 
 
 def training_curves_png(metrics: dict[str, np.ndarray], title: str) -> bytes:
