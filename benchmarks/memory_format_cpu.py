@@ -66,23 +66,32 @@ def measure(name: str, classes: int, side: int, train_batch: int, infer_batch: i
                 with torch.inference_mode():
                     model(xi)
 
-            row[f"infer_{'fused_' if fused else ''}{'nhwc' if cl else 'nchw'}"] = infer_batch / cpu_seconds(infer,
-                                                                                                              reps)
+            row[f"infer_{'fused_' if fused else ''}{'nhwc' if cl else 'nchw'}"] = infer_batch / cpu_seconds(infer, reps)
             base = base.to(memory_format=torch.contiguous_format)
-    return {"model": name, "input": f"3x{side}x{side}", "train_batch": train_batch, "infer_batch": infer_batch,
-            **{k: round(v, 3) for k, v in row.items()}}
+    return {
+        "model": name,
+        "input": f"3x{side}x{side}",
+        "train_batch": train_batch,
+        "infer_batch": infer_batch,
+        **{k: round(v, 3) for k, v in row.items()},
+    }
 
 
 def to_markdown(rows: list[dict]) -> str:
     """Throughput and the gain of each variant over its plain NCHW baseline."""
     cols = ("train_nhwc", "infer_fused_nchw", "infer_nhwc", "infer_fused_nhwc")
-    lines = ["| model | input | train NCHW img/s | train NHWC | infer bare NCHW img/s | infer fused | infer NHWC "
-             "| infer fused + NHWC |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | input | train NCHW img/s | train NHWC | infer bare NCHW img/s | infer fused | infer NHWC "
+        "| infer fused + NHWC |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         gains = {c: r[c] / r["train_nchw" if c.startswith("train") else "infer_nchw"] for c in cols}
-        lines.append(f"| {r['model']} | {r['input']} | {r['train_nchw']:.3f} | {gains['train_nhwc']:.2f}x | "
-                     f"{r['infer_nchw']:.3f} | {gains['infer_fused_nchw']:.2f}x | {gains['infer_nhwc']:.2f}x | "
-                     f"{gains['infer_fused_nhwc']:.2f}x |")
+        lines.append(
+            f"| {r['model']} | {r['input']} | {r['train_nchw']:.3f} | {gains['train_nhwc']:.2f}x | "
+            f"{r['infer_nchw']:.3f} | {gains['infer_fused_nchw']:.2f}x | {gains['infer_nhwc']:.2f}x | "
+            f"{gains['infer_fused_nhwc']:.2f}x |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -104,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None:
         from fcnlab.runtime.files import atomic_write_text
 
-        atomic_write_text(args.out / "memory_format.json", json.dumps({"torch": torch.__version__, "rows": rows},
-                                                                      indent=2) + "\n")
+        atomic_write_text(
+            args.out / "memory_format.json", json.dumps({"torch": torch.__version__, "rows": rows}, indent=2) + "\n"
+        )
         atomic_write_text(args.out / "memory_format.md", md)
     return 0
 

@@ -39,11 +39,16 @@ def main() -> None:
     cases = [
         ("TrivialAugmentWide", lambda: ta(x, gen), lambda: torch.stack([v2_ta(img) for img in x])),
         ("RandAugment(2, 9)", lambda: ra(x, gen), lambda: torch.stack([v2_ra(img) for img in x])),
-        ("RandomErasing(0.5)", lambda: random_erasing(xf, 0.5, gen, mean),
-         lambda: torch.stack([v2_erase(img) for img in xf])),
+        (
+            "RandomErasing(0.5)",
+            lambda: random_erasing(xf, 0.5, gen, mean),
+            lambda: torch.stack([v2_erase(img) for img in xf]),
+        ),
     ]
-    print(f"batch {args.batch} of {args.size}x{args.size}, {args.threads} thread(s), median of {args.reps} "
-          f"(process CPU time)")
+    print(
+        f"batch {args.batch} of {args.size}x{args.size}, {args.threads} thread(s), median of {args.reps} "
+        f"(process CPU time)"
+    )
     print(f"{'policy':<22}{'vectorised img/s':>18}{'per-sample img/s':>18}{'speed-up':>10}")
     for name, vec, loop in cases:
         tv, tl = cpu_seconds(vec, args.reps), cpu_seconds(loop, args.reps)

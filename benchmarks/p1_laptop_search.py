@@ -38,10 +38,26 @@ DATA = "/work/shared/data/dlcv/p1_data"
 
 # The calibration network (32/128/128 residual pairs, GELU, batch 256, SGD Nesterov,
 # label smoothing 0.2, flip + 2-px translation) and the variants compared against it.
-BASE: dict[str, Any] = dict(model="airnet", arch=dict(widths=(32, 128, 128), stem=24, pairs=(1, 1, 1)),
-                            epochs=18, batch=256, lr=0.2, wd=5e-4, momentum=0.9, warmup=2.0, smoothing=0.2,
-                            pad=2, cutout=0, ema=0.0, amp=True, channels_last=True, whiten=False,
-                            small_epochs=0, small_size=24, eval_every=0)
+BASE: dict[str, Any] = dict(
+    model="airnet",
+    arch=dict(widths=(32, 128, 128), stem=24, pairs=(1, 1, 1)),
+    epochs=18,
+    batch=256,
+    lr=0.2,
+    wd=5e-4,
+    momentum=0.9,
+    warmup=2.0,
+    smoothing=0.2,
+    pad=2,
+    cutout=0,
+    ema=0.0,
+    amp=True,
+    channels_last=True,
+    whiten=False,
+    small_epochs=0,
+    small_size=24,
+    eval_every=0,
+)
 CANDIDATES: dict[str, dict[str, Any]] = {
     "calib": {},
     "calib_ema": dict(ema=0.99),
@@ -83,14 +99,14 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, amp: bool, cl: 
     model.eval()
     hit, hit_tta = 0, 0
     for i in range(0, len(x), 500):
-        xb = normalize(x[i:i + 500])
+        xb = normalize(x[i : i + 500])
         if cl:
             xb = xb.contiguous(memory_format=torch.channels_last)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
             a = model(xb).float()
             b = model(xb.flip(-1)).float()
-        hit += (a.argmax(1) == y[i:i + 500]).sum().item()
-        hit_tta += ((a + b).argmax(1) == y[i:i + 500]).sum().item()
+        hit += (a.argmax(1) == y[i : i + 500]).sum().item()
+        hit_tta += ((a + b).argmax(1) == y[i : i + 500]).sum().item()
     return hit / len(x), hit_tta / len(x)
 
 
@@ -136,7 +152,7 @@ def run(name: str, cfg: dict[str, Any], data: tuple[torch.Tensor, ...]) -> dict[
             x = random_crop_flip(xtr[idx], cfg["pad"], gen)
             if size != 32:  # progressive size: a random size x size crop of the translated image
                 o = torch.randint(0, 32 - size + 1, (2,), generator=gen).tolist()
-                x = x[:, :, o[0]:o[0] + size, o[1]:o[1] + size]
+                x = x[:, :, o[0] : o[0] + size, o[1] : o[1] + size]
             x = normalize(x)
             if cfg["cutout"]:
                 x = cutout(x, cfg["cutout"], gen)
@@ -154,21 +170,31 @@ def run(name: str, cfg: dict[str, Any], data: tuple[torch.Tensor, ...]) -> dict[
             step += 1
         if cfg["eval_every"] and (epoch + 1) % cfg["eval_every"] == 0 and epoch + 1 < cfg["epochs"]:
             curve.append((epoch + 1, *evaluate(model, xva, yva, cfg["amp"], cl)))
-            print(f"{name}: epoch {epoch + 1} val acc {curve[-1][1]:.4f} (flip TTA {curve[-1][2]:.4f})",
-                  file=sys.stderr, flush=True)
-        print(f"{name}: epoch {epoch + 1}/{cfg['epochs']} loss {loss.item():.3f} "
-              f"{time.time() - t0:.0f}s wall", file=sys.stderr, flush=True)
+            print(
+                f"{name}: epoch {epoch + 1} val acc {curve[-1][1]:.4f} (flip TTA {curve[-1][2]:.4f})",
+                file=sys.stderr,
+                flush=True,
+            )
+        print(
+            f"{name}: epoch {epoch + 1}/{cfg['epochs']} loss {loss.item():.3f} {time.time() - t0:.0f}s wall",
+            file=sys.stderr,
+            flush=True,
+        )
     train_cpu = time.process_time() - c0
     acc, acc_tta = evaluate(model, xva, yva, cfg["amp"], cl)
     row = dict(name=name, acc=acc, acc_tta=acc_tta, curve=curve)
     if ema is not None:
         row["ema_acc"], row["ema_acc_tta"] = evaluate(ema.module, xva, yva, cfg["amp"], cl)
     threads = torch.get_num_threads()
-    row.update(wall_s=round(time.time() - t0, 1), train_cpu_s=round(train_cpu, 1),
-               est_min=round(train_cpu / threads / 60, 2), threads=threads,
-               img_per_s_est=round(total * bs / (train_cpu / threads), 1),
-               params=sum(p.numel() for p in model.parameters()),
-               config={k: v for k, v in cfg.items()})
+    row.update(
+        wall_s=round(time.time() - t0, 1),
+        train_cpu_s=round(train_cpu, 1),
+        est_min=round(train_cpu / threads / 60, 2),
+        threads=threads,
+        img_per_s_est=round(total * bs / (train_cpu / threads), 1),
+        params=sum(p.numel() for p in model.parameters()),
+        config={k: v for k, v in cfg.items()},
+    )
     return row
 
 
@@ -203,8 +229,20 @@ def bench(cases: list[tuple[str, dict[str, Any]]], steps: int = 8) -> None:
             cpu.append(time.process_time() - c)
             wall.append(time.time() - t)
         est = bs * torch.get_num_threads() / statistics.median(cpu)  # CPU time: what other processes took is not in it
-        print(json.dumps(dict(case=label, batch=bs, amp=amp, channels_last=cl, compile=bool(cfg.get("compile")),
-                              img_per_s_cpu_est=round(est), img_per_s_best_wall=round(bs / min(wall)))), flush=True)
+        print(
+            json.dumps(
+                dict(
+                    case=label,
+                    batch=bs,
+                    amp=amp,
+                    channels_last=cl,
+                    compile=bool(cfg.get("compile")),
+                    img_per_s_cpu_est=round(est),
+                    img_per_s_best_wall=round(bs / min(wall)),
+                )
+            ),
+            flush=True,
+        )
 
 
 def eval_run(run: Path) -> None:
@@ -223,8 +261,10 @@ def eval_run(run: Path) -> None:
         if cl:
             model = model.to(memory_format=torch.channels_last)
         acc, acc_tta = evaluate(model, x, va.labels, cfg.amp == "bf16", cl)
-        print(json.dumps(dict(checkpoint=str(run / name), epoch=ckpt.get("epoch"), acc=acc, acc_flip_tta=acc_tta)),
-              flush=True)
+        print(
+            json.dumps(dict(checkpoint=str(run / name), epoch=ckpt.get("epoch"), acc=acc, acc_flip_tta=acc_tta)),
+            flush=True,
+        )
 
 
 def parse_value(text: str) -> Any:
@@ -242,10 +282,20 @@ def main() -> None:
     ap.add_argument("candidate", nargs="?", choices=sorted(CANDIDATES), help="recipe to train")
     ap.add_argument("overrides", nargs="*", help="key=value changes to the candidate (e.g. epochs=8 ema=0.99)")
     ap.add_argument("--out", type=Path, help="append the result as one JSON line to this file")
-    ap.add_argument("--bench", nargs="+", metavar="CANDIDATE", help="measure training throughput of these "
-                    "candidates instead (fp32/bf16 x channels_last or not; add --channels-last-only to halve)")
-    ap.add_argument("--eval-run", type=Path, metavar="RUN", help="evaluate RUN/best.pt and RUN/last.pt (the weights "
-                    "inference loads: the EMA when on) on val_50 with and without flip TTA, then exit")
+    ap.add_argument(
+        "--bench",
+        nargs="+",
+        metavar="CANDIDATE",
+        help="measure training throughput of these "
+        "candidates instead (fp32/bf16 x channels_last or not; add --channels-last-only to halve)",
+    )
+    ap.add_argument(
+        "--eval-run",
+        type=Path,
+        metavar="RUN",
+        help="evaluate RUN/best.pt and RUN/last.pt (the weights "
+        "inference loads: the EMA when on) on val_50 with and without flip TTA, then exit",
+    )
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--channels-last-only", action="store_true", help="--bench: channels_last cases only")
     ap.add_argument("--bf16-only", action="store_true", help="--bench: bf16 autocast cases only")
@@ -257,9 +307,12 @@ def main() -> None:
         return
     if args.bench:
         layouts = (True,) if args.channels_last_only else (False, True)
-        cases = [(f"{k} {'bf16' if amp else 'fp32'}{' cl' if cl else ''}",
-                  dict(CANDIDATES[k], amp=amp, channels_last=cl))
-                 for k in args.bench for amp in ((True,) if args.bf16_only else (False, True)) for cl in layouts]
+        cases = [
+            (f"{k} {'bf16' if amp else 'fp32'}{' cl' if cl else ''}", dict(CANDIDATES[k], amp=amp, channels_last=cl))
+            for k in args.bench
+            for amp in ((True,) if args.bf16_only else (False, True))
+            for cl in layouts
+        ]
         bench(cases)
         return
     if args.candidate is None:

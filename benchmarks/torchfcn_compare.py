@@ -60,10 +60,18 @@ TARGETS = (  # (what, fcnlab model, phase, torchfcn model, target ratio)
     ("fcn8s_resnet34 training vs torchfcn FCN8s", "fcn8s_resnet34", "train", "torchfcn_fcn8s", 10.0),
 )
 SAME_ARCH = (  # (what, fcnlab model, phase, torchfcn model) -- reported, no target
-    ("plain-VGG16 FCN-32s (fcnlab geometry) training vs torchfcn FCN32s", "fcn32s_vgg16_plain", "train",
-     "torchfcn_fcn32s"),
-    ("plain-VGG16 FCN-32s (fcnlab geometry) inference vs torchfcn FCN32s", "fcn32s_vgg16_plain", "infer",
-     "torchfcn_fcn32s"),
+    (
+        "plain-VGG16 FCN-32s (fcnlab geometry) training vs torchfcn FCN32s",
+        "fcn32s_vgg16_plain",
+        "train",
+        "torchfcn_fcn32s",
+    ),
+    (
+        "plain-VGG16 FCN-32s (fcnlab geometry) inference vs torchfcn FCN32s",
+        "fcn32s_vgg16_plain",
+        "infer",
+        "torchfcn_fcn32s",
+    ),
     ("fcn8s_resnet34 inference vs torchfcn FCN8s", "fcn8s_resnet34", "infer", "torchfcn_fcn8s"),
 )
 
@@ -72,8 +80,10 @@ def require_torchfcn(folder: Path) -> Path:
     """``folder/torchfcn``, or SystemExit with the pip command that installs it there."""
     package = folder / "torchfcn"
     if not (package / "models" / "fcn32s.py").is_file():
-        raise SystemExit(f"torchfcn not found in {folder}; run: {sys.executable} -m pip install --no-deps "
-                         f"--target {folder} torchfcn   (or pass --install)")
+        raise SystemExit(
+            f"torchfcn not found in {folder}; run: {sys.executable} -m pip install --no-deps "
+            f"--target {folder} torchfcn   (or pass --install)"
+        )
     return package
 
 
@@ -156,8 +166,7 @@ class Runner:
     is torchfcn's models, and fcnlab's with ``--fcnlab-path plain``.
     """
 
-    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
-                 prepare: bool = False):
+    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, prepare: bool = False):
         model = model.to(device)
         self.model, self.device = model, device
         self.infer_model, self.infer_x = model, x
@@ -180,8 +189,16 @@ class Runner:
         from fcnlab.tasks import make_task
 
         # the P2 recipe's task, input size and device; the model itself is passed in
-        cfg = from_dict({"task": "segment", "model": "fcn32s_vgg16", "num_classes": NUM_CLASSES,
-                         "image_size": x.shape[-1], "device": str(device)}, "torchfcn_compare")
+        cfg = from_dict(
+            {
+                "task": "segment",
+                "model": "fcn32s_vgg16",
+                "num_classes": NUM_CLASSES,
+                "image_size": x.shape[-1],
+                "device": str(device),
+            },
+            "torchfcn_compare",
+        )
         cl = use_channels_last(cfg, device)
         model = to_channels_last(model, cl)
         self.step = TrainStep(model, make_task(cfg), cfg, device, to_channels_last(x, cl), y)
@@ -241,11 +258,14 @@ def serve(conn: Any, library: str, names: list[str], settings: dict[str, Any]) -
         device = torch.device(settings["device"])
         gen = torch.Generator().manual_seed(0)  # the same batch in every worker
         x = torch.randn(settings["batch"], 3, settings["size"], settings["size"], generator=gen).to(device)
-        y = torch.randint(0, NUM_CLASSES, (settings["batch"], settings["size"], settings["size"]),
-                          generator=gen).to(device)
+        y = torch.randint(0, NUM_CLASSES, (settings["batch"], settings["size"], settings["size"]), generator=gen).to(
+            device
+        )
         folder = Path(settings["torchfcn"])
-        runners = {name: Runner(m, x, y, device, settings["fcnlab_path"] == "engine" and library == "fcnlab")
-                   for name, m in build_models(names, folder).items()}
+        runners = {
+            name: Runner(m, x, y, device, settings["fcnlab_path"] == "engine" and library == "fcnlab")
+            for name, m in build_models(names, folder).items()
+        }
         clock = time.perf_counter if settings["clock"] == "wall" else time.process_time
         conn.send(("ok", {"threads": torch.get_num_threads(), "malloc": malloc}))
     except BaseException as exc:  # noqa: BLE001 -- reported to the parent as one line
@@ -277,8 +297,7 @@ class Worker:
     def _stopped(self) -> SystemExit:
         """The one-line error for a worker that died (the out-of-memory killer, a crash)."""
         self.process.join(timeout=10)
-        return SystemExit(f"torchfcn_compare: the {self.library} worker stopped (exit code "
-                          f"{self.process.exitcode})")
+        return SystemExit(f"torchfcn_compare: the {self.library} worker stopped (exit code {self.process.exitcode})")
 
     def _reply(self) -> Any:
         try:
@@ -307,8 +326,9 @@ class Worker:
             self.process.kill()
 
 
-def compare(workers: dict[str, Worker], batch: int, rounds: int,
-            log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+def compare(
+    workers: dict[str, Worker], batch: int, rounds: int, log: Callable[[str], None]
+) -> dict[str, dict[str, Any]]:
     """Interleaved timing over ``workers`` (model name -> its library's worker): FLOPs on a first (warm-up)
     call, then ``rounds`` rounds of one call per model, one call at a time."""
     result: dict[str, dict[str, Any]] = {name: {} for name in workers}
@@ -351,17 +371,26 @@ def describe_allocators(malloc: dict[str, str]) -> str:
 def to_markdown(report: dict[str, Any]) -> str:
     """The models and ratios as Markdown tables."""
     clock = "wall time" if report["clock"] == "wall" else "process CPU time"
-    lines = [f"torchfcn {report['torchfcn_version']} vs fcnlab at {report['size']}x{report['size']}, batch "
-             f"{report['batch']}, fp32, {report['device']} ({report['threads']} threads), median {clock} of "
-             f"{report['rounds']} interleaved rounds; load average {report['loadavg']}"
-             + ("; fcnlab models as fcnlab runs them (engine memory format; inference with BatchNorm "
-                "fused)" if report["fcnlab_path"] == "engine" else "; fcnlab models as bare NCHW modules")
-             + "; allocator: " + describe_allocators(report["malloc"]), "",
-             "| model | train img/s | inference img/s | train GFLOP/img | inference GFLOP/img |",
-             "|---|---|---|---|---|"]
+    lines = [
+        f"torchfcn {report['torchfcn_version']} vs fcnlab at {report['size']}x{report['size']}, batch "
+        f"{report['batch']}, fp32, {report['device']} ({report['threads']} threads), median {clock} of "
+        f"{report['rounds']} interleaved rounds; load average {report['loadavg']}"
+        + (
+            "; fcnlab models as fcnlab runs them (engine memory format; inference with BatchNorm fused)"
+            if report["fcnlab_path"] == "engine"
+            else "; fcnlab models as bare NCHW modules"
+        )
+        + "; allocator: "
+        + describe_allocators(report["malloc"]),
+        "",
+        "| model | train img/s | inference img/s | train GFLOP/img | inference GFLOP/img |",
+        "|---|---|---|---|---|",
+    ]
     for name, m in report["models"].items():
-        lines.append(f"| {name} | {m['train_img_per_s']:.3f} | {m['infer_img_per_s']:.3f} | "
-                     f"{m['train_gflop_per_img']:.1f} | {m['infer_gflop_per_img']:.1f} |")
+        lines.append(
+            f"| {name} | {m['train_img_per_s']:.3f} | {m['infer_img_per_s']:.3f} | "
+            f"{m['train_gflop_per_img']:.1f} | {m['infer_gflop_per_img']:.1f} |"
+        )
     lines += ["", "| ratio (fcnlab / torchfcn) | value | target |", "|---|---|---|"]
     for r in report["ratios"]:
         goal = "-" if r["target"] is None else f">= {r['target']:g} ({'met' if r['met'] else 'NOT met'})"
@@ -371,26 +400,43 @@ def to_markdown(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--torchfcn", type=Path, default=Path("/tmp/torchfcn_env"),
-                        help="folder torchfcn was pip-installed into with --target (default: %(default)s)")
-    parser.add_argument("--install", action="store_true",
-                        help="first pip install --no-deps torchfcn into the --torchfcn folder")
+    parser.add_argument(
+        "--torchfcn",
+        type=Path,
+        default=Path("/tmp/torchfcn_env"),
+        help="folder torchfcn was pip-installed into with --target (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--install", action="store_true", help="first pip install --no-deps torchfcn into the --torchfcn folder"
+    )
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds after the warm-up (default 3)")
     parser.add_argument("--device", default="cpu", help="cpu (the numbers of docs/BENCHMARKS.md) or cuda")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                        help="wall time (default), or process CPU time: steadier on a shared machine with "
-                             "--threads 1, where CPU time is the work done")
-    parser.add_argument("--fcnlab-path", choices=("engine", "plain"), default="engine",
-                        help="engine (default): fcnlab's models as its commands run them (the engine's memory "
-                             "format, inference with BatchNorm fused into the convolutions); plain: the bare "
-                             "modules in NCHW format, as torchfcn's always run")
-    parser.add_argument("--malloc", choices=("as-run", "fcnlab", "system"), default="as-run",
-                        help="as-run (default): each library's worker runs as its users run it (torchfcn with "
-                             "glibc's defaults, fcnlab keeping freed memory as the fcnlab program does); "
-                             "fcnlab / system: both workers get that one setting")
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall time (default), or process CPU time: steadier on a shared machine with "
+        "--threads 1, where CPU time is the work done",
+    )
+    parser.add_argument(
+        "--fcnlab-path",
+        choices=("engine", "plain"),
+        default="engine",
+        help="engine (default): fcnlab's models as its commands run them (the engine's memory "
+        "format, inference with BatchNorm fused into the convolutions); plain: the bare "
+        "modules in NCHW format, as torchfcn's always run",
+    )
+    parser.add_argument(
+        "--malloc",
+        choices=("as-run", "fcnlab", "system"),
+        default="as-run",
+        help="as-run (default): each library's worker runs as its users run it (torchfcn with "
+        "glibc's defaults, fcnlab keeping freed memory as the fcnlab program does); "
+        "fcnlab / system: both workers get that one setting",
+    )
     parser.add_argument("--models", default=",".join(MODEL_NAMES), help="comma-separated subset")
     parser.add_argument("--out", type=Path, help="folder for torchfcn_compare.json and torchfcn_compare.md")
     args = parser.parse_args(argv)
@@ -398,8 +444,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown := sorted(set(names) - set(MODEL_NAMES)):
         parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODEL_NAMES)}")
     if args.install:
-        subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(args.torchfcn),
-                        "torchfcn"], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(args.torchfcn), "torchfcn"],
+            check=True,
+        )
     if any(library_of(n) == "torchfcn" for n in names):
         require_torchfcn(args.torchfcn)
     infos = sorted(args.torchfcn.glob("torchfcn-*.dist-info"))
@@ -408,9 +456,16 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(f"torchfcn_compare: {msg}", file=sys.stderr, flush=True)
 
-    settings = {"malloc": args.malloc, "threads": args.threads, "device": args.device, "batch": args.batch,
-                "size": args.size, "torchfcn": str(args.torchfcn), "fcnlab_path": args.fcnlab_path,
-                "clock": args.clock}
+    settings = {
+        "malloc": args.malloc,
+        "threads": args.threads,
+        "device": args.device,
+        "batch": args.batch,
+        "size": args.size,
+        "torchfcn": str(args.torchfcn),
+        "fcnlab_path": args.fcnlab_path,
+        "clock": args.clock,
+    }
     libraries = {library_of(n) for n in names}
     pool: dict[str, Worker] = {}
     try:
@@ -425,12 +480,23 @@ def main(argv: list[str] | None = None) -> int:
 
     command = "python benchmarks/torchfcn_compare.py " + " ".join(sys.argv[1:] if argv is None else argv)
     threads = sorted({w.info["threads"] for w in pool.values()})
-    report = {"torchfcn_version": version, "torch": torch.__version__, "torchvision": torchvision.__version__,
-              "device": args.device, "threads": threads[0] if len(threads) == 1 else threads,
-              "size": args.size, "batch": args.batch, "rounds": args.rounds, "clock": args.clock,
-              "fcnlab_path": args.fcnlab_path, "malloc": {lib: w.info["malloc"] for lib, w in pool.items()},
-              "models": models, "ratios": ratios(models), "loadavg": [round(v, 2) for v in os.getloadavg()],
-              "command": command}
+    report = {
+        "torchfcn_version": version,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "device": args.device,
+        "threads": threads[0] if len(threads) == 1 else threads,
+        "size": args.size,
+        "batch": args.batch,
+        "rounds": args.rounds,
+        "clock": args.clock,
+        "fcnlab_path": args.fcnlab_path,
+        "malloc": {lib: w.info["malloc"] for lib, w in pool.items()},
+        "models": models,
+        "ratios": ratios(models),
+        "loadavg": [round(v, 2) for v in os.getloadavg()],
+        "command": command,
+    }
     md = to_markdown(report)
     print(md)
     if args.out is not None:

@@ -44,6 +44,9 @@ VOLATILE_KEYS = {
     "started",
     "finished",
     "duration_s",
+    "mtime",  # the checkpoint's modification time in eval.json's provenance
+    "mtime_ns",
+    "git_commit",
 }
 
 

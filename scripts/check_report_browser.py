@@ -27,9 +27,18 @@ import tempfile
 from pathlib import Path
 
 NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--hide-scrollbars", "--mute-audio")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--mute-audio",
+)
 WIDTH = 1280
 MAX_HEIGHT = 16000
 MARK = "fcnlab-image-check"
@@ -87,8 +96,13 @@ def screenshot(chromium: str, page: Path, out: Path, height: int, work: Path, ti
     out = out.resolve()
     tmp = out.with_name(f".{out.name}.tmp.png")
     try:
-        done = _run(chromium, work / "profile", [f"--window-size={WIDTH},{height}", f"--screenshot={tmp}"],
-                    page.resolve().as_uri(), timeout)
+        done = _run(
+            chromium,
+            work / "profile",
+            [f"--window-size={WIDTH},{height}", f"--screenshot={tmp}"],
+            page.resolve().as_uri(),
+            timeout,
+        )
         if not tmp.is_file():
             raise RuntimeError(f"chromium wrote no screenshot (exit {done.returncode})")
         os.replace(tmp, out)
@@ -99,8 +113,9 @@ def screenshot(chromium: str, page: Path, out: Path, height: int, work: Path, ti
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("report", type=Path, help="the HTML report to check")
-    parser.add_argument("--screenshot", type=Path, help="PNG to write (default: REPORT_STEM.screenshot.png "
-                                                       "beside the report)")
+    parser.add_argument(
+        "--screenshot", type=Path, help="PNG to write (default: REPORT_STEM.screenshot.png beside the report)"
+    )
     parser.add_argument("--chromium", help="Chromium binary (default: $CHROMIUM or chromium on the PATH)")
     parser.add_argument("--timeout", type=float, default=120, help="seconds per Chromium run")
     args = parser.parse_args(argv)
@@ -109,8 +124,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     chromium = find_chromium(args.chromium)
     if chromium is None:
-        print("check_report_browser: error: no Chromium found; install it (apt-get install -y chromium) or pass "
-              "--chromium PATH", file=sys.stderr)
+        print(
+            "check_report_browser: error: no Chromium found; install it (apt-get install -y chromium) or pass "
+            "--chromium PATH",
+            file=sys.stderr,
+        )
         return 2
     shot = args.screenshot or args.report.with_name(f"{args.report.stem}.screenshot.png")
     if shot.resolve() == args.report.resolve():

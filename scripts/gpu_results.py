@@ -108,8 +108,10 @@ def pack_archive(path: Path, runs: list[Path], max_bytes: int, max_file_bytes: i
             size = f.stat().st_size
             rel = f"{run.name}/{f.relative_to(run).as_posix()}"
             if size > max_file_bytes:
-                notes[run.name].append(f"{rel}: {size / 2**20:.1f} MiB, over the {max_file_bytes / 2**20:.0f} MiB "
-                                       f"per-file limit; left on the GPU machine")
+                notes[run.name].append(
+                    f"{rel}: {size / 2**20:.1f} MiB, over the {max_file_bytes / 2**20:.0f} MiB "
+                    f"per-file limit; left on the GPU machine"
+                )
             else:
                 members.append((f, rel))
     while True:
@@ -119,8 +121,10 @@ def pack_archive(path: Path, runs: list[Path], max_bytes: int, max_file_bytes: i
         biggest = max(members, key=lambda m: m[0].stat().st_size)
         members.remove(biggest)
         run = biggest[1].split("/", 1)[0]
-        notes[run].append(f"{biggest[1]}: {biggest[0].stat().st_size / 2**20:.1f} MiB, left out so the archive "
-                          f"fits {max_bytes / 2**20:.0f} MiB")
+        notes[run].append(
+            f"{biggest[1]}: {biggest[0].stat().st_size / 2**20:.1f} MiB, left out so the archive "
+            f"fits {max_bytes / 2**20:.0f} MiB"
+        )
     if size > max_bytes:
         raise UsageError(f"{path}: {size} bytes even without files, over the limit of {max_bytes}")
     return [line for lines in notes.values() for line in lines]
@@ -147,8 +151,9 @@ def record_sharing(runs: list[Path]) -> None:
         (r / "run.json").write_text(json.dumps(info, indent=1) + "\n")
 
 
-def pack(work: Path, out: Path, max_files: int = 8, max_mib: float = 16, max_file_mib: float = 6,
-         only: str | None = None) -> list[Path]:
+def pack(
+    work: Path, out: Path, max_files: int = 8, max_mib: float = 16, max_file_mib: float = 6, only: str | None = None
+) -> list[Path]:
     """Pack the run folders of ``work`` into archives under ``out`` (see the module's docstring)."""
     out.mkdir(parents=True, exist_ok=True)
     runs = run_folders(work)
@@ -162,7 +167,7 @@ def pack(work: Path, out: Path, max_files: int = 8, max_mib: float = 16, max_fil
         groups.setdefault(archive_name(r), []).append(r)
     if len(groups) > max_files:  # merge the surplus into the last allowed archive
         names = list(groups)
-        keep, extra = names[:max_files - 1], names[max_files - 1:]
+        keep, extra = names[: max_files - 1], names[max_files - 1 :]
         merged = [r for n in extra for r in groups[n]]
         groups = {n: groups[n] for n in keep}
         groups["more.tar.gz"] = merged
@@ -350,27 +355,39 @@ def run_row(run: Path, link_base: Path) -> dict[str, str] | None:
     if timing:
         rates = [float(r["train_img_per_s"]) for r in timing[1:]] or [float(timing[0]["train_img_per_s"])]
         rate = sorted(rates)[len(rates) // 2]
-        time_text += f"; {rate:,.0f} img/s training (median epoch)" if rate >= 10 else \
-            f"; {rate:.1f} img/s training (median epoch)"
-    command = info.get("command") or ((run / "command.txt").read_text().strip() if (run / "command.txt").is_file()
-                                       else "")
-    return {"task": "P1" if task == "classify" else "P2", "recipe": info.get("recipe", run.name),
-            "what": what, "result": result, "hardware": _hardware(_read_json(run / "env.json"), info),
-            "time": time_text, "command": f"`{command}`" if command else "-",
-            "folder": Path(os.path.relpath(run, link_base)).as_posix()}
+        time_text += (
+            f"; {rate:,.0f} img/s training (median epoch)"
+            if rate >= 10
+            else f"; {rate:.1f} img/s training (median epoch)"
+        )
+    command = info.get("command") or (
+        (run / "command.txt").read_text().strip() if (run / "command.txt").is_file() else ""
+    )
+    return {
+        "task": "P1" if task == "classify" else "P2",
+        "recipe": info.get("recipe", run.name),
+        "what": what,
+        "result": result,
+        "hardware": _hardware(_read_json(run / "env.json"), info),
+        "time": time_text,
+        "command": f"`{command}`" if command else "-",
+        "folder": Path(os.path.relpath(run, link_base)).as_posix(),
+    }
 
 
 def _hardware_order(name: str) -> tuple[int, str]:
     return (2 if name.startswith("cpu") else 0, "".join(chr(255 - ord(c)) for c in name))  # GPUs, newest first
 
 
-def results_table(results: Path, recipes: list[Recipe], include_dry_runs: bool = False,
-                  link_base: Path = REPO) -> str:
+def results_table(results: Path, recipes: list[Recipe], include_dry_runs: bool = False, link_base: Path = REPO) -> str:
     """The Markdown results table from every run folder under ``results`` plus "not yet run" rows."""
     rows: list[dict[str, str]] = []
     seen: set[str] = set()
-    hw_dirs = sorted((p for p in results.iterdir() if p.is_dir()), key=lambda p: _hardware_order(p.name)) \
-        if results.is_dir() else []
+    hw_dirs = (
+        sorted((p for p in results.iterdir() if p.is_dir()), key=lambda p: _hardware_order(p.name))
+        if results.is_dir()
+        else []
+    )
     for hw in hw_dirs:
         if hw.name.endswith("-dry-run") and not include_dry_runs:
             continue
@@ -382,18 +399,24 @@ def results_table(results: Path, recipes: list[Recipe], include_dry_runs: bool =
             if not hw.name.startswith("cpu"):
                 seen.add(row["recipe"])
     rows.sort(key=lambda r: (r["task"],))  # stable: hardware order kept inside each task
-    lines = ["| task | recipe | model, training | val metric | hardware | time | command | files |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| task | recipe | model, training | val metric | hardware | time | command | files |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['task']} | {r['recipe']} | {r['what']} | {r['result']} | {r['hardware']} | {r['time']} "
-                     f"| {r['command']} | [{Path(r['folder']).name}]({r['folder']}/) |")
+        lines.append(
+            f"| {r['task']} | {r['recipe']} | {r['what']} | {r['result']} | {r['hardware']} | {r['time']} "
+            f"| {r['command']} | [{Path(r['folder']).name}]({r['folder']}/) |"
+        )
     for rec in recipes:
         if rec.name in seen:
             continue
         task = "P1" if rec.name.startswith("p1") else "P2"
         # the README must not change when a recipe file lands, so whether it exists yet is not said here
-        lines.append(f"| {task} | {rec.name} | - | not yet run | 1x H200 | - | "
-                     f"`RECIPES={rec.name} benchmarks/gpu_reproduce.sh $D $OUT` | - |")
+        lines.append(
+            f"| {task} | {rec.name} | - | not yet run | 1x H200 | - | "
+            f"`RECIPES={rec.name} benchmarks/gpu_reproduce.sh $D $OUT` | - |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -404,8 +427,10 @@ def replace_table(readme: Path, table: str) -> None:
         raise UsageError(f"{readme}: needs one '{BEGIN}' line and one '{END}' line after it around the table")
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    new = f"{head}{BEGIN}\n<!-- generated by scripts/gpu_results.py table: edit the run folders, not this -->\n" \
-          f"{table}{END}{tail}"
+    new = (
+        f"{head}{BEGIN}\n<!-- generated by scripts/gpu_results.py table: edit the run folders, not this -->\n"
+        f"{table}{END}{tail}"
+    )
     fd, tmp = tempfile.mkstemp(dir=readme.parent, prefix=".tmp-")
     with os.fdopen(fd, "w") as f:
         f.write(new)
@@ -484,12 +509,13 @@ def main(argv: list[str] | None = None) -> int:
             for f in unpack(args.archives, args.dest):
                 print(f"unpacked {f}")
             if not args.no_table:
-                replace_table(args.readme, results_table(args.dest, read_recipes(recipes_file),
-                                                         args.include_dry_runs, args.readme.parent))
+                replace_table(
+                    args.readme,
+                    results_table(args.dest, read_recipes(recipes_file), args.include_dry_runs, args.readme.parent),
+                )
                 print(f"regenerated the results table of {args.readme}")
         elif args.cmd == "table":
-            table = results_table(args.results, read_recipes(recipes_file), args.include_dry_runs,
-                                  args.readme.parent)
+            table = results_table(args.results, read_recipes(recipes_file), args.include_dry_runs, args.readme.parent)
             if args.print:
                 print(table, end="")
             else:

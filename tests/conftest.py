@@ -31,8 +31,10 @@ def dlcv_root() -> Path:
     """The real ``dlcv`` folder. Missing: the test is skipped with the reason, or fails when data is required."""
     root = data_root() / "dlcv"
     if not (root / "p1_data").is_dir() or not (root / "p2_data").is_dir():
-        why = (f"real course data not found at {root} (expected dlcv/p1_data and dlcv/p2_data); set "
-               f"FCNLAB_DATA to the folder holding dlcv/ (README: 'Getting the course data')")
+        why = (
+            f"real course data not found at {root} (expected dlcv/p1_data and dlcv/p2_data); set "
+            f"FCNLAB_DATA to the folder holding dlcv/ (README: 'Getting the course data')"
+        )
         if data_required():
             pytest.fail(why + "; FCNLAB_REQUIRE_DATA is set, so real-data tests must run")
         pytest.skip(why)

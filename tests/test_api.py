@@ -24,8 +24,16 @@ def _checkpoint(path: Path, task: str, model: str, num_classes: int, **config) -
     torch.manual_seed(0)
     net = fcnlab.build_model(model, num_classes)
     cfg = from_dict({"task": task, "model": model, "num_classes": num_classes, "device": "cpu", **config})
-    save_checkpoint(path, task=task, model_name=model, num_classes=num_classes, model=net.state_dict(),
-                    config=cfg.to_dict(), epoch=1, metrics={"val_miou": 0.5})
+    save_checkpoint(
+        path,
+        task=task,
+        model_name=model,
+        num_classes=num_classes,
+        model=net.state_dict(),
+        config=cfg.to_dict(),
+        epoch=1,
+        metrics={"val_miou": 0.5},
+    )
     return path
 
 
@@ -45,11 +53,13 @@ def _tiles(n: int, size: int = 32) -> list[np.ndarray]:
 
 
 def test_import_is_lazy_and_api_names_are_functions() -> None:
-    code = ("import sys, fcnlab; assert 'torch' not in sys.modules and 'numpy' not in sys.modules, 'heavy import'; "
-            "import fcnlab.evaluate.mask_folders, fcnlab.cli.miou; "
-            "from fcnlab.evaluate.mask_folders import pair_masks; "
-            "assert callable(fcnlab.evaluate_masks) and fcnlab.evaluate_masks.__module__ == 'fcnlab.api'; "
-            "assert set(fcnlab.API) <= set(dir(fcnlab)); print('ok')")
+    code = (
+        "import sys, fcnlab; assert 'torch' not in sys.modules and 'numpy' not in sys.modules, 'heavy import'; "
+        "import fcnlab.evaluate.mask_folders, fcnlab.cli.miou; "
+        "from fcnlab.evaluate.mask_folders import pair_masks; "
+        "assert callable(fcnlab.evaluate_masks) and fcnlab.evaluate_masks.__module__ == 'fcnlab.api'; "
+        "assert set(fcnlab.API) <= set(dir(fcnlab)); print('ok')"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
@@ -135,9 +145,14 @@ def test_train_from_dict_and_errors(tmp_path: Path) -> None:
     from fcnlab.data.synthetic import make_classification_data
 
     data = make_classification_data(tmp_path / "p1", num_classes=3, train_per_class=4, val_per_class=2)
-    summary = fcnlab.train({"task": "classify", "model": "resnet18", "num_classes": 3, "batch_size": 6,
-                            "cache": "memory"}, tmp_path / "run", data=str(data / "train_50"),
-                           val=str(data / "val_50"), epochs=1, device="cpu")
+    summary = fcnlab.train(
+        {"task": "classify", "model": "resnet18", "num_classes": 3, "batch_size": 6, "cache": "memory"},
+        tmp_path / "run",
+        data=str(data / "train_50"),
+        val=str(data / "val_50"),
+        epochs=1,
+        device="cpu",
+    )
     assert summary["epochs"] == 1 and summary["best_epoch"] == 1 and 0 <= summary["val_acc"] <= 1
     assert (tmp_path / "run" / "metrics.csv").read_text().startswith("epoch,")
     assert fcnlab.predict_labels(tmp_path / "run", data / "val_50", device="cpu").shape == (6,)

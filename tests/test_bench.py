@@ -46,8 +46,9 @@ def test_measure_throughput_runs_warmup_then_windows():
     tp = timing.measure_throughput(lambda: calls.append(1), 5, CPU, warmup=2, windows=3)
     assert len(calls) == 2 + 3 and tp.steps == 3 and len(tp.windows) == 3
     assert tp.items_per_s > 0 and tp.step_ms >= 0 and tp.cpu_util is not None
-    grown = timing.measure_throughput(lambda: calls.append(1), 1, CPU, warmup=0, windows=2, min_window_s=0.01,
-                                      max_steps_per_window=7)
+    grown = timing.measure_throughput(
+        lambda: calls.append(1), 1, CPU, warmup=0, windows=2, min_window_s=0.01, max_steps_per_window=7
+    )
     assert grown.steps == 1 + 7  # the second window holds enough steps to last min_window_s (capped)
     assert set(timing.Throughput(1.0, 2.0, 3, [1.0]).to_dict()) >= {"items_per_s", "step_ms", "cpu_util"}
 
@@ -102,10 +103,10 @@ def test_folded_sweep_covers_the_batches_below_the_eval_batch(monkeypatch):
         return {"img_per_s": 3.0 if calls[-1][0] == "folded" else 2.0}
 
     monkeypatch.setattr(models, "_phase", fake_phase)
-    result = {"eval_batch": 100, "folded_speedup": 1.3, "infer_small": {"batch": 8},
-              "folded_speedup_small_batch": 2.3}
-    sweep = models._folded_sweep(result, Fake("plain"), Fake("folded"), torch.zeros(100, 3, 4, 4), CPU,
-                                 models.Schedule(1, 1, 0.0))
+    result = {"eval_batch": 100, "folded_speedup": 1.3, "infer_small": {"batch": 8}, "folded_speedup_small_batch": 2.3}
+    sweep = models._folded_sweep(
+        result, Fake("plain"), Fake("folded"), torch.zeros(100, 3, 4, 4), CPU, models.Schedule(1, 1, 0.0)
+    )
     assert list(sweep) == ["8", "32", "64", "100"]  # 128 is not below the eval batch
     assert sweep["8"] == 2.3 and sweep["100"] == 1.3 and sweep["32"] == sweep["64"] == 1.5
     assert sorted(calls) == [("folded", 32), ("folded", 64), ("plain", 32), ("plain", 64)]
@@ -121,8 +122,11 @@ def test_bench_model_on_a_tiny_fcn():
     assert row["model"] == "fcn8s_resnet34" and row["params_m"] > 20 and row["amp"] == "fp32"
     for phase in ("train", "infer"):
         p = row[phase]
-        assert p["img_per_s"] > 0 and p["gflop_per_img"] > 0 and p["mfu"] == pytest.approx(
-            p["gflops_per_s"] / 100.0, abs=1e-3)
+        assert (
+            p["img_per_s"] > 0
+            and p["gflop_per_img"] > 0
+            and p["mfu"] == pytest.approx(p["gflops_per_s"] / 100.0, abs=1e-3)
+        )
         assert p["peak_gpu_mb"] is None and p["peak_rss_mb"] > 0
     assert row["train"]["gflop_per_img"] > 2.5 * row["infer"]["gflop_per_img"]  # forward + backward
     assert "infer_folded" not in row
@@ -188,7 +192,10 @@ def test_predictions_are_perturbed_copies(tmp_path):
     labels = evaluator.write_synthetic_masks(tmp_path / "gt", 3, size=64)
     n = evaluator.write_predictions(labels, tmp_path / "pred")
     assert n == 3 and sorted(p.name for p in (tmp_path / "pred").iterdir()) == [
-        "0000_mask.png", "0001_mask.png", "0002_mask.png"]
+        "0000_mask.png",
+        "0001_mask.png",
+        "0002_mask.png",
+    ]
     result = evaluate_masks(labels, tmp_path / "pred")
     assert 0 < result.mean < 0.99  # related to the labels, not equal to them
     assert evaluate_masks(labels, labels).mean == pytest.approx(1.0)
@@ -209,26 +216,71 @@ def test_tsne_timing_section():
 
 
 def fake_result() -> dict:
-    phase = {"img_per_s": 2.0, "step_ms": 500.0, "gflop_per_img": 1.5, "gflops_per_s": 3.0, "mfu": 0.5,
-             "peak_gpu_mb": None, "peak_rss_mb": 900.0, "cpu_util": 0.9}
-    env = {"device": "cpu", "cpu_model": "Test CPU", "torch": "2.x", "torchvision": "0.x", "torch_threads": 2,
-           "loadavg_start": [1.0, 1.0, 1.0], "loadavg_end": [2.0, 2.0, 2.0]}
-    vgg = {"input": "3x32x32", "batch": 4, "eval_batch": 8, "amp": "fp32", "train": phase, "infer": phase,
-           "infer_folded": {**phase, "img_per_s": 3.4}, "folded_speedup": 1.7}
-    pipe = {"input": "3x64x64", "batch": 2, "images_per_epoch": 8, "loader_img_per_s": 500.0,
-            "e2e_img_per_s": 1.8, "pure_img_per_s": 2.0, "e2e_over_pure": 0.9, "decode_seconds": 0.1,
-            "projected_minutes_50_epochs_train_only": 750.0}
+    phase = {
+        "img_per_s": 2.0,
+        "step_ms": 500.0,
+        "gflop_per_img": 1.5,
+        "gflops_per_s": 3.0,
+        "mfu": 0.5,
+        "peak_gpu_mb": None,
+        "peak_rss_mb": 900.0,
+        "cpu_util": 0.9,
+    }
+    env = {
+        "device": "cpu",
+        "cpu_model": "Test CPU",
+        "torch": "2.x",
+        "torchvision": "0.x",
+        "torch_threads": 2,
+        "loadavg_start": [1.0, 1.0, 1.0],
+        "loadavg_end": [2.0, 2.0, 2.0],
+    }
+    vgg = {
+        "input": "3x32x32",
+        "batch": 4,
+        "eval_batch": 8,
+        "amp": "fp32",
+        "train": phase,
+        "infer": phase,
+        "infer_folded": {**phase, "img_per_s": 3.4},
+        "folded_speedup": 1.7,
+    }
+    pipe = {
+        "input": "3x64x64",
+        "batch": 2,
+        "images_per_epoch": 8,
+        "loader_img_per_s": 500.0,
+        "e2e_img_per_s": 1.8,
+        "pure_img_per_s": 2.0,
+        "e2e_over_pure": 0.9,
+        "decode_seconds": 0.1,
+        "projected_minutes_50_epochs_train_only": 750.0,
+    }
 
     def tool(seconds: float, rss: float) -> dict:
-        return {"seconds": seconds, "masks_per_s": round(257 / seconds, 1), "peak_rss_mb": rss,
-                "mean_iou": 0.5}
+        return {"seconds": seconds, "masks_per_s": round(257 / seconds, 1), "peak_rss_mb": rss, "mean_iou": 0.5}
 
-    ev = {"masks": 257, "source": "real", "speedup_library": 12.0, "speedup_cli": 4.0, "agree": True,
-          "tools": {"fcnlab_library": tool(2.0, 60.0), "fcnlab_cli": tool(6.0, 800.0),
-                    "course_script": tool(24.0, 1500.0)}}
-    return {"quick": True, "errors": {"tsne": "RuntimeError: boom"}, "env": env,
-            "matmul_peak": {"gflops": 6.0, "median_gflops": 5.5, "dtype": "float32", "size": 512},
-            "models": {"vgg16_bn": vgg}, "pipeline": {"fcn8s_resnet34": pipe}, "evaluator": ev}
+    ev = {
+        "masks": 257,
+        "source": "real",
+        "speedup_library": 12.0,
+        "speedup_cli": 4.0,
+        "agree": True,
+        "tools": {
+            "fcnlab_library": tool(2.0, 60.0),
+            "fcnlab_cli": tool(6.0, 800.0),
+            "course_script": tool(24.0, 1500.0),
+        },
+    }
+    return {
+        "quick": True,
+        "errors": {"tsne": "RuntimeError: boom"},
+        "env": env,
+        "matmul_peak": {"gflops": 6.0, "median_gflops": 5.5, "dtype": "float32", "size": 512},
+        "models": {"vgg16_bn": vgg},
+        "pipeline": {"fcn8s_resnet34": pipe},
+        "evaluator": ev,
+    }
 
 
 def test_comparisons_and_markdown():

@@ -148,8 +148,11 @@ def test_a_cache_folder_that_cannot_be_made_is_one_clear_error(tmp_path, monkeyp
     blocker.write_text("mine")
     monkeypatch.setenv("FCNLAB_CACHE", str(blocker / "cache"))
     files = write_images(tmp_path / "imgs")
-    with pytest.raises(ConfigError, match=r"^FCNLAB_CACHE .*file\.txt/cache: cannot create the folder \(Not a "
-                                          r"directory\); choose another FCNLAB_CACHE$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^FCNLAB_CACHE .*file\.txt/cache: cannot create the folder \(Not a "
+        r"directory\); choose another FCNLAB_CACHE$",
+    ):
         build(files, "disk")
     assert blocker.read_text() == "mine"
     assert build(files, "memory")["images"].shape == (4, 3, 8, 8)  # memory mode never needs the folder

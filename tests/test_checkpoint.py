@@ -27,8 +27,16 @@ def small_checkpoint(path, num_classes: int = 3, **extra) -> dict:
     torch.manual_seed(0)
     model = build_model("resnet18", num_classes)
     cfg = from_dict({"model": "resnet18", "num_classes": num_classes})
-    fields = dict(task="classify", model_name="resnet18", num_classes=num_classes, model=model.state_dict(),
-                  config=cfg.to_dict(), epoch=2, metrics={"val_acc": 0.5}, **extra)
+    fields = dict(
+        task="classify",
+        model_name="resnet18",
+        num_classes=num_classes,
+        model=model.state_dict(),
+        config=cfg.to_dict(),
+        epoch=2,
+        metrics={"val_acc": 0.5},
+        **extra,
+    )
     save_checkpoint(path, **fields)
     return fields
 
@@ -98,16 +106,22 @@ def test_stale_temp_files_are_removed(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [".notes.txt", "last.pt"]
 
 
-@pytest.mark.parametrize("case", ["missing", "folder_without", "empty", "text", "truncated", "foreign",
-                                  "missing_keys", "pickled_object"])
+@pytest.mark.parametrize(
+    "case", ["missing", "folder_without", "empty", "text", "truncated", "foreign", "missing_keys", "pickled_object"]
+)
 def test_bad_checkpoints_give_one_clear_error(saved, tmp_path, case):
     folder, _ = saved
     path = tmp_path / "model.pt"
-    expected = {"missing": "does not exist", "folder_without": "holds no best.pt or last.pt",
-                "empty": "empty (0 bytes)", "text": "not a readable checkpoint",
-                "truncated": "not a readable checkpoint", "foreign": "not an fcnlab checkpoint",
-                "missing_keys": "checkpoint lacks model_name",
-                "pickled_object": "holds a pickled argparse.Namespace object"}[case]
+    expected = {
+        "missing": "does not exist",
+        "folder_without": "holds no best.pt or last.pt",
+        "empty": "empty (0 bytes)",
+        "text": "not a readable checkpoint",
+        "truncated": "not a readable checkpoint",
+        "foreign": "not an fcnlab checkpoint",
+        "missing_keys": "checkpoint lacks model_name",
+        "pickled_object": "holds a pickled argparse.Namespace object",
+    }[case]
     if case == "folder_without":
         path = tmp_path
     elif case == "empty":
@@ -145,8 +159,11 @@ def test_background_saver_snapshots_state_writes_then_calls_back(tmp_path):
     live = torch.zeros(4)
     order: list[str] = []
     saver = BackgroundSaver()
-    saver.submit(tmp_path / "last.pt", {"model": {"w": live}, "epoch": 1},
-                 then=lambda: order.append("logged" if (tmp_path / "last.pt").is_file() else "too early"))
+    saver.submit(
+        tmp_path / "last.pt",
+        {"model": {"w": live}, "epoch": 1},
+        then=lambda: order.append("logged" if (tmp_path / "last.pt").is_file() else "too early"),
+    )
     live += 5  # training goes on: the submitted snapshot must not change
     saver.wait()
     assert order == ["logged"]

@@ -59,14 +59,12 @@ def test_interrupted_prints_on_rank_zero_only(capsys, monkeypatch):
     assert main(argv) == 130 and capsys.readouterr().err == "fcnlab: interrupted\n"
 
 
-def test_int_at_least_is_one_argparse_type_for_every_bound():
-    import argparse
+def test_at_least_is_one_check_for_every_bound():
+    from fcnlab.cli.arguments import at_least
+    from fcnlab.errors import ConfigError
 
-    from fcnlab.cli.arguments import int_at_least
-
-    assert int_at_least(0)("0") == 0 and int_at_least(1)("3") == 3
-    with pytest.raises(argparse.ArgumentTypeError, match=r"^must be >= 1, got 0$"):
-        int_at_least(1)("0")
-    with pytest.raises(ValueError):
-        int_at_least(0)("two")  # argparse reports it as "invalid int value: 'two'"
-    assert int_at_least(0).__name__ == "int"
+    assert at_least(0, 0, "--threads") == 0 and at_least(3, 1, "--workers") == 3 and at_least(None, 1, "--x") is None
+    with pytest.raises(ConfigError, match=r"^option --workers: must be >= 1, got 0$"):
+        at_least(0, 1, "--workers")
+    with pytest.raises(ConfigError, match=r"^option --workers: must be >= 0 \(0: here\), got -1$"):
+        at_least(-1, 0, "--workers", " (0: here)")

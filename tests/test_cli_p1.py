@@ -29,21 +29,39 @@ NUM_CLASSES = 4
 CPU = ("--device", "cpu", "--workers", "0")
 
 
-
 @pytest.fixture(scope="module")
 def p1(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Synthetic data and a trained run folder."""
     root = tmp_path_factory.mktemp("p1")
-    data = make_classification_data(root / "data", num_classes=NUM_CLASSES, train_per_class=8,
-                                    val_per_class=3)
+    data = make_classification_data(root / "data", num_classes=NUM_CLASSES, train_per_class=8, val_per_class=3)
     run = root / "run"
-    rc = train_once(["classify", "train", "--data", str(data / "train_50"), "--val", str(data / "val_50"),
-                    "--val-csv", str(data / "val_gt.csv"), "--out", str(run), "--model", "resnet18",
-                    "--num-classes", str(NUM_CLASSES), "--epochs", "2", "--batch-size", "8",
-                    "--device", "cpu"], root / "cache")
+    rc = train_once(
+        [
+            "classify",
+            "train",
+            "--data",
+            str(data / "train_50"),
+            "--val",
+            str(data / "val_50"),
+            "--val-csv",
+            str(data / "val_gt.csv"),
+            "--out",
+            str(run),
+            "--model",
+            "resnet18",
+            "--num-classes",
+            str(NUM_CLASSES),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--device",
+            "cpu",
+        ],
+        root / "cache",
+    )
     assert rc == 0
-    return {"root": root, "train": data / "train_50", "val": data / "val_50", "gt": data / "val_gt.csv",
-            "run": run}
+    return {"root": root, "train": data / "train_50", "val": data / "val_50", "gt": data / "val_gt.csv", "run": run}
 
 
 def _csv_rows(path: Path) -> list[dict[str, str]]:
@@ -74,8 +92,10 @@ def test_checkpoints_load_with_weights_only(p1):
 
 
 def test_eval_prints_the_seed_format(p1, capsys):
-    assert main(["classify", "eval", "--ckpt", str(p1["run"]), "--data", str(p1["val"]),
-                 "--csv", str(p1["gt"]), *CPU]) == 0
+    assert (
+        main(["classify", "eval", "--ckpt", str(p1["run"]), "--data", str(p1["val"]), "--csv", str(p1["gt"]), *CPU])
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "===> prepare data loader ..."
     assert lines[1] == "Validation..."
@@ -90,10 +110,27 @@ def test_eval_prints_the_seed_format(p1, capsys):
 def test_predict_agrees_with_eval(p1, tmp_path):
     """The CSV of ``predict`` scores exactly the accuracy that ``eval`` printed (same checkpoint, inputs)."""
     out = tmp_path / "pred.csv"
-    assert main(["classify", "eval", "--ckpt", str(p1["run"]), "--data", str(p1["val"]), "--device", "cpu",
-                 "--workers", "0"]) == 0
-    assert main(["classify", "predict", "--ckpt", str(p1["run"]), "--images", str(p1["val"]),
-                 "--out", str(out), *CPU]) == 0
+    assert (
+        main(
+            [
+                "classify",
+                "eval",
+                "--ckpt",
+                str(p1["run"]),
+                "--data",
+                str(p1["val"]),
+                "--device",
+                "cpu",
+                "--workers",
+                "0",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(["classify", "predict", "--ckpt", str(p1["run"]), "--images", str(p1["val"]), "--out", str(out), *CPU])
+        == 0
+    )
     truth = {r["filename"]: int(r["label"]) for r in _csv_rows(p1["gt"])}
     rows = _csv_rows(out)
     assert sorted(truth) == [r["image_id"] for r in rows]
@@ -109,8 +146,22 @@ def test_predict_csv_is_sorted_by_file_name_and_needs_no_labels(p1, tmp_path):
     for src, name in zip(sources, names, strict=False):
         shutil.copyfile(src, images / name)
     out = tmp_path / "out" / "pred.csv"
-    assert main(["classify", "predict", "--ckpt", str(p1["run"] / "best.pt"), "--images", str(images),
-                 "--out", str(out), *CPU]) == 0
+    assert (
+        main(
+            [
+                "classify",
+                "predict",
+                "--ckpt",
+                str(p1["run"] / "best.pt"),
+                "--images",
+                str(images),
+                "--out",
+                str(out),
+                *CPU,
+            ]
+        )
+        == 0
+    )
     text = out.read_text()
     assert text.splitlines()[0] == "image_id,label"
     rows = _csv_rows(out)
@@ -119,8 +170,23 @@ def test_predict_csv_is_sorted_by_file_name_and_needs_no_labels(p1, tmp_path):
 
 
 def test_predict_refuses_a_folder_as_output(p1, capsys):
-    assert main(["classify", "predict", "--ckpt", str(p1["run"]), "--images", str(p1["val"]),
-                 "--out", str(p1["val"]), "--device", "cpu"]) == 2
+    assert (
+        main(
+            [
+                "classify",
+                "predict",
+                "--ckpt",
+                str(p1["run"]),
+                "--images",
+                str(p1["val"]),
+                "--out",
+                str(p1["val"]),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     assert "--out" in capsys.readouterr().err
     assert not list(p1["val"].glob("*.csv"))
 
@@ -129,10 +195,12 @@ def test_eval_rejects_a_csv_that_disagrees_with_file_names(p1, tmp_path, capsys)
     rows = _csv_rows(p1["gt"])
     bad = tmp_path / "bad_gt.csv"
     wrong = (int(rows[0]["label"]) + 1) % NUM_CLASSES
-    bad.write_text("filename,label\n" + f"{rows[0]['filename']},{wrong}\n"
-                   + "".join(f"{r['filename']},{r['label']}\n" for r in rows[1:]))
-    assert main(["classify", "eval", "--ckpt", str(p1["run"]), "--data", str(p1["val"]), "--csv", str(bad),
-                 *CPU]) == 2
+    bad.write_text(
+        "filename,label\n"
+        + f"{rows[0]['filename']},{wrong}\n"
+        + "".join(f"{r['filename']},{r['label']}\n" for r in rows[1:])
+    )
+    assert main(["classify", "eval", "--ckpt", str(p1["run"]), "--data", str(p1["val"]), "--csv", str(bad), *CPU]) == 2
     err = capsys.readouterr().err
     assert err.startswith("fcnlab: error: ") and rows[0]["filename"] in err
     assert len(err.strip().splitlines()) == 1
@@ -140,8 +208,7 @@ def test_eval_rejects_a_csv_that_disagrees_with_file_names(p1, tmp_path, capsys)
 
 def test_tsne_writes_png_and_npz(p1, tmp_path):
     out = tmp_path / "tsne.png"
-    assert main(["classify", "tsne", "--ckpt", str(p1["run"]), "--data", str(p1["val"]), "--out", str(out),
-                 *CPU]) == 0
+    assert main(["classify", "tsne", "--ckpt", str(p1["run"]), "--data", str(p1["val"]), "--out", str(out), *CPU]) == 0
     with Image.open(out) as im:
         assert im.format == "PNG" and im.width > 100
     with np.load(out.with_suffix(".npz")) as z:

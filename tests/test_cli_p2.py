@@ -29,16 +29,38 @@ COURSE_LINE = re.compile(r"class #(\d) : (\d\.\d{5}|nan)")
 CPU = ("--device", "cpu", "--workers", "0")
 
 
-
 @pytest.fixture(scope="module")
 def p2(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("p2")
     data = make_segmentation_data(root / "data", n_train=4, n_val=2, size=64)
     run = root / "run"
-    rc = train_once(["segment", "train", "--data", str(data / "train"), "--val", str(data / "validation"),
-                    "--out", str(run), "--model", "fcn32s_resnet34", "--epochs", "2", "--batch-size", "2",
-                    "--image-size", "64", "--snapshot-epochs", "1,2", "--snapshot-images", "0001_sat.jpg,0000",
-                    "--device", "cpu"], root / "cache")
+    rc = train_once(
+        [
+            "segment",
+            "train",
+            "--data",
+            str(data / "train"),
+            "--val",
+            str(data / "validation"),
+            "--out",
+            str(run),
+            "--model",
+            "fcn32s_resnet34",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "2",
+            "--image-size",
+            "64",
+            "--snapshot-epochs",
+            "1,2",
+            "--snapshot-images",
+            "0001_sat.jpg,0000",
+            "--device",
+            "cpu",
+        ],
+        root / "cache",
+    )
     assert rc == 0
     return {"root": root, "train": data / "train", "val": data / "validation", "run": run}
 
@@ -47,7 +69,7 @@ def parse_course_lines(text: str) -> tuple[list[str], str]:
     """The 6 ``class #i : ...`` values and the ``mean_iou`` value, checking the exact layout."""
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("class #0 : "))
-    block = lines[start:start + 8]
+    block = lines[start : start + 8]
     values = []
     for i, line in enumerate(block[:6]):
         m = COURSE_LINE.fullmatch(line)
@@ -77,8 +99,12 @@ def test_train_writes_run_folder_and_snapshots(p2):
 
 
 def test_eval_prints_course_lines_and_miou_agrees(p2, tmp_path, capsys):
-    assert main(["segment", "eval", "--ckpt", str(p2["run"]), "--data", str(p2["val"]), "--device", "cpu",
-                 "--workers", "0"]) == 0
+    assert (
+        main(
+            ["segment", "eval", "--ckpt", str(p2["run"]), "--data", str(p2["val"]), "--device", "cpu", "--workers", "0"]
+        )
+        == 0
+    )
     values, mean = parse_course_lines(capsys.readouterr().out)
     saved = json.loads((p2["run"] / "eval" / "validation" / "eval.json").read_text())
     for v, s in zip(values, saved["per_class_iou"], strict=True):
@@ -86,8 +112,10 @@ def test_eval_prints_course_lines_and_miou_agrees(p2, tmp_path, capsys):
     assert (p2["run"] / "eval" / "validation" / "per_class_iou.md").is_file()
     # the course's evaluator on the predicted mask files gives the same numbers
     masks = tmp_path / "masks"
-    assert main(["segment", "predict", "--ckpt", str(p2["run"]), "--images", str(p2["val"]),
-                 "--out", str(masks), *CPU]) == 0
+    assert (
+        main(["segment", "predict", "--ckpt", str(p2["run"]), "--images", str(p2["val"]), "--out", str(masks), *CPU])
+        == 0
+    )
     capsys.readouterr()
     assert main(["miou", "--labels", str(p2["val"]), "--pred", str(masks)]) == 0
     values2, mean2 = parse_course_lines(capsys.readouterr().out)
@@ -118,8 +146,24 @@ def test_eval_tiles_images_larger_than_tile_and_batches_the_rest(p2, tmp_path, m
         return real(pred, image, tile=tile, margin=margin)
 
     monkeypatch.setattr(fcnlab.infer.tiling, "predict_mask", spy)
-    assert main(["segment", "eval", "--ckpt", str(p2["run"]), "--data", str(data), "--tile", "192",
-                 "--batch-size", "2", *CPU]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                "eval",
+                "--ckpt",
+                str(p2["run"]),
+                "--data",
+                str(data),
+                "--tile",
+                "192",
+                "--batch-size",
+                "2",
+                *CPU,
+            ]
+        )
+        == 0
+    )
     # only the two images over --tile went through the tiled path; the 64x64 one ran whole
     assert calls == [((320, 320, 3), 192), ((320, 320, 3), 192)]
     mat = np.array(json.loads((p2["run"] / "eval" / "data" / "eval.json").read_text())["confusion_matrix"])
@@ -130,8 +174,7 @@ def test_eval_tiles_images_larger_than_tile_and_batches_the_rest(p2, tmp_path, m
 
 
 def test_eval_refuses_a_tile_too_small_in_one_line(p2, capsys):
-    assert main(["segment", "eval", "--ckpt", str(p2["run"]), "--data", str(p2["val"]), "--tile", "100",
-                 *CPU]) == 2
+    assert main(["segment", "eval", "--ckpt", str(p2["run"]), "--data", str(p2["val"]), "--tile", "100", *CPU]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--tile" in err and "got 100" in err
 
@@ -145,8 +188,24 @@ def test_predict_keeps_any_input_size_and_tiles_large_images(p2, tmp_path):
         tile, _ = land_cover_tile(max(h, w), rng)
         Image.fromarray(tile[:h, :w]).save(images / name)
     out = tmp_path / "masks"
-    assert main(["segment", "predict", "--ckpt", str(p2["run"] / "best.pt"), "--images", str(images),
-                 "--out", str(out), "--tile", "160", *CPU]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                "predict",
+                "--ckpt",
+                str(p2["run"] / "best.pt"),
+                "--images",
+                str(images),
+                "--out",
+                str(out),
+                "--tile",
+                "160",
+                *CPU,
+            ]
+        )
+        == 0
+    )
     expected = {"0007_mask.png": (70, 100), "field_mask.png": (96, 96), "big_mask.png": (200, 170)}
     assert sorted(p.name for p in out.iterdir()) == sorted(expected)
     palette = {tuple(int(v) for v in c) for c in PALETTE}
@@ -158,8 +217,23 @@ def test_predict_keeps_any_input_size_and_tiles_large_images(p2, tmp_path):
 
 def test_predict_never_writes_into_the_input_folder(p2, capsys):
     before = {p.name: p.stat().st_mtime_ns for p in p2["val"].iterdir()}
-    assert main(["segment", "predict", "--ckpt", str(p2["run"]), "--images", str(p2["val"]),
-                 "--out", str(p2["val"]), "--device", "cpu"]) == 2
+    assert (
+        main(
+            [
+                "segment",
+                "predict",
+                "--ckpt",
+                str(p2["run"]),
+                "--images",
+                str(p2["val"]),
+                "--out",
+                str(p2["val"]),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     assert "input folder" in capsys.readouterr().err
     assert {p.name: p.stat().st_mtime_ns for p in p2["val"].iterdir()} == before
 
@@ -172,7 +246,8 @@ def test_predict_with_a_bad_checkpoint_creates_no_output_folder(tmp_path: Path, 
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     out = tmp_path / "masks"
-    assert main(["segment", "predict", "--ckpt", str(bad), "--images", str(data / "validation"),
-                 "--out", str(out)]) == 2
+    assert (
+        main(["segment", "predict", "--ckpt", str(bad), "--images", str(data / "validation"), "--out", str(out)]) == 2
+    )
     assert not out.exists()
     assert "bad.pt" in capsys.readouterr().err

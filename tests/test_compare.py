@@ -38,9 +38,18 @@ def test_two_segmentation_runs_side_by_side_with_deltas(tmp_path: Path) -> None:
 
 def test_eval_json_is_preferred_and_nan_mean_falls_back(tmp_path: Path) -> None:
     ious = [0.61, 0.83, float("nan"), 0.72, 0.74, 0.52]
-    a = make_run(tmp_path, "a", epochs_ious=FCN32,
-                 eval_json={"task": "segment", "data": "p2_data/validation", "per_class_iou": ious,
-                            "mean_iou": float("nan"), "confusion_matrix": [[3, 1], [1, 5]]})
+    a = make_run(
+        tmp_path,
+        "a",
+        epochs_ious=FCN32,
+        eval_json={
+            "task": "segment",
+            "data": "p2_data/validation",
+            "per_class_iou": ious,
+            "mean_iou": float("nan"),
+            "confusion_matrix": [[3, 1], [1, 5]],
+        },
+    )
     b = make_run(tmp_path, "b", epochs_ious=FCN8)
     comp = compare_runs([a, b])
     # a's evaluation (older layout) and b's metrics.csv were measured on different data: two tables, no delta

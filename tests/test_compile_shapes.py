@@ -34,8 +34,7 @@ def _tiny_model():
 @pytest.fixture(scope="module")
 def p1(tmp_path_factory):
     # 5 classes x 9 = 45 training images, 5 x 3 = 15 validation images: ragged with batch 16 / eval batch 8
-    return make_classification_data(tmp_path_factory.mktemp("p1"), num_classes=5, train_per_class=9,
-                                    val_per_class=3)
+    return make_classification_data(tmp_path_factory.mktemp("p1"), num_classes=5, train_per_class=9, val_per_class=3)
 
 
 def config(p1, **kw):
@@ -107,8 +106,11 @@ def test_compiled_training_compiles_one_graph_per_mode(p1, tmp_path, monkeypatch
 
     def record(gm, example_inputs):
         # the images among the inputs (parameters are inputs too): N x 3 x 32 x 32
-        graphs.append(next(t.shape[0] for t in example_inputs
-                           if isinstance(t, torch.Tensor) and tuple(t.shape[1:]) == (3, 32, 32)))
+        graphs.append(
+            next(
+                t.shape[0] for t in example_inputs if isinstance(t, torch.Tensor) and tuple(t.shape[1:]) == (3, 32, 32)
+            )
+        )
         return gm.forward
 
     def spy(model, **kw):

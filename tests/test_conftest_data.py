@@ -22,8 +22,15 @@ def run_probe(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     (folder / "test_probe.py").write_text(PROBE)
     full = {**os.environ, "FCNLAB_DATA": str(tmp_path / "nothing"), **env}
     full.pop("PYTEST_ADDOPTS", None)
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "test_probe.py"],
-                          cwd=folder, env=full, capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "test_probe.py"],
+        cwd=folder,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.mark.slow

@@ -23,12 +23,16 @@ from fcnlab.tasks import make_task
 pytestmark = pytest.mark.realdata
 
 
-
 def torchrun(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
     """Two CPU processes on this machine (torchrun's standalone rendezvous picks a free port)."""
     env = {**os.environ, "FCNLAB_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                             "-m", "fcnlab", *args], capture_output=True, text=True, timeout=300, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "fcnlab", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
@@ -61,8 +65,25 @@ def check_rank0_only(result: subprocess.CompletedProcess, run: Path) -> None:
     assert not list(run.glob(".*")), "temporary files left behind"
 
 
-@pytest.mark.parametrize("extra", [[], ["--ema", "true", "--ema-decay", "0.5", "--augment-policy", "trivialaugment",
-                                         "--cutmix", "1.0", "--lr-base-batch", "4"]], ids=["plain", "ema_augment"])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],
+        [
+            "--ema",
+            "true",
+            "--ema-decay",
+            "0.5",
+            "--augment-policy",
+            "trivialaugment",
+            "--cutmix",
+            "1.0",
+            "--lr-base-batch",
+            "4",
+        ],
+    ],
+    ids=["plain", "ema_augment"],
+)
 def test_classify_ddp_metrics_equal_single_process_eval(dlcv_root, tmp_path, capsys, extra):
     """With ``ema`` the logged metrics are the average's (BN statistics from rank 0), which inference loads."""
     data = tmp_path / "p1"
@@ -74,9 +95,32 @@ def test_classify_ddp_metrics_equal_single_process_eval(dlcv_root, tmp_path, cap
                     continue  # 11 validation images: the two ranks' shards differ in size
                 shutil.copy(dlcv_root / "p1_data" / src / f"{label}_{i}.png", data / split)
     run = tmp_path / "run"
-    result = torchrun(["classify", "train", "--data", str(data / "train"), "--val", str(data / "val"), "--out",
-                       str(run), "--model", "resnet18", "--num-classes", "4", "--epochs", "1", "--batch-size", "4",
-                       "--lr", "0.01", "--device", "cpu", *extra], tmp_path)
+    result = torchrun(
+        [
+            "classify",
+            "train",
+            "--data",
+            str(data / "train"),
+            "--val",
+            str(data / "val"),
+            "--out",
+            str(run),
+            "--model",
+            "resnet18",
+            "--num-classes",
+            "4",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--lr",
+            "0.01",
+            "--device",
+            "cpu",
+            *extra,
+        ],
+        tmp_path,
+    )
     check_rank0_only(result, run)
     if "--lr-base-batch" in extra:  # lr 0.01 per 4 images; two processes of 4 images: 0.02
         assert "lr 0.02 (0.01 per 4 images, linear scaling to a batch of 8)" in result.stdout
@@ -84,26 +128,52 @@ def test_classify_ddp_metrics_equal_single_process_eval(dlcv_root, tmp_path, cap
     assert_equal_metrics(logged, single_process_metrics(run))
     row = (run / "metrics.csv").read_text().splitlines()[1].split(",")
     assert float(row[5]) == pytest.approx(logged["val_acc"], abs=5e-7)
-    assert main(["classify", "eval", "--ckpt", str(run), "--data", str(data / "val"), "--device", "cpu",
-                 "--workers", "0"]) == 0
+    assert (
+        main(["classify", "eval", "--ckpt", str(run), "--data", str(data / "val"), "--device", "cpu", "--workers", "0"])
+        == 0
+    )
     assert f"Val Acc: {logged['val_acc']:.6f}" in capsys.readouterr().out
 
 
 def test_segment_ddp_metrics_equal_single_process_eval(dlcv_root, tmp_path):
     data = tmp_path / "p2"
-    for split, src, stems in (("train", "train", ("0000", "0001", "0002", "0003")),
-                              ("val", "validation", ("0000", "0001", "0177"))):
+    for split, src, stems in (
+        ("train", "train", ("0000", "0001", "0002", "0003")),
+        ("val", "validation", ("0000", "0001", "0177")),
+    ):
         (data / split).mkdir(parents=True)
         for stem in stems:  # 64x64 crops; validation 0177 holds the stray red (unknown) pixels
             box = (0, 0, 64, 64) if stem != "0177" else (192, 192, 256, 256)
             Image.open(dlcv_root / "p2_data" / src / f"{stem}_sat.jpg").crop(box).save(
-                data / split / f"{stem}_sat.jpg", quality=95)
+                data / split / f"{stem}_sat.jpg", quality=95
+            )
             Image.open(dlcv_root / "p2_data" / src / f"{stem}_mask.png").convert("RGB").crop(box).save(
-                data / split / f"{stem}_mask.png")
+                data / split / f"{stem}_mask.png"
+            )
     run = tmp_path / "run"
-    result = torchrun(["segment", "train", "--data", str(data / "train"), "--val", str(data / "val"), "--out",
-                       str(run), "--model", "fcn8s_resnet34", "--image-size", "64", "--epochs", "1",
-                       "--batch-size", "2", "--device", "cpu"], tmp_path)
+    result = torchrun(
+        [
+            "segment",
+            "train",
+            "--data",
+            str(data / "train"),
+            "--val",
+            str(data / "val"),
+            "--out",
+            str(run),
+            "--model",
+            "fcn8s_resnet34",
+            "--image-size",
+            "64",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "2",
+            "--device",
+            "cpu",
+        ],
+        tmp_path,
+    )
     check_rank0_only(result, run)
     logged = load_checkpoint(run / "last.pt")["metrics"]
     single = single_process_metrics(run)

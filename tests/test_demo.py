@@ -164,8 +164,7 @@ def test_a_fake_marker_does_not_make_a_folder_deletable(tmp_path: Path):
 
 
 def test_failed_step_stops_the_demo_with_its_exit_code(tmp_path: Path, capsys):
-    step = Step("eval a missing run", ["classify", "eval", "--ckpt", str(tmp_path / "nope"), "--data",
-                                       str(tmp_path)])
+    step = Step("eval a missing run", ["classify", "eval", "--ckpt", str(tmp_path / "nope"), "--data", str(tmp_path)])
     with pytest.raises(DemoStepFailed, match="demo step 3/9 failed with exit code 2") as info:
         run_step(step, 3, 9)
     assert info.value.exit_code == 2

@@ -51,8 +51,10 @@ def test_no_duplicates_gives_no_warning():
 
 
 def test_warning_is_one_line_naming_every_file():
-    groups = [DuplicateGroup((Path("10_363.png"), Path("41_87.png")), (10, 41)),
-              DuplicateGroup((Path("33_161.png"), Path("48_309.png")), (33, 48))]
+    groups = [
+        DuplicateGroup((Path("10_363.png"), Path("41_87.png")), (10, 41)),
+        DuplicateGroup((Path("33_161.png"), Path("48_309.png")), (33, 48)),
+    ]
     line = conflict_warning(groups, "train_50")
     assert line is not None and "\n" not in line
     assert line.startswith("4 identical images in train_50 carry different labels: ")

@@ -12,12 +12,14 @@ from fcnlab.training.ema import ModelEma, ema_decay_at
 
 def _toy() -> torch.nn.Module:
     torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
-                               torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.LazyLinear(2)
+    )
 
 
-def _train_steps(model: torch.nn.Module, ema: ModelEma | None, k: int, seed: int = 1,
-                 ema_from: torch.nn.Module | None = None) -> list[dict]:
+def _train_steps(
+    model: torch.nn.Module, ema: ModelEma | None, k: int, seed: int = 1, ema_from: torch.nn.Module | None = None
+) -> list[dict]:
     """k SGD steps; returns the model's state after each step (what the EMA saw, updated from ``ema_from``)."""
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -44,8 +46,11 @@ def _closed_form(seen: list[dict], decay: float, warmup: bool) -> dict[str, torc
         for s in range(t + 1, k + 1):
             w *= ema_decay_at(s, decay, warmup)
         weights.append(w)
-    return {n: sum(w * s[n].double() for w, s in zip(weights, seen, strict=True)) for n in seen[0]
-            if seen[0][n].is_floating_point()}
+    return {
+        n: sum(w * s[n].double() for w, s in zip(weights, seen, strict=True))
+        for n in seen[0]
+        if seen[0][n].is_floating_point()
+    }
 
 
 @pytest.mark.parametrize("warmup", [False, True])

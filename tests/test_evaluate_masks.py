@@ -18,7 +18,6 @@ from fcnlab.tasks.metrics import format_course_lines
 REAL_IDS = ("0003", "0010", "0042", "0100", "0150", "0177", "0200", "0256")
 
 
-
 def perturb(ids: np.ndarray, seed: int) -> np.ndarray:
     """A plausible prediction: shifted labels with 10% random classes (unknown included)."""
     rng = np.random.default_rng(seed)
@@ -96,8 +95,7 @@ def test_pairing_by_name(tmp_path):
     assert mask_key(Path("0001_mask.png")) == "0001" == mask_key(Path("0001.png"))
     gt, pred = tiny_set(tmp_path, ["0001_mask.png", "0002_mask.png"], ["0001_mask.png", "0002.png", "0009.png"])
     pairs, warnings = pair_masks(gt, pred)
-    assert [(a.name, b.name) for a, b in pairs] == [("0001_mask.png", "0001_mask.png"),
-                                                      ("0002_mask.png", "0002.png")]
+    assert [(a.name, b.name) for a, b in pairs] == [("0001_mask.png", "0001_mask.png"), ("0002_mask.png", "0002.png")]
     assert len(warnings) == 1 and warnings[0].startswith("1 prediction in ")
     assert "has no label mask" in warnings[0] and warnings[0].endswith("is ignored: 0009.png")
     result = evaluate_masks(gt, pred)
@@ -107,9 +105,12 @@ def test_pairing_by_name(tmp_path):
 def test_missing_predictions_are_listed(tmp_path):
     names = [f"{i:04d}_mask.png" for i in range(8)]
     gt, pred = tiny_set(tmp_path, names, names[7:])
-    with pytest.raises(DataError, match=r"^7 label masks have no prediction in .*pred: 0000_mask\.png, "
-                                        r"0001_mask\.png, 0002_mask\.png, 0003_mask\.png, 0004_mask\.png, "
-                                        r"\.\.\. \(first 5 of 7\)"):
+    with pytest.raises(
+        DataError,
+        match=r"^7 label masks have no prediction in .*pred: 0000_mask\.png, "
+        r"0001_mask\.png, 0002_mask\.png, 0003_mask\.png, 0004_mask\.png, "
+        r"\.\.\. \(first 5 of 7\)",
+    ):
         evaluate_masks(gt, pred)
 
 
@@ -133,8 +134,11 @@ def test_duplicate_masks_in_one_folder(tmp_path):
 def test_size_mismatch_names_the_file(tmp_path):
     gt, pred = tiny_set(tmp_path, ["0001_mask.png", "0002_mask.png"], ["0001_mask.png"])
     write_mask(pred / "0002_mask.png", np.zeros((4, 8), dtype=np.uint8))
-    with pytest.raises(DataError, match=r"0002_mask\.png: prediction is 8x4 pixels but its label .*0002_mask\.png "
-                                        r"is 8x8"):
+    with pytest.raises(
+        DataError,
+        match=r"0002_mask\.png: prediction is 8x4 pixels but its label .*0002_mask\.png "
+        r"is 8x8",
+    ):
         evaluate_masks(gt, pred, workers=2)
 
 

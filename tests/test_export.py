@@ -36,8 +36,14 @@ def fcn_ckpt(tmp_path_factory):
     model = build_model("fcn8s_resnet34", 7)
     _randomize_scores(model)
     path = tmp_path_factory.mktemp("ckpt") / "best.pt"
-    save_checkpoint(path, task="segment", model_name="fcn8s_resnet34", num_classes=7, model=model.state_dict(),
-                    config={"task": "segment", "model": "fcn8s_resnet34", "image_size": 512})
+    save_checkpoint(
+        path,
+        task="segment",
+        model_name="fcn8s_resnet34",
+        num_classes=7,
+        model=model.state_dict(),
+        config={"task": "segment", "model": "fcn8s_resnet34", "image_size": 512},
+    )
     return path
 
 
@@ -95,8 +101,9 @@ def test_fcn8s_torch_export_round_trip(fcn_ckpt, tmp_path):
 def test_classifier_torch_export_has_fixed_size_and_dynamic_batch(tmp_path):
     model = build_model("resnet18", 10).eval()
     out = tmp_path / "r18.pt2"
-    export.export_program(export.exportable_model(model, "classify", (32, 32)), torch.randn(2, 3, 32, 32), out,
-                          dynamic_hw=False)
+    export.export_program(
+        export.exportable_model(model, "classify", (32, 32)), torch.randn(2, 3, 32, 32), out, dynamic_hw=False
+    )
     x = torch.randn(5, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(export.run_program(out, x), model(x), atol=1e-5, rtol=1e-5)
@@ -120,8 +127,9 @@ def test_bad_requests_are_one_line_errors(fcn_ckpt, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     vgg = build_model("vgg16_bn", 10)  # 2x2 features -> AdaptiveAvgPool2d((7, 7)) has no ONNX form
     with pytest.raises(ConfigError, match="ONNX cannot express VGG at 64x64"):
-        export.export_onnx(export.exportable_model(vgg, "classify", (64, 64)), torch.zeros(1, 3, 64, 64),
-                           tmp_path / "x.onnx", False)
+        export.export_onnx(
+            export.exportable_model(vgg, "classify", (64, 64)), torch.zeros(1, 3, 64, 64), tmp_path / "x.onnx", False
+        )
     with pytest.raises(ConfigError, match="--opset"):
         export.export_onnx(nn.Identity(), torch.zeros(1, 3, 4, 4), tmp_path / "x.onnx", False, opset=13)
     assert not (tmp_path / "x.onnx").exists()

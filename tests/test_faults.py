@@ -117,8 +117,9 @@ def test_a_read_only_disk_is_one_line_and_keeps_the_previous_file(read_only_disk
     before = target.read_bytes()
     with pytest.raises(OutputError) as e:
         WRITERS[writer](target)
-    assert str(e.value).startswith(f"{target}: cannot ") and "(the file system is read-only); write elsewhere" \
-        in str(e.value)
+    assert str(e.value).startswith(f"{target}: cannot ") and "(the file system is read-only); write elsewhere" in str(
+        e.value
+    )
     assert target.read_bytes() == before
     with pytest.raises(OutputError, match="read-only"):  # a new file in a new folder on it
         atomic_write_text(read_only_disk / "new" / "a.txt", "a")
@@ -182,12 +183,33 @@ def test_cli_output_on_a_full_disk_is_one_line_naming_the_file(full_disk, tmp_pa
     _labelled_images(images, n=2, size=32)
     ckpt = tmp_path / "model.pt"
     config = from_dict({"task": "classify", "model": "resnet18", "num_classes": 2, "device": "cpu"})
-    save_checkpoint(ckpt, task="classify", model_name="resnet18", num_classes=2,
-                    model=build_model("resnet18", 2).state_dict(), config=config.to_dict(), epoch=0)
+    save_checkpoint(
+        ckpt,
+        task="classify",
+        model_name="resnet18",
+        num_classes=2,
+        model=build_model("resnet18", 2).state_dict(),
+        config=config.to_dict(),
+        epoch=0,
+    )
     fill(full_disk)
     out = full_disk / "pred.csv"
-    code = main(["classify", "predict", "--ckpt", str(ckpt), "--images", str(images), "--out", str(out),
-                 "--device", "cpu", "--workers", "0"])
+    code = main(
+        [
+            "classify",
+            "predict",
+            "--ckpt",
+            str(ckpt),
+            "--images",
+            str(images),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+        ]
+    )
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert code == 2 and len(err) == 1, err
     assert err[0].startswith(f"fcnlab: error: {out}: cannot write (the disk is full); free disk space")
@@ -251,8 +273,18 @@ def _marker_without_checksums(folder: Path) -> None:
     (folder / cache.MARKER).write_text(json.dumps(meta))
 
 
-@pytest.mark.parametrize("damage", [_truncate, _drop_marker, _other_shape, _foreign_array, _garbage_marker,
-                                    _zeros_in_place, _marker_without_checksums])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        _truncate,
+        _drop_marker,
+        _other_shape,
+        _foreign_array,
+        _garbage_marker,
+        _zeros_in_place,
+        _marker_without_checksums,
+    ],
+)
 def test_a_damaged_disk_cache_is_rebuilt_with_a_notice(tmp_path, damage, capsys):
     files = _labelled_images(tmp_path / "imgs")
     first, calls = _build(files)
@@ -292,8 +324,11 @@ def test_a_full_disk_while_building_the_cache_is_one_line_and_leaves_nothing(ful
 def test_a_read_only_cache_folder_is_one_line(read_only_disk, tmp_path, monkeypatch):
     monkeypatch.setenv("FCNLAB_CACHE", str(read_only_disk))
     files = _labelled_images(tmp_path / "imgs")
-    with pytest.raises(OutputError, match=r"cannot build the disk cache \(the file system is read-only\); .*"
-                                          r"FCNLAB_CACHE"):
+    with pytest.raises(
+        OutputError,
+        match=r"cannot build the disk cache \(the file system is read-only\); .*"
+        r"FCNLAB_CACHE",
+    ):
         _build(files)
 
 
@@ -355,8 +390,11 @@ def test_an_odd_sized_first_tile_is_blamed_not_the_others(tmp_path):
     for i, size in enumerate((24, 16, 16)):
         Image.new("RGB", (size, size), (0, 255, 255)).save(folder / f"{i:04d}_sat.jpg")
         Image.new("RGB", (size, size), (0, 255, 255)).save(folder / f"{i:04d}_mask.png")
-    with pytest.raises(DataError, match=rf"^{folder / '0000_sat.jpg'}: tile is 24x24, but 2 of the 3 tiles are "
-                                        rf"16x16; "):
+    with pytest.raises(
+        DataError,
+        match=rf"^{folder / '0000_sat.jpg'}: tile is 24x24, but 2 of the 3 tiles are "
+        rf"16x16; ",
+    ):
         load_tile_set(folder, cache="memory")
 
 
@@ -366,8 +404,11 @@ def test_link_loops_and_broken_links_get_a_line_with_the_fix(tmp_path, capsys):
     broken.symlink_to(tmp_path / "gone")
     with pytest.raises(DataError, match=rf"^{loop}: is a symbolic link loop .*ln -sfn TARGET {loop}"):
         list_images(loop)
-    with pytest.raises(DataError, match=rf"^{broken}: is a broken symbolic link to {tmp_path / 'gone'}, which "
-                                        rf"does not exist; repoint it \(ln -sfn TARGET {broken}\)"):
+    with pytest.raises(
+        DataError,
+        match=rf"^{broken}: is a broken symbolic link to {tmp_path / 'gone'}, which "
+        rf"does not exist; repoint it \(ln -sfn TARGET {broken}\)",
+    ):
         list_images(broken)
     # inside a data folder: a looping and a broken image link are each named with the fix
     folder = tmp_path / "imgs"
@@ -387,8 +428,20 @@ def test_link_loops_and_broken_links_get_a_line_with_the_fix(tmp_path, capsys):
     with pytest.raises(DataError, match=rf"^{broken}: is a broken symbolic link"):
         load_checkpoint(broken)
     # the command line: --data that is a loop was a RuntimeError traceback from Path.resolve
-    code = main(["classify", "train", "--data", str(loop), "--val", str(loop), "--out", str(tmp_path / "run"),
-                 "--device", "cpu"])
+    code = main(
+        [
+            "classify",
+            "train",
+            "--data",
+            str(loop),
+            "--val",
+            str(loop),
+            "--out",
+            str(tmp_path / "run"),
+            "--device",
+            "cpu",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith(f"fcnlab: error: {loop}: is a symbolic link loop")
 
@@ -405,8 +458,9 @@ sys.stdin.readline()  # hold until told (or killed)
 
 def _holder(run: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": SRC}
-    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(run)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(run)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    )
     assert proc.stdout.readline().strip() == "locked"
     return proc
 
@@ -449,4 +503,3 @@ def test_a_lock_is_released_on_normal_exit_and_taken_once_per_process(tmp_path):
 def test_a_lock_in_a_folder_that_cannot_hold_it_is_one_line(read_only_disk):
     with pytest.raises(OutputError, match=r"\.lock: cannot create the run lock \(Read-only file system\)"):
         RunLock(read_only_disk).acquire()
-

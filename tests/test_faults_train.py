@@ -24,20 +24,46 @@ from fcnlab.data.synthetic import make_classification_data
 from train_once import train_once
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-ARGS = ["--model", "resnet18", "--num-classes", "4", "--batch-size", "6", "--lr", "0.02", "--device", "cpu",
-        "--log-every", "1", "--seed", "3"]
+ARGS = [
+    "--model",
+    "resnet18",
+    "--num-classes",
+    "4",
+    "--batch-size",
+    "6",
+    "--lr",
+    "0.02",
+    "--device",
+    "cpu",
+    "--log-every",
+    "1",
+    "--seed",
+    "3",
+]
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     """24 training images (4 steps of 6 per epoch) and 12 validation images of 4 synthetic classes."""
-    return make_classification_data(tmp_path_factory.mktemp("faults_train") / "p1", num_classes=4,
-                                    train_per_class=6, val_per_class=3)
+    return make_classification_data(
+        tmp_path_factory.mktemp("faults_train") / "p1", num_classes=4, train_per_class=6, val_per_class=3
+    )
 
 
 def train_argv(data: Path, out: Path, epochs: int = 1) -> list[str]:
-    return ["classify", "train", "--data", str(data / "train_50"), "--val", str(data / "val_50"), "--out", str(out),
-            "--epochs", str(epochs), *ARGS]
+    return [
+        "classify",
+        "train",
+        "--data",
+        str(data / "train_50"),
+        "--val",
+        str(data / "val_50"),
+        "--out",
+        str(out),
+        "--epochs",
+        str(epochs),
+        *ARGS,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -68,12 +94,15 @@ def epochs_of(path: Path) -> list[int]:
 
 
 # ------------------------------------------------------------------------------------------ resume checks
-@pytest.mark.parametrize("extra, differs", [
-    (["--model", "resnet34"], "--model resnet34 (the run has resnet18)"),
-    (["--num-classes", "7"], "--num-classes 7 (the run has 4)"),
-    (["--image-size", "64"], "--image-size 64 (the run has 32)"),
-    (["--model", "resnet34", "--num-classes", "7"], "--model resnet34 (the run has resnet18), --num-classes 7"),
-])
+@pytest.mark.parametrize(
+    "extra, differs",
+    [
+        (["--model", "resnet34"], "--model resnet34 (the run has resnet18)"),
+        (["--num-classes", "7"], "--num-classes 7 (the run has 4)"),
+        (["--image-size", "64"], "--image-size 64 (the run has 32)"),
+        (["--model", "resnet34", "--num-classes", "7"], "--model resnet34 (the run has resnet18), --num-classes 7"),
+    ],
+)
 def test_resume_with_another_shape_says_what_differs(finished, tmp_path, capsys, extra, differs):
     run = copy_run(finished, tmp_path)
     before = (run / "last.pt").read_bytes()
@@ -86,8 +115,10 @@ def test_resume_with_another_shape_says_what_differs(finished, tmp_path, capsys,
 def test_resuming_a_run_of_the_other_task_is_refused(finished, tmp_path, capsys):
     run = copy_run(finished, tmp_path)
     line = one_error_line(main(["segment", "train", "--resume", str(run), "--epochs", "2"]), capsys)
-    assert f"--resume {run}: is a classify run (resnet18), not a segment run; resume it with 'fcnlab classify " \
-           f"train --resume {run}'" in line
+    assert (
+        f"--resume {run}: is a classify run (resnet18), not a segment run; resume it with 'fcnlab classify "
+        f"train --resume {run}'" in line
+    )
 
 
 def test_a_resume_compares_resolved_values_so_the_same_value_spelled_otherwise_changes_nothing(finished, tmp_path):
@@ -97,14 +128,16 @@ def test_a_resume_compares_resolved_values_so_the_same_value_spelled_otherwise_c
     assert cfg.lr == 0.02 and cfg.workers == 0 and ckpt["changed_settings"] == {}
 
 
-def test_change_settings_trains_the_remaining_epochs_with_them_and_keeps_the_earlier_config(finished, tmp_path,
-                                                                                           capsys):
+def test_change_settings_trains_the_remaining_epochs_with_them_and_keeps_the_earlier_config(finished, tmp_path, capsys):
     run = copy_run(finished, tmp_path)
     before = (run / "config.yaml").read_text()
-    line = one_error_line(main(["classify", "train", "--resume", str(run), "--change-settings", "--lr", "0.01"]),
-                          capsys)
-    assert f"--resume {run} --change-settings: the run has trained all its 1 epoch, so no epoch is left to train " \
-           f"with --lr 0.01 (the run has 0.02); add --epochs 2 or more" in line
+    line = one_error_line(
+        main(["classify", "train", "--resume", str(run), "--change-settings", "--lr", "0.01"]), capsys
+    )
+    assert (
+        f"--resume {run} --change-settings: the run has trained all its 1 epoch, so no epoch is left to train "
+        f"with --lr 0.01 (the run has 0.02); add --epochs 2 or more" in line
+    )
     line = one_error_line(main(["classify", "train", "--resume", str(run), "--epochs", "2", "--lr", "0.01"]), capsys)
     assert "--lr 0.01 (the run has 0.02) would change the settings of the 1 epoch already trained" in line
     assert "add --change-settings to train the remaining epochs with it" in line
@@ -117,8 +150,10 @@ def test_change_settings_trains_the_remaining_epochs_with_them_and_keeps_the_ear
     # the new peak rate is what epoch 2 trained with, not the one the restored optimizer state brought back
     assert ckpt["scheduler"]["base_lrs"] == [0.01] * len(ckpt["scheduler"]["base_lrs"])
     assert all(g["initial_lr"] == 0.01 for g in ckpt["optimizer"]["param_groups"])
-    line = one_error_line(main(["classify", "train", "--data", "x", "--val", "y", "--out", str(tmp_path / "new"),
-                                "--change-settings"]), capsys)
+    line = one_error_line(
+        main(["classify", "train", "--data", "x", "--val", "y", "--out", str(tmp_path / "new"), "--change-settings"]),
+        capsys,
+    )
     assert "option --change-settings: only with --resume RUN_DIR" in line
 
 
@@ -126,7 +161,7 @@ def test_change_settings_trains_the_remaining_epochs_with_them_and_keeps_the_ear
 def test_a_damaged_last_pt_points_to_from_best_which_resumes(finished, tmp_path, capsys):
     run = copy_run(finished, tmp_path)
     damaged = run / "last.pt"
-    damaged.write_bytes(damaged.read_bytes()[: 1000])
+    damaged.write_bytes(damaged.read_bytes()[:1000])
     line = one_error_line(main(["classify", "train", "--resume", str(run), "--epochs", "2"]), capsys)
     assert line.startswith(f"fcnlab: error: {damaged}: not a readable checkpoint")
     assert f"resume from the best epoch's checkpoint instead: --resume {run} --from best" in line
@@ -137,8 +172,9 @@ def test_a_damaged_last_pt_points_to_from_best_which_resumes(finished, tmp_path,
 
 
 def test_from_needs_resume_and_a_best_pt(finished, tmp_path, capsys):
-    line = one_error_line(main(["classify", "train", "--data", "x", "--val", "y", "--out", str(tmp_path / "r"),
-                                "--from", "best"]), capsys)
+    line = one_error_line(
+        main(["classify", "train", "--data", "x", "--val", "y", "--out", str(tmp_path / "r"), "--from", "best"]), capsys
+    )
     assert "option --from best: only with --resume RUN_DIR" in line
     run = copy_run(finished, tmp_path)
     (run / "last.pt").unlink()  # e.g. deleted by hand after it was damaged
@@ -165,15 +201,24 @@ def test_a_run_held_by_a_live_process_is_refused_with_its_pid(data, finished, tm
     new = tmp_path / "new"
     new.mkdir()
     env = {**os.environ, "PYTHONPATH": SRC}
-    holders = [subprocess.Popen([sys.executable, "-c", _HOLDER, str(folder)], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True, env=env) for folder in (run, new)]
+    holders = [
+        subprocess.Popen(
+            [sys.executable, "-c", _HOLDER, str(folder)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for folder in (run, new)
+    ]
     try:
         for h in holders:
             assert h.stdout.readline().strip() == "locked"
         before = (run / "last.pt").read_bytes()
         for argv, holder, folder, verb in (
-                (["classify", "train", "--resume", str(run), "--epochs", "2"], holders[0], run, "resume"),
-                (train_argv(data, new), holders[1], new, "train into")):
+            (["classify", "train", "--resume", str(run), "--epochs", "2"], holders[0], run, "resume"),
+            (train_argv(data, new), holders[1], new, "train into"),
+        ):
             line = one_error_line(main(argv), capsys)
             assert f"{folder}: in use by another fcnlab process (PID {holder.pid}" in line
             assert f"cannot {verb} it while that process runs" in line
@@ -233,8 +278,13 @@ sys.exit(main(sys.argv[1:]))
 def test_a_kill_between_the_checkpoint_and_its_rows_loses_no_row(data, tmp_path, at):
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": SRC, "KILL_AT": at, "KILL_EPOCH": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", _KILLER, *train_argv(data, run, epochs=2)], env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLER, *train_argv(data, run, epochs=2)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     ckpt = load_checkpoint(run / "last.pt")
     assert ckpt["epoch"] == 1  # the checkpoint of epoch 1 is on disk ...
@@ -324,8 +374,22 @@ def test_eval_of_a_read_only_run_prints_its_results_then_suggests_out(data, read
 
 
 def test_eval_out_is_checked_before_evaluating(data, finished, tmp_path, capsys):
-    line = one_error_line(main(["classify", "eval", "--ckpt", str(finished), "--data", str(data / "val_50"),
-                                "--out", str(data / "val_50"), *EVAL]), capsys)
+    line = one_error_line(
+        main(
+            [
+                "classify",
+                "eval",
+                "--ckpt",
+                str(finished),
+                "--data",
+                str(data / "val_50"),
+                "--out",
+                str(data / "val_50"),
+                *EVAL,
+            ]
+        ),
+        capsys,
+    )
     assert "is the input folder" in line
 
 
@@ -340,15 +404,39 @@ def test_segment_eval_writes_where_out_says(tmp_path, capsys):
     data = make_segmentation_data(tmp_path / "p2", n_train=1, n_val=2, size=32)
     ckpt_dir = tmp_path / "ckpt"
     ckpt_dir.mkdir()
-    cfg = from_dict({"task": "segment", "model": "fcn32s_resnet34", "num_classes": 7, "device": "cpu",
-                     "batch_size": 2})
-    save_checkpoint(ckpt_dir / "model.pt", task="segment", model_name="fcn32s_resnet34", num_classes=7,
-                    model=build_model("fcn32s_resnet34", 7).state_dict(), config=cfg.to_dict(), epoch=0)
+    cfg = from_dict({"task": "segment", "model": "fcn32s_resnet34", "num_classes": 7, "device": "cpu", "batch_size": 2})
+    save_checkpoint(
+        ckpt_dir / "model.pt",
+        task="segment",
+        model_name="fcn32s_resnet34",
+        num_classes=7,
+        model=build_model("fcn32s_resnet34", 7).state_dict(),
+        config=cfg.to_dict(),
+        epoch=0,
+    )
     out = tmp_path / "results"
-    assert main(["segment", "eval", "--ckpt", str(ckpt_dir / "model.pt"), "--data", str(data / "validation"),
-                 "--out", str(out), *EVAL]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                "eval",
+                "--ckpt",
+                str(ckpt_dir / "model.pt"),
+                "--data",
+                str(data / "validation"),
+                "--out",
+                str(out),
+                *EVAL,
+            ]
+        )
+        == 0
+    )
     assert "mean_iou" in capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == ["confusion_matrix.png", "eval.json", "per_class_iou.md",
-                                                       "per_tile.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "confusion_matrix.png",
+        "eval.json",
+        "per_class_iou.md",
+        "per_tile.csv",
+    ]
     assert json.loads((out / "eval.json").read_text())["task"] == "segment"
     assert sorted(p.name for p in ckpt_dir.iterdir()) == ["model.pt"]

@@ -31,33 +31,59 @@ def _load():
 gr = _load()
 
 
-def fake_run(root: Path, name: str, task: str, *, epochs: int = 3, done: int = 3, gpu: str | None = "NVIDIA H200",
-             extra: dict[str, bytes] | None = None, run_info: dict | None = None, final: float | None = None) -> Path:
+def fake_run(
+    root: Path,
+    name: str,
+    task: str,
+    *,
+    epochs: int = 3,
+    done: int = 3,
+    gpu: str | None = "NVIDIA H200",
+    extra: dict[str, bytes] | None = None,
+    run_info: dict | None = None,
+    final: float | None = None,
+) -> Path:
     """A run folder as `fcnlab ... train` + eval + gpu_reproduce.sh leave it (checkpoints included)."""
     run = root / name
     (run / "eval").mkdir(parents=True)
-    (run / "config.yaml").write_text(f"task: {task}\nmodel: {'vgg16_bn' if task == 'classify' else 'fcn8s_resnet34'}\n"
-                                     f"epochs: {epochs}\npretrained: false\nlimit: 0\nimage_size: "
-                                     f"{32 if task == 'classify' else 512}\n")
+    (run / "config.yaml").write_text(
+        f"task: {task}\nmodel: {'vgg16_bn' if task == 'classify' else 'fcn8s_resnet34'}\n"
+        f"epochs: {epochs}\npretrained: false\nlimit: 0\nimage_size: "
+        f"{32 if task == 'classify' else 512}\n"
+    )
     key = "val_acc" if task == "classify" else "val_miou"
-    rows = [f"{e},0.1,1.0,0.5,1.0,0.5,{0.1 * e:.6f}" if key == "val_miou" else f"{e},0.1,1.0,0.5,1.0,{0.1 * e:.6f},"
-            for e in range(1, done + 1)]
+    rows = [
+        f"{e},0.1,1.0,0.5,1.0,0.5,{0.1 * e:.6f}" if key == "val_miou" else f"{e},0.1,1.0,0.5,1.0,{0.1 * e:.6f},"
+        for e in range(1, done + 1)
+    ]
     header = "epoch,lr,train_loss,train_acc,val_loss,val_acc,val_miou\n"
     (run / "metrics.csv").write_text(header + "\n".join(rows) + "\n")
-    (run / "timing.csv").write_text("epoch,train_seconds,epoch_seconds,train_img_per_s\n"
-                                    + "".join(f"{e},10.0,12.0,{100.0 * e}\n" for e in range(1, done + 1)))
+    (run / "timing.csv").write_text(
+        "epoch,train_seconds,epoch_seconds,train_img_per_s\n"
+        + "".join(f"{e},10.0,12.0,{100.0 * e}\n" for e in range(1, done + 1))
+    )
     env = {"cuda": gpu is not None, "cpu_count": 16}
     if gpu:
         env["gpu"] = gpu
     (run / "env.json").write_text(json.dumps(env))
     if final is not None:
-        (run / "eval" / "eval.json").write_text(json.dumps({"val_acc": final} if task == "classify"
-                                                           else {"mean_iou": final}))
+        (run / "eval" / "eval.json").write_text(
+            json.dumps({"val_acc": final} if task == "classify" else {"mean_iou": final})
+        )
     (run / "last.pt").write_bytes(b"x" * 1000)
     (run / "best.pt").write_bytes(b"x" * 1000)
-    (run / "run.json").write_text(json.dumps({"recipe": name, "status": "done", "train_wall_s": 125, "sharing": 2,
-                                              "command": f"RECIPES={name} benchmarks/gpu_reproduce.sh $D $OUT",
-                                              **(run_info or {})}))
+    (run / "run.json").write_text(
+        json.dumps(
+            {
+                "recipe": name,
+                "status": "done",
+                "train_wall_s": 125,
+                "sharing": 2,
+                "command": f"RECIPES={name} benchmarks/gpu_reproduce.sh $D $OUT",
+                **(run_info or {}),
+            }
+        )
+    )
     for rel, data in (extra or {}).items():
         (run / rel).parent.mkdir(parents=True, exist_ok=True)
         (run / rel).write_bytes(data)
@@ -112,8 +138,9 @@ def test_an_archive_over_the_limit_drops_its_largest_files_with_a_note(tmp_path)
 def test_unpack_sorts_runs_by_hardware_and_regenerates_the_table(tmp_path):
     work = tmp_path / "work"
     fake_run(work / "runs", "p1_vgg16bn", "classify", epochs=50, done=50, final=0.7301)
-    fake_run(work / "runs", "p2_fcn8s_resnet34", "segment", epochs=50, done=30, final=0.6123,
-             run_info={"status": "partial"})
+    fake_run(
+        work / "runs", "p2_fcn8s_resnet34", "segment", epochs=50, done=30, final=0.6123, run_info={"status": "partial"}
+    )
     fake_run(work / "runs", "p1_cpu_try", "classify", gpu=None, run_info={"dry_run": True})
     out = tmp_path / "out"
     archives = gr.pack(work, out)
@@ -128,13 +155,17 @@ def test_unpack_sorts_runs_by_hardware_and_regenerates_the_table(tmp_path):
     assert text.startswith("# x\n\nbefore\n\n") and text.endswith(f"{gr.END}\n\nafter\n") and "old table" not in text
     rows = {line.split(" | ")[1]: line for line in text.splitlines() if line.startswith("| P")}
     assert "acc 0.7301" in rows["p1_vgg16bn"] and "1x NVIDIA H200, shared with 2 other runs" in rows["p1_vgg16bn"]
-    assert "mIoU 0.6123" in rows["p2_fcn8s_resnet34"] and "30 of 50 epochs, cut by the time budget" in \
-        rows["p2_fcn8s_resnet34"]
+    assert (
+        "mIoU 0.6123" in rows["p2_fcn8s_resnet34"]
+        and "30 of 50 epochs, cut by the time budget" in rows["p2_fcn8s_resnet34"]
+    )
     assert "2 min 5 s wall" in rows["p1_vgg16bn"] and "2,600 img/s" in rows["p1_vgg16bn"]  # median of epochs 2-50
     assert "(docs/results/h200/p1_vgg16bn/)" in rows["p1_vgg16bn"]
     assert "p1_cpu_try" not in rows  # dry runs stay out of the README unless asked for
-    assert "not yet run" in rows["p2_fcn32s_vgg16"] and \
-        "`RECIPES=p2_fcn32s_vgg16 benchmarks/gpu_reproduce.sh $D $OUT`" in rows["p2_fcn32s_vgg16"]
+    assert (
+        "not yet run" in rows["p2_fcn32s_vgg16"]
+        and "`RECIPES=p2_fcn32s_vgg16 benchmarks/gpu_reproduce.sh $D $OUT`" in rows["p2_fcn32s_vgg16"]
+    )
     table = gr.results_table(dest, gr.read_recipes(REPO / "benchmarks" / "gpu_recipes.tsv"), include_dry_runs=True)
     assert "p1_cpu_try" in table and "CPU (16 cores), dry run" in table
 
@@ -183,8 +214,12 @@ def test_bad_usage_is_one_line_exit_2(tmp_path):
     env = {**os.environ, "PYTHON": sys.executable}
     r = subprocess.run(["bash", str(SCRIPT), str(tmp_path)], capture_output=True, text=True, env=env)
     assert r.returncode == 2 and "Usage" in r.stderr
-    r = subprocess.run(["bash", str(SCRIPT), str(tmp_path / "nodata"), str(tmp_path / "out")], capture_output=True,
-                       text=True, env={**env, "WORK": str(tmp_path / "w")})
+    r = subprocess.run(
+        ["bash", str(SCRIPT), str(tmp_path / "nodata"), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env={**env, "WORK": str(tmp_path / "w")},
+    )
     assert r.returncode == 2 and "expected p1_data/ and p2_data/" in r.stderr
 
 
@@ -196,8 +231,11 @@ def synthetic_parts(tmp_path: Path) -> Path:
     make_classification_data(data / "p1_data", num_classes=50, train_per_class=1, val_per_class=1)
     make_segmentation_data(data / "p2_data", n_train=3, n_val=2, size=64)
     parts = tmp_path / "parts"
-    subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_data_parts.sh"), str(data), str(parts), "100k"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_data_parts.sh"), str(data), str(parts), "100k"],
+        check=True,
+        capture_output=True,
+    )
     assert len(list(parts.glob("*/dlcv.tar.part-*"))) >= 2
     return parts
 
@@ -206,8 +244,9 @@ def test_a_missing_data_part_is_named(tmp_path):
     parts = synthetic_parts(tmp_path)
     shutil.rmtree(parts / "01")
     env = {**os.environ, "PYTHON": sys.executable, "WORK": str(tmp_path / "work")}
-    r = subprocess.run(["bash", str(SCRIPT), str(parts), str(tmp_path / "out")], capture_output=True, text=True,
-                       env=env)
+    r = subprocess.run(
+        ["bash", str(SCRIPT), str(parts), str(tmp_path / "out")], capture_output=True, text=True, env=env
+    )
     assert r.returncode == 2 and "data part dlcv.tar.part-01 is missing" in r.stderr
 
 
@@ -218,18 +257,37 @@ def test_dry_run_end_to_end_on_synthetic_data(tmp_path):
     pack; then unpack and table."""
     parts = synthetic_parts(tmp_path)
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHON": sys.executable, "WORK": str(tmp_path / "work"), "OMP_NUM_THREADS": "1",
-           "RECIPES": "p2_fcn8s_resnet34 p9_missing", "PYTHONPATH": str(REPO / "src")}
-    r = subprocess.run(["bash", str(SCRIPT), "--dry-run", str(parts), str(out)], capture_output=True, text=True,
-                       env=env, timeout=600)
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "WORK": str(tmp_path / "work"),
+        "OMP_NUM_THREADS": "1",
+        "RECIPES": "p2_fcn8s_resnet34 p9_missing",
+        "PYTHONPATH": str(REPO / "src"),
+    }
+    r = subprocess.run(
+        ["bash", str(SCRIPT), "--dry-run", str(parts), str(out)], capture_output=True, text=True, env=env, timeout=600
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "skip p9_missing: no recipe file" in r.stdout
     assert sorted(f.name for f in out.iterdir()) == ["p2_fcn8s_resnet34.tar.gz", "reproduce.tar.gz"]
     dest = tmp_path / "results"
     readme = tmp_path / "README.md"
     readme.write_text(f"{gr.BEGIN}\n{gr.END}\n")
-    assert gr.main(["unpack", *map(str, sorted(out.iterdir())), "--dest", str(dest), "--readme", str(readme),
-                    "--include-dry-runs"]) == 0
+    assert (
+        gr.main(
+            [
+                "unpack",
+                *map(str, sorted(out.iterdir())),
+                "--dest",
+                str(dest),
+                "--readme",
+                str(readme),
+                "--include-dry-runs",
+            ]
+        )
+        == 0
+    )
     run = dest / "cpu-dry-run" / "p2_fcn8s_resnet34"
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "done" and info["dry_run"] is True

@@ -27,8 +27,9 @@ print(int(took), held - rss())   # bytes given back to the kernel by the free
 
 def probe(mode: str, env: dict[str, str] | None = None) -> tuple[bool, int]:
     """(whether the setting took effect, bytes of resident memory the process gave back on free)."""
-    out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True,
-                         env=env).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True, env=env
+    ).stdout.split()
     return bool(int(out[0])), int(out[1])
 
 

@@ -47,12 +47,15 @@ def _broken_link(tmp_path: Path) -> Path:
     return tmp_path / "link.png"
 
 
-@pytest.mark.parametrize(("make", "expected"), [
-    (_empty, "file is empty (0 bytes)"),
-    (_text, "not an image file"),
-    (_folder, "is a folder, not an image file"),
-    (_broken_link, "is a broken symbolic link to"),
-])
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (_empty, "file is empty (0 bytes)"),
+        (_text, "not an image file"),
+        (_folder, "is a folder, not an image file"),
+        (_broken_link, "is a broken symbolic link to"),
+    ],
+)
 def test_header_and_decode_give_the_same_message(tmp_path, make, expected):
     path = make(tmp_path)
     decode, header = _message(read_rgb, path), _message(image_size, path)

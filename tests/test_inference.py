@@ -61,7 +61,8 @@ def test_checkpoint_of_the_other_task_is_refused(tmp_path):
     from fcnlab.checkpoint import save_checkpoint
 
     cfg = from_dict({"task": "classify", "model": "resnet18", "num_classes": 3})
-    save_checkpoint(tmp_path / "c.pt", task="classify", model_name="resnet18", num_classes=3, model={},
-                    config=cfg.to_dict())
+    save_checkpoint(
+        tmp_path / "c.pt", task="classify", model_name="resnet18", num_classes=3, model={}, config=cfg.to_dict()
+    )
     with pytest.raises(ConfigError, match="checkpoint is a classify model, not segment; use 'fcnlab classify"):
         load_predictor(tmp_path / "c.pt", "cpu", task="segment")

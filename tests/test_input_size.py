@@ -27,10 +27,7 @@ CPU = ("--device", "cpu", "--workers", "0")
 
 
 def test_majority_vote_takes_each_blocks_most_frequent_class():
-    mask = np.array([[0, 0, 1, 1],
-                     [0, 2, 1, 5],
-                     [3, 3, 6, 6],
-                     [4, 4, 5, 2]], dtype=np.uint8)
+    mask = np.array([[0, 0, 1, 1], [0, 2, 1, 5], [3, 3, 6, 6], [4, 4, 5, 2]], dtype=np.uint8)
     # blocks: {0,0,0,2} -> 0; {1,1,1,5} -> 1; {3,3,4,4} tie -> 3 (lower id); {6,6,5,2} -> 6
     assert majority_vote(mask, 2).tolist() == [[0, 1], [3, 6]]
     # a thin region that nearest sampling (mask[::2, ::2]) would keep, and loses everything else
@@ -68,8 +65,9 @@ def test_tile_set_at_input_size_votes_masks_and_caches_apart(tmp_path, monkeypat
     assert small.images.shape == (2, 3, 16, 16) and small.masks.shape == (2, 16, 16)
     tile, mask = pair_files(data / "train")[0]
     assert np.array_equal(small.masks[0], majority_vote(read_mask(mask)[0], 4))
-    assert np.array_equal(small.images[0], reduce_image(np.asarray(full.images[0]).transpose(1, 2, 0), 4)
-                          .transpose(2, 0, 1))
+    assert np.array_equal(
+        small.images[0], reduce_image(np.asarray(full.images[0]).transpose(1, 2, 0), 4).transpose(2, 0, 1)
+    )
     assert sorted(p.name.split("-")[0] for p in (tmp_path / "cache").iterdir()) == ["p2", "p2"]
 
 
@@ -109,10 +107,33 @@ def scaled_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("scaled")
     data = make_segmentation_data(root / "data", n_train=4, n_val=2, size=64)
     run = root / "run"
-    rc = train_once(["segment", "train", "--model", "fcn8s_lite", "--input-size", "32", "--image-size", "32",
-                     "--data", str(data / "train"), "--val", str(data / "validation"), "--out", str(run),
-                     "--epochs", "2", "--batch-size", "2", "--snapshot-epochs", "2", "--device", "cpu"],
-                    root / "cache")
+    rc = train_once(
+        [
+            "segment",
+            "train",
+            "--model",
+            "fcn8s_lite",
+            "--input-size",
+            "32",
+            "--image-size",
+            "32",
+            "--data",
+            str(data / "train"),
+            "--val",
+            str(data / "validation"),
+            "--out",
+            str(run),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "2",
+            "--snapshot-epochs",
+            "2",
+            "--device",
+            "cpu",
+        ],
+        root / "cache",
+    )
     assert rc == 0
     return {"root": root, "data": data, "run": run}
 

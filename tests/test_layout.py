@@ -25,25 +25,45 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "fcnlab"
 MAX_LINES = 400
 TASK_NAMES = {"classify", "segment"}
 #: Where comparing task names is the job: the task package, config validation and the CLI's parsing.
-TASK_NAME_HOMES = ("tasks/", "config.py", "cli/")
+TASK_NAME_HOMES = ("tasks/", "config/", "cli/")
 #: Function-level imports allowed to close a loop: the registry's build_model loads ImageNet weights through
 #: pretrained.py, which looks models up in the registry.
 LAZY_CYCLE_EDGES = {("fcnlab.models.registry", "fcnlab.models.pretrained")}
 #: The pipeline stages, lowest first: leaves every stage may use, then data -> models -> tasks -> training ->
 #: inference -> evaluation -> report, then the front doors. A module belongs to the stage of its first name
 #: under fcnlab (``fcnlab.training.loop`` -> ``training``).
-STAGES = ("errors", "runtime", "taskinfo", "recipes", "config", "runs", "data", "models", "checkpoint", "tasks",
-          "training", "infer", "evaluate", "report", "bench", "api", "demo", "reproduce", "cli", "__main__")
+STAGES = (
+    "errors",
+    "runtime",
+    "taskinfo",
+    "recipes",
+    "config",
+    "runs",
+    "data",
+    "models",
+    "checkpoint",
+    "tasks",
+    "training",
+    "infer",
+    "evaluate",
+    "report",
+    "bench",
+    "api",
+    "demo",
+    "reproduce",
+    "cli",
+    "__main__",
+)
 #: Imports that run up the stages, each inside a function (so both modules are loaded by then) and each
 #: with its reason. Remove an entry when its import goes; adding one needs the same kind of reason.
 UPWARD_EDGES = {
     # validation names an unknown model with the registry's list; the registry imports torch
-    ("fcnlab.config", "fcnlab.models"),
+    ("fcnlab.config.checks", "fcnlab.models"),
     # training's mask snapshots and predicted overlays are drawn with the report's palette figures
     ("fcnlab.training.snapshots", "fcnlab.report.viz"),
     ("fcnlab.infer.folders", "fcnlab.report.viz"),
     # the demo runs the CLI's commands in-process
-    ("fcnlab.demo", "fcnlab.cli.main"),
+    ("fcnlab.demo.run", "fcnlab.cli.main"),
 }
 
 
@@ -60,8 +80,12 @@ def sources(package: Path = PACKAGE) -> dict[str, tuple[Path, ast.Module]]:
 
 def imported(tree: ast.Module, name: str, top_level_only: bool, modules: set[str]) -> set[str]:
     """fcnlab modules imported by module ``name`` (``from pkg import sub`` counts ``pkg.sub`` if a module)."""
-    type_checking = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
-                     and "TYPE_CHECKING" in ast.unparse(block.test) for n in ast.walk(block)}
+    type_checking = {
+        id(n)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+        for n in ast.walk(block)
+    }
     nodes = tree.body if top_level_only else list(ast.walk(tree))
     found: set[str] = set()
     for node in nodes:
@@ -100,7 +124,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (found := visit(nxt)):
                 return found
         stack.pop()
@@ -173,15 +197,19 @@ def test_module_size(path: Path):
 
 def test_inference_imports_no_training_code():
     graph = import_graph(top_level_only=False)
-    bad = {m: sorted(d for d in deps if d.startswith("fcnlab.training"))
-           for m, deps in graph.items() if m.startswith("fcnlab.infer")}
+    bad = {
+        m: sorted(d for d in deps if d.startswith("fcnlab.training"))
+        for m, deps in graph.items()
+        if m.startswith("fcnlab.infer")
+    }
     assert not {m: d for m, d in bad.items() if d}
 
 
 def test_bench_stays_inside_the_package():
     for path in sorted((PACKAGE / "bench").rglob("*.py")):
-        assert "benchmarks" not in {getattr(n, "value", None) for n in ast.walk(ast.parse(path.read_text()))
-                                    if isinstance(n, ast.Constant)}, f"{path}: reaches into benchmarks/"
+        assert "benchmarks" not in {
+            getattr(n, "value", None) for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Constant)
+        }, f"{path}: reaches into benchmarks/"
 
 
 def task_name_comparisons(tree: ast.Module) -> list[int]:
@@ -194,8 +222,11 @@ def task_name_comparisons(tree: ast.Module) -> list[int]:
             return any(is_task_name(e) for e in node.elts)
         return False
 
-    return [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Compare)
-            and any(is_task_name(x) for x in [n.left, *n.comparators])]
+    return [
+        n.lineno
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Compare) and any(is_task_name(x) for x in [n.left, *n.comparators])
+    ]
 
 
 def test_task_names_are_compared_only_where_tasks_are_defined_or_parsed():
@@ -217,8 +248,17 @@ def test_the_task_name_check_finds_a_branch():
 
 def test_no_module_shadows_an_api_function():
     api = ast.parse((PACKAGE / "__init__.py").read_text())
-    names = next(ast.literal_eval(n.value) for n in api.body if isinstance(n, ast.Assign)
-                 and any(getattr(t, "id", None) == "API" for t in n.targets))
-    clash = sorted(set(names) & {p.stem if p.name != "__init__.py" else p.parent.name
-                                 for p in PACKAGE.iterdir() if p.suffix == ".py" or (p / "__init__.py").is_file()})
+    names = next(
+        ast.literal_eval(n.value)
+        for n in api.body
+        if isinstance(n, ast.Assign) and any(getattr(t, "id", None) == "API" for t in n.targets)
+    )
+    clash = sorted(
+        set(names)
+        & {
+            p.stem if p.name != "__init__.py" else p.parent.name
+            for p in PACKAGE.iterdir()
+            if p.suffix == ".py" or (p / "__init__.py").is_file()
+        }
+    )
     assert not clash, f"fcnlab.{clash[0]} would rebind the API function of that name when imported"

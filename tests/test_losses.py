@@ -1,4 +1,4 @@
-"""Segmentation losses against brute-force computations on tiny inputs."""
+"""Segmentation losses against brute-force computations on tiny inputs; the soft-target cross-entropy."""
 
 from __future__ import annotations
 
@@ -116,8 +116,11 @@ def test_losses_have_finite_gradients_and_sum_their_terms(name):
     loss = segmentation_loss(name, logits, labels, weight=weight, ignore_index=2)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
-    parts = {"ce": F.cross_entropy(logits, labels, weight=weight, ignore_index=2),
-             "lovasz": lovasz_softmax(logits, labels, 2), "dice": dice_loss(logits, labels, 2)}
+    parts = {
+        "ce": F.cross_entropy(logits, labels, weight=weight, ignore_index=2),
+        "lovasz": lovasz_softmax(logits, labels, 2),
+        "dice": dice_loss(logits, labels, 2),
+    }
     expected = sum(parts[t] for t in loss_terms(name))
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
 
@@ -151,3 +154,20 @@ def test_unknown_loss_name_is_a_config_error():
     with pytest.raises(ConfigError, match="--loss"):
         loss_terms("ce+ce")
     assert loss_terms("lovasz+ce") == ("lovasz", "ce")
+
+
+def test_classification_loss_takes_mixed_targets_with_label_smoothing():
+    """The classification loss takes CutMix/MixUp probabilities q as well as class indices: the smoothed
+    target of q is (1 - s) q + s / C, and one-hot probabilities give the loss of class indices."""
+    from fcnlab.config import from_dict
+    from fcnlab.tasks import make_task
+
+    s = 0.2
+    task = make_task(from_dict({"task": "classify", "model": "airnet", "num_classes": 4, "label_smoothing": s}))
+    g = torch.Generator().manual_seed(7)
+    logits = torch.randn(5, 4, generator=g)
+    y = torch.tensor([0, 3, 1, 2, 3])
+    q = torch.softmax(torch.randn(5, 4, generator=g), 1)
+    expect = -(((1 - s) * q + s / 4) * torch.log_softmax(logits, 1)).sum(1).mean()
+    torch.testing.assert_close(task.loss(logits, q), expect)
+    torch.testing.assert_close(task.loss(logits, F.one_hot(y, 4).float()), task.loss(logits, y))

@@ -27,7 +27,6 @@ from fcnlab.errors import DataError
 REAL_MASKS = ("0000_mask.png", "0001_mask.png", "0042_mask.png", "0177_mask.png")
 
 
-
 def test_constants_describe_the_course_palette():
     assert CLASS_NAMES == ("urban", "agriculture", "rangeland", "forest", "water", "barren", "unknown")
     assert PALETTE.shape == (NUM_CLASSES, 3) and PALETTE.dtype == np.uint8
@@ -166,8 +165,11 @@ def test_red_pixels_of_validation_0177(dlcv_root):
 def test_jpeg_compressed_real_mask_is_refused(dlcv_root, tmp_path):
     rgb = np.asarray(Image.open(dlcv_root / "p2_data" / "validation" / "0000_mask.png").convert("RGB"))
     Image.fromarray(rgb).save(tmp_path / "0000_mask.jpg", quality=90)
-    with pytest.raises(DataError, match=r"0000_mask\.jpg: masks must be lossless palette PNGs; [\d.]+% of "
-                                        r"pixels are off-palette \(JPEG-compressed\?\)"):
+    with pytest.raises(
+        DataError,
+        match=r"0000_mask\.jpg: masks must be lossless palette PNGs; [\d.]+% of "
+        r"pixels are off-palette \(JPEG-compressed\?\)",
+    ):
         read_mask(tmp_path / "0000_mask.jpg")
     # The same JPEG content renamed to .png is caught by its pixels.
     Image.open(tmp_path / "0000_mask.jpg").save(tmp_path / "0000_mask.png")

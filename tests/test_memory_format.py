@@ -16,25 +16,31 @@ CPU = torch.device("cpu")
 
 def cfg_for(task: str, size: int, channels_last: bool = True):
     model = "vgg16_bn" if task == "classify" else "fcn8s_resnet34"
-    return from_dict({"task": task, "model": model, "image_size": size, "device": "cpu",
-                      "num_classes": 50 if task == "classify" else 7, "channels_last": channels_last})
+    return from_dict(
+        {
+            "task": task,
+            "model": model,
+            "image_size": size,
+            "device": "cpu",
+            "num_classes": 50 if task == "classify" else 7,
+            "channels_last": channels_last,
+        }
+    )
 
 
 def test_policy():
-    assert use_channels_last(cfg_for("segment", 512), torch.device("cuda"))
-    assert use_channels_last(cfg_for("classify", 32), torch.device("cuda"))
-    assert use_channels_last(cfg_for("segment", CPU_MIN_SIDE), CPU)
-    assert not use_channels_last(cfg_for("segment", CPU_MIN_SIDE - 32), CPU)
-    assert not use_channels_last(cfg_for("classify", 32), CPU)  # P1's 32x32 images: slower in NHWC on CPUs
-    assert not use_channels_last(cfg_for("segment", 512, channels_last=False), torch.device("cuda"))
+    cuda = torch.device("cuda")
+    assert use_channels_last(True, "fcn8s_resnet34", 512, cuda)
+    assert use_channels_last(True, "vgg16_bn", 32, cuda)
+    assert use_channels_last(True, "fcn8s_resnet34", CPU_MIN_SIDE, CPU)
+    assert not use_channels_last(True, "fcn8s_resnet34", CPU_MIN_SIDE - 32, CPU)
+    assert not use_channels_last(True, "vgg16_bn", 32, CPU)  # P1's 32x32 images: slower in NHWC on CPUs
+    assert not use_channels_last(False, "fcn8s_resnet34", 512, cuda)
 
 
 def test_models_marked_for_cpu_channels_last():
-    def cfg(channels_last: bool = True):
-        return from_dict({"model": "airnet", "device": "cpu", "channels_last": channels_last})
-
-    assert use_channels_last(cfg(), CPU)  # airnet at 32x32: NHWC wins on the CPU
-    assert not use_channels_last(cfg(channels_last=False), CPU)
+    assert use_channels_last(True, "airnet", 32, CPU)  # airnet at 32x32: NHWC wins on the CPU
+    assert not use_channels_last(False, "airnet", 32, CPU)
 
 
 def test_to_channels_last_converts_tensors_and_models_only_when_enabled():

@@ -44,8 +44,9 @@ def test_confusion_matrix_matches_numpy_reference():
         expected += numpy_confusion(target, pred, 7)
     assert cm.mat.dtype == torch.int64 and tuple(cm.mat.shape) == (7, 7)
     assert np.array_equal(cm.numpy(), expected)
-    assert np.array_equal(confusion_counts(*random_maps(0, shape=(2, 5, 9)), 7),
-                          numpy_confusion(*random_maps(0, shape=(2, 5, 9)), 7))
+    assert np.array_equal(
+        confusion_counts(*random_maps(0, shape=(2, 5, 9)), 7), numpy_confusion(*random_maps(0, shape=(2, 5, 9)), 7)
+    )
     cm.all_reduce()  # not distributed: a no-op
     assert np.array_equal(cm.numpy(), expected)
     cm.reset()
@@ -134,7 +135,8 @@ def test_format_course_lines_exact():
     result = MiouResult(per_class=[0.7381, 0.5, 1 / 3, 0.0, 1.0, 0.123456], mean=0.6637041)
     assert format_course_lines(result) == (
         "class #0 : 0.73810\nclass #1 : 0.50000\nclass #2 : 0.33333\nclass #3 : 0.00000\n"
-        "class #4 : 1.00000\nclass #5 : 0.12346\n\nmean_iou: 0.663704")
+        "class #4 : 1.00000\nclass #5 : 0.12346\n\nmean_iou: 0.663704"
+    )
 
 
 def test_absent_class_is_named_and_mean_is_nan_like_the_course(capsys):

@@ -39,11 +39,14 @@ def test_deferred_ignore_index_skips_labels_and_their_predictions():
     assert cm.numpy().tolist() == [[1, 0, 0], [0, 0, 0], [0, 1, 0]]
 
 
-@pytest.mark.parametrize(("target", "pred", "message"), [
-    ([0, 7], [0, 0], r"label value 7 is outside \[0, 3\)"),
-    ([-1, 0], [0, 0], r"label value -1 is outside"),
-    ([0, 1], [0, 3], r"prediction value 3 is outside"),
-])
+@pytest.mark.parametrize(
+    ("target", "pred", "message"),
+    [
+        ([0, 7], [0, 0], r"label value 7 is outside \[0, 3\)"),
+        ([-1, 0], [0, 0], r"label value -1 is outside"),
+        ([0, 1], [0, 3], r"prediction value 3 is outside"),
+    ],
+)
 def test_deferred_errors_name_the_value_when_the_counts_are_read(target, pred, message):
     cm = ConfusionMatrix(3, deferred_checks=True)
     cm.update(torch.tensor(target), torch.tensor(pred))  # no error yet: no host sync in update

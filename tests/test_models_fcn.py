@@ -62,8 +62,7 @@ def test_fcn32s_vgg16_prints_vgg_features_and_fc_convs(fcn):
         "(fc6): Conv2d(512, 4096, kernel_size=(7, 7), stride=(1, 1), padding=(3, 3))",
         "(fc7): Conv2d(4096, 4096, kernel_size=(1, 1), stride=(1, 1))",
         "(score): Conv2d(4096, 7, kernel_size=(1, 1), stride=(1, 1))",
-        "(upsample_32x): ConvTranspose2d(7, 7, kernel_size=(64, 64), stride=(32, 32), padding=(16, 16), "
-        "bias=False)",
+        "(upsample_32x): ConvTranspose2d(7, 7, kernel_size=(64, 64), stride=(32, 32), padding=(16, 16), bias=False)",
     ]:
         assert line in text, line
 
@@ -75,7 +74,13 @@ def test_trunk_state_dict_keys_match_torchvision(fcn):
     fcn_keys = set(fcn("fcn8s_resnet34").state_dict())
     assert resnet_keys <= fcn_keys
     assert {k.split(".")[0] for k in fcn_keys - resnet_keys} == {
-        "scores1", "scores2", "scores3", "upsample_2x", "upsample_4x", "upsample_8x"}
+        "scores1",
+        "scores2",
+        "scores3",
+        "upsample_2x",
+        "upsample_4x",
+        "upsample_8x",
+    }
     vgg_features = {k for k in vgg.state_dict() if k.startswith("features.")}
     assert vgg_features == {k for k in fcn("fcn32s_vgg16").state_dict() if k.startswith("features.")}
 
@@ -91,8 +96,9 @@ def test_vgg_features_equal_torchvision_features():
     assert torch.equal(ours[1].weight, torch.ones(64)) and not ours[1].bias.any()
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if "vgg" in n else n
-                                  for n in list_models("segment")])
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if "vgg" in n else n for n in list_models("segment")]
+)
 def test_output_shapes_and_zero_start(name, fcn):
     model = fcn(name)
     heads = [m for n, m in model.named_modules() if n.startswith("score")]

@@ -28,10 +28,16 @@ def count_bn(model: nn.Module) -> int:
     return sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
 
 
-@pytest.mark.parametrize(("name", "classes", "size"), [
-    ("vgg16_bn", 50, 32), ("resnet34", 50, 32), ("fcn8s_resnet34", 7, 64), ("fcn32s_resnet34", 7, 64),
-    ("fcn32s_vgg16", 7, 64),
-])
+@pytest.mark.parametrize(
+    ("name", "classes", "size"),
+    [
+        ("vgg16_bn", 50, 32),
+        ("resnet34", 50, 32),
+        ("fcn8s_resnet34", 7, 64),
+        ("fcn32s_resnet34", 7, 64),
+        ("fcn32s_vgg16", 7, 64),
+    ],
+)
 def test_fused_model_matches_and_has_no_batchnorm_left(name, classes, size):
     torch.manual_seed(0)
     model = randomise_bn(build_model(name, classes))

@@ -9,8 +9,17 @@ from fcnlab.errors import ConfigError
 from fcnlab.models import build_model, list_models, model_task, registry
 
 CLASSIFIERS = ["airnet", "resnet18", "resnet18_cifar", "resnet34", "resnet50", "vgg16_bn"]
-SEGMENTERS = ["fcn32s_lite", "fcn32s_resnet34", "fcn32s_vgg16", "fcn8s_lite", "fcn8s_resnet34", "fcn8s_vgg16",
-              "fpn_lite", "fpn_lite_full", "unet_resnet34"]
+SEGMENTERS = [
+    "fcn32s_lite",
+    "fcn32s_resnet34",
+    "fcn32s_vgg16",
+    "fcn8s_lite",
+    "fcn8s_resnet34",
+    "fcn8s_vgg16",
+    "fpn_lite",
+    "fpn_lite_full",
+    "unet_resnet34",
+]
 
 
 def test_list_models_by_task():
@@ -43,16 +52,18 @@ def test_kwargs_reach_the_builder():
     assert m.upsample_8x.weight.requires_grad is False and m.scores1.out_channels == 3
 
 
-def test_register_model_decorator(monkeypatch):
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-
+def test_register_model_decorator():
     @registry.register_model("tiny_test", task="classify", backbone="resnet18", head=("1",))
     def tiny(num_classes: int) -> nn.Module:
         return nn.Sequential(nn.Flatten(), nn.Linear(12, num_classes))
 
-    assert "tiny_test" in list_models("classify")
-    assert build_model("tiny_test", 4)[1].out_features == 4
-    with pytest.raises(ValueError, match="already registered"):
-        registry.register_model("tiny_test", task="classify", backbone="resnet18")(tiny)
+    try:
+        assert "tiny_test" in list_models("classify")
+        assert build_model("tiny_test", 4)[1].out_features == 4
+        with pytest.raises(ValueError, match="already registered"):
+            registry.register_model("tiny_test", task="classify", backbone="resnet18")(tiny)
+    finally:
+        registry.unregister_model("tiny_test")
+    assert "tiny_test" not in list_models()
     with pytest.raises(ValueError, match="task"):
         registry.register_model("x", task="detect", backbone="resnet18")

@@ -29,10 +29,12 @@ def test_registered_as_segmentation_model_on_resnet34():
 
 def test_printout_and_parameter_count(unet):
     text = str(unet)
-    for line in ["(conv1): Conv2d(3, 64, kernel_size=(7, 7), stride=(2, 2), padding=(3, 3), bias=False)",
-                 "(score): Conv2d(16, 7, kernel_size=(1, 1), stride=(1, 1))",
-                 "(conv1): Sequential(\n        (0): Conv2d(768, 256, kernel_size=(3, 3), stride=(1, 1), "
-                 "padding=(1, 1), bias=False)"]:
+    for line in [
+        "(conv1): Conv2d(3, 64, kernel_size=(7, 7), stride=(2, 2), padding=(3, 3), bias=False)",
+        "(score): Conv2d(16, 7, kernel_size=(1, 1), stride=(1, 1))",
+        "(conv1): Sequential(\n        (0): Conv2d(768, 256, kernel_size=(3, 3), stride=(1, 1), "
+        "padding=(1, 1), bias=False)",
+    ]:
         assert line in text, line
     assert "(fc)" not in text and "(avgpool)" not in text
     n = sum(p.numel() for p in unet.parameters())

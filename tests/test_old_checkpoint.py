@@ -20,15 +20,40 @@ from fcnlab.models.registry import list_models, register_model, unregister_model
 DATA = Path(__file__).parent / "data"
 
 #: The top-level keys every training checkpoint had when the files were written.
-KEYS = {"format", "version", "task", "model_name", "num_classes", "model", "optimizer", "scheduler", "scaler",
-        "epoch", "step_in_epoch", "global_step", "best_metric", "best_epoch", "epoch_accum", "epoch_lr", "config",
-        "rng", "metrics", "world_size"}
+KEYS = {
+    "format",
+    "version",
+    "task",
+    "model_name",
+    "num_classes",
+    "model",
+    "optimizer",
+    "scheduler",
+    "scaler",
+    "epoch",
+    "step_in_epoch",
+    "global_step",
+    "best_metric",
+    "best_epoch",
+    "epoch_accum",
+    "epoch_lr",
+    "config",
+    "rng",
+    "metrics",
+    "world_size",
+}
 
 
 def tiny_classifier(num_classes: int) -> nn.Module:
     """Conv-BN-ReLU, global pooling and a linear head (a few hundred parameters)."""
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                         nn.Flatten(), nn.Linear(4, num_classes))
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, num_classes),
+    )
 
 
 class TinySegmenter(nn.Sequential):
@@ -113,10 +138,13 @@ def test_old_checkpoint_resumes(task, tmp_path):
     assert load_checkpoint(run / "last.pt")["epoch"] == 2
 
 
-@pytest.mark.parametrize("version, says", [
-    (2, "checkpoint format version 2 is newer than this fcnlab"),
-    ("2", "checkpoint format version '2' is not a version number"),
-])
+@pytest.mark.parametrize(
+    "version, says",
+    [
+        (2, "checkpoint format version 2 is newer than this fcnlab"),
+        ("2", "checkpoint format version '2' is not a version number"),
+    ],
+)
 def test_a_checkpoint_of_an_unknown_format_version_is_refused_in_one_line(tmp_path, capsys, version, says):
     from fcnlab.checkpoint import VERSION
     from fcnlab.cli.main import main
@@ -127,8 +155,20 @@ def test_a_checkpoint_of_an_unknown_format_version_is_refused_in_one_line(tmp_pa
     torch.save(ckpt, tmp_path / "future.pt")
     data = make_segmentation_data(tmp_path / "p2", n_train=1, n_val=1, size=32)
     out = tmp_path / "masks"
-    code = main(["segment", "predict", "--ckpt", str(tmp_path / "future.pt"), "--images", str(data / "validation"),
-                 "--out", str(out), "--device", "cpu"])
+    code = main(
+        [
+            "segment",
+            "predict",
+            "--ckpt",
+            str(tmp_path / "future.pt"),
+            "--images",
+            str(data / "validation"),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert code == 2 and len(err) == 1, err
     assert f"future.pt: {says}" in err[0]

@@ -48,8 +48,9 @@ def test_fcn32s_vgg16_pretrained_transplants_fc6_fc7(monkeypatch, vgg_state):
     pool5 = torch.randn(1, 512, 7, 7)
     with torch.no_grad():
         conv = model.fc6(pool5)[0, :, 3, 3]
-        linear = torch.nn.functional.linear(pool5.flatten(1), vgg_state["classifier.0.weight"],
-                                            vgg_state["classifier.0.bias"])[0]
+        linear = torch.nn.functional.linear(
+            pool5.flatten(1), vgg_state["classifier.0.weight"], vgg_state["classifier.0.bias"]
+        )[0]
     torch.testing.assert_close(conv, linear, atol=1e-4, rtol=1e-4)
 
 
@@ -108,9 +109,11 @@ def test_offline_download_gives_one_clear_error(monkeypatch, tmp_path):
     with pytest.raises(ConfigError) as e:
         build_model("fcn32s_resnet34", 7, pretrained=True)
     msg = str(e.value)
-    assert msg.startswith("cannot download ImageNet weights for resnet34 (offline?): copy "
-                          "https://download.pytorch.org/models/resnet34-b627a593.pth to "
-                          f"{tmp_path / 'hub' / 'checkpoints' / 'resnet34-b627a593.pth'}, or pass --weights FILE")
+    assert msg.startswith(
+        "cannot download ImageNet weights for resnet34 (offline?): copy "
+        "https://download.pytorch.org/models/resnet34-b627a593.pth to "
+        f"{tmp_path / 'hub' / 'checkpoints' / 'resnet34-b627a593.pth'}, or pass --weights FILE"
+    )
     assert "--no-pretrained" in msg and "drop --pretrained" not in msg  # the recipe may have set it
     assert "\n" not in msg
 

@@ -28,7 +28,6 @@ CPU = ("--device", "cpu", "--workers", "0")
 DUPLICATES = [("10_363.png", "41_87.png"), ("33_161.png", "48_309.png")]
 
 
-
 def _rows(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
@@ -49,8 +48,10 @@ def subset(dlcv_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
             shutil.copyfile(src / "val_50" / f"{label}_{index}.png", val / f"{label}_{index}.png")
     keep = {p.name for p in val.iterdir()}
     gt = root / "val_gt.csv"
-    gt.write_text("filename,label\n" + "".join(f"{r['filename']},{r['label']}\n"
-                                               for r in _rows(src / "val_gt.csv") if r["filename"] in keep))
+    gt.write_text(
+        "filename,label\n"
+        + "".join(f"{r['filename']},{r['label']}\n" for r in _rows(src / "val_gt.csv") if r["filename"] in keep)
+    )
     return {"root": root, "train": train, "val": val, "gt": gt}
 
 
@@ -58,9 +59,29 @@ def subset(dlcv_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 def run(subset: dict[str, Path]) -> Path:
     """resnet18 trained for one epoch on the subset."""
     out = subset["root"] / "run_resnet18"
-    rc = train_once(["classify", "train", "--data", str(subset["train"]), "--val", str(subset["val"]),
-                    "--val-csv", str(subset["gt"]), "--out", str(out), "--model", "resnet18", "--epochs", "1",
-                    "--batch-size", "50", "--device", "cpu"], subset["root"] / "cache")
+    rc = train_once(
+        [
+            "classify",
+            "train",
+            "--data",
+            str(subset["train"]),
+            "--val",
+            str(subset["val"]),
+            "--val-csv",
+            str(subset["gt"]),
+            "--out",
+            str(out),
+            "--model",
+            "resnet18",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "50",
+            "--device",
+            "cpu",
+        ],
+        subset["root"] / "cache",
+    )
     assert rc == 0
     return out
 
@@ -121,8 +142,10 @@ def test_checkpoints_load_with_weights_only(run: Path):
 
 
 def test_eval_prints_the_seed_format(run: Path, subset: dict[str, Path], capsys):
-    assert main(["classify", "eval", "--ckpt", str(run), "--data", str(subset["val"]),
-                 "--csv", str(subset["gt"]), *CPU]) == 0
+    assert (
+        main(["classify", "eval", "--ckpt", str(run), "--data", str(subset["val"]), "--csv", str(subset["gt"]), *CPU])
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     assert lines[:2] == ["===> prepare data loader ...", "Validation..."]
     m = re.fullmatch(r"Val Acc: (\d\.\d{6})", lines[2])
@@ -131,11 +154,11 @@ def test_eval_prints_the_seed_format(run: Path, subset: dict[str, Path], capsys)
     assert saved["images"] == 100 and float(m.group(1)) == pytest.approx(saved["val_acc"], abs=5e-7)
 
 
-def test_predict_writes_the_course_csv_sorted_by_file_name(run: Path, subset: dict[str, Path],
-                                                           tmp_path: Path):
+def test_predict_writes_the_course_csv_sorted_by_file_name(run: Path, subset: dict[str, Path], tmp_path: Path):
     out = tmp_path / "pred.csv"
-    assert main(["classify", "predict", "--ckpt", str(run), "--images", str(subset["val"]), "--out", str(out),
-                 *CPU]) == 0
+    assert (
+        main(["classify", "predict", "--ckpt", str(run), "--images", str(subset["val"]), "--out", str(out), *CPU]) == 0
+    )
     lines = out.read_text().splitlines()
     assert lines[0] == "image_id,label"
     rows = [line.split(",") for line in lines[1:]]
@@ -150,8 +173,7 @@ def test_predict_writes_the_course_csv_sorted_by_file_name(run: Path, subset: di
 
 def test_tsne_writes_png_and_npz(run: Path, subset: dict[str, Path], tmp_path: Path):
     out = tmp_path / "tsne.png"
-    assert main(["classify", "tsne", "--ckpt", str(run), "--data", str(subset["val"]), "--out", str(out),
-                 *CPU]) == 0
+    assert main(["classify", "tsne", "--ckpt", str(run), "--data", str(subset["val"]), "--out", str(out), *CPU]) == 0
     with Image.open(out) as im:
         assert im.format == "PNG"
     with np.load(out.with_suffix(".npz")) as z:
@@ -164,15 +186,36 @@ def test_seed_model_vgg16_bn_trains_prints_and_evaluates(subset: dict[str, Path]
     from torchvision.models import vgg16_bn
 
     out = tmp_path / "run_vgg"
-    assert main(["classify", "train", "--data", str(subset["train"]), "--val", str(subset["val"]),
-                 "--out", str(out), "--model", "vgg16_bn", "--epochs", "1", "--batch-size", "32",
-                 "--limit", "32", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "classify",
+                "train",
+                "--data",
+                str(subset["train"]),
+                "--val",
+                str(subset["val"]),
+                "--out",
+                str(out),
+                "--model",
+                "vgg16_bn",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "32",
+                "--limit",
+                "32",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     reference = vgg16_bn(weights=None)
     reference.classifier[6] = torch.nn.Linear(4096, 50)
     assert (out / "model.txt").read_text() == f"{reference}\n"
     ckpt = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
-    assert sum(v.numel() for k, v in ckpt["model"].items() if k in dict(reference.named_parameters())) \
-        == 134_473_842
+    assert sum(v.numel() for k, v in ckpt["model"].items() if k in dict(reference.named_parameters())) == 134_473_842
     capsys.readouterr()
     assert main(["classify", "eval", "--ckpt", str(out), "--data", str(subset["val"]), *CPU]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -28,7 +28,6 @@ SIZE = 128
 CROPS = [("0003", 384, 384), ("0008", 0, 0), ("0011", 0, 0), ("0013", 192, 192)]
 
 
-
 @pytest.fixture(scope="module")
 def tiles(dlcv_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     src = dlcv_root / "p2_data" / "validation"
@@ -39,8 +38,8 @@ def tiles(dlcv_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
             sat = np.asarray(im.convert("RGB"))
         with Image.open(src / f"{stem}_mask.png") as im:
             mask = np.asarray(im.convert("RGB"))
-        Image.fromarray(sat[top:top + SIZE, left:left + SIZE]).save(folder / f"{stem}_sat.jpg", quality=95)
-        Image.fromarray(mask[top:top + SIZE, left:left + SIZE]).save(folder / f"{stem}_mask.png")
+        Image.fromarray(sat[top : top + SIZE, left : left + SIZE]).save(folder / f"{stem}_sat.jpg", quality=95)
+        Image.fromarray(mask[top : top + SIZE, left : left + SIZE]).save(folder / f"{stem}_mask.png")
     return folder
 
 
@@ -48,9 +47,31 @@ def tiles(dlcv_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run(tiles: Path) -> Path:
     """fcn8s_resnet34 trained for 2 epochs on the four crops, with masks saved at epochs 1 and 2."""
     out = tiles.parent / "run_fcn8s"
-    rc = train_once(["segment", "train", "--data", str(tiles), "--val", str(tiles), "--out", str(out),
-                    "--model", "fcn8s_resnet34", "--epochs", "2", "--batch-size", "2",
-                    "--image-size", str(SIZE), "--snapshot-epochs", "1,2", "--device", "cpu"], tiles.parent / "cache")
+    rc = train_once(
+        [
+            "segment",
+            "train",
+            "--data",
+            str(tiles),
+            "--val",
+            str(tiles),
+            "--out",
+            str(out),
+            "--model",
+            "fcn8s_resnet34",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "2",
+            "--image-size",
+            str(SIZE),
+            "--snapshot-epochs",
+            "1,2",
+            "--device",
+            "cpu",
+        ],
+        tiles.parent / "cache",
+    )
     assert rc == 0
     return out
 
@@ -59,7 +80,7 @@ def course_block(text: str) -> tuple[list[float], float]:
     """Check the course's exact layout: ``class #i : x.xxxxx`` x 6, a blank line, ``mean_iou: x.xxxxxx``."""
     lines = text.splitlines()
     start = lines.index(next(line for line in lines if line.startswith("class #0 : ")))
-    block = lines[start:start + 8]
+    block = lines[start : start + 8]
     values = []
     for i, line in enumerate(block[:6]):
         m = re.fullmatch(rf"class #{i} : (\d\.\d{{5}})", line)
@@ -104,8 +125,7 @@ def test_eval_prints_exact_course_lines(run: Path, tiles: Path, capsys):
 
 def test_predict_writes_a_mask_per_tile_at_input_size(run: Path, tiles: Path, tmp_path: Path, capsys):
     out = tmp_path / "pred"
-    assert main(["segment", "predict", "--ckpt", str(run), "--images", str(tiles), "--out", str(out),
-                 *CPU]) == 0
+    assert main(["segment", "predict", "--ckpt", str(run), "--images", str(tiles), "--out", str(out), *CPU]) == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{stem}_mask.png" for stem, _, _ in CROPS)
     palette = {tuple(int(v) for v in c) for c in PALETTE}
     for stem, _, _ in CROPS:

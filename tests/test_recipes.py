@@ -55,8 +55,23 @@ def test_the_cli_takes_a_recipe_name(tmp_path, monkeypatch, capsys):
 
     monkeypatch.chdir(tmp_path)
     # A recipe name resolves; the missing training folder is what stops the run (one line, exit 2).
-    assert main(["classify", "train", "--config", "p1_vgg16bn", "--data", str(tmp_path / "none"),
-                 "--val", str(tmp_path / "none"), "--out", str(tmp_path / "run")]) == 2
+    assert (
+        main(
+            [
+                "classify",
+                "train",
+                "--config",
+                "p1_vgg16bn",
+                "--data",
+                str(tmp_path / "none"),
+                "--val",
+                str(tmp_path / "none"),
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no shipped recipe" not in err[0] and str(tmp_path / "none") in err[0]
 
@@ -70,18 +85,37 @@ def test_a_non_editable_install_finds_its_recipes(tmp_path):
         shutil.copy(REPO / name, source / name)
     shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     target = tmp_path / "site"
-    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                           "--no-index", "--target", str(target), str(source)],
-                          capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(target),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     if done.returncode != 0 and "setuptools" in done.stderr:
         pytest.skip(f"cannot build without network: {done.stderr.strip().splitlines()[-1]}")
     assert done.returncode == 0, done.stderr
     assert sorted(p.stem for p in (target / "fcnlab" / "configs").glob("*.yaml")) == shipped_recipes()
     env = {**os.environ, "PYTHONPATH": str(target)}
-    code = ("import fcnlab.recipes as c; print(c.__file__); "
-            "print(c.load_yaml('p2_fcn32s_vgg16')['model'], len(c.shipped_recipes()))")
-    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         timeout=120, check=True)
+    code = (
+        "import fcnlab.recipes as c; print(c.__file__); "
+        "print(c.load_yaml('p2_fcn32s_vgg16')['model'], len(c.shipped_recipes()))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=True
+    )
     where, answer = run.stdout.strip().splitlines()
     assert Path(where).is_relative_to(target)
     assert answer == f"fcn32s_vgg16 {len(shipped_recipes())}"

@@ -12,8 +12,9 @@ from fcnlab.recipes import load_yaml
 CONFIGS = Path(__file__).resolve().parents[1] / "src" / "fcnlab" / "configs"
 
 
-@pytest.mark.parametrize("scratch,seed", [("p2_fcn32s_vgg16_scratch", "p2_fcn32s_vgg16"),
-                                          ("p2_fcn8s_resnet34_scratch", "p2_fcn8s_resnet34")])
+@pytest.mark.parametrize(
+    "scratch,seed", [("p2_fcn32s_vgg16_scratch", "p2_fcn32s_vgg16"), ("p2_fcn8s_resnet34_scratch", "p2_fcn8s_resnet34")]
+)
 def test_scratch_recipes_keep_the_seed_architecture_without_imagenet(scratch, seed):
     new = from_dict(load_yaml(CONFIGS / f"{scratch}.yaml"), scratch)
     old = from_dict(load_yaml(CONFIGS / f"{seed}.yaml"), seed)
@@ -43,5 +44,6 @@ def test_the_laptop_pair_differs_only_in_its_head():
     fcn32s = from_dict(load_yaml(CONFIGS / "p2_laptop_fcn32s.yaml"), "p2_laptop_fcn32s").to_dict()
     fcn8s = from_dict(load_yaml(CONFIGS / "p2_laptop_fcn8s.yaml"), "p2_laptop_fcn8s").to_dict()
     assert {k: (fcn32s[k], fcn8s[k]) for k in fcn32s if fcn32s[k] != fcn8s[k]} == {
-        "model": ("fcn32s_lite", "fcn8s_lite")}
+        "model": ("fcn32s_lite", "fcn8s_lite")
+    }
     assert fcn8s["snapshot_epochs"] == [5, 25, 50] and fcn8s["epochs"] == 50 and fcn8s["input_size"] == 128

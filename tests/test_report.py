@@ -50,8 +50,13 @@ def test_segment_run_uses_best_epoch_of_metrics(tmp_path: Path) -> None:
 
 
 def test_eval_json_wins_and_gives_pixel_accuracy(tmp_path: Path) -> None:
-    ev = {"task": "segment", "data": "val", "per_class_iou": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], "mean_iou": 0.35,
-          "confusion_matrix": [[6, 2], [0, 2]]}
+    ev = {
+        "task": "segment",
+        "data": "val",
+        "per_class_iou": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
+        "mean_iou": 0.35,
+        "confusion_matrix": [[6, 2], [0, 2]],
+    }
     run = load_run(make_run(tmp_path, "r", eval_json=ev))
     assert run.per_class_iou == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6] and run.miou == 0.35
     assert run.val_acc == pytest.approx(0.8) and run.source.startswith("eval (older layout) on val")
@@ -82,16 +87,19 @@ def test_unique_names() -> None:
     assert unique_names([Path("/r/a"), Path("/r/a")]) == ["r/a", "r/a#2"]
 
 
-@pytest.mark.parametrize(("file", "content", "message"), [
-    ("metrics.csv", "epoch,val_acc\n1,abc\n", "metrics.csv: line 2, column 'val_acc'"),
-    ("eval/eval.json", "{not json", "eval.json: not valid JSON"),
-    ("eval/eval.json", '{"task": "classify", "val_acc": 0.5}', "holds a classify evaluation"),
-    ("eval/eval.json", '{"task": "segment", "per_class_iou": [0.1]}', "'per_class_iou' must list"),
-    ("config.yaml", "task: [unclosed", "config.yaml: not valid YAML"),
-    ("config.yaml", "task: detect", "config.yaml: task 'detect' is not one of"),
-    ("timing.csv", "epoch,train_seconds\n1,fast\n", "timing.csv: line 2, column 'train_seconds'"),
-    ("env.json", "[1, 2]", "env.json: expected a JSON object"),
-])
+@pytest.mark.parametrize(
+    ("file", "content", "message"),
+    [
+        ("metrics.csv", "epoch,val_acc\n1,abc\n", "metrics.csv: line 2, column 'val_acc'"),
+        ("eval/eval.json", "{not json", "eval.json: not valid JSON"),
+        ("eval/eval.json", '{"task": "classify", "val_acc": 0.5}', "holds a classify evaluation"),
+        ("eval/eval.json", '{"task": "segment", "per_class_iou": [0.1]}', "'per_class_iou' must list"),
+        ("config.yaml", "task: [unclosed", "config.yaml: not valid YAML"),
+        ("config.yaml", "task: detect", "config.yaml: task 'detect' is not one of"),
+        ("timing.csv", "epoch,train_seconds\n1,fast\n", "timing.csv: line 2, column 'train_seconds'"),
+        ("env.json", "[1, 2]", "env.json: expected a JSON object"),
+    ],
+)
 def test_bad_files_raise_one_data_error_naming_them(tmp_path: Path, file: str, content: str, message: str) -> None:
     run = make_run(tmp_path, "r")
     (run / file).parent.mkdir(exist_ok=True)
@@ -128,8 +136,11 @@ def test_html_report_is_self_contained_and_complete(tmp_path: Path) -> None:
     assert len(images) == result.images == 13
     assert all(img.width > 0 for img in images)
     assert "Comparison: P2 segmentation" in page
-    assert re.search(r"<td>2 rangeland</td><td class=\"num\">0.2000</td><td class=\"num\">0.4000</td>"
-                     r"<td class=\"num\">\+0.2000</td>", page)
+    assert re.search(
+        r"<td>2 rangeland</td><td class=\"num\">0.2000</td><td class=\"num\">0.4000</td>"
+        r"<td class=\"num\">\+0.2000</td>",
+        page,
+    )
     assert "Val Acc: 0.700000" in page  # P1 best epoch
     assert "<details><summary>model.txt: print(model) of vgg16_bn" in page
     assert "out_features=&lt;50&gt;" in page  # architecture printout, escaped
@@ -144,13 +155,16 @@ def test_html_report_is_self_contained_and_complete(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_homework_deliverables_hold_the_seed_printouts_and_figures(tmp_path: Path) -> None:
     a = make_run(tmp_path, "fcn32s", epochs_ious=[[0.5, 0.8, 0.2, 0.6, 0.7, 0.4]])
-    b = make_run(tmp_path, "fcn8s", eval_json={"task": "segment", "mean_iou": 0.5,
-                                               "per_class_iou": [0.5, 0.9, 0.1, 0.6, 0.7, 0.2]})
+    b = make_run(
+        tmp_path,
+        "fcn8s",
+        eval_json={"task": "segment", "mean_iou": 0.5, "per_class_iou": [0.5, 0.9, 0.1, 0.6, 0.7, 0.2]},
+    )
     c = make_run(tmp_path, "p1", task="classify")
     out = tmp_path / "r.md"
     write_report([a, b, c], out, checkpoints=False)
     text = out.read_text()
-    section = text[text.index("## Homework deliverables"):text.index("## Comparison")]
+    section = text[text.index("## Homework deliverables") : text.index("## Comparison")]
     course = "\n".join(f"class #{i} : {v:.5f}" for i, v in enumerate([0.5, 0.9, 0.1, 0.6, 0.7, 0.2]))
     assert f"```text\n{course}\n\nmean_iou: 0.500000\n```" in section  # the course's printout, verbatim
     assert "```text\nVal Acc: 0.700000\n```" in section
@@ -173,20 +187,33 @@ def test_every_deliverable_a_task_lists_is_one_the_report_shows() -> None:
 
 def test_per_class_accuracy_provenance_and_print_css(tmp_path: Path) -> None:
     per_class = [0.1 * (i % 10) for i in range(50)]
-    run = make_run(tmp_path, "p1", task="classify",
-                   eval_json={"task": "classify", "val_acc": 0.45, "per_class_acc": per_class})
+    run = make_run(
+        tmp_path, "p1", task="classify", eval_json={"task": "classify", "val_acc": 0.45, "per_class_acc": per_class}
+    )
     env = json.loads((run / "env.json").read_text())
-    env.update({"fcnlab": "9.9.9", "git_commit": "0123456789abcdef", "git_dirty": True, "device": "cuda:0 (X)",
-                "command": "fcnlab classify train --config p1_vgg16bn --out runs/p1"})
+    env.update(
+        {
+            "fcnlab": "9.9.9",
+            "git_commit": "0123456789abcdef",
+            "git_dirty": True,
+            "device": "cuda:0 (X)",
+            "command": "fcnlab classify train --config p1_vgg16bn --out runs/p1",
+        }
+    )
     (run / "env.json").write_text(json.dumps(env))
     result = write_report([run], tmp_path / "r.html", checkpoints=False)
     page = (tmp_path / "r.html").read_text()
     assert result.images == 4  # curves, per-class accuracy, confusion, t-SNE
     assert "Per-class accuracy" in page and "the 5 lowest and highest per-class accuracies" in page
-    assert re.search(r"<tr><td class=\"num\">0</td><td class=\"num\">0.000</td><td class=\"num\">49</td>"
-                     r"<td class=\"num\">0.900</td></tr>", page)
-    row = ("<td>p1</td><td>9.9.9</td><td>0123456789+changes</td><td>2.15.0</td><td>cuda:0 (X)</td>"
-           "<td>fcnlab classify train --config p1_vgg16bn --out runs/p1</td>")
+    assert re.search(
+        r"<tr><td class=\"num\">0</td><td class=\"num\">0.000</td><td class=\"num\">49</td>"
+        r"<td class=\"num\">0.900</td></tr>",
+        page,
+    )
+    row = (
+        "<td>p1</td><td>9.9.9</td><td>0123456789+changes</td><td>2.15.0</td><td>cuda:0 (X)</td>"
+        "<td>fcnlab classify train --config p1_vgg16bn --out runs/p1</td>"
+    )
     assert row in page
     assert "not measured: the report was written with --no-checkpoints" in page
     assert "break-after: avoid" in page and "break-inside: avoid" in page
@@ -195,9 +222,16 @@ def test_per_class_accuracy_provenance_and_print_css(tmp_path: Path) -> None:
 
 
 def test_two_p1_runs_compare_curves_and_per_class_accuracy(tmp_path: Path) -> None:
-    runs = [make_run(tmp_path, name, task="classify", accs=accs,
-                     eval_json={"task": "classify", "val_acc": accs[-1], "per_class_acc": [accs[-1]] * 50})
-            for name, accs in (("a", (0.5, 0.6)), ("b", (0.4, 0.7)))]
+    runs = [
+        make_run(
+            tmp_path,
+            name,
+            task="classify",
+            accs=accs,
+            eval_json={"task": "classify", "val_acc": accs[-1], "per_class_acc": [accs[-1]] * 50},
+        )
+        for name, accs in (("a", (0.5, 0.6)), ("b", (0.4, 0.7)))
+    ]
     write_report(runs, tmp_path / "r.html", checkpoints=False)
     page = (tmp_path / "r.html").read_text()
     assert "Validation accuracy per epoch" in page and "Per-class accuracy, side by side" in page
@@ -260,8 +294,10 @@ def _browser_script():
 def chromium() -> str:
     found = _browser_script().find_chromium()
     if found is None:
-        pytest.skip("no Chromium binary (chromium, chromium-browser, google-chrome or $CHROMIUM) on this machine; "
-                    "install it with 'apt-get install -y chromium' to run the browser check")
+        pytest.skip(
+            "no Chromium binary (chromium, chromium-browser, google-chrome or $CHROMIUM) on this machine; "
+            "install it with 'apt-get install -y chromium' to run the browser check"
+        )
     return found
 
 
@@ -270,8 +306,13 @@ def test_report_renders_in_headless_chromium(tmp_path: Path, chromium: str) -> N
     out = tmp_path / "report.html"
     result = write_report(runs, out)
     shot = tmp_path / "shot.png"
-    done = subprocess.run([sys.executable, str(SCRIPT), str(out), "--screenshot", str(shot)], capture_output=True,
-                          text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), str(out), "--screenshot", str(shot)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"{result.images} images, 0 broken" in done.stdout
     with Image.open(shot) as img:
@@ -282,10 +323,17 @@ def test_report_renders_in_headless_chromium(tmp_path: Path, chromium: str) -> N
 def test_browser_check_fails_on_a_broken_image(tmp_path: Path, chromium: str) -> None:
     good = base64.b64encode(png(tmp_path / "beside.png").read_bytes()).decode()
     page = tmp_path / "page.html"
-    page.write_text(f'<html><body><img src="data:image/png;base64,{good}"><img src="data:image/png;base64,AAAA">'
-                    f'<img src="beside.png"></body></html>')
-    done = subprocess.run([sys.executable, str(SCRIPT), str(page), "--screenshot", str(tmp_path / "s.png")],
-                          capture_output=True, text=True, timeout=300, check=False)
+    page.write_text(
+        f'<html><body><img src="data:image/png;base64,{good}"><img src="data:image/png;base64,AAAA">'
+        f'<img src="beside.png"></body></html>'
+    )
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), str(page), "--screenshot", str(tmp_path / "s.png")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "3 images, 2 broken" in done.stdout  # beside.png is not found: the page is not self-contained
     assert "broken image 1:" in done.stdout and "broken image 2:" in done.stdout

@@ -28,12 +28,38 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     root = tmp_path_factory.mktemp("compare")
     data = make_segmentation_data(root / "data", n_train=4, n_val=4, size=64)
     out = []
-    for model, extra in (("fcn32s_resnet34", []),
-                         ("fcn8s_resnet34", ["--snapshot-epochs", "1", "--snapshot-images", "0002_sat.jpg,0001"])):
+    for model, extra in (
+        ("fcn32s_resnet34", []),
+        ("fcn8s_resnet34", ["--snapshot-epochs", "1", "--snapshot-images", "0002_sat.jpg,0001"]),
+    ):
         run = root / model
-        assert train_once(["segment", "train", "--data", str(data / "train"), "--val", str(data / "validation"),
-                           "--out", str(run), "--model", model, "--epochs", "1", "--batch-size", "2",
-                           "--image-size", "64", "--device", "cpu", *extra], root / "cache") == 0
+        assert (
+            train_once(
+                [
+                    "segment",
+                    "train",
+                    "--data",
+                    str(data / "train"),
+                    "--val",
+                    str(data / "validation"),
+                    "--out",
+                    str(run),
+                    "--model",
+                    model,
+                    "--epochs",
+                    "1",
+                    "--batch-size",
+                    "2",
+                    "--image-size",
+                    "64",
+                    "--device",
+                    "cpu",
+                    *extra,
+                ],
+                root / "cache",
+            )
+            == 0
+        )
         out.append(run)
     return out
 
@@ -74,8 +100,13 @@ def test_report_shows_models_and_tiles_and_renders_in_chromium(runs, tmp_path):
     if shutil.which("chromium") is None:
         pytest.skip("no chromium for the browser check")
     shot = tmp_path / "shot.png"
-    done = subprocess.run([sys.executable, str(script), str(out), "--screenshot", str(shot)],
-                          capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, str(script), str(out), "--screenshot", str(shot)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0 and f"{result.images} images, 0 broken" in done.stdout, done.stdout + done.stderr
 
 

@@ -26,8 +26,7 @@ def _tiny_model():
 
 @pytest.fixture(scope="module")
 def p1(tmp_path_factory):
-    return make_classification_data(tmp_path_factory.mktemp("p1"), num_classes=5, train_per_class=8,
-                                    val_per_class=2)
+    return make_classification_data(tmp_path_factory.mktemp("p1"), num_classes=5, train_per_class=8, val_per_class=2)
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +35,22 @@ def p2(tmp_path_factory):
 
 
 def p2_config(p2, **kw):
-    return from_dict({"task": "segment", "model": "fcn8s_resnet34", "data": str(p2 / "train"),
-                      "val": str(p2 / "validation"), "epochs": 1, "batch_size": 2, "image_size": 32,
-                      "device": "cpu", "seed": 3, "snapshot_epochs": [1], "snapshot_tiles": 1, **kw})
+    return from_dict(
+        {
+            "task": "segment",
+            "model": "fcn8s_resnet34",
+            "data": str(p2 / "train"),
+            "val": str(p2 / "validation"),
+            "epochs": 1,
+            "batch_size": 2,
+            "image_size": 32,
+            "device": "cpu",
+            "seed": 3,
+            "snapshot_epochs": [1],
+            "snapshot_tiles": 1,
+            **kw,
+        }
+    )
 
 
 def force_resident(monkeypatch) -> list:
@@ -84,8 +96,9 @@ def test_prefetcher_indexes_resident_data_in_place(p1):
     data = load_image_set(p1 / "train_50")
     res = resident.ResidentData.upload(data, torch.device("cpu"))
     batches = list(torch.randperm(len(data)).split(7))
-    for (xh, yh), (xr, yr) in zip(prefetch.Prefetcher(data, batches, pin=False),
-                                  prefetch.Prefetcher(res, batches, pin=False), strict=True):
+    for (xh, yh), (xr, yr) in zip(
+        prefetch.Prefetcher(data, batches, pin=False), prefetch.Prefetcher(res, batches, pin=False), strict=True
+    ):
         assert torch.equal(xh, xr) and torch.equal(yh, yr)
 
 

@@ -19,27 +19,69 @@ from fcnlab.checkpoint import load_checkpoint
 from fcnlab.cli.main import main
 from fcnlab.data.synthetic import make_classification_data
 
-ARGS = ["--model", "resnet18", "--num-classes", "4", "--epochs", "3", "--batch-size", "6", "--lr", "0.02",
-        "--device", "cpu", "--deterministic", "true", "--log-every", "1000", "--seed", "3"]
-
+ARGS = [
+    "--model",
+    "resnet18",
+    "--num-classes",
+    "4",
+    "--epochs",
+    "3",
+    "--batch-size",
+    "6",
+    "--lr",
+    "0.02",
+    "--device",
+    "cpu",
+    "--deterministic",
+    "true",
+    "--log-every",
+    "1000",
+    "--seed",
+    "3",
+]
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     """24 training images (4 steps of 6 per epoch) and 12 validation images of 4 synthetic classes."""
-    return make_classification_data(tmp_path_factory.mktemp("resume") / "p1", num_classes=4, train_per_class=6,
-                                    val_per_class=3)
+    return make_classification_data(
+        tmp_path_factory.mktemp("resume") / "p1", num_classes=4, train_per_class=6, val_per_class=3
+    )
 
 
 # every random P1 training feature (per-sample policy and erasing from the augmentation generator, CutMix/MixUp
 # from torch's RNG) and the moving average, which a resumed run must continue exactly
-FEATURES = ["--augment-policy", "trivialaugment", "--random-erasing", "0.5", "--cutmix", "1.0", "--mixup", "0.5",
-            "--mix-prob", "0.7", "--ema", "true", "--ema-decay", "0.8"]
+FEATURES = [
+    "--augment-policy",
+    "trivialaugment",
+    "--random-erasing",
+    "0.5",
+    "--cutmix",
+    "1.0",
+    "--mixup",
+    "0.5",
+    "--mix-prob",
+    "0.7",
+    "--ema",
+    "true",
+    "--ema-decay",
+    "0.8",
+]
 
 
 def train_argv(data: Path, out: Path, *extra: str) -> list[str]:
-    return ["classify", "train", "--data", str(data / "train_50"), "--val", str(data / "val_50"), "--out", str(out),
-            *ARGS, *extra]
+    return [
+        "classify",
+        "train",
+        "--data",
+        str(data / "train_50"),
+        "--val",
+        str(data / "val_50"),
+        "--out",
+        str(out),
+        *ARGS,
+        *extra,
+    ]
 
 
 def _reference_run(data: Path, out: Path, *extra: str) -> Path:
@@ -90,8 +132,12 @@ def test_reference_run_is_complete(reference):
 @pytest.mark.slow
 def test_sigkill_after_an_epoch_then_resume_equals_uninterrupted(data, reference, tmp_path, capsys):
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "fcnlab", *train_argv(data, out)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env={**os.environ, "FCNLAB_CACHE": str(tmp_path / "cache")})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fcnlab", *train_argv(data, out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "FCNLAB_CACHE": str(tmp_path / "cache")},
+    )
     deadline = time.monotonic() + 240
     metrics = out / "metrics.csv"
     while proc.poll() is None and time.monotonic() < deadline:
@@ -128,8 +174,10 @@ def test_sigint_mid_epoch_then_resume_equals_uninterrupted(data, reference, tmp_
     out = tmp_path / "run"
     assert main(train_argv(data, out)) == 130
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"fcnlab: error: stopped by SIGINT at epoch 2 step 2; resumable checkpoint {out / 'last.pt'}; "
-                   f"continue with --resume {out}"]
+    assert err == [
+        f"fcnlab: error: stopped by SIGINT at epoch 2 step 2; resumable checkpoint {out / 'last.pt'}; "
+        f"continue with --resume {out}"
+    ]
     ckpt = load_checkpoint(out / "last.pt")
     assert (ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"]) == (1, 2, 6)
     assert len((out / "metrics.csv").read_text().splitlines()) == 2  # only epoch 1 so far
@@ -141,7 +189,8 @@ def test_sigint_mid_epoch_then_resume_equals_uninterrupted(data, reference, tmp_
 
 @pytest.mark.slow
 def test_sigint_mid_epoch_then_resume_equals_uninterrupted_with_augmentation_and_ema(
-        data, reference_features, tmp_path, capsys, monkeypatch):
+    data, reference_features, tmp_path, capsys, monkeypatch
+):
     from fcnlab.tasks import ClassificationTask
 
     original = ClassificationTask.prepare_train
@@ -164,8 +213,9 @@ def test_sigint_mid_epoch_then_resume_equals_uninterrupted_with_augmentation_and
     assert "resuming" in capsys.readouterr().out
     assert_same_run(out, reference_features)
     last = load_checkpoint(out / "last.pt")  # the features were on: the average is not the raw weights
-    assert last["config"]["cutmix"] == 1.0 and not torch.equal(last["ema"]["module"]["fc.weight"],
-                                                                last["model"]["fc.weight"])
+    assert last["config"]["cutmix"] == 1.0 and not torch.equal(
+        last["ema"]["module"]["fc.weight"], last["model"]["fc.weight"]
+    )
 
 
 def test_resume_extends_the_run_and_updates_its_config(reference, tmp_path, capsys):
@@ -185,19 +235,28 @@ def test_resuming_a_finished_run_says_so(reference, tmp_path, capsys):
     shutil.copytree(reference, run)
     before = (run / "last.pt").stat().st_mtime_ns
     assert main(["classify", "train", "--resume", str(run)]) == 0
-    assert "training is already complete (3 epochs); nothing was trained or changed; pass --epochs N (more " \
-           "than 3)" in capsys.readouterr().out
+    assert (
+        "training is already complete (3 epochs); nothing was trained or changed; pass --epochs N (more "
+        "than 3)" in capsys.readouterr().out
+    )
     assert (run / "last.pt").stat().st_mtime_ns == before
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--epochs", "2"], "--epochs 2: the run has already trained 3 epochs; give --epochs 4 or more to train "
-                        "further, or start a new run with --out"),
-    (["--lr", "0.5"], "--lr 0.5 (the run has 0.02) would change the settings of the 3 epochs already trained"),
-    (["--epochs", "5", "--seed", "1"], "--seed 1 (the run has 3) would change the settings of the 3 epochs"),
-])
-def test_a_resume_that_would_rewrite_finished_epochs_is_refused_and_changes_nothing(reference, tmp_path, capsys,
-                                                                                    extra, message):
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (
+            ["--epochs", "2"],
+            "--epochs 2: the run has already trained 3 epochs; give --epochs 4 or more to train "
+            "further, or start a new run with --out",
+        ),
+        (["--lr", "0.5"], "--lr 0.5 (the run has 0.02) would change the settings of the 3 epochs already trained"),
+        (["--epochs", "5", "--seed", "1"], "--seed 1 (the run has 3) would change the settings of the 3 epochs"),
+    ],
+)
+def test_a_resume_that_would_rewrite_finished_epochs_is_refused_and_changes_nothing(
+    reference, tmp_path, capsys, extra, message
+):
     run = tmp_path / "run"
     shutil.copytree(reference, run)
     before = {name: (run / name).read_bytes() for name in ("config.yaml", "metrics.csv", "last.pt")}
@@ -207,8 +266,7 @@ def test_a_resume_that_would_rewrite_finished_epochs_is_refused_and_changes_noth
     assert {name: (run / name).read_bytes() for name in before} == before
 
 
-def test_a_finished_run_resumed_with_run_options_only_trains_nothing_and_keeps_its_config(reference, tmp_path,
-                                                                                          capsys):
+def test_a_finished_run_resumed_with_run_options_only_trains_nothing_and_keeps_its_config(reference, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(reference, run)
     config = (run / "config.yaml").read_bytes()
@@ -219,11 +277,14 @@ def test_a_finished_run_resumed_with_run_options_only_trains_nothing_and_keeps_i
     assert (run / "config.yaml").read_bytes() == config and (run / "metrics.csv").read_text() == metrics
 
 
-@pytest.mark.parametrize("extra, message", [
-    ([], "no last.pt in that folder"),
-    (["--out", "elsewhere"], "a resumed run continues in its own folder"),
-    (["--config", "p1_vgg16bn"], "the run's config comes from its last.pt"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ([], "no last.pt in that folder"),
+        (["--out", "elsewhere"], "a resumed run continues in its own folder"),
+        (["--config", "p1_vgg16bn"], "the run's config comes from its last.pt"),
+    ],
+)
 def test_bad_resume_requests_are_refused(tmp_path, capsys, extra, message):
     run = tmp_path / "run"
     run.mkdir()

@@ -29,15 +29,23 @@ def _unbuffered(monkeypatch):
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    return make_classification_data(tmp_path_factory.mktemp("signals") / "p1", num_classes=4, train_per_class=6,
-                                    val_per_class=2)
+    return make_classification_data(
+        tmp_path_factory.mktemp("signals") / "p1", num_classes=4, train_per_class=6, val_per_class=2
+    )
 
 
 def start(data: Path, out: Path, *args: str, resume: bool = False) -> subprocess.Popen:
-    where = ["--resume", str(out)] if resume else ["--data", str(data / "train_50"), "--val", str(data / "val_50"),
-                                                   "--out", str(out), *COMMON]
-    return subprocess.Popen([sys.executable, "-m", "fcnlab", "classify", "train", *where, *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    where = (
+        ["--resume", str(out)]
+        if resume
+        else ["--data", str(data / "train_50"), "--val", str(data / "val_50"), "--out", str(out), *COMMON]
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "fcnlab", "classify", "train", *where, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def lines_of(stream) -> queue.Queue:
@@ -157,12 +165,27 @@ def test_signal_during_validation_stops_at_the_epoch_checkpoint(data, tmp_path, 
 
     monkeypatch.setattr(ClassificationTask, "evaluate", evaluate)
     out = tmp_path / "run"
-    argv = ["classify", "train", "--data", str(data / "train_50"), "--val", str(data / "val_50"), "--out", str(out),
-            *COMMON, "--epochs", "3", "--batch-size", "8"]
+    argv = [
+        "classify",
+        "train",
+        "--data",
+        str(data / "train_50"),
+        "--val",
+        str(data / "val_50"),
+        "--out",
+        str(out),
+        *COMMON,
+        "--epochs",
+        "3",
+        "--batch-size",
+        "8",
+    ]
     assert main(argv) == 143
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"fcnlab: error: stopped by SIGTERM at the end of epoch 1; resumable checkpoint {out / 'last.pt'}; "
-                   f"continue with --resume {out}"]
+    assert err == [
+        f"fcnlab: error: stopped by SIGTERM at the end of epoch 1; resumable checkpoint {out / 'last.pt'}; "
+        f"continue with --resume {out}"
+    ]
     ckpt = load_checkpoint(out / "last.pt")
     assert (ckpt["epoch"], ckpt["step_in_epoch"]) == (1, 0)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers are put back

@@ -41,8 +41,9 @@ def test_a_bad_file_in_a_worker_process_is_one_clean_error(tmp_path):
     with pytest.raises(DataError) as e:
         for _ in loader(ImageFiles(files), batch_size=1, workers=2):
             pass
-    assert str(e.value) == (f"{bad}: not an image file (Pillow cannot identify it); re-copy the file or remove it "
-                            f"from the folder")
+    assert str(e.value) == (
+        f"{bad}: not an image file (Pillow cannot identify it); re-copy the file or remove it from the folder"
+    )
 
 
 class Counting(torch.nn.Module):
@@ -68,8 +69,9 @@ def tiles(tmp_path, monkeypatch):
         Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i:04d}_sat.jpg")
         write_mask(folder / f"{i:04d}_mask.png", rng.integers(0, 7, (32, 32)).astype(np.uint8))
     cfg = from_dict({"task": "segment", "model": "fcn32s_resnet34", "device": "cpu", "batch_size": 2})
-    save_checkpoint(tmp_path / "seg.pt", task="segment", model_name="fcn32s_resnet34", num_classes=7, model={},
-                    config=cfg.to_dict())
+    save_checkpoint(
+        tmp_path / "seg.pt", task="segment", model_name="fcn32s_resnet34", num_classes=7, model={}, config=cfg.to_dict()
+    )
     reads: list[int] = []
     import fcnlab.data.segmentation as segmentation
     import fcnlab.infer.predictor as inference
@@ -96,8 +98,25 @@ def test_predict_streams_a_batch_ahead_with_a_progress_bar(tiles, tmp_path, monk
     err = Terminal()
     monkeypatch.setattr(sys, "stderr", err)
     monkeypatch.setattr(progress, "QUIET", 0.0)  # 40 tiny tiles may finish within the quiet time
-    assert main(["segment", "predict", "--ckpt", str(ckpt), "--images", str(folder), "--out", str(tmp_path / "out"),
-                 "--device", "cpu", "--workers", "0"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                "predict",
+                "--ckpt",
+                str(ckpt),
+                "--images",
+                str(folder),
+                "--out",
+                str(tmp_path / "out"),
+                "--device",
+                "cpu",
+                "--workers",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert model.seen == 40 and len(list((tmp_path / "out").glob("*_mask.png"))) == 40
     assert max(model.ahead) <= 1  # one tile decoded at a time: memory does not grow with the folder
     # a bar named for the phase with the folder's count (how far it got drawn depends on tqdm's refresh rate)
@@ -106,7 +125,24 @@ def test_predict_streams_a_batch_ahead_with_a_progress_bar(tiles, tmp_path, monk
 
 def test_eval_memory_is_bounded_by_the_batch_size(tiles, capsys):
     folder, ckpt, model = tiles
-    assert main(["segment", "eval", "--ckpt", str(ckpt), "--data", str(folder), "--device", "cpu",
-                 "--workers", "0", "--batch-size", "4"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                "eval",
+                "--ckpt",
+                str(ckpt),
+                "--data",
+                str(folder),
+                "--device",
+                "cpu",
+                "--workers",
+                "0",
+                "--batch-size",
+                "4",
+            ]
+        )
+        == 0
+    )
     assert model.seen == 40 and max(model.ahead) <= 4
     assert "mean_iou:" in capsys.readouterr().out

@@ -20,19 +20,22 @@ from fcnlab.data.synthetic import (
 )
 from fcnlab.errors import ConfigError, DataError
 
-COURSE_PALETTE = {(0, 255, 255), (255, 255, 0), (255, 0, 255), (0, 255, 0), (0, 0, 255), (255, 255, 255),
-                  (0, 0, 0)}
+COURSE_PALETTE = {(0, 255, 255), (255, 255, 0), (255, 0, 255), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0)}
 
 
 def _digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
 def p1(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_classification_data(tmp_path_factory.mktemp("p1"), num_classes=50, train_per_class=2,
-                                    val_per_class=1, seed=3)
+    return make_classification_data(
+        tmp_path_factory.mktemp("p1"), num_classes=50, train_per_class=2, val_per_class=1, seed=3
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +73,7 @@ def test_classification_deterministic(p1: Path, tmp_path: Path) -> None:
 
 def test_classes_learnable_but_images_vary() -> None:
     """A 1-nearest-neighbour classifier on raw pixels beats chance (0.02) by far; no image repeats."""
+
     def draw(split: int, count: int) -> tuple[np.ndarray, np.ndarray]:
         images = [class_image(c, 32, np.random.default_rng([split, c, i])) for c in range(50) for i in range(count)]
         return np.stack(images).reshape(len(images), -1) / 255.0, np.repeat(np.arange(50), count)
@@ -86,9 +90,14 @@ def test_classes_learnable_but_images_vary() -> None:
 def test_segmentation_layout(p2: Path) -> None:
     assert sorted(p.name for p in p2.iterdir()) == ["train", "validation"]
     assert sorted(p.name for p in (p2 / "train").iterdir()) == [
-        f"{i:04d}_{kind}" for i in range(3) for kind in ("mask.png", "sat.jpg")]
+        f"{i:04d}_{kind}" for i in range(3) for kind in ("mask.png", "sat.jpg")
+    ]
     assert sorted(p.name for p in (p2 / "validation").iterdir()) == [
-        "0000_mask.png", "0000_sat.jpg", "0001_mask.png", "0001_sat.jpg"]
+        "0000_mask.png",
+        "0000_sat.jpg",
+        "0001_mask.png",
+        "0001_sat.jpg",
+    ]
     for path in (p2 / "train").iterdir():
         with Image.open(path) as img:
             expected = "JPEG" if path.suffix == ".jpg" else "PNG"
@@ -121,8 +130,9 @@ def test_class_shares_like_real_data() -> None:
 def test_satellite_texture_predicts_mask() -> None:
     """Per-class mean colours differ enough that a nearest-centroid pixel classifier mostly works."""
     tiles = [land_cover_tile(96, np.random.default_rng(100 + i)) for i in range(12)]
-    pixels = np.concatenate([np.asarray(Image.fromarray(img).resize((24, 24), Image.Resampling.BOX))
-                             .reshape(-1, 3) for img, _ in tiles]).astype(np.float64)
+    pixels = np.concatenate(
+        [np.asarray(Image.fromarray(img).resize((24, 24), Image.Resampling.BOX)).reshape(-1, 3) for img, _ in tiles]
+    ).astype(np.float64)
     labels = np.concatenate([ids[2::4, 2::4].ravel() for _, ids in tiles])
     present = np.unique(labels)
     centroids = np.stack([pixels[labels == c].mean(axis=0) for c in present])
@@ -147,8 +157,9 @@ def test_refuses_folder_with_files(p1: Path, p2: Path, tmp_path: Path) -> None:
     assert (tmp_path / "train" / "0000_sat.jpg").is_file()
 
 
-@pytest.mark.parametrize("kwargs", [{"num_classes": 0}, {"num_classes": 101}, {"train_per_class": 0},
-                                    {"size": 4}, {"val_per_class": 1.5}])
+@pytest.mark.parametrize(
+    "kwargs", [{"num_classes": 0}, {"num_classes": 101}, {"train_per_class": 0}, {"size": 4}, {"val_per_class": 1.5}]
+)
 def test_bad_classification_options(tmp_path: Path, kwargs: dict) -> None:
     name = next(iter(kwargs))
     with pytest.raises(ConfigError, match=name):
@@ -166,8 +177,10 @@ def test_bad_segmentation_options(tmp_path: Path) -> None:
 def test_formats_match_real_data(dlcv_root: Path, p1: Path, p2: Path) -> None:
     real_gt = (dlcv_root / "p1_data" / "val_gt.csv").read_text().splitlines()
     assert real_gt[0] == (p1 / "val_gt.csv").read_text().splitlines()[0]
-    for real, ours in ((dlcv_root / "p1_data" / "train_50" / "0_0.png", p1 / "train_50" / "0_0.png"),
-                       (dlcv_root / "p2_data" / "train" / "0000_sat.jpg", p2 / "train" / "0000_sat.jpg"),
-                       (dlcv_root / "p2_data" / "train" / "0000_mask.png", p2 / "train" / "0000_mask.png")):
+    for real, ours in (
+        (dlcv_root / "p1_data" / "train_50" / "0_0.png", p1 / "train_50" / "0_0.png"),
+        (dlcv_root / "p2_data" / "train" / "0000_sat.jpg", p2 / "train" / "0000_sat.jpg"),
+        (dlcv_root / "p2_data" / "train" / "0000_mask.png", p2 / "train" / "0000_mask.png"),
+    ):
         with Image.open(real) as a, Image.open(ours) as b:
             assert (a.format, a.mode) == (b.format, b.mode), ours.name

@@ -28,8 +28,21 @@ def _scalars(acc, tag: str) -> dict[int, float]:
     return {e.step: e.value for e in acc.Scalars(tag)}
 
 
-ROW = {"epoch": 2, "lr": 0.01, "train_loss": 0.9, "train_acc": 0.7, "val_loss": 1.1, "val_acc": 0.65,
-       "val_miou": 0.42, "iou_0": 0.5, "iou_1": 0.8, "iou_2": 0.2, "iou_3": 0.6, "iou_4": math.nan, "iou_5": 0.4}
+ROW = {
+    "epoch": 2,
+    "lr": 0.01,
+    "train_loss": 0.9,
+    "train_acc": 0.7,
+    "val_loss": 1.1,
+    "val_acc": 0.65,
+    "val_miou": 0.42,
+    "iou_0": 0.5,
+    "iou_1": 0.8,
+    "iou_2": 0.2,
+    "iou_3": 0.6,
+    "iou_4": math.nan,
+    "iou_5": 0.4,
+}
 
 
 def test_hook_logs_scalars_iou_snapshots_and_config(tmp_path: Path) -> None:
@@ -42,9 +55,19 @@ def test_hook_logs_scalars_iou_snapshots_and_config(tmp_path: Path) -> None:
     hook.close()
     acc = _events(tmp_path / "tensorboard")
     tags = acc.Tags()
-    assert set(tags["scalars"]) == {"loss/train", "loss/val", "accuracy/train", "accuracy/val", "miou/val", "lr",
-                                    "iou/0_urban", "iou/1_agriculture", "iou/2_rangeland", "iou/3_forest",
-                                    "iou/5_barren"}  # iou_4 is nan (class absent): left out
+    assert set(tags["scalars"]) == {
+        "loss/train",
+        "loss/val",
+        "accuracy/train",
+        "accuracy/val",
+        "miou/val",
+        "lr",
+        "iou/0_urban",
+        "iou/1_agriculture",
+        "iou/2_rangeland",
+        "iou/3_forest",
+        "iou/5_barren",
+    }  # iou_4 is nan (class absent): left out
     assert _scalars(acc, "loss/train") == pytest.approx({2: 0.9, 3: 0.8})
     assert _scalars(acc, "iou/2_rangeland") == pytest.approx({2: 0.2, 3: 0.2})
     images = acc.Images("snapshots/masks")
@@ -80,10 +103,23 @@ def test_one_epoch_training_run_writes_event_files(tmp_path: Path) -> None:
     from fcnlab.training.fit import fit
 
     data = make_segmentation_data(tmp_path / "data", n_train=2, n_val=1, size=32)
-    cfg = from_dict({"task": "segment", "model": "fcn32s_resnet34", "data": str(data / "train"),
-                     "val": str(data / "validation"), "epochs": 1, "batch_size": 2, "image_size": 32,
-                     "snapshot_epochs": [1], "snapshot_tiles": 1, "pretrained": False, "cache": "memory",
-                     "tensorboard": True, "device": "cpu"})
+    cfg = from_dict(
+        {
+            "task": "segment",
+            "model": "fcn32s_resnet34",
+            "data": str(data / "train"),
+            "val": str(data / "validation"),
+            "epochs": 1,
+            "batch_size": 2,
+            "image_size": 32,
+            "snapshot_epochs": [1],
+            "snapshot_tiles": 1,
+            "pretrained": False,
+            "cache": "memory",
+            "tensorboard": True,
+            "device": "cpu",
+        }
+    )
     fit(cfg, tmp_path / "run")
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
     acc = _events(tmp_path / "run" / "tensorboard")

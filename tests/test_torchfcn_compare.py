@@ -22,8 +22,17 @@ SCRIPT = REPO / "benchmarks" / "torchfcn_compare.py"
 
 def worker_settings(**changes):
     """What main() hands each worker, for one tiny fcnlab model on the CPU."""
-    return {"malloc": "as-run", "threads": 1, "device": "cpu", "batch": 1, "size": 32, "torchfcn": "/nonexistent",
-            "fcnlab_path": "engine", "clock": "wall", **changes}
+    return {
+        "malloc": "as-run",
+        "threads": 1,
+        "device": "cpu",
+        "batch": 1,
+        "size": 32,
+        "torchfcn": "/nonexistent",
+        "fcnlab_path": "engine",
+        "clock": "wall",
+        **changes,
+    }
 
 
 @pytest.fixture()
@@ -47,8 +56,10 @@ def test_each_library_runs_with_its_own_allocator_by_default(compare_module):
 
 
 def test_ratios_compare_img_per_s_against_the_targets(compare_module):
-    models = {"fcn8s_resnet34": {"train_img_per_s": 2.0, "infer_img_per_s": 9.0},
-              "torchfcn_fcn8s": {"train_img_per_s": 0.25, "infer_img_per_s": 1.0}}
+    models = {
+        "fcn8s_resnet34": {"train_img_per_s": 2.0, "infer_img_per_s": 9.0},
+        "torchfcn_fcn8s": {"train_img_per_s": 0.25, "infer_img_per_s": 1.0},
+    }
     rows = {r["what"]: r for r in compare_module.ratios(models)}
     train = rows["fcn8s_resnet34 training vs torchfcn FCN8s"]
     assert train["ratio"] == 8.0 and train["target"] == 10.0 and train["met"] is False
@@ -71,17 +82,37 @@ def test_a_worker_that_dies_is_one_line(compare_module):
 
 
 def test_missing_torchfcn_names_the_pip_command(tmp_path):
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--torchfcn", str(tmp_path), "--models",
-                           "torchfcn_fcn8s,fcn8s_resnet34"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--torchfcn", str(tmp_path), "--models", "torchfcn_fcn8s,fcn8s_resnet34"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0
     assert f"torchfcn not found in {tmp_path}" in proc.stderr and "pip install --no-deps" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
 def test_run_writes_json_and_markdown(tmp_path):
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--models", "fcn8s_resnet34", "--size", "32",
-                           "--rounds", "2", "--threads", "1", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--models",
+            "fcn8s_resnet34",
+            "--size",
+            "32",
+            "--rounds",
+            "2",
+            "--threads",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "torchfcn_compare.json").read_text())
     row = report["models"]["fcn8s_resnet34"]

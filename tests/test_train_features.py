@@ -15,9 +15,26 @@ from fcnlab.data.synthetic import make_classification_data, make_segmentation_da
 from fcnlab.tasks import make_task
 from train_once import train_once
 
-FEATURES = ["--augment-policy", "trivialaugment", "--random-erasing", "0.5", "--cutmix", "1.0", "--mixup", "0.4",
-            "--mix-prob", "0.8", "--label-smoothing", "0.1", "--nesterov", "true", "--ema", "true",
-            "--ema-decay", "0.9"]
+FEATURES = [
+    "--augment-policy",
+    "trivialaugment",
+    "--random-erasing",
+    "0.5",
+    "--cutmix",
+    "1.0",
+    "--mixup",
+    "0.4",
+    "--mix-prob",
+    "0.8",
+    "--label-smoothing",
+    "0.1",
+    "--nesterov",
+    "true",
+    "--ema",
+    "true",
+    "--ema-decay",
+    "0.9",
+]
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +42,34 @@ def p1_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("features")
     data = make_classification_data(root / "p1", num_classes=4, train_per_class=4, val_per_class=2)
     run = root / "run"
-    rc = train_once(["classify", "train", "--data", str(data / "train_50"), "--val", str(data / "val_50"),
-                     "--out", str(run), "--model", "resnet18", "--num-classes", "4", "--batch-size", "4",
-                     "--lr", "0.01", "--epochs", "2", "--device", "cpu", "--log-every", "1000", *FEATURES],
-                    root / "cache")
+    rc = train_once(
+        [
+            "classify",
+            "train",
+            "--data",
+            str(data / "train_50"),
+            "--val",
+            str(data / "val_50"),
+            "--out",
+            str(run),
+            "--model",
+            "resnet18",
+            "--num-classes",
+            "4",
+            "--batch-size",
+            "4",
+            "--lr",
+            "0.01",
+            "--epochs",
+            "2",
+            "--device",
+            "cpu",
+            "--log-every",
+            "1000",
+            *FEATURES,
+        ],
+        root / "cache",
+    )
     assert rc == 0
     return run
 
@@ -92,10 +133,33 @@ def test_classify_train_batches_carry_soft_targets_and_normalised_images():
 def test_segmentation_run_with_ema(tmp_path):
     data = make_segmentation_data(tmp_path / "p2", n_train=4, n_val=2, size=64)
     run = tmp_path / "run"
-    rc = train_once(["segment", "train", "--data", str(data / "train"), "--val", str(data / "validation"),
-                     "--out", str(run), "--model", "fcn32s_resnet34", "--epochs", "2", "--batch-size", "2",
-                     "--image-size", "64", "--device", "cpu", "--ema", "true", "--ema-decay", "0.5"],
-                    tmp_path / "cache")
+    rc = train_once(
+        [
+            "segment",
+            "train",
+            "--data",
+            str(data / "train"),
+            "--val",
+            str(data / "validation"),
+            "--out",
+            str(run),
+            "--model",
+            "fcn32s_resnet34",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "2",
+            "--image-size",
+            "64",
+            "--device",
+            "cpu",
+            "--ema",
+            "true",
+            "--ema-decay",
+            "0.5",
+        ],
+        tmp_path / "cache",
+    )
     assert rc == 0
     best = load_checkpoint(run / "best.pt")
     assert best["ema"]["updates"] == best["global_step"] == 2 * best["best_epoch"]  # 2 steps per epoch

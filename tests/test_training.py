@@ -24,14 +24,33 @@ from fcnlab.training.state import epoch_batches
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    return make_classification_data(tmp_path_factory.mktemp("engine") / "p1", num_classes=4, train_per_class=4,
-                                    val_per_class=2)
+    return make_classification_data(
+        tmp_path_factory.mktemp("engine") / "p1", num_classes=4, train_per_class=4, val_per_class=2
+    )
 
 
 def argv(data: Path, out: Path, *extra: str) -> list[str]:
-    return ["classify", "train", "--data", str(data / "train_50"), "--val", str(data / "val_50"), "--out", str(out),
-            "--model", "resnet18", "--num-classes", "4", "--batch-size", "4", "--lr", "0.01", "--device", "cpu",
-            *extra]
+    return [
+        "classify",
+        "train",
+        "--data",
+        str(data / "train_50"),
+        "--val",
+        str(data / "val_50"),
+        "--out",
+        str(out),
+        "--model",
+        "resnet18",
+        "--num-classes",
+        "4",
+        "--batch-size",
+        "4",
+        "--lr",
+        "0.01",
+        "--device",
+        "cpu",
+        *extra,
+    ]
 
 
 # -------------------------------------------------------------------------------------------- NaN / Inf
@@ -50,9 +69,11 @@ def test_nan_loss_stops_naming_epoch_step_and_last_good_checkpoint(data, tmp_pat
     out = tmp_path / "run"
     assert main(argv(data, out, "--epochs", "3")) == 3
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"fcnlab: error: loss became NaN/Inf at epoch 2 step 3; last good checkpoint: {out / 'last.pt'} "
-                   f"(saved at the end of epoch 1); resume it with --resume {out} --change-settings and a lower --lr "
-                   f"or a --grad-clip, or check the data"]
+    assert err == [
+        f"fcnlab: error: loss became NaN/Inf at epoch 2 step 3; last good checkpoint: {out / 'last.pt'} "
+        f"(saved at the end of epoch 1); resume it with --resume {out} --change-settings and a lower --lr "
+        f"or a --grad-clip, or check the data"
+    ]
     ckpt = load_checkpoint(out / "last.pt")  # untouched by the diverged steps
     assert ckpt["epoch"] == 1 and all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
     assert len((out / "metrics.csv").read_text().splitlines()) == 2
@@ -78,8 +99,20 @@ def test_gradient_clipping_bounds_every_update(data, tmp_path, monkeypatch):
         return build(model, cfg, device, world_size)
 
     monkeypatch.setattr(train_state, "build_optimizer", spy)
-    common = ["--epochs", "1", "--momentum", "0", "--weight-decay", "0", "--lr", "0.5", "--warmup-epochs", "0",
-              "--scheduler", "constant"]
+    common = [
+        "--epochs",
+        "1",
+        "--momentum",
+        "0",
+        "--weight-decay",
+        "0",
+        "--lr",
+        "0.5",
+        "--warmup-epochs",
+        "0",
+        "--scheduler",
+        "constant",
+    ]
     moves = {}
     for clip in ("1e-4", "0"):
         out = tmp_path / f"clip{clip}"
@@ -154,8 +187,10 @@ def test_prepare_run_dir_refuses_to_overwrite(tmp_path):
 def test_metrics_log_keeps_wall_times_out_of_metrics_csv(tmp_path):
     log = runs.MetricsLog(tmp_path)
     for epoch in (1, 2, 3):
-        log.append({"epoch": epoch, "lr": 0.1, "train_loss": 1.0 / epoch, "val_acc": 0.5},
-                   {"epoch": epoch, "train_seconds": "1.00"})
+        log.append(
+            {"epoch": epoch, "lr": 0.1, "train_loss": 1.0 / epoch, "val_acc": 0.5},
+            {"epoch": epoch, "train_seconds": "1.00"},
+        )
     reread = runs.MetricsLog(tmp_path)
     reread.truncate(2)  # resuming the checkpoint of epoch 2
     reread.append({"epoch": 3, "lr": 0.1, "train_loss": 0.25, "val_acc": 0.75}, {"epoch": 3, "train_seconds": "2"})
@@ -188,7 +223,26 @@ def test_too_little_training_data_is_a_data_error(tmp_path, capsys):
     folder = one / "train_50"
     for extra in sorted(folder.glob("*.png"))[1:]:
         extra.unlink()
-    assert main(["classify", "train", "--data", str(folder), "--val", str(one / "val_50"), "--out",
-                 str(tmp_path / "run"), "--model", "resnet18", "--num-classes", "2", "--device", "cpu"]) == 2
+    assert (
+        main(
+            [
+                "classify",
+                "train",
+                "--data",
+                str(folder),
+                "--val",
+                str(one / "val_50"),
+                "--out",
+                str(tmp_path / "run"),
+                "--model",
+                "resnet18",
+                "--num-classes",
+                "2",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"fcnlab: error: {folder}: holds 1 image; training needs at least 2 (add images or raise --limit)"]

@@ -55,26 +55,30 @@ class ArrayData:
 
 def class_data(n: int, num_classes: int = 3, size: int = 32, seed: int = 0) -> ArrayData:
     g = torch.Generator().manual_seed(seed)
-    return ArrayData(torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g),
-                     torch.randint(0, num_classes, (n,), generator=g))
+    return ArrayData(
+        torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g),
+        torch.randint(0, num_classes, (n,), generator=g),
+    )
 
 
 def class_model(num_classes: int = 3) -> torch.nn.Module:
     torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Conv2d(3, num_classes, 3, padding=1), torch.nn.AdaptiveAvgPool2d(1),
-                               torch.nn.Flatten())
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, num_classes, 3, padding=1), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()
+    )
 
 
 # ------------------------------------------------------------------------------------------- evaluate
-def reference_eval(task: Task, model: torch.nn.Module, data: ArrayData, rank: int, world: int,
-                   bs: int) -> tuple[float, int, np.ndarray]:
+def reference_eval(
+    task: Task, model: torch.nn.Module, data: ArrayData, rank: int, world: int, bs: int
+) -> tuple[float, int, np.ndarray]:
     """The straightforward computation: this rank's shard batch by batch, float64 loss sum, numpy matrix."""
     n_cls = task.cfg.num_classes
     loss_sum, count, mat = 0.0, 0, np.zeros((n_cls, n_cls), dtype=np.int64)
     index = list(range(rank, len(data), world))
     with torch.no_grad():
         for start in range(0, len(index), bs):
-            images, targets = data.batch(torch.tensor(index[start:start + bs]))
+            images, targets = data.batch(torch.tensor(index[start : start + bs]))
             logits = model(task.prepare_eval(images)).float()
             loss_sum += float(F.cross_entropy(logits, targets, reduction="sum").double())
             count += targets.numel()
@@ -85,8 +89,7 @@ def reference_eval(task: Task, model: torch.nn.Module, data: ArrayData, rank: in
 
 @pytest.mark.parametrize(("rank", "world"), [(0, 1), (1, 2)])
 def test_classify_evaluate_equals_a_plain_batch_by_batch_computation(rank, world):
-    cfg = from_dict({"task": "classify", "num_classes": 3, "batch_size": 2, "eval_batch_size": 4,
-                     "image_size": 32})
+    cfg = from_dict({"task": "classify", "num_classes": 3, "batch_size": 2, "eval_batch_size": 4, "image_size": 32})
     task = ClassificationTask(cfg)
     data, model = class_data(11), class_model()  # 11 images: shards of 11 and 5, the last batch is partial
     metrics, conf = task.evaluate(model, data, torch.device("cpu"), rank, world)
@@ -102,8 +105,10 @@ def test_segment_evaluate_equals_a_plain_batch_by_batch_computation():
     cfg = from_dict({"task": "segment", "num_classes": 7, "batch_size": 2, "image_size": 32})
     task = SegmentationTask(cfg)
     g = torch.Generator().manual_seed(1)
-    data = ArrayData(torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8, generator=g),
-                     torch.randint(0, 7, (5, 16, 16), generator=g))
+    data = ArrayData(
+        torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8, generator=g),
+        torch.randint(0, 7, (5, 16, 16), generator=g),
+    )
     torch.manual_seed(0)
     model = torch.nn.Conv2d(3, 7, 3, padding=1)
     metrics, conf = task.evaluate(model, data, torch.device("cpu"))
@@ -127,8 +132,7 @@ def test_evaluate_gathers_batches_with_the_prefetcher(monkeypatch):
             super().__init__(data, batches, pin)
 
     monkeypatch.setattr(task_base, "Prefetcher", Spy)
-    cfg = from_dict({"task": "classify", "num_classes": 3, "batch_size": 2, "eval_batch_size": 3,
-                     "image_size": 32})
+    cfg = from_dict({"task": "classify", "num_classes": 3, "batch_size": 2, "eval_batch_size": 3, "image_size": 32})
     ClassificationTask(cfg).evaluate(class_model(), class_data(9), torch.device("cpu"), 1, 2)
     assert len(made) == 1
     batches, pin = made[0]
@@ -208,8 +212,9 @@ class TinyTask(Task):
     def prepare_eval(self, images: torch.Tensor) -> torch.Tensor:
         return images.float() / 255
 
-    def prepare_train(self, images: torch.Tensor, targets: torch.Tensor,
-                      gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def prepare_train(
+        self, images: torch.Tensor, targets: torch.Tensor, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.prepare_eval(images), targets
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -223,8 +228,17 @@ class TinyTask(Task):
 
 def make_state(run_dir: Path, dist: DistInfo = DistInfo(), steps: int = 8) -> TrainState:
     """A TrainState over ``steps`` batches of 2 per rank, as ``fit`` builds one (tiny model, SGD)."""
-    cfg = from_dict({"task": "classify", "num_classes": 3, "batch_size": 2, "epochs": 1, "lr": 0.01,
-                     "device": "cpu", "log_every": 1000})
+    cfg = from_dict(
+        {
+            "task": "classify",
+            "num_classes": 3,
+            "batch_size": 2,
+            "epochs": 1,
+            "lr": 0.01,
+            "device": "cpu",
+            "log_every": 1000,
+        }
+    )
     model = class_model()
     if dist.enabled and torch.distributed.is_initialized():
         model = torch.nn.parallel.DistributedDataParallel(model)
@@ -233,8 +247,21 @@ def make_state(run_dir: Path, dist: DistInfo = DistInfo(), steps: int = 8) -> Tr
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     gen = torch.Generator().manual_seed(dist.rank)
     data = class_data(2 * steps * dist.world_size, size=8)
-    return TrainState(cfg, TinyTask(cfg), run_dir, model, optimizer, scheduler, scaler,
-                             torch.device("cpu"), None, gen, dist, data, data)
+    return TrainState(
+        cfg,
+        TinyTask(cfg),
+        run_dir,
+        model,
+        optimizer,
+        scheduler,
+        scaler,
+        torch.device("cpu"),
+        None,
+        gen,
+        dist,
+        data,
+        data,
+    )
 
 
 class HostReads:
@@ -266,8 +293,9 @@ def test_device_values_are_read_once_per_sync_step_only(tmp_path, monkeypatch, w
     for steps in (8, 16):
         state = make_state(tmp_path / str(steps), DistInfo(0, world, 0), steps=steps)
         agreed[steps] = []
-        monkeypatch.setattr(loop, "_agree_on_stop",
-                            lambda flags, state=state, steps=steps: agreed[steps].append(state.step_in_epoch))
+        monkeypatch.setattr(
+            loop, "_agree_on_stop", lambda flags, state=state, steps=steps: agreed[steps].append(state.step_in_epoch)
+        )
         before = reads.count
         stats = loop.train_one_epoch(state, 0)
         counts[steps] = reads.count - before
@@ -322,8 +350,9 @@ def test_ddp_stops_when_another_rank_was_signalled(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(("other_rank_bad", "named"), [(None, 2), (0, 1)])
-def test_ddp_nan_is_found_at_the_sync_step_and_names_the_earliest_bad_step(tmp_path, monkeypatch,
-                                                                          other_rank_bad, named):
+def test_ddp_nan_is_found_at_the_sync_step_and_names_the_earliest_bad_step(
+    tmp_path, monkeypatch, other_rank_bad, named
+):
     state = make_state(tmp_path, DistInfo(0, 2, 0))
     state.task.nan_at = 1  # this rank's loss is NaN at step 2 (1-based)
     monkeypatch.setattr(loop, "sync_interval", lambda cfg, dev: 3)
@@ -386,13 +415,30 @@ def test_two_gloo_ranks_stop_at_the_same_step(tmp_path):
     """Real DDP (gloo, two processes, sync_every 3): a signal on one rank and a NaN on the other rank."""
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get(
-        "PYTHONPATH", "")])}
-    procs = [subprocess.Popen([sys.executable, "-c", "import sys; from test_training_gpu_path import _ddp_worker; "
-                               "_ddp_worker(int(sys.argv[1]), *sys.argv[2:])", str(rank), str(tmp_path / "rdv"),
-                               str(run_dir), str(tmp_path / f"rank{rank}.json")],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-              for rank in (0, 1)]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+    }
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from test_training_gpu_path import _ddp_worker; "
+                "_ddp_worker(int(sys.argv[1]), *sys.argv[2:])",
+                str(rank),
+                str(tmp_path / "rdv"),
+                str(run_dir),
+                str(tmp_path / f"rank{rank}.json"),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
     try:
         outputs = [p.communicate(timeout=240) for p in procs]
     finally:

@@ -33,7 +33,7 @@ def d4(mask: torch.Tensor) -> list[torch.Tensor]:
 
 def windows(mask: torch.Tensor, size: int) -> list[torch.Tensor]:
     h, w = mask.shape
-    return [mask[y:y + size, x:x + size] for y in range(h - size + 1) for x in range(w - size + 1)]
+    return [mask[y : y + size, x : x + size] for y in range(h - size + 1) for x in range(w - size + 1)]
 
 
 @pytest.mark.parametrize(("min_scale", "max_scale"), [(0.75, 1.25), (0.5, 0.5), (2.0, 2.0)])
@@ -80,8 +80,17 @@ def test_full_tile_without_zoom_is_an_exact_rotation_or_flip():
 
 def test_crop_without_zoom_is_a_window_of_the_input():
     masks = blocky_masks(3, 24, 3, seed=6)
-    out_img, out_mask = augment_pair(image_from_mask(masks), masks, 16, torch.Generator().manual_seed(7), 1.0,
-                                     1.0, flips=False, rotations=False, image_mode="nearest")
+    out_img, out_mask = augment_pair(
+        image_from_mask(masks),
+        masks,
+        16,
+        torch.Generator().manual_seed(7),
+        1.0,
+        1.0,
+        flips=False,
+        rotations=False,
+        image_mode="nearest",
+    )
     for i in range(3):
         assert any(torch.equal(out_mask[i], w) for w in windows(masks[i], 16))
     assert torch.equal(out_img, image_from_mask(out_mask))
@@ -109,7 +118,7 @@ def test_random_crop_flip_is_a_padded_window_possibly_mirrored():
         found = None
         for oy in range(2 * pad + 1):
             for ox in range(2 * pad + 1):
-                win = padded[i, :, oy:oy + 8, ox:ox + 8]
+                win = padded[i, :, oy : oy + 8, ox : ox + 8]
                 if torch.equal(out[i], win):
                     found = (oy, ox, False)
                 elif torch.equal(out[i], win.flip(-1)):
@@ -154,8 +163,9 @@ def test_normalize_and_resize():
     x = torch.full((2, 3, 4, 4), 255, dtype=torch.uint8)
     y = normalize(x)
     assert y.dtype == torch.float32
-    np.testing.assert_allclose(y[0, :, 0, 0].numpy(), (1 - np.array([0.485, 0.456, 0.406])) /
-                               np.array([0.229, 0.224, 0.225]), rtol=1e-5)
+    np.testing.assert_allclose(
+        y[0, :, 0, 0].numpy(), (1 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225]), rtol=1e-5
+    )
     assert resize(y, 4) is y
     assert resize(y, 8).shape == (2, 3, 8, 8)
 

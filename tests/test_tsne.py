@@ -72,8 +72,7 @@ def test_plot_tsne(tmp_path: Path, blobs: tuple[np.ndarray, np.ndarray], embeddi
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tsne.png"]
 
 
-def test_save_tsne_npz_round_trip(tmp_path: Path, blobs: tuple[np.ndarray, np.ndarray],
-                                  embedding: np.ndarray) -> None:
+def test_save_tsne_npz_round_trip(tmp_path: Path, blobs: tuple[np.ndarray, np.ndarray], embedding: np.ndarray) -> None:
     path = tmp_path / "tsne_data"  # no .npz suffix: the file must still land exactly at path
     save_tsne_npz(path, blobs[0], blobs[1], embedding)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tsne_data"]
@@ -83,4 +82,3 @@ def test_save_tsne_npz_round_trip(tmp_path: Path, blobs: tuple[np.ndarray, np.nd
         assert np.array_equal(data["embedding"], embedding)
     with pytest.raises(ValueError, match="row counts"):
         save_tsne_npz(tmp_path / "x.npz", blobs[0], blobs[1][:5], embedding)
-

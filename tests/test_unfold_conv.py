@@ -19,14 +19,17 @@ def test_unfold_conv_equals_the_convolution_for_both_memory_formats():
     with torch.inference_mode():
         expected = conv(x)
         torch.testing.assert_close(fast(x), expected, atol=1e-4, rtol=1e-4)
-        torch.testing.assert_close(fast(x.contiguous(memory_format=torch.channels_last)), expected,
-                                   atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            fast(x.contiguous(memory_format=torch.channels_last)), expected, atol=1e-4, rtol=1e-4
+        )
 
 
 def test_only_deep_stride_one_large_kernels_are_replaced():
-    model = nn.Sequential(nn.Conv2d(3, 64, 7, stride=2, padding=3),  # ResNet's stem: kept
-                          nn.Conv2d(64, 64, 3, padding=1),  # small kernel: kept
-                          nn.Conv2d(512, 8, 7, padding=3))  # fc6-like: replaced
+    model = nn.Sequential(
+        nn.Conv2d(3, 64, 7, stride=2, padding=3),  # ResNet's stem: kept
+        nn.Conv2d(64, 64, 3, padding=1),  # small kernel: kept
+        nn.Conv2d(512, 8, 7, padding=3),
+    )  # fc6-like: replaced
     assert unfold_large_convs(model) == 1
     assert [type(m).__name__ for m in model] == ["Conv2d", "Conv2d", "UnfoldConv2d"]
     resnet_fcn = build_model("fcn8s_resnet34", 7)

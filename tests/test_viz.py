@@ -70,8 +70,10 @@ def test_confusion_matrix_rejects_bad_shapes(tmp_path: Path) -> None:
 
 def test_training_curves_segmentation_and_classification(tmp_path: Path) -> None:
     seg = tmp_path / "seg.csv"
-    seg.write_text(HEADER + "1,1.5,0.5,1.6,,0.30,0.01,2.0\n2,1.0,0.6,1.2,,0.40,0.005,2.1\n"
-                   "2,0.9,0.65,1.1,,0.45,0.005,2.1\n3,0.8,0.7,1.0,,0.50,0.001,2.0\n")
+    seg.write_text(
+        HEADER + "1,1.5,0.5,1.6,,0.30,0.01,2.0\n2,1.0,0.6,1.2,,0.40,0.005,2.1\n"
+        "2,0.9,0.65,1.1,,0.45,0.005,2.1\n3,0.8,0.7,1.0,,0.50,0.001,2.0\n"
+    )
     metrics = viz.read_metrics_csv(seg)
     assert metrics["epoch"].tolist() == [1.0, 2.0, 3.0]
     assert metrics["val_miou"].tolist() == [0.30, 0.45, 0.50]  # the repeated epoch keeps its last row
@@ -92,13 +94,16 @@ def test_training_curves_segmentation_and_classification(tmp_path: Path) -> None
     assert _png_size(tmp_path / "cls.png") == (11 * 40, int(4.2 * 40))
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (None, "does not exist"),
-    ("", "not a metrics file"),
-    ("a,b\n1,2\n", "not a metrics file"),
-    (HEADER, "no epochs"),
-    (HEADER + "1,abc,,,,,,\n", "line 2, column 'train_loss'"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "does not exist"),
+        ("", "not a metrics file"),
+        ("a,b\n1,2\n", "not a metrics file"),
+        (HEADER, "no epochs"),
+        (HEADER + "1,abc,,,,,,\n", "line 2, column 'train_loss'"),
+    ],
+)
 def test_training_curves_bad_metrics(tmp_path: Path, content: str | None, message: str) -> None:
     csv_path = tmp_path / "metrics.csv"
     if content is not None:
@@ -170,8 +175,15 @@ def test_snapshot_grid_labels_rows_with_names_and_columns_with_miou(tmp_path: Pa
         return real(columns, title, row_labels)
 
     monkeypatch.setattr(viz, "mask_grid_figure", spy)
-    viz.plot_snapshot_grid({25: gts, 5: gts}, images, gts, tmp_path / "grid.png", dpi=30,
-                           row_labels=["0013_sat.jpg", "0100_sat.jpg"], mious={5: 0.41234, 25: float("nan")})
+    viz.plot_snapshot_grid(
+        {25: gts, 5: gts},
+        images,
+        gts,
+        tmp_path / "grid.png",
+        dpi=30,
+        row_labels=["0013_sat.jpg", "0100_sat.jpg"],
+        mious={5: 0.41234, 25: float("nan")},
+    )
     assert seen["headings"] == ["satellite", "ground truth", "epoch 5\nmIoU 0.4123", "epoch 25"]
     assert seen["rows"] == ["0013_sat.jpg", "0100_sat.jpg"]
     fig = real([("satellite", images)], "t", row_labels=["a.jpg", "b.jpg"])
@@ -184,16 +196,22 @@ def test_named_snapshot_tiles(tmp_path: Path) -> None:
 
     files = [Path(f"/v/{i:04d}_sat.jpg") for i in range(20)]
     assert named_indices(files, ["0013_sat.jpg", "0002_sat", "0005", 7, "0013"]) == [13, 2, 5, 7]
-    with pytest.raises(ConfigError, match=r"'0099_sat.jpg' is not among the 20 validation tiles of v/ "
-                                          r"\(0000_sat.jpg, 0001_sat.jpg, 0002_sat.jpg, ...\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"'0099_sat.jpg' is not among the 20 validation tiles of v/ "
+        r"\(0000_sat.jpg, 0001_sat.jpg, 0002_sat.jpg, ...\)",
+    ):
         named_indices(files, ["0099_sat.jpg"], "v/")
 
 
-@pytest.mark.parametrize(("train_loss", "label", "scale"), [
-    ([2.3, 1.9, 1.5, 1.2], "loss", "linear"),
-    ([480.0, 1.9, 1.5, 1.2], "loss (log scale)", "log"),  # one huge early value: log axis
-    ([480.0, 1.9, 0.0, 1.2], "loss (clipped at 2.2)", "linear"),  # a zero: no log axis, clipped instead
-])
+@pytest.mark.parametrize(
+    ("train_loss", "label", "scale"),
+    [
+        ([2.3, 1.9, 1.5, 1.2], "loss", "linear"),
+        ([480.0, 1.9, 1.5, 1.2], "loss (log scale)", "log"),  # one huge early value: log axis
+        ([480.0, 1.9, 0.0, 1.2], "loss (clipped at 2.2)", "linear"),  # a zero: no log axis, clipped instead
+    ],
+)
 def test_loss_axis_stays_readable(train_loss, label, scale) -> None:
     epochs = np.arange(1.0, 5.0)
     metrics = {"epoch": epochs, "train_loss": np.asarray(train_loss), "val_loss": np.asarray([2.0, 1.8, 1.6, 1.5])}

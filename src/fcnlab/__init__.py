@@ -20,8 +20,16 @@ from typing import Any as _Any
 __version__ = "0.1.0"
 
 #: Public functions, all defined in :mod:`fcnlab.api`.
-API = ("build_model", "load_checkpoint", "predict_masks", "predict_labels", "evaluate_masks", "train",
-       "compare_runs", "write_report")
+API = (
+    "build_model",
+    "load_checkpoint",
+    "predict_masks",
+    "predict_labels",
+    "evaluate_masks",
+    "train",
+    "compare_runs",
+    "write_report",
+)
 
 __all__ = ["__version__", *API]
 

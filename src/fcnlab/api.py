@@ -33,8 +33,14 @@ if TYPE_CHECKING:  # pragma: no cover
 ImagesArg = str | Path | np.ndarray | Sequence[np.ndarray | str | Path]
 
 
-def build_model(name: str, num_classes: int | None = None, *, pretrained: bool = False,
-                weights: str | Path | None = None, **kwargs: Any) -> nn.Module:
+def build_model(
+    name: str,
+    num_classes: int | None = None,
+    *,
+    pretrained: bool = False,
+    weights: str | Path | None = None,
+    **kwargs: Any,
+) -> nn.Module:
     """Build a registered model (``vgg16_bn``, ``resnet18``, ``fcn32s_vgg16``, ``fcn8s_resnet34``, ...).
 
     ``num_classes`` defaults to the course's: 50 for classifiers, 7 for segmentation models. ``pretrained``
@@ -42,17 +48,18 @@ def build_model(name: str, num_classes: int | None = None, *, pretrained: bool =
     other keyword arguments go to the builder (e.g. ``learn_upsampling=True``). See
     :func:`fcnlab.models.list_models` for the names.
     """
-    from fcnlab.config import TASK_DEFAULTS, TrainConfig
+    from fcnlab.config import task_defaults
     from fcnlab.models import build_model as _build
     from fcnlab.models import model_task
 
     if num_classes is None:  # the task's default (the course's class count)
-        num_classes = TASK_DEFAULTS[model_task(name)].get("num_classes", TrainConfig.num_classes)
+        num_classes = task_defaults(model_task(name))["num_classes"]
     return _build(name, num_classes, pretrained=pretrained, weights=weights, **kwargs)
 
 
-def load_checkpoint(path: str | Path, device: str = "auto", *, fold: bool = True, tta: str = "none",
-                    scales: Sequence[float] = (1.0,)) -> Predictor:
+def load_checkpoint(
+    path: str | Path, device: str = "auto", *, fold: bool = True, tta: str = "none", scales: Sequence[float] = (1.0,)
+) -> Predictor:
     """Restore a checkpoint file or run folder (its ``best.pt``) for inference.
 
     ``tta``: test-time augmentation, ``none``, ``flip`` or (segmentation) ``d4``; ``scales`` (segmentation):
@@ -67,8 +74,9 @@ def load_checkpoint(path: str | Path, device: str = "auto", *, fold: bool = True
     return load_predictor(path, device, fold=fold, tta=tta, scales=tuple(scales))
 
 
-def _predictor(ckpt: Any, device: str, task: str, tta: str | None = None,
-               scales: Sequence[float] | None = None) -> Predictor:
+def _predictor(
+    ckpt: Any, device: str, task: str, tta: str | None = None, scales: Sequence[float] | None = None
+) -> Predictor:
     """A Predictor for ``task``: ``ckpt`` itself when it is one (with its TTA unless ``tta``/``scales`` are
     given), else the checkpoint restored with ``tta`` and ``scales``."""
     from fcnlab.infer.predictor import Predictor, load_predictor, make_predictor
@@ -85,8 +93,18 @@ def _predictor(ckpt: Any, device: str, task: str, tta: str | None = None,
         scales = ckpt.scales if scales is None else tuple(scales)
         check_tta(task_info(task).dense, tta, scales)
         base = ckpt.model.model if isinstance(ckpt.model, (ClassificationTTA, SegmentationTTA)) else ckpt.model
-        return make_predictor(base, ckpt.cfg, ckpt.device, ckpt.amp, fold=False, fuse=False, ckpt=ckpt.ckpt,
-                              path=ckpt.path, tta=tta, scales=scales)
+        return make_predictor(
+            base,
+            ckpt.cfg,
+            ckpt.device,
+            ckpt.amp,
+            fold=False,
+            fuse=False,
+            ckpt=ckpt.ckpt,
+            path=ckpt.path,
+            tta=tta,
+            scales=scales,
+        )
     return load_predictor(ckpt, device, task=task, tta=tta or "none", scales=tuple(scales or (1.0,)))
 
 
@@ -114,14 +132,22 @@ def _rgb(name: str, item: Any) -> np.ndarray:
         return read_rgb(item)
     array = np.asarray(item)
     if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
-        raise DataError(f"{name}: expected an (H, W, 3) uint8 RGB array, got shape {array.shape} dtype "
-                        f"{array.dtype} (convert with np.asarray(PIL.Image.open(f).convert('RGB')))")
+        raise DataError(
+            f"{name}: expected an (H, W, 3) uint8 RGB array, got shape {array.shape} dtype "
+            f"{array.dtype} (convert with np.asarray(PIL.Image.open(f).convert('RGB')))"
+        )
     return array
 
 
-def predict_masks(ckpt: str | Path | Predictor, images: ImagesArg, *, device: str = "auto",
-                  tile: int = 1024, tta: str | None = None,
-                  scales: Sequence[float] | None = None) -> list[np.ndarray]:
+def predict_masks(
+    ckpt: str | Path | Predictor,
+    images: ImagesArg,
+    *,
+    device: str = "auto",
+    tile: int = 1024,
+    tta: str | None = None,
+    scales: Sequence[float] | None = None,
+) -> list[np.ndarray]:
     """Class-id masks ``(H, W)`` uint8 (0-6) for RGB images, like ``fcnlab segment predict``.
 
     ``ckpt`` is a checkpoint file, a run folder or a :func:`load_checkpoint` result; ``images`` a folder
@@ -137,8 +163,14 @@ def predict_masks(ckpt: str | Path | Predictor, images: ImagesArg, *, device: st
     return [predict_mask(pred, _rgb(name, item), tile=tile) for name, item in _image_list(images, tiles=True)]
 
 
-def predict_labels(ckpt: str | Path | Predictor, images: ImagesArg, *, device: str = "auto",
-                   batch_size: int = 256, tta: str | None = None) -> np.ndarray:
+def predict_labels(
+    ckpt: str | Path | Predictor,
+    images: ImagesArg,
+    *,
+    device: str = "auto",
+    batch_size: int = 256,
+    tta: str | None = None,
+) -> np.ndarray:
     """Class labels (int64) of RGB images, like ``fcnlab classify predict``.
 
     ``images`` is a folder (sorted file names), a list of ``(H, W, 3)`` uint8 arrays or paths, or an
@@ -189,8 +221,14 @@ def _config(config: TrainConfig | dict[str, Any] | str | Path, overrides: dict[s
     return from_dict({**values, **overrides}, source)
 
 
-def train(config: TrainConfig | dict[str, Any] | str | Path | None, out: str | Path, *, resume: bool = False,
-          change_settings: bool = False, **overrides: Any) -> dict[str, Any]:
+def train(
+    config: TrainConfig | dict[str, Any] | str | Path | None,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    change_settings: bool = False,
+    **overrides: Any,
+) -> dict[str, Any]:
     """Train a model into the run folder ``out`` (``fcnlab classify|segment train``); return the summary.
 
     ``config`` is a dict of config keys, a :class:`~fcnlab.config.TrainConfig` or a YAML recipe such as
@@ -221,13 +259,22 @@ def compare_runs(runs: Sequence[str | Path]) -> Comparison:
     return _compare(runs)
 
 
-def write_report(runs: Sequence[str | Path], out: str | Path, fmt: str | None = None,
-                 title: str | None = None) -> ReportResult:
+def write_report(
+    runs: Sequence[str | Path], out: str | Path, fmt: str | None = None, title: str | None = None
+) -> ReportResult:
     """Write the HTML (or Markdown, ``fmt="md"`` or a ``.md`` name) report of run folders (``fcnlab report``)."""
     from fcnlab.report import write_report as _write
 
     return _write(runs, out, fmt, title)
 
 
-__all__ = ["build_model", "compare_runs", "evaluate_masks", "load_checkpoint", "predict_labels", "predict_masks",
-           "train", "write_report"]
+__all__ = [
+    "build_model",
+    "compare_runs",
+    "evaluate_masks",
+    "load_checkpoint",
+    "predict_labels",
+    "predict_masks",
+    "train",
+    "write_report",
+]

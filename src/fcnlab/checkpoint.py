@@ -50,8 +50,12 @@ def rng_state(aug_generator: torch.Generator | None = None) -> dict[str, Any]:
     np_state = cast(tuple[Any, ...], np.random.get_state())  # the legacy tuple (legacy=True)
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
         "python": list(random.getstate()[1]),
         "python_version": int(random.getstate()[0]),
         "python_gauss": random.getstate()[2],
@@ -67,14 +71,14 @@ def set_rng_state(state: dict[str, Any], aug_generator: torch.Generator | None =
     """Restore the RNG states captured by :func:`rng_state`."""
     torch.set_rng_state(state["torch"])
     np_s = state["numpy"]
-    np.random.set_state(("MT19937", np_s["keys"].numpy().astype(np.uint32), np_s["pos"], np_s["has_gauss"],
-                         np_s["cached_gaussian"]))
+    np.random.set_state(
+        ("MT19937", np_s["keys"].numpy().astype(np.uint32), np_s["pos"], np_s["has_gauss"], np_s["cached_gaussian"])
+    )
     random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
     if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
     if aug_generator is not None and "augment" in state:
-        aug_generator.set_state(state["augment"].cpu() if aug_generator.device.type == "cpu"
-                                else state["augment"])
+        aug_generator.set_state(state["augment"].cpu() if aug_generator.device.type == "cpu" else state["augment"])
 
 
 def save_checkpoint(path: str | Path, **fields: Any) -> None:
@@ -114,12 +118,16 @@ def check_version(version: Any, path: str | Path) -> None:
     from fcnlab import __version__
 
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise DataError(f"{path}: checkpoint format version {version!r} is not a version number; the file is "
-                        f"damaged or was edited, use another checkpoint")
+        raise DataError(
+            f"{path}: checkpoint format version {version!r} is not a version number; the file is "
+            f"damaged or was edited, use another checkpoint"
+        )
     if version > VERSION:
-        raise DataError(f"{path}: checkpoint format version {version} is newer than this fcnlab "
-                        f"{__version__} reads (version {VERSION}); upgrade fcnlab (pip install -U fcnlab) "
-                        f"to load it")
+        raise DataError(
+            f"{path}: checkpoint format version {version} is newer than this fcnlab "
+            f"{__version__} reads (version {VERSION}); upgrade fcnlab (pip install -U fcnlab) "
+            f"to load it"
+        )
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -131,8 +139,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                 path = path / name
                 break
         else:
-            raise DataError(f"{path}: run folder holds no best.pt or last.pt; give a run folder of "
-                            f"'fcnlab classify/segment train' or a checkpoint file")
+            raise DataError(
+                f"{path}: run folder holds no best.pt or last.pt; give a run folder of "
+                f"'fcnlab classify/segment train' or a checkpoint file"
+            )
     if not path.exists():
         from fcnlab.data.images import link_problem
 
@@ -146,11 +156,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except PermissionError:
         raise DataError(f"{path}: cannot read checkpoint (permission denied); fix its permissions") from None
     except Exception as e:  # torch raises many types for truncated/foreign files
-        raise DataError(f"{path}: not a readable checkpoint ({torch_load_error(e)}); it is damaged or not "
-                        f"written by fcnlab, use another checkpoint") from None
+        raise DataError(
+            f"{path}: not a readable checkpoint ({torch_load_error(e)}); it is damaged or not "
+            f"written by fcnlab, use another checkpoint"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise DataError(f"{path}: not an fcnlab checkpoint (missing format tag '{FORMAT}'); give a checkpoint "
-                        f"written by 'fcnlab ... train'")
+        raise DataError(
+            f"{path}: not an fcnlab checkpoint (missing format tag '{FORMAT}'); give a checkpoint "
+            f"written by 'fcnlab ... train'"
+        )
     check_version(ckpt.get("version", VERSION), path)
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]
     if missing:
@@ -183,8 +197,10 @@ def model_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cp
         model.load_state_dict(inference_weights(ckpt))
     except (RuntimeError, KeyError, TypeError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DataError(f"checkpoint weights do not fit model {ckpt['model_name']} with {ckpt['num_classes']} "
-                        f"classes ({first}); the checkpoint is damaged or was edited") from None
+        raise DataError(
+            f"checkpoint weights do not fit model {ckpt['model_name']} with {ckpt['num_classes']} "
+            f"classes ({first}); the checkpoint is damaged or was edited"
+        ) from None
     return model.to(device).eval()
 
 

@@ -49,8 +49,10 @@ def torch_load_error(e: Exception) -> str:
     text = str(e)
     found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
     if found:  # e.g. a checkpoint that pickled an argparse.Namespace
-        return (f"it holds a pickled {found.group(1)} object; fcnlab loads only tensors and plain data, never "
-                f"code from the file")
+        return (
+            f"it holds a pickled {found.group(1)} object; fcnlab loads only tensors and plain data, never "
+            f"code from the file"
+        )
     if isinstance(e, pickle.UnpicklingError):
         return "not a PyTorch checkpoint file"
     first = text.splitlines()[0].split(". ")[0] if text else ""

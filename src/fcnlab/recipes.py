@@ -66,8 +66,9 @@ def recipe_text(config: str | Path) -> tuple[str, str]:
     if isinstance(config, Path) or _is_path(text) or path.is_file():
         if not path.is_file():
             what = "is a folder, not a YAML file" if path.is_dir() else "config file does not exist"
-            raise ConfigError(f"{path}: {what}; give a YAML file or the name of a shipped recipe "
-                              f"({', '.join(shipped_recipes())})")
+            raise ConfigError(
+                f"{path}: {what}; give a YAML file or the name of a shipped recipe ({', '.join(shipped_recipes())})"
+            )
         try:
             return path.read_text(), str(path)
         except (OSError, UnicodeDecodeError) as e:
@@ -78,8 +79,10 @@ def recipe_text(config: str | Path) -> tuple[str, str]:
     if text not in names:
         close = difflib.get_close_matches(text, names, n=1)
         hint = f"did you mean {close[0]}? " if close else ""
-        raise ConfigError(f"--config {text}: no such file and no shipped recipe of that name; {hint}"
-                          f"shipped recipes: {', '.join(names)} (or give a path to a YAML file)")
+        raise ConfigError(
+            f"--config {text}: no such file and no shipped recipe of that name; {hint}"
+            f"shipped recipes: {', '.join(names)} (or give a path to a YAML file)"
+        )
     return (files("fcnlab") / "configs" / f"{text}.yaml").read_text(), f"recipe {text}"
 
 
@@ -111,8 +114,10 @@ def _about(block: Any, where: str) -> dict[str, Any]:
         raise ConfigError(f"{where}: {ABOUT}: expected a mapping (numbers, evidence, minutes, hardware)")
     unknown = sorted(set(block) - {"numbers", "evidence", "minutes", "hardware"})
     if unknown:
-        raise ConfigError(f"{where}: {ABOUT}: unknown key(s) {', '.join(map(str, unknown))}; valid: numbers, "
-                          f"evidence, minutes, hardware")
+        raise ConfigError(
+            f"{where}: {ABOUT}: unknown key(s) {', '.join(map(str, unknown))}; valid: numbers, "
+            f"evidence, minutes, hardware"
+        )
     if block.get("numbers", NUMBERS[1]) not in NUMBERS:
         raise ConfigError(f"{where}: {ABOUT}: numbers must be {' or '.join(NUMBERS)}, got {block['numbers']!r}")
     minutes = block.get("minutes")
@@ -129,10 +134,15 @@ def recipe_info(config: str | Path) -> RecipeInfo:
     summary = textwrap.shorten(header.split(". ", 1)[0].rstrip("."), 110, placeholder=" ...") if header else ""
     name = Path(str(config)).stem if _is_path(str(config)) or isinstance(config, Path) else str(config)
     minutes = about.get("minutes")
-    return RecipeInfo(name=name, task=str(data.get("task", "classify")),
-                      numbers=str(about.get("numbers", "unstated")), evidence=str(about.get("evidence", "")),
-                      minutes=float(minutes) if minutes is not None else None,
-                      hardware=str(about.get("hardware", "")), summary=summary)
+    return RecipeInfo(
+        name=name,
+        task=str(data.get("task", "classify")),
+        numbers=str(about.get("numbers", "unstated")),
+        evidence=str(about.get("evidence", "")),
+        minutes=float(minutes) if minutes is not None else None,
+        hardware=str(about.get("hardware", "")),
+        summary=summary,
+    )
 
 
 def recipes_for(task: str | None = None) -> list[RecipeInfo]:

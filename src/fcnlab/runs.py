@@ -60,8 +60,9 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "-", text).strip("-.") or "data"
 
 
-def evaluation_name(data_label: str, tta: str = "none", scales: Sequence[float] = (1.0,),
-                    checkpoint: str = BEST) -> str:
+def evaluation_name(
+    data_label: str, tta: str = "none", scales: Sequence[float] = (1.0,), checkpoint: str = BEST
+) -> str:
     """``validation``, ``val10_tta-d4``, ``validation_last`` ...: an evaluation's folder name, from what differs
     between evaluations of one run (the data, a checkpoint other than best.pt, the test-time augmentation)."""
     parts = [_safe_name(data_label)]
@@ -76,13 +77,22 @@ def same_evaluation(record: dict[str, Any], data: str, tta: str, scales: Sequenc
     new run of it replaces it; any other evaluation is never overwritten."""
     ck = record.get("checkpoint")
     ck = ck if isinstance(ck, dict) else {}
-    return (record.get("data") == data and record.get("tta", "none") == tta
-            and [float(s) for s in record.get("scales", [1.0])] == [float(s) for s in scales]
-            and ck.get("name", BEST) == checkpoint)
+    return (
+        record.get("data") == data
+        and record.get("tta", "none") == tta
+        and [float(s) for s in record.get("scales", [1.0])] == [float(s) for s in scales]
+        and ck.get("name", BEST) == checkpoint
+    )
 
 
-def evaluation_dir(run_dir: str | Path, data: str | Path, own_val: bool, tta: str = "none",
-                   scales: Sequence[float] = (1.0,), checkpoint: str = BEST) -> Path:
+def evaluation_dir(
+    run_dir: str | Path,
+    data: str | Path,
+    own_val: bool,
+    tta: str = "none",
+    scales: Sequence[float] = (1.0,),
+    checkpoint: str = BEST,
+) -> Path:
     """``RUN/eval/NAME``: the folder of the evaluation of ``data`` with these options. ``NAME`` is ``validation``
     for the run's own validation folder (``own_val``), else the data folder's name, then the options
     (:func:`evaluation_name`). A folder of that name holding another evaluation (another folder of the same
@@ -163,12 +173,15 @@ def eval_writes(out_dir: Path, given: bool) -> Iterator[None]:
     except OutputError as e:
         if given or e.path is None:
             raise
-        raise OutputError(f"{e.path}: cannot write ({e.happened}); the results are printed above: pass --out FOLDER "
-                          f"to write the eval files elsewhere") from None
+        raise OutputError(
+            f"{e.path}: cannot write ({e.happened}); the results are printed above: pass --out FOLDER "
+            f"to write the eval files elsewhere"
+        ) from None
 
 
-def record_command(run_dir: str | Path, entry: dict[str, Any], base: dict[str, Any] | None = None,
-                   top: dict[str, Any] | None = None) -> None:
+def record_command(
+    run_dir: str | Path, entry: dict[str, Any], base: dict[str, Any] | None = None, top: dict[str, Any] | None = None
+) -> None:
     """Append ``entry`` (a command that wrote to the run: what, command line, time ...) to ``commands`` in
     ``RUN/env.json``, which keeps every one (the first training, each resume, each evaluation into the run).
 
@@ -268,11 +281,15 @@ def prepare_run_dir(out: str | Path, resume: bool, resume_from: str = LAST) -> P
     # a folder holding only the console log of attempts that stopped before writing anything is reused
     if run_dir.is_dir() and any(p.name not in (LOCK_NAME, TRAIN_LOG) for p in run_dir.iterdir()):
         if (run_dir / CONFIG).exists() and not (run_dir / LAST).exists():
-            raise ConfigError(f"--out {run_dir}: holds a run that stopped before its first checkpoint; delete "
-                              f"that folder or choose a new --out")
+            raise ConfigError(
+                f"--out {run_dir}: holds a run that stopped before its first checkpoint; delete "
+                f"that folder or choose a new --out"
+            )
         what = "a run" if (run_dir / CONFIG).exists() else "other files"
-        raise ConfigError(f"--out {run_dir}: folder already holds {what}; pass --resume {run_dir} to continue "
-                          f"it, or choose a new --out")
+        raise ConfigError(
+            f"--out {run_dir}: folder already holds {what}; pass --resume {run_dir} to continue "
+            f"it, or choose a new --out"
+        )
     return make_folder(run_dir)
 
 

@@ -16,8 +16,14 @@ TINY = "tiny_cnn_for_tests"
 
 def tiny_cnn(num_classes: int, **_: object) -> torch.nn.Module:
     """Conv-BN-ReLU, global pooling and a linear layer: 8 channels, any input size."""
-    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
-                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, num_classes))
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, num_classes),
+    )
 
 
 def registered_tiny() -> Iterator[str]:
@@ -31,6 +37,17 @@ def registered_tiny() -> Iterator[str]:
 
 def tiny_config(p1: Path, **overrides: Any) -> TrainConfig:
     """A 2-epoch CPU run of ``TINY`` on a synthetic P1 folder of 5 classes (``make_classification_data``)."""
-    return from_dict({"task": "classify", "model": TINY, "num_classes": 5, "data": str(p1 / "train_50"),
-                      "val": str(p1 / "val_50"), "epochs": 2, "batch_size": 8, "device": "cpu", "seed": 3,
-                      **overrides})
+    return from_dict(
+        {
+            "task": "classify",
+            "model": TINY,
+            "num_classes": 5,
+            "data": str(p1 / "train_50"),
+            "val": str(p1 / "val_50"),
+            "epochs": 2,
+            "batch_size": 8,
+            "device": "cpu",
+            "seed": 3,
+            **overrides,
+        }
+    )

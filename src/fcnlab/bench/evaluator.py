@@ -24,9 +24,11 @@ from fcnlab.data.mask_codec import NUM_CLASSES, read_mask, write_mask
 from fcnlab.errors import DataError
 
 _MEAN_RE = re.compile(r"mean_iou:\s*([-+0-9.eEnaN]+)")
-LIBRARY_SNIPPET = ("import sys; from fcnlab.evaluate.mask_folders import evaluate_masks; "
-                   "from fcnlab.tasks.metrics import format_course_lines; "
-                   "print(format_course_lines(evaluate_masks(sys.argv[1], sys.argv[2])))")
+LIBRARY_SNIPPET = (
+    "import sys; from fcnlab.evaluate.mask_folders import evaluate_masks; "
+    "from fcnlab.tasks.metrics import format_course_lines; "
+    "print(format_course_lines(evaluate_masks(sys.argv[1], sys.argv[2])))"
+)
 
 
 def course_script() -> Path | None:
@@ -41,7 +43,7 @@ def write_synthetic_masks(folder: Path, n: int, size: int = 512, seed: int = 0) 
     folder.mkdir(parents=True, exist_ok=True)
     block = max(1, size // 16)
     for i in range(n):
-        coarse = rng.choice(NUM_CLASSES, size=(-(-size // block),) * 2, p=[.11, .56, .08, .12, .04, .08, .01])
+        coarse = rng.choice(NUM_CLASSES, size=(-(-size // block),) * 2, p=[0.11, 0.56, 0.08, 0.12, 0.04, 0.08, 0.01])
         ids = np.kron(coarse, np.ones((block, block), dtype=np.int64))[:size, :size].astype(np.uint8)
         write_mask(folder / f"{i:04d}_mask.png", ids)
     return folder
@@ -71,11 +73,13 @@ def write_predictions(labels_dir: Path, out_dir: Path, seed: int = 0, workers: i
 #: started by this small process, not by the benchmark: Linux carries the forking process's RSS into the
 #: child's ``ru_maxrss``, so a child of a 3 GB benchmark process would report at least its parent's size.
 _MARK = "__fcnlab_bench_measured__"
-WRAPPER = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
-           "code = subprocess.run(sys.argv[1:], stdin=subprocess.DEVNULL).returncode; "
-           "dt = time.perf_counter() - t; "
-           "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss; "
-           f"print('\\n{_MARK}', code, dt, rss)")
+WRAPPER = (
+    "import resource, subprocess, sys, time; t = time.perf_counter(); "
+    "code = subprocess.run(sys.argv[1:], stdin=subprocess.DEVNULL).returncode; "
+    "dt = time.perf_counter() - t; "
+    "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss; "
+    f"print('\\n{_MARK}', code, dt, rss)"
+)
 
 
 def run_measured(cmd: list[str], timeout: float = 1800.0) -> dict[str, Any]:
@@ -85,26 +89,40 @@ def run_measured(cmd: list[str], timeout: float = 1800.0) -> dict[str, Any]:
     """
     with tempfile.TemporaryFile() as out:
         try:
-            subprocess.run([sys.executable, "-c", WRAPPER, *cmd], stdout=out,
-                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=timeout, check=False)
+            subprocess.run(
+                [sys.executable, "-c", WRAPPER, *cmd],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                timeout=timeout,
+                check=False,
+            )
         except subprocess.TimeoutExpired:
             pass
         out.seek(0)
         text = out.read().decode("utf-8", "replace")
     marks = [line.split() for line in text.splitlines() if line.startswith(_MARK)]
     if not marks:
-        return {"seconds": None, "peak_rss_mb": None, "returncode": None, "mean_iou": None,
-                "output_tail": text[-400:] or f"no result within {timeout:.0f} s"}
+        return {
+            "seconds": None,
+            "peak_rss_mb": None,
+            "returncode": None,
+            "mean_iou": None,
+            "output_tail": text[-400:] or f"no result within {timeout:.0f} s",
+        }
     _, code, seconds, maxrss = marks[-1]
     usage_kb = int(maxrss) / (1024 if sys.platform == "darwin" else 1)
     match = _MEAN_RE.search(text)
-    return {"seconds": round(float(seconds), 3), "peak_rss_mb": round(usage_kb / 1024, 1),
-            "returncode": int(code), "mean_iou": float(match.group(1)) if match else None,
-            "output_tail": None if int(code) == 0 else text[-400:]}
+    return {
+        "seconds": round(float(seconds), 3),
+        "peak_rss_mb": round(usage_kb / 1024, 1),
+        "returncode": int(code),
+        "mean_iou": float(match.group(1)) if match else None,
+        "output_tail": None if int(code) == 0 else text[-400:],
+    }
 
 
-def bench_evaluator(labels_dir: Path | None, n_synthetic: int = 5,
-                    include_course: bool = True) -> dict[str, Any]:
+def bench_evaluator(labels_dir: Path | None, n_synthetic: int = 5, include_course: bool = True) -> dict[str, Any]:
     """Time fcnlab's evaluator (library call and ``fcnlab miou`` CLI) and the course script on one folder.
 
     ``labels_dir`` is a folder of label masks (e.g. ``p2_data/validation``); None uses ``n_synthetic``
@@ -123,10 +141,10 @@ def bench_evaluator(labels_dir: Path | None, n_synthetic: int = 5,
         }
         script = course_script() if include_course else None
         if script is not None:
-            tools["course_script"] = run_measured([py, str(script), "-g", str(labels_dir), "-p",
-                                                   str(pred_dir)])
-        tools["fcnlab_cli"] = run_measured([py, "-m", "fcnlab", "miou", "--labels", str(labels_dir),
-                                            "--pred", str(pred_dir)])
+            tools["course_script"] = run_measured([py, str(script), "-g", str(labels_dir), "-p", str(pred_dir)])
+        tools["fcnlab_cli"] = run_measured(
+            [py, "-m", "fcnlab", "miou", "--labels", str(labels_dir), "--pred", str(pred_dir)]
+        )
     for t in tools.values():
         t["masks_per_s"] = round(n / t["seconds"], 2) if t["seconds"] else None
     ok = {name: t for name, t in tools.items() if t["returncode"] == 0}

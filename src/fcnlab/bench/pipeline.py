@@ -49,8 +49,7 @@ def course_folders(root: Path) -> DataFolders:
     p1, p2 = root / "p1_data" / "train_50", root / "p2_data" / "train"
     for folder in (p1, p2):
         if not folder.is_dir():
-            raise DataError(f"--data {root}: {folder} does not exist; give the folder holding p1_data/ and "
-                            f"p2_data/")
+            raise DataError(f"--data {root}: {folder} does not exist; give the folder holding p1_data/ and p2_data/")
     return DataFolders(p1, p2, synthetic=False)
 
 
@@ -59,29 +58,47 @@ def synthetic_folders(workdir: Path, p1_images: int, p2_tiles: int, p2_size: int
     from fcnlab.data.synthetic import make_classification_data, make_segmentation_data
 
     per_class = max(1, -(-p1_images // 50))
-    make_classification_data(workdir / "p1", num_classes=50, train_per_class=per_class, val_per_class=1,
-                             size=32)
+    make_classification_data(workdir / "p1", num_classes=50, train_per_class=per_class, val_per_class=1, size=32)
     make_segmentation_data(workdir / "p2", n_train=p2_tiles, n_val=1, size=p2_size)
     return DataFolders(workdir / "p1" / "train_50", workdir / "p2" / "train", synthetic=True)
 
 
-def build_bench_state(case: ModelCase, device: torch.device, train_dir: Path, limit: int, run_dir: Path,
-                      cache: str = "auto", compile_mode: str | None = None) -> tuple[TrainState, float]:
+def build_bench_state(
+    case: ModelCase,
+    device: torch.device,
+    train_dir: Path,
+    limit: int,
+    run_dir: Path,
+    cache: str = "auto",
+    compile_mode: str | None = None,
+) -> tuple[TrainState, float]:
     """A single-process TrainState built by :func:`fcnlab.training.state.build_state`, as training builds it; also
     the data decode seconds. The data is resident on a GPU when it fits (``resident: true``, as the GPU
     recipes run); ``compile_mode`` (None: eager) compiles the model as ``--compile true`` does."""
     from fcnlab.data.resident import make_resident
     from fcnlab.models import build_model
 
-    cfg = case_config(case, device, data=str(train_dir), val=str(train_dir), limit=limit, cache=cache,
-                      epochs=2, resident=True, compile=compile_mode is not None,
-                      compile_mode=compile_mode or "default")
+    cfg = case_config(
+        case,
+        device,
+        data=str(train_dir),
+        val=str(train_dir),
+        limit=limit,
+        cache=cache,
+        epochs=2,
+        resident=True,
+        compile=compile_mode is not None,
+        compile_mode=compile_mode or "default",
+    )
     task = make_task(cfg)
     with stopwatch() as load:
         data = task.load_train()
         data, _ = make_resident(data, device, cfg.resident)
     torch.manual_seed(cfg.seed)
-    model = to_channels_last(build_model(cfg.model, cfg.num_classes).to(device), use_channels_last(cfg, device))
+    model = to_channels_last(
+        build_model(cfg.model, cfg.num_classes).to(device),
+        use_channels_last(cfg.channels_last, cfg.model, cfg.image_size, device),
+    )
     state = build_state(cfg, task, run_dir, model, device, DistInfo(), data, None)
     return state, load["seconds"]
 
@@ -120,8 +137,15 @@ def loader_throughput(state: TrainState, epoch: int, min_seconds: float) -> floa
     return images / max(time.perf_counter() - t0, 1e-9)
 
 
-def bench_epoch(case: ModelCase, device: torch.device, train_dir: Path, limit: int, repeats: int = 1,
-                cache: str = "auto", compile_mode: str | None = None) -> dict[str, Any]:
+def bench_epoch(
+    case: ModelCase,
+    device: torch.device,
+    train_dir: Path,
+    limit: int,
+    repeats: int = 1,
+    cache: str = "auto",
+    compile_mode: str | None = None,
+) -> dict[str, Any]:
     """End-to-end epoch img/s (fcnlab's loop) vs pure model steps at the same batch size; loader alone.
 
     One warm-up epoch, then ``repeats`` rounds of (timed epoch, as many timed pure steps); medians reported.
@@ -155,13 +179,24 @@ def bench_epoch(case: ModelCase, device: torch.device, train_dir: Path, limit: i
         torch.cuda.empty_cache()
     e2e_rate, pure_rate = statistics.median(e2e), statistics.median(pure)
     full = FULL_TRAIN_SIZE[case.task]
-    return {"model": case.name, "task": case.task, "input": f"3x{case.size}x{case.size}", "batch": case.batch,
-            "images_per_epoch": n_data, "cache": cfg.cache, "resident": resident, "compile_mode": compile_mode,
-            "decode_seconds": round(load_s, 2),
-            "warmup_epoch_seconds": round(warm_s, 2), "loader_img_per_s": round(loader, 2),
-            "e2e_img_per_s": round(e2e_rate, 3), "pure_img_per_s": round(pure_rate, 3),
-            "e2e_over_pure": round(e2e_rate / pure_rate, 3),
-            "e2e_windows": [round(v, 3) for v in e2e], "pure_windows": [round(v, 3) for v in pure],
-            "projected_minutes_50_epochs_train_only": round(50 * full / e2e_rate / 60, 1),
-            "peak_gpu_mb": None if mem.gpu_mb is None else round(mem.gpu_mb, 1),
-            "peak_rss_mb": None if mem.rss_mb is None else round(mem.rss_mb, 1)}
+    return {
+        "model": case.name,
+        "task": case.task,
+        "input": f"3x{case.size}x{case.size}",
+        "batch": case.batch,
+        "images_per_epoch": n_data,
+        "cache": cfg.cache,
+        "resident": resident,
+        "compile_mode": compile_mode,
+        "decode_seconds": round(load_s, 2),
+        "warmup_epoch_seconds": round(warm_s, 2),
+        "loader_img_per_s": round(loader, 2),
+        "e2e_img_per_s": round(e2e_rate, 3),
+        "pure_img_per_s": round(pure_rate, 3),
+        "e2e_over_pure": round(e2e_rate / pure_rate, 3),
+        "e2e_windows": [round(v, 3) for v in e2e],
+        "pure_windows": [round(v, 3) for v in pure],
+        "projected_minutes_50_epochs_train_only": round(50 * full / e2e_rate / 60, 1),
+        "peak_gpu_mb": None if mem.gpu_mb is None else round(mem.gpu_mb, 1),
+        "peak_rss_mb": None if mem.rss_mb is None else round(mem.rss_mb, 1),
+    }

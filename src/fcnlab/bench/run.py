@@ -9,6 +9,7 @@ recorded under ``errors`` and the others still run.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import os
 import sys
 import tempfile
@@ -24,6 +25,7 @@ from fcnlab.bench.sections import MODEL_SECTIONS, SECTIONS, parse_only
 
 __all__ = ["MODEL_SECTIONS", "SECTIONS", "BenchOptions", "parse_only", "run_bench", "wanted"]
 
+
 @dataclass
 class BenchOptions:
     """What to measure and how big."""
@@ -35,8 +37,7 @@ class BenchOptions:
     threads: int = 0
     compile: bool = False
     compile_mode: str = "default"
-    log: Callable[[str], None] = field(default=lambda msg: print(f"bench: {msg}", file=sys.stderr,
-                                                                 flush=True))
+    log: Callable[[str], None] = field(default=lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True))
 
 
 def wanted(opts: BenchOptions) -> list[str]:
@@ -81,27 +82,45 @@ def _comparisons(result: dict[str, Any]) -> list[dict[str, Any]]:
     unfolded = "the unfolded model on this device (1.00: as fast)"
     add(f"P1 folded inference / unfolded, batch {vgg.get('eval_batch')}", vgg.get("folded_speedup"), unfolded)
     if vgg.get("infer_small"):
-        add(f"P1 folded inference / unfolded, batch {vgg['infer_small']['batch']}",
-            vgg.get("folded_speedup_small_batch"), unfolded)
-    add(f"P1 inference path (folded, BN fused) / bare model, batch {vgg.get('eval_batch')}",
-        vgg.get("inference_path_speedup"), "the bare torchvision-style model on this device (1.00: as fast)")
+        add(
+            f"P1 folded inference / unfolded, batch {vgg['infer_small']['batch']}",
+            vgg.get("folded_speedup_small_batch"),
+            unfolded,
+        )
+    add(
+        f"P1 inference path (folded, BN fused) / bare model, batch {vgg.get('eval_batch')}",
+        vgg.get("inference_path_speedup"),
+        "the bare torchvision-style model on this device (1.00: as fast)",
+    )
     for name, row in models.items():
         train = row.get("train") or {}
         if train.get("mfu") is not None:
-            add(f"{name} training img/s ({row.get('input')}, batch {row.get('batch')})", train.get("img_per_s"),
-                f"{train['mfu']:.1%} of this device's measured matmul peak")
+            add(
+                f"{name} training img/s ({row.get('input')}, batch {row.get('batch')})",
+                train.get("img_per_s"),
+                f"{train['mfu']:.1%} of this device's measured matmul peak",
+            )
     for name, row in result.get("pipeline", {}).items():
-        add(f"{name} end-to-end epoch / pure steps", row.get("e2e_over_pure"),
-            "the model steps alone on this device (1.00: data loading and validation cost nothing)")
+        add(
+            f"{name} end-to-end epoch / pure steps",
+            row.get("e2e_over_pure"),
+            "the model steps alone on this device (1.00: data loading and validation cost nothing)",
+        )
     ev = result.get("evaluator", {})
     course = ev.get("tools", {}).get("course_script", {})
     for tool in ("library", "cli"):
-        add(f"evaluator ({tool}) speed-up over the course script", ev.get(f"speedup_{tool}"),
-            "the course's evaluator script on the same masks (1.00: as fast)")
+        add(
+            f"evaluator ({tool}) speed-up over the course script",
+            ev.get(f"speedup_{tool}"),
+            "the course's evaluator script on the same masks (1.00: as fast)",
+        )
         rss = ev.get("tools", {}).get(f"fcnlab_{tool}", {}).get("peak_rss_mb")
         if ev.get("source") == "real" and course.get("peak_rss_mb") is not None:
-            add(f"evaluator ({tool}) peak RSS MB on {ev.get('masks')} masks", rss,
-                f"the course's script: {course['peak_rss_mb']:,.0f} MB")
+            add(
+                f"evaluator ({tool}) peak RSS MB on {ev.get('masks')} masks",
+                rss,
+                f"the course's script: {course['peak_rss_mb']:,.0f} MB",
+            )
     return rows
 
 
@@ -122,8 +141,14 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
     cuda, quick = device.type == "cuda", opts.quick
     sections = wanted(opts)
     created = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    result: dict[str, Any] = {"fcnlab_bench": 1, "created": created, "quick": quick, "sections": sections,
-                              "env": device_info(device), "errors": {}}
+    result: dict[str, Any] = {
+        "fcnlab_bench": 1,
+        "created": created,
+        "quick": quick,
+        "sections": sections,
+        "env": device_info(device),
+        "errors": {},
+    }
     result["env"]["loadavg_start"] = _loadavg()
     log = opts.log
 
@@ -143,20 +168,29 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
     if "matmul" in sections:
         dtype = torch.bfloat16 if cuda else torch.float32
         size = (2048 if quick else 8192) if cuda else (512 if quick else 2048)
-        mm = section("matmul", lambda: timing.matmul_peak(device, dtype, size, windows=2 if quick else 5,
-                                                          min_window_s=0.05 if quick else 0.3))
+        mm = section(
+            "matmul",
+            lambda: timing.matmul_peak(
+                device, dtype, size, windows=2 if quick else 5, min_window_s=0.05 if quick else 0.3
+            ),
+        )
         if mm:
             result["matmul_peak"] = mm
             peak = mm["gflops"]
-    schedule = (models.Schedule(1, 1, 0.0) if quick else
-                models.Schedule(3, 5, 1.0) if cuda else models.Schedule(1, 3, 0.0))
+    schedule = (
+        models.Schedule(1, 1, 0.0) if quick else models.Schedule(3, 5, 1.0) if cuda else models.Schedule(1, 3, 0.0)
+    )
     if cuda and quick:
         schedule = models.Schedule(2, 2, 0.2)
     cases = models.model_cases(device, quick)
     for name in MODEL_SECTIONS:
         if name in sections:
-            row = section(name, lambda: models.bench_model(cases[name], device, schedule, peak,  # noqa: B023 - run at once
-                                                          opts.compile, opts.compile_mode))
+            row = section(
+                name,
+                functools.partial(
+                    models.bench_model, cases[name], device, schedule, peak, opts.compile, opts.compile_mode
+                ),
+            )
             if row:
                 result.setdefault("models", {})[name] = row
     with tempfile.TemporaryDirectory(prefix="fcnlab-bench-data-") as tmp:
@@ -209,12 +243,14 @@ def _pipeline(opts: BenchOptions, device: torch.device, cases: dict[str, Any], t
         opts.log("pipeline: writing a synthetic training set (no --data)")
         folders = pipeline.synthetic_folders(tmp, p1_limit, p2_limit, p2_case.size)
     out: dict[str, Any] = {}
-    for case, folder, limit in ((cases["vgg16_bn"], folders.p1_train, p1_limit),
-                                (p2_case, folders.p2_train, p2_limit)):
-        row = pipeline.bench_epoch(case, device, folder, limit, repeats,
-                                   compile_mode=opts.compile_mode if opts.compile else None)
+    for case, folder, limit in ((cases["vgg16_bn"], folders.p1_train, p1_limit), (p2_case, folders.p2_train, p2_limit)):
+        row = pipeline.bench_epoch(
+            case, device, folder, limit, repeats, compile_mode=opts.compile_mode if opts.compile else None
+        )
         row["data"] = "synthetic" if folders.synthetic else str(folder)
         out[case.name] = row
-        opts.log(f"pipeline {case.name}: e2e {row['e2e_img_per_s']} img/s, pure {row['pure_img_per_s']} "
-                 f"img/s, loader {row['loader_img_per_s']} img/s")
+        opts.log(
+            f"pipeline {case.name}: e2e {row['e2e_img_per_s']} img/s, pure {row['pure_img_per_s']} "
+            f"img/s, loader {row['loader_img_per_s']} img/s"
+        )
     return out

@@ -6,8 +6,7 @@ from fcnlab.errors import ConfigError
 
 MODEL_SECTIONS = ("vgg16_bn", "fcn32s_vgg16", "fcn8s_resnet34")
 SECTIONS = ("matmul", *MODEL_SECTIONS, "pipeline", "evaluator", "tsne")
-ALIASES = {"data": "pipeline", "e2e": "pipeline", "loader": "pipeline", "miou": "evaluator",
-           "models": "models"}
+ALIASES = {"data": "pipeline", "e2e": "pipeline", "loader": "pipeline", "miou": "evaluator", "models": "models"}
 
 #: Training images of the course data per task: epochs in the bench's projections (50 epochs, compile payback).
 FULL_TRAIN_SIZE = {"classify": 20000, "segment": 1800}

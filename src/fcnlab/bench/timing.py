@@ -38,9 +38,13 @@ class Throughput:
 
     def to_dict(self) -> dict[str, float | int | list[float] | None]:
         """JSON-ready dict (rounded)."""
-        return {"items_per_s": round(self.items_per_s, 4), "step_ms": round(self.step_ms, 3),
-                "steps": self.steps, "windows_items_per_s": [round(w, 4) for w in self.windows],
-                "cpu_util": None if self.cpu_util is None else round(self.cpu_util, 3)}
+        return {
+            "items_per_s": round(self.items_per_s, 4),
+            "step_ms": round(self.step_ms, 3),
+            "steps": self.steps,
+            "windows_items_per_s": [round(w, 4) for w in self.windows],
+            "cpu_util": None if self.cpu_util is None else round(self.cpu_util, 3),
+        }
 
 
 def cpu_seconds(fn: Callable[[], object], reps: int) -> float:
@@ -54,9 +58,16 @@ def cpu_seconds(fn: Callable[[], object], reps: int) -> float:
     return statistics.median(times)
 
 
-def measure_throughput(step: Callable[[], object], items_per_step: int, device: torch.device, *,
-                       warmup: int = 1, windows: int = 3, min_window_s: float = 0.0,
-                       max_steps_per_window: int = 200) -> Throughput:
+def measure_throughput(
+    step: Callable[[], object],
+    items_per_step: int,
+    device: torch.device,
+    *,
+    warmup: int = 1,
+    windows: int = 3,
+    min_window_s: float = 0.0,
+    max_steps_per_window: int = 200,
+) -> Throughput:
     """Run ``step`` ``warmup`` times, then ``windows`` timed windows; return the median items/s.
 
     The first window's step count is 1; later windows hold enough steps to last ``min_window_s`` seconds
@@ -163,8 +174,9 @@ def stopwatch() -> Iterator[dict[str, float]]:
         out["seconds"] = time.perf_counter() - t0
 
 
-def matmul_peak(device: torch.device, dtype: torch.dtype, size: int, windows: int = 5,
-                min_window_s: float = 0.2) -> dict[str, float | int | str]:
+def matmul_peak(
+    device: torch.device, dtype: torch.dtype, size: int, windows: int = 5, min_window_s: float = 0.2
+) -> dict[str, float | int | str]:
     """Best GFLOP/s of a square ``size`` x ``size`` matmul on ``device`` in ``dtype`` (the device's peak).
 
     On CUDA the matmul runs with the process's TF32 setting; the best window is reported because the peak
@@ -174,9 +186,20 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, size: int, windows: in
     a = torch.randn(size, size, generator=gen).to(device=device, dtype=dtype)
     b = torch.randn(size, size, generator=gen).to(device=device, dtype=dtype)
     out = torch.empty(size, size, device=device, dtype=dtype)
-    tp = measure_throughput(lambda: torch.mm(a, b, out=out), 1, device, warmup=2, windows=windows,
-                            min_window_s=min_window_s, max_steps_per_window=1000)
+    tp = measure_throughput(
+        lambda: torch.mm(a, b, out=out),
+        1,
+        device,
+        warmup=2,
+        windows=windows,
+        min_window_s=min_window_s,
+        max_steps_per_window=1000,
+    )
     best = max(tp.windows)
     flops = 2.0 * size**3
-    return {"gflops": round(best * flops / 1e9, 2), "median_gflops": round(tp.items_per_s * flops / 1e9, 2),
-            "dtype": str(dtype).replace("torch.", ""), "size": size}
+    return {
+        "gflops": round(best * flops / 1e9, 2),
+        "median_gflops": round(tp.items_per_s * flops / 1e9, 2),
+        "dtype": str(dtype).replace("torch.", ""),
+        "size": size,
+    }

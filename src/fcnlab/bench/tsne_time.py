@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 
 
-def clustered_features(n: int, dim: int = 4096, classes: int = 50,
-                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def clustered_features(n: int, dim: int = 4096, classes: int = 50, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``n`` float32 features in ``classes`` Gaussian clusters (like a trained model's) and their labels."""
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % classes

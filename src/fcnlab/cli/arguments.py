@@ -1,19 +1,13 @@
-"""Argument types shared by the sub-commands (standard library only, so light commands stay light)."""
+"""Checks of command-line numbers shared by the sub-commands (light: no torch, so light commands stay light)."""
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Callable
+from fcnlab.errors import ConfigError
 
 
-def int_at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse ``type`` for integers >= ``minimum``; argparse turns its errors into one usage line."""
-
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-        return value
-
-    parse.__name__ = "int"  # argparse names the type in "invalid int value: 'x'"
-    return parse
+def at_least(value: int | None, minimum: int, option: str, why: str = "") -> int | None:
+    """``value`` of command-line ``option`` when it is None (not given) or >= ``minimum``; else one ConfigError
+    line, which the CLI prints with exit 2 as it does for bad data (argparse's own errors add a usage block)."""
+    if value is not None and value < minimum:
+        raise ConfigError(f"option {option}: must be >= {minimum}{why}, got {value}")
+    return value

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from fcnlab.cli.arguments import int_at_least
+from fcnlab.cli.arguments import at_least
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,24 +23,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "bench",
         help="measure training/inference/data/evaluator/t-SNE throughput on this device",
         description="Benchmark fcnlab on the current device: per model (P1 vgg16_bn at 32x32, "
-                    "fcn32s_vgg16 and fcn8s_resnet34 at 512x512) train and inference img/s, peak memory, "
-                    "GFLOP/s and MFU against the measured matmul peak; data-loader and end-to-end epoch "
-                    "img/s; evaluator speed and RSS against the course script; t-SNE seconds. Example: "
-                    "fcnlab bench --data ../shared/data/dlcv --out runs/bench",
+        "fcn32s_vgg16 and fcn8s_resnet34 at 512x512) train and inference img/s, peak memory, "
+        "GFLOP/s and MFU against the measured matmul peak; data-loader and end-to-end epoch "
+        "img/s; evaluator speed and RSS against the course script; t-SNE seconds. Example: "
+        "fcnlab bench --data ../shared/data/dlcv --out runs/bench",
     )
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny sizes (CI smoke run, about a minute on 2 cores)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke run, about a minute on 2 cores)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--data", type=Path, metavar="DLCV_ROOT",
-                        help="folder holding p1_data/ and p2_data/ (default: synthetic data)")
+    parser.add_argument(
+        "--data", type=Path, metavar="DLCV_ROOT", help="folder holding p1_data/ and p2_data/ (default: synthetic data)"
+    )
     parser.add_argument("--out", type=Path, metavar="DIR", help="write DIR/bench.json and DIR/bench.md")
-    parser.add_argument("--only", metavar="NAME,...",
-                        help=f"sections to run: {', '.join(SECTIONS)} (aliases: {', '.join(ALIASES)})")
-    parser.add_argument("--threads", type=int_at_least(0), default=0, metavar="N",
-                        help="torch CPU threads (default: torch's own choice)")
+    parser.add_argument(
+        "--only", metavar="NAME,...", help=f"sections to run: {', '.join(SECTIONS)} (aliases: {', '.join(ALIASES)})"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="torch CPU threads (default: torch's own choice)",
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile the models before timing")
-    parser.add_argument("--compile-mode", default="default", choices=CHOICES["compile_mode"],
-                        help="torch.compile mode with --compile (reduce-overhead: CUDA graphs)")
+    parser.add_argument(
+        "--compile-mode",
+        default="default",
+        choices=CHOICES["compile_mode"],
+        help="torch.compile mode with --compile (reduce-overhead: CUDA graphs)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -65,12 +75,20 @@ def command_line(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark and write/print its JSON and Markdown; exit 1 if a section failed."""
+    at_least(args.threads, 0, "--threads")
     from fcnlab.bench.report import to_markdown, write_outputs
     from fcnlab.bench.run import BenchOptions, parse_only, run_bench
     from fcnlab.runtime.files import make_folder
 
-    opts = BenchOptions(quick=args.quick, device=args.device, data=args.data, only=parse_only(args.only),
-                        threads=args.threads, compile=args.compile, compile_mode=args.compile_mode)
+    opts = BenchOptions(
+        quick=args.quick,
+        device=args.device,
+        data=args.data,
+        only=parse_only(args.only),
+        threads=args.threads,
+        compile=args.compile,
+        compile_mode=args.compile_mode,
+    )
     if args.out is not None:
         make_folder(args.out)  # before the run, not after minutes of measuring
     result = run_bench(opts)

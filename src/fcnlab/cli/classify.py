@@ -28,14 +28,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("classify", help="P1: VGG16-BN / ResNet image classifiers")
     s = p.add_subparsers(dest="action", metavar="ACTION")
     s.required = True
-    add_train_parser(s, "classify", "fcnlab classify train --config p1_vgg16bn "
-                                    "--data p1_data/train_50 --val p1_data/val_50 --out runs/p1")
+    add_train_parser(
+        s,
+        "classify",
+        "fcnlab classify train --config p1_vgg16bn --data p1_data/train_50 --val p1_data/val_50 --out runs/p1",
+    )
     e = s.add_parser("eval", help="validation accuracy of a checkpoint (the seed's 'Val Acc' line)")
     e.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
     e.add_argument("--data", required=True, help="folder of {label}_{index}.png images")
     e.add_argument("--csv", help="optional filename,label CSV (e.g. val_gt.csv)")
-    e.add_argument("--out", help="folder for eval.json and the plots (default: RUN/eval/NAME beside the checkpoint, "
-                                "NAME after the data and options: validation, val_50_tta-flip ...)")
+    e.add_argument(
+        "--out",
+        help="folder for eval.json and the plots (default: RUN/eval/NAME beside the checkpoint, "
+        "NAME after the data and options: validation, val_50_tta-flip ...)",
+    )
     add_tta(e, "classify")
     add_device(e)
     e.set_defaults(func=run_eval)
@@ -43,9 +49,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--ckpt", required=True)
     pr.add_argument("--images", required=True, help="folder of .png/.jpg images (no labels needed)")
     pr.add_argument("--out", required=True, help="CSV file to write")
-    pr.add_argument("--scores", action="store_true",
-                    help="add the columns confidence (softmax probability of the label) and top5 (the five "
-                         "likeliest labels); the course's grader reads image_id,label only")
+    pr.add_argument(
+        "--scores",
+        action="store_true",
+        help="add the columns confidence (softmax probability of the label) and top5 (the five "
+        "likeliest labels); the course's grader reads image_id,label only",
+    )
     add_tta(pr, "classify")
     add_device(pr)
     pr.set_defaults(func=run_predict)
@@ -69,8 +78,11 @@ def run_eval(args: argparse.Namespace) -> int:
 
     pred = load_predictor(args.ckpt, args.device, task="classify", tta=args.tta)
     own = is_own_validation(args.data, pred.ckpt.get("config", {}))
-    out_dir = (check_output_dir(args.out, [args.data]) if args.out else
-               evaluation_dir(pred.run_dir, args.data, own, pred.tta, checkpoint=pred.path.name))
+    out_dir = (
+        check_output_dir(args.out, [args.data])
+        if args.out
+        else evaluation_dir(pred.run_dir, args.data, own, pred.tta, checkpoint=pred.path.name)
+    )
     print("===> prepare data loader ...", flush=True)
     files, labels = scan_folder(args.data, need_labels=True, csv_path=args.csv, num_classes=pred.cfg.num_classes)
     print("Validation...", flush=True)
@@ -83,14 +95,32 @@ def run_eval(args: argparse.Namespace) -> int:
     from fcnlab.report import viz
 
     shown = "" if pred.tta == "none" else f" (TTA {pred.tta})"
-    data = {**data_record(args.data, int(mat.sum()), "images", own),
-            "labels_csv": str(Path(args.csv).resolve()) if args.csv else None}
-    record = evaluation_record("classify", pred.path, pred.ckpt, data, pred.tta, (1.0,),
-                               {"val_acc": acc, "top5_acc": top5, "images": int(mat.sum()),
-                                "per_class_acc": [float(a) for a in per_class], "confusion_matrix": mat.tolist()})
+    data = {
+        **data_record(args.data, int(mat.sum()), "images", own),
+        "labels_csv": str(Path(args.csv).resolve()) if args.csv else None,
+    }
+    record = evaluation_record(
+        "classify",
+        pred.path,
+        pred.ckpt,
+        data,
+        pred.tta,
+        (1.0,),
+        {
+            "val_acc": acc,
+            "top5_acc": top5,
+            "images": int(mat.sum()),
+            "per_class_acc": [float(a) for a in per_class],
+            "confusion_matrix": mat.tolist(),
+        },
+    )
     with eval_writes(out_dir, given=args.out is not None):
-        viz.plot_confusion_matrix(mat, [str(i) for i in range(len(mat))], out_dir / "confusion_matrix.png",
-                                  title=f"{pred.cfg.model}{shown}: val acc {acc:.4f}")
+        viz.plot_confusion_matrix(
+            mat,
+            [str(i) for i in range(len(mat))],
+            out_dir / "confusion_matrix.png",
+            title=f"{pred.cfg.model}{shown}: val acc {acc:.4f}",
+        )
         write_eval(out_dir, record)
         if args.out is None:  # the run's env.json keeps every command that wrote to the run
             record_command(pred.run_dir, command_entry("eval", folder=str(out_dir)))
@@ -146,11 +176,17 @@ def run_tsne(args: argparse.Namespace) -> int:
     t2 = time.perf_counter()
     lab = np.asarray(labels)
     plot_tsne(emb, lab, out, title=f"t-SNE of {pred.cfg.model} penultimate features")
-    record = evaluation_record("classify", pred.path, pred.ckpt,
-                               data_record(args.data, len(files), "images",
-                                           is_own_validation(args.data, pred.ckpt.get("config", {}))),
-                               pred.tta, (1.0,), {"seed": args.seed})
+    record = evaluation_record(
+        "classify",
+        pred.path,
+        pred.ckpt,
+        data_record(args.data, len(files), "images", is_own_validation(args.data, pred.ckpt.get("config", {}))),
+        pred.tta,
+        (1.0,),
+        {"seed": args.seed},
+    )
     save_tsne_npz(out.with_suffix(".npz"), feats, lab, emb, provenance=record)
-    print(f"features {feats.shape} in {t1 - t0:.1f}s, t-SNE in {t2 - t1:.1f}s; wrote {out} and "
-          f"{out.with_suffix('.npz')}")
+    print(
+        f"features {feats.shape} in {t1 - t0:.1f}s, t-SNE in {t2 - t1:.1f}s; wrote {out} and {out.with_suffix('.npz')}"
+    )
     return 0

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fcnlab.cli.arguments import at_least
 from fcnlab.cli.options import HelpFormatter, add_config_arguments, overrides_from_args, resolve
 from fcnlab.data.images import IMAGE_SUFFIXES, real_path
 from fcnlab.errors import ConfigError
@@ -21,21 +22,40 @@ from fcnlab.tasks import task_info
 
 def add_train_parser(sub: argparse._SubParsersAction, task: str, example: str) -> argparse.ArgumentParser:
     """``<task> train``: ``--config``, ``--out``, ``--resume`` and one option per config key."""
-    p = sub.add_parser("train", help=f"train a {task} model", formatter_class=HelpFormatter,
-                       description=f"Train a model. Example:\n  {example}\n\nPrecedence: defaults < --config recipe "
-                                   f"< options. Every option is a key of the recipe (--batch-size = batch_size).")
+    p = sub.add_parser(
+        "train",
+        help=f"train a {task} model",
+        formatter_class=HelpFormatter,
+        description=f"Train a model. Example:\n  {example}\n\nPrecedence: defaults < --config recipe "
+        f"< options. Every option is a key of the recipe (--batch-size = batch_size).",
+    )
     p.add_argument("--out", metavar="RUN_DIR", help="run folder to create (refused if it already holds a run)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt (--epochs "
-                                                       "larger than trained extends it; options that would change "
-                                                       "finished epochs, e.g. --lr, are refused)")
-    p.add_argument("--from", dest="resume_from", choices=("last", "best"), default="last",
-                   help="with --resume: continue from last.pt (default) or from best.pt (when last.pt is damaged; "
-                        "the epochs after the best one are trained again)")
-    p.add_argument("--change-settings", action="store_true",
-                   help="with --resume: train the remaining epochs with other options (e.g. a lower --lr after a "
-                        "NaN loss); config.yaml takes them, config_until_epoch_N.yaml keeps the earlier ones")
-    p.add_argument("--print-config", action="store_true",
-                   help="print the resolved config (defaults, recipe and options) as YAML and exit")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its last.pt (--epochs "
+        "larger than trained extends it; options that would change "
+        "finished epochs, e.g. --lr, are refused)",
+    )
+    p.add_argument(
+        "--from",
+        dest="resume_from",
+        choices=("last", "best"),
+        default="last",
+        help="with --resume: continue from last.pt (default) or from best.pt (when last.pt is damaged; "
+        "the epochs after the best one are trained again)",
+    )
+    p.add_argument(
+        "--change-settings",
+        action="store_true",
+        help="with --resume: train the remaining epochs with other options (e.g. a lower --lr after a "
+        "NaN loss); config.yaml takes them, config_until_epoch_N.yaml keeps the earlier ones",
+    )
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config (defaults, recipe and options) as YAML and exit",
+    )
     add_config_arguments(p, task)
     p.set_defaults(func=lambda args: run_train(args, task))
     return p
@@ -51,21 +71,34 @@ def run_train(args: argparse.Namespace, task: str) -> int:
         import yaml
 
         if args.resume:
-            cfg, _ = resume_config(args.resume, overrides_from_args(args), task=task,
-                                   start=args.resume_from, change_settings=args.change_settings)
+            cfg, _ = resume_config(
+                args.resume,
+                overrides_from_args(args),
+                task=task,
+                start=args.resume_from,
+                change_settings=args.change_settings,
+            )
         else:
             cfg = resolve(args, task)
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
     if args.resume:
         if args.out and real_path(args.out) != real_path(args.resume):
-            raise ConfigError(f"--out {args.out} with --resume {args.resume}: a resumed run continues in its own "
-                              f"folder; drop --out")
+            raise ConfigError(
+                f"--out {args.out} with --resume {args.resume}: a resumed run continues in its own folder; drop --out"
+            )
         if getattr(args, "config", None):
-            raise ConfigError(f"--config {args.config} with --resume: the run's config comes from its last.pt; "
-                              f"give single options (e.g. --epochs 60) to change it")
-        train_resumed(args.resume, overrides_from_args(args), task=task, start=args.resume_from,
-                      change_settings=args.change_settings)
+            raise ConfigError(
+                f"--config {args.config} with --resume: the run's config comes from its last.pt; "
+                f"give single options (e.g. --epochs 60) to change it"
+            )
+        train_resumed(
+            args.resume,
+            overrides_from_args(args),
+            task=task,
+            start=args.resume_from,
+            change_settings=args.change_settings,
+        )
         return 0
     if args.resume_from != "last":
         raise ConfigError(f"option --from {args.resume_from}: only with --resume RUN_DIR")
@@ -83,11 +116,14 @@ def check_output_dir(out: str | Path, inputs: list[str | Path]) -> Path:
     out = Path(out)
     for src in inputs:
         if src is not None and Path(src).exists() and out.exists() and real_path(out) == real_path(src):
-            raise ConfigError(f"--out {out}: is the input folder; choose another folder so inputs are never "
-                              f"overwritten")
+            raise ConfigError(
+                f"--out {out}: is the input folder; choose another folder so inputs are never overwritten"
+            )
     if out.is_dir() and next(out.glob("*_sat.*"), None) is not None:
-        raise ConfigError(f"--out {out}: holds satellite tiles (*_sat.*), so it is a data folder whose label masks "
-                          f"predictions would replace; choose another folder")
+        raise ConfigError(
+            f"--out {out}: holds satellite tiles (*_sat.*), so it is a data folder whose label masks "
+            f"predictions would replace; choose another folder"
+        )
     return make_folder(out)
 
 
@@ -102,11 +138,12 @@ def check_output_file(out: str | Path, inputs: list[str | Path | None], option: 
             continue
         src = real_path(src)
         if target == src:
-            raise ConfigError(f"{option} {out}: is an input file; choose another name so inputs are never "
-                              f"overwritten")
+            raise ConfigError(f"{option} {out}: is an input file; choose another name so inputs are never overwritten")
         if src.is_dir() and target.parent == src and target.suffix.lower() in IMAGE_SUFFIXES:
-            raise ConfigError(f"{option} {out}: would put an image into the input folder {src}, which would then "
-                              f"be read as data; write it elsewhere")
+            raise ConfigError(
+                f"{option} {out}: would put an image into the input folder {src}, which would then "
+                f"be read as data; write it elsewhere"
+            )
     return out
 
 
@@ -120,15 +157,27 @@ def add_device(p: argparse.ArgumentParser) -> None:
 def add_tta(p: argparse.ArgumentParser, task: str) -> None:
     """``--tta`` (and for segmentation ``--scales``): test-time augmentation of eval/predict commands."""
     if task == "segment":
-        p.add_argument("--tta", default="none", choices=task_info(task).tta_modes,
-                       help="average the softmax over the identity and the mirror (flip) or all 8 rotations and "
-                            "mirrors (d4); default none")
-        p.add_argument("--scales", default=None, metavar="S1,S2,...",
-                       help="also average over these input scales, e.g. 0.75,1,1.25 (default: 1 only)")
+        p.add_argument(
+            "--tta",
+            default="none",
+            choices=task_info(task).tta_modes,
+            help="average the softmax over the identity and the mirror (flip) or all 8 rotations and "
+            "mirrors (d4); default none",
+        )
+        p.add_argument(
+            "--scales",
+            default=None,
+            metavar="S1,S2,...",
+            help="also average over these input scales, e.g. 0.75,1,1.25 (default: 1 only)",
+        )
     else:
-        p.add_argument("--tta", default="none", choices=task_info(task).tta_modes,
-                       help="average the logits of the image and its mirror (flip), and also of the image shifted "
-                            "by one pixel up-left and down-right (flip-translate); default none")
+        p.add_argument(
+            "--tta",
+            default="none",
+            choices=task_info(task).tta_modes,
+            help="average the logits of the image and its mirror (flip), and also of the image shifted "
+            "by one pixel up-left and down-right (flip-translate); default none",
+        )
 
 
 def tta_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -139,16 +188,10 @@ def tta_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def positive_batch(args: argparse.Namespace, default: int) -> int:
-    """The ``--batch-size`` given, else ``default``; also checks ``--workers``. Bad values: one ConfigError.
-
-    Checked here rather than by an argparse type (:func:`fcnlab.cli.arguments.int_at_least`, which prints the
-    usage too) so that eval/predict/tsne answer a bad number with one line, as they answer bad data."""
+    """The ``--batch-size`` given, else ``default``; also checks ``--workers``. Bad values: one ConfigError."""
     bs = args.batch_size if getattr(args, "batch_size", None) is not None else default
-    if bs <= 0:
-        raise ConfigError(f"option --batch-size: must be > 0, got {bs}")
-    workers = getattr(args, "workers", 0)
-    if workers is not None and workers < 0:
-        raise ConfigError(f"option --workers: must be >= 0 (0 decodes in the main process), got {workers}")
+    at_least(bs, 1, "--batch-size")
+    at_least(getattr(args, "workers", None), 0, "--workers", " (0 decodes in the main process)")
     return bs
 
 

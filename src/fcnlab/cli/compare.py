@@ -9,20 +9,25 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``compare`` sub-command."""
     p = subparsers.add_parser(
-        "compare", help="per-class IoU of runs side by side with mean IoU and deltas",
+        "compare",
+        help="per-class IoU of runs side by side with mean IoU and deltas",
         description="Print a Markdown table comparing runs of one task: P2 runs by the IoU of classes 0-5 and "
-                    "the mean IoU, P1 runs by validation accuracy; after each run its difference from the "
-                    "first run. Numbers come from the run's evaluation on its own validation folder "
-                    "(RUN/eval/validation, or the one --eval names) when 'eval' was run, else from the best "
-                    "epoch of RUN/metrics.csv; each says what it was measured on. Runs measured on different "
-                    "data or with different options get separate tables and no delta.")
+        "the mean IoU, P1 runs by validation accuracy; after each run its difference from the "
+        "first run. Numbers come from the run's evaluation on its own validation folder "
+        "(RUN/eval/validation, or the one --eval names) when 'eval' was run, else from the best "
+        "epoch of RUN/metrics.csv; each says what it was measured on. Runs measured on different "
+        "data or with different options get separate tables and no delta.",
+    )
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders; the first one is the reference")
     p.add_argument("--out", type=Path, help="also write the table to this Markdown file")
-    p.add_argument("--eval", metavar="NAME", dest="eval_name",
-                   help="the evaluation to show: a folder name of RUN/eval (val10_tta-d4), the options of one on "
-                        "the run's validation data (tta-flip), or metrics.csv (default: RUN/eval/validation)")
-    p.add_argument("--digits", type=int, default=4, choices=range(1, 9), metavar="N",
-                   help="decimals shown (default 4)")
+    p.add_argument(
+        "--eval",
+        metavar="NAME",
+        dest="eval_name",
+        help="the evaluation to show: a folder name of RUN/eval (val10_tta-d4), the options of one on "
+        "the run's validation data (tta-flip), or metrics.csv (default: RUN/eval/validation)",
+    )
+    p.add_argument("--digits", type=int, default=4, choices=range(1, 9), metavar="N", help="decimals shown (default 4)")
     p.set_defaults(func=run)
 
 

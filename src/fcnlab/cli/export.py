@@ -18,18 +18,30 @@ from fcnlab.tasks import task_info
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``export`` sub-command."""
-    p = sub.add_parser("export", help="export a checkpoint to ONNX, torch.export (.pt2) or its weights alone (.pt)",
-                       description="Export a trained checkpoint. Example: fcnlab export --ckpt runs/p2/best.pt "
-                                   "--format onnx --out fcn8s.onnx")
+    p = sub.add_parser(
+        "export",
+        help="export a checkpoint to ONNX, torch.export (.pt2) or its weights alone (.pt)",
+        description="Export a trained checkpoint. Example: fcnlab export --ckpt runs/p2/best.pt "
+        "--format onnx --out fcn8s.onnx",
+    )
     p.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
-    p.add_argument("--format", choices=(*FORMATS, WEIGHTS), default="onnx",
-                   help="onnx (default), torch-export, or weights: the weights the run was scored with (the EMA's "
-                        "when it kept one) as a plain dict whose 'model' is a state dict, far smaller than a "
-                        "resumable checkpoint, loading with torch.load(weights_only=True) and by --ckpt")
+    p.add_argument(
+        "--format",
+        choices=(*FORMATS, WEIGHTS),
+        default="onnx",
+        help="onnx (default), torch-export, or weights: the weights the run was scored with (the EMA's "
+        "when it kept one) as a plain dict whose 'model' is a state dict, far smaller than a "
+        "resumable checkpoint, loading with torch.load(weights_only=True) and by --ckpt",
+    )
     p.add_argument("--out", required=True, help="file to write (.onnx, .pt2 or .pt)")
     p.add_argument("--opset", type=int, default=MIN_OPSET, help=f"ONNX opset (>= {MIN_OPSET})")
-    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
-                   help="example input size (classifiers: the fixed input size; default: the run's image_size)")
+    p.add_argument(
+        "--input-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="example input size (classifiers: the fixed input size; default: the run's image_size)",
+    )
     p.set_defaults(func=run)
 
 
@@ -74,13 +86,14 @@ def run(args: argparse.Namespace) -> int:
 
         save_checkpoint(out, **scored_weights(ckpt, ckpt_path))
         written, before = out.stat().st_size, _file_size(ckpt_path)
-        print(f"wrote {out} ({ckpt['model_name']} weights, {written / 2**20:.1f} MiB" +
-              (f", from a {before / 2**20:.1f} MiB checkpoint)" if before else ")"))
+        print(
+            f"wrote {out} ({ckpt['model_name']} weights, {written / 2**20:.1f} MiB"
+            + (f", from a {before / 2**20:.1f} MiB checkpoint)" if before else ")")
+        )
         return 0
     task = model_task(ckpt["model_name"])
     size = example_size(task, ckpt.get("config") or {}, args.input_size)
-    model = exportable_model(with_input_reduction(model_from_checkpoint(ckpt), checkpoint_reduction(ckpt)), task,
-                             size)
+    model = exportable_model(with_input_reduction(model_from_checkpoint(ckpt), checkpoint_reduction(ckpt)), task, size)
     example = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(1))
     dynamic_hw = task_info(task).dense
     if args.format == "onnx":

@@ -24,9 +24,16 @@ from fcnlab import config, recipes
 from fcnlab.errors import ConfigError
 from fcnlab.taskinfo import TASKS
 
-GROUP_TITLES = {"data": "data", "model": "model", "optimisation": "optimisation", "schedule": "schedule",
-                "augmentation": "augmentation", "runtime": "runtime", "output": "output",
-                config.DEFAULT_GROUP: "other options"}
+GROUP_TITLES = {
+    "data": "data",
+    "model": "model",
+    "optimisation": "optimisation",
+    "schedule": "schedule",
+    "augmentation": "augmentation",
+    "runtime": "runtime",
+    "output": "output",
+    config.DEFAULT_GROUP: "other options",
+}
 #: Metavars of fields that name files or folders.
 PATHS = {"data": "FOLDER", "val": "FOLDER", "val_csv": "CSV", "weights": "FILE"}
 #: Prefix of the namespace attributes that catch the other task's options.
@@ -43,8 +50,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 def _is_bool(tp: Any) -> bool:
-    return tp is bool or (typing.get_origin(tp) in (typing.Union, types.UnionType)
-                          and set(typing.get_args(tp)) == {bool, type(None)})
+    return tp is bool or (
+        typing.get_origin(tp) in (typing.Union, types.UnionType) and set(typing.get_args(tp)) == {bool, type(None)}
+    )
 
 
 def _show(value: Any) -> str:
@@ -59,9 +67,8 @@ def _show(value: Any) -> str:
 
 
 def defaults(task: str) -> dict[str, Any]:
-    """Every key's default for ``task``: the dataclass default, then the task's own defaults."""
-    base = config.TrainConfig().to_dict()
-    return {**base, **config.TASK_DEFAULTS[task], "task": task}
+    """Every key's default for ``task`` (:func:`fcnlab.config.task_defaults`)."""
+    return config.task_defaults(task)
 
 
 def _metavar(name: str, tp: Any) -> str:
@@ -87,12 +94,16 @@ def _recipes(task: str | None) -> str:
     return f"; for this task: {', '.join(f'{i.name} ({i.numbers})' for i in infos)}" if infos else ""
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, task: str | None = None,
-                         skip: tuple[str, ...] = ("task",)) -> None:
+def add_config_arguments(
+    parser: argparse.ArgumentParser, task: str | None = None, skip: tuple[str, ...] = ("task",)
+) -> None:
     """Add ``--config`` and the options of ``task``'s fields (every field when None), grouped."""
-    act = parser.add_argument("--config", metavar="RECIPE",
-                              help="a shipped recipe by name or a YAML file; `fcnlab recipes` lists them with "
-                                   "their numbers (measured or estimated) and time")
+    act = parser.add_argument(
+        "--config",
+        metavar="RECIPE",
+        help="a shipped recipe by name or a YAML file; `fcnlab recipes` lists them with "
+        "their numbers (measured or estimated) and time",
+    )
     act.lazy_help = lambda task=task: _recipes(task)  # type: ignore[attr-defined]
     shown = defaults(task or "classify")
     hints = typing.get_type_hints(config.TrainConfig)
@@ -109,20 +120,34 @@ def add_config_arguments(parser: argparse.ArgumentParser, task: str | None = Non
             kw: dict[str, Any] = {"nargs": "?", "const": "true"} if _is_bool(hints[name]) else {}
             parser.add_argument(flag, dest=WRONG + name, default=None, help=argparse.SUPPRESS, **kw)
             if _is_bool(hints[name]):
-                parser.add_argument(f"--no-{name.replace('_', '-')}", dest=WRONG + name, action="store_const",
-                                    const="false", help=argparse.SUPPRESS)
+                parser.add_argument(
+                    f"--no-{name.replace('_', '-')}",
+                    dest=WRONG + name,
+                    action="store_const",
+                    const="false",
+                    help=argparse.SUPPRESS,
+                )
             continue
         group = groups[config.field_group(name)]
         text = helps.get(name, "") + ("" if task is not None or owner is None else f" ({owner} only)")
         default = f" (default: {_show(shown[name])})" if task is not None and "default" not in text else ""
         if _is_bool(hints[name]):
-            act = group.add_argument(flag, dest=f"cfg_{name}", nargs="?", const="true", default=None,
-                                     metavar="BOOL", help=f"{text}; alone: true, --no-{flag[2:]}: false{default}")
-            parser.add_argument(f"--no-{flag[2:]}", dest=f"cfg_{name}", action="store_const", const="false",
-                                help=argparse.SUPPRESS)
+            act = group.add_argument(
+                flag,
+                dest=f"cfg_{name}",
+                nargs="?",
+                const="true",
+                default=None,
+                metavar="BOOL",
+                help=f"{text}; alone: true, --no-{flag[2:]}: false{default}",
+            )
+            parser.add_argument(
+                f"--no-{flag[2:]}", dest=f"cfg_{name}", action="store_const", const="false", help=argparse.SUPPRESS
+            )
         else:
-            act = group.add_argument(flag, dest=f"cfg_{name}", default=None, metavar=_metavar(name, hints[name]),
-                                     help=f"{text}{default}")
+            act = group.add_argument(
+                flag, dest=f"cfg_{name}", default=None, metavar=_metavar(name, hints[name]), help=f"{text}{default}"
+            )
         if name == "model" and task is not None:
             act.lazy_help = lambda task=task: _models(task)  # type: ignore[attr-defined]
 
@@ -136,8 +161,10 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         if getattr(args, f"{WRONG}{name}", None) is not None:
             owner = config.field_task(name)
             used = ", ".join(f"'fcnlab {t} train'" for t in TASKS if t != owner)
-            raise ConfigError(f"option --{name.replace('_', '-')} is for {owner} training only ('fcnlab {owner} "
-                              f"train'); {used} does not use it")
+            raise ConfigError(
+                f"option --{name.replace('_', '-')} is for {owner} training only ('fcnlab {owner} "
+                f"train'); {used} does not use it"
+            )
         raw = getattr(args, f"cfg_{name}", None)
         if raw is not None:
             try:

@@ -24,19 +24,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("segment", help="P2: FCN-32s / FCN-8s land-cover segmentation")
     s = p.add_subparsers(dest="action", metavar="ACTION")
     s.required = True
-    add_train_parser(s, "segment", "fcnlab segment train --config p2_fcn8s_resnet34 "
-                                   "--data p2_data/train --val p2_data/validation --out runs/fcn8s")
-    e = s.add_parser("eval", help="per-class IoU and mean IoU exactly as the course grades it",
-                     description="Score a checkpoint on a labelled folder. stdout holds exactly the course's "
-                                 "'class #i : ...' and 'mean_iou: ...' lines; notes, warnings, the pixel accuracy "
-                                 "and the mean class accuracy (classes 0-5) go to stderr. eval.json (with the "
-                                 "checkpoint, data and options it measured), per_class_iou.md, per_tile.csv and "
-                                 "confusion_matrix.png go to RUN/eval/NAME (or --out).")
+    add_train_parser(
+        s,
+        "segment",
+        "fcnlab segment train --config p2_fcn8s_resnet34 "
+        "--data p2_data/train --val p2_data/validation --out runs/fcn8s",
+    )
+    e = s.add_parser(
+        "eval",
+        help="per-class IoU and mean IoU exactly as the course grades it",
+        description="Score a checkpoint on a labelled folder. stdout holds exactly the course's "
+        "'class #i : ...' and 'mean_iou: ...' lines; notes, warnings, the pixel accuracy "
+        "and the mean class accuracy (classes 0-5) go to stderr. eval.json (with the "
+        "checkpoint, data and options it measured), per_class_iou.md, per_tile.csv and "
+        "confusion_matrix.png go to RUN/eval/NAME (or --out).",
+    )
     e.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
     e.add_argument("--data", required=True, help="folder of NNNN_sat.jpg + NNNN_mask.png pairs")
     e.add_argument("--tile", type=int, default=1024, help="images larger than this are predicted in tiles")
-    e.add_argument("--out", help="folder for eval.json and the plots (default: RUN/eval/NAME beside the "
-                                "checkpoint, NAME after the data and options: validation, val10_tta-d4 ...)")
+    e.add_argument(
+        "--out",
+        help="folder for eval.json and the plots (default: RUN/eval/NAME beside the "
+        "checkpoint, NAME after the data and options: validation, val10_tta-d4 ...)",
+    )
     add_tta(e, "segment")
     add_device(e)
     e.set_defaults(func=run_eval)
@@ -44,9 +54,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--ckpt", required=True)
     pr.add_argument("--images", required=True, help="folder of tiles (.jpg/.png, any size)")
     pr.add_argument("--out", required=True, help="output folder (other files in it are left alone)")
-    pr.add_argument("--overlay", action="store_true",
-                    help="also write NNNN_overlay.jpg blended views and legend.png (the class colours) into "
-                         "OUT/overlays/, apart from the masks that 'fcnlab miou' reads")
+    pr.add_argument(
+        "--overlay",
+        action="store_true",
+        help="also write NNNN_overlay.jpg blended views and legend.png (the class colours) into "
+        "OUT/overlays/, apart from the masks that 'fcnlab miou' reads",
+    )
     pr.add_argument("--tile", type=int, default=1024, help="images larger than this are predicted in tiles")
     add_tta(pr, "segment")
     add_device(pr)
@@ -67,8 +80,11 @@ def run_eval(args: argparse.Namespace) -> int:
     pred = load_predictor(args.ckpt, args.device, task="segment", **tta_options(args))
     bs = positive_batch(args, eval_batch_size(pred.cfg, inference=True))
     own = is_own_validation(args.data, pred.ckpt.get("config", {}))
-    out_dir = (check_output_dir(args.out, [args.data]) if args.out else
-               evaluation_dir(pred.run_dir, args.data, own, pred.tta, pred.scales, pred.path.name))
+    out_dir = (
+        check_output_dir(args.out, [args.data])
+        if args.out
+        else evaluation_dir(pred.run_dir, args.data, own, pred.tta, pred.scales, pred.path.name)
+    )
     tiles: list = []
     conf, report = segmentation_confusion(pred, args.data, bs, args.workers, tile=args.tile, per_image=tiles)
     off_palette = report.summary()
@@ -80,16 +96,29 @@ def run_eval(args: argparse.Namespace) -> int:
     for w in result.warnings:
         warn(w)
     pixel_acc, class_acc = accuracy(mat), mean_class_accuracy(mat, SCORED_CLASSES)
-    note(f"pixel accuracy {pixel_acc:.6f}, mean class accuracy {class_acc:.6f} (classes 0-{SCORED_CLASSES - 1}) "
-         f"over {len(tiles)} image{'' if len(tiles) == 1 else 's'}")
+    note(
+        f"pixel accuracy {pixel_acc:.6f}, mean class accuracy {class_acc:.6f} (classes 0-{SCORED_CLASSES - 1}) "
+        f"over {len(tiles)} image{'' if len(tiles) == 1 else 's'}"
+    )
     rows = ["| class | name | IoU |", "|---|---|---|"]
     rows += [f"| {i} | {CLASS_NAMES[i]} | {v:.5f} |" for i, v in enumerate(result.per_class)]
     rows.append(f"| | **mean** | **{result.mean:.6f}** |")
     data = data_record(args.data, len(tiles), "tiles", own)
-    record = evaluation_record("segment", pred.path, pred.ckpt, data, pred.tta, pred.scales,
-                               {"per_class_iou": [float(v) for v in result.per_class],
-                                "mean_iou": float(result.mean), "val_acc": pixel_acc,
-                                "mean_class_acc": class_acc, "confusion_matrix": mat.tolist()})
+    record = evaluation_record(
+        "segment",
+        pred.path,
+        pred.ckpt,
+        data,
+        pred.tta,
+        pred.scales,
+        {
+            "per_class_iou": [float(v) for v in result.per_class],
+            "mean_iou": float(result.mean),
+            "val_acc": pixel_acc,
+            "mean_class_acc": class_acc,
+            "confusion_matrix": mat.tolist(),
+        },
+    )
     with eval_writes(out_dir, given=args.out is not None):
         atomic_write_text(out_dir / "per_class_iou.md", "\n".join(rows) + "\n")
         atomic_write_text(out_dir / PER_TILE, per_tile_csv(tiles))
@@ -97,8 +126,12 @@ def run_eval(args: argparse.Namespace) -> int:
         if args.out is None:  # the run's env.json keeps every command that wrote to the run
             record_command(pred.run_dir, command_entry("eval", folder=str(out_dir)))
         shown = "" if pred.tta == "none" and pred.scales == (1.0,) else f" ({options_name(pred.tta, pred.scales)})"
-        viz.plot_confusion_matrix(mat, list(CLASS_NAMES), out_dir / "confusion_matrix.png",
-                                  title=f"{pred.cfg.model}{shown}: mIoU {result.mean:.4f}")
+        viz.plot_confusion_matrix(
+            mat,
+            list(CLASS_NAMES),
+            out_dir / "confusion_matrix.png",
+            title=f"{pred.cfg.model}{shown}: mIoU {result.mean:.4f}",
+        )
     note(f"wrote {out_dir}: eval.json, per_class_iou.md, {PER_TILE} and confusion_matrix.png", prefix="")
     return 0
 

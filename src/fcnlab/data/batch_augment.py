@@ -4,30 +4,43 @@ Every sample draws its own operation and magnitude, but the work is done per ope
 the samples that drew a geometric operation (shear, translate, rotate) go through one ``grid_sample`` with
 per-sample matrices, and each colour operation runs once on the samples that drew it, with per-sample
 factors. The operation set and magnitude bins are torchvision's (``TrivialAugmentWide`` and
-``RandAugment``); each operation reproduces ``torchvision.transforms.v2.functional`` on uint8 images
-(nearest interpolation, zero fill, the same rounding), so a sample's result equals torchvision's for the
-same operation and magnitude. Random draws come from the ``torch.Generator`` passed to each call (the
-training engine's per-rank generator, saved in checkpoints), so resumed runs repeat them exactly.
+``RandAugment``); each operation (:mod:`fcnlab.data.pixel_ops`) reproduces
+``torchvision.transforms.v2.functional`` on uint8 images (nearest interpolation, zero fill, the same
+rounding), so a sample's result equals torchvision's for the same operation and magnitude. Random draws
+come from the ``torch.Generator`` passed to each call (the training engine's per-rank generator, saved in
+checkpoints), so resumed runs repeat them exactly.
 
 CutMix and MixUp are torchvision's batch transforms (one mixing ratio per batch, partner = the previous
 sample in the shuffled batch); they draw from torch's global RNG, which checkpoints also save per rank.
 
 Pipeline: uint8 ``(B, 3, H, W)`` (after the random crop and flip) -> policy -> float -> random erasing ->
 CutMix/MixUp -> float images on the 0-255 scale, ready for ``normalize``; targets stay class indices, or
-become ``(B, num_classes)`` probabilities when CutMix/MixUp is on (:func:`soft_cross_entropy` takes both).
+become ``(B, num_classes)`` probabilities when CutMix/MixUp is on (``F.cross_entropy``, the classification
+loss, takes both).
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as TF
 
+from fcnlab.data.pixel_ops import (
+    autocontrast,
+    brightness,
+    contrast,
+    device_constant,
+    equalize,
+    inverse_affine,
+    per_sample,
+    posterize,
+    saturation,
+    sharpness,
+    solarize,
+    warp,
+)
 from fcnlab.data.transforms import IMAGENET_MEAN
 
 POLICIES = ("none", "trivialaugment", "randaugment")
@@ -42,14 +55,6 @@ def _space(policy: str) -> dict[str, tuple[Callable, bool]]:
     return cls._AUGMENTATION_SPACE
 
 
-@functools.lru_cache(maxsize=64)
-def _constant(values: tuple[float, ...], shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    """A small float32 constant on ``device``, made once: building it per batch would be a blocking
-    host-to-device copy (a host sync per training step on a GPU)."""
-    with torch.inference_mode(False), torch.no_grad():  # usable in and out of inference mode
-        return torch.tensor(values, dtype=torch.float32).view(shape).to(device)
-
-
 def _rand(n: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
     return torch.rand(n, generator=gen, device=gen.device).to(device)
 
@@ -58,12 +63,13 @@ def _randint(high: int, n: int, gen: torch.Generator, device: torch.device) -> t
     return torch.randint(high, (n,), generator=gen, device=gen.device).to(device)
 
 
-def _per_sample(v: torch.Tensor) -> torch.Tensor:
-    return v.view(-1, 1, 1, 1)
-
-
-def _apply_masked(x: torch.Tensor, sel: torch.Tensor, fn: Callable[..., torch.Tensor],
-                  *params: torch.Tensor, subset: bool | None = None) -> torch.Tensor:
+def _apply_masked(
+    x: torch.Tensor,
+    sel: torch.Tensor,
+    fn: Callable[..., torch.Tensor],
+    *params: torch.Tensor,
+    subset: bool | None = None,
+) -> torch.Tensor:
     """``fn`` applied to the samples where ``sel`` is true (``params`` are per-sample tensors).
 
     On the CPU only the selected samples are computed (an index list: fewest operations). On an
@@ -73,124 +79,13 @@ def _apply_masked(x: torch.Tensor, sel: torch.Tensor, fn: Callable[..., torch.Te
     if subset is None:
         subset = x.device.type == "cpu"
     if not subset:
-        return torch.where(_per_sample(sel), fn(x, *params), x)
+        return torch.where(per_sample(sel), fn(x, *params), x)
     idx = sel.nonzero().squeeze(1)
     if idx.numel() == 0:
         return x
     out = x.clone()
     out[idx] = fn(x.index_select(0, idx), *(p.index_select(0, idx) for p in params))
     return out
-
-
-# --------------------------------------------------------------------------- operations on uint8-valued floats
-# x: float32 (B, C, H, W) holding integers 0..255; each returns the same, as torchvision's uint8 kernels do
-# (their float results are truncated by the cast back to uint8).
-def _gray(x: torch.Tensor) -> torch.Tensor:
-    r, g, b = x.unbind(1)
-    return r.mul(0.2989).add_(g, alpha=0.587).add_(b, alpha=0.114).unsqueeze(1).floor_()
-
-
-def _blend(x: torch.Tensor, other: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
-    r = _per_sample(ratio)
-    return (x * r + other * (1.0 - r)).clamp_(0, 255).trunc_()
-
-
-def brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """``adjust_brightness`` with a per-sample factor."""
-    return (x * _per_sample(factor)).clamp_(0, 255).trunc_()
-
-
-def saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """``adjust_saturation`` (torchvision's "Color") with a per-sample factor."""
-    return _blend(x, _gray(x), factor)
-
-
-def contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """``adjust_contrast`` with a per-sample factor (blend with the mean grey level of each image)."""
-    return _blend(x, _gray(x).mean(dim=(1, 2, 3), keepdim=True), factor)
-
-
-def sharpness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """``adjust_sharpness`` with a per-sample factor (the border pixels are kept, as torchvision does)."""
-    c = x.shape[1]
-    if x.shape[-1] <= 2 or x.shape[-2] <= 2:
-        return x
-    a, b = 1.0 / 13.0, 5.0 / 13.0
-    kernel = _constant((a, a, a, a, b, a, a, a, a), (1, 1, 3, 3), x.device).to(x.dtype).expand(c, 1, 3, 3)
-    blurred = F.conv2d(x, kernel, groups=c).round_()
-    out = x.clone()
-    inner = out[..., 1:-1, 1:-1]
-    inner.add_((blurred - inner) * (1.0 - _per_sample(factor)))
-    return out.clamp_(0, 255).trunc_()
-
-
-def posterize(x: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
-    """``posterize``: keep the ``bits`` high bits of each value (per-sample ``bits`` in 0..8)."""
-    step = torch.exp2(8 - _per_sample(bits).clamp(0, 8).float())
-    return (x / step).floor_() * step
-
-
-def solarize(x: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
-    """``solarize``: invert the values at or above the per-sample ``threshold``."""
-    return torch.where(x >= _per_sample(threshold), 255.0 - x, x)
-
-
-def autocontrast(x: torch.Tensor) -> torch.Tensor:
-    """``autocontrast``: stretch each channel of each image to 0..255."""
-    lo = x.amin(dim=(-2, -1), keepdim=True)
-    hi = x.amax(dim=(-2, -1), keepdim=True)
-    flat = hi == lo
-    inv_scale = (hi - lo).mul_(1.0 / 255.0)
-    lo = lo.masked_fill(flat, 0.0)
-    inv_scale = inv_scale.masked_fill(flat, 1.0)
-    return (x - lo).div_(inv_scale).clamp_(0, 255).trunc_()
-
-
-def equalize(x: torch.Tensor) -> torch.Tensor:
-    """``equalize`` per image and channel (torchvision's kernel takes batches: batched histograms)."""
-    return TF.equalize(x.to(torch.uint8)).float()
-
-
-def inverse_affine(op: torch.Tensor, mag: torch.Tensor, ids: dict[str, int], h: int, w: int) -> torch.Tensor:
-    """Per-sample ``(B, 2, 3)`` output->input pixel maps (centred coordinates) of the geometric operations.
-
-    These are torchvision's ``_get_inverse_affine_matrix`` for the calls its auto-augment classes make:
-    shears about the top-left corner with ``shear = atan(m)`` degrees, integer translations, rotation by
-    ``m`` degrees about the centre. Samples with another operation get the identity.
-    """
-    b = op.shape[0]
-    theta = torch.zeros(b, 2, 3, device=mag.device)
-    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
-
-    def pick(name: str) -> torch.Tensor:
-        return op == ids.get(name, -1)
-
-    shear_x, shear_y = pick("ShearX"), pick("ShearY")
-    theta[:, 0, 1] = torch.where(shear_x, mag, 0.0)  # x_in = x + m y + m h / 2
-    theta[:, 0, 2] = torch.where(shear_x, mag * (h / 2), 0.0)
-    theta[:, 1, 0] = torch.where(shear_y, mag, 0.0)  # y_in = m x + y + m w / 2
-    theta[:, 1, 2] = torch.where(shear_y, mag * (w / 2), 0.0)
-    theta[:, 0, 2] -= torch.where(pick("TranslateX"), mag.trunc(), 0.0)
-    theta[:, 1, 2] -= torch.where(pick("TranslateY"), mag.trunc(), 0.0)
-    rot = pick("Rotate")
-    ang = torch.where(rot, -mag, 0.0) * (math.pi / 180.0)
-    cos, sin = torch.cos(ang), torch.sin(ang)
-    theta[:, 0, 0] = torch.where(rot, cos, theta[:, 0, 0])
-    theta[:, 0, 1] = torch.where(rot, sin, theta[:, 0, 1])
-    theta[:, 1, 0] = torch.where(rot, -sin, theta[:, 1, 0])
-    theta[:, 1, 1] = torch.where(rot, cos, theta[:, 1, 1])
-    return theta
-
-
-def warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """Nearest-neighbour warp of each sample by its ``theta`` (torchvision's ``_affine_grid``, zero fill)."""
-    b, _, h, w = x.shape
-    xs = torch.linspace((1.0 - w) * 0.5, (w - 1.0) * 0.5, w, device=x.device)
-    ys = torch.linspace((1.0 - h) * 0.5, (h - 1.0) * 0.5, h, device=x.device)
-    base = torch.stack([xs.expand(h, w), ys[:, None].expand(h, w), torch.ones(h, w, device=x.device)], -1)
-    rescaled = theta.transpose(1, 2) / _constant((0.5 * w, 0.5 * h), (1, 1, 2), x.device)
-    grid = base.view(1, h * w, 3).expand(b, -1, -1).bmm(rescaled).view(b, h, w, 2)
-    return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False).round_()
 
 
 # ----------------------------------------------------------------------------------------------------- policy
@@ -230,8 +125,9 @@ class AugmentPolicy:
                 self._table_cache[key] = (table.to(device), signed.to(device))
         return self._table_cache[key]
 
-    def draw(self, b: int, h: int, w: int, gen: torch.Generator,
-             device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def draw(
+        self, b: int, h: int, w: int, gen: torch.Generator, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One round of per-sample operation ids and signed magnitudes."""
         table, signed = self._tables(h, w, device)
         op = _randint(len(self.names), b, gen, device)
@@ -250,13 +146,19 @@ class AugmentPolicy:
         geometric = torch.zeros_like(op, dtype=torch.bool)
         for name in GEOMETRIC:
             geometric |= op == ids[name]
-        x = _apply_masked(x, geometric, lambda t, o, m: warp(t, inverse_affine(o, m, ids, h, w)), op, mag,
-                          subset=subset)
+        x = _apply_masked(
+            x, geometric, lambda t, o, m: warp(t, inverse_affine(o, m, ids, h, w)), op, mag, subset=subset
+        )
         colour: list[tuple[str, Callable[..., torch.Tensor], torch.Tensor | None]] = [
-            ("Brightness", brightness, 1.0 + mag), ("Color", saturation, 1.0 + mag),
-            ("Contrast", contrast, 1.0 + mag), ("Sharpness", sharpness, 1.0 + mag),
-            ("Posterize", posterize, mag.trunc()), ("Solarize", solarize, 255.0 * mag),
-            ("AutoContrast", autocontrast, None), ("Equalize", equalize, None)]
+            ("Brightness", brightness, 1.0 + mag),
+            ("Color", saturation, 1.0 + mag),
+            ("Contrast", contrast, 1.0 + mag),
+            ("Sharpness", sharpness, 1.0 + mag),
+            ("Posterize", posterize, mag.trunc()),
+            ("Solarize", solarize, 255.0 * mag),
+            ("AutoContrast", autocontrast, None),
+            ("Equalize", equalize, None),
+        ]
         for name, fn, param in colour:
             if name not in ids:
                 continue
@@ -276,9 +178,15 @@ class AugmentPolicy:
 
 
 # ------------------------------------------------------------------------------------------------ erasing
-def random_erasing(x: torch.Tensor, p: float, gen: torch.Generator, fill: Sequence[float],
-                   scale: tuple[float, float] = (0.02, 0.33), ratio: tuple[float, float] = (0.3, 3.3),
-                   attempts: int = 10) -> torch.Tensor:
+def random_erasing(
+    x: torch.Tensor,
+    p: float,
+    gen: torch.Generator,
+    fill: Sequence[float],
+    scale: tuple[float, float] = (0.02, 0.33),
+    ratio: tuple[float, float] = (0.3, 3.3),
+    attempts: int = 10,
+) -> torch.Tensor:
     """``RandomErasing`` with its own rectangle per sample, as one mask over the batch.
 
     Each sample is erased with probability ``p``; its rectangle is drawn as torchvision draws it (area a
@@ -290,7 +198,8 @@ def random_erasing(x: torch.Tensor, p: float, gen: torch.Generator, fill: Sequen
     dev = x.device
     area = (scale[0] + (scale[1] - scale[0]) * torch.rand(b, attempts, generator=gen, device=gen.device)) * (h * w)
     log_r = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * torch.rand(
-        b, attempts, generator=gen, device=gen.device)
+        b, attempts, generator=gen, device=gen.device
+    )
     aspect = torch.exp(log_r)
     eh = torch.sqrt(area * aspect).round().long()
     ew = torch.sqrt(area / aspect).round().long()
@@ -306,7 +215,7 @@ def random_erasing(x: torch.Tensor, p: float, gen: torch.Generator, fill: Sequen
     in_rows = (rows >= top[:, None]) & (rows < (top + eh)[:, None])
     in_cols = (cols >= left[:, None]) & (cols < (left + ew)[:, None])
     mask = (in_rows[:, :, None] & in_cols[:, None, :] & do[:, None, None])[:, None]  # (B, 1, H, W)
-    value = _constant(tuple(float(v) for v in fill), (1, -1, 1, 1), dev).to(x.dtype).expand(1, c, 1, 1)
+    value = device_constant(tuple(float(v) for v in fill), (1, -1, 1, 1), dev).to(x.dtype).expand(1, c, 1, 1)
     return torch.where(mask, value, x)
 
 
@@ -318,8 +227,14 @@ class BatchAugment:
     ``(B, num_classes)`` probabilities when CutMix or MixUp is on (every batch then, mixed or not).
     """
 
-    def __init__(self, policy: AugmentPolicy | None, erasing: float, mix: v2.Transform | None,
-                 num_classes: int, fill: Sequence[float]):
+    def __init__(
+        self,
+        policy: AugmentPolicy | None,
+        erasing: float,
+        mix: v2.Transform | None,
+        num_classes: int,
+        fill: Sequence[float],
+    ):
         self.policy, self.erasing, self.mix, self.num_classes = policy, erasing, mix, num_classes
         self.fill = tuple(fill)
 
@@ -328,8 +243,9 @@ class BatchAugment:
         """True when targets are class probabilities (CutMix or MixUp on)."""
         return self.mix is not None
 
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor,
-                 gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, images: torch.Tensor, labels: torch.Tensor, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.policy(images, gen) if self.policy is not None else images.float()
         if self.erasing > 0:
             x = random_erasing(x, self.erasing, gen, self.fill)
@@ -340,10 +256,18 @@ class BatchAugment:
         return self.mix(x, soft)
 
 
-def build_batch_augment(policy: str = "none", *, randaugment_ops: int = 2, randaugment_magnitude: int = 9,
-                        random_erasing: float = 0.0, cutmix: float = 0.0, mixup: float = 0.0,
-                        mix_prob: float = 1.0, num_classes: int = 50,
-                        fill: Sequence[float] = IMAGENET_FILL) -> BatchAugment | None:
+def build_batch_augment(
+    policy: str = "none",
+    *,
+    randaugment_ops: int = 2,
+    randaugment_magnitude: int = 9,
+    random_erasing: float = 0.0,
+    cutmix: float = 0.0,
+    mixup: float = 0.0,
+    mix_prob: float = 1.0,
+    num_classes: int = 50,
+    fill: Sequence[float] = IMAGENET_FILL,
+) -> BatchAugment | None:
     """The batch augmentation for these settings, or None when all are off (nothing to do per batch).
 
     ``policy``: none, trivialaugment or randaugment (``randaugment_ops`` operations at magnitude bin
@@ -358,8 +282,11 @@ def build_batch_augment(policy: str = "none", *, randaugment_ops: int = 2, randa
     if cutmix < 0 or mixup < 0:
         raise ValueError("cutmix and mixup are Beta alphas (>= 0; 0 is off)")
     aug_policy = None if policy == "none" else AugmentPolicy(policy, randaugment_ops, randaugment_magnitude)
-    mixers = [m for m in ((v2.CutMix(alpha=cutmix) if cutmix > 0 else None),
-                          (v2.MixUp(alpha=mixup) if mixup > 0 else None)) if m is not None]
+    mixers = [
+        m
+        for m in ((v2.CutMix(alpha=cutmix) if cutmix > 0 else None), (v2.MixUp(alpha=mixup) if mixup > 0 else None))
+        if m is not None
+    ]
     mix = None
     if mixers and mix_prob > 0:
         mix = mixers[0] if len(mixers) == 1 else v2.RandomChoice(mixers)
@@ -370,11 +297,3 @@ def build_batch_augment(policy: str = "none", *, randaugment_ops: int = 2, randa
     if aug_policy is None and random_erasing == 0 and mix is None:
         return None
     return BatchAugment(aug_policy, random_erasing, mix, num_classes, fill)
-
-
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
-    """Mean cross-entropy for class indices or class probabilities, with label smoothing in both cases.
-
-    With probabilities ``q`` the smoothed target is ``(1 - s) q + s / C`` (PyTorch's definition).
-    """
-    return F.cross_entropy(logits, targets, label_smoothing=label_smoothing)

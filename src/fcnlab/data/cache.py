@@ -48,8 +48,9 @@ def _threads() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def decode_all(n: int, decode: Callable[[int], dict[str, np.ndarray]], out: Mapping[str, np.ndarray],
-               desc: str = "decode") -> None:
+def decode_all(
+    n: int, decode: Callable[[int], dict[str, np.ndarray]], out: Mapping[str, np.ndarray], desc: str = "decode"
+) -> None:
     """Fill ``out[name][i]`` with ``decode(i)[name]`` for every i, decoding on a thread pool (with progress:
     the first decode of a large folder takes minutes on a laptop)."""
     from fcnlab.runtime.progress import Progress
@@ -81,8 +82,12 @@ def content_checksums(path: Path) -> list[int]:
             view = memoryview(mapped)
             try:
                 with ThreadPoolExecutor(_threads()) as pool:
-                    return list(pool.map(lambda start: zlib.crc32(view[start:start + CHECKSUM_CHUNK]),
-                                         range(0, size, CHECKSUM_CHUNK)))
+                    return list(
+                        pool.map(
+                            lambda start: zlib.crc32(view[start : start + CHECKSUM_CHUNK]),
+                            range(0, size, CHECKSUM_CHUNK),
+                        )
+                    )
             finally:
                 view.release()
 
@@ -102,8 +107,10 @@ def checksum_problem(folder: Path, names: Sequence[str], found: dict) -> str | N
         want = sums.get(name)
         if got != want:
             bad = next((i for i, (a, b) in enumerate(zip(got, want or [], strict=False)) if a != b), 0)
-            return (f"{path.name}: content changed in bytes {bad * CHECKSUM_CHUNK}-{(bad + 1) * CHECKSUM_CHUNK - 1}, "
-                    f"which no longer match their checksum")
+            return (
+                f"{path.name}: content changed in bytes {bad * CHECKSUM_CHUNK}-{(bad + 1) * CHECKSUM_CHUNK - 1}, "
+                f"which no longer match their checksum"
+            )
     return None
 
 
@@ -114,12 +121,16 @@ def _notice(line: str) -> None:
 
 
 def _meta(kind: str, n_files: int, shapes: dict[str, tuple[int, ...]], dt: dict[str, np.dtype]) -> dict:
-    return {"kind": kind, "files": n_files, "decoder": DECODER_VERSION,
-            "shapes": {k: list(v) for k, v in shapes.items()}, "dtypes": {k: dt[k].str for k in shapes}}
+    return {
+        "kind": kind,
+        "files": n_files,
+        "decoder": DECODER_VERSION,
+        "shapes": {k: list(v) for k, v in shapes.items()},
+        "dtypes": {k: dt[k].str for k in shapes},
+    }
 
 
-def cache_problem(folder: Path, meta: dict, shapes: dict[str, tuple[int, ...]],
-                  dt: dict[str, np.dtype]) -> str | None:
+def cache_problem(folder: Path, meta: dict, shapes: dict[str, tuple[int, ...]], dt: dict[str, np.dtype]) -> str | None:
     """Why the cache in ``folder`` cannot be trusted (a few words), or None when it is complete and whole.
 
     Checks the completion marker's description against what is expected, then each array file's header
@@ -139,8 +150,9 @@ def cache_problem(folder: Path, meta: dict, shapes: dict[str, tuple[int, ...]],
         try:
             with open(path, "rb") as f:
                 version = np.lib.format.read_magic(f)
-                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0)
+                read_header = (
+                    np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                )
                 header = read_header(f)  # (shape, fortran_order, dtype)
                 offset = f.tell()
             size = path.stat().st_size
@@ -164,9 +176,17 @@ def _remove(folder: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-def _build(folder: Path, kind: str, key: str, shapes: dict[str, tuple[int, ...]], dt: dict[str, np.dtype],
-           n: int, decode: Callable[[int], dict[str, np.ndarray]], meta: dict,
-           check: Callable[[], None] | None) -> None:
+def _build(
+    folder: Path,
+    kind: str,
+    key: str,
+    shapes: dict[str, tuple[int, ...]],
+    dt: dict[str, np.dtype],
+    n: int,
+    decode: Callable[[int], dict[str, np.ndarray]],
+    meta: dict,
+    check: Callable[[], None] | None,
+) -> None:
     """Decode into a temporary folder (space reserved up front) and rename it to ``folder`` when complete."""
     make_folder(folder.parent, option="FCNLAB_CACHE")
     tmp: Path | None = None

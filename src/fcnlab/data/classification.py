@@ -38,8 +38,7 @@ def read_label_csv(csv_path: str | Path, folder: Path) -> dict[str, int]:
         with open(csv_path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.reader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise DataError(f"{csv_path}: cannot read the label CSV ({e}); give a UTF-8 'filename,label' file") \
-            from None
+        raise DataError(f"{csv_path}: cannot read the label CSV ({e}); give a UTF-8 'filename,label' file") from None
     header = rows[0] if rows else None
     if header is None or [h.strip().lower() for h in header[:2]] != ["filename", "label"]:
         raise DataError(f"{csv_path}: expected a header 'filename,label', got {header}")
@@ -53,8 +52,10 @@ def read_label_csv(csv_path: str | Path, folder: Path) -> dict[str, int]:
         if not (folder / name).is_file():
             raise DataError(f"{csv_path}:{lineno}: names {name}, which does not exist in {folder}")
         if name in labels and labels[name] != label:
-            raise DataError(f"{csv_path}:{lineno}: gives {name} label {label}, but line {first_line[name]} gives it "
-                            f"label {labels[name]}; keep one row per file (delete the wrong one)")
+            raise DataError(
+                f"{csv_path}:{lineno}: gives {name} label {label}, but line {first_line[name]} gives it "
+                f"label {labels[name]}; keep one row per file (delete the wrong one)"
+            )
         first_line.setdefault(name, lineno)
         labels[name] = label
     return labels
@@ -80,8 +81,9 @@ class ImageSet:
         return torch.from_numpy(np.ascontiguousarray(self.images[idx])), self.labels[index]
 
 
-def scan_folder(folder: str | Path, need_labels: bool = True, csv_path: str | Path | None = None,
-                num_classes: int | None = None) -> tuple[list[Path], list[int]]:
+def scan_folder(
+    folder: str | Path, need_labels: bool = True, csv_path: str | Path | None = None, num_classes: int | None = None
+) -> tuple[list[Path], list[int]]:
     """List image files and their labels (from names, checked against the CSV when given)."""
     folder = Path(folder)
     files = list_images(folder)
@@ -90,28 +92,39 @@ def scan_folder(folder: str | Path, need_labels: bool = True, csv_path: str | Pa
         from_csv = read_label_csv(csv_path, folder)
         for f, lab in zip(files, names, strict=True):
             if f.name in from_csv and lab is not None and from_csv[f.name] != lab:
-                raise DataError(f"{csv_path}: label {from_csv[f.name]} for {f.name} disagrees with its name "
-                                f"(label {lab})")
+                raise DataError(
+                    f"{csv_path}: label {from_csv[f.name]} for {f.name} disagrees with its name (label {lab})"
+                )
         names = [from_csv.get(f.name, lab) for f, lab in zip(files, names, strict=True)]
     labels = []
     for f, lab in zip(files, names, strict=True):
         if lab is None:
             if need_labels and csv_path is not None:
-                raise DataError(f"{csv_path}: has no row for {f.name} (in {folder}) and its name holds no label; "
-                                f"add a row '{f.name},LABEL' or move the file out of the folder")
+                raise DataError(
+                    f"{csv_path}: has no row for {f.name} (in {folder}) and its name holds no label; "
+                    f"add a row '{f.name},LABEL' or move the file out of the folder"
+                )
             if need_labels:
                 raise DataError(f"{f}: file name has no label (expected {{label}}_{{index}}.png, e.g. 12_450.png)")
             lab = -1
         elif num_classes is not None and not 0 <= lab < num_classes:
-            raise DataError(f"{f}: label {lab} is out of range for {num_classes} classes (0-{num_classes - 1}); "
-                            f"fix the label or train with --num-classes {lab + 1} or more")
+            raise DataError(
+                f"{f}: label {lab} is out of range for {num_classes} classes (0-{num_classes - 1}); "
+                f"fix the label or train with --num-classes {lab + 1} or more"
+            )
         labels.append(lab)
     return files, labels
 
 
-def load_image_set(folder: str | Path, need_labels: bool = True, csv_path: str | Path | None = None,
-                   num_classes: int | None = None, limit: int = 0, cache: str = "auto",
-                   seed: int = 0) -> ImageSet:
+def load_image_set(
+    folder: str | Path,
+    need_labels: bool = True,
+    csv_path: str | Path | None = None,
+    num_classes: int | None = None,
+    limit: int = 0,
+    cache: str = "auto",
+    seed: int = 0,
+) -> ImageSet:
     """Decode a P1 folder once into a uint8 tensor (all images must share one size).
 
     ``limit`` N > 0 keeps a class-stratified sample of N images drawn with ``seed``
@@ -124,8 +137,12 @@ def load_image_set(folder: str | Path, need_labels: bool = True, csv_path: str |
         keep = stratified_subset(labels, limit, seed)
         files, labels = [files[i] for i in keep], [labels[i] for i in keep]
     w, h = image_size(files[0])
-    sizes = SizeCheck(files, (h, w), "image", "all images of a classification folder must share one size "
-                                             "(resize or remove the odd one)")
+    sizes = SizeCheck(
+        files,
+        (h, w),
+        "image",
+        "all images of a classification folder must share one size (resize or remove the odd one)",
+    )
 
     def decode(i: int) -> dict[str, np.ndarray]:
         arr = read_rgb(files[i])

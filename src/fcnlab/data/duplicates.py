@@ -50,8 +50,9 @@ def file_digests(files: Sequence[str | Path]) -> list[bytes]:
     return out
 
 
-def label_conflicts(digests: Iterable[bytes], labels: Sequence[int],
-                    files: Sequence[str | Path]) -> list[DuplicateGroup]:
+def label_conflicts(
+    digests: Iterable[bytes], labels: Sequence[int], files: Sequence[str | Path]
+) -> list[DuplicateGroup]:
     """Groups of files with equal digests but more than one distinct label, in file order.
 
     Duplicates that agree on their label are harmless and not returned.
@@ -60,11 +61,12 @@ def label_conflicts(digests: Iterable[bytes], labels: Sequence[int],
     for i, d in enumerate(digests):
         groups[d].append(i)
     if sum(len(m) for m in groups.values()) != len(labels) or len(labels) != len(files):
-        raise ValueError(f"digests, labels and files differ in length ({len(labels)} labels, "
-                         f"{len(files)} files)")
-    return [DuplicateGroup(tuple(Path(files[i]) for i in members), tuple(int(labels[i]) for i in members))
-            for members in groups.values()  # dicts keep insertion order: groups come in file order
-            if len(members) > 1 and len({int(labels[i]) for i in members}) > 1]
+        raise ValueError(f"digests, labels and files differ in length ({len(labels)} labels, {len(files)} files)")
+    return [
+        DuplicateGroup(tuple(Path(files[i]) for i in members), tuple(int(labels[i]) for i in members))
+        for members in groups.values()  # dicts keep insertion order: groups come in file order
+        if len(members) > 1 and len({int(labels[i]) for i in members}) > 1
+    ]
 
 
 def conflict_warning(groups: Sequence[DuplicateGroup], where: str | Path = "") -> str | None:
@@ -77,12 +79,15 @@ def conflict_warning(groups: Sequence[DuplicateGroup], where: str | Path = "") -
     n = sum(len(g.files) for g in groups)
     place = f" in {where}" if str(where) else ""
     listed = "; ".join(g.describe() for g in groups)
-    return (f"{n} identical images{place} carry different labels: {listed}; all are kept as labelled "
-            f"(at most one label of each group can be right)")
+    return (
+        f"{n} identical images{place} carry different labels: {listed}; all are kept as labelled "
+        f"(at most one label of each group can be right)"
+    )
 
 
-def check_labelled_images(images: np.ndarray, labels: Sequence[int], files: Sequence[str | Path],
-                          where: str | Path = "") -> str | None:
+def check_labelled_images(
+    images: np.ndarray, labels: Sequence[int], files: Sequence[str | Path], where: str | Path = ""
+) -> str | None:
     """Detect pixel-identical images with conflicting labels; return the warning line or None.
 
     For training (``ClassificationTask.check_train_data``): call it once on the decoded classification training set

@@ -39,13 +39,17 @@ def link_problem(path: str | Path) -> str | None:
         return None
     except OSError as e:
         if e.errno == errno.ELOOP:
-            return (f"{path}: is a symbolic link loop (the link leads back to itself); point it at the real "
-                    f"target (ln -sfn TARGET {path}) or give the real path")
+            return (
+                f"{path}: is a symbolic link loop (the link leads back to itself); point it at the real "
+                f"target (ln -sfn TARGET {path}) or give the real path"
+            )
         if e.errno not in (errno.ENOENT, errno.ENOTDIR):
             return None
     if path.is_symlink():
-        return (f"{path}: is a broken symbolic link to {os.readlink(path)}, which does not exist; repoint it "
-                f"(ln -sfn TARGET {path}) or give the real path")
+        return (
+            f"{path}: is a broken symbolic link to {os.readlink(path)}, which does not exist; repoint it "
+            f"(ln -sfn TARGET {path}) or give the real path"
+        )
     return None
 
 
@@ -69,8 +73,7 @@ def list_images(folder: str | Path, what: str = "images") -> list[Path]:
         entries = list(folder.iterdir())
     except PermissionError:
         raise DataError(f"{folder}: cannot list the folder (permission denied); fix its permissions") from None
-    files = sorted(p for p in entries
-                   if p.suffix.lower() in IMAGE_SUFFIXES and (p.is_file() or p.is_symlink()))
+    files = sorted(p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES and (p.is_file() or p.is_symlink()))
     if not files:
         raise DataError(f"{folder}: folder holds no {what} (.png/.jpg files); give the folder that holds them")
     return files
@@ -107,11 +110,14 @@ def _reading(path: Path) -> Iterator[None]:
     except DataError:
         raise
     except FileNotFoundError:
-        raise DataError(link_problem(path) or f"{path}: file does not exist (moved, or a broken link); {_FIX}") \
-            from None
+        raise DataError(
+            link_problem(path) or f"{path}: file does not exist (moved, or a broken link); {_FIX}"
+        ) from None
     except PermissionError:
-        raise DataError(f"{path}: cannot read file (permission denied); fix its permissions (chmod a+r) or "
-                        f"remove it from the folder") from None
+        raise DataError(
+            f"{path}: cannot read file (permission denied); fix its permissions (chmod a+r) or "
+            f"remove it from the folder"
+        ) from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a folder, not an image file; rename or move it") from None
     except UnidentifiedImageError:
@@ -168,8 +174,9 @@ def read_rgb(path: str | Path) -> np.ndarray:
     try:
         return np.asarray(to_rgb(img), dtype=np.uint8)
     except Exception as e:  # an exotic mode Pillow cannot convert
-        raise DataError(f"{path}: cannot convert image mode {img.mode} to RGB ({e}); save it as an RGB "
-                        f"PNG or JPEG") from None
+        raise DataError(
+            f"{path}: cannot convert image mode {img.mode} to RGB ({e}); save it as an RGB PNG or JPEG"
+        ) from None
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
@@ -214,5 +221,7 @@ class SizeCheck:
         bad = [i for i in range(len(self.files)) if sizes[i] != (h, w)]
         bh, bw = sizes[bad[0]]
         more = f" (and {len(bad) - 1} more of other sizes)" if len(bad) > 1 else ""
-        raise DataError(f"{self.files[bad[0]]}: {self.what} is {bw}x{bh}, but {n} of the {len(self.files)} "
-                        f"{self.what}s are {w}x{h}{more}; {self.fix}")
+        raise DataError(
+            f"{self.files[bad[0]]}: {self.what} is {bw}x{bh}, but {n} of the {len(self.files)} "
+            f"{self.what}s are {w}x{h}{more}; {self.fix}"
+        )

@@ -68,10 +68,11 @@ def count_off_palette(rgb: np.ndarray) -> int:
 def _lossy_message(source: str, rgb: np.ndarray, n_off: int) -> str:
     share = 100.0 * n_off / max(1, rgb.shape[0] * rgb.shape[1])
     if n_off and int(rgb.max()) < NUM_CLASSES:
-        return (f"{source}: looks like a class-index image (values 0-{NUM_CLASSES - 1}), not an RGB colour "
-                f"mask; write masks with fcnlab.data.mask_codec.write_mask")
-    return (f"{source}: masks must be lossless palette PNGs; {share:.1f}% of pixels are off-palette "
-            f"(JPEG-compressed?)")
+        return (
+            f"{source}: looks like a class-index image (values 0-{NUM_CLASSES - 1}), not an RGB colour "
+            f"mask; write masks with fcnlab.data.mask_codec.write_mask"
+        )
+    return f"{source}: masks must be lossless palette PNGs; {share:.1f}% of pixels are off-palette (JPEG-compressed?)"
 
 
 def check_lossless(rgb: np.ndarray, source: str | Path = "mask") -> None:
@@ -173,5 +174,4 @@ class OffPaletteReport:
         more = ", ..." if len(self.entries) > limit else ""
         masks = "mask holds" if len(self.entries) == 1 else "masks hold"
         pixels = "pixel" if self.total == 1 else "pixels"
-        return (f"{len(self.entries)} {masks} {self.total} off-palette (red) {pixels}, counted as unknown: "
-                f"{shown}{more}")
+        return f"{len(self.entries)} {masks} {self.total} off-palette (red) {pixels}, counted as unknown: {shown}{more}"

@@ -24,8 +24,10 @@ def reduction_factor(height: int, width: int, input_size: int, source: str | Pat
     k = height // input_size
     if k < 1 or height % input_size or width % k:
         sides = ", ".join(str(height // f) for f in (2, 4, 8) if height % f == 0 and width % f == 0) or "none"
-        raise DataError(f"{source}: tiles are {width}x{height}; --input-size {input_size} must divide them by a "
-                        f"whole factor (for these tiles: {sides}), or use --input-size 0 for full size")
+        raise DataError(
+            f"{source}: tiles are {width}x{height}; --input-size {input_size} must divide them by a "
+            f"whole factor (for these tiles: {sides}), or use --input-size 0 for full size"
+        )
     return k
 
 

@@ -40,8 +40,9 @@ def nbytes(data: Any) -> int:
     return int(images.nbytes + t)
 
 
-def fits(size: int, device: torch.device, headroom_bytes: int = HEADROOM_BYTES,
-         headroom_share: float = HEADROOM_SHARE) -> tuple[bool, str]:
+def fits(
+    size: int, device: torch.device, headroom_bytes: int = HEADROOM_BYTES, headroom_share: float = HEADROOM_SHARE
+) -> tuple[bool, str]:
     """Whether ``size`` bytes can live on ``device`` with headroom left; also a one-line reason.
 
     Only CUDA devices hold resident data; the free memory is read now (``torch.cuda.mem_get_info``), so
@@ -52,8 +53,10 @@ def fits(size: int, device: torch.device, headroom_bytes: int = HEADROOM_BYTES,
     free, total = torch.cuda.mem_get_info(device)
     headroom = max(headroom_bytes, int(headroom_share * total))
     if size + headroom > free:
-        return False, (f"{size / 2**30:.2f} GiB of data + {headroom / 2**30:.1f} GiB headroom > "
-                       f"{free / 2**30:.1f} GiB free on {device}: data stays in host memory")
+        return False, (
+            f"{size / 2**30:.2f} GiB of data + {headroom / 2**30:.1f} GiB headroom > "
+            f"{free / 2**30:.1f} GiB free on {device}: data stays in host memory"
+        )
     return True, f"{size / 2**30:.2f} GiB of data resident on {device} ({free / 2**30:.1f} GiB were free)"
 
 
@@ -101,12 +104,13 @@ def _upload(array: np.ndarray | torch.Tensor, device: torch.device) -> torch.Ten
     per_row = max(int(np.prod(array.shape[1:])) * array.itemsize, 1)
     step = max(_UPLOAD_CHUNK // per_row, 1)
     for i in range(0, array.shape[0], step):
-        out[i:i + step].copy_(torch.from_numpy(np.array(array[i:i + step])))  # a writable copy of a memmap's rows
+        out[i : i + step].copy_(torch.from_numpy(np.array(array[i : i + step])))  # a writable copy of a memmap's rows
     return out
 
 
-def make_resident(data: Any, device: torch.device, enabled: bool = True,
-                  headroom_bytes: int = HEADROOM_BYTES) -> tuple[Any, str]:
+def make_resident(
+    data: Any, device: torch.device, enabled: bool = True, headroom_bytes: int = HEADROOM_BYTES
+) -> tuple[Any, str]:
     """``(data on the device, reason)`` when ``enabled`` and it fits, else ``(data unchanged, reason)``."""
     if not enabled:
         return data, "resident data off"

@@ -30,15 +30,16 @@ def tile_class_fractions(masks: np.ndarray, num_classes: int, chunk: int = 64) -
     n = len(masks)
     out = np.zeros((n, num_classes), dtype=np.float64)
     for start in range(0, n, chunk):
-        block = np.asarray(masks[start:start + chunk]).reshape(min(chunk, n - start), -1).astype(np.int64)
+        block = np.asarray(masks[start : start + chunk]).reshape(min(chunk, n - start), -1).astype(np.int64)
         offsets = (np.arange(len(block)) * num_classes)[:, None]
         counts = np.bincount((block.clip(0, num_classes - 1) + offsets).ravel(), minlength=len(block) * num_classes)
-        out[start:start + len(block)] = counts.reshape(len(block), num_classes) / max(block.shape[1], 1)
+        out[start : start + len(block)] = counts.reshape(len(block), num_classes) / max(block.shape[1], 1)
     return out
 
 
-def repeat_factors(fractions: np.ndarray, threshold: float, classes: Sequence[int] | None = None,
-                   min_fraction: float = 0.01) -> np.ndarray:
+def repeat_factors(
+    fractions: np.ndarray, threshold: float, classes: Sequence[int] | None = None, min_fraction: float = 0.01
+) -> np.ndarray:
     """Per-tile repeat factors ``r_i = max(1, max_c sqrt(threshold / f_c))`` over the classes ``c`` it contains.
 
     ``fractions``: :func:`tile_class_fractions`. A tile contains class ``c`` when at least ``min_fraction``
@@ -103,5 +104,5 @@ def fill_last_batch(batches: list[torch.Tensor], order: torch.Tensor, size: int)
     trains on the filled samples; evaluation drops their outputs. A single batch is left as it is: one shape
     already."""
     if len(batches) > 1 and len(batches[-1]) < size:
-        batches = [*batches[:-1], torch.cat([batches[-1], order[:size - len(batches[-1])]])]
+        batches = [*batches[:-1], torch.cat([batches[-1], order[: size - len(batches[-1])]])]
     return batches

@@ -45,8 +45,10 @@ def pair_files(folder: str | Path, need_masks: bool = True) -> list[tuple[Path, 
         clash = name_clash((f for f in files if pattern.match(f.stem)), lambda f: f.stem)
         if clash:
             a, b, stem = clash
-            raise DataError(f"{folder}: {a.name} and {b.name} share the name {stem} (one would be left out); "
-                            f"move one of them out of the folder")
+            raise DataError(
+                f"{folder}: {a.name} and {b.name} share the name {stem} (one would be left out); "
+                f"move one of them out of the folder"
+            )
     if not need_masks:
         found = sorted(list(tiles.values()) + others)
         if not found:
@@ -62,9 +64,12 @@ def pair_files(folder: str | Path, need_masks: bool = True) -> list[tuple[Path, 
             parts.append(f"tiles without a mask: {_preview([tiles[s].name for s in lonely_tiles])}")
         if lonely_masks:
             parts.append(f"masks without a tile: {_preview([masks[s].name for s in lonely_masks])}")
-        raise DataError(f"{folder}: unpaired files; " + "; ".join(parts)
-                        + "; every NNNN_sat.jpg needs its NNNN_mask.png: add the missing files or move the "
-                          "extra ones out")
+        raise DataError(
+            f"{folder}: unpaired files; "
+            + "; ".join(parts)
+            + "; every NNNN_sat.jpg needs its NNNN_mask.png: add the missing files or move the "
+            "extra ones out"
+        )
     return [(tiles[s], masks[s]) for s in sorted(tiles)]
 
 
@@ -75,8 +80,10 @@ def load_pair(tile: Path, mask: Path | None) -> tuple[np.ndarray, np.ndarray | N
         return img, None, 0
     ids, n_off = read_mask(mask)
     if ids.shape != img.shape[:2]:
-        raise DataError(f"{mask}: mask is {ids.shape[1]}x{ids.shape[0]} but its tile {tile.name} is "
-                        f"{img.shape[1]}x{img.shape[0]}; a mask must have its tile's size")
+        raise DataError(
+            f"{mask}: mask is {ids.shape[1]}x{ids.shape[0]} but its tile {tile.name} is "
+            f"{img.shape[1]}x{img.shape[0]}; a mask must have its tile's size"
+        )
     return img, ids, n_off
 
 
@@ -97,19 +104,22 @@ class TileSet:
     def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 tiles ``(B, 3, H, W)`` and int64 masks ``(B, H, W)`` for the given indices."""
         idx = index.numpy()
-        return (torch.from_numpy(np.ascontiguousarray(self.images[idx])),
-                torch.from_numpy(np.ascontiguousarray(self.masks[idx])).long())
+        return (
+            torch.from_numpy(np.ascontiguousarray(self.images[idx])),
+            torch.from_numpy(np.ascontiguousarray(self.masks[idx])).long(),
+        )
 
     def class_pixel_counts(self, num_classes: int = 7) -> np.ndarray:
         """Pixels per class over the whole set (for class-weighted losses)."""
         counts = np.zeros(num_classes, dtype=np.int64)
         for i in range(0, len(self), 64):
-            counts += np.bincount(np.asarray(self.masks[i:i + 64]).ravel(), minlength=num_classes)[:num_classes]
+            counts += np.bincount(np.asarray(self.masks[i : i + 64]).ravel(), minlength=num_classes)[:num_classes]
         return counts
 
 
-def load_tile_set(folder: str | Path, limit: int = 0, cache: str = "auto", seed: int = 0,
-                  input_size: int = 0) -> TileSet:
+def load_tile_set(
+    folder: str | Path, limit: int = 0, cache: str = "auto", seed: int = 0, input_size: int = 0
+) -> TileSet:
     """Decode every tile/mask pair of ``folder`` once (all tiles must share one size).
 
     ``limit`` N > 0 keeps N pairs drawn at random with ``seed`` (:func:`fcnlab.data.subset.random_subset`).
@@ -124,8 +134,12 @@ def load_tile_set(folder: str | Path, limit: int = 0, cache: str = "auto", seed:
     w, h = image_size(pairs[0][0])
     k = reduction_factor(h, w, input_size, pairs[0][0])
     report = OffPaletteReport()
-    sizes = SizeCheck([t for t, _ in pairs], (h, w), "tile",
-                      "tiles for training and validation must share one size (crop or resize the odd one)")
+    sizes = SizeCheck(
+        [t for t, _ in pairs],
+        (h, w),
+        "tile",
+        "tiles for training and validation must share one size (crop or resize the odd one)",
+    )
 
     def decode(i: int) -> dict[str, np.ndarray]:
         tile, mask = pairs[i]
@@ -138,11 +152,18 @@ def load_tile_set(folder: str | Path, limit: int = 0, cache: str = "auto", seed:
     files = [p for pair in pairs for p in pair if p is not None]
     kind = "p2" if k == 1 else f"p2-reduced{k}"  # its own disk cache
     h, w = h // k, w // k
-    arrays = load_or_build(kind, files, {"images": (len(pairs), 3, h, w), "masks": (len(pairs), h, w),
-                                         "off_palette": (len(pairs),)},
-                           decode, mode=cache, dtypes={"off_palette": "int64"}, check=sizes.check)
+    arrays = load_or_build(
+        kind,
+        files,
+        {"images": (len(pairs), 3, h, w), "masks": (len(pairs), h, w), "off_palette": (len(pairs),)},
+        decode,
+        mode=cache,
+        dtypes={"off_palette": "int64"},
+        check=sizes.check,
+    )
     for (_, mask), n in zip(pairs, arrays["off_palette"], strict=True):
         if n:
             report.add(mask, int(n))  # type: ignore[arg-type]  # off-palette pixels come from a mask
-    return TileSet(arrays["images"], arrays["masks"], [t for t, _ in pairs], report, k,
-                   [m for _, m in pairs if m is not None])
+    return TileSet(
+        arrays["images"], arrays["masks"], [t for t, _ in pairs], report, k, [m for _, m in pairs if m is not None]
+    )

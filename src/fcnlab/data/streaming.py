@@ -109,6 +109,15 @@ def loader(dataset: Dataset, batch_size: int, workers: int, pin: bool = False) -
     More workers than usable cores would only make torch warn on stderr (the default 2 on a one-core
     machine), so they are capped there."""
     workers = max(0, min(workers, len(dataset) // max(batch_size, 1), usable_cores()))  # type: ignore[arg-type]
-    return SafeLoader(DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                                 collate_fn=_collate, pin_memory=pin, persistent_workers=False,
-                                 prefetch_factor=2 if workers else None))
+    return SafeLoader(
+        DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=False,
+            num_workers=workers,
+            collate_fn=_collate,
+            pin_memory=pin,
+            persistent_workers=False,
+            prefetch_factor=2 if workers else None,
+        )
+    )

@@ -73,14 +73,17 @@ def named_indices(files: Sequence[Path], names: Sequence[str], folder: str | Non
         key = Path(str(name)).name
         if len(lookup.get(key, ())) > 1:  # e.g. 13 for 0013_sat.jpg and 13_sat.jpg: the plot would show either
             a, b = (files[i].name for i in lookup[key][:2])
-            raise ConfigError(f"option snapshot_images (--snapshot-images): {name!r} names both {a} and {b}; "
-                              f"give the full file name")
+            raise ConfigError(
+                f"option snapshot_images (--snapshot-images): {name!r} names both {a} and {b}; give the full file name"
+            )
         if key not in lookup:
             where = f"the {len(files)} validation tiles" + (f" of {folder}" if folder else "")
             shown = ", ".join(f.name for f in files[:3]) + (", ..." if len(files) > 3 else "")
-            raise ConfigError(f"option snapshot_images (--snapshot-images): {name!r} is not among {where} "
-                              f"({shown}); give file names such as {files[0].name if files else '0000_sat.jpg'}"
-                              f" (a --val-limit sample may have left it out)")
+            raise ConfigError(
+                f"option snapshot_images (--snapshot-images): {name!r} is not among {where} "
+                f"({shown}); give file names such as {files[0].name if files else '0000_sat.jpg'}"
+                f" (a --val-limit sample may have left it out)"
+            )
         if lookup[key][0] not in out:
             out.append(lookup[key][0])
     return out

@@ -41,11 +41,11 @@ MAX_CLASSES = 100
 _N_PATTERNS = 10
 # (background, foreground) colour pairs; classes 50-99 swap them.
 _COLOUR_PAIRS = (
-    ((25, 35, 95), (240, 200, 40)),    # navy / yellow
+    ((25, 35, 95), (240, 200, 40)),  # navy / yellow
     ((225, 225, 215), (200, 30, 30)),  # off-white / red
-    ((25, 95, 45), (240, 240, 240)),   # dark green / white
-    ((95, 30, 115), (40, 210, 220)),   # purple / cyan
-    ((230, 135, 35), (20, 20, 20)),    # orange / black
+    ((25, 95, 45), (240, 240, 240)),  # dark green / white
+    ((95, 30, 115), (40, 210, 220)),  # purple / cyan
+    ((230, 135, 35), (20, 20, 20)),  # orange / black
 )
 _SPLIT_IDS = {"train": 0, "val": 1}
 
@@ -56,8 +56,10 @@ def _prepare_dirs(folders: list[Path], overwrite: bool) -> None:
         if folder.exists() and not folder.is_dir():
             raise DataError(f"{folder}: exists and is not a folder; choose another output folder")
         if folder.is_dir() and any(folder.iterdir()) and not overwrite:
-            raise DataError(f"{folder}: folder already holds files; choose a new or empty output folder "
-                            "(synthetic data never overwrites existing data)")
+            raise DataError(
+                f"{folder}: folder already holds files; choose a new or empty output folder "
+                "(synthetic data never overwrites existing data)"
+            )
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
 
@@ -129,9 +131,15 @@ def class_image(label: int, size: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(img, 0, 255).round().astype(np.uint8)
 
 
-def make_classification_data(root: str | Path, num_classes: int = 50, train_per_class: int = 20,
-                             val_per_class: int = 4, size: int = 32, seed: int = 0,
-                             overwrite: bool = False) -> Path:
+def make_classification_data(
+    root: str | Path,
+    num_classes: int = 50,
+    train_per_class: int = 20,
+    val_per_class: int = 4,
+    size: int = 32,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> Path:
     """Write a P1-style synthetic classification set under ``root`` and return ``root``.
 
     Layout: ``root/train_50/{label}_{index}.png`` with indices ``0 .. train_per_class-1``,
@@ -150,8 +158,10 @@ def make_classification_data(root: str | Path, num_classes: int = 50, train_per_
     root = Path(root)
     train_dir, val_dir, gt_path = root / "train_50", root / "val_50", root / "val_gt.csv"
     if gt_path.exists() and not overwrite:
-        raise DataError(f"{gt_path}: already exists; choose a new or empty output folder "
-                        "(synthetic data never overwrites existing data)")
+        raise DataError(
+            f"{gt_path}: already exists; choose a new or empty output folder "
+            "(synthetic data never overwrites existing data)"
+        )
     _prepare_dirs([train_dir, val_dir], overwrite)
 
     rows = io.StringIO()
@@ -211,7 +221,7 @@ def _texture(cls: int, size: int, rng: np.random.Generator) -> np.ndarray:
         blocks = rng.uniform(95, 195, size=(n, n)).astype(np.float32)
         grey = np.kron(blocks, np.ones((cell, cell), dtype=np.float32))[:size, :size]
         idx = np.arange(size)
-        street = ((idx // cell) % 4 == 0)
+        street = (idx // cell) % 4 == 0
         grey = np.where(street[:, None] | street[None, :], 70.0, grey)
         return grey[..., None] * np.asarray([1.0, 1.0, 1.03], dtype=np.float32) + 8 * fine
     if cls == 1:  # agriculture: only the noise here; each field adds its own stripes (see _field_stripes)
@@ -224,8 +234,7 @@ def _texture(cls: int, size: int, rng: np.random.Generator) -> np.ndarray:
     if cls == 4:  # water: smooth blue
         return np.asarray([30, 70, 150], np.float32) + 8 * _smooth_noise(rng, size, 3)[..., None]
     if cls == 5:  # barren: light brown
-        return np.asarray([205, 175, 135], np.float32) + 12 * _smooth_noise(rng, size, max(2, size // 8))[
-            ..., None]
+        return np.asarray([205, 175, 135], np.float32) + 12 * _smooth_noise(rng, size, max(2, size // 8))[..., None]
     return np.zeros((size, size, 3), np.float32) + 3 * fine  # unknown: black
 
 
@@ -256,8 +265,9 @@ def land_cover_tile(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np
     return np.clip(img, 0, 255).round().astype(np.uint8), ids
 
 
-def make_segmentation_data(root: str | Path, n_train: int = 12, n_val: int = 4, size: int = 512,
-                           seed: int = 0, overwrite: bool = False) -> Path:
+def make_segmentation_data(
+    root: str | Path, n_train: int = 12, n_val: int = 4, size: int = 512, seed: int = 0, overwrite: bool = False
+) -> Path:
     """Write a P2-style synthetic land-cover set under ``root`` and return ``root``.
 
     Layout: ``root/train/NNNN_sat.jpg`` (JPEG quality 90) + ``NNNN_mask.png`` (RGB, course palette)
@@ -278,7 +288,6 @@ def make_segmentation_data(root: str | Path, n_train: int = 12, n_val: int = 4, 
             rng = np.random.default_rng([seed, 2 + _SPLIT_IDS[split], i])
             image, ids = land_cover_tile(size, rng)
             sat = Image.fromarray(image, mode="RGB")
-            atomic_save(folder / f"{i:04d}_sat.jpg",
-                        partial(sat.save, format="JPEG", quality=90))
+            atomic_save(folder / f"{i:04d}_sat.jpg", partial(sat.save, format="JPEG", quality=90))
             write_mask(folder / f"{i:04d}_mask.png", ids)
     return root

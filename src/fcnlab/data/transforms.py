@@ -28,8 +28,9 @@ def chw_tensor(image: np.ndarray) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=32)
-def _channel_stats(mean: tuple[float, ...], std: tuple[float, ...],
-                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _channel_stats(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(1, C, 1, 1)`` mean and std on the 0-255 scale, made once per device.
 
     ``torch.tensor(list, device="cuda")`` is a blocking copy from pageable memory that waits for every queued
@@ -51,8 +52,7 @@ def _rand(n: int, generator: torch.Generator) -> torch.Tensor:
     return torch.rand(n, generator=generator, device=generator.device)
 
 
-def random_crop_flip(images: torch.Tensor, pad: int, generator: torch.Generator,
-                     flip: bool = True) -> torch.Tensor:
+def random_crop_flip(images: torch.Tensor, pad: int, generator: torch.Generator, flip: bool = True) -> torch.Tensor:
     """Per-sample random crop after zero padding by ``pad`` and random horizontal flip (CIFAR style).
 
     With ``pad`` the crop and the flip are one ``gather`` through a per-sample index: fewer ATen calls than
@@ -86,9 +86,18 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
 
 
-def affine_grids(b: int, crop: int, height: int, width: int, generator: torch.Generator,
-                 min_scale: float, max_scale: float, flips: bool = True, rotations: bool = True,
-                 device: torch.device | None = None) -> torch.Tensor:
+def affine_grids(
+    b: int,
+    crop: int,
+    height: int,
+    width: int,
+    generator: torch.Generator,
+    min_scale: float,
+    max_scale: float,
+    flips: bool = True,
+    rotations: bool = True,
+    device: torch.device | None = None,
+) -> torch.Tensor:
     """Sampling grids ``(B, crop, crop, 2)`` for random zoom, crop, flips and 90-degree rotations.
 
     A zoom ``s`` takes a square region of side ``crop / s`` source pixels (clamped to the tile) at a random
@@ -116,9 +125,17 @@ def affine_grids(b: int, crop: int, height: int, width: int, generator: torch.Ge
     return F.affine_grid(theta.to(device), [b, 1, crop, crop], align_corners=False)
 
 
-def augment_pair(images: torch.Tensor, masks: torch.Tensor, crop: int, generator: torch.Generator,
-                 min_scale: float = 0.75, max_scale: float = 1.25, flips: bool = True,
-                 rotations: bool = True, image_mode: str = "bilinear") -> tuple[torch.Tensor, torch.Tensor]:
+def augment_pair(
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    crop: int,
+    generator: torch.Generator,
+    min_scale: float = 0.75,
+    max_scale: float = 1.25,
+    flips: bool = True,
+    rotations: bool = True,
+    image_mode: str = "bilinear",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Apply one random geometric transform per sample to float images and their integer masks.
 
     ``images``: float ``(B, 3, H, W)``; ``masks``: integer ``(B, H, W)``. Masks use nearest sampling at the
@@ -127,6 +144,5 @@ def augment_pair(images: torch.Tensor, masks: torch.Tensor, crop: int, generator
     b, _, h, w = images.shape
     grid = affine_grids(b, crop, h, w, generator, min_scale, max_scale, flips, rotations, images.device)
     out_img = F.grid_sample(images, grid, mode=image_mode, padding_mode="reflection", align_corners=False)
-    out_mask = F.grid_sample(masks[:, None].float(), grid, mode="nearest", padding_mode="border",
-                             align_corners=False)
+    out_mask = F.grid_sample(masks[:, None].float(), grid, mode="nearest", padding_mode="border", align_corners=False)
     return out_img, out_mask[:, 0].round().to(masks.dtype)

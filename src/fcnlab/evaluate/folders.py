@@ -19,8 +19,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from fcnlab.tasks.metrics import ConfusionMatrix
 
 
-def classification_confusion(pred: Predictor, files: Sequence[Path], labels: Sequence[int], batch_size: int,
-                             workers: int, top: int = 5) -> tuple[np.ndarray, float, float]:
+def classification_confusion(
+    pred: Predictor, files: Sequence[Path], labels: Sequence[int], batch_size: int, workers: int, top: int = 5
+) -> tuple[np.ndarray, float, float]:
     """Stream ``files`` through the classifier ``batch_size`` at a time; return the confusion matrix
     (rows: true class, columns: predicted), the accuracy and the top-``top`` accuracy (the true class among the
     ``top`` highest logits)."""
@@ -54,9 +55,15 @@ def image_counts(truth: torch.Tensor, ids: torch.Tensor, n: int) -> np.ndarray:
     return counts.reshape(b, n, n).cpu().numpy()
 
 
-def segmentation_confusion(pred: Predictor, folder: str | Path, batch_size: int, workers: int, *,
-                           tile: int = 1024, per_image: list[tuple[str, np.ndarray]] | None = None
-                           ) -> tuple[ConfusionMatrix, OffPaletteReport]:
+def segmentation_confusion(
+    pred: Predictor,
+    folder: str | Path,
+    batch_size: int,
+    workers: int,
+    *,
+    tile: int = 1024,
+    per_image: list[tuple[str, np.ndarray]] | None = None,
+) -> tuple[ConfusionMatrix, OffPaletteReport]:
     """Stream the pairs of ``folder`` through the model; return (ConfusionMatrix, off-palette report).
 
     Images up to ``tile`` pixels on each side go through the model whole, ``batch_size`` at a time.
@@ -81,8 +88,7 @@ def segmentation_confusion(pred: Predictor, folder: str | Path, batch_size: int,
     report = OffPaletteReport()
     progress = Progress(len(pairs), "eval", unit="image")
     found: dict[int, np.ndarray] = {}
-    for images, masks, n_off, index in loader(TilePairs(pairs), batch_size, workers,
-                                              pin=pred.device.type == "cuda"):
+    for images, masks, n_off, index in loader(TilePairs(pairs), batch_size, workers, pin=pred.device.type == "cuda"):
         items = zip(images, masks, strict=True) if isinstance(images, list) else [(images, masks)]
         counts: list[np.ndarray] = []
         for im, m in items:
@@ -98,9 +104,9 @@ def segmentation_confusion(pred: Predictor, folder: str | Path, batch_size: int,
                 ids = torch.from_numpy(predict_mask(pred, one.permute(1, 2, 0).numpy(), tile=tile))
                 total = np.zeros((n, n), dtype=np.int64)
                 for y in range(0, ids.shape[0], tile):
-                    conf.update(truth[y:y + tile], ids[y:y + tile])
+                    conf.update(truth[y : y + tile], ids[y : y + tile])
                     if per_image is not None:
-                        total += image_counts(truth[None, y:y + tile], ids[None, y:y + tile], n)[0]
+                        total += image_counts(truth[None, y : y + tile], ids[None, y : y + tile], n)[0]
                 counts.append(total)
         progress.update(len(index))
         for i, c in zip(list(index), counts, strict=False):

@@ -52,8 +52,11 @@ def _names(paths: Iterable[Path]) -> str:
 def list_masks(folder: str | Path, what: str = "masks") -> dict[str, Path]:
     """Mask files of ``folder`` by pairing key: ``*.png`` and any ``.jpg`` but ``*_sat.jpg`` (refused later)."""
     files = list_images(folder, what)
-    masks = [p for p in files
-             if p.suffix.lower() == ".png" or (p.suffix.lower() in LOSSY_SUFFIXES and not p.stem.endswith("_sat"))]
+    masks = [
+        p
+        for p in files
+        if p.suffix.lower() == ".png" or (p.suffix.lower() in LOSSY_SUFFIXES and not p.stem.endswith("_sat"))
+    ]
     if not masks:
         raise DataError(f"{folder}: folder holds no {what} (expected NNNN_mask.png files)")
     by_key: dict[str, Path] = {}
@@ -75,14 +78,18 @@ def pair_masks(labels_dir: str | Path, pred_dir: str | Path) -> tuple[list[tuple
     missing = [labels[k] for k in sorted(labels) if k not in preds]
     if missing:
         have = "label mask has" if len(missing) == 1 else "label masks have"
-        raise DataError(f"{len(missing)} {have} no prediction in {pred_dir}: {_names(missing)}; "
-                        f"name each prediction like its label (NNNN_mask.png)")
+        raise DataError(
+            f"{len(missing)} {have} no prediction in {pred_dir}: {_names(missing)}; "
+            f"name each prediction like its label (NNNN_mask.png)"
+        )
     warnings = []
     extra = [preds[k] for k in sorted(preds) if k not in labels]
     if extra:
         one = len(extra) == 1
-        warnings.append(f"{len(extra)} prediction{'' if one else 's'} in {pred_dir} {'has' if one else 'have'} no "
-                        f"label mask in {labels_dir} and {'is' if one else 'are'} ignored: {_names(extra)}")
+        warnings.append(
+            f"{len(extra)} prediction{'' if one else 's'} in {pred_dir} {'has' if one else 'have'} no "
+            f"label mask in {labels_dir} and {'is' if one else 'are'} ignored: {_names(extra)}"
+        )
     return [(labels[k], preds[k]) for k in sorted(labels)], warnings
 
 
@@ -91,8 +98,10 @@ def code_counts(label_path: Path, pred_path: Path) -> np.ndarray:
     label = read_mask_codes(label_path)
     pred = read_mask_codes(pred_path)
     if label.shape != pred.shape:
-        raise DataError(f"{pred_path}: prediction is {pred.shape[1]}x{pred.shape[0]} pixels but its label "
-                        f"{label_path} is {label.shape[1]}x{label.shape[0]}; predict at the label's size")
+        raise DataError(
+            f"{pred_path}: prediction is {pred.shape[1]}x{pred.shape[0]} pixels but its label "
+            f"{label_path} is {label.shape[1]}x{label.shape[0]}; predict at the label's size"
+        )
     return np.bincount(((label << 3) | pred).reshape(-1), minlength=64).reshape(8, 8)
 
 

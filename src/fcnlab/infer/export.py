@@ -65,12 +65,15 @@ def require_onnx() -> None:
     try:
         import onnx  # noqa: F401
     except ImportError:
-        raise ConfigError("--format onnx: needs the optional package onnx, which is not installed; pip install "
-                          "'fcnlab[export]' (or use --format torch-export)") from None
+        raise ConfigError(
+            "--format onnx: needs the optional package onnx, which is not installed; pip install "
+            "'fcnlab[export]' (or use --format torch-export)"
+        ) from None
 
 
-def export_onnx(model: nn.Module, example: torch.Tensor, out: str | Path, dynamic_hw: bool,
-                opset: int = MIN_OPSET) -> None:
+def export_onnx(
+    model: nn.Module, example: torch.Tensor, out: str | Path, dynamic_hw: bool, opset: int = MIN_OPSET
+) -> None:
     """Write ``model`` as ONNX (input ``image``, output ``logits``), batch dynamic and H/W if ``dynamic_hw``.
 
     Uses torch's TorchScript-based exporter (``dynamo=False``): the dynamo exporter needs ``onnxscript``,
@@ -84,14 +87,23 @@ def export_onnx(model: nn.Module, example: torch.Tensor, out: str | Path, dynami
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is deprecated
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape branches are fixed on purpose
         try:
-            torch.onnx.export(model, (example,), str(tmp), dynamo=False, opset_version=opset,
-                              input_names=["image"], output_names=["logits"],
-                              dynamic_axes={"image": dims, "logits": dims})
+            torch.onnx.export(
+                model,
+                (example,),
+                str(tmp),
+                dynamo=False,
+                opset_version=opset,
+                input_names=["image"],
+                output_names=["logits"],
+                dynamic_axes={"image": dims, "logits": dims},
+            )
         except torch.onnx.errors.OnnxExporterError as e:
             size = "x".join(str(d) for d in example.shape[-2:])
-            raise ConfigError(f"--out {out}: ONNX cannot express {type(model).__name__} at {size} "
-                              f"({str(e).splitlines()[0][:160]}); use --format torch-export or another "
-                              f"--input-size") from None
+            raise ConfigError(
+                f"--out {out}: ONNX cannot express {type(model).__name__} at {size} "
+                f"({str(e).splitlines()[0][:160]}); use --format torch-export or another "
+                f"--input-size"
+            ) from None
 
 
 def export_program(model: nn.Module, example: torch.Tensor, out: str | Path, dynamic_hw: bool) -> None:
@@ -112,9 +124,16 @@ def scored_weights(ckpt: dict[str, Any], source: str | Path) -> dict[str, Any]:
 
     config = {**(ckpt.get("config") or {}), "ema": False}  # ``model`` already holds the EMA's weights
     keep = ("task", "model_name", "num_classes", "epoch", "best_epoch", "best_metric", "metrics")
-    return {**{k: ckpt[k] for k in keep if k in ckpt}, "model": inference_weights(ckpt), "config": config,
-            "optimizer": None, "scheduler": None, "scaler": None,
-            "weights": "ema" if scores_ema(ckpt) else "raw", "exported_from": str(Path(source).resolve())}
+    return {
+        **{k: ckpt[k] for k in keep if k in ckpt},
+        "model": inference_weights(ckpt),
+        "config": config,
+        "optimizer": None,
+        "scheduler": None,
+        "scaler": None,
+        "weights": "ema" if scores_ema(ckpt) else "raw",
+        "exported_from": str(Path(source).resolve()),
+    }
 
 
 def run_onnx(path: str | Path, x: torch.Tensor) -> torch.Tensor:
@@ -137,5 +156,3 @@ def check_input(task: str, size: tuple[int, int]) -> torch.Tensor:
     if task_info(task).dense:
         h, w = h + 16, w + 8
     return torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(0))
-
-

@@ -25,8 +25,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from fcnlab.infer.predictor import Predictor
 
 
-def stream_images(pred: Predictor, files: Sequence[Path], labels: Sequence[int] | None, batch_size: int,
-                  workers: int, desc: str) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def stream_images(
+    pred: Predictor, files: Sequence[Path], labels: Sequence[int] | None, batch_size: int, workers: int, desc: str
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Yield ``(uint8 NCHW batch, labels, indices)`` of ``files``, decoded by ``workers`` processes, with a
     progress bar named ``desc``. Images of mixed sizes come one at a time."""
     import torch
@@ -35,8 +36,9 @@ def stream_images(pred: Predictor, files: Sequence[Path], labels: Sequence[int] 
     from fcnlab.runtime.progress import Progress
 
     with Progress(len(files), desc, unit="image") as progress:
-        for images, targets, index in loader(ImageFiles(files, labels), batch_size, workers,
-                                             pin=pred.device.type == "cuda"):
+        for images, targets, index in loader(
+            ImageFiles(files, labels), batch_size, workers, pin=pred.device.type == "cuda"
+        ):
             if isinstance(images, list):  # mixed sizes: one at a time
                 for im, t, i in zip(images, targets, index, strict=True):
                     yield im[None], torch.tensor([t]), torch.tensor([i])
@@ -45,8 +47,9 @@ def stream_images(pred: Predictor, files: Sequence[Path], labels: Sequence[int] 
             progress.update(len(index))
 
 
-def predict_labels_csv(pred: Predictor, files: Sequence[Path], out: Path, batch_size: int,
-                       workers: int, scores: bool = False) -> np.ndarray:
+def predict_labels_csv(
+    pred: Predictor, files: Sequence[Path], out: Path, batch_size: int, workers: int, scores: bool = False
+) -> np.ndarray:
     """Write ``out``, the course's ``image_id,label`` CSV of ``files`` (sorted by file name), atomically;
     return the labels in the order of ``files``. With ``scores`` two columns follow: ``confidence`` (the
     softmax probability of the label) and ``top5`` (the five likeliest labels, space-separated, likeliest
@@ -72,8 +75,9 @@ def predict_labels_csv(pred: Predictor, files: Sequence[Path], out: Path, batch_
     return labels
 
 
-def folder_features(pred: Predictor, files: Sequence[Path], labels: Sequence[int], batch_size: int,
-                    workers: int) -> np.ndarray:
+def folder_features(
+    pred: Predictor, files: Sequence[Path], labels: Sequence[int], batch_size: int, workers: int
+) -> np.ndarray:
     """Penultimate-layer features ``(len(files), D)`` float32 of a classifier, in the order of ``files``."""
     from fcnlab.infer.predictor import penultimate
 
@@ -102,12 +106,21 @@ def check_mask_names(pairs: Sequence[tuple[Path, Path | None]]) -> None:
     clash = name_clash((tile for tile, _ in pairs), mask_name)
     if clash:
         a, b, name = clash
-        raise DataError(f"{a.parent}: {a.name} and {b.name} would both be predicted as {name}; rename one of "
-                        f"them or move it to another folder")
+        raise DataError(
+            f"{a.parent}: {a.name} and {b.name} would both be predicted as {name}; rename one of "
+            f"them or move it to another folder"
+        )
 
 
-def predict_mask_folder(pred: Predictor, pairs: Sequence[tuple[Path, Path | None]], out: Path, *, tile: int,
-                        workers: int, overlay: Path | None = None) -> int:
+def predict_mask_folder(
+    pred: Predictor,
+    pairs: Sequence[tuple[Path, Path | None]],
+    out: Path,
+    *,
+    tile: int,
+    workers: int,
+    overlay: Path | None = None,
+) -> int:
     """Write ``NNNN_mask.png`` (and ``NNNN_overlay.jpg`` into the folder ``overlay``, never beside the masks
     that ``fcnlab miou`` reads) into ``out`` for each image of
     ``pairs`` (from :func:`fcnlab.data.segmentation.pair_files`), one image at a time; images larger than

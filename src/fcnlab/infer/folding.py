@@ -58,8 +58,7 @@ def fold_vgg_classifier(model: nn.Module) -> FoldedVGG:
     """Return a folded, eval-only deep copy of a torchvision VGG classifier; ``model`` is not changed."""
     for attr in ("features", "avgpool", "classifier"):
         if not hasattr(model, attr):
-            raise TypeError(f"fold_vgg_classifier needs a torchvision VGG; "
-                            f"{type(model).__name__} has no {attr!r}")
+            raise TypeError(f"fold_vgg_classifier needs a torchvision VGG; {type(model).__name__} has no {attr!r}")
     parts = (copy.deepcopy(getattr(model, a)) for a in ("features", "avgpool", "classifier"))
     return FoldedVGG(*parts)
 

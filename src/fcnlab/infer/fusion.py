@@ -29,8 +29,13 @@ def _has_resnet_pairs(module: nn.Module) -> bool:
 
 
 def _fusable(conv: nn.Module | None, bn: nn.Module | None) -> bool:
-    return (type(conv) is nn.Conv2d and type(bn) is nn.BatchNorm2d and bn.track_running_stats
-            and bn.running_mean is not None and conv.out_channels == bn.num_features)
+    return (
+        type(conv) is nn.Conv2d
+        and type(bn) is nn.BatchNorm2d
+        and bn.track_running_stats
+        and bn.running_mean is not None
+        and conv.out_channels == bn.num_features
+    )
 
 
 def _fuse_in_place(module: nn.Module) -> int:

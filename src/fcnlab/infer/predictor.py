@@ -62,8 +62,14 @@ class Predictor:
             return self.model(self.prepare(images_u8)).float()
 
 
-def load_predictor(ckpt_path: str | Path, device: str = "auto", task: str | None = None,
-                   fold: bool = True, tta: str = "none", scales: tuple[float, ...] = (1.0,)) -> Predictor:
+def load_predictor(
+    ckpt_path: str | Path,
+    device: str = "auto",
+    task: str | None = None,
+    fold: bool = True,
+    tta: str = "none",
+    scales: tuple[float, ...] = (1.0,),
+) -> Predictor:
     """Restore a checkpoint for inference; for VGG classifiers at 32x32 use the exact folded head.
 
     ``tta`` / ``scales``: test-time augmentation (:func:`fcnlab.infer.tta.with_tta`), checked once: before the
@@ -76,20 +82,40 @@ def load_predictor(ckpt_path: str | Path, device: str = "auto", task: str | None
     if ckpt_path.is_dir():
         ckpt_path = ckpt_path / ("best.pt" if (ckpt_path / "best.pt").is_file() else "last.pt")
     if task is not None and ckpt["task"] != task:
-        raise ConfigError(f"--ckpt {ckpt_path}: checkpoint is a {ckpt['task']} model, not {task}; "
-                          f"use 'fcnlab {ckpt['task']} ...'")
+        raise ConfigError(
+            f"--ckpt {ckpt_path}: checkpoint is a {ckpt['task']} model, not {task}; use 'fcnlab {ckpt['task']} ...'"
+        )
     cfg = from_dict(ckpt["config"], str(ckpt_path))
     if task is None:
         check_tta(task_info(cfg.task).dense, tta, scales)
     dev = select_device(device)
-    return make_predictor(model_from_checkpoint(ckpt, dev), cfg, dev, amp_dtype(cfg.amp, dev), fold=fold,
-                          owned=True, ckpt=ckpt, path=ckpt_path, tta=tta, scales=scales)
+    return make_predictor(
+        model_from_checkpoint(ckpt, dev),
+        cfg,
+        dev,
+        amp_dtype(cfg.amp, dev),
+        fold=fold,
+        owned=True,
+        ckpt=ckpt,
+        path=ckpt_path,
+        tta=tta,
+        scales=scales,
+    )
 
 
-def make_predictor(model: torch.nn.Module, cfg: TrainConfig, device: torch.device, amp: torch.dtype | None,
-                   fold: bool = True, fuse: bool = True, owned: bool = False,
-                   ckpt: dict[str, Any] | None = None, path: Path = Path("."), tta: str = "none",
-                   scales: tuple[float, ...] = (1.0,)) -> Predictor:
+def make_predictor(
+    model: torch.nn.Module,
+    cfg: TrainConfig,
+    device: torch.device,
+    amp: torch.dtype | None,
+    fold: bool = True,
+    fuse: bool = True,
+    owned: bool = False,
+    ckpt: dict[str, Any] | None = None,
+    path: Path = Path("."),
+    tta: str = "none",
+    scales: tuple[float, ...] = (1.0,),
+) -> Predictor:
     """``model`` (on ``device``) made ready for inference.
 
     The fold and the fusion work on copies unless ``owned`` (the caller hands the model over); with
@@ -112,7 +138,7 @@ def make_predictor(model: torch.nn.Module, cfg: TrainConfig, device: torch.devic
         owned = True
     if device.type == "cpu" and owned:
         unfold_large_convs(model)
-    cl = use_channels_last(cfg, device)
+    cl = use_channels_last(cfg.channels_last, cfg.model, cfg.image_size, device)
     model = with_input_reduction(to_channels_last(model.eval(), cl), checkpoint_reduction(ckpt))
     model = with_tta(model, task_info(cfg.task).dense, tta, scales)
     return Predictor(model, cfg, ckpt or {}, path, device, amp, cl, tta, tuple(float(s) for s in scales))

@@ -15,8 +15,10 @@ TILE_MARGIN = 64
 def check_tile(tile: int, margin: int = TILE_MARGIN) -> None:
     """Raise a one-line ConfigError unless ``tile`` leaves a core of 32 pixels inside its two margins."""
     if tile < 2 * margin + 32:
-        raise ConfigError(f"option --tile: must be at least {2 * margin + 32} (2 x {margin} pixels of context "
-                          f"plus a core of 32), got {tile}")
+        raise ConfigError(
+            f"option --tile: must be at least {2 * margin + 32} (2 x {margin} pixels of context "
+            f"plus a core of 32), got {tile}"
+        )
 
 
 @torch.inference_mode()
@@ -46,5 +48,5 @@ def predict_mask(pred: Predictor, image: np.ndarray, tile: int = 1024, margin: i
             y1, x1 = min(y0 + core, h), min(x0 + core, w)
             ya, xa = max(y0 - margin, 0), max(x0 - margin, 0)
             yb, xb = min(y1 + margin, h), min(x1 + margin, w)
-            out[y0:y1, x0:x1] = run(image[ya:yb, xa:xb])[y0 - ya:y1 - ya, x0 - xa:x1 - xa]
+            out[y0:y1, x0:x1] = run(image[ya:yb, xa:xb])[y0 - ya : y1 - ya, x0 - xa : x1 - xa]
     return out

@@ -72,8 +72,9 @@ def parse_scales(text: str | Sequence[float] | None) -> tuple[float, ...]:
     try:
         scales = tuple(float(s) for s in items)
     except (TypeError, ValueError):
-        raise ConfigError(f"option --scales: expected comma-separated numbers such as 0.75,1,1.25, got {text!r}") \
-            from None
+        raise ConfigError(
+            f"option --scales: expected comma-separated numbers such as 0.75,1,1.25, got {text!r}"
+        ) from None
     if not scales or any(not (0 < s <= 4) for s in scales):
         raise ConfigError(f"option --scales: each scale must be in (0, 4], got {text!r}")
     return scales
@@ -129,8 +130,10 @@ class ClassificationTTA(nn.Module):
     def __init__(self, model: nn.Module, mode: str = "flip") -> None:
         super().__init__()
         if mode not in CLASSIFY_TTA:
-            raise ConfigError(f"option --tta: {mode!r} is not one of {', '.join(CLASSIFY_TTA)} for classifiers "
-                              f"(a photograph has an up: no rotations)")
+            raise ConfigError(
+                f"option --tta: {mode!r} is not one of {', '.join(CLASSIFY_TTA)} for classifiers "
+                f"(a photograph has an up: no rotations)"
+            )
         self.model = model
         self.mode = mode
 
@@ -158,7 +161,7 @@ def mean_over_mirrors(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tenso
     if mode == "flip-translate":
         h, w = x.shape[-2:]
         padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
-        shifted = [mean_over_mirrors(fn, padded[..., dy:dy + h, dx:dx + w], "flip") for dy, dx in ((0, 0), (2, 2))]
+        shifted = [mean_over_mirrors(fn, padded[..., dy : dy + h, dx : dx + w], "flip") for dy, dx in ((0, 0), (2, 2))]
         out = 0.5 * out + 0.25 * (shifted[0] + shifted[1])
     return out
 

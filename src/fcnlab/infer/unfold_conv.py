@@ -25,13 +25,16 @@ class UnfoldConv2d(nn.Module):
         self.kernel_size, self.stride = conv.kernel_size, conv.stride
         self.padding, self.dilation = conv.padding, conv.dilation
         self.out_channels = conv.out_channels
-        self.weight = nn.Parameter(conv.weight.detach().reshape(conv.out_channels, -1).contiguous(),
-                                   requires_grad=False)
+        self.weight = nn.Parameter(
+            conv.weight.detach().reshape(conv.out_channels, -1).contiguous(), requires_grad=False
+        )
         self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone(), requires_grad=False)
 
     def extra_repr(self) -> str:
-        return (f"{self.weight.shape[1]} -> {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"padding={self.padding} (unfold + GEMM)")
+        return (
+            f"{self.weight.shape[1]} -> {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"padding={self.padding} (unfold + GEMM)"
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Same result as the convolution it replaces."""
@@ -57,10 +60,15 @@ def unfold_large_convs(model: nn.Module, min_kernel: int = 7, min_depth: int = 4
     replaced = 0
     for module in model.modules():
         for name, child in list(module.named_children()):
-            if (type(child) is nn.Conv2d and child.groups == 1 and min(child.kernel_size) >= min_kernel
-                    and child.stride == (1, 1) and child.padding_mode == "zeros"
-                    and isinstance(child.padding, tuple)
-                    and child.in_channels * child.kernel_size[0] * child.kernel_size[1] >= min_depth):
+            if (
+                type(child) is nn.Conv2d
+                and child.groups == 1
+                and min(child.kernel_size) >= min_kernel
+                and child.stride == (1, 1)
+                and child.padding_mode == "zeros"
+                and isinstance(child.padding, tuple)
+                and child.in_channels * child.kernel_size[0] * child.kernel_size[1] >= min_depth
+            ):
                 setattr(module, name, UnfoldConv2d(child))
                 replaced += 1
     return replaced

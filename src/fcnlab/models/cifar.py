@@ -57,8 +57,14 @@ class AirNet(nn.Module):
     with high learning rates; ResNet-9 uses 0.125).
     """
 
-    def __init__(self, num_classes: int, widths: Sequence[int] = (32, 128, 128), stem: int = 24,
-                 pairs: Sequence[int] = (1, 1, 1), scale: float = 0.125):
+    def __init__(
+        self,
+        num_classes: int,
+        widths: Sequence[int] = (32, 128, 128),
+        stem: int = 24,
+        pairs: Sequence[int] = (1, 1, 1),
+        scale: float = 0.125,
+    ):
         super().__init__()
         if len(pairs) != len(widths):
             raise ValueError(f"pairs {tuple(pairs)} needs one entry per stage of widths {tuple(widths)}")
@@ -81,8 +87,13 @@ class AirNet(nn.Module):
 
 # oneDNN's NHWC kernels win here even at 32x32 (unlike VGG16-BN): docs/ENGINEERING.md, P1 laptop recipe search
 @register_model("airnet", task="classify", backbone=None, cpu_channels_last=True)
-def airnet(num_classes: int, widths: Sequence[int] = (32, 128, 128), stem: int = 24,
-           pairs: Sequence[int] = (1, 1, 1), scale: float = 0.125) -> nn.Module:
+def airnet(
+    num_classes: int,
+    widths: Sequence[int] = (32, 128, 128),
+    stem: int = 24,
+    pairs: Sequence[int] = (1, 1, 1),
+    scale: float = 0.125,
+) -> nn.Module:
     """:class:`AirNet`: a ResNet-9-style network for 32x32 images, trained from scratch.
 
     The defaults are the laptop recipe's network (``p1_laptop``): widths 32/128/128 with a residual pair

@@ -34,8 +34,9 @@ BLOCKS = (0, 1, 1, 1, 1)
 
 def conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     """``conv3x3 -> BN -> ReLU`` (no bias: BN has one)."""
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout),
-                         nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
 
 
 class BasicBlock(nn.Module):
@@ -64,11 +65,17 @@ class LiteTrunk(FCN):
     ``widths`` are the stem's and the five stages' channels; ``blocks`` the residual blocks per stage.
     """
 
-    def __init__(self, num_classes: int, learn_upsampling: bool = True, widths: Sequence[int] = WIDTHS,
-                 blocks: Sequence[int] = BLOCKS) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        learn_upsampling: bool = True,
+        widths: Sequence[int] = WIDTHS,
+        blocks: Sequence[int] = BLOCKS,
+    ) -> None:
         if len(widths) != 6 or len(blocks) != 5:
-            raise ValueError(f"widths needs 6 entries (stem + 5 stages) and blocks 5, got {tuple(widths)}, "
-                             f"{tuple(blocks)}")
+            raise ValueError(
+                f"widths needs 6 entries (stem + 5 stages) and blocks 5, got {tuple(widths)}, {tuple(blocks)}"
+            )
         self.widths, self.blocks = tuple(widths), tuple(blocks)
         self.trunk_channels = (self.widths[3], self.widths[4], self.widths[5])
         super().__init__(num_classes, learn_upsampling)
@@ -112,8 +119,9 @@ class FPNLite(LiteTrunk):
 
     HEAD = ("lateral", "fuse", "score")
 
-    def __init__(self, num_classes: int, widths: Sequence[int] = WIDTHS, blocks: Sequence[int] = BLOCKS,
-                 decoder: int = 64) -> None:
+    def __init__(
+        self, num_classes: int, widths: Sequence[int] = WIDTHS, blocks: Sequence[int] = BLOCKS, decoder: int = 64
+    ) -> None:
         self.decoder = decoder
         super().__init__(num_classes, True, widths, blocks)
 
@@ -144,29 +152,33 @@ class FCN8sLite(LiteTrunk, FCN8sHead):
 
 # oneDNN's NHWC kernels beat NCHW for these convolution-only networks on the CPU at 128x128 inputs
 @register_model("fpn_lite", task="segment", backbone=None, cpu_channels_last=True)
-def fpn_lite(num_classes: int, widths: Sequence[int] = WIDTHS, blocks: Sequence[int] = BLOCKS,
-             decoder: int = 64) -> nn.Module:
+def fpn_lite(
+    num_classes: int, widths: Sequence[int] = WIDTHS, blocks: Sequence[int] = BLOCKS, decoder: int = 64
+) -> nn.Module:
     """:class:`FPNLite`: the laptop segmentation model (about 3.3M parameters), trained from scratch."""
     return FPNLite(num_classes, widths, blocks, decoder)
 
 
 @register_model("fpn_lite_full", task="segment", backbone=None, cpu_channels_last=True)
-def fpn_lite_full(num_classes: int, widths: Sequence[int] = WIDTHS, blocks: Sequence[int] = (1, 1, 1, 1, 1),
-                  decoder: int = 64) -> nn.Module:
+def fpn_lite_full(
+    num_classes: int, widths: Sequence[int] = WIDTHS, blocks: Sequence[int] = (1, 1, 1, 1, 1), decoder: int = 64
+) -> nn.Module:
     """:class:`FPNLite` with a residual block at every stage, stride 2 included (0.7x the speed of ``fpn_lite``
     on one CPU thread: its 32 channels on 64x64 pixels use the cores worse than the deeper, wider blocks)."""
     return FPNLite(num_classes, widths, blocks, decoder)
 
 
 @register_model("fcn32s_lite", task="segment", backbone=None, head=FCN32S_HEAD, cpu_channels_last=True)
-def fcn32s_lite(num_classes: int, learn_upsampling: bool = False, widths: Sequence[int] = WIDTHS,
-                blocks: Sequence[int] = BLOCKS) -> nn.Module:
+def fcn32s_lite(
+    num_classes: int, learn_upsampling: bool = False, widths: Sequence[int] = WIDTHS, blocks: Sequence[int] = BLOCKS
+) -> nn.Module:
     """FCN-32s on the laptop encoder; the x32 upsampler is frozen bilinear unless ``learn_upsampling``."""
     return FCN32sLite(num_classes, learn_upsampling, widths, blocks)
 
 
 @register_model("fcn8s_lite", task="segment", backbone=None, head=FCN8S_HEAD, cpu_channels_last=True)
-def fcn8s_lite(num_classes: int, learn_upsampling: bool = True, widths: Sequence[int] = WIDTHS,
-               blocks: Sequence[int] = BLOCKS) -> nn.Module:
+def fcn8s_lite(
+    num_classes: int, learn_upsampling: bool = True, widths: Sequence[int] = WIDTHS, blocks: Sequence[int] = BLOCKS
+) -> nn.Module:
     """FCN-8s on the laptop encoder; upsamplers start bilinear and are learned unless disabled."""
     return FCN8sLite(num_classes, learn_upsampling, widths, blocks)

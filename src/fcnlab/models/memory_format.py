@@ -19,7 +19,6 @@ from typing import TypeVar
 
 import torch
 
-from fcnlab.config import TrainConfig
 from fcnlab.models.registry import get_spec
 
 CPU_MIN_SIDE = 128
@@ -27,13 +26,14 @@ CPU_MIN_SIDE = 128
 T = TypeVar("T", torch.Tensor, torch.nn.Module)
 
 
-def use_channels_last(cfg: TrainConfig, device: torch.device) -> bool:
-    """Whether the model of ``cfg`` runs in channels-last format on ``device`` (rules in the module doc)."""
-    if not cfg.channels_last:
+def use_channels_last(enabled: bool, model: str, side: int, device: torch.device) -> bool:
+    """Whether network ``model`` with ``side``-pixel inputs runs in channels-last format on ``device`` when the
+    config's ``channels_last`` is ``enabled`` (rules in the module doc)."""
+    if not enabled:
         return False
     if device.type == "cuda":
         return True
-    return device.type == "cpu" and (cfg.image_size >= CPU_MIN_SIDE or get_spec(cfg.model).cpu_channels_last)
+    return device.type == "cpu" and (side >= CPU_MIN_SIDE or get_spec(model).cpu_channels_last)
 
 
 def to_channels_last(obj: T, enabled: bool) -> T:

@@ -60,10 +60,12 @@ def trainable_param_groups(model: nn.Module, lr: float, weight_decay: float) -> 
         for decay in (True, False):
             params = buckets.get((part, decay))
             if params:
-                groups.append({
-                    "name": f"{part}/{'decay' if decay else 'no_decay'}",
-                    "params": params,
-                    "lr": lr,
-                    "weight_decay": weight_decay if decay else 0.0,
-                })
+                groups.append(
+                    {
+                        "name": f"{part}/{'decay' if decay else 'no_decay'}",
+                        "params": params,
+                        "lr": lr,
+                        "weight_decay": weight_decay if decay else 0.0,
+                    }
+                )
     return groups

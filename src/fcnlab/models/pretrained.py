@@ -82,8 +82,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                 obj = obj[key]
                 break
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ConfigError(f"--weights {path}: expected a state dict (name -> tensor), "
-                          "raw or under a 'state_dict'/'model' key")
+        raise ConfigError(
+            f"--weights {path}: expected a state dict (name -> tensor), raw or under a 'state_dict'/'model' key"
+        )
     return {_strip_prefixes(k): v for k, v in obj.items()}
 
 
@@ -93,7 +94,7 @@ def _strip_prefixes(key: str) -> str:
         changed = False
         for p in _PREFIXES:
             if key.startswith(p):
-                key, changed = key[len(p):], True
+                key, changed = key[len(p) :], True
     return key
 
 
@@ -101,9 +102,7 @@ def _in_head(key: str, head: tuple[str, ...]) -> bool:
     return any(key == h or key.startswith(h + ".") for h in head)
 
 
-def transplant(
-    model: nn.Module, source: Mapping[str, torch.Tensor], spec: ModelSpec, origin: str
-) -> list[str]:
+def transplant(model: nn.Module, source: Mapping[str, torch.Tensor], spec: ModelSpec, origin: str) -> list[str]:
     """Copy ``source`` (torchvision keys) into every non-head parameter/buffer of ``model``.
 
     Returns the model keys loaded. Raises ConfigError naming ``origin`` when a needed key is missing or
@@ -116,12 +115,16 @@ def transplant(
             continue
         src_key = spec.renames.get(key, key)
         if src_key not in source:
-            raise ConfigError(f"{origin}: not a torchvision {spec.backbone} state dict "
-                              f"(missing {src_key!r}); pass the {spec.backbone} ImageNet weights")
+            raise ConfigError(
+                f"{origin}: not a torchvision {spec.backbone} state dict "
+                f"(missing {src_key!r}); pass the {spec.backbone} ImageNet weights"
+            )
         src = source[src_key]
         if src.numel() != value.numel():
-            raise ConfigError(f"{origin}: {src_key!r} has shape {tuple(src.shape)}, {spec.name} needs "
-                              f"{tuple(value.shape)}; pass a torchvision {spec.backbone} state dict")
+            raise ConfigError(
+                f"{origin}: {src_key!r} has shape {tuple(src.shape)}, {spec.name} needs "
+                f"{tuple(value.shape)}; pass a torchvision {spec.backbone} state dict"
+            )
         new_state[key] = src.reshape(value.shape).to(value.dtype)
     model.load_state_dict(new_state, strict=False)
     return list(new_state)

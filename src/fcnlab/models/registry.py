@@ -59,8 +59,7 @@ def register_model(
     def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = ModelSpec(name, task, builder, backbone, tuple(head), dict(renames or {}),
-                                    cpu_channels_last)
+        _REGISTRY[name] = ModelSpec(name, task, builder, backbone, tuple(head), dict(renames or {}), cpu_channels_last)
         return builder
 
     return decorator

@@ -28,8 +28,11 @@ DECODER_CHANNELS = (256, 128, 64, 32, 16)
 
 def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
     """3x3 convolution (no bias: BatchNorm follows), BatchNorm, ReLU."""
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-                         nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
 
 
 class DecoderBlock(nn.Module):

@@ -51,13 +51,20 @@ def _check_out(out: Path, runs: Sequence[RunInfo], files: Sequence[Path] = ()) -
     for target in (out, *files):
         run = inputs.get(target.resolve())
         if run is not None:
-            raise ConfigError(f"--out {out}: would overwrite {target}, an input of run {run.path}; "
-                              f"choose another file name")
+            raise ConfigError(
+                f"--out {out}: would overwrite {target}, an input of run {run.path}; choose another file name"
+            )
 
 
-def write_report(runs: Sequence[str | Path | RunInfo], out: str | Path, fmt: str | None = None,
-                 title: str | None = None, checkpoints: bool = True, device: str = "auto",
-                 wanted: str | None = None) -> ReportResult:
+def write_report(
+    runs: Sequence[str | Path | RunInfo],
+    out: str | Path,
+    fmt: str | None = None,
+    title: str | None = None,
+    checkpoints: bool = True,
+    device: str = "auto",
+    wanted: str | None = None,
+) -> ReportResult:
     """Write the report of ``runs`` (folders or loaded :class:`RunInfo`) to ``out`` and say what was written.
 
     ``fmt`` is ``"html"`` (one self-contained page, images as data URIs) or ``"md"`` (Markdown, images in

@@ -42,8 +42,10 @@ class Table:
 
     def numeric_columns(self) -> list[bool]:
         """For each column: every non-empty body cell is a number (``0.71``, ``+0.02``, ``nan``, ``n/a``, ``-``)."""
-        return [bool(self.rows) and all(_is_number(row[i]) for row in self.rows if i < len(row) and row[i])
-                for i in range(len(self.header))]
+        return [
+            bool(self.rows) and all(_is_number(row[i]) for row in self.rows if i < len(row) and row[i])
+            for i in range(len(self.header))
+        ]
 
 
 @dataclass(frozen=True)

@@ -68,8 +68,10 @@ class CheckpointFacts:
         runs = [n for n in self.missing if names is None or n in names]
         if not runs:
             return ""
-        return (f"no best.pt or last.pt in the run folder of {', '.join(runs)}: no parameter count, speed or "
-                f"predictions for {'it' if len(runs) == 1 else 'them'}")
+        return (
+            f"no best.pt or last.pt in the run folder of {', '.join(runs)}: no parameter count, speed or "
+            f"predictions for {'it' if len(runs) == 1 else 'them'}"
+        )
 
 
 def device_description(device) -> str:  # noqa: ANN001 - a torch.device; torch is imported lazily
@@ -107,8 +109,9 @@ def comparison_tiles(val: Path, count: int, names: Sequence[str] = ()) -> list[t
     return [pairs[i] for i in snapshot_indices(len(pairs), count)] if pairs else []
 
 
-def measure_runs(runs: Sequence[RunInfo], device: str = "auto", tiles: int = 3,
-                 tile_names: Sequence[str] = ()) -> CheckpointFacts:
+def measure_runs(
+    runs: Sequence[RunInfo], device: str = "auto", tiles: int = 3, tile_names: Sequence[str] = ()
+) -> CheckpointFacts:
     """Load each run's checkpoint on ``device``: parameters, inference speed and (P2, two runs or more) the
     predictions of the same validation tiles."""
     import torch
@@ -126,8 +129,9 @@ def measure_runs(runs: Sequence[RunInfo], device: str = "auto", tiles: int = 3,
     facts.missing = [r.name for r in runs if r.checkpoint is None]
     seg = [r for r in with_ckpt if task_info(r.task).dense]
     if len(seg) < 2:
-        facts.tiles_note = (facts.missing_note([r.name for r in runs if task_info(r.task).dense])
-                            or "it needs two P2 runs or more")
+        facts.tiles_note = (
+            facts.missing_note([r.name for r in runs if task_info(r.task).dense]) or "it needs two P2 runs or more"
+        )
     if not with_ckpt:
         return facts
     dev = select_device(device)
@@ -136,8 +140,10 @@ def measure_runs(runs: Sequence[RunInfo], device: str = "auto", tiles: int = 3,
     if len(seg) >= 2:
         val = next((Path(str(r.config["val"])) for r in seg if r.config.get("val")), None)
         if val is None or not val.is_dir():
-            facts.tiles_note = (f"the runs' validation folder ({val or 'not in config.yaml'}) is not there any "
-                                f"more; write the report where training ran")
+            facts.tiles_note = (
+                f"the runs' validation folder ({val or 'not in config.yaml'}) is not there any "
+                f"more; write the report where training ran"
+            )
         else:
             # the tiles of the homework's mask figure when the runs recorded them, so both figures agree
             names = list(tile_names) or next((r.snapshot_names for r in seg if r.snapshot_names), [])
@@ -146,8 +152,9 @@ def measure_runs(runs: Sequence[RunInfo], device: str = "auto", tiles: int = 3,
                 from fcnlab.data.images import read_rgb
                 from fcnlab.data.mask_codec import read_mask
 
-                facts.tiles = TileComparison([t.name for t, _ in pairs], [read_rgb(t) for t, _ in pairs],
-                                             [read_mask(m)[0] for _, m in pairs])
+                facts.tiles = TileComparison(
+                    [t.name for t, _ in pairs], [read_rgb(t) for t, _ in pairs], [read_mask(m)[0] for _, m in pairs]
+                )
     for run in with_ckpt:
         try:
             ckpt = load_checkpoint(run.checkpoint)  # type: ignore[arg-type]  # with_ckpt: runs that have one

@@ -112,8 +112,10 @@ def check_same_task(runs: Sequence[RunInfo]) -> str:
     task = runs[0].task
     for run in runs[1:]:
         if run.task != task:
-            raise DataError(f"{run.path}: is a {task_info(run.task).label} run but {runs[0].path} is a "
-                            f"{task_info(task).label} run; compare runs of one task")
+            raise DataError(
+                f"{run.path}: is a {task_info(run.task).label} run but {runs[0].path} is a "
+                f"{task_info(task).label} run; compare runs of one task"
+            )
     return task
 
 
@@ -126,8 +128,12 @@ def compare_infos(runs: Sequence[RunInfo]) -> Comparison:
     if task_info(task).iou:  # per-class IoU and their mean
         rows = []
         for i in range(SCORED_CLASSES):
-            rows.append((f"{i} {CLASS_NAMES[i]}",
-                         [r.per_class_iou[i] if r.per_class_iou is not None else math.nan for r in runs]))
+            rows.append(
+                (
+                    f"{i} {CLASS_NAMES[i]}",
+                    [r.per_class_iou[i] if r.per_class_iou is not None else math.nan for r in runs],
+                )
+            )
         rows.append(("mean IoU", [r.miou for r in runs]))
     else:
         rows = [("val accuracy", [r.val_acc for r in runs])]
@@ -136,14 +142,16 @@ def compare_infos(runs: Sequence[RunInfo]) -> Comparison:
     groups = measured_groups(runs)
     if len(groups) > 1 and any(r.measured is not None for r in runs):
         split = "; ".join(", ".join(names[i] for i in g) for g in groups)
-        notes.insert(0, f"not compared side by side: the runs were measured on different data or with different "
-                        f"options ({split}); each group has its own table and no delta is taken between groups "
-                        f"(evaluate them on the same folder, e.g. 'fcnlab {task} eval --ckpt RUN --data VAL', "
-                        f"or choose one evaluation with --eval NAME)")
+        notes.insert(
+            0,
+            f"not compared side by side: the runs were measured on different data or with different "
+            f"options ({split}); each group has its own table and no delta is taken between groups "
+            f"(evaluate them on the same folder, e.g. 'fcnlab {task} eval --ckpt RUN --data VAL', "
+            f"or choose one evaluation with --eval NAME)",
+        )
     for r in runs:
         if not r.source:
-            notes.append(f"{r.name}: nothing to compare yet; train it or run 'fcnlab {r.task} eval --ckpt "
-                         f"{r.path}'")
+            notes.append(f"{r.name}: nothing to compare yet; train it or run 'fcnlab {r.task} eval --ckpt {r.path}'")
     return Comparison(task, names, rows, sources, notes, groups)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from fcnlab.data.mask_codec import CLASS_NAMES, SCORED_CLASSES
-from fcnlab.report.blocks import Image
+from fcnlab.report.blocks import Block, Image, Para
 
 
 def figure_png(fig: Figure, dpi: float = 100) -> bytes:
@@ -43,6 +43,23 @@ def file_image(path: Path, name: str, caption: str) -> tuple[Image | None, str |
         return None, f"{path}: skipped, {e}; re-create or delete it"
 
 
+def file_blocks(path: Path | None, name: str, caption: str, missing: str, warnings: list[str]) -> list[Block]:
+    """The image of the figure file ``path``; a note ``missing`` when there is none, or a note saying why it was
+    skipped when it cannot be read (that warning is also appended to ``warnings``)."""
+    if path is None:
+        return [Para(missing, note=True)]
+    block, warning = file_image(path, name, caption)
+    if block is not None:
+        return [block]
+    warnings.append(warning or "")
+    return [Para(warning or "", note=True)]
+
+
+def png_blocks(data: bytes | None, name: str, caption: str) -> list[Block]:
+    """The image of the PNG bytes ``data``, none when there is nothing drawn (None)."""
+    return [image_block(data, name, caption)] if data is not None else []
+
+
 def training_curves_png(metrics: dict[str, np.ndarray], title: str) -> bytes:
     """Loss and accuracy / mIoU per epoch (:func:`fcnlab.report.viz.training_curves_figure`) as PNG bytes."""
     from fcnlab.report.viz import training_curves_figure
@@ -61,8 +78,7 @@ def iou_curves_png(metrics: dict[str, np.ndarray], title: str) -> bytes | None:
     colours = [f"C{i}" for i in range(SCORED_CLASSES)]
     for i, (column, colour) in enumerate(zip(columns, colours, strict=True)):
         ok = np.isfinite(metrics[column])
-        ax.plot(epochs[ok], metrics[column][ok], marker="o", markersize=3, color=colour,
-                label=f"{i} {CLASS_NAMES[i]}")
+        ax.plot(epochs[ok], metrics[column][ok], marker="o", markersize=3, color=colour, label=f"{i} {CLASS_NAMES[i]}")
     if "val_miou" in metrics:
         ok = np.isfinite(metrics["val_miou"])
         ax.plot(epochs[ok], metrics["val_miou"][ok], color="black", linewidth=2.5, label="mean IoU")
@@ -101,8 +117,9 @@ def iou_bars_png(names: list[str], per_class: list[list[float]], means: list[flo
     return figure_png(fig)
 
 
-def metric_curves_png(names: list[str], metrics: list[dict[str, np.ndarray]], column: str, ylabel: str,
-                      title: str) -> bytes | None:
+def metric_curves_png(
+    names: list[str], metrics: list[dict[str, np.ndarray]], column: str, ylabel: str, title: str
+) -> bytes | None:
     """``column`` (``val_miou``, ``val_acc``) of every run per epoch on one plot; None if no run has it."""
     fig = Figure(figsize=(8, 4.2), layout="constrained")
     ax = fig.add_subplot()
@@ -112,8 +129,14 @@ def metric_curves_png(names: list[str], metrics: list[dict[str, np.ndarray]], co
             continue
         ok = np.isfinite(m[column])
         best = int(np.nanargmax(np.where(ok, m[column], -np.inf)))
-        ax.plot(m["epoch"][ok], m[column][ok], marker="o", markersize=3, color=f"C{k}",
-                label=f"{name} (best {m[column][best]:.4f} at epoch {int(m['epoch'][best])})")
+        ax.plot(
+            m["epoch"][ok],
+            m[column][ok],
+            marker="o",
+            markersize=3,
+            color=f"C{k}",
+            label=f"{name} (best {m[column][best]:.4f} at epoch {int(m['epoch'][best])})",
+        )
         ax.plot([m["epoch"][best]], [m[column][best]], marker="*", markersize=12, color=f"C{k}")
         drawn += 1
     if not drawn:
@@ -135,7 +158,7 @@ def per_class_acc_png(names: list[str], accs: list[list[float]]) -> bytes:
     x = np.arange(n)
     for k, (name, values) in enumerate(zip(names, accs, strict=True)):
         v = np.asarray(values, dtype=np.float64)
-        ax.bar(x[:len(v)] + offsets[k], np.nan_to_num(v), width, color=f"C{k}", label=name)
+        ax.bar(x[: len(v)] + offsets[k], np.nan_to_num(v), width, color=f"C{k}", label=name)
         ax.axhline(float(np.nanmean(v)), color=f"C{k}", linestyle="--", linewidth=1)
     ax.set_xticks(x, [str(i) for i in x], fontsize=7)
     ax.set_xlim(-0.6, n - 0.4)
@@ -148,8 +171,13 @@ def per_class_acc_png(names: list[str], accs: list[list[float]]) -> bytes:
     return figure_png(fig)
 
 
-def tiles_png(names: list[str], images: list[np.ndarray], truths: list[np.ndarray],
-              predictions: dict[str, list[np.ndarray]], title: str) -> bytes:
+def tiles_png(
+    names: list[str],
+    images: list[np.ndarray],
+    truths: list[np.ndarray],
+    predictions: dict[str, list[np.ndarray]],
+    title: str,
+) -> bytes:
     """The same tiles side by side: satellite image, ground truth, then each model's prediction."""
     from fcnlab.report.viz import mask_grid_figure
 

@@ -54,6 +54,7 @@ def _table(block: Table) -> str:
     parts = ["<table>"]
     if block.caption:
         parts.append(f"<caption>{e(block.caption)}</caption>")
+
     def cell(tag: str, i: int, text: str) -> str:
         return f'<{tag} class="num">{e(text)}</{tag}>' if i < len(right) and right[i] else f"<{tag}>{e(text)}</{tag}>"
 
@@ -77,8 +78,10 @@ def render_block(block: Block) -> str:
         return _table(block)
     if isinstance(block, Image):
         size = f' width="{block.width}" height="{block.height}"' if block.width and block.height else ""
-        return (f'<figure><img src="{data_uri(block)}" alt="{e(block.caption)}"{size}>'
-                f"<figcaption>{e(block.caption)}</figcaption></figure>")
+        return (
+            f'<figure><img src="{data_uri(block)}" alt="{e(block.caption)}"{size}>'
+            f"<figcaption>{e(block.caption)}</figcaption></figure>"
+        )
     if isinstance(block, Printout):
         caption = f"<figcaption>{e(block.caption)}</figcaption>" if block.caption else ""
         return f'<figure><pre class="printout">{e(block.text)}</pre>{caption}</figure>'
@@ -89,8 +92,11 @@ def render_block(block: Block) -> str:
 
 def render_html(blocks: Sequence[Block], title: str) -> str:
     """The whole page: a contents bar of the level-2 headings, then every block."""
-    links = [f'<a href="#{html.escape(b.anchor)}">{html.escape(b.text)}</a>'
-             for b in blocks if isinstance(b, Heading) and b.level == 2 and b.anchor]
+    links = [
+        f'<a href="#{html.escape(b.anchor)}">{html.escape(b.text)}</a>'
+        for b in blocks
+        if isinstance(b, Heading) and b.level == 2 and b.anchor
+    ]
     body = [render_block(blocks[0])] if blocks else []
     if links:
         body.append("<nav>" + "".join(links) + "</nav>")
@@ -105,7 +111,10 @@ def render_html(blocks: Sequence[Block], title: str) -> str:
         else:
             body.append(render_block(rest[i]))
             i += 1
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-            f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
-            + "\n".join(body) + "\n</body>\n</html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body>\n</html>\n"
+    )

@@ -45,8 +45,10 @@ def render_markdown(blocks: Sequence[Block], image_dir: str) -> tuple[str, dict[
             if block.caption:
                 out.append(f"*{_text(block.caption)}*")
         elif isinstance(block, Preformatted):
-            out.append(f"<details><summary>{html.escape(block.summary)}</summary>\n\n<pre>"
-                       f"{html.escape(block.text)}</pre>\n</details>")
+            out.append(
+                f"<details><summary>{html.escape(block.summary)}</summary>\n\n<pre>"
+                f"{html.escape(block.text)}</pre>\n</details>"
+            )
         else:
             raise TypeError(f"unknown report block {type(block).__name__}")
     return "\n\n".join(out) + "\n", files

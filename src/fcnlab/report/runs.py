@@ -139,8 +139,9 @@ def _finite(metrics: dict[str, np.ndarray], column: str) -> bool:
     return values is not None and bool(np.isfinite(values).any())
 
 
-def _task_of(run: Path, config: dict[str, Any], eval_data: dict[str, Any] | None,
-             metrics: dict[str, np.ndarray] | None) -> str:
+def _task_of(
+    run: Path, config: dict[str, Any], eval_data: dict[str, Any] | None, metrics: dict[str, np.ndarray] | None
+) -> str:
     task = config.get("task") or (eval_data or {}).get("task")
     if task is None and metrics is not None:
         # every task's rows hold val_acc, so a filled IoU metric is what tells an IoU-scored run apart
@@ -171,14 +172,18 @@ def _from_eval(info: RunInfo, path: Path, data: dict[str, Any]) -> None:
         accs = data.get("per_class_acc")
         if accs is not None:
             if not isinstance(accs, list):
-                raise DataError(f"{path}: 'per_class_acc' must be a list of numbers; re-run 'fcnlab {info.task} "
-                                f"eval --ckpt {info.path}'")
+                raise DataError(
+                    f"{path}: 'per_class_acc' must be a list of numbers; re-run 'fcnlab {info.task} "
+                    f"eval --ckpt {info.path}'"
+                )
             info.per_class_acc = [_float(v, path, "per_class_acc") for v in accs]
         return
     ious = data.get("per_class_iou")
     if not isinstance(ious, list) or len(ious) < SCORED_CLASSES:
-        raise DataError(f"{path}: 'per_class_iou' must list the IoU of classes 0-{SCORED_CLASSES - 1}; "
-                        f"re-run 'fcnlab {info.task} eval --ckpt {info.path}'")
+        raise DataError(
+            f"{path}: 'per_class_iou' must list the IoU of classes 0-{SCORED_CLASSES - 1}; "
+            f"re-run 'fcnlab {info.task} eval --ckpt {info.path}'"
+        )
     info.per_class_iou = [_float(v, path, "per_class_iou") for v in ious[:SCORED_CLASSES]]
     info.miou = _float(data.get("mean_iou"), path, "mean_iou")
     if data.get("val_acc") is not None:
@@ -220,8 +225,10 @@ def _check_mean(info: RunInfo) -> None:
         return
     if math.isnan(info.miou):
         info.miou = sum(present) / len(present)
-    info.notes.append(f"class {', '.join(absent)} absent from labels and predictions (IoU nan, and so is the "
-                      f"course's mean); mean IoU shown is over the {len(present)} present classes")
+    info.notes.append(
+        f"class {', '.join(absent)} absent from labels and predictions (IoU nan, and so is the "
+        f"course's mean); mean IoU shown is over the {len(present)} present classes"
+    )
 
 
 def _unit(task: str) -> str:
@@ -245,8 +252,10 @@ def load_run(path: str | Path, name: str | None = None, wanted: str | None = Non
     cfg_path, metrics_path = run / CONFIG, run / METRICS
     eval_path = found[shown] / EVAL_JSON if shown is not None else run / "eval" / EVAL_JSON
     if not cfg_path.is_file() and not metrics_path.is_file():
-        raise DataError(f"{run}: not an fcnlab run folder (no config.yaml or metrics.csv); give the --out folder "
-                        f"of 'fcnlab classify|segment train'")
+        raise DataError(
+            f"{run}: not an fcnlab run folder (no config.yaml or metrics.csv); give the --out folder "
+            f"of 'fcnlab classify|segment train'"
+        )
     config = _read_config(cfg_path) if cfg_path.is_file() else {}
     eval_data = _read_json(eval_path) if shown is not None else None
     metrics = None
@@ -254,8 +263,13 @@ def load_run(path: str | Path, name: str | None = None, wanted: str | None = Non
         from fcnlab.report.viz import read_metrics_csv
 
         metrics = read_metrics_csv(metrics_path)
-    info = RunInfo(path=run, name=name or run.resolve().name, task=_task_of(run, config, eval_data, metrics),
-                   config=config, metrics=metrics)
+    info = RunInfo(
+        path=run,
+        name=name or run.resolve().name,
+        task=_task_of(run, config, eval_data, metrics),
+        config=config,
+        metrics=metrics,
+    )
     info.inputs = [p for p in (cfg_path, metrics_path, eval_path) if p.is_file()]
     if choice_note:
         info.notes.append(choice_note)
@@ -281,8 +295,10 @@ def load_run(path: str | Path, name: str | None = None, wanted: str | None = Non
         _from_eval(info, eval_path, eval_data)
         info.source = info.measured.describe() if info.measured else ""
         if info.measured and info.measured.stale:
-            info.notes.append(f"the evaluation shown ({info.eval_name}) is stale: {info.measured.stale}; re-run "
-                              f"it, or write the report with --refresh")
+            info.notes.append(
+                f"the evaluation shown ({info.eval_name}) is stale: {info.measured.stale}; re-run "
+                f"it, or write the report with --refresh"
+            )
     elif metrics is not None:
         _from_metrics(info)
     _check_mean(info)
@@ -302,16 +318,20 @@ def _read_extras(info: RunInfo, eval_folder: Path | None) -> None:
     info.inputs += [p for p in (timing, env, model) if p.is_file()]
     # without an evaluation shown, the older layout's figure (its eval.json was lost or never written)
     confusion = (eval_folder if eval_folder is not None else run / "eval") / "confusion_matrix.png"
-    for attr, file in (("tsne", run / "tsne.png"), ("confusion", confusion),
-                       ("all_epochs", run / "snapshots" / "all_epochs.png")):
+    for attr, file in (
+        ("tsne", run / "tsne.png"),
+        ("confusion", confusion),
+        ("all_epochs", run / "snapshots" / "all_epochs.png"),
+    ):
         if file is not None and file.is_file():
             setattr(info, attr, file)
             info.inputs.append(file)
     if info.tsne is not None:
         npz = info.tsne.with_suffix(".npz")
         record = npz_record(npz) if npz.is_file() else None
-        info.tsne_stale = (staleness(record, run, info.best_epoch) if record is not None
-                           else older_than_checkpoint(info.tsne, run))
+        info.tsne_stale = (
+            staleness(record, run, info.best_epoch) if record is not None else older_than_checkpoint(info.tsne, run)
+        )
     for name in ("best.pt", "last.pt"):
         if (run / name).is_file():
             info.checkpoint = run / name
@@ -332,8 +352,10 @@ def _read_extras(info: RunInfo, eval_folder: Path | None) -> None:
             continue
     later = sorted(e for e in info.snapshots if e > info.epochs_done) if info.metrics is not None else []
     if later:
-        info.notes.append(f"mask snapshots of epoch {', '.join(map(str, later))} are stale: metrics.csv ends at "
-                          f"epoch {info.epochs_done} (the run was resumed from an earlier checkpoint)")
+        info.notes.append(
+            f"mask snapshots of epoch {', '.join(map(str, later))} are stale: metrics.csv ends at "
+            f"epoch {info.epochs_done} (the run was resumed from an earlier checkpoint)"
+        )
 
 
 def unique_names(paths: Sequence[Path]) -> list[str]:

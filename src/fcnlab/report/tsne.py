@@ -46,8 +46,10 @@ def _check_features(features: np.ndarray) -> np.ndarray:
     features = features.astype(np.float32, copy=False)
     if not np.isfinite(features).all():
         bad = int((~np.isfinite(features).all(axis=1)).sum())
-        raise DataError(f"features hold NaN or Inf values in {bad} of {features.shape[0]} rows; "
-                        "the model's outputs are not finite (check the checkpoint)")
+        raise DataError(
+            f"features hold NaN or Inf values in {bad} of {features.shape[0]} rows; "
+            "the model's outputs are not finite (check the checkpoint)"
+        )
     return features
 
 
@@ -71,8 +73,15 @@ class _IterationLog(io.TextIOBase):
         return len(text)
 
 
-def embed(features: np.ndarray, seed: int = 0, pca_dim: int = 50, perplexity: float = 30.0,
-          max_iter: int = 1000, threads: int | None = 1, progress: bool = True) -> np.ndarray:
+def embed(
+    features: np.ndarray,
+    seed: int = 0,
+    pca_dim: int = 50,
+    perplexity: float = 30.0,
+    max_iter: int = 1000,
+    threads: int | None = 1,
+    progress: bool = True,
+) -> np.ndarray:
     """Embed ``features`` ``(N, D)`` in 2-D and return an ``(N, 2)`` float64 array.
 
     Features wider than ``pca_dim`` are first reduced with PCA (seeded), then scikit-learn's TSNE
@@ -90,11 +99,20 @@ def embed(features: np.ndarray, seed: int = 0, pca_dim: int = 50, perplexity: fl
     with threadpool_limits(limits=threads):
         if pca_dim and d > pca_dim:
             x = PCA(n_components=min(pca_dim, n), random_state=seed).fit_transform(x).astype(np.float32)
-        tsne = TSNE(n_components=2, perplexity=min(float(perplexity), (n - 1) / 3.0), init="pca",
-                    learning_rate="auto", random_state=seed, n_jobs=threads or -1, verbose=2 if progress else 0,
-                    **{_ITER_KEYWORD: max_iter})
-        with Progress(max_iter, f"t-SNE of {n} points", unit="iteration", enabled=progress) as bar, \
-                contextlib.redirect_stdout(_IterationLog(bar) if progress else sys.stdout):
+        tsne = TSNE(
+            n_components=2,
+            perplexity=min(float(perplexity), (n - 1) / 3.0),
+            init="pca",
+            learning_rate="auto",
+            random_state=seed,
+            n_jobs=threads or -1,
+            verbose=2 if progress else 0,
+            **{_ITER_KEYWORD: max_iter},
+        )
+        with (
+            Progress(max_iter, f"t-SNE of {n} points", unit="iteration", enabled=progress) as bar,
+            contextlib.redirect_stdout(_IterationLog(bar) if progress else sys.stdout),
+        ):
             return np.asarray(tsne.fit_transform(x), dtype=np.float64)
 
 
@@ -106,8 +124,14 @@ def class_colours(n: int) -> np.ndarray:
     return table[np.arange(n) % len(table)]
 
 
-def plot_tsne(embedding: np.ndarray, labels: np.ndarray, path: str | Path, title: str = "t-SNE",
-              dpi: float = 300, figsize: float = 8.0) -> None:
+def plot_tsne(
+    embedding: np.ndarray,
+    labels: np.ndarray,
+    path: str | Path,
+    title: str = "t-SNE",
+    dpi: float = 300,
+    figsize: float = 8.0,
+) -> None:
     """Scatter ``embedding`` ``(N, 2)`` coloured by class, with each class number at its median point.
 
     Up to 60 classes get distinct colours (tab20 + tab20b + tab20c); the number written at each
@@ -131,23 +155,33 @@ def plot_tsne(embedding: np.ndarray, labels: np.ndarray, path: str | Path, title
         ax.scatter(points[:, 0], points[:, 1], s=marker_size, color=colour, linewidths=0)
     for colour, cls in zip(colours, classes, strict=True):
         mx, my = np.median(embedding[labels == cls], axis=0)
-        ax.text(mx, my, str(cls), fontsize=7, fontweight="bold", ha="center", va="center",
-                color=colour * np.array([0.75, 0.75, 0.75, 1.0]), path_effects=outline)
+        ax.text(
+            mx,
+            my,
+            str(cls),
+            fontsize=7,
+            fontweight="bold",
+            ha="center",
+            va="center",
+            color=colour * np.array([0.75, 0.75, 0.75, 1.0]),
+            path_effects=outline,
+        )
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(f"{title} ({len(labels)} points, {len(classes)} classes)")
     save_figure(fig, path, dpi)
 
 
-def save_tsne_npz(path: str | Path, features: np.ndarray, labels: np.ndarray, embedding: np.ndarray,
-                  provenance: dict | None = None) -> None:
+def save_tsne_npz(
+    path: str | Path, features: np.ndarray, labels: np.ndarray, embedding: np.ndarray, provenance: dict | None = None
+) -> None:
     """Save ``features``, ``labels`` and ``embedding`` (and ``provenance``, the checkpoint and data it was made
     from, as a JSON string) to a compressed ``.npz`` at ``path`` atomically."""
     features, labels, embedding = np.asarray(features), np.asarray(labels), np.asarray(embedding)
     if not len(features) == len(labels) == len(embedding):
-        raise ValueError(f"row counts differ: {len(features)} features, {len(labels)} labels, "
-                         f"{len(embedding)} embedding rows")
+        raise ValueError(
+            f"row counts differ: {len(features)} features, {len(labels)} labels, {len(embedding)} embedding rows"
+        )
     extra: dict[str, Any] = {} if provenance is None else {"provenance": np.array(json.dumps(provenance))}
     with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: numpy adds no ".npz" suffix
         np.savez_compressed(f, features=features, labels=labels, embedding=embedding, **extra)
-

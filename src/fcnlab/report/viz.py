@@ -36,8 +36,14 @@ def save_figure(fig: Figure, path: str | Path, dpi: float) -> None:
 # confusion matrix
 
 
-def plot_confusion_matrix(mat: np.ndarray, class_names: Sequence[str], path: str | Path,
-                          title: str = "Confusion matrix", normalize: bool = True, dpi: float = 150) -> None:
+def plot_confusion_matrix(
+    mat: np.ndarray,
+    class_names: Sequence[str],
+    path: str | Path,
+    title: str = "Confusion matrix",
+    normalize: bool = True,
+    dpi: float = 150,
+) -> None:
     """Plot a confusion matrix (rows = true class, columns = predicted) to ``path``.
 
     With ``normalize`` each row is divided by its total (rows without samples stay 0), so cells are
@@ -47,8 +53,9 @@ def plot_confusion_matrix(mat: np.ndarray, class_names: Sequence[str], path: str
     save_figure(confusion_matrix_figure(mat, class_names, title, normalize), path, dpi)
 
 
-def confusion_matrix_figure(mat: np.ndarray, class_names: Sequence[str], title: str = "Confusion matrix",
-                            normalize: bool = True) -> Figure:
+def confusion_matrix_figure(
+    mat: np.ndarray, class_names: Sequence[str], title: str = "Confusion matrix", normalize: bool = True
+) -> Figure:
     """Build the figure of :func:`plot_confusion_matrix` without saving it."""
     mat = np.asarray(mat, dtype=np.float64)
     if mat.ndim != 2 or mat.shape[0] != mat.shape[1]:
@@ -65,16 +72,21 @@ def confusion_matrix_figure(mat: np.ndarray, class_names: Sequence[str], title: 
     side = min(max(4.5, 0.24 * n + 2.5), 16.0)
     fig = Figure(figsize=(side + 1.2, side), layout="constrained")
     ax = fig.add_subplot()
-    image = ax.imshow(shown, cmap="Blues", vmin=0.0, vmax=1.0 if normalize else max(float(shown.max()), 1.0),
-                      interpolation="nearest")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02,
-                 label="fraction of true class" if normalize else "count")
+    image = ax.imshow(
+        shown, cmap="Blues", vmin=0.0, vmax=1.0 if normalize else max(float(shown.max()), 1.0), interpolation="nearest"
+    )
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02, label="fraction of true class" if normalize else "count")
     small = n <= 12
     fontsize = 9 if small else max(4.0, min(8.0, 330 / n))
     ticks = np.arange(n)
-    ax.set_xticks(ticks, [str(c) for c in class_names], rotation=45 if small else 90,
-                  ha="right" if small else "center", rotation_mode="anchor" if small else "default",
-                  fontsize=fontsize)
+    ax.set_xticks(
+        ticks,
+        [str(c) for c in class_names],
+        rotation=45 if small else 90,
+        ha="right" if small else "center",
+        rotation_mode="anchor" if small else "default",
+        fontsize=fontsize,
+    )
     ax.set_yticks(ticks, [str(c) for c in class_names], fontsize=fontsize)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
@@ -119,12 +131,10 @@ def read_metrics_csv(path: str | Path) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: cannot read metrics file ({e})") from e
     reader = csv.DictReader(text.splitlines())
     if not reader.fieldnames or "epoch" not in [f.strip() for f in reader.fieldnames]:
-        raise DataError(f"{path}: not a metrics file (expected a header with columns "
-                        f"{','.join(METRIC_COLUMNS)})")
+        raise DataError(f"{path}: not a metrics file (expected a header with columns {','.join(METRIC_COLUMNS)})")
     by_epoch: dict[float, dict[str, float]] = {}
     for line, row in enumerate(reader, start=2):
-        values = {k.strip(): _parse_float(v or "", path, line, k.strip())
-                  for k, v in row.items() if k is not None}
+        values = {k.strip(): _parse_float(v or "", path, line, k.strip()) for k, v in row.items() if k is not None}
         if math.isnan(values["epoch"]):
             raise DataError(f"{path}: line {line}: the epoch cell is empty")
         by_epoch[values["epoch"]] = values
@@ -139,8 +149,9 @@ def _has_values(metrics: Mapping[str, np.ndarray], column: str) -> bool:
     return column in metrics and bool(np.isfinite(metrics[column]).any())
 
 
-def plot_training_curves(metrics_csv_path: str | Path, path: str | Path, title: str | None = None,
-                         dpi: float = 150) -> None:
+def plot_training_curves(
+    metrics_csv_path: str | Path, path: str | Path, title: str | None = None, dpi: float = 150
+) -> None:
     """Plot loss and accuracy / mIoU per epoch (plus the learning rate when recorded) to ``path``.
 
     Reads ``metrics_csv_path`` (see :data:`fcnlab.runs.METRIC_COLUMNS`); columns that are absent or empty for
@@ -181,8 +192,11 @@ def training_curves_figure(metrics: Mapping[str, np.ndarray], title: str = "Trai
 
     panels = (
         (axes[0], "loss", (("train_loss", "train loss"), ("val_loss", "val loss"))),
-        (axes[1], "accuracy / mIoU", (("train_acc", "train accuracy"), ("val_acc", "val accuracy"),
-                                      ("val_miou", "val mIoU"))),
+        (
+            axes[1],
+            "accuracy / mIoU",
+            (("train_acc", "train accuracy"), ("val_acc", "val accuracy"), ("val_miou", "val mIoU")),
+        ),
     )
     for ax, ylabel, series in panels:
         if ylabel == "loss":
@@ -239,8 +253,10 @@ def overlay(image: np.ndarray, ids: np.ndarray, alpha: float = 0.5) -> np.ndarra
 
 
 def _legend_handles() -> list[Patch]:
-    return [Patch(facecolor=PALETTE[i] / 255.0, edgecolor="black", label=f"{i} {name}")
-            for i, name in enumerate(CLASS_NAMES)]
+    return [
+        Patch(facecolor=PALETTE[i] / 255.0, edgecolor="black", label=f"{i} {name}")
+        for i, name in enumerate(CLASS_NAMES)
+    ]
 
 
 def plot_legend(path: str | Path, dpi: float = 100) -> None:
@@ -250,8 +266,9 @@ def plot_legend(path: str | Path, dpi: float = 100) -> None:
     save_figure(fig, path, dpi)
 
 
-def _check_tiles(images: Sequence[np.ndarray], gts: Sequence[np.ndarray],
-                 preds: Mapping[str, Sequence[np.ndarray]]) -> None:
+def _check_tiles(
+    images: Sequence[np.ndarray], gts: Sequence[np.ndarray], preds: Mapping[str, Sequence[np.ndarray]]
+) -> None:
     if len(images) == 0:
         raise ValueError("no tiles to plot")
     for name, seq in {"ground truths": gts, **preds}.items():
@@ -259,12 +276,15 @@ def _check_tiles(images: Sequence[np.ndarray], gts: Sequence[np.ndarray],
             raise ValueError(f"{len(images)} images but {len(seq)} {name}")
         for i, (img, ids) in enumerate(zip(images, seq, strict=True)):
             if np.asarray(ids).shape != np.asarray(img).shape[:2]:
-                raise ValueError(f"tile {i}: {name} shape {np.asarray(ids).shape} does not match "
-                                 f"image shape {np.asarray(img).shape[:2]}")
+                raise ValueError(
+                    f"tile {i}: {name} shape {np.asarray(ids).shape} does not match "
+                    f"image shape {np.asarray(img).shape[:2]}"
+                )
 
 
-def mask_grid_figure(columns: Sequence[tuple[str, Sequence[np.ndarray]]], title: str,
-                     row_labels: Sequence[str] | None = None) -> Figure:
+def mask_grid_figure(
+    columns: Sequence[tuple[str, Sequence[np.ndarray]]], title: str, row_labels: Sequence[str] | None = None
+) -> Figure:
     """A grid with one row per tile and one column per ``(heading, items)`` pair, plus a class legend.
 
     Each item is an ``(H, W, 3)`` image shown as is or an ``(H, W)`` class-id map shown in the palette.
@@ -286,14 +306,25 @@ def mask_grid_figure(columns: Sequence[tuple[str, Sequence[np.ndarray]]], title:
             if c == 0:
                 ax.set_ylabel(row_labels[r] if row_labels is not None else f"tile {r}")
     fig.suptitle(title)
-    fig.legend(handles=_legend_handles(), loc="outside lower center", ncol=4 if len(columns) < 4 else 7,
-               fontsize=8, frameon=False)
+    fig.legend(
+        handles=_legend_handles(),
+        loc="outside lower center",
+        ncol=4 if len(columns) < 4 else 7,
+        fontsize=8,
+        frameon=False,
+    )
     return fig
 
 
-def plot_mask_snapshot(images: Sequence[np.ndarray], gts: Sequence[np.ndarray], preds: Sequence[np.ndarray],
-                       path: str | Path, title: str = "Predicted masks", dpi: float = 120,
-                       row_labels: Sequence[str] | None = None) -> None:
+def plot_mask_snapshot(
+    images: Sequence[np.ndarray],
+    gts: Sequence[np.ndarray],
+    preds: Sequence[np.ndarray],
+    path: str | Path,
+    title: str = "Predicted masks",
+    dpi: float = 120,
+    row_labels: Sequence[str] | None = None,
+) -> None:
     """One row per tile: satellite | ground truth | prediction, with a legend of the 7 classes.
 
     ``images`` are ``(H, W, 3)`` uint8 tiles; ``gts`` and ``preds`` ``(H, W)`` class-id maps (0-6);
@@ -304,10 +335,16 @@ def plot_mask_snapshot(images: Sequence[np.ndarray], gts: Sequence[np.ndarray], 
     save_figure(mask_grid_figure(columns, title, row_labels), path, dpi)
 
 
-def plot_snapshot_grid(snapshots: Mapping[int, Sequence[np.ndarray]], images: Sequence[np.ndarray],
-                       gts: Sequence[np.ndarray], path: str | Path,
-                       title: str = "Predicted masks by epoch", dpi: float = 120,
-                       row_labels: Sequence[str] | None = None, mious: Mapping[int, float] | None = None) -> None:
+def plot_snapshot_grid(
+    snapshots: Mapping[int, Sequence[np.ndarray]],
+    images: Sequence[np.ndarray],
+    gts: Sequence[np.ndarray],
+    path: str | Path,
+    title: str = "Predicted masks by epoch",
+    dpi: float = 120,
+    row_labels: Sequence[str] | None = None,
+    mious: Mapping[int, float] | None = None,
+) -> None:
     """All snapshot epochs in one figure: rows = tiles; columns = satellite, ground truth, then the
     prediction at each epoch of ``snapshots`` (``{epoch: [id map per tile]}``) in increasing order, headed
     with the epoch and its validation mIoU when ``mious`` has it.

@@ -63,8 +63,6 @@ def is_compiled(model: torch.nn.Module) -> bool:
     return hasattr(model, "_orig_mod")
 
 
-
-
 def seed_everything(seed: int, deterministic: bool) -> None:
     """Seed python, numpy and torch; optionally force deterministic algorithms."""
     random.seed(seed)
@@ -86,10 +84,17 @@ def environment() -> dict[str, Any]:
 
     from fcnlab.runtime.provenance import provenance
 
-    env = {**provenance(), "python": platform.python_version(), "torch": torch.__version__,
-           "torchvision": torchvision.__version__, "platform": platform.platform(),
-           "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-           "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
+    env = {
+        **provenance(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "platform": platform.platform(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+    }
     if torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)
         env["cuda_version"] = torch.version.cuda

@@ -24,8 +24,9 @@ def make_folder(path: Path, option: str = "--out") -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ConfigError(f"{option} {path}: cannot create the folder ({e.strerror or e}); choose another "
-                          f"{option}") from None
+        raise ConfigError(
+            f"{option} {path}: cannot create the folder ({e.strerror or e}); choose another {option}"
+        ) from None
     return path
 
 
@@ -72,8 +73,13 @@ def _disk_is_full(folder: Path) -> bool:
 
 
 @contextlib.contextmanager
-def writing(path: str | Path, what: str = "write", related: tuple[str | Path | None, ...] = (),
-            todo: str | None = None, only_writes: bool = False) -> Iterator[None]:
+def writing(
+    path: str | Path,
+    what: str = "write",
+    related: tuple[str | Path | None, ...] = (),
+    todo: str | None = None,
+    only_writes: bool = False,
+) -> Iterator[None]:
     """Run a block that writes ``path``; a full, read-only or forbidden disk becomes one :class:`OutputError`
     line ``PATH: cannot <what> (what happened); what to do`` (``todo`` replaces the usual advice).
 
@@ -128,8 +134,9 @@ def atomic_path(path: str | Path, suffix: str | None = None, what: str = "write"
                 if fault is None:
                     raise
                 raise _fault(path, what, *fault) from None
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.",
-                                       suffix=suffix if suffix is not None else path.suffix, dir=path.parent)
+            fd, tmp = tempfile.mkstemp(
+                prefix=f".{path.name}.", suffix=suffix if suffix is not None else path.suffix, dir=path.parent
+            )
             os.close(fd)
             tmp_path = Path(tmp)
             os.chmod(tmp_path, _MODE)

@@ -34,9 +34,11 @@ def _holder(path: Path) -> str:
 
 
 def _locked(run_dir: Path, what: str, pid: str) -> RunLocked:
-    return RunLocked(f"{run_dir}: in use by another fcnlab process (PID {pid}, see {run_dir / LOCK_NAME}); cannot "
-                     f"{what} it while that process runs: wait for it to finish or stop it (kill {pid}), or choose "
-                     f"another --out")
+    return RunLocked(
+        f"{run_dir}: in use by another fcnlab process (PID {pid}, see {run_dir / LOCK_NAME}); cannot "
+        f"{what} it while that process runs: wait for it to finish or stop it (kill {pid}), or choose "
+        f"another --out"
+    )
 
 
 class RunLock:
@@ -68,15 +70,19 @@ class RunLock:
             except OSError as e:
                 os.close(fd)
                 if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    raise OutputError(f"{self.path}: cannot lock the run folder ({e.strerror or e}); use a local "
-                                      f"disk for the run folder") from None
+                    raise OutputError(
+                        f"{self.path}: cannot lock the run folder ({e.strerror or e}); use a local "
+                        f"disk for the run folder"
+                    ) from None
                 raise _locked(self.run_dir, self.what, _holder(self.path)) from None
             if self._is_current(fd):
                 break
             os.close(fd)  # we locked a file that its holder removed on release: lock the new one
         else:
-            raise OutputError(f"{self.path}: the run lock keeps changing; another process is starting and "
-                              f"stopping in this folder, try again")
+            raise OutputError(
+                f"{self.path}: the run lock keeps changing; another process is starting and "
+                f"stopping in this folder, try again"
+            )
         # the holder's PID, for the refusal above and for people; written after the lock is ours
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -87,8 +93,10 @@ class RunLock:
         try:
             return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as e:
-            raise OutputError(f"{self.path}: cannot create the run lock ({e.strerror or e}); the run folder must "
-                              f"be writable, choose another --out") from None
+            raise OutputError(
+                f"{self.path}: cannot create the run lock ({e.strerror or e}); the run folder must "
+                f"be writable, choose another --out"
+            ) from None
 
     def _is_current(self, fd: int) -> bool:
         """True when ``fd`` is still the file at :attr:`path` (not one removed by a releasing holder)."""
@@ -112,8 +120,9 @@ class RunLock:
     def __enter__(self) -> RunLock:
         return self.acquire()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.release()
 
 

@@ -50,9 +50,20 @@ def is_terminal() -> bool:
 class Progress:
     """Progress of ``total`` steps named ``desc``: a bar on a terminal, time-based log lines otherwise."""
 
-    def __init__(self, total: int, desc: str, *, enabled: bool = True, initial: int = 0, unit: str = "step",
-                 log_every: int = 0, interval: float = INTERVAL, quiet: float | None = None,
-                 terminal: bool | None = None, stream=None):  # noqa: ANN001 - a text stream
+    def __init__(
+        self,
+        total: int,
+        desc: str,
+        *,
+        enabled: bool = True,
+        initial: int = 0,
+        unit: str = "step",
+        log_every: int = 0,
+        interval: float = INTERVAL,
+        quiet: float | None = None,
+        terminal: bool | None = None,
+        stream=None,
+    ):  # noqa: ANN001 - a text stream
         self.total, self.desc, self.enabled, self.unit = total, desc, enabled and main_process(), unit
         self.quiet = QUIET if quiet is None else quiet  # read here, so a test can lower QUIET
         self.log_every, self.interval = log_every, interval
@@ -65,8 +76,9 @@ class Progress:
         if self.enabled and (is_terminal() if terminal is None else terminal):
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, leave=False,
-                            delay=self.quiet)
+            self.bar = tqdm(
+                total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, leave=False, delay=self.quiet
+            )
 
     def eta(self) -> float | None:
         """Seconds left at the mean speed so far (None before the first step)."""
@@ -96,10 +108,12 @@ class Progress:
         now = time.perf_counter()
         if now - self.start < self.quiet:
             return
-        due = (self.last_line is None  # the first step (past ``quiet``): a line soon after the start
-               or now - self.last_line >= self.interval
-               or (self.log_every and self.step % self.log_every == 0)
-               or self.step >= self.total)
+        due = (
+            self.last_line is None  # the first step (past ``quiet``): a line soon after the start
+            or now - self.last_line >= self.interval
+            or (self.log_every and self.step % self.log_every == 0)
+            or self.step >= self.total
+        )
         if due:
             print(self.line(), file=self.stream, flush=True)
             self.last_line = now
@@ -117,8 +131,9 @@ class Progress:
         self.close()
 
 
-def track(items: Iterable[T], total: int, desc: str, *, enabled: bool = True, unit: str = "step",
-          **kwargs) -> Iterator[T]:  # noqa: ANN003 - Progress options
+def track(
+    items: Iterable[T], total: int, desc: str, *, enabled: bool = True, unit: str = "step", **kwargs
+) -> Iterator[T]:  # noqa: ANN003 - Progress options
     """Iterate ``items`` while showing a :class:`Progress` of ``total`` steps."""
     with Progress(total, desc, enabled=enabled, unit=unit, **kwargs) as progress:
         for item in items:

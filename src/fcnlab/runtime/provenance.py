@@ -41,15 +41,25 @@ def git_commit() -> tuple[str | None, bool]:
     or when git is missing (a short timeout: never a reason for a run to hang)."""
     source = Path(__file__).resolve().parents[1]
     try:
-        top = subprocess.run(["git", "-C", str(source), "rev-parse", "--show-toplevel", "HEAD"],
-                             capture_output=True, text=True, timeout=5, check=False)
+        top = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "--show-toplevel", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
         if top.returncode != 0:
             return None, False
         root, commit = top.stdout.split()[:2]
         if not (Path(root) / "pyproject.toml").is_file() or not source.is_relative_to(Path(root).resolve()):
             return None, False
-        status = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no", "--", "src"],
-                                capture_output=True, text=True, timeout=5, check=False)
+        status = subprocess.run(
+            ["git", "-C", root, "status", "--porcelain", "--untracked-files=no", "--", "src"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
         return commit, bool(status.stdout.strip())
     except (OSError, subprocess.SubprocessError, ValueError):
         return None, False
@@ -73,8 +83,14 @@ def command_entry(what: str, **extra: Any) -> dict[str, Any]:
     the fcnlab version and git commit, then ``extra``. Here rather than beside the evaluation records, so
     training (a lower stage) can write its own entry too."""
     me = provenance()
-    return {"what": what, "command": me["command"], "time": now_text(), "fcnlab": me["fcnlab"],
-            "git_commit": me["git_commit"], **extra}
+    return {
+        "what": what,
+        "command": me["command"],
+        "time": now_text(),
+        "fcnlab": me["fcnlab"],
+        "git_commit": me["git_commit"],
+        **extra,
+    }
 
 
 def commit_text(info: dict[str, Any]) -> str:

@@ -17,10 +17,16 @@ if TYPE_CHECKING:
     from fcnlab.config import TrainConfig
     from fcnlab.tasks.base import Task
 
-_CLASSES = {"classify": ("fcnlab.tasks.classify", "ClassificationTask"),
-            "segment": ("fcnlab.tasks.segment", "SegmentationTask")}
-_LAZY = {"Task": ("fcnlab.tasks.base", "Task"), "ClassificationTask": _CLASSES["classify"],
-         "SegmentationTask": _CLASSES["segment"], "class_weights": ("fcnlab.tasks.segment", "class_weights")}
+_CLASSES = {
+    "classify": ("fcnlab.tasks.classify", "ClassificationTask"),
+    "segment": ("fcnlab.tasks.segment", "SegmentationTask"),
+}
+_LAZY = {
+    "Task": ("fcnlab.tasks.base", "Task"),
+    "ClassificationTask": _CLASSES["classify"],
+    "SegmentationTask": _CLASSES["segment"],
+    "class_weights": ("fcnlab.tasks.segment", "class_weights"),
+}
 
 __all__ = ["INFO", "TASKS", "TaskInfo", "eval_batch_size", "make_task", "task_class", "task_info", *_LAZY]
 

@@ -64,8 +64,9 @@ class Task:
         """uint8 batch on the device -> float network input."""
         raise NotImplementedError
 
-    def prepare_train(self, images: torch.Tensor, targets: torch.Tensor,
-                      gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def prepare_train(
+        self, images: torch.Tensor, targets: torch.Tensor, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 batch and targets on the device -> augmented float input and targets."""
         raise NotImplementedError
 
@@ -102,9 +103,16 @@ class Task:
         return copy
 
     @torch.inference_mode()
-    def evaluate(self, model: torch.nn.Module, data: Any, device: torch.device, rank: int = 0,
-                 world_size: int = 1, amp_dtype: torch.dtype | None = None,
-                 desc: str = "validation") -> tuple[dict[str, float], ConfusionMatrix]:
+    def evaluate(
+        self,
+        model: torch.nn.Module,
+        data: Any,
+        device: torch.device,
+        rank: int = 0,
+        world_size: int = 1,
+        amp_dtype: torch.dtype | None = None,
+        desc: str = "validation",
+    ) -> tuple[dict[str, float], ConfusionMatrix]:
         """Validation metrics over ``data`` (this rank takes every ``world_size``-th sample; all-reduced), with
         progress named ``desc`` when it takes more than a few seconds.
 

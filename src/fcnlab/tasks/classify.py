@@ -28,26 +28,46 @@ class ClassificationTask(Task):
     def __init__(self, cfg: TrainConfig):
         super().__init__(cfg)
         # TrivialAugment/RandAugment, random erasing, CutMix/MixUp: None when all are off
-        self.batch_augment = build_batch_augment(
-            cfg.augment_policy, randaugment_ops=cfg.randaugment_ops, randaugment_magnitude=cfg.randaugment_magnitude,
-            random_erasing=cfg.random_erasing, cutmix=cfg.cutmix, mixup=cfg.mixup, mix_prob=cfg.mix_prob,
-            num_classes=cfg.num_classes) if cfg.augment else None
+        self.batch_augment = (
+            build_batch_augment(
+                cfg.augment_policy,
+                randaugment_ops=cfg.randaugment_ops,
+                randaugment_magnitude=cfg.randaugment_magnitude,
+                random_erasing=cfg.random_erasing,
+                cutmix=cfg.cutmix,
+                mixup=cfg.mixup,
+                mix_prob=cfg.mix_prob,
+                num_classes=cfg.num_classes,
+            )
+            if cfg.augment
+            else None
+        )
 
     def load_train(self) -> Any:
         from fcnlab.data.classification import load_image_set
 
-        data = load_image_set(self.train_folder, num_classes=self.cfg.num_classes, limit=self.cfg.limit,
-                              cache=self.cfg.cache, seed=self.cfg.seed)
+        data = load_image_set(
+            self.train_folder,
+            num_classes=self.cfg.num_classes,
+            limit=self.cfg.limit,
+            cache=self.cfg.cache,
+            seed=self.cfg.seed,
+        )
         if len(data) < 2:
-            raise DataError(f"{self.cfg.data}: holds 1 image; training needs at least 2 (add images or raise "
-                            f"--limit)")
+            raise DataError(f"{self.cfg.data}: holds 1 image; training needs at least 2 (add images or raise --limit)")
         return data
 
     def load_val(self) -> Any:
         from fcnlab.data.classification import load_image_set
 
-        return load_image_set(self.val_folder, csv_path=self.cfg.val_csv, num_classes=self.cfg.num_classes,
-                              limit=self.cfg.val_limit, cache=self.cfg.cache, seed=self.cfg.seed)
+        return load_image_set(
+            self.val_folder,
+            csv_path=self.cfg.val_csv,
+            num_classes=self.cfg.num_classes,
+            limit=self.cfg.val_limit,
+            cache=self.cfg.cache,
+            seed=self.cfg.seed,
+        )
 
     def check_train_data(self, data: Any) -> str | None:
         """P1's training set holds byte-identical images under two labels: name them."""
@@ -58,8 +78,9 @@ class ClassificationTask(Task):
     def prepare_eval(self, images: torch.Tensor) -> torch.Tensor:
         return resize(normalize(images), self.cfg.image_size)
 
-    def prepare_train(self, images: torch.Tensor, targets: torch.Tensor,
-                      gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def prepare_train(
+        self, images: torch.Tensor, targets: torch.Tensor, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.cfg.augment:
             images = random_crop_flip(images, self.cfg.pad, gen)
         if self.batch_augment is not None:

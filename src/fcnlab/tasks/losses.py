@@ -3,7 +3,8 @@
 ``loss: ce`` is plain (optionally class-weighted) cross-entropy; ``lovasz`` the Lovasz-softmax loss of
 Berman, Triki and Blaschko (CVPR 2018), a convex surrogate of the per-class Jaccard loss ``1 - IoU``
 that the course's mIoU measures; ``dice`` the soft multi-class Dice loss; ``ce+lovasz`` and ``ce+dice``
-their unweighted sums with cross-entropy.
+their unweighted sums with cross-entropy. (Classification's loss is ``F.cross_entropy`` itself, which takes
+class indices or the class probabilities of CutMix/MixUp, with label smoothing in both cases.)
 
 Conventions shared by all terms: ``logits`` are ``(B, C, H, W)``, ``targets`` ``(B, H, W)`` class ids;
 pixels whose target is ``ignore_index`` take no part; Lovasz and Dice average over the classes present
@@ -31,13 +32,16 @@ def loss_terms(name: str) -> tuple[str, ...]:
     """``"ce+lovasz"`` -> ``("ce", "lovasz")``; ConfigError naming the option for unknown names."""
     terms = tuple(t.strip() for t in name.split("+"))
     if not terms or any(t not in TERMS for t in terms) or len(set(terms)) != len(terms):
-        raise ConfigError(f"option loss (--loss): {name!r} is not one of {', '.join(LOSSES)} "
-                          f"(or another sum of {', '.join(TERMS)} joined by '+')")
+        raise ConfigError(
+            f"option loss (--loss): {name!r} is not one of {', '.join(LOSSES)} "
+            f"(or another sum of {', '.join(TERMS)} joined by '+')"
+        )
     return terms
 
 
-def _flatten(logits: torch.Tensor, targets: torch.Tensor,
-             ignore_index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _flatten(
+    logits: torch.Tensor, targets: torch.Tensor, ignore_index: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Softmax probabilities ``(P, C)``, one-hot targets ``(P, C)`` and a 0/1 mask ``(P, 1)`` of counted pixels.
 
     Ignored pixels are zeroed rather than dropped: a boolean selection would wait for the device (its size is
@@ -91,8 +95,7 @@ def lovasz_softmax(logits: torch.Tensor, targets: torch.Tensor, ignore_index: in
     return _mean_over_present(per_class, fg)
 
 
-def dice_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100,
-              eps: float = 1e-7) -> torch.Tensor:
+def dice_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100, eps: float = 1e-7) -> torch.Tensor:
     """Soft multi-class Dice loss: ``1 - mean_c 2 sum(p_c g_c) / (sum p_c + sum g_c)`` over present classes."""
     probs, fg, valid = _flatten(logits, targets, ignore_index)
     probs = probs * valid
@@ -102,8 +105,14 @@ def dice_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -
     return 1.0 - _mean_over_present(dice, fg)
 
 
-def segmentation_loss(name: str, logits: torch.Tensor, targets: torch.Tensor, *,
-                      weight: torch.Tensor | None = None, ignore_index: int = -100) -> torch.Tensor:
+def segmentation_loss(
+    name: str,
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    weight: torch.Tensor | None = None,
+    ignore_index: int = -100,
+) -> torch.Tensor:
     """The loss ``name`` (one of :data:`LOSSES`) of float ``logits`` against ``targets``.
 
     ``weight`` (per-class) weights the cross-entropy term only; ``ignore_index`` removes pixels from

@@ -44,8 +44,13 @@ class ConfusionMatrix:
     not counted.
     """
 
-    def __init__(self, num_classes: int, device: str | torch.device = "cpu", ignore_index: int | None = None,
-                 deferred_checks: bool | None = None):
+    def __init__(
+        self,
+        num_classes: int,
+        device: str | torch.device = "cpu",
+        ignore_index: int | None = None,
+        deferred_checks: bool | None = None,
+    ):
         import torch
 
         if num_classes < 1:
@@ -96,7 +101,7 @@ class ConfusionMatrix:
                 return torch.histc(index, bins=bins, min=0, max=bins).to(torch.int64)
             except (RuntimeError, NotImplementedError):
                 self._histc = False
-        return torch.bincount(index + 1, minlength=bins + 1)[1:bins + 1]
+        return torch.bincount(index + 1, minlength=bins + 1)[1 : bins + 1]
 
     def update(self, target: torch.Tensor, pred: torch.Tensor) -> None:
         """Add the pixels (or samples) of integer tensors ``target`` and ``pred`` of the same shape."""
@@ -258,7 +263,8 @@ def course_miou(mat: Any) -> MiouResult:
         result.warnings.append(
             f"class{plural} {names} absent from both labels and predictions: IoU 0/0 is nan and so is mean_iou, "
             f"as in the course's script; mean over the {SCORED_CLASSES - len(absent)} present classes: "
-            f"{result.mean_present:.6f}")
+            f"{result.mean_present:.6f}"
+        )
     return result
 
 

@@ -27,15 +27,24 @@ class SegmentationTask(Task):
     def load_train(self) -> Any:
         from fcnlab.data.segmentation import load_tile_set
 
-        data = load_tile_set(self.train_folder, limit=self.cfg.limit, cache=self.cfg.cache, seed=self.cfg.seed,
-                             input_size=self.cfg.input_size)
+        data = load_tile_set(
+            self.train_folder,
+            limit=self.cfg.limit,
+            cache=self.cfg.cache,
+            seed=self.cfg.seed,
+            input_size=self.cfg.input_size,
+        )
         self.input_reduction = data.reduction
         h, w = data.images.shape[-2:]
         if min(h, w) < 32:
-            raise DataError(f"{data.files[0]}: tiles are {w}x{h}; segmentation training needs tiles of at least "
-                            f"32x32 pixels")
-        self.loss_weight = class_weights(data.class_pixel_counts(self.cfg.num_classes), self.cfg.class_weights,
-                                         ignore=UNKNOWN if self.cfg.ignore_unknown else None)
+            raise DataError(
+                f"{data.files[0]}: tiles are {w}x{h}; segmentation training needs tiles of at least 32x32 pixels"
+            )
+        self.loss_weight = class_weights(
+            data.class_pixel_counts(self.cfg.num_classes),
+            self.cfg.class_weights,
+            ignore=UNKNOWN if self.cfg.ignore_unknown else None,
+        )
         if self.cfg.sampling == "rare":
             fractions = tile_class_fractions(data.masks, self.cfg.num_classes)
             self.sample_factors = repeat_factors(fractions, self.cfg.repeat_threshold, self.cfg.rare_classes)
@@ -48,14 +57,20 @@ class SegmentationTask(Task):
         the chosen checkpoint at full resolution."""
         from fcnlab.data.segmentation import load_tile_set
 
-        return load_tile_set(self.val_folder, limit=self.cfg.val_limit, cache=self.cfg.cache, seed=self.cfg.seed,
-                             input_size=self.cfg.input_size)
+        return load_tile_set(
+            self.val_folder,
+            limit=self.cfg.val_limit,
+            cache=self.cfg.cache,
+            seed=self.cfg.seed,
+            input_size=self.cfg.input_size,
+        )
 
     def prepare_eval(self, images: torch.Tensor) -> torch.Tensor:
         return normalize(images)
 
-    def prepare_train(self, images: torch.Tensor, targets: torch.Tensor,
-                      gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def prepare_train(
+        self, images: torch.Tensor, targets: torch.Tensor, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         x = normalize(images)
         crop = min(self.cfg.image_size, x.shape[-1], x.shape[-2])
         crop -= crop % 32
@@ -67,8 +82,9 @@ class SegmentationTask(Task):
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         weight = self.loss_weight_on(logits.device)  # cached on the device: no copy (host sync) per step
-        return segmentation_loss(self.cfg.loss, logits, targets, weight=weight,
-                                 ignore_index=UNKNOWN if self.cfg.ignore_unknown else -100)
+        return segmentation_loss(
+            self.cfg.loss, logits, targets, weight=weight, ignore_index=UNKNOWN if self.cfg.ignore_unknown else -100
+        )
 
     def summarize(self, conf: ConfusionMatrix, loss_sum: float, count: int) -> dict[str, float]:
         """Course mIoU; when a class is absent from a (small) validation set the course's mean is nan,
@@ -76,9 +92,11 @@ class SegmentationTask(Task):
         counts = conf.mat.cpu()  # one read of the matrix
         result = course_miou(counts.numpy())
         mat = counts.double()
-        out = {"val_loss": loss_sum / max(count, 1),
-               "val_acc": float(mat.diag().sum() / mat.sum().clamp(min=1)),
-               "val_miou": float(result.mean if not np.isnan(result.mean) else result.mean_present)}
+        out = {
+            "val_loss": loss_sum / max(count, 1),
+            "val_acc": float(mat.diag().sum() / mat.sum().clamp(min=1)),
+            "val_miou": float(result.mean if not np.isnan(result.mean) else result.mean_present),
+        }
         out.update({f"iou_{i}": float(v) for i, v in enumerate(result.per_class)})
         return out
 

@@ -80,8 +80,7 @@ class ModelEma:
     def state_dict(self) -> dict[str, Any]:
         """Plain tensors and numbers (``torch.load(weights_only=True)``-safe), for the checkpoint; the tensors
         are the live ones, as in ``nn.Module.state_dict`` (the checkpoint writer copies them)."""
-        return {"decay": self.decay, "warmup": self.warmup, "updates": self.updates,
-                "module": self.module.state_dict()}
+        return {"decay": self.decay, "warmup": self.warmup, "updates": self.updates, "module": self.module.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore an average saved by :meth:`state_dict` (same architecture)."""

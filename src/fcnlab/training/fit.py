@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from fcnlab.checkpoint import remove_stale_temp_files, set_rng_state
+from fcnlab.checkpoint import remove_stale_temp_files
 from fcnlab.config import TrainConfig, from_dict
 from fcnlab.errors import ConfigError, DataError
 from fcnlab.models.memory_format import to_channels_last, use_channels_last
@@ -27,7 +27,6 @@ from fcnlab.recipes import save_yaml
 from fcnlab.runs import (
     BEST,
     CONFIG,
-    ENV,
     LAST,
     MODEL_TXT,
     TRAIN_LOG,
@@ -46,7 +45,6 @@ from fcnlab.tasks import make_task, task_info
 from fcnlab.tasks.base import Task
 from fcnlab.training.hooks import epoch_hooks
 from fcnlab.training.loop import train_one_epoch
-from fcnlab.training.optim import peak_lr, rebase_schedule
 from fcnlab.training.preflight import check_options
 from fcnlab.training.resume import (
     archive_name,
@@ -55,13 +53,20 @@ from fcnlab.training.resume import (
     check_unchanged,
     finished,
     load_resume_checkpoint,
+    resume_finished,
 )
 from fcnlab.training.signals import finishing_writes, install_signal_handlers, interrupted, restore_signal_handlers
-from fcnlab.training.state import TrainState, build_state, epoch_batches, fresh_accum
+from fcnlab.training.state import TrainState, build_state, fresh_accum, restore_state
+from fcnlab.training.summary import startup_summary
 
 
-def resume_config(out: str | Path, overrides: dict[str, Any], task: str | None = None, start: str = "last",
-                  change_settings: bool = False) -> tuple[TrainConfig, dict[str, Any]]:
+def resume_config(
+    out: str | Path,
+    overrides: dict[str, Any],
+    task: str | None = None,
+    start: str = "last",
+    change_settings: bool = False,
+) -> tuple[TrainConfig, dict[str, Any]]:
     """The config and checkpoint to resume the run in ``out``: ``last.pt``'s (``start="best"``: ``best.pt``'s)
     config with ``overrides`` (e.g. a larger ``epochs``) applied.
 
@@ -74,13 +79,15 @@ def resume_config(out: str | Path, overrides: dict[str, Any], task: str | None =
     source = f"{out}/{ckpt['source']['name']}"
     cfg = from_dict({**ckpt["config"], **overrides}, source)
     # compared resolved (defaults of keys an older checkpoint lacks, values as parsed): what really changes
-    ckpt["changed_settings"] = check_changes(ckpt, out, from_dict(ckpt["config"], source).to_dict(), cfg.to_dict(),
-                                             change_settings)
+    ckpt["changed_settings"] = check_changes(
+        ckpt, out, from_dict(ckpt["config"], source).to_dict(), cfg.to_dict(), change_settings
+    )
     return cfg, ckpt
 
 
-def fit(cfg: TrainConfig, out: str | Path, ckpt: dict[str, Any] | None = None,
-        config_changed: bool = False) -> dict[str, Any]:
+def fit(
+    cfg: TrainConfig, out: str | Path, ckpt: dict[str, Any] | None = None, config_changed: bool = False
+) -> dict[str, Any]:
     """Train a model as ``cfg`` says, writing the run folder ``out``; returns the final summary dict.
 
     With ``ckpt`` (``out/last.pt``, from :func:`resume_config`) training continues exactly where it
@@ -104,8 +111,9 @@ def fit(cfg: TrainConfig, out: str | Path, ckpt: dict[str, Any] | None = None,
     try:
         if ckpt is not None and lock is not None:
             check_unchanged(ckpt, Path(out))
-        device_type = "cuda" if (cfg.device.startswith("cuda") or (cfg.device == "auto" and
-                                                                   torch.cuda.is_available())) else "cpu"
+        device_type = (
+            "cuda" if (cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())) else "cpu"
+        )
         dist = dist_utils.init_distributed(device_type)
         deterministic_before = torch.are_deterministic_algorithms_enabled()
         try:
@@ -125,8 +133,12 @@ def _open_run_dir(out: Path, ckpt: dict[str, Any] | None) -> Path:
     if ckpt is not None:
         remove_stale_temp_files(run_dir)  # left by a SIGKILL during a save
         last, best = run_dir / LAST, run_dir / BEST
-        if source == LAST and ckpt["best_epoch"] == ckpt["epoch"] and ckpt["step_in_epoch"] == 0 and not (
-                best.is_file() and os.path.samefile(last, best)):
+        if (
+            source == LAST
+            and ckpt["best_epoch"] == ckpt["epoch"]
+            and ckpt["step_in_epoch"] == 0
+            and not (best.is_file() and os.path.samefile(last, best))
+        ):
             atomic_link(last, best)  # killed between saving last.pt and linking best.pt
     return run_dir
 
@@ -159,21 +171,34 @@ def _load_data(task: Task, dist: dist_utils.DistInfo, device: torch.device) -> t
     return train_data, val_data
 
 
-def _build_model(cfg: TrainConfig, ckpt: dict[str, Any] | None, device: torch.device, dist: dist_utils.DistInfo,
-                 run_dir: Path, config_changed: bool) -> torch.nn.Module:
+def _build_model(
+    cfg: TrainConfig,
+    ckpt: dict[str, Any] | None,
+    device: torch.device,
+    dist: dist_utils.DistInfo,
+    run_dir: Path,
+    config_changed: bool,
+) -> torch.nn.Module:
     """The model on ``device`` (the checkpoint's weights when resuming); a new run's files are written."""
     from fcnlab.models import build_model
 
     kwargs = {} if cfg.learn_upsampling is None else {"learn_upsampling": cfg.learn_upsampling}
-    model = build_model(cfg.model, cfg.num_classes, pretrained=cfg.pretrained and ckpt is None,
-                        weights=cfg.weights if ckpt is None else None, **kwargs)
+    model = build_model(
+        cfg.model,
+        cfg.num_classes,
+        pretrained=cfg.pretrained and ckpt is None,
+        weights=cfg.weights if ckpt is None else None,
+        **kwargs,
+    )
     if ckpt is not None:
         try:
             model.load_state_dict(ckpt["model"])
         except (RuntimeError, KeyError) as e:  # shapes are checked before; this is an edited or damaged file
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise DataError(f"{run_dir}: the checkpoint's weights do not fit model {cfg.model} with "
-                            f"{cfg.num_classes} classes ({first}); it is damaged or was edited") from None
+            raise DataError(
+                f"{run_dir}: the checkpoint's weights do not fit model {cfg.model} with "
+                f"{cfg.num_classes} classes ({first}); it is damaged or was edited"
+            ) from None
     model.to(device)
     if dist.is_main and ckpt is None:
         atomic_write_text(run_dir / MODEL_TXT, f"{model}\n")
@@ -185,32 +210,43 @@ def _build_model(cfg: TrainConfig, ckpt: dict[str, Any] | None, device: torch.de
         save_yaml(cfg, run_dir / CONFIG)  # e.g. --epochs extended on resume
     if cfg.sync_bn and dist.enabled:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    return to_channels_last(model, use_channels_last(cfg, device))
+    return to_channels_last(model, use_channels_last(cfg.channels_last, cfg.model, cfg.image_size, device))
 
 
-def _fit(cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_utils.DistInfo,
-         config_changed: bool) -> dict[str, Any]:
+def _fit(
+    cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_utils.DistInfo, config_changed: bool
+) -> dict[str, Any]:
     device = select_device(cfg.device, dist.local_rank)
     if cfg.sync_bn and dist.enabled and device.type != "cuda":
-        raise ConfigError("option sync_bn (--sync-bn): SyncBatchNorm works on GPUs only; drop --sync-bn for CPU "
-                          "(gloo) runs")
+        raise ConfigError(
+            "option sync_bn (--sync-bn): SyncBatchNorm works on GPUs only; drop --sync-bn for CPU (gloo) runs"
+        )
     run_dir = dist_utils.on_main(lambda: _open_run_dir(out, ckpt), out)  # an error there stops every rank
     if ckpt is not None and finished(ckpt, cfg.epochs):
-        return _finished_run(cfg, run_dir, ckpt, dist)
+        return resume_finished(cfg, run_dir, ckpt, dist)
     # the main process keeps its console output in the run folder, each resume appended
     header = f"=== {'resume' if ckpt is not None else 'train'}: {command_line()}"
     with console_log(run_dir / TRAIN_LOG, header) if dist.is_main else contextlib.nullcontext():
         return _start(cfg, run_dir, ckpt, dist, config_changed, device)
 
 
-def _start(cfg: TrainConfig, run_dir: Path, ckpt: dict[str, Any] | None, dist: dist_utils.DistInfo,
-           config_changed: bool, device: torch.device) -> dict[str, Any]:
+def _start(
+    cfg: TrainConfig,
+    run_dir: Path,
+    ckpt: dict[str, Any] | None,
+    dist: dist_utils.DistInfo,
+    config_changed: bool,
+    device: torch.device,
+) -> dict[str, Any]:
     """Load the data, build the model and state (restored when resuming), then train."""
     if dist.is_main:  # a first line at once: decoding the data may take minutes
         what = "resuming" if ckpt is not None else "starting"
         where = device_name(device) + (f" ({dist.world_size} processes)" if dist.enabled else "")
-        print(f"fcnlab: {what} {task_info(cfg.task).label} training of {cfg.model} in {run_dir} on {where}; "
-              f"loading data ...", flush=True)
+        print(
+            f"fcnlab: {what} {task_info(cfg.task).label} training of {cfg.model} in {run_dir} on {where}; "
+            f"loading data ...",
+            flush=True,
+        )
     seed_everything(cfg.seed + dist.rank, cfg.deterministic)
     task = make_task(cfg)
     train_data, val_data = _load_data(task, dist, device)
@@ -219,75 +255,25 @@ def _start(cfg: TrainConfig, run_dir: Path, ckpt: dict[str, Any] | None, dist: d
         _record_command(run_dir, cfg, device, ckpt is not None, len(train_data), len(val_data))
     state = build_state(cfg, task, run_dir, model, device, dist, train_data, val_data)
     if ckpt is not None:
-        _restore(state, ckpt)
+        restore_state(state, ckpt)
     if dist.is_main:
         print(startup_summary(state, model), flush=True)
     return _train(state, model)
 
 
-def _finished_run(cfg: TrainConfig, run_dir: Path, ckpt: dict[str, Any], dist: dist_utils.DistInfo) -> dict[str, Any]:
-    """Resuming a finished run: nothing to train, and config.yaml is left alone; only log rows a kill took
-    away after the last checkpoint are written back, so the folder matches ``last.pt``."""
-    metric = task_info(cfg.task).metric
-    if dist.is_main:
-        MetricsLog(run_dir).restore(ckpt.get("history"), ckpt["epoch"])
-        print(f"{run_dir}: training is already complete ({ckpt['epoch']} epochs); nothing was trained or "
-              f"changed; pass --epochs N (more than {ckpt['epoch']}) to train longer", flush=True)
-    return {"run_dir": str(run_dir), "best_epoch": ckpt["best_epoch"], metric: ckpt["best_metric"],
-            "epochs": ckpt["epoch"]}
-
-
-def _record_command(run_dir: Path, cfg: TrainConfig, device: torch.device, resumed: bool, n_train: int,
-                    n_val: int) -> None:
+def _record_command(
+    run_dir: Path, cfg: TrainConfig, device: torch.device, resumed: bool, n_train: int, n_val: int
+) -> None:
     """env.json: hardware and versions (a new run), and this command appended to its ``commands`` with the data
     it read (``data`` at the top: what the latest epochs of metrics.csv were validated on)."""
 
-    data = {"train": {"path": str(Path(str(cfg.data)).resolve()), "count": n_train, "limit": cfg.limit},
-            "val": {"path": str(Path(str(cfg.val)).resolve()), "count": n_val, "limit": cfg.val_limit}}
+    data = {
+        "train": {"path": str(Path(str(cfg.data)).resolve()), "count": n_train, "limit": cfg.limit},
+        "val": {"path": str(Path(str(cfg.val)).resolve()), "count": n_val, "limit": cfg.val_limit},
+    }
     entry = command_entry("resume" if resumed else "train", device=device_name(device), data=data)
     base = None if resumed else {**environment(), "device": device_name(device)}
     record_command(run_dir, entry, base, {"data": data})
-
-
-def startup_summary(state: TrainState, model: torch.nn.Module) -> str:
-    """What the run is about to do: data, model size and initialisation, schedule, where the config is."""
-    cfg = state.cfg
-    params = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    init = (f"weights from {cfg.weights}" if cfg.weights else "ImageNet weights" if cfg.pretrained
-            else "from scratch")
-    steps = len(epoch_batches(len(state.train_data), cfg, 0, state.dist))
-    world = state.dist.world_size if state.dist.enabled else 1
-    lines = [f"  data: {len(state.train_data)} training images ({cfg.data}), {len(state.val_data)} validation "
-             f"({cfg.val})" + (f"; --limit {cfg.limit}" if cfg.limit else "")
-             + (f", --val-limit {cfg.val_limit}" if cfg.val_limit else ""),
-             f"  model: {cfg.model}, {params:,} parameters ({trainable:,} trainable), {init}",
-             f"  schedule: {cfg.epochs} epochs x {steps} steps of {cfg.batch_size} images"
-             + (f" x {world} processes" if world > 1 else "")
-             + f"; {cfg.optimizer} lr {_lr_text(cfg, world)}, {cfg.scheduler}"
-             + (f", from epoch {state.epoch + 1}" if state.epoch else ""),
-             *_input_lines(state),
-             f"  config: {state.run_dir / CONFIG} (resolved; the command line is in {state.run_dir / ENV})"]
-    return "\n".join(lines)
-
-
-def _input_lines(state: TrainState) -> list[str]:
-    """With ``--input-size``: the size the model trains at, and that validation is at full resolution."""
-    k = state.task.input_reduction
-    if k == 1:
-        return []
-    th, tw = state.train_data.images.shape[-2:]
-    vh, vw = state.val_data.images.shape[-2:]
-    return [f"  input: tiles reduced {k}x (area filter; masks by majority vote): training {tw}x{th}, validation "
-            f"{vw}x{vh}; val_miou is at that scale, segment eval scores full resolution"]
-
-
-def _lr_text(cfg: TrainConfig, world: int) -> str:
-    """The peak learning rate, with how it was scaled from ``lr`` when ``lr_base_batch`` is set."""
-    if cfg.lr_base_batch <= 0:
-        return f"{cfg.lr:g}"
-    return (f"{peak_lr(cfg, world):g} ({cfg.lr:g} per {cfg.lr_base_batch} images, {cfg.lr_scaling} scaling to "
-            f"a batch of {cfg.batch_size * world})")
 
 
 def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
@@ -317,8 +303,15 @@ def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
                 dist_utils.broadcast_buffers(model)
                 if state.ema is not None:
                     dist_utils.broadcast_buffers(scored)
-            metrics, conf = task.evaluate(scored, val_data, device, dist.rank, dist.world_size, state.amp,
-                                          desc=f"epoch {epoch + 1}/{cfg.epochs} validation")
+            metrics, conf = task.evaluate(
+                scored,
+                val_data,
+                device,
+                dist.rank,
+                dist.world_size,
+                state.amp,
+                desc=f"epoch {epoch + 1}/{cfg.epochs} validation",
+            )
             state.epoch, state.step_in_epoch = epoch + 1, 0
             state.epoch_accum = fresh_accum()
             row = {"epoch": epoch + 1, "lr": state.epoch_lr, **stats, **metrics}
@@ -326,9 +319,12 @@ def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
             improved = not math.isnan(value) and value > state.best_metric
             if improved:
                 state.best_metric, state.best_epoch = value, epoch + 1
-            timing = {"epoch": epoch + 1, "train_seconds": f"{train_time:.2f}",
-                      "epoch_seconds": f"{time.perf_counter() - t0:.2f}",
-                      "train_img_per_s": f"{len(train_data) / max(train_time, 1e-9):.2f}"}
+            timing = {
+                "epoch": epoch + 1,
+                "train_seconds": f"{train_time:.2f}",
+                "epoch_seconds": f"{time.perf_counter() - t0:.2f}",
+                "train_img_per_s": f"{len(train_data) / max(train_time, 1e-9):.2f}",
+            }
 
             state.history["metrics"].append(format_row(row))  # the checkpoint holds its own log rows
             state.history["timing"].append(dict(timing))
@@ -346,16 +342,25 @@ def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
                 for hook in hooks:
                     hook(epoch + 1, scored, row, conf)
                 shown = f"{task.metric} {value:.4f}"
-                print(f"epoch {epoch + 1}/{cfg.epochs}: train_loss {stats['train_loss']:.4f} "
-                      f"train_acc {stats['train_acc']:.4f} val_loss {metrics['val_loss']:.4f} {shown} "
-                      f"({time.perf_counter() - t0:.1f}s)", flush=True)
+                print(
+                    f"epoch {epoch + 1}/{cfg.epochs}: train_loss {stats['train_loss']:.4f} "
+                    f"train_acc {stats['train_acc']:.4f} val_loss {metrics['val_loss']:.4f} {shown} "
+                    f"({time.perf_counter() - t0:.1f}s)",
+                    flush=True,
+                )
         with finishing_writes(state):
             state.saver.wait()  # the last checkpoint and its log row are on disk
-        summary = {"run_dir": str(run_dir), "best_epoch": state.best_epoch, task.metric: state.best_metric,
-                   "epochs": state.epoch}
+        summary = {
+            "run_dir": str(run_dir),
+            "best_epoch": state.best_epoch,
+            task.metric: state.best_metric,
+            "epochs": state.epoch,
+        }
         if dist.is_main:
-            print(f"done: best {task.metric} {state.best_metric:.6f} at epoch {state.best_epoch}; "
-                  f"run folder {run_dir}", flush=True)
+            print(
+                f"done: best {task.metric} {state.best_metric:.6f} at epoch {state.best_epoch}; run folder {run_dir}",
+                flush=True,
+            )
     finally:
         with contextlib.suppress(Exception), finishing_writes(state):  # an error already propagating wins
             state.saver.wait()  # (the normal path waited above)
@@ -365,35 +370,3 @@ def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
             if close:
                 close()
     return summary
-
-
-def _restore(state: TrainState, ckpt: dict[str, Any]) -> None:
-    """Put a freshly built TrainState at the position of a checkpoint (optimizer, scheduler, RNGs, data)."""
-    dist = state.dist
-    fresh = [float(lr) for lr in state.scheduler.base_lrs]  # this command's peak rates: a changed --lr applies
-    state.optimizer.load_state_dict(ckpt["optimizer"])
-    state.scheduler.load_state_dict(ckpt["scheduler"])
-    rebase_schedule(state.optimizer, state.scheduler, fresh)
-    state.scaler.load_state_dict(ckpt["scaler"])
-    state.epoch, state.step_in_epoch = ckpt["epoch"], ckpt["step_in_epoch"]
-    state.global_step, state.best_metric, state.best_epoch = (ckpt["global_step"], ckpt["best_metric"],
-                                                              ckpt["best_epoch"])
-    state.epoch_accum = dict(ckpt.get("epoch_accum") or state.epoch_accum)
-    state.epoch_lr = ckpt.get("epoch_lr")
-    if state.ema is not None and ckpt.get("ema") is not None:  # else (ema just turned on) it starts now
-        state.ema.load_state_dict(ckpt["ema"])
-    state.history = ckpt.get("history")  # None in checkpoints of older versions: the log is only truncated
-    state.last_saved = (f"the end of epoch {state.epoch}" if state.step_in_epoch == 0
-                        else f"epoch {state.epoch + 1} step {state.step_in_epoch}")
-    saved_world = int(ckpt.get("world_size", 1))
-    ranks = ckpt.get("rng_ranks")
-    if ranks is not None and len(ranks) == dist.world_size:
-        set_rng_state(ranks[dist.rank], state.gen)
-    elif dist.world_size == saved_world == 1 or dist.rank == 0:
-        set_rng_state(ckpt["rng"], state.gen)
-    if dist.is_main:
-        if saved_world != dist.world_size:
-            print(f"note: the checkpoint was written by {saved_world} process(es), this run has "
-                  f"{dist.world_size}: data order and augmentation differ from an uninterrupted run", flush=True)
-        print(f"resuming {state.run_dir} at epoch {state.epoch + 1} step {state.step_in_epoch}", flush=True)
-

@@ -71,7 +71,7 @@ def train_one_epoch(state: TrainState, epoch: int) -> dict[str, float]:
     bad_step = torch.full((), -1, dtype=torch.int64, device=dev)
     count, pending = 0.0, 0
     sync_every = sync_interval(cfg, dev)
-    channels_last = use_channels_last(cfg, dev)
+    channels_last = use_channels_last(cfg.channels_last, cfg.model, cfg.image_size, dev)
     try:
         for i, (x, y) in enumerate(Prefetcher(state.train_data, batches[start:], dev.type == "cuda"), start=start):
             state.saver.check()  # a failed background checkpoint write (a full disk) stops training now
@@ -107,8 +107,12 @@ def train_one_epoch(state: TrainState, epoch: int) -> dict[str, float]:
             # one process may also stop at once (nothing to agree on)
             stop = False
             if (i + 1) % sync_every == 0 or last or (signalled and not state.dist.enabled):
-                flags = torch.stack([torch.full_like(bad_step, int(not signalled)),  # fills: no host-to-device copy
-                                     torch.where(bad_step >= 0, bad_step, _NO_BAD_STEP)])
+                flags = torch.stack(
+                    [
+                        torch.full_like(bad_step, int(not signalled)),  # fills: no host-to-device copy
+                        torch.where(bad_step >= 0, bad_step, _NO_BAD_STEP),
+                    ]
+                )
                 if state.dist.enabled:  # every rank takes the same decision at the same step
                     _agree_on_stop(flags)
                 loss_v, correct_v, go, first_bad = _read([loss_dev, correct_dev, flags[0], flags[1]])  # one sync
@@ -130,8 +134,7 @@ def train_one_epoch(state: TrainState, epoch: int) -> dict[str, float]:
                 raise interrupted(state)
     finally:
         progress.close()
-    totals = torch.tensor([acc["loss"], acc["correct"], acc["count"], acc["batches"]], dtype=torch.float64,
-                          device=dev)
+    totals = torch.tensor([acc["loss"], acc["correct"], acc["count"], acc["batches"]], dtype=torch.float64, device=dev)
     loss_sum, correct, n, n_batches = dist_utils.all_reduce_sum(totals).tolist()  # every rank's share under DDP
     return {"train_loss": loss_sum / max(n_batches, 1), "train_acc": correct / max(n, 1)}
 
@@ -142,9 +145,10 @@ def _diverged(state: TrainState, epoch: int, step: int) -> None:
     good = state.run_dir / "last.pt"
     if good.is_file():
         at = f" (saved at {state.last_saved})" if state.last_saved else ""
-        where = (f"last good checkpoint: {good}{at}; resume it with --resume {state.run_dir} --change-settings "
-                 f"and a lower --lr or a --grad-clip, or check the data")
+        where = (
+            f"last good checkpoint: {good}{at}; resume it with --resume {state.run_dir} --change-settings "
+            f"and a lower --lr or a --grad-clip, or check the data"
+        )
     else:
         where = "no checkpoint was written yet; lower --lr, set --grad-clip, or check the data"
     raise TrainingDiverged(f"loss became NaN/Inf at epoch {epoch + 1} step {step + 1}; {where}")
-

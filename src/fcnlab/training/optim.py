@@ -20,8 +20,9 @@ def peak_lr(cfg: TrainConfig, world_size: int = 1) -> float:
     return cfg.lr * (ratio if cfg.lr_scaling == "linear" else math.sqrt(ratio))
 
 
-def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device,
-                    world_size: int = 1) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: torch.nn.Module, cfg: TrainConfig, device: torch.device, world_size: int = 1
+) -> torch.optim.Optimizer:
     """SGD (momentum, optionally Nesterov) or AdamW over trainable parameters only (frozen upsamplers stay out),
     at the :func:`peak_lr` for ``world_size`` processes."""
     from fcnlab.models import trainable_param_groups
@@ -54,15 +55,16 @@ def lr_factor(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(step - warm, total) / total))
 
 
-
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig,
-                    steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     """The per-step schedule of :func:`lr_factor` (warm-up, then cosine/poly/step/constant) on ``optimizer``."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, steps_per_epoch))
 
 
-def rebase_schedule(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
-                    base_lrs: list[float]) -> None:
+def rebase_schedule(
+    optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR, base_lrs: list[float]
+) -> None:
     """Make ``base_lrs`` the peak rates of a schedule restored from a checkpoint (which brings its own).
 
     A resume with ``--change-settings --lr X`` must train at X from its next step on; loading the optimizer and
@@ -75,4 +77,3 @@ def rebase_schedule(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_
     for group, base, factor in zip(optimizer.param_groups, base_lrs, scheduler.lr_lambdas, strict=True):
         group["initial_lr"] = base
         group["lr"] = base * factor(scheduler.last_epoch)
-

@@ -16,10 +16,18 @@ from fcnlab.runtime.progress import Progress as _Progress
 class StepProgress:
     """The steps of one training epoch (``desc``: ``epoch 3/50``)."""
 
-    def __init__(self, enabled: bool, total: int, initial: int, desc: str, log_every: int,
-                 interval: float = INTERVAL):
-        self._progress = _Progress(total, desc, enabled=enabled, initial=initial, unit="step", log_every=log_every,
-                                   interval=interval, quiet=0.0, stream=sys.stdout)
+    def __init__(self, enabled: bool, total: int, initial: int, desc: str, log_every: int, interval: float = INTERVAL):
+        self._progress = _Progress(
+            total,
+            desc,
+            enabled=enabled,
+            initial=initial,
+            unit="step",
+            log_every=log_every,
+            interval=interval,
+            quiet=0.0,
+            stream=sys.stdout,
+        )
 
     def update(self, loss: float | None) -> None:
         """One step done; ``loss`` is the epoch's running mean when it was read this step."""

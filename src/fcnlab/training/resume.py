@@ -10,28 +10,57 @@ than the epochs already trained (an explicit new schedule: the remaining epochs 
 are refused in one line unless ``--change-settings`` asks for them: the remaining epochs then use them and
 the settings of the trained ones stay in ``config_until_epoch_N.yaml`` (:func:`archive_name`). Fewer epochs
 than trained are refused; a finished run resumed with nothing to train is a no-op that says so
-(:func:`finished`).
+(:func:`finished`, :func:`resume_finished`).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fcnlab.checkpoint import load_checkpoint
 from fcnlab.errors import ConfigError, DataError
-from fcnlab.runs import BEST, LAST
+from fcnlab.runs import BEST, LAST, MetricsLog
 from fcnlab.runtime.lock import refuse_if_held
+from fcnlab.taskinfo import task_info
+
+if TYPE_CHECKING:
+    from fcnlab.config import TrainConfig
+    from fcnlab.runtime import distributed as dist_utils
 
 #: The config keys a resumed checkpoint must share with the command, and the options that set them.
-FIXED = {"model": "--model", "num_classes": "--num-classes", "image_size": "--image-size",
-         "input_size": "--input-size", "learn_upsampling": "--learn-upsampling"}
+FIXED = {
+    "model": "--model",
+    "num_classes": "--num-classes",
+    "image_size": "--image-size",
+    "input_size": "--input-size",
+    "learn_upsampling": "--learn-upsampling",
+}
 #: What a resume may change besides a larger ``epochs``: data locations, execution and reporting; none of them
 #: changes what the finished epochs computed (``seed`` and ``amp`` would: the --limit sample, the numerics).
-RUN_OPTIONS = frozenset({"data", "val", "val_csv", "cache", "device", "deterministic", "channels_last", "compile",
-                         "compile_mode", "resident", "workers", "eval_batch_size", "sync_bn", "log_every",
-                         "tensorboard", "snapshot_epochs", "snapshot_tiles", "snapshot_images"})
+RUN_OPTIONS = frozenset(
+    {
+        "data",
+        "val",
+        "val_csv",
+        "cache",
+        "device",
+        "deterministic",
+        "channels_last",
+        "compile",
+        "compile_mode",
+        "resident",
+        "workers",
+        "eval_batch_size",
+        "sync_bn",
+        "log_every",
+        "tensorboard",
+        "snapshot_epochs",
+        "snapshot_tiles",
+        "snapshot_images",
+    }
+)
 #: ``--from`` choices and the file each one resumes.
 SOURCES = {"last": LAST, "best": BEST}
 
@@ -64,8 +93,10 @@ def load_resume_checkpoint(run_dir: str | Path, start: str = "last") -> dict[str
         if start != "last" or not best.is_file() or _same_file(path, best):
             raise
         what = str(e).split("; ")[0]
-        raise DataError(f"{what}; resume from the best epoch's checkpoint instead: --resume {run_dir} --from best "
-                        f"(the epochs after it are trained again)") from None
+        raise DataError(
+            f"{what}; resume from the best epoch's checkpoint instead: --resume {run_dir} --from best "
+            f"(the epochs after it are trained again)"
+        ) from None
     st = path.stat()
     ckpt["source"] = {"name": path.name, "inode": st.st_ino, "mtime_ns": st.st_mtime_ns}
     return ckpt
@@ -75,14 +106,21 @@ def check_resume(ckpt: dict[str, Any], run_dir: str | Path, task: str | None, ov
     """Refuse to continue ``ckpt`` as another task or with other shapes; one line says what differs."""
     saved_task = ckpt.get("task")
     if task is not None and saved_task != task:
-        raise ConfigError(f"--resume {run_dir}: is a {saved_task} run ({ckpt.get('model_name')}), not a {task} "
-                          f"run; resume it with 'fcnlab {saved_task} train --resume {run_dir}'")
+        raise ConfigError(
+            f"--resume {run_dir}: is a {saved_task} run ({ckpt.get('model_name')}), not a {task} "
+            f"run; resume it with 'fcnlab {saved_task} train --resume {run_dir}'"
+        )
     saved = ckpt.get("config", {})
-    differs = [f"{option} {overrides[key]} (the run has {saved.get(key)})" for key, option in FIXED.items()
-               if key in overrides and overrides[key] != saved.get(key)]
+    differs = [
+        f"{option} {overrides[key]} (the run has {saved.get(key)})"
+        for key, option in FIXED.items()
+        if key in overrides and overrides[key] != saved.get(key)
+    ]
     if differs:
-        raise ConfigError(f"--resume {run_dir}: the checkpoint was trained with other shapes: {', '.join(differs)}; "
-                          f"drop those options to resume it, or start a new run with --out")
+        raise ConfigError(
+            f"--resume {run_dir}: the checkpoint was trained with other shapes: {', '.join(differs)}; "
+            f"drop those options to resume it, or start a new run with --out"
+        )
 
 
 def check_unchanged(ckpt: dict[str, Any], run_dir: Path) -> None:
@@ -96,8 +134,10 @@ def check_unchanged(ckpt: dict[str, Any], run_dir: Path) -> None:
     except OSError:
         same = False
     if not same:
-        raise ConfigError(f"{run_dir / source['name']}: another process wrote it while this one started; run the "
-                          f"command again to resume from the new checkpoint")
+        raise ConfigError(
+            f"{run_dir / source['name']}: another process wrote it while this one started; run the "
+            f"command again to resume from the new checkpoint"
+        )
 
 
 def _option(key: str) -> str:
@@ -110,8 +150,9 @@ def settings_changed(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, An
     return {k: v for k, v in new.items() if k not in RUN_OPTIONS and k != "epochs" and v != saved.get(k)}
 
 
-def check_changes(ckpt: dict[str, Any], run_dir: str | Path, saved: dict[str, Any], new: dict[str, Any],
-                  change_settings: bool = False) -> dict[str, Any]:
+def check_changes(
+    ckpt: dict[str, Any], run_dir: str | Path, saved: dict[str, Any], new: dict[str, Any], change_settings: bool = False
+) -> dict[str, Any]:
     """Refuse a resumed config ``new`` (``saved``: the checkpoint's, both resolved) that would cut the run below
     the epochs trained, or rewrite the settings of those epochs (anything outside :data:`RUN_OPTIONS`) without
     ``change_settings``; one line says which and what to do. With ``change_settings`` some epoch must be left
@@ -120,19 +161,25 @@ def check_changes(ckpt: dict[str, Any], run_dir: str | Path, saved: dict[str, An
     trained = f"{done} epoch{'' if done == 1 else 's'}" + (f" and {step} steps of epoch {done + 1}" if step else "")
     epochs = new["epochs"]
     if epochs != saved["epochs"] and epochs <= done:
-        raise ConfigError(f"--resume {run_dir} --epochs {epochs}: the run has already trained {trained}; give "
-                          f"--epochs {done + 1} or more to train further, or start a new run with --out")
+        raise ConfigError(
+            f"--resume {run_dir} --epochs {epochs}: the run has already trained {trained}; give "
+            f"--epochs {done + 1} or more to train further, or start a new run with --out"
+        )
     changed = settings_changed(saved, new)
     if not changed:
         return changed
     shown = ", ".join(f"{_option(k)} {v} (the run has {saved.get(k)})" for k, v in changed.items())
     if not change_settings:
-        raise ConfigError(f"--resume {run_dir}: {shown} would change the settings of the {trained} already "
-                          f"trained (config.yaml describes them); resume without it, add --change-settings to "
-                          f"train the remaining epochs with it, or start a new run with --out")
+        raise ConfigError(
+            f"--resume {run_dir}: {shown} would change the settings of the {trained} already "
+            f"trained (config.yaml describes them); resume without it, add --change-settings to "
+            f"train the remaining epochs with it, or start a new run with --out"
+        )
     if finished(ckpt, epochs):
-        raise ConfigError(f"--resume {run_dir} --change-settings: the run has trained all its {trained}, so no "
-                          f"epoch is left to train with {shown}; add --epochs {done + 1} or more")
+        raise ConfigError(
+            f"--resume {run_dir} --change-settings: the run has trained all its {trained}, so no "
+            f"epoch is left to train with {shown}; add --epochs {done + 1} or more"
+        )
     return changed
 
 
@@ -145,3 +192,22 @@ def archive_name(ckpt: dict[str, Any]) -> str:
 def finished(ckpt: dict[str, Any], epochs: int) -> bool:
     """Whether ``ckpt`` ends a run of ``epochs`` epochs: resuming it trains nothing."""
     return int(ckpt.get("epoch", 0)) >= epochs and int(ckpt.get("step_in_epoch", 0)) == 0
+
+
+def resume_finished(cfg: TrainConfig, run_dir: Path, ckpt: dict[str, Any], dist: dist_utils.DistInfo) -> dict[str, Any]:
+    """Resuming a finished run: nothing to train, and config.yaml is left alone; only log rows a kill took
+    away after the last checkpoint are written back, so the folder matches ``last.pt``."""
+    metric = task_info(cfg.task).metric
+    if dist.is_main:
+        MetricsLog(run_dir).restore(ckpt.get("history"), ckpt["epoch"])
+        print(
+            f"{run_dir}: training is already complete ({ckpt['epoch']} epochs); nothing was trained or "
+            f"changed; pass --epochs N (more than {ckpt['epoch']}) to train longer",
+            flush=True,
+        )
+    return {
+        "run_dir": str(run_dir),
+        "best_epoch": ckpt["best_epoch"],
+        metric: ckpt["best_metric"],
+        "epochs": ckpt["epoch"],
+    }

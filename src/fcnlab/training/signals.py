@@ -29,7 +29,6 @@ class Interrupted(FcnlabError):
         self.exit_code = exit_code
 
 
-
 class StoppedAtOnce(KeyboardInterrupt):
     """A second SIGINT/SIGTERM outside a checkpoint write: training stops where it is. A KeyboardInterrupt, so
     that no ``except Exception`` on the way swallows it; the CLI prints its one line and exits with
@@ -69,9 +68,11 @@ def stopped_at_once(state: TrainState, sig: int) -> StoppedAtOnce:
 def interrupted(state: TrainState) -> Interrupted:
     """The exception for a SIGINT/SIGTERM stop, after ``last.pt`` was saved at the current position."""
     sig = state.stop_signal or signal.SIGTERM
-    return Interrupted(f"stopped by {signal.Signals(sig).name} at {state.last_saved}; resumable checkpoint "
-                       f"{state.run_dir / 'last.pt'}; continue with --resume {state.run_dir}",
-                       _exit_code(sig))
+    return Interrupted(
+        f"stopped by {signal.Signals(sig).name} at {state.last_saved}; resumable checkpoint "
+        f"{state.run_dir / 'last.pt'}; continue with --resume {state.run_dir}",
+        _exit_code(sig),
+    )
 
 
 def install_signal_handlers(state: TrainState) -> dict[int, Any]:

@@ -30,15 +30,16 @@ def full_size_tiles(files: list[tuple[Path, Path]]) -> tuple[torch.Tensor, torch
     from fcnlab.data.segmentation import load_pair
 
     pairs = [load_pair(t, m)[:2] for t, m in files]
-    return (torch.from_numpy(np.stack([img.transpose(2, 0, 1) for img, _ in pairs])),
-            torch.from_numpy(np.stack([ids for _, ids in pairs])).long())  # type: ignore[misc]
+    return (
+        torch.from_numpy(np.stack([img.transpose(2, 0, 1) for img, _ in pairs])),
+        torch.from_numpy(np.stack([ids for _, ids in pairs])).long(),  # type: ignore[misc]
+    )
 
 
 class SnapshotHook:
     """Epoch-end hook of the segmentation trainer."""
 
-    def __init__(self, cfg: TrainConfig, run_dir: Path, val_data: Any, device: torch.device,
-                 amp: torch.dtype | None):
+    def __init__(self, cfg: TrainConfig, run_dir: Path, val_data: Any, device: torch.device, amp: torch.dtype | None):
         self.epochs = set(cfg.snapshot_epochs)
         self.folder = run_dir / "snapshots"
         if cfg.snapshot_images:
@@ -72,12 +73,14 @@ class SnapshotHook:
         gts = [m.numpy().astype(np.uint8) for m in self.masks]
         miou = float(metrics.get("val_miou", float("nan")))
         buf = io.BytesIO()
-        np.savez_compressed(buf, preds=preds, index=self.index.numpy(), epoch=epoch, miou=miou,
-                            names=np.asarray(self.names))
+        np.savez_compressed(
+            buf, preds=preds, index=self.index.numpy(), epoch=epoch, miou=miou, names=np.asarray(self.names)
+        )
         atomic_write_bytes(self.folder / f"epoch_{epoch:03d}.npz", buf.getvalue())
         title = f"epoch {epoch}: val mIoU {miou:.4f}"
-        viz.plot_mask_snapshot(imgs, gts, list(preds), self.folder / f"epoch_{epoch:03d}.png", title,
-                               row_labels=self.names)
+        viz.plot_mask_snapshot(
+            imgs, gts, list(preds), self.folder / f"epoch_{epoch:03d}.png", title, row_labels=self.names
+        )
         snaps, mious = {}, {}
         for f in sorted(self.folder.glob("epoch_*.npz")):
             with np.load(f) as z:
@@ -86,6 +89,12 @@ class SnapshotHook:
                 snaps[int(z["epoch"])] = list(z["preds"])
                 if "miou" in z:
                     mious[int(z["epoch"])] = float(z["miou"])
-        viz.plot_snapshot_grid(snaps, imgs, gts, self.folder / "all_epochs.png",
-                               "Predicted masks by epoch (columns: epoch and its validation mIoU)",
-                               row_labels=self.names, mious=mious)
+        viz.plot_snapshot_grid(
+            snaps,
+            imgs,
+            gts,
+            self.folder / "all_epochs.png",
+            "Predicted masks by epoch (columns: epoch and its validation mIoU)",
+            row_labels=self.names,
+            mious=mious,
+        )

@@ -1,7 +1,8 @@
 """The training state: everything the epoch loop needs and a checkpoint saves, built in one place.
 
 :func:`build_state` is used by :func:`fcnlab.training.fit.fit` and by ``fcnlab bench`` (which times the real
-training loop), so both train exactly the same way.
+training loop), so both train exactly the same way; :func:`restore_state` puts a fresh one at the position of
+a checkpoint when a run resumes.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
-from fcnlab.checkpoint import BackgroundSaver, rng_state, save_checkpoint, unwrap
+from fcnlab.checkpoint import BackgroundSaver, rng_state, save_checkpoint, set_rng_state, unwrap
 from fcnlab.config import TrainConfig
 from fcnlab.data.sampling import epoch_indices, fill_last_batch, shard
 from fcnlab.runtime import distributed as dist_utils
 from fcnlab.runtime.device import amp_dtype, compile_model
 from fcnlab.tasks.base import Task
 from fcnlab.training.ema import ModelEma
-from fcnlab.training.optim import build_optimizer, build_scheduler
+from fcnlab.training.optim import build_optimizer, build_scheduler, rebase_schedule
 from fcnlab.training.signals import finishing_writes
 
 
@@ -71,18 +72,32 @@ class TrainState:
         """The model that is evaluated, selects ``best.pt`` and is loaded for inference: the EMA when on."""
         return self.ema.module if self.ema is not None else (self.eval_model or self.model)
 
-    def checkpoint(self, metrics: dict[str, float] | None = None,
-                   rng_ranks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    def checkpoint(
+        self, metrics: dict[str, float] | None = None, rng_ranks: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
         """The checkpoint dict for the current position (``rng_ranks``: every rank's RNG states under DDP)."""
-        ckpt = dict(task=self.cfg.task, model_name=self.cfg.model, num_classes=self.cfg.num_classes,
-                    model=unwrap(self.model).state_dict(), optimizer=self.optimizer.state_dict(),
-                    scheduler=self.scheduler.state_dict(), scaler=self.scaler.state_dict(),
-                    epoch=self.epoch, step_in_epoch=self.step_in_epoch, global_step=self.global_step,
-                    best_metric=self.best_metric, best_epoch=self.best_epoch, epoch_accum=dict(self.epoch_accum),
-                    epoch_lr=self.epoch_lr, config=self.cfg.to_dict(), rng=rng_state(self.gen),
-                    metrics=metrics or {}, world_size=self.dist.world_size,
-                    input_reduction=self.task.input_reduction,
-                    history={k: [dict(r) for r in v] for k, v in (self.history or {}).items()})
+        ckpt = dict(
+            task=self.cfg.task,
+            model_name=self.cfg.model,
+            num_classes=self.cfg.num_classes,
+            model=unwrap(self.model).state_dict(),
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            scaler=self.scaler.state_dict(),
+            epoch=self.epoch,
+            step_in_epoch=self.step_in_epoch,
+            global_step=self.global_step,
+            best_metric=self.best_metric,
+            best_epoch=self.best_epoch,
+            epoch_accum=dict(self.epoch_accum),
+            epoch_lr=self.epoch_lr,
+            config=self.cfg.to_dict(),
+            rng=rng_state(self.gen),
+            metrics=metrics or {},
+            world_size=self.dist.world_size,
+            input_reduction=self.task.input_reduction,
+            history={k: [dict(r) for r in v] for k, v in (self.history or {}).items()},
+        )
         if rng_ranks is not None:
             ckpt["rng_ranks"] = rng_ranks
         if self.ema is not None:  # ``model`` stays the raw weights (exact resume); ``ema`` the averaged ones
@@ -104,14 +119,17 @@ class TrainState:
                 else:
                     self.saver.wait()
                     save_checkpoint(path, **self.checkpoint(metrics, rng_ranks))
-        self.last_saved = (f"the end of epoch {self.epoch}" if self.step_in_epoch == 0
-                           else f"epoch {self.epoch + 1} step {self.step_in_epoch}")
+        self.last_saved = (
+            f"the end of epoch {self.epoch}"
+            if self.step_in_epoch == 0
+            else f"epoch {self.epoch + 1} step {self.step_in_epoch}"
+        )
         return path
 
 
-
-def epoch_batches(n: int, cfg: TrainConfig, epoch: int, dist: dist_utils.DistInfo,
-                  factors: np.ndarray | None = None) -> list[torch.Tensor]:
+def epoch_batches(
+    n: int, cfg: TrainConfig, epoch: int, dist: dist_utils.DistInfo, factors: np.ndarray | None = None
+) -> list[torch.Tensor]:
     """This rank's batches of sample indices for ``epoch`` (DistributedSampler with ``set_epoch``).
 
     With ``cfg.compile`` a short last batch is filled with the epoch's first samples, so every step has the
@@ -123,9 +141,14 @@ def epoch_batches(n: int, cfg: TrainConfig, epoch: int, dist: dist_utils.DistInf
     if factors is not None:
         order = shard(epoch_indices(factors, epoch, cfg.seed, n), dist.rank, dist.world_size)
     else:
-        sampler: DistributedSampler[int] = DistributedSampler(range(n),  # type: ignore[arg-type]
-                                                              num_replicas=dist.world_size, rank=dist.rank,
-                                                              shuffle=True, seed=cfg.seed, drop_last=False)
+        sampler: DistributedSampler[int] = DistributedSampler(
+            range(n),  # type: ignore[arg-type]
+            num_replicas=dist.world_size,
+            rank=dist.rank,
+            shuffle=True,
+            seed=cfg.seed,
+            drop_last=False,
+        )
         sampler.set_epoch(epoch)
         order = torch.tensor(list(sampler), dtype=torch.int64)
     batches = list(order.split(cfg.batch_size))
@@ -136,9 +159,16 @@ def epoch_batches(n: int, cfg: TrainConfig, epoch: int, dist: dist_utils.DistInf
     return batches
 
 
-
-def build_state(cfg: TrainConfig, task: Task, run_dir: Path, model: torch.nn.Module, device: torch.device,
-                dist: dist_utils.DistInfo, train_data: Any, val_data: Any) -> TrainState:
+def build_state(
+    cfg: TrainConfig,
+    task: Task,
+    run_dir: Path,
+    model: torch.nn.Module,
+    device: torch.device,
+    dist: dist_utils.DistInfo,
+    train_data: Any,
+    val_data: Any,
+) -> TrainState:
     """A fresh TrainState for ``model`` (already on ``device``, in its memory format).
 
     Builds the optimizer and LR schedule (:mod:`fcnlab.training.optim`), the autocast dtype and GradScaler,
@@ -154,9 +184,65 @@ def build_state(cfg: TrainConfig, task: Task, run_dir: Path, model: torch.nn.Mod
     train_model = eval_model
     if dist.enabled:
         train_model = torch.nn.parallel.DistributedDataParallel(
-            eval_model, device_ids=[device.index] if device.type == "cuda" else None)
+            eval_model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed * 1000 + dist.rank)
     ema = ModelEma(model, cfg.ema_decay, cfg.ema_warmup) if cfg.ema else None
-    return TrainState(cfg, task, run_dir, train_model, optimizer, scheduler, scaler, device, amp, gen, dist,
-                      train_data, val_data, eval_model=eval_model, ema=ema)
+    return TrainState(
+        cfg,
+        task,
+        run_dir,
+        train_model,
+        optimizer,
+        scheduler,
+        scaler,
+        device,
+        amp,
+        gen,
+        dist,
+        train_data,
+        val_data,
+        eval_model=eval_model,
+        ema=ema,
+    )
+
+
+def restore_state(state: TrainState, ckpt: dict[str, Any]) -> None:
+    """Put a freshly built TrainState at the position of a checkpoint (optimizer, scheduler, RNGs, data)."""
+    dist = state.dist
+    fresh = [float(lr) for lr in state.scheduler.base_lrs]  # this command's peak rates: a changed --lr applies
+    state.optimizer.load_state_dict(ckpt["optimizer"])
+    state.scheduler.load_state_dict(ckpt["scheduler"])
+    rebase_schedule(state.optimizer, state.scheduler, fresh)
+    state.scaler.load_state_dict(ckpt["scaler"])
+    state.epoch, state.step_in_epoch = ckpt["epoch"], ckpt["step_in_epoch"]
+    state.global_step, state.best_metric, state.best_epoch = (
+        ckpt["global_step"],
+        ckpt["best_metric"],
+        ckpt["best_epoch"],
+    )
+    state.epoch_accum = dict(ckpt.get("epoch_accum") or state.epoch_accum)
+    state.epoch_lr = ckpt.get("epoch_lr")
+    if state.ema is not None and ckpt.get("ema") is not None:  # else (ema just turned on) it starts now
+        state.ema.load_state_dict(ckpt["ema"])
+    state.history = ckpt.get("history")  # None in checkpoints of older versions: the log is only truncated
+    state.last_saved = (
+        f"the end of epoch {state.epoch}"
+        if state.step_in_epoch == 0
+        else f"epoch {state.epoch + 1} step {state.step_in_epoch}"
+    )
+    saved_world = int(ckpt.get("world_size", 1))
+    ranks = ckpt.get("rng_ranks")
+    if ranks is not None and len(ranks) == dist.world_size:
+        set_rng_state(ranks[dist.rank], state.gen)
+    elif dist.world_size == saved_world == 1 or dist.rank == 0:
+        set_rng_state(ckpt["rng"], state.gen)
+    if dist.is_main:
+        if saved_world != dist.world_size:
+            print(
+                f"note: the checkpoint was written by {saved_world} process(es), this run has "
+                f"{dist.world_size}: data order and augmentation differ from an uninterrupted run",
+                flush=True,
+            )
+        print(f"resuming {state.run_dir} at epoch {state.epoch + 1} step {state.step_in_epoch}", flush=True)

@@ -42,8 +42,10 @@ def _summary_writer() -> type:
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise ConfigError("option tensorboard: the tensorboard package is not installed; "
-                          "pip install 'fcnlab[tensorboard]' or drop --tensorboard") from None
+        raise ConfigError(
+            "option tensorboard: the tensorboard package is not installed; "
+            "pip install 'fcnlab[tensorboard]' or drop --tensorboard"
+        ) from None
     return SummaryWriter
 
 
