@@ -1,6 +1,8 @@
-"""Checks of command-line numbers shared by the sub-commands (light: no torch, so light commands stay light)."""
+"""Command-line pieces shared by the sub-commands: number checks, common options (light: no torch)."""
 
 from __future__ import annotations
+
+import argparse
 
 from fcnlab.errors import ConfigError
 
@@ -11,3 +13,14 @@ def at_least(value: int | None, minimum: int, option: str, why: str = "") -> int
     if value is not None and value < minimum:
         raise ConfigError(f"option {option}: must be >= {minimum}{why}, got {value}")
     return value
+
+
+def add_eval_name(p: argparse.ArgumentParser) -> None:
+    """``--eval NAME`` of ``compare`` and ``report``: which of a run's evaluations to show."""
+    p.add_argument(
+        "--eval",
+        metavar="NAME",
+        dest="eval_name",
+        help="the evaluation to show: a folder name of RUN/eval (val10_tta-d4), the options of one on "
+        "the run's validation data (tta-flip), or metrics.csv (default: RUN/eval/validation)",
+    )

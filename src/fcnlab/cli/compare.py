@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fcnlab.cli.arguments import add_eval_name
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``compare`` sub-command."""
@@ -20,13 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders; the first one is the reference")
     p.add_argument("--out", type=Path, help="also write the table to this Markdown file")
-    p.add_argument(
-        "--eval",
-        metavar="NAME",
-        dest="eval_name",
-        help="the evaluation to show: a folder name of RUN/eval (val10_tta-d4), the options of one on "
-        "the run's validation data (tta-flip), or metrics.csv (default: RUN/eval/validation)",
-    )
+    add_eval_name(p)
     p.add_argument("--digits", type=int, default=4, choices=range(1, 9), metavar="N", help="decimals shown (default 4)")
     p.set_defaults(func=run)
 

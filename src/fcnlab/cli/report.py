@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fcnlab.cli.arguments import add_eval_name
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``report`` sub-command."""
@@ -36,13 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "predict the same validation tiles with every P2 model (default: on)",
     )
     p.add_argument("--device", default="auto", help="device for those measurements (default: auto)")
-    p.add_argument(
-        "--eval",
-        metavar="NAME",
-        dest="eval_name",
-        help="the evaluation to show: a folder name of RUN/eval (val10_tta-d4), the options of one on "
-        "the run's validation data (tta-flip), or metrics.csv (default: RUN/eval/validation)",
-    )
+    add_eval_name(p)
     p.add_argument(
         "--refresh",
         action="store_true",
