@@ -256,7 +256,7 @@ def eval_run(run: Path) -> None:
     for name in ("best.pt", "last.pt"):
         ckpt = load_checkpoint(run / name)
         cfg = from_dict(ckpt["config"])
-        cl = use_channels_last(cfg, torch.device("cpu"))
+        cl = use_channels_last(cfg.channels_last, cfg.model, cfg.image_size, torch.device("cpu"))
         model = model_from_checkpoint(ckpt)
         if cl:
             model = model.to(memory_format=torch.channels_last)

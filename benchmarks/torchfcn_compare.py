@@ -199,7 +199,7 @@ class Runner:
             },
             "torchfcn_compare",
         )
-        cl = use_channels_last(cfg, device)
+        cl = use_channels_last(cfg.channels_last, cfg.model, cfg.image_size, device)
         model = to_channels_last(model, cl)
         self.step = TrainStep(model, make_task(cfg), cfg, device, to_channels_last(x, cl), y)
         pred = make_predictor(model, cfg, device, None)  # a fused copy; ``model`` keeps training
