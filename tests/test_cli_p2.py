@@ -18,7 +18,7 @@ from PIL import Image
 from fcnlab.cli.main import main
 from fcnlab.data.mask_codec import PALETTE
 from fcnlab.data.synthetic import land_cover_tile, make_segmentation_data
-from train_once import train_once
+from train_once import segment_train_argv, train_once
 
 #: trains and evaluates through the CLI: the full suite's, not the fast lane's (-m "not slow and not realdata")
 pytestmark = pytest.mark.slow
@@ -35,30 +35,7 @@ def p2(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     data = make_segmentation_data(root / "data", n_train=4, n_val=2, size=64)
     run = root / "run"
     rc = train_once(
-        [
-            "segment",
-            "train",
-            "--data",
-            str(data / "train"),
-            "--val",
-            str(data / "validation"),
-            "--out",
-            str(run),
-            "--model",
-            "fcn32s_resnet34",
-            "--epochs",
-            "2",
-            "--batch-size",
-            "2",
-            "--image-size",
-            "64",
-            "--snapshot-epochs",
-            "1,2",
-            "--snapshot-images",
-            "0001_sat.jpg,0000",
-            "--device",
-            "cpu",
-        ],
+        segment_train_argv(data, run, "--snapshot-epochs", "1,2", "--snapshot-images", "0001_sat.jpg,0000"),
         root / "cache",
     )
     assert rc == 0

@@ -14,7 +14,7 @@ import yaml
 from fcnlab import api
 from fcnlab.cli.main import main
 from fcnlab.data.synthetic import make_classification_data, make_segmentation_data
-from train_once import train_once
+from train_once import segment_train_argv, train_once
 
 #: trains and evaluates through the CLI: the full suite's, not the fast lane's (-m "not slow and not realdata")
 pytestmark = pytest.mark.slow
@@ -29,23 +29,9 @@ def p2(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     data = make_segmentation_data(root / "data", n_train=4, n_val=2, size=64)
     run = root / "run"
     rc = train_once(
-        [
-            "segment",
-            "train",
-            "--data",
-            str(data / "train"),
-            "--val",
-            str(data / "validation"),
-            "--out",
-            str(run),
-            "--model",
-            "fcn32s_resnet34",
-            "--epochs",
-            "2",
-            "--batch-size",
-            "2",
-            "--image-size",
-            "64",
+        segment_train_argv(
+            data,
+            run,
             "--loss",
             "ce+lovasz",
             "--sampling",
@@ -58,9 +44,7 @@ def p2(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "poly",
             "--warmup-epochs",
             "0",
-            "--device",
-            "cpu",
-        ],
+        ),
         root / "cache",
     )
     assert rc == 0

@@ -23,7 +23,7 @@ from fcnlab.errors import ConfigError
 from fcnlab.report.runs import load_run, load_runs
 from fcnlab.tasks.metrics import course_miou, format_course_lines
 from report_runs import make_run
-from train_once import train_once
+from train_once import segment_train_argv, train_once
 
 CPU = ("--device", "cpu", "--workers", "0")
 
@@ -35,26 +35,7 @@ def p2(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     run = root / "run"
     assert (
         train_once(
-            [
-                "segment",
-                "train",
-                "--data",
-                str(data / "train"),
-                "--val",
-                str(data / "validation"),
-                "--out",
-                str(run),
-                "--model",
-                "fcn32s_resnet34",
-                "--epochs",
-                "1",
-                "--batch-size",
-                "2",
-                "--image-size",
-                "64",
-                "--device",
-                "cpu",
-            ],
+            segment_train_argv(data, run, epochs=1),
             root / "cache",
         )
         == 0

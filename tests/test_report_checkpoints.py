@@ -17,7 +17,7 @@ from fcnlab.data.synthetic import make_segmentation_data
 from fcnlab.report import write_report
 from fcnlab.report.checkpoints import measure_runs
 from fcnlab.report.runs import load_runs
-from train_once import train_once
+from train_once import segment_train_argv, train_once
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -35,27 +35,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
         run = root / model
         assert (
             train_once(
-                [
-                    "segment",
-                    "train",
-                    "--data",
-                    str(data / "train"),
-                    "--val",
-                    str(data / "validation"),
-                    "--out",
-                    str(run),
-                    "--model",
-                    model,
-                    "--epochs",
-                    "1",
-                    "--batch-size",
-                    "2",
-                    "--image-size",
-                    "64",
-                    "--device",
-                    "cpu",
-                    *extra,
-                ],
+                segment_train_argv(data, run, *extra, model=model, epochs=1),
                 root / "cache",
             )
             == 0

@@ -13,7 +13,7 @@ from fcnlab.checkpoint import inference_weights, load_checkpoint, model_from_che
 from fcnlab.config import from_dict
 from fcnlab.data.synthetic import make_classification_data, make_segmentation_data
 from fcnlab.tasks import make_task
-from train_once import train_once
+from train_once import segment_train_argv, train_once
 
 FEATURES = [
     "--augment-policy",
@@ -134,30 +134,7 @@ def test_segmentation_run_with_ema(tmp_path):
     data = make_segmentation_data(tmp_path / "p2", n_train=4, n_val=2, size=64)
     run = tmp_path / "run"
     rc = train_once(
-        [
-            "segment",
-            "train",
-            "--data",
-            str(data / "train"),
-            "--val",
-            str(data / "validation"),
-            "--out",
-            str(run),
-            "--model",
-            "fcn32s_resnet34",
-            "--epochs",
-            "2",
-            "--batch-size",
-            "2",
-            "--image-size",
-            "64",
-            "--device",
-            "cpu",
-            "--ema",
-            "true",
-            "--ema-decay",
-            "0.5",
-        ],
+        segment_train_argv(data, run, "--ema", "true", "--ema-decay", "0.5"),
         tmp_path / "cache",
     )
     assert rc == 0

@@ -23,3 +23,31 @@ def train_once(argv: list[str], cache: Path) -> int:
             return main(argv)
     finally:
         torch.set_num_threads(previous)
+
+
+def segment_train_argv(
+    data: Path, run: Path, *extra: str, model: str = "fcn32s_resnet34", epochs: int = 2
+) -> list[str]:
+    """``segment train`` of a tiny run on the synthetic tiles of ``data`` (``train/``, ``validation/``): 64-px
+    crops, batch 2, on the CPU, into ``run``, with ``extra`` options after those."""
+    return [
+        "segment",
+        "train",
+        "--data",
+        str(data / "train"),
+        "--val",
+        str(data / "validation"),
+        "--out",
+        str(run),
+        "--model",
+        model,
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        "2",
+        "--image-size",
+        "64",
+        "--device",
+        "cpu",
+        *extra,
+    ]
