@@ -66,11 +66,6 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def defaults(task: str) -> dict[str, Any]:
-    """Every key's default for ``task`` (:func:`fcnlab.config.task_defaults`)."""
-    return config.task_defaults(task)
-
-
 def _metavar(name: str, tp: Any) -> str:
     if name in config.CHOICES:
         return "{" + ",".join(config.CHOICES[name]) + "}"
@@ -105,7 +100,7 @@ def add_config_arguments(
         "their numbers (measured or estimated) and time",
     )
     act.lazy_help = lambda task=task: _recipes(task)  # type: ignore[attr-defined]
-    shown = defaults(task or "classify")
+    shown = config.task_defaults(task or "classify")
     hints = typing.get_type_hints(config.TrainConfig)
     helps = config.field_help()
     groups = {g: parser.add_argument_group(GROUP_TITLES[g]) for g in (*config.GROUPS, config.DEFAULT_GROUP)}
