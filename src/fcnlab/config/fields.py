@@ -127,7 +127,12 @@ class TrainConfig:
     seed: int = option(0, "random seed (rank r uses seed + r for augmentation)", group="runtime")
     deterministic: bool = option(False, "bitwise-reproducible algorithms (slower)", group="runtime")
     device: str = option("auto", "auto, cpu, cuda or cuda:N", group="runtime")
-    amp: str = option("auto", "auto (bf16 on CUDA, off on CPU), bf16, fp16 or off", group="runtime")
+    amp: str = option(
+        "auto",
+        "auto (bf16 on CUDA, off on CPU), bf16 (fp32 on a CPU without AVX-512/AMX, where bf16 is emulated and slower),"
+        " fp16 or off",
+        group="runtime",
+    )
     channels_last: bool = option(
         True, "channels-last format where faster (CUDA; CPU for inputs >= 128 px or airnet)", group="runtime"
     )

@@ -34,10 +34,28 @@ def select_device(name: str, local_rank: int = 0) -> torch.device:
     return device
 
 
+def cpu_computes_bf16() -> bool:
+    """True when oneDNN runs bf16 convolutions natively on this CPU (AVX-512 or AMX; torch's own check).
+
+    Without them (AVX2-only CPUs such as AMD Zen 3 and most laptop CPUs before 2022) bf16 autocast is emulated:
+    a p2_laptop training step was 15-25x slower than in fp32 (docs/BENCHMARKS.md, "bf16 without AVX-512").
+    """
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # pragma: no cover - a torch build without oneDNN
+        return False
+
+
 def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype of the ``amp`` option ``mode``: bf16 on CUDA by default, none on CPU unless asked for."""
+    """Autocast dtype of the ``amp`` option ``mode``: bf16 on CUDA by default, none on CPU unless asked for.
+
+    ``bf16`` on a CPU that does not compute it natively (:func:`cpu_computes_bf16`) runs in fp32: the laptop
+    recipes ask for bf16 for speed, and there emulated bf16 is many times slower than fp32.
+    """
     if mode == "auto":
         mode = "bf16" if device.type == "cuda" else "off"
+    if mode == "bf16" and device.type == "cpu" and not cpu_computes_bf16():
+        return None
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[mode]
 
 

@@ -24,6 +24,11 @@ def set_command(argv: Sequence[str]) -> None:
     _command = list(argv)
 
 
+def command_args() -> list[str]:
+    """The recorded command's arguments after the program (what :func:`fcnlab.cli.main.main` was given)."""
+    return list(_command[1:]) if _command else list(sys.argv[1:])
+
+
 def command_line() -> str:
     """The recorded command, else this process's own command line, quoted for a shell."""
     if _command is not None:

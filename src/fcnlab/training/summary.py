@@ -30,6 +30,7 @@ def startup_summary(state: TrainState, model: torch.nn.Module) -> str:
         + f"; {cfg.optimizer} lr {_lr_text(cfg, world)}, {cfg.scheduler}"
         + (f", from epoch {state.epoch + 1}" if state.epoch else ""),
         *_input_lines(state),
+        *_precision_lines(state),
         f"  config: {state.run_dir / CONFIG} (resolved; the command line is in {state.run_dir / ENV})",
     ]
     return "\n".join(lines)
@@ -46,6 +47,13 @@ def _input_lines(state: TrainState) -> list[str]:
         f"  input: tiles reduced {k}x (area filter; masks by majority vote): training {tw}x{th}, validation "
         f"{vw}x{vh}; val_miou is at that scale, segment eval scores full resolution"
     ]
+
+
+def _precision_lines(state: TrainState) -> list[str]:
+    """Says so when ``amp: bf16`` runs in fp32 because this CPU has no native bf16 (AVX-512 or AMX)."""
+    if state.cfg.amp != "bf16" or state.device.type != "cpu" or state.amp is not None:
+        return []
+    return ["  precision: fp32 (amp bf16 asked for, but this CPU has no AVX-512/AMX bf16 and emulating it is slower)"]
 
 
 def _lr_text(cfg: TrainConfig, world: int) -> str:

@@ -1,0 +1,86 @@
+"""``train --procs N``: N DDP processes on this machine from one command, one clean exit code."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from fcnlab.cli.main import main
+from fcnlab.data.synthetic import make_classification_data
+from fcnlab.runtime import launch
+
+
+def _argv(data: Path, run: Path, *extra: str) -> list[str]:
+    return [
+        "classify",
+        "train",
+        "--model",
+        "resnet18",
+        "--num-classes",
+        "4",
+        "--data",
+        str(data / "train_50"),
+        "--val",
+        str(data / "val_50"),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--device",
+        "cpu",
+        "--out",
+        str(run),
+        *extra,
+    ]
+
+
+def test_process_env_is_torchruns():
+    env = launch.process_env(2, 1, 29555, base={"PATH": "/bin"})
+    assert {k: env[k] for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE")} == {
+        "RANK": "1",
+        "LOCAL_RANK": "1",
+        "WORLD_SIZE": "2",
+        "LOCAL_WORLD_SIZE": "2",
+    }
+    assert env["MASTER_ADDR"] == "127.0.0.1" and env["MASTER_PORT"] == "29555" and env["PATH"] == "/bin"
+    assert int(env["OMP_NUM_THREADS"]) >= 1
+    assert launch.process_env(2, 0, 1, base={"OMP_NUM_THREADS": "3"})["OMP_NUM_THREADS"] == "3"  # the user's own
+
+
+@pytest.mark.slow
+def test_two_processes_train_one_run_and_a_failure_gives_its_exit_code(tmp_path, capfd, monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    data = make_classification_data(tmp_path / "p1", num_classes=4, train_per_class=4, val_per_class=2)
+    run = tmp_path / "run"
+    assert main(_argv(data, run, "--procs", "2")) == 0
+    out = capfd.readouterr().out
+    assert "(2 processes)" in out and out.count("fcnlab: starting") == 1  # rank 0 alone prints
+    assert (run / "last.pt").is_file()
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    assert ckpt["epoch"] == 1
+    env = json.loads((run / "env.json").read_text())
+    assert "--procs 2" in env["command"]
+    # the same --out again: the processes refuse the existing run (exit 2), and so does the command
+    assert main(_argv(data, run, "--procs", "2")) == 2
+    err = capfd.readouterr().err
+    assert err.count("fcnlab: error:") == 1 and str(run) in err
+
+
+def test_bad_options_are_refused_before_any_process_starts(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+
+    def no_process(*args, **kwargs):
+        raise AssertionError("a process was started")
+
+    monkeypatch.setattr(subprocess, "Popen", no_process)
+    data = make_classification_data(tmp_path / "p1", num_classes=4, train_per_class=4, val_per_class=2)
+    assert main(_argv(data, tmp_path / "run", "--procs", "2", "--val", str(tmp_path / "missing"))) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing" in err[0]
+    assert main(_argv(data, tmp_path / "run", "--procs", "0")) == 2
+    assert capsys.readouterr().err.strip() == "fcnlab: error: option --procs: must be >= 1, got 0"
+    assert not (tmp_path / "run").exists()
