@@ -74,7 +74,8 @@ CANDIDATES: dict[str, dict[str, Any]] = {
 
 def whiten_stem(model: nn.Module, images: torch.Tensor, eps: float = 5e-4) -> None:
     """Initialise ``model.stem[0]`` (3x3 conv) with the data's whitened patch directions, +/- each (airbench)."""
-    conv: nn.Conv2d = model.stem[0]
+    conv = model.get_submodule("stem.0")
+    assert isinstance(conv, nn.Conv2d)
     k = conv.out_channels // 2
     patches = F.unfold(images, conv.kernel_size).transpose(1, 2).reshape(-1, conv.in_channels * 9).double()
     patches = patches - patches.mean(0)
@@ -128,7 +129,7 @@ def run(name: str, cfg: dict[str, Any], data: tuple[torch.Tensor, ...]) -> dict[
     model = build_model(cfg["model"], 50, **cfg["arch"])
     if cfg["whiten"]:
         whiten_stem(model, normalize(xtr[:5000]))
-        model.stem[0].weight.requires_grad_(False)
+        model.get_submodule("stem.0").weight.requires_grad_(False)
     cl = cfg["channels_last"]
     if cl:
         model = model.to(memory_format=torch.channels_last)
@@ -215,7 +216,7 @@ def bench(cases: list[tuple[str, dict[str, Any]]], steps: int = 8) -> None:
         if cl:
             model = model.to(memory_format=torch.channels_last)
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
-        f = torch.compile(model) if cfg.get("compile") else model
+        f: Any = torch.compile(model) if cfg.get("compile") else model
         x, y = torch.randn(bs, 3, 32, 32), torch.randint(0, 50, (bs,))
         if cl:
             x = x.contiguous(memory_format=torch.channels_last)

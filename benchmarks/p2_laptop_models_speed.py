@@ -1,20 +1,23 @@
 """Training speed of the laptop segmentation models on one CPU thread (bf16 autocast, channels-last).
 
 One SGD step on a batch of 16 random 128x128 tiles (the laptop recipes' input), after 3 warm-up steps, timed
-over 10 steps of wall time. Usage: ``OMP_NUM_THREADS=1 taskset -c 0 python benchmarks/p2_laptop_models_speed.py``
-(results: docs/BENCHMARKS.md, "P2 on a laptop").
+over 10 steps of wall time. Usage: ``OMP_NUM_THREADS=1 taskset -c 0 python benchmarks/p2_laptop_models_speed.py
+[--amp bf16|off|both]`` (default bf16: what the recipes ask for; ``both`` also times fp32, which is what
+``amp: bf16`` runs in on a CPU without AVX-512/AMX). Results: docs/BENCHMARKS.md, "P2 on a laptop".
 """
 
 from __future__ import annotations
 
+import argparse
 import time
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from fcnlab.models import build_model
 
-VARIANTS = [
+VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("fpn_lite", {}),
     ("fpn_lite", {"blocks": (1, 1, 1, 1, 1)}),
     ("fpn_lite", {"blocks": (0, 1, 1, 1, 0)}),
@@ -23,7 +26,7 @@ VARIANTS = [
 ]
 
 
-def images_per_second(name: str, batch: int = 16, side: int = 128, **kwargs) -> float:
+def images_per_second(name: str, batch: int = 16, side: int = 128, bf16: bool = True, **kwargs) -> float:
     """Training images per second of ``name`` (one step = forward, loss, backward, optimizer step)."""
     torch.manual_seed(0)
     model = build_model(name, 7, **kwargs).to(memory_format=torch.channels_last)
@@ -33,7 +36,7 @@ def images_per_second(name: str, batch: int = 16, side: int = 128, **kwargs) -> 
     for i in range(13):
         if i == 3:
             t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             out = model(x)
         loss = F.cross_entropy(out.float(), y)
         opt.zero_grad()
@@ -43,11 +46,16 @@ def images_per_second(name: str, batch: int = 16, side: int = 128, **kwargs) -> 
 
 
 if __name__ == "__main__":
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--amp", choices=("bf16", "off", "both"), default="bf16")
+    amps = {"bf16": [True], "off": [False], "both": [True, False]}[parser.parse_args().amp]
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), native bf16: {native}")
     for name, kwargs in VARIANTS:
         params = sum(p.numel() for p in build_model(name, 7, **kwargs).parameters())
-        print(
-            f"{name:12s} {str(kwargs or 'default'):30s} {params / 1e6:4.1f}M params  "
-            f"{images_per_second(name, **kwargs):6.1f} img/s",
-            flush=True,
-        )
+        for bf16 in amps:
+            print(
+                f"{name:12s} {str(kwargs or 'default'):30s} {params / 1e6:4.1f}M params  "
+                f"{'bf16' if bf16 else 'fp32'} {images_per_second(name, bf16=bf16, **kwargs):6.1f} img/s",
+                flush=True,
+            )

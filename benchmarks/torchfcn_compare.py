@@ -140,10 +140,14 @@ def build_models(names: list[str], torchfcn_folder: Path | None) -> dict[str, nn
     """The models to compare, by name, with the seed fixed (torchfcn is imported only if one is asked for)."""
     from fcnlab.models import build_model
 
-    tf = load_torchfcn_models(torchfcn_folder) if any(library_of(n) == "torchfcn" for n in names) else None
+    def torchfcn(name: str) -> nn.Module:
+        if torchfcn_folder is None:
+            raise SystemExit(f"{name} needs --torchfcn FOLDER")
+        return kaiming_init(getattr(load_torchfcn_models(torchfcn_folder), name)(n_class=NUM_CLASSES))
+
     makers: dict[str, Callable[[], nn.Module]] = {
-        "torchfcn_fcn32s": lambda: kaiming_init(tf.FCN32s(n_class=NUM_CLASSES)),
-        "torchfcn_fcn8s": lambda: kaiming_init(tf.FCN8s(n_class=NUM_CLASSES)),
+        "torchfcn_fcn32s": lambda: torchfcn("FCN32s"),
+        "torchfcn_fcn8s": lambda: torchfcn("FCN8s"),
         "fcn32s_vgg16": lambda: build_model("fcn32s_vgg16", NUM_CLASSES),
         "fcn32s_vgg16_plain": plain_vgg16_fcn32s,
         "fcn8s_resnet34": lambda: build_model("fcn8s_resnet34", NUM_CLASSES),
@@ -180,7 +184,7 @@ class Runner:
                 opt.step()
                 opt.zero_grad(set_to_none=True)  # frees the gradients between rounds (5 models share the RAM)
 
-            self.step = step
+            self.step: Callable[[], object] = step
             return
         from fcnlab.bench.models import TrainStep
         from fcnlab.config import from_dict

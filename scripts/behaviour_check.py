@@ -112,7 +112,9 @@ def help_texts() -> dict[str, str]:
     for name in HELP_COMMANDS:
         out[name] = run_cli([name, "--help"])[1]
         parser = build_parser(name)
-        sub = next(a for a in parser._actions if a.dest == "command").choices[name]
+        commands = next(a for a in parser._actions if a.dest == "command").choices
+        assert isinstance(commands, dict)
+        sub = commands[name]
         actions = [a for a in sub._actions if getattr(a, "choices", None) and isinstance(a.choices, dict)]
         for action in actions[0].choices if actions else {}:
             out[f"{name} {action}"] = run_cli([name, action, "--help"])[1]

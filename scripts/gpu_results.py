@@ -120,8 +120,8 @@ def pack_archive(path: Path, runs: list[Path], max_bytes: int, max_file_bytes: i
             break
         biggest = max(members, key=lambda m: m[0].stat().st_size)
         members.remove(biggest)
-        run = biggest[1].split("/", 1)[0]
-        notes[run].append(
+        run_name = biggest[1].split("/", 1)[0]
+        notes[run_name].append(
             f"{biggest[1]}: {biggest[0].stat().st_size / 2**20:.1f} MiB, left out so the archive "
             f"fits {max_bytes / 2**20:.0f} MiB"
         )
@@ -457,10 +457,10 @@ def subset(data: Path, dest: Path, p1_train: int, p1_val: int, p2_train: int, p2
         for f in _spread(files, n):
             (target / f.name).symlink_to(f.resolve())
     kept = {f.name for f in (dest / "p1_data" / "val_50").iterdir()}
-    with open(p1 / "val_gt.csv", newline="") as f:
-        rows = list(csv.reader(f))
-    with open(dest / "p1_data" / "val_gt.csv", "w", newline="") as f:
-        csv.writer(f, lineterminator="\n").writerows([rows[0]] + [r for r in rows[1:] if r and r[0] in kept])
+    with open(p1 / "val_gt.csv", newline="") as src:
+        rows = list(csv.reader(src))
+    with open(dest / "p1_data" / "val_gt.csv", "w", newline="") as out:
+        csv.writer(out, lineterminator="\n").writerows([rows[0]] + [r for r in rows[1:] if r and r[0] in kept])
     for split, n in (("train", p2_train), ("validation", p2_val)):
         tiles = sorted((p2 / split).glob("*_sat.*"))
         target = dest / "p2_data" / split
