@@ -2,8 +2,8 @@
 
 One SGD step on a batch of 16 random 128x128 tiles (the laptop recipes' input), after 3 warm-up steps, timed
 over 10 steps of wall time. Usage: ``OMP_NUM_THREADS=1 taskset -c 0 python benchmarks/p2_laptop_models_speed.py
-[--amp bf16|off|both]`` (default bf16: what the recipes ask for; ``both`` also times fp32, which is what
-``amp: bf16`` runs in on a CPU without AVX-512/AMX). Results: docs/BENCHMARKS.md, "P2 on a laptop".
+[--amp bf16|off|both] [--model NAME ...]`` (default bf16: what the recipes ask for; ``both`` also times fp32,
+which is what ``amp: bf16`` runs in on a CPU without AVX-512/AMX). Results: docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -48,10 +48,14 @@ def images_per_second(name: str, batch: int = 16, side: int = 128, bf16: bool = 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--amp", choices=("bf16", "off", "both"), default="bf16")
-    amps = {"bf16": [True], "off": [False], "both": [True, False]}[parser.parse_args().amp]
+    parser.add_argument("--model", nargs="*", help="time only these models (default: every variant)")
+    args = parser.parse_args()
+    amps = {"bf16": [True], "off": [False], "both": [True, False]}[args.amp]
     native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), native bf16: {native}")
     for name, kwargs in VARIANTS:
+        if args.model and name not in args.model:
+            continue
         params = sum(p.numel() for p in build_model(name, 7, **kwargs).parameters())
         for bf16 in amps:
             print(

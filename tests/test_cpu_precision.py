@@ -12,6 +12,7 @@ from fcnlab.cli.main import main
 from fcnlab.data.synthetic import make_classification_data
 from fcnlab.runtime import device as device_mod
 from fcnlab.runtime.device import amp_dtype
+from train_once import classify_train_argv
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -35,9 +36,7 @@ def test_native_bf16_check_is_torchs_own():
 def _summary(tmp_path: Path, capsys, *extra: str) -> list[str]:
     data = make_classification_data(tmp_path / "p1", num_classes=4, train_per_class=4, val_per_class=2)
     run = tmp_path / "run"
-    argv = ["classify", "train", "--model", "resnet18", "--num-classes", "4", "--data", str(data / "train_50")]
-    argv += ["--val", str(data / "val_50"), "--epochs", "1", "--batch-size", "8", "--device", "cpu"]
-    assert main([*argv, "--out", str(run), *extra]) == 0
+    assert main(classify_train_argv(data, run, *extra, epochs=1)) == 0
     return [line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
 
 

@@ -12,30 +12,11 @@ import torch
 from fcnlab.cli.main import main
 from fcnlab.data.synthetic import make_classification_data
 from fcnlab.runtime import launch
+from train_once import classify_train_argv
 
 
 def _argv(data: Path, run: Path, *extra: str) -> list[str]:
-    return [
-        "classify",
-        "train",
-        "--model",
-        "resnet18",
-        "--num-classes",
-        "4",
-        "--data",
-        str(data / "train_50"),
-        "--val",
-        str(data / "val_50"),
-        "--epochs",
-        "1",
-        "--batch-size",
-        "4",
-        "--device",
-        "cpu",
-        "--out",
-        str(run),
-        *extra,
-    ]
+    return classify_train_argv(data, run, *extra, epochs=1, batch_size=4)
 
 
 def test_process_env_is_torchruns():

@@ -96,6 +96,7 @@ def test_training_prints_a_summary_first_then_step_lines_and_validation_progress
     import fcnlab.tasks.base as base
     from fcnlab.cli.main import main
     from fcnlab.data.synthetic import make_classification_data
+    from train_once import classify_train_argv
 
     seen = []
 
@@ -107,31 +108,7 @@ def test_training_prints_a_summary_first_then_step_lines_and_validation_progress
     monkeypatch.setattr(base, "Progress", Recording)
     data = make_classification_data(tmp_path / "p1", num_classes=4, train_per_class=4, val_per_class=2)
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "classify",
-                "train",
-                "--model",
-                "resnet18",
-                "--num-classes",
-                "4",
-                "--data",
-                str(data / "train_50"),
-                "--val",
-                str(data / "val_50"),
-                "--epochs",
-                "2",
-                "--batch-size",
-                "8",
-                "--device",
-                "cpu",
-                "--out",
-                str(run),
-            ]
-        )
-        == 0
-    )
+    assert main(classify_train_argv(data, run)) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"fcnlab: starting P1 classification training of resnet18 in {run} on cpu; loading data ..."
     assert lines[1] == f"  data: 16 training images ({data / 'train_50'}), 8 validation ({data / 'val_50'})"

@@ -51,3 +51,29 @@ def segment_train_argv(
         "cpu",
         *extra,
     ]
+
+
+def classify_train_argv(data: Path, run: Path, *extra: str, epochs: int = 2, batch_size: int = 8) -> list[str]:
+    """``classify train`` of a tiny resnet18 run on the synthetic 4-class images of ``data`` (``train_50/``,
+    ``val_50/``), on the CPU, into ``run``, with ``extra`` options after those."""
+    return [
+        "classify",
+        "train",
+        "--model",
+        "resnet18",
+        "--num-classes",
+        "4",
+        "--data",
+        str(data / "train_50"),
+        "--val",
+        str(data / "val_50"),
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        str(batch_size),
+        "--device",
+        "cpu",
+        "--out",
+        str(run),
+        *extra,
+    ]

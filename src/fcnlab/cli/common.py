@@ -14,6 +14,7 @@ from typing import Any
 
 from fcnlab.cli.arguments import at_least
 from fcnlab.cli.options import HelpFormatter, add_config_arguments, overrides_from_args, resolve
+from fcnlab.config import TrainConfig
 from fcnlab.data.images import IMAGE_SUFFIXES, real_path
 from fcnlab.errors import ConfigError
 from fcnlab.runtime.files import make_folder
@@ -73,27 +74,49 @@ def add_train_parser(sub: argparse._SubParsersAction, task: str, example: str) -
 
 def run_train(args: argparse.Namespace, task: str) -> int:
     """Resolve the config once (a new run: defaults, recipe, options; a resumed one: its last.pt and the options
-    given), then train."""
-    from fcnlab.training.fit import resume_config
+    given), then train: in this process, or with ``--procs N`` in N DDP processes."""
     from fcnlab.training.start import train_new, train_resumed
 
     if args.print_config:
         import yaml
 
-        if args.resume:
-            cfg, _ = resume_config(
-                args.resume,
-                overrides_from_args(args),
-                task=task,
-                start=args.resume_from,
-                change_settings=args.change_settings,
-            )
-        else:
-            cfg = resolve(args, task)
-        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+        print(yaml.safe_dump(_config_of(args, task).to_dict(), sort_keys=False), end="")
         return 0
+    _check_train_arguments(args)
     if (at_least(args.procs, 1, "--procs") or 1) > 1 and not launched():
         return _train_in_processes(args, task)
+    if args.resume:
+        train_resumed(
+            args.resume,
+            overrides_from_args(args),
+            task=task,
+            start=args.resume_from,
+            change_settings=args.change_settings,
+        )
+    else:
+        train_new(resolve(args, task), args.out)
+    return 0
+
+
+def _config_of(args: argparse.Namespace, task: str) -> TrainConfig:
+    """The run's resolved config: with ``--resume``, its last.pt's and the options given; else defaults, recipe,
+    options."""
+    from fcnlab.training.fit import resume_config
+
+    if args.resume:
+        cfg, _ = resume_config(
+            args.resume,
+            overrides_from_args(args),
+            task=task,
+            start=args.resume_from,
+            change_settings=args.change_settings,
+        )
+        return cfg
+    return resolve(args, task)
+
+
+def _check_train_arguments(args: argparse.Namespace) -> None:
+    """Refuse ``train`` options that do not go together (one ConfigError line each)."""
     if args.resume:
         if args.out and real_path(args.out) != real_path(args.resume):
             raise ConfigError(
@@ -104,44 +127,23 @@ def run_train(args: argparse.Namespace, task: str) -> int:
                 f"--config {args.config} with --resume: the run's config comes from its last.pt; "
                 f"give single options (e.g. --epochs 60) to change it"
             )
-        train_resumed(
-            args.resume,
-            overrides_from_args(args),
-            task=task,
-            start=args.resume_from,
-            change_settings=args.change_settings,
-        )
-        return 0
+        return
     if args.resume_from != "last":
         raise ConfigError(f"option --from {args.resume_from}: only with --resume RUN_DIR")
     if args.change_settings:
         raise ConfigError("option --change-settings: only with --resume RUN_DIR (a new run takes any options)")
     if not args.out:
         raise ConfigError("option --out: give the run folder to create (or --resume RUN_DIR)")
-    train_new(resolve(args, task), args.out)
-    return 0
 
 
 def _train_in_processes(args: argparse.Namespace, task: str) -> int:
-    """``--procs N``: check the options here (one line, exit 2, before any process starts), then run this same
-    command as N DDP processes (each sees ``RANK`` and trains; see :mod:`fcnlab.runtime.launch`)."""
+    """``--procs N``: check the options and data folders here (one line, exit 2, before any process starts), then
+    run this same command as N DDP processes (each sees ``RANK`` and trains; :mod:`fcnlab.runtime.launch`)."""
     from fcnlab.runtime.launch import run_processes
     from fcnlab.runtime.provenance import command_args
-    from fcnlab.training.fit import resume_config
     from fcnlab.training.preflight import check_options
 
-    if args.resume:
-        resume_config(
-            args.resume,
-            overrides_from_args(args),
-            task=task,
-            start=args.resume_from,
-            change_settings=args.change_settings,
-        )
-    else:
-        if not args.out:
-            raise ConfigError("option --out: give the run folder to create (or --resume RUN_DIR)")
-        check_options(resolve(args, task))
+    check_options(_config_of(args, task))
     return run_processes(args.procs, command_args())
 
 
