@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -65,3 +68,41 @@ def test_bad_options_are_refused_before_any_process_starts(tmp_path, capsys, mon
     assert main(_argv(data, tmp_path / "run", "--procs", "0")) == 2
     assert capsys.readouterr().err.strip() == "fcnlab: error: option --procs: must be >= 1, got 0"
     assert not (tmp_path / "run").exists()
+
+
+def _launcher(tmp_path: Path, child: str) -> subprocess.Popen:
+    """A process running ``run_processes(2, ...)`` over ``python -c child`` (signals need its own main thread)."""
+    code = (
+        "import sys\nfrom fcnlab.runtime.launch import run_processes\n"
+        f"sys.exit(run_processes(2, [], command=[sys.executable, '-c', {child!r}]))\n"
+    )
+    script = tmp_path / "launcher.py"
+    script.write_text(code)
+    return subprocess.Popen([sys.executable, str(script)])
+
+
+def test_the_first_failure_stops_the_other_process_and_is_the_exit_code(tmp_path):
+    # rank 1 fails at once with 3; rank 0 would sleep for a minute
+    child = "import os, sys, time\nif os.environ['RANK'] == '1': sys.exit(3)\ntime.sleep(60)"
+    t0 = time.monotonic()
+    assert _launcher(tmp_path, child).wait(timeout=30) == 3
+    assert time.monotonic() - t0 < 30
+
+
+def test_sigterm_is_passed_on_to_every_process(tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    child = (
+        "import os, signal, sys, time\n"
+        f"def stop(*a):\n    open(os.path.join({str(marks)!r}, os.environ['RANK']), 'w').close()\n    sys.exit(7)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        f"open(os.path.join({str(marks)!r}, 'ready' + os.environ['RANK']), 'w').close()\n"
+        "time.sleep(60)"
+    )
+    launcher = _launcher(tmp_path, child)
+    deadline = time.monotonic() + 30
+    while len(list(marks.glob("ready*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    launcher.send_signal(signal.SIGTERM)
+    assert launcher.wait(timeout=30) == 7
+    assert sorted(p.name for p in marks.iterdir()) == ["0", "1", "ready0", "ready1"]

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from fcnlab.runtime.cores import usable_cores
 
@@ -49,17 +50,18 @@ def process_env(procs: int, rank: int, port: int, base: dict[str, str] | None = 
     return env
 
 
-def run_processes(procs: int, argv: Sequence[str], poll_s: float = 0.2) -> int:
-    """Run ``python -m fcnlab *argv`` as ``procs`` DDP processes; return 0, or the first failure's exit code.
+def run_processes(procs: int, argv: Sequence[str], poll_s: float = 0.2, command: Sequence[str] | None = None) -> int:
+    """Run ``python -m fcnlab *argv`` (or ``command``) as ``procs`` DDP processes; return 0, or the first
+    failure's exit code.
 
-    The processes share the terminal (rank 0 prints, the others stay silent); Ctrl-C reaches them all, and a
+    The processes share the terminal (rank 0 prints, the others stay silent); Ctrl-C reaches them all, a
+    SIGTERM sent to this process is passed on to them (training saves a resumable last.pt and stops), and a
     process that fails stops the others.
     """
     port = _free_port()
-    children = [
-        subprocess.Popen([sys.executable, "-m", "fcnlab", *argv], env=process_env(procs, rank, port))
-        for rank in range(procs)
-    ]
+    program = list(command) if command is not None else [sys.executable, "-m", "fcnlab", *argv]
+    children = [subprocess.Popen(program, env=process_env(procs, rank, port)) for rank in range(procs)]
+    previous = _pass_on_sigterm(children)
     try:
         while True:
             codes = [c.poll() for c in children]
@@ -73,6 +75,24 @@ def run_processes(procs: int, argv: Sequence[str], poll_s: float = 0.2) -> int:
     except KeyboardInterrupt:  # the terminal's Ctrl-C went to the children too; give them time to save
         _stop(children, signal.SIGINT, grace_s=60.0)
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _pass_on_sigterm(children: list[subprocess.Popen]) -> Any:
+    """Forward SIGTERM to ``children`` (which then exit, and the polling loop returns their code); return the
+    handler it replaced, or None off the main thread, where Python cannot set handlers."""
+
+    def forward(signum: int, frame: Any) -> None:  # noqa: ARG001
+        for c in children:
+            if c.poll() is None:
+                c.send_signal(signal.SIGTERM)
+
+    try:
+        return signal.signal(signal.SIGTERM, forward)
+    except ValueError:
+        return None
 
 
 def _stop(children: list[subprocess.Popen], sig: int = signal.SIGTERM, grace_s: float = 10.0) -> None:
