@@ -14,7 +14,7 @@ import pytest
 from fcnlab.cli.main import main
 from fcnlab.data.synthetic import make_classification_data, make_segmentation_data
 from fcnlab.reproduce import run as reproduce_run
-from fcnlab.reproduce.plan import PROFILES, snapshot_epochs
+from fcnlab.reproduce.plan import PROFILES, make_jobs, snapshot_epochs
 from fcnlab.reproduce.state import STATE
 
 P1 = """about:
@@ -157,3 +157,19 @@ def test_mistakes_are_refused_before_anything_is_written(course, tmp_path, capsy
     with pytest.raises(SystemExit) as e:  # abbreviations of long options are refused, with the option meant
         main(["reproduce", "--data", str(data), "--out", str(tmp_path / "o2"), "--budg", "5"])
     assert e.value.code == 2 and "--budg: did you mean --budget?" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_intro_says_when_bf16_recipes_will_run_in_fp32(course, tmp_path, monkeypatch, native):
+    data, recipes = course
+    (recipes / "tiny_bf16.yaml").write_text(P1 + "amp: bf16\n")
+    monkeypatch.setattr(reproduce_run, "cpu_computes_bf16", lambda: native)
+    opts = reproduce_run.Options(data, tmp_path / "out", PROFILES["laptop"], device="cpu")
+    listed = [str(recipes / "tiny_p1.yaml"), str(recipes / "tiny_bf16.yaml")]
+    jobs = make_jobs(opts.profile, data, opts.out, ("p1", "p2"), False, listed)
+    assert [j.amp for j in jobs] == ["auto", "bf16"]
+    intro = reproduce_run._intro(opts, jobs)
+    line = "This CPU has no AVX-512/AMX bf16: tiny_bf16 run in fp32 here (emulated bf16 is slower), which takes"
+    assert (line in intro) is not native
+    opts.device = "cuda"
+    assert "This CPU" not in reproduce_run._intro(opts, jobs)

@@ -69,6 +69,7 @@ class Job:
     epochs: int
     run_dir: Path
     folders: dict[str, Path] = field(default_factory=dict)
+    amp: str = "auto"  # the recipe's autocast option (bf16 runs in fp32 on a CPU without native bf16)
 
     @property
     def name(self) -> str:
@@ -124,9 +125,8 @@ def make_jobs(
                 f"--data {data}: {', '.join(missing)} not found; give the course's dlcv folder (it holds "
                 f"p1_data/ and p2_data/)"
             )
-        jobs.append(
-            Job(recipe, info, info.task, int(values.get("epochs", 50)), out / "runs" / Path(recipe).stem, folders)
-        )
+        epochs, run_dir = int(values.get("epochs", 50)), out / "runs" / Path(recipe).stem
+        jobs.append(Job(recipe, info, info.task, epochs, run_dir, folders, str(values.get("amp", "auto"))))
     if not jobs:
         raise ConfigError("nothing to run: the profile has no recipe for the parts asked for (--only)")
     return jobs

@@ -21,12 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from fcnlab.data.images import real_path
 from fcnlab.demo import DemoStepFailed, run_step
 from fcnlab.errors import ConfigError, DataError
 from fcnlab.reproduce.plan import Job, Profile, Step, course_root, expected_minutes, make_jobs, parse_only, plan_steps
 from fcnlab.reproduce.state import State, check_outputs
 from fcnlab.runs import LAST, read_eval
+from fcnlab.runtime.device import cpu_computes_bf16
 from fcnlab.runtime.files import atomic_write_text
 
 #: Share of the time left that training may use (the rest: evaluation, t-SNE, masks, report).
@@ -152,6 +155,12 @@ def _intro(opts: Options, jobs: list[Job]) -> str:
         expect += f", plus {', '.join(unknown)} (no estimate in the recipe)"
     where = f" ({opts.profile.where}" if opts.profile.where else " ("
     lines.append(expect + where + ("; " if opts.profile.where else "") + "each recipe's own estimate)")
+    slow = [j.name for j in jobs if j.amp == "bf16"]
+    if slow and _on_cpu(opts.device) and not cpu_computes_bf16():
+        lines.append(
+            f"This CPU has no AVX-512/AMX bf16: {', '.join(slow)} run in fp32 here (emulated bf16 is slower), "
+            f"which takes longer than the estimates above"
+        )
     if opts.budget_minutes:
         lines.append(
             f"Budget: {opts.budget_minutes:g} min; runs that do not fit are cut and resume when the same "
@@ -159,6 +168,11 @@ def _intro(opts: Options, jobs: list[Job]) -> str:
         )
     lines.append("Interrupted, the same command continues where it stopped.")
     return "\n".join(lines)
+
+
+def _on_cpu(device: str | None) -> bool:
+    """True when training will run on the CPU (``--device``, or each recipe's ``auto`` without a GPU)."""
+    return (device or "auto").startswith("cpu") or ((device or "auto") == "auto" and not torch.cuda.is_available())
 
 
 def _rest(steps: list[Step], state: State, jobs: list[Job], current: Step) -> list[Job]:
