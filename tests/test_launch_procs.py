@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -70,7 +71,7 @@ def test_bad_options_are_refused_before_any_process_starts(tmp_path, capsys, mon
     assert not (tmp_path / "run").exists()
 
 
-def _launcher(tmp_path: Path, child: str) -> subprocess.Popen:
+def _launcher(tmp_path: Path, child: str, **popen: Any) -> subprocess.Popen:
     """A process running ``run_processes(2, ...)`` over ``python -c child`` (signals need its own main thread)."""
     code = (
         "import sys\nfrom fcnlab.runtime.launch import run_processes\n"
@@ -78,7 +79,7 @@ def _launcher(tmp_path: Path, child: str) -> subprocess.Popen:
     )
     script = tmp_path / "launcher.py"
     script.write_text(code)
-    return subprocess.Popen([sys.executable, str(script)])
+    return subprocess.Popen([sys.executable, str(script)], **popen)
 
 
 def test_the_first_failure_stops_the_other_process_and_is_the_exit_code(tmp_path):
@@ -106,3 +107,39 @@ def test_sigterm_is_passed_on_to_every_process(tmp_path):
     launcher.send_signal(signal.SIGTERM)
     assert launcher.wait(timeout=30) == 7
     assert sorted(p.name for p in marks.iterdir()) == ["0", "1", "ready0", "ready1"]
+
+
+def test_an_error_of_another_process_than_rank_0_is_shown_once(tmp_path):
+    # rank 1 fails with a one-line error (a GPU it lacks, say) that only it prints; rank 0 would train on
+    child = (
+        "import os, sys, time\n"
+        "if os.environ['RANK'] == '1':\n"
+        "    assert os.environ.get('FCNLAB_RANK_ERRORS')\n"
+        "    print('fcnlab: error: option --device: cuda:1 does not exist', file=sys.stderr)\n"
+        "    sys.exit(2)\n"
+        "time.sleep(60)"
+    )
+    launcher = _launcher(tmp_path, child, stderr=subprocess.PIPE)
+    _, err = launcher.communicate(timeout=30)
+    assert launcher.returncode == 2
+    assert err.decode().splitlines() == ["fcnlab: error: option --device: cuda:1 does not exist (process 1 of 2)"]
+
+
+def test_rank_0s_own_error_is_not_repeated(tmp_path):
+    child = "import sys\nprint('fcnlab: error: bad', file=sys.stderr)\nsys.exit(2)"  # every rank fails alike
+    launcher = _launcher(tmp_path, child, stderr=subprocess.PIPE)
+    _, err = launcher.communicate(timeout=30)
+    assert launcher.returncode == 2 and err.decode().splitlines() == ["fcnlab: error: bad"]
+
+
+def test_more_processes_than_gpus_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(subprocess, "Popen", None)  # nothing may start
+    data = make_classification_data(tmp_path / "p1", num_classes=4, train_per_class=4, val_per_class=2)
+    argv = [a if a != "cpu" else "cuda" for a in _argv(data, tmp_path / "run", "--procs", "2")]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == (
+        "fcnlab: error: option --procs 2: one process per GPU, and 1 GPU(s) are visible; use --procs 1 or --device cpu"
+    )

@@ -139,11 +139,20 @@ def _check_train_arguments(args: argparse.Namespace) -> None:
 def _train_in_processes(args: argparse.Namespace, task: str) -> int:
     """``--procs N``: check the options and data folders here (one line, exit 2, before any process starts), then
     run this same command as N DDP processes (each sees ``RANK`` and trains; :mod:`fcnlab.runtime.launch`)."""
+    import torch
+
+    from fcnlab.runtime.device import select_device
     from fcnlab.runtime.launch import run_processes
     from fcnlab.runtime.provenance import command_args
     from fcnlab.training.preflight import check_options
 
-    check_options(_config_of(args, task))
+    cfg = _config_of(args, task)
+    check_options(cfg)
+    if select_device(cfg.device).type == "cuda" and args.procs > torch.cuda.device_count():
+        raise ConfigError(
+            f"option --procs {args.procs}: one process per GPU, and {torch.cuda.device_count()} GPU(s) are "
+            f"visible; use --procs {torch.cuda.device_count()} or --device cpu"
+        )
     return run_processes(args.procs, command_args())
 
 

@@ -16,8 +16,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from fcnlab.runtime.cores import usable_cores
@@ -35,6 +37,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: Set for processes other than rank 0: they print their one-line errors too (into a file the launcher reads),
+#: which fcnlab's CLI otherwise prints on rank 0 alone.
+RANK_ERRORS = "FCNLAB_RANK_ERRORS"
+
+
 def process_env(procs: int, rank: int, port: int, base: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of process ``rank`` of ``procs``: torchrun's variables and, unless set, torch threads."""
     env = dict(os.environ if base is None else base)
@@ -47,6 +54,8 @@ def process_env(procs: int, rank: int, port: int, base: dict[str, str] | None = 
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
     )
+    if rank > 0:
+        env[RANK_ERRORS] = "1"
     return env
 
 
@@ -54,30 +63,48 @@ def run_processes(procs: int, argv: Sequence[str], poll_s: float = 0.2, command:
     """Run ``python -m fcnlab *argv`` (or ``command``) as ``procs`` DDP processes; return 0, or the first
     failure's exit code.
 
-    The processes share the terminal (rank 0 prints, the others stay silent); Ctrl-C reaches them all, a
-    SIGTERM sent to this process is passed on to them (training saves a resumable last.pt and stops), and a
-    process that fails stops the others.
+    Rank 0 writes to the terminal; the others' stderr goes to a file, whose last error line is printed when one
+    of them fails and rank 0 has not failed too (a GPU that rank 0 has and rank 1 lacks, say). Ctrl-C reaches
+    every process, a SIGTERM sent to this process is passed on to them (training saves a resumable last.pt and
+    stops), and a process that fails stops the others.
     """
     port = _free_port()
     program = list(command) if command is not None else [sys.executable, "-m", "fcnlab", *argv]
-    children = [subprocess.Popen(program, env=process_env(procs, rank, port)) for rank in range(procs)]
-    previous = _pass_on_sigterm(children)
-    try:
-        while True:
-            codes = [c.poll() for c in children]
-            failed = next((code for code in codes if code not in (None, 0)), None)
-            if failed is not None:
-                _stop(children)
-                return failed
-            if all(code == 0 for code in codes):
-                return 0
-            time.sleep(poll_s)
-    except KeyboardInterrupt:  # the terminal's Ctrl-C went to the children too; give them time to save
-        _stop(children, signal.SIGINT, grace_s=60.0)
-        raise
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    with tempfile.TemporaryDirectory(prefix="fcnlab-procs-") as logs:
+        errors = [Path(logs) / f"rank{rank}.err" for rank in range(procs)]
+        children = []
+        for rank in range(procs):
+            with open(errors[rank], "w") as err:  # the child keeps its own copy of the descriptor
+                stderr = err if rank > 0 else None
+                children.append(subprocess.Popen(program, env=process_env(procs, rank, port), stderr=stderr))
+        previous = _pass_on_sigterm(children)
+        try:
+            return _wait(children, errors, poll_s)
+        except KeyboardInterrupt:  # the terminal's Ctrl-C went to the children too; give them time to save
+            _stop(children, signal.SIGINT, grace_s=60.0)
+            raise
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
+def _wait(children: list[subprocess.Popen], errors: list[Path], poll_s: float) -> int:
+    """Poll until every child has exited with 0, or one has failed (then stop the rest); the exit code."""
+    while True:
+        codes = [c.poll() for c in children]
+        failed = next((rank for rank, code in enumerate(codes) if code not in (None, 0)), None)
+        if failed is not None:
+            _stop(children, grace_s=2.0, signal_first=False)  # rank 0 may be failing the same way: let it say so
+            rank0_failed = children[0].poll() not in (None, 0)
+            _stop(children)
+            if failed > 0 and not rank0_failed:
+                lines = [ln for ln in errors[failed].read_text(errors="replace").splitlines() if ln.strip()]
+                if lines:
+                    print(f"{lines[-1]} (process {failed} of {len(children)})", file=sys.stderr)
+            return int(children[failed].returncode)
+        if all(code == 0 for code in codes):
+            return 0
+        time.sleep(poll_s)
 
 
 def _pass_on_sigterm(children: list[subprocess.Popen]) -> Any:
@@ -95,15 +122,20 @@ def _pass_on_sigterm(children: list[subprocess.Popen]) -> Any:
         return None
 
 
-def _stop(children: list[subprocess.Popen], sig: int = signal.SIGTERM, grace_s: float = 10.0) -> None:
-    """Send ``sig`` to the children still running, wait up to ``grace_s``, then kill what is left."""
-    for c in children:
-        if c.poll() is None:
-            c.send_signal(sig)
+def _stop(
+    children: list[subprocess.Popen], sig: int = signal.SIGTERM, grace_s: float = 10.0, signal_first: bool = True
+) -> None:
+    """Send ``sig`` to the children still running (unless not ``signal_first``: only wait), wait up to ``grace_s``,
+    then kill what is left (when ``signal_first``)."""
+    if signal_first:
+        for c in children:
+            if c.poll() is None:
+                c.send_signal(sig)
     deadline = time.monotonic() + grace_s
     for c in children:
         try:
             c.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            c.kill()
-            c.wait()
+            if signal_first:
+                c.kill()
+                c.wait()
