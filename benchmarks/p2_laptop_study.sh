@@ -40,7 +40,8 @@ run_one() {  # variant seed
     rm -rf "$run" && cp -r "$r/ce-seed$s" "$run" && rm -f "$run/done" "$run"/row_*.tsv && rm -rf "$run"/eval_*
   else
     # shellcheck disable=SC2046
-    fcnlab segment train "${train[@]}" $(options "$v") --seed "$s" --out "$run" > "$run.log" 2>&1
+    fcnlab segment train "${train[@]}" $(options "$v") --seed "$s" --out "$run" > "$run.log" 2>&1 ||
+      { echo "$v seed $s: training failed, see $run.log" >&2; return 1; }
   fi
   if [ "$v" = lovasz-ft ]; then
     local lr; lr=$(awk '/^lr:/ {print $2 / 10}' "$run/config.yaml")
@@ -56,13 +57,14 @@ score() {  # variant seed tta [scales]: one row of the summary, in RUN/row_TTA.t
   [ -f "$run/row_$name.tsv" ] && return 0
   local out
   out=$(fcnlab segment eval --ckpt "$run/best.pt" --data "$d/p2_data/validation" --tta "$3" "${extra[@]}" \
-        --out "$run/eval_$name" 2>/dev/null)
+        --out "$run/eval_$name" 2> "$run/eval_$name.log") || { echo "$1 seed $2 tta $name: failed, see $run/eval_$name.log" >&2; return 1; }
   printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3${4:+ scales $4}" \
     "$(echo "$out" | awk '/mean_iou/ {print $2}')" "$(echo "$out" | awk '/class #2/ {print $4}')" \
     "$(awk -F, 'NR > 1 && $7 > b {b = $7; e = $1} END {print e}' "$run/metrics.csv")" > "$run/row_$name.tsv"
 }
 
-throttle() { while [ "$(jobs -rp | wc -l)" -ge "$PARALLEL" ]; do wait -n; done; }
+# a failed run or evaluation is reported and leaves its row out; the others go on
+throttle() { while [ "$(jobs -rp | wc -l)" -ge "$PARALLEL" ]; do wait -n || true; done; }
 
 jobs_list=()
 for v in $VARIANTS; do for s in $SEEDS; do jobs_list+=("$v $s"); done; done
@@ -71,7 +73,7 @@ for job in "${jobs_list[@]}"; do
   run_one $job &
   throttle
 done
-wait
+wait || true
 scores=()
 for job in "${jobs_list[@]}"; do scores+=("$job none"); done
 for s in $SEEDS; do scores+=("ce $s flip" "ce $s d4" "ce $s none 0.75,1,1.25"); done
@@ -80,11 +82,11 @@ for job in "${scores[@]}"; do
   score $job &
   throttle
 done
-wait
+wait || true
 printf 'variant\tseed\ttta\tmIoU (full resolution)\trangeland IoU\tbest epoch\n' > "$r/summary.tsv"
 for job in "${scores[@]}"; do
   # shellcheck disable=SC2086
   set -- $job
-  cat "$r/$1-seed$2/row_$3${4:+_scales}.tsv" >> "$r/summary.tsv"
+  cat "$r/$1-seed$2/row_$3${4:+_scales}.tsv" >> "$r/summary.tsv" 2>/dev/null || true
 done
 column -t -s $'\t' "$r/summary.tsv"
