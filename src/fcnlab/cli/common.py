@@ -65,7 +65,7 @@ def add_train_parser(sub: argparse._SubParsersAction, task: str, example: str) -
         metavar="N",
         help="train with N processes on this machine joined by DDP (as torchrun --standalone --nproc_per_node N; "
         "--batch-size is per process); on the CPU each gets cores/N threads: on 2 cores, --procs 2 trained "
-        "p2_laptop 1.49x faster than one process",
+        "p2_laptop 1.3-1.5x faster than one process",
     )
     add_config_arguments(p, task)
     p.set_defaults(func=lambda args: run_train(args, task))

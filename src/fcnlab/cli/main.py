@@ -89,7 +89,9 @@ def _rank() -> int:
 def _report(line: str) -> None:
     """Print a one-line error to stderr on rank 0 only, so N torchrun processes show it once (``train --procs``
     lets the other ranks print theirs into a file: :mod:`fcnlab.runtime.launch`)."""
-    if _rank() == 0 or os.environ.get("FCNLAB_RANK_ERRORS"):
+    from fcnlab.runtime.launch import RANK_ERRORS
+
+    if _rank() == 0 or os.environ.get(RANK_ERRORS):
         print(line, file=sys.stderr)
 
 

@@ -5,8 +5,8 @@
 Why not torchrun itself: when a process fails, its agent prints a stack of Python frames for a bad option,
 where fcnlab prints one line and exits 2. Here the first process that fails stops the others and its exit
 code is the command's. On the CPU each process gets ``usable cores / N`` torch threads unless
-``OMP_NUM_THREADS`` is set: on a 2-core laptop two one-thread processes trained p2_laptop 1.49x faster than one
-process (docs/ENGINEERING.md, "P2 on a laptop").
+``OMP_NUM_THREADS`` is set: on 2 cores two one-thread processes trained p2_laptop 1.49x (AMD Zen 4) and 1.32x
+(Zen 3) faster than one process (docs/BENCHMARKS.md, "CPUs without AVX-512").
 """
 
 from __future__ import annotations
