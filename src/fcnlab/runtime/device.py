@@ -37,8 +37,8 @@ def select_device(name: str, local_rank: int = 0) -> torch.device:
 def cpu_computes_bf16() -> bool:
     """True when oneDNN runs bf16 convolutions natively on this CPU (AVX-512 or AMX; torch's own check).
 
-    Without them (AVX2-only CPUs such as AMD Zen 3 and most laptop CPUs before 2022) bf16 autocast is emulated:
-    a p2_laptop training step was 15-25x slower than in fp32 (docs/BENCHMARKS.md, "bf16 without AVX-512").
+    Without them (AVX2-only CPUs: AMD before Zen 4, most Intel laptop and desktop CPUs) bf16 is emulated: an
+    ``fpn_lite`` training step was 15-22x slower than in fp32 (docs/BENCHMARKS.md, "CPUs without AVX-512").
     """
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
