@@ -71,12 +71,11 @@ def run_processes(procs: int, argv: Sequence[str], poll_s: float = 0.2, command:
     port = _free_port()
     program = list(command) if command is not None else [sys.executable, "-m", "fcnlab", *argv]
     with tempfile.TemporaryDirectory(prefix="fcnlab-procs-") as logs:
-        errors = [Path(logs) / f"rank{rank}.err" for rank in range(procs)]
-        children = []
-        for rank in range(procs):
-            with open(errors[rank], "w") as err:  # the child keeps its own copy of the descriptor
-                stderr = err if rank > 0 else None
-                children.append(subprocess.Popen(program, env=process_env(procs, rank, port), stderr=stderr))
+        errors = {rank: Path(logs) / f"rank{rank}.err" for rank in range(1, procs)}  # rank 0: the terminal
+        children = [subprocess.Popen(program, env=process_env(procs, 0, port))]
+        for rank, path in errors.items():
+            with open(path, "w") as err:  # the child keeps its own copy of the descriptor
+                children.append(subprocess.Popen(program, env=process_env(procs, rank, port), stderr=err))
         previous = _pass_on_sigterm(children)
         try:
             return _wait(children, errors, poll_s)
@@ -88,13 +87,13 @@ def run_processes(procs: int, argv: Sequence[str], poll_s: float = 0.2, command:
                 signal.signal(signal.SIGTERM, previous)
 
 
-def _wait(children: list[subprocess.Popen], errors: list[Path], poll_s: float) -> int:
+def _wait(children: list[subprocess.Popen], errors: dict[int, Path], poll_s: float) -> int:
     """Poll until every child has exited with 0, or one has failed (then stop the rest); the exit code."""
     while True:
         codes = [c.poll() for c in children]
         failed = next((rank for rank, code in enumerate(codes) if code not in (None, 0)), None)
         if failed is not None:
-            _stop(children, grace_s=2.0, signal_first=False)  # rank 0 may be failing the same way: let it say so
+            _settle(children, 2.0)  # rank 0 may be failing the same way: let it say so
             rank0_failed = children[0].poll() not in (None, 0)
             _stop(children)
             if failed > 0 and not rank0_failed:
@@ -112,9 +111,7 @@ def _pass_on_sigterm(children: list[subprocess.Popen]) -> Any:
     handler it replaced, or None off the main thread, where Python cannot set handlers."""
 
     def forward(signum: int, frame: Any) -> None:  # noqa: ARG001
-        for c in children:
-            if c.poll() is None:
-                c.send_signal(signal.SIGTERM)
+        _signal(children, signal.SIGTERM)
 
     try:
         return signal.signal(signal.SIGTERM, forward)
@@ -122,20 +119,28 @@ def _pass_on_sigterm(children: list[subprocess.Popen]) -> Any:
         return None
 
 
-def _stop(
-    children: list[subprocess.Popen], sig: int = signal.SIGTERM, grace_s: float = 10.0, signal_first: bool = True
-) -> None:
-    """Send ``sig`` to the children still running (unless not ``signal_first``: only wait), wait up to ``grace_s``,
-    then kill what is left (when ``signal_first``)."""
-    if signal_first:
-        for c in children:
-            if c.poll() is None:
-                c.send_signal(sig)
+def _signal(children: list[subprocess.Popen], sig: int) -> None:
+    """Send ``sig`` to the children still running."""
+    for c in children:
+        if c.poll() is None:
+            c.send_signal(sig)
+
+
+def _settle(children: list[subprocess.Popen], grace_s: float) -> None:
+    """Wait up to ``grace_s`` in all for the children to exit; those still running are left running."""
     deadline = time.monotonic() + grace_s
     for c in children:
         try:
             c.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            if signal_first:
-                c.kill()
-                c.wait()
+            pass
+
+
+def _stop(children: list[subprocess.Popen], sig: int = signal.SIGTERM, grace_s: float = 10.0) -> None:
+    """Send ``sig`` to the children still running, wait up to ``grace_s``, then kill what is left."""
+    _signal(children, sig)
+    _settle(children, grace_s)
+    for c in children:
+        if c.poll() is None:
+            c.kill()
+            c.wait()
