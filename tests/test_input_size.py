@@ -21,7 +21,7 @@ from fcnlab.infer.tta import SegmentationTTA, apply_transform, invert_transform,
 from fcnlab.models import build_model
 from fcnlab.models.scaled import ScaledInput, checkpoint_reduction, with_input_reduction
 from fcnlab.tasks.metrics import course_miou
-from train_once import train_once
+from train_once import segment_train_argv, train_once
 
 CPU = ("--device", "cpu", "--workers", "0")
 
@@ -107,33 +107,10 @@ def scaled_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("scaled")
     data = make_segmentation_data(root / "data", n_train=4, n_val=2, size=64)
     run = root / "run"
-    rc = train_once(
-        [
-            "segment",
-            "train",
-            "--model",
-            "fcn8s_lite",
-            "--input-size",
-            "32",
-            "--image-size",
-            "32",
-            "--data",
-            str(data / "train"),
-            "--val",
-            str(data / "validation"),
-            "--out",
-            str(run),
-            "--epochs",
-            "2",
-            "--batch-size",
-            "2",
-            "--snapshot-epochs",
-            "2",
-            "--device",
-            "cpu",
-        ],
-        root / "cache",
+    argv = segment_train_argv(
+        data, run, "--input-size", "32", "--snapshot-epochs", "2", model="fcn8s_lite", image_size=32
     )
+    rc = train_once(argv, root / "cache")
     assert rc == 0
     return {"root": root, "data": data, "run": run}
 

@@ -10,6 +10,7 @@ import torch
 
 from fcnlab.cli.main import main
 from fcnlab.data.synthetic import make_segmentation_data
+from train_once import segment_train_argv
 
 
 @pytest.fixture(scope="module")
@@ -18,31 +19,7 @@ def tiles(tmp_path_factory):
 
 
 def _train(tiles, out, *extra: str) -> int:
-    return main(
-        [
-            "segment",
-            "train",
-            "--data",
-            str(tiles / "train"),
-            "--val",
-            str(tiles / "validation"),
-            "--out",
-            str(out),
-            "--model",
-            "fcn8s_resnet34",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "2",
-            "--image-size",
-            "64",
-            "--device",
-            "cpu",
-            "--cache",
-            "off",
-            *extra,
-        ]
-    )
+    return main(segment_train_argv(tiles, out, "--cache", "off", *extra, model="fcn8s_resnet34", epochs=1))
 
 
 @pytest.mark.parametrize(

@@ -26,10 +26,10 @@ def train_once(argv: list[str], cache: Path) -> int:
 
 
 def segment_train_argv(
-    data: Path, run: Path, *extra: str, model: str = "fcn32s_resnet34", epochs: int = 2
+    data: Path, run: Path, *extra: str, model: str = "fcn32s_resnet34", epochs: int = 2, image_size: int = 64
 ) -> list[str]:
     """``segment train`` of a tiny run on the synthetic tiles of ``data`` (``train/``, ``validation/``): 64-px
-    crops, batch 2, on the CPU, into ``run``, with ``extra`` options after those."""
+    crops (``image_size``), batch 2, on the CPU, into ``run``, with ``extra`` options after those."""
     return [
         "segment",
         "train",
@@ -46,7 +46,7 @@ def segment_train_argv(
         "--batch-size",
         "2",
         "--image-size",
-        "64",
+        str(image_size),
         "--device",
         "cpu",
         *extra,
