@@ -21,15 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from fcnlab.data.images import real_path
 from fcnlab.demo import DemoStepFailed, run_step
 from fcnlab.errors import ConfigError, DataError
 from fcnlab.reproduce.plan import Job, Profile, Step, course_root, expected_minutes, make_jobs, parse_only, plan_steps
 from fcnlab.reproduce.state import State, check_outputs
 from fcnlab.runs import LAST, read_eval
-from fcnlab.runtime.device import cpu_computes_bf16
+from fcnlab.runtime.device import cpu_computes_bf16, select_device
 from fcnlab.runtime.files import atomic_write_text
 
 #: Share of the time left that training may use (the rest: evaluation, t-SNE, masks, report).
@@ -172,7 +170,10 @@ def _intro(opts: Options, jobs: list[Job]) -> str:
 
 def _on_cpu(device: str | None) -> bool:
     """True when training will run on the CPU (``--device``, or each recipe's ``auto`` without a GPU)."""
-    return (device or "auto").startswith("cpu") or ((device or "auto") == "auto" and not torch.cuda.is_available())
+    try:
+        return select_device(device or "auto").type == "cpu"
+    except ConfigError:  # a GPU asked for and not there: the first training step says so
+        return False
 
 
 def _rest(steps: list[Step], state: State, jobs: list[Job], current: Step) -> list[Job]:
