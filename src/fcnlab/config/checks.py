@@ -26,6 +26,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 POSITIVE = ("epochs", "batch_size", "lr", "image_size", "num_classes", "snapshot_tiles", "log_every")
 NON_NEGATIVE = (
+    "time_budget",
     "eval_batch_size",
     "lr_base_batch",
     "momentum",

@@ -43,6 +43,12 @@ class TrainConfig:
         None, "FCN upsamplers trainable (default: model's own default)", group="model", task="segment"
     )
     epochs: int = option(50, "training epochs", group="schedule")
+    time_budget: float = option(
+        0.0,
+        "minutes of wall time for the whole command, data loading included: after the first epoch, "
+        "epochs (and snapshot_epochs, proportionally) are set to what fits (0: off)",
+        group="schedule",
+    )
     batch_size: int = option(128, "images per step (per process under torchrun)", group="optimisation")
     eval_batch_size: int = option(0, "batch size for validation (0: 2x batch_size)", group="runtime")
     optimizer: str = option("sgd", "sgd or adamw", group="optimisation")

@@ -43,6 +43,7 @@ from fcnlab.runtime.files import atomic_link, atomic_write_bytes, atomic_write_t
 from fcnlab.runtime.provenance import command_entry, command_line
 from fcnlab.tasks import make_task, task_info
 from fcnlab.tasks.base import Task
+from fcnlab.training.budget import epochs_in_budget, scale_epochs
 from fcnlab.training.hooks import epoch_hooks
 from fcnlab.training.loop import train_one_epoch
 from fcnlab.training.preflight import check_options
@@ -101,6 +102,7 @@ def fit(
     """
     if cfg.data is None or cfg.val is None:
         raise ConfigError("options --data and --val are required (training and validation folders)")
+    started = time.perf_counter()  # --time-budget counts the whole command, data loading included
     main_rank = os.environ.get("RANK", "0") in ("", "0")
     for line in check_options(cfg):  # before the run folder exists: a mistake leaves nothing behind
         if main_rank:
@@ -117,7 +119,7 @@ def fit(
         dist = dist_utils.init_distributed(device_type)
         deterministic_before = torch.are_deterministic_algorithms_enabled()
         try:
-            return _fit(cfg, Path(out), ckpt, dist, config_changed)
+            return _fit(cfg, Path(out), ckpt, dist, config_changed, started)
         finally:
             torch.use_deterministic_algorithms(deterministic_before)
             dist_utils.shutdown()
@@ -214,7 +216,12 @@ def _build_model(
 
 
 def _fit(
-    cfg: TrainConfig, out: Path, ckpt: dict[str, Any] | None, dist: dist_utils.DistInfo, config_changed: bool
+    cfg: TrainConfig,
+    out: Path,
+    ckpt: dict[str, Any] | None,
+    dist: dist_utils.DistInfo,
+    config_changed: bool,
+    started: float,
 ) -> dict[str, Any]:
     device = select_device(cfg.device, dist.local_rank)
     if cfg.sync_bn and dist.enabled and device.type != "cuda":
@@ -227,7 +234,7 @@ def _fit(
     # the main process keeps its console output in the run folder, each resume appended
     header = f"=== {'resume' if ckpt is not None else 'train'}: {command_line()}"
     with console_log(run_dir / TRAIN_LOG, header) if dist.is_main else contextlib.nullcontext():
-        return _start(cfg, run_dir, ckpt, dist, config_changed, device)
+        return _start(cfg, run_dir, ckpt, dist, config_changed, device, started)
 
 
 def _start(
@@ -237,8 +244,12 @@ def _start(
     dist: dist_utils.DistInfo,
     config_changed: bool,
     device: torch.device,
+    started: float,
 ) -> dict[str, Any]:
-    """Load the data, build the model and state (restored when resuming), then train."""
+    """Load the data, build the model and state (restored when resuming), then train.
+
+    ``started``: ``time.perf_counter()`` when the command began (the clock of ``--time-budget``).
+    """
     if dist.is_main:  # a first line at once: decoding the data may take minutes
         what = "resuming" if ckpt is not None else "starting"
         where = device_name(device) + (f" ({dist.world_size} processes)" if dist.enabled else "")
@@ -256,6 +267,9 @@ def _start(
     state = build_state(cfg, task, run_dir, model, device, dist, train_data, val_data)
     if ckpt is not None:
         restore_state(state, ckpt)
+    # a resumed run's budget also counts the epochs of the commands before (their time in timing.csv)
+    before = sum(float(r.get("epoch_seconds", 0)) for r in (state.history or {}).get("timing", []))
+    state.started = started - before
     if dist.is_main:
         print(startup_summary(state, model), flush=True)
     return _train(state, model)
@@ -276,6 +290,32 @@ def _record_command(
     record_command(run_dir, entry, base, {"data": data})
 
 
+def _plan_epochs(state: TrainState, epoch_seconds: float) -> None:
+    """``--time-budget``: set ``cfg.epochs`` (and the snapshot epochs) once, from the epoch just timed.
+
+    Every process takes the slowest process's times, so all plan the same number of epochs. The learning-rate
+    schedule reads ``cfg.epochs`` at each step, so the cosine decay spans the planned epochs from now on.
+    """
+    cfg, dist = state.cfg, state.dist
+    elapsed = time.perf_counter() - state.started
+    if dist.enabled:
+        ms = dist_utils.max_over_processes(torch.tensor([int(elapsed * 1000), int(epoch_seconds * 1000)]))
+        elapsed, epoch_seconds = ms[0] / 1000, ms[1] / 1000
+    old = cfg.epochs
+    cfg.epochs = epochs_in_budget(cfg.time_budget * 60, elapsed, epoch_seconds, state.epoch)
+    if cfg.snapshot_epochs:
+        cfg.snapshot_epochs = scale_epochs(cfg.snapshot_epochs, old, cfg.epochs)
+    state.budget_planned = True
+    if dist.is_main:
+        save_yaml(cfg, state.run_dir / CONFIG)
+        snaps = f"; snapshots at epochs {', '.join(map(str, cfg.snapshot_epochs))}" if cfg.snapshot_epochs else ""
+        print(
+            f"time budget {cfg.time_budget:g} min: {elapsed / 60:.1f} min used, {epoch_seconds:.1f} s an epoch -> "
+            f"{cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''} (was {old}){snaps}",
+            flush=True,
+        )
+
+
 def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
     """The epochs from ``state.epoch`` to ``cfg.epochs``: train, evaluate, checkpoint, log, hooks."""
     cfg, task, dist, device, run_dir = state.cfg, state.task, state.dist, state.device, state.run_dir
@@ -293,6 +333,7 @@ def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
             if stop:
                 raise interrupted(state)
             epoch = state.epoch
+            whole_epoch = state.step_in_epoch == 0  # (a resumed part of an epoch does not time one)
             t0 = time.perf_counter()
             if state.step_in_epoch == 0 or state.epoch_lr is None:
                 state.epoch_lr = state.optimizer.param_groups[0]["lr"]
@@ -314,6 +355,8 @@ def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
             )
             state.epoch, state.step_in_epoch = epoch + 1, 0
             state.epoch_accum = fresh_accum()
+            if cfg.time_budget > 0 and not state.budget_planned and whole_epoch:
+                _plan_epochs(state, time.perf_counter() - t0)
             row = {"epoch": epoch + 1, "lr": state.epoch_lr, **stats, **metrics}
             value = metrics[task.metric]
             improved = not math.isnan(value) and value > state.best_metric

@@ -40,7 +40,7 @@ class SnapshotHook:
     """Epoch-end hook of the segmentation trainer."""
 
     def __init__(self, cfg: TrainConfig, run_dir: Path, val_data: Any, device: torch.device, amp: torch.dtype | None):
-        self.epochs = set(cfg.snapshot_epochs)
+        self.cfg = cfg  # its snapshot_epochs, which --time-budget may rescale during the run
         self.folder = run_dir / "snapshots"
         if cfg.snapshot_images:
             index = named_indices(val_data.files, cfg.snapshot_images, cfg.val)
@@ -64,7 +64,7 @@ class SnapshotHook:
         return logits.float().argmax(1).to(torch.uint8).cpu().numpy()
 
     def __call__(self, epoch: int, model: torch.nn.Module, metrics: dict[str, float], conf: Any) -> None:
-        if epoch not in self.epochs:
+        if epoch not in self.cfg.snapshot_epochs:
             return
         from fcnlab.report import viz
 

@@ -58,6 +58,8 @@ class TrainState:
     stop_signal: int | None = None
     writing: int = 0  # > 0 while a checkpoint is written or waited for: signals are then only recorded
     epoch_lr: float | None = None  # learning rate at the start of the current epoch (metrics.csv's lr)
+    started: float = 0.0  # time.perf_counter() when the command started training (--time-budget's clock)
+    budget_planned: bool = False  # --time-budget has set ``cfg.epochs`` (once per run; a resume keeps it)
     last_saved: str = ""  # where the newest last.pt stands, for messages ("end of epoch 3")
     saver: BackgroundSaver = field(default_factory=BackgroundSaver)  # epoch-end checkpoints in the background
     eval_model: Any = None  # the model evaluation runs (compiled, not DDP-wrapped); None: ``model``
@@ -96,6 +98,7 @@ class TrainState:
             metrics=metrics or {},
             world_size=self.dist.world_size,
             input_reduction=self.task.input_reduction,
+            budget_planned=self.budget_planned,
             history={k: [dict(r) for r in v] for k, v in (self.history or {}).items()},
         )
         if rng_ranks is not None:
@@ -224,6 +227,7 @@ def restore_state(state: TrainState, ckpt: dict[str, Any]) -> None:
     )
     state.epoch_accum = dict(ckpt.get("epoch_accum") or state.epoch_accum)
     state.epoch_lr = ckpt.get("epoch_lr")
+    state.budget_planned = bool(ckpt.get("budget_planned", False))
     if state.ema is not None and ckpt.get("ema") is not None:  # else (ema just turned on) it starts now
         state.ema.load_state_dict(ckpt["ema"])
     state.history = ckpt.get("history")  # None in checkpoints of older versions: the log is only truncated

@@ -28,6 +28,11 @@ def startup_summary(state: TrainState, model: torch.nn.Module) -> str:
         f"  schedule: {cfg.epochs} epochs x {steps} steps of {cfg.batch_size} images"
         + (f" x {world} processes" if world > 1 else "")
         + f"; {cfg.optimizer} lr {_lr_text(cfg, world)}, {cfg.scheduler}"
+        + (
+            f" (--time-budget {cfg.time_budget:g} min: the epochs that fit, set after the first)"
+            if cfg.time_budget and not state.budget_planned
+            else ""
+        )
         + (f", from epoch {state.epoch + 1}" if state.epoch else ""),
         *_input_lines(state),
         *_precision_lines(state),

@@ -1,0 +1,30 @@
+"""``--time-budget MIN``: the number of epochs that fit a wall-clock budget, set from the first epoch's speed.
+
+A recipe's ``epochs`` is right for the machine it was measured on; on a slower CPU (no AVX-512, so bf16 runs in
+fp32) the same epochs overrun the hour, on a faster one they leave it half used. With a budget the run measures
+its first full epoch (training, validation, checkpoint) and sets ``epochs`` once to what fits the budget,
+counted from the start of the command (data decoding included). The decision is taken during warm-up (the
+laptop recipes warm up for 2 epochs), where the learning rate does not depend on the number of epochs, so the
+run is the same as one started with ``--epochs N``; ``config.yaml`` and the checkpoints record ``N``.
+"""
+
+from __future__ import annotations
+
+import math
+
+#: Share of the remaining budget left unplanned: epochs vary a little, and the mask snapshots and the last
+#: checkpoint write come after the last epoch.
+MARGIN = 0.03
+
+
+def epochs_in_budget(budget_s: float, elapsed_s: float, epoch_s: float, done: int) -> int:
+    """Epochs of a run that has ``done`` epochs after ``elapsed_s`` seconds, at ``epoch_s`` seconds each, so that
+    it ends within ``budget_s`` seconds (never fewer than ``done``)."""
+    left = (budget_s - elapsed_s) * (1.0 - MARGIN)
+    return done + max(0, math.floor(left / max(epoch_s, 1e-9)))
+
+
+def scale_epochs(epochs: list[int], old: int, new: int) -> list[int]:
+    """Snapshot epochs at the same fractions of the run when its length changes from ``old`` to ``new`` epochs
+    (5, 48, 96 of 96 -> 3, 26, 52 of 52): an early, a middle and the final epoch stay so."""
+    return sorted({min(new, max(1, round(e * new / old))) for e in epochs})

@@ -1,0 +1,88 @@
+"""``--time-budget MIN``: the epochs that fit the budget, set once after the first epoch; the run then equals one
+started with that many epochs, and config.yaml, the checkpoint and the snapshot epochs say so."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import yaml
+
+from fcnlab.checkpoint import load_checkpoint
+from fcnlab.cli.main import main
+from fcnlab.data.synthetic import make_segmentation_data
+from fcnlab.training import fit
+from fcnlab.training.budget import epochs_in_budget, scale_epochs
+from train_once import segment_train_argv
+
+TINY = ("--model", "fpn_lite", "--warmup-epochs", "1", "--deterministic", "--limit", "4")
+
+
+def test_epochs_in_budget_fills_what_is_left_and_keeps_a_margin():
+    # 60 min, 2 min used by loading and the first epoch, 60 s an epoch: 58 min * 0.97 = 56.26 -> 56 more
+    assert epochs_in_budget(3600, 120, 60, done=1) == 57
+    assert epochs_in_budget(3600, 3700, 60, done=1) == 1  # over budget already: the run ends now
+    assert epochs_in_budget(600, 100, 1000, done=1) == 1  # not even one more epoch fits
+
+
+def test_snapshot_epochs_keep_their_place_in_the_run():
+    assert scale_epochs([5, 48, 96], 96, 52) == [3, 26, 52]
+    assert scale_epochs([5, 25, 50], 50, 100) == [10, 50, 100]
+    assert scale_epochs([1, 2, 3], 3, 1) == [1]  # merged, never epoch 0
+
+
+@pytest.fixture(scope="module")
+def tiles(tmp_path_factory: pytest.TempPathFactory):
+    return make_segmentation_data(tmp_path_factory.mktemp("budget") / "data", n_train=4, n_val=2, size=64)
+
+
+def test_budget_sets_the_epochs_once_and_the_run_equals_one_of_that_length(tiles, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FCNLAB_CACHE", str(tmp_path / "cache"))
+    seen = []
+
+    def three(budget_s, elapsed_s, epoch_s, done):  # the plan a real clock would make, made repeatable
+        seen.append((budget_s, done, elapsed_s >= epoch_s > 0))
+        return 3
+
+    monkeypatch.setattr(fit, "epochs_in_budget", three)
+    budgeted = tmp_path / "budgeted"
+    argv = segment_train_argv(tiles, budgeted, *TINY, "--time-budget", "30", "--snapshot-epochs", "1,5,10")
+    assert main(argv[: argv.index("--epochs") + 1] + ["10"] + argv[argv.index("--epochs") + 2 :]) == 0
+    out = capsys.readouterr().out
+    assert seen == [(1800.0, 1, True)]  # planned once, after epoch 1, with the minutes in seconds
+    assert "(--time-budget 30 min: the epochs that fit, set after the first)" in out
+    assert "-> 3 epochs (was 10); snapshots at epochs 1, 2, 3" in out
+    config = yaml.safe_load((budgeted / "config.yaml").read_text())
+    assert config["epochs"] == 3 and config["snapshot_epochs"] == [1, 2, 3] and config["time_budget"] == 30
+    ckpt = load_checkpoint(budgeted / "last.pt")
+    assert ckpt["epoch"] == 3 and ckpt["budget_planned"] and ckpt["config"]["epochs"] == 3
+    assert sorted(p.name for p in (budgeted / "snapshots").glob("epoch_*.png")) == [
+        "epoch_001.png",
+        "epoch_002.png",
+        "epoch_003.png",
+    ]
+    assert len((budgeted / "metrics.csv").read_text().splitlines()) == 1 + 3
+
+    plain = tmp_path / "plain"
+    assert main(segment_train_argv(tiles, plain, *TINY, epochs=3)) == 0
+    # the decision falls in the warm-up, where the learning rate does not depend on the epochs: same weights
+    planned, fixed = load_checkpoint(budgeted / "last.pt")["model"], load_checkpoint(plain / "last.pt")["model"]
+    assert all(torch.equal(planned[k], fixed[k]) for k in fixed)
+
+
+def test_a_spent_budget_ends_the_run_after_its_first_epoch_and_a_resume_keeps_it(tiles, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FCNLAB_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    assert main(segment_train_argv(tiles, run, *TINY, "--time-budget", "0.0001", epochs=4)) == 0
+    assert "-> 1 epoch (was 4)" in capsys.readouterr().out
+    assert load_checkpoint(run / "last.pt")["config"]["epochs"] == 1
+    # resuming with more epochs trains them: the budget planned once and is not planned again
+    assert main(["segment", "train", "--resume", str(run), "--epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "time budget" not in out
+    assert load_checkpoint(run / "last.pt")["epoch"] == 2
+
+
+def test_a_negative_budget_is_refused(tiles, tmp_path, capsys):
+    assert main(segment_train_argv(tiles, tmp_path / "r", "--time-budget", "-5")) == 2
+    err = capsys.readouterr().err
+    assert "--time-budget" in err and "must be >= 0" in err and not (tmp_path / "r").exists()
