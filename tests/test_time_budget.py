@@ -1,5 +1,5 @@
-"""``--time-budget MIN``: the epochs that fit the budget, set once after the first epoch; the run then equals one
-started with that many epochs, and config.yaml, the checkpoint and the snapshot epochs say so."""
+"""``--time-budget MIN``: epochs cut once, after the first, to what fits the budget (never added); the run then
+equals one started with that many epochs, and config.yaml, the checkpoint and the snapshot epochs say so."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def test_epochs_in_budget_fills_what_is_left_and_keeps_a_margin():
 
 def test_snapshot_epochs_keep_their_place_in_the_run():
     assert scale_epochs([5, 48, 96], 96, 52) == [3, 26, 52]
-    assert scale_epochs([5, 25, 50], 50, 100) == [10, 50, 100]
+    assert scale_epochs([5, 25, 50], 50, 30) == [3, 15, 30]
     assert scale_epochs([1, 2, 3], 3, 1) == [1]  # merged, never epoch 0
 
 
@@ -49,7 +49,7 @@ def test_budget_sets_the_epochs_once_and_the_run_equals_one_of_that_length(tiles
     assert main(argv[: argv.index("--epochs") + 1] + ["10"] + argv[argv.index("--epochs") + 2 :]) == 0
     out = capsys.readouterr().out
     assert seen == [(1800.0, 1, True)]  # planned once, after epoch 1, with the minutes in seconds
-    assert "(--time-budget 30 min: the epochs that fit, set after the first)" in out
+    assert "10 epochs x 2 steps" in out and "(at most; --time-budget 30 min: fewer if they do not fit" in out
     assert "-> 3 epochs (was 10); snapshots at epochs 1, 2, 3" in out
     config = yaml.safe_load((budgeted / "config.yaml").read_text())
     assert config["epochs"] == 3 and config["snapshot_epochs"] == [1, 2, 3] and config["time_budget"] == 30
@@ -79,6 +79,15 @@ def test_a_spent_budget_ends_the_run_after_its_first_epoch_and_a_resume_keeps_it
     assert main(["segment", "train", "--resume", str(run), "--epochs", "2"]) == 0
     out = capsys.readouterr().out
     assert "time budget" not in out
+    assert load_checkpoint(run / "last.pt")["epoch"] == 2
+
+
+def test_epochs_that_fit_the_budget_stay(tiles, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FCNLAB_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    assert main(segment_train_argv(tiles, run, *TINY, "--time-budget", "600", epochs=2)) == 0
+    assert ": the 2 epochs fit" in capsys.readouterr().out
+    assert yaml.safe_load((run / "config.yaml").read_text())["epochs"] == 2
     assert load_checkpoint(run / "last.pt")["epoch"] == 2
 
 

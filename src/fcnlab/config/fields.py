@@ -45,8 +45,8 @@ class TrainConfig:
     epochs: int = option(50, "training epochs", group="schedule")
     time_budget: float = option(
         0.0,
-        "minutes of wall time for the whole command, data loading included: after the first epoch, "
-        "epochs (and snapshot_epochs, proportionally) are set to what fits (0: off)",
+        "at most this many minutes for the whole command, data loading included: after the first epoch, "
+        "fewer epochs (snapshot_epochs alike) if they would not fit; a large --epochs fills it (0: off)",
         group="schedule",
     )
     batch_size: int = option(128, "images per step (per process under torchrun)", group="optimisation")

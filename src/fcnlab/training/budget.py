@@ -1,11 +1,12 @@
 """``--time-budget MIN``: the number of epochs that fit a wall-clock budget, set from the first epoch's speed.
 
 A recipe's ``epochs`` is right for the machine it was measured on; on a slower CPU (no AVX-512, so bf16 runs in
-fp32) the same epochs overrun the hour, on a faster one they leave it half used. With a budget the run measures
-its first full epoch (training, validation, checkpoint) and sets ``epochs`` once to what fits the budget,
-counted from the start of the command (data decoding included). The decision is taken during warm-up (the
-laptop recipes warm up for 2 epochs), where the learning rate does not depend on the number of epochs, so the
-run is the same as one started with ``--epochs N``; ``config.yaml`` and the checkpoints record ``N``.
+fp32) the same epochs overrun the hour. With a budget the run times its first full epoch (training and
+validation) and, if the epochs would not fit the budget counted from the start of the command (data decoding
+included), cuts them once to what fits; it never adds epochs (a large ``--epochs`` fills the budget). The
+decision falls in the warm-up (the laptop recipes warm up for 2 epochs), where the learning rate does not depend
+on the number of epochs, so the run is the same as one started with ``--epochs N``; ``config.yaml`` and the
+checkpoints record ``N``.
 """
 
 from __future__ import annotations

@@ -291,7 +291,7 @@ def _record_command(
 
 
 def _plan_epochs(state: TrainState, epoch_seconds: float) -> None:
-    """``--time-budget``: set ``cfg.epochs`` (and the snapshot epochs) once, from the epoch just timed.
+    """``--time-budget``: cut ``cfg.epochs`` (and the snapshot epochs) once to what fits, from the epoch just timed.
 
     Every process takes the slowest process's times, so all plan the same number of epochs. The learning-rate
     schedule reads ``cfg.epochs`` at each step, so the cosine decay spans the planned epochs from now on.
@@ -302,18 +302,20 @@ def _plan_epochs(state: TrainState, epoch_seconds: float) -> None:
         ms = dist_utils.max_over_processes(torch.tensor([int(elapsed * 1000), int(epoch_seconds * 1000)]))
         elapsed, epoch_seconds = ms[0] / 1000, ms[1] / 1000
     old = cfg.epochs
-    cfg.epochs = epochs_in_budget(cfg.time_budget * 60, elapsed, epoch_seconds, state.epoch)
+    fits = epochs_in_budget(cfg.time_budget * 60, elapsed, epoch_seconds, state.epoch)
+    state.budget_planned = True
+    head = f"time budget {cfg.time_budget:g} min: {elapsed / 60:.1f} min used, {epoch_seconds:.1f} s an epoch"
+    if fits >= old:
+        if dist.is_main:
+            print(f"{head}: the {old} epochs fit", flush=True)
+        return
+    cfg.epochs = fits
     if cfg.snapshot_epochs:
         cfg.snapshot_epochs = scale_epochs(cfg.snapshot_epochs, old, cfg.epochs)
-    state.budget_planned = True
     if dist.is_main:
         save_yaml(cfg, state.run_dir / CONFIG)
         snaps = f"; snapshots at epochs {', '.join(map(str, cfg.snapshot_epochs))}" if cfg.snapshot_epochs else ""
-        print(
-            f"time budget {cfg.time_budget:g} min: {elapsed / 60:.1f} min used, {epoch_seconds:.1f} s an epoch -> "
-            f"{cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''} (was {old}){snaps}",
-            flush=True,
-        )
+        print(f"{head} -> {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''} (was {old}){snaps}", flush=True)
 
 
 def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:

@@ -29,7 +29,7 @@ def startup_summary(state: TrainState, model: torch.nn.Module) -> str:
         + (f" x {world} processes" if world > 1 else "")
         + f"; {cfg.optimizer} lr {_lr_text(cfg, world)}, {cfg.scheduler}"
         + (
-            f" (--time-budget {cfg.time_budget:g} min: the epochs that fit, set after the first)"
+            f" (at most; --time-budget {cfg.time_budget:g} min: fewer if they do not fit, seen after the first)"
             if cfg.time_budget and not state.budget_planned
             else ""
         )
