@@ -29,7 +29,13 @@ def test_the_long_recipe_is_the_laptop_recipe_regularised_and_longer():
     28 minutes where the CPU is slower than the one it was measured on)."""
     base, long = from_dict(load_yaml("p1_laptop")).to_dict(), from_dict(load_yaml("p1_laptop_long")).to_dict()
     changed = {k: (base[k], long[k]) for k in base if base[k] != long[k]}
-    assert changed == {"epochs": (25, 35), "time_budget": (20.0, 28.0), "random_erasing": (0.0, 0.5), "cutmix": (0.0, 1.0), "mix_prob": (1.0, 0.5)}
+    assert changed == {
+        "epochs": (25, 35),
+        "time_budget": (20.0, 28.0),
+        "random_erasing": (0.0, 0.5),
+        "cutmix": (0.0, 1.0),
+        "mix_prob": (1.0, 0.5),
+    }
 
 
 @pytest.mark.slow

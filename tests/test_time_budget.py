@@ -10,7 +10,7 @@ import yaml
 from fcnlab.checkpoint import load_checkpoint
 from fcnlab.cli.main import main
 from fcnlab.data.synthetic import make_segmentation_data
-from fcnlab.training import fit
+from fcnlab.training import budget
 from fcnlab.training.budget import epochs_in_budget, scale_epochs
 from train_once import segment_train_argv
 
@@ -43,7 +43,7 @@ def test_budget_sets_the_epochs_once_and_the_run_equals_one_of_that_length(tiles
         seen.append((budget_s, done, elapsed_s >= epoch_s > 0))
         return 3
 
-    monkeypatch.setattr(fit, "epochs_in_budget", three)
+    monkeypatch.setattr(budget, "epochs_in_budget", three)
     budgeted = tmp_path / "budgeted"
     argv = segment_train_argv(tiles, budgeted, *TINY, "--time-budget", "30", "--snapshot-epochs", "1,5,10")
     assert main(argv[: argv.index("--epochs") + 1] + ["10"] + argv[argv.index("--epochs") + 2 :]) == 0

@@ -12,6 +12,14 @@ checkpoints record ``N``.
 from __future__ import annotations
 
 import math
+import time
+
+import torch
+
+from fcnlab.recipes import save_yaml
+from fcnlab.runs import CONFIG
+from fcnlab.runtime import distributed as dist_utils
+from fcnlab.training.state import TrainState
 
 #: Share of the remaining budget left unplanned: epochs vary a little, and the mask snapshots and the last
 #: checkpoint write come after the last epoch.
@@ -29,3 +37,31 @@ def scale_epochs(epochs: list[int], old: int, new: int) -> list[int]:
     """Snapshot epochs at the same fractions of the run when its length changes from ``old`` to ``new`` epochs
     (5, 48, 96 of 96 -> 3, 26, 52 of 52): an early, a middle and the final epoch stay so."""
     return sorted({min(new, max(1, round(e * new / old))) for e in epochs})
+
+
+def plan_epochs(state: TrainState, epoch_seconds: float) -> None:
+    """``--time-budget``: cut ``cfg.epochs`` (and the snapshot epochs) once to what fits, from the epoch just timed.
+
+    Every process takes the slowest process's times, so all plan the same number of epochs. The learning-rate
+    schedule reads ``cfg.epochs`` at each step, so the cosine decay spans the planned epochs from now on.
+    """
+    cfg, dist = state.cfg, state.dist
+    elapsed = time.perf_counter() - state.started
+    if dist.enabled:
+        ms = dist_utils.max_over_processes(torch.tensor([int(elapsed * 1000), int(epoch_seconds * 1000)]))
+        elapsed, epoch_seconds = ms[0] / 1000, ms[1] / 1000
+    old = cfg.epochs
+    fits = epochs_in_budget(cfg.time_budget * 60, elapsed, epoch_seconds, state.epoch)
+    state.budget_planned = True
+    head = f"time budget {cfg.time_budget:g} min: {elapsed / 60:.1f} min used, {epoch_seconds:.1f} s an epoch"
+    if fits >= old:
+        if dist.is_main:
+            print(f"{head}: the {old} epochs fit", flush=True)
+        return
+    cfg.epochs = fits
+    if cfg.snapshot_epochs:
+        cfg.snapshot_epochs = scale_epochs(cfg.snapshot_epochs, old, cfg.epochs)
+    if dist.is_main:
+        save_yaml(cfg, state.run_dir / CONFIG)
+        snaps = f"; snapshots at epochs {', '.join(map(str, cfg.snapshot_epochs))}" if cfg.snapshot_epochs else ""
+        print(f"{head} -> {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''} (was {old}){snaps}", flush=True)

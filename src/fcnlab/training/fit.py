@@ -43,7 +43,7 @@ from fcnlab.runtime.files import atomic_link, atomic_write_bytes, atomic_write_t
 from fcnlab.runtime.provenance import command_entry, command_line
 from fcnlab.tasks import make_task, task_info
 from fcnlab.tasks.base import Task
-from fcnlab.training.budget import epochs_in_budget, scale_epochs
+from fcnlab.training.budget import plan_epochs
 from fcnlab.training.hooks import epoch_hooks
 from fcnlab.training.loop import train_one_epoch
 from fcnlab.training.preflight import check_options
@@ -290,34 +290,6 @@ def _record_command(
     record_command(run_dir, entry, base, {"data": data})
 
 
-def _plan_epochs(state: TrainState, epoch_seconds: float) -> None:
-    """``--time-budget``: cut ``cfg.epochs`` (and the snapshot epochs) once to what fits, from the epoch just timed.
-
-    Every process takes the slowest process's times, so all plan the same number of epochs. The learning-rate
-    schedule reads ``cfg.epochs`` at each step, so the cosine decay spans the planned epochs from now on.
-    """
-    cfg, dist = state.cfg, state.dist
-    elapsed = time.perf_counter() - state.started
-    if dist.enabled:
-        ms = dist_utils.max_over_processes(torch.tensor([int(elapsed * 1000), int(epoch_seconds * 1000)]))
-        elapsed, epoch_seconds = ms[0] / 1000, ms[1] / 1000
-    old = cfg.epochs
-    fits = epochs_in_budget(cfg.time_budget * 60, elapsed, epoch_seconds, state.epoch)
-    state.budget_planned = True
-    head = f"time budget {cfg.time_budget:g} min: {elapsed / 60:.1f} min used, {epoch_seconds:.1f} s an epoch"
-    if fits >= old:
-        if dist.is_main:
-            print(f"{head}: the {old} epochs fit", flush=True)
-        return
-    cfg.epochs = fits
-    if cfg.snapshot_epochs:
-        cfg.snapshot_epochs = scale_epochs(cfg.snapshot_epochs, old, cfg.epochs)
-    if dist.is_main:
-        save_yaml(cfg, state.run_dir / CONFIG)
-        snaps = f"; snapshots at epochs {', '.join(map(str, cfg.snapshot_epochs))}" if cfg.snapshot_epochs else ""
-        print(f"{head} -> {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''} (was {old}){snaps}", flush=True)
-
-
 def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
     """The epochs from ``state.epoch`` to ``cfg.epochs``: train, evaluate, checkpoint, log, hooks."""
     cfg, task, dist, device, run_dir = state.cfg, state.task, state.dist, state.device, state.run_dir
@@ -358,7 +330,7 @@ def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
             state.epoch, state.step_in_epoch = epoch + 1, 0
             state.epoch_accum = fresh_accum()
             if cfg.time_budget > 0 and not state.budget_planned and whole_epoch:
-                _plan_epochs(state, time.perf_counter() - t0)
+                plan_epochs(state, time.perf_counter() - t0)
             row = {"epoch": epoch + 1, "lr": state.epoch_lr, **stats, **metrics}
             value = metrics[task.metric]
             improved = not math.isnan(value) and value > state.best_metric
