@@ -169,7 +169,11 @@ def test_intro_says_when_bf16_recipes_will_run_in_fp32(course, tmp_path, monkeyp
     jobs = make_jobs(opts.profile, data, opts.out, ("p1", "p2"), False, listed)
     assert [j.amp for j in jobs] == ["auto", "bf16"]
     intro = reproduce_run._intro(opts, jobs)
-    line = "This CPU has no AVX-512/AMX bf16: tiny_bf16 run in fp32 here (emulated bf16 is slower), which takes"
+    line = "This CPU has no AVX-512/AMX bf16: tiny_bf16 run in fp32 here (emulated bf16 is slower), so they train"
     assert (line in intro) is not native
-    opts.device = "cuda"
+    opts.settings = ["amp=off"]  # no recipe runs in bf16 then
+    assert "This CPU" not in reproduce_run._intro(opts, jobs)
+    opts.settings = ["amp=bf16"]  # every recipe does
+    assert ("tiny_p1, tiny_bf16 run in fp32" in reproduce_run._intro(opts, jobs)) is not native
+    opts.settings, opts.device = [], "cuda"
     assert "This CPU" not in reproduce_run._intro(opts, jobs)

@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 from fcnlab import __version__
 from fcnlab.errors import FcnlabError
+from fcnlab.runtime.launch import RANK_ERRORS, launched_rank
 
 COMMANDS = ("classify", "segment", "miou", "compare", "demo", "reproduce", "recipes", "bench", "report", "export")
 
@@ -78,20 +79,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _rank() -> int:
-    """This process's rank under torchrun (the ``RANK`` variable); 0 when it is unset or not a number."""
-    try:
-        return int(os.environ.get("RANK", "0"))
-    except ValueError:
-        return 0
-
-
 def _report(line: str) -> None:
     """Print a one-line error to stderr on rank 0 only, so N torchrun processes show it once (``train --procs``
     lets the other ranks print theirs into a file: :mod:`fcnlab.runtime.launch`)."""
-    from fcnlab.runtime.launch import RANK_ERRORS
-
-    if _rank() == 0 or os.environ.get(RANK_ERRORS):
+    if launched_rank() == 0 or os.environ.get(RANK_ERRORS):
         print(line, file=sys.stderr)
 
 
@@ -104,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(first)
     # argparse prints its usage errors itself (then exits 2): on ranks other than 0, into a discarded buffer
-    with contextlib.redirect_stderr(io.StringIO()) if _rank() != 0 else contextlib.nullcontext():
+    with contextlib.redirect_stderr(io.StringIO()) if launched_rank() != 0 else contextlib.nullcontext():
         args = parser.parse_args(argv)
     debug = args.debug or "--debug" in argv
     try:

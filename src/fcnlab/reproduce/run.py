@@ -60,14 +60,22 @@ class Options:
     debug: bool = False
 
 
-def train_options(opts: Options) -> list[str]:
-    """The extra ``train`` options: ``--pretrained``/``--no-pretrained`` and each ``KEY=VALUE`` as ``--key value``."""
-    argv = [] if opts.pretrained is None else ["--pretrained" if opts.pretrained else "--no-pretrained"]
+def _settings(opts: Options) -> list[tuple[str, str]]:
+    """``--set KEY=VALUE`` items as (``key_with_underscores``, value); ConfigError naming one without ``=``."""
+    pairs = []
     for item in opts.settings:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"option --set {item!r}: expected KEY=VALUE, e.g. epochs=5")
-        argv += [f"--{key.strip().replace('_', '-')}", value.strip()]
+        pairs.append((key.strip().replace("-", "_"), value.strip()))
+    return pairs
+
+
+def train_options(opts: Options) -> list[str]:
+    """The extra ``train`` options: ``--pretrained``/``--no-pretrained`` and each ``KEY=VALUE`` as ``--key value``."""
+    argv = [] if opts.pretrained is None else ["--pretrained" if opts.pretrained else "--no-pretrained"]
+    for key, value in _settings(opts):
+        argv += [f"--{key.replace('_', '-')}", value]
     return argv
 
 
@@ -153,11 +161,12 @@ def _intro(opts: Options, jobs: list[Job]) -> str:
         expect += f", plus {', '.join(unknown)} (no estimate in the recipe)"
     where = f" ({opts.profile.where}" if opts.profile.where else " ("
     lines.append(expect + where + ("; " if opts.profile.where else "") + "each recipe's own estimate)")
-    slow = [j.name for j in jobs if j.amp == "bf16"]
+    amp = dict(_settings(opts)).get("amp")  # --set amp=off overrides every recipe's
+    slow = [j.name for j in jobs if (amp or j.amp) == "bf16"]
     if slow and _on_cpu(opts.device) and not cpu_computes_bf16():
         lines.append(
             f"This CPU has no AVX-512/AMX bf16: {', '.join(slow)} run in fp32 here (emulated bf16 is slower), "
-            f"which takes longer than the estimates above"
+            f"so they train more slowly than the estimates above (those with a time budget fit fewer epochs)"
         )
     if opts.budget_minutes:
         lines.append(

@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 
 from fcnlab.errors import ConfigError, DataError, FcnlabError
+from fcnlab.runtime.launch import launched, launched_rank
 
 T = TypeVar("T")
 
@@ -40,9 +41,9 @@ class DistInfo:
 
 def init_distributed(device_type: str) -> DistInfo:
     """Initialise the process group when launched by torchrun; return this process's ranks."""
-    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+    if not launched() or "WORLD_SIZE" not in os.environ:
         return DistInfo()
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    rank, world = launched_rank(), int(os.environ["WORLD_SIZE"])
     local = int(os.environ.get("LOCAL_RANK", 0))
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if device_type == "cuda" else "gloo"

@@ -30,6 +30,15 @@ def launched() -> bool:
     return "RANK" in os.environ
 
 
+def launched_rank() -> int:
+    """This process's rank as its launcher set it (``RANK``), readable before any process group exists; 0 in a
+    plain process or when ``RANK`` is empty or not a number."""
+    try:
+        return int(os.environ.get("RANK", "0") or 0)
+    except ValueError:
+        return 0
+
+
 def _free_port() -> int:
     """A TCP port on the loopback interface that nothing listens on now (the rendezvous of the processes)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

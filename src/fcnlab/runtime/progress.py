@@ -10,11 +10,12 @@ results on stdout stay clean.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
+
+from fcnlab.runtime.launch import launched_rank
 
 T = TypeVar("T")
 
@@ -26,7 +27,7 @@ QUIET = 3.0
 
 def main_process() -> bool:
     """Rank 0 of a torchrun job, or a plain process (``$RANK`` unset)."""
-    return os.environ.get("RANK", "0") in ("", "0")
+    return launched_rank() == 0
 
 
 def fmt_duration(seconds: float) -> str:

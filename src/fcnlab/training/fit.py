@@ -40,6 +40,7 @@ from fcnlab.runtime import distributed as dist_utils
 from fcnlab.runtime.console_log import console_log
 from fcnlab.runtime.device import device_name, environment, seed_everything, select_device
 from fcnlab.runtime.files import atomic_link, atomic_write_bytes, atomic_write_text
+from fcnlab.runtime.progress import main_process
 from fcnlab.runtime.provenance import command_entry, command_line
 from fcnlab.tasks import make_task, task_info
 from fcnlab.tasks.base import Task
@@ -103,7 +104,7 @@ def fit(
     if cfg.data is None or cfg.val is None:
         raise ConfigError("options --data and --val are required (training and validation folders)")
     started = time.perf_counter()  # --time-budget counts the whole command, data loading included
-    main_rank = os.environ.get("RANK", "0") in ("", "0")
+    main_rank = main_process()
     for line in check_options(cfg):  # before the run folder exists: a mistake leaves nothing behind
         if main_rank:
             print(f"fcnlab: warning: {line}", file=sys.stderr, flush=True)
