@@ -337,6 +337,8 @@ def run_row(run: Path, link_base: Path) -> dict[str, str] | None:
     epochs = f"{done} of {planned} epochs" if done < planned else f"{planned} epoch{'s' if planned != 1 else ''}"
     if info.get("status") == "partial":
         epochs += ", cut by the time budget"
+    if float(cfg.get("time_budget", "0") or 0) > 0:  # train --time-budget: the epochs are what fitted
+        epochs += f" (`--time-budget {float(cfg['time_budget']):g}`)"
     pretrained = cfg.get("pretrained", "false").lower() == "true"
     what = f"{cfg.get('model', '?')}, {'ImageNet weights' if pretrained else 'from scratch'}, {epochs}"
     if int(cfg.get("limit", "0") or 0):

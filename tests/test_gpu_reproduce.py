@@ -42,6 +42,7 @@ def fake_run(
     extra: dict[str, bytes] | None = None,
     run_info: dict | None = None,
     final: float | None = None,
+    config: str = "",
 ) -> Path:
     """A run folder as `fcnlab ... train` + eval + gpu_reproduce.sh leave it (checkpoints included)."""
     run = root / name
@@ -49,7 +50,7 @@ def fake_run(
     (run / "config.yaml").write_text(
         f"task: {task}\nmodel: {'vgg16_bn' if task == 'classify' else 'fcn8s_resnet34'}\n"
         f"epochs: {epochs}\npretrained: false\nlimit: 0\nimage_size: "
-        f"{32 if task == 'classify' else 512}\n"
+        f"{32 if task == 'classify' else 512}\n{config}"
     )
     key = "val_acc" if task == "classify" else "val_miou"
     rows = [
@@ -142,6 +143,7 @@ def test_unpack_sorts_runs_by_hardware_and_regenerates_the_table(tmp_path):
         work / "runs", "p2_fcn8s_resnet34", "segment", epochs=50, done=30, final=0.6123, run_info={"status": "partial"}
     )
     fake_run(work / "runs", "p1_cpu_try", "classify", gpu=None, run_info={"dry_run": True})
+    fake_run(work / "runs", "p2_budgeted", "segment", epochs=27, done=27, config="time_budget: 57.0\n")
     out = tmp_path / "out"
     archives = gr.pack(work, out)
     dest = tmp_path / "docs" / "results"
@@ -159,6 +161,7 @@ def test_unpack_sorts_runs_by_hardware_and_regenerates_the_table(tmp_path):
         "mIoU 0.6123" in rows["p2_fcn8s_resnet34"]
         and "30 of 50 epochs, cut by the time budget" in rows["p2_fcn8s_resnet34"]
     )
+    assert "27 epochs (`--time-budget 57`)" in rows["p2_budgeted"] and "budget" not in rows["p1_vgg16bn"]
     assert "2 min 5 s wall" in rows["p1_vgg16bn"] and "2,600 img/s" in rows["p1_vgg16bn"]  # median of epochs 2-50
     assert "(docs/results/h200/p1_vgg16bn/)" in rows["p1_vgg16bn"]
     assert "p1_cpu_try" not in rows  # dry runs stay out of the README unless asked for
