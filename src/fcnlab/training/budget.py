@@ -56,7 +56,7 @@ def plan_epochs(state: TrainState, epoch_seconds: float) -> None:
     head = f"time budget {cfg.time_budget:g} min: {elapsed / 60:.1f} min used, {epoch_seconds:.1f} s an epoch"
     if fits >= old:
         if dist.is_main:
-            print(f"{head}: the {old} epochs fit", flush=True)
+            print(f"{head}: {'the 1 epoch fits' if old == 1 else f'the {old} epochs fit'}", flush=True)
         return
     cfg.epochs = fits
     if cfg.snapshot_epochs:
