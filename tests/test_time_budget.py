@@ -1,5 +1,6 @@
-"""``--time-budget MIN``: epochs cut once, after the first, to what fits the budget (never added); the run then
-equals one started with that many epochs, and config.yaml, the checkpoint and the snapshot epochs say so."""
+"""``--time-budget MIN``: epochs cut once, at the end of the warm-up, to what fits the budget (never added); the
+run then equals one started with that many epochs, and config.yaml, the checkpoint and the snapshot epochs say
+so."""
 
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ def test_budget_sets_the_epochs_once_and_the_run_equals_one_of_that_length(tiles
     assert main(argv[: argv.index("--epochs") + 1] + ["10"] + argv[argv.index("--epochs") + 2 :]) == 0
     out = capsys.readouterr().out
     assert seen == [(1800.0, 1, True)]  # planned once, after epoch 1, with the minutes in seconds
-    assert "10 epochs x 2 steps" in out and "(at most; --time-budget 30 min: fewer if they do not fit" in out
+    assert "10 epochs x 2 steps" in out
+    assert "(at most; --time-budget 30 min: fewer if they do not fit, seen after epoch 1)" in out
     assert "-> 3 epochs (was 10); snapshots at epochs 1, 2, 3" in out
     config = yaml.safe_load((budgeted / "config.yaml").read_text())
     assert config["epochs"] == 3 and config["snapshot_epochs"] == [1, 2, 3] and config["time_budget"] == 30
@@ -69,17 +71,23 @@ def test_budget_sets_the_epochs_once_and_the_run_equals_one_of_that_length(tiles
     assert all(torch.equal(planned[k], fixed[k]) for k in fixed)
 
 
-def test_a_spent_budget_ends_the_run_after_its_first_epoch_and_a_resume_keeps_it(tiles, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("warmup", [1, 2])
+def test_a_spent_budget_ends_the_run_after_its_warm_up_and_a_resume_keeps_it(
+    tiles, tmp_path, monkeypatch, capsys, warmup
+):
     monkeypatch.setenv("FCNLAB_CACHE", str(tmp_path / "cache"))
     run = tmp_path / "run"
-    assert main(segment_train_argv(tiles, run, *TINY, "--time-budget", "0.0001", epochs=4)) == 0
-    assert "-> 1 epoch (was 4)" in capsys.readouterr().out
-    assert load_checkpoint(run / "last.pt")["config"]["epochs"] == 1
+    argv = segment_train_argv(tiles, run, *TINY, "--time-budget", "0.0001", "--warmup-epochs", str(warmup), epochs=4)
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"seen after epoch {warmup})" in out  # the last warm-up epoch is timed, not the first of two
+    assert f"-> {warmup} epoch{'s' if warmup > 1 else ''} (was 4)" in out
+    assert load_checkpoint(run / "last.pt")["config"]["epochs"] == warmup
     # resuming with more epochs trains them: the budget planned once and is not planned again
-    assert main(["segment", "train", "--resume", str(run), "--epochs", "2"]) == 0
+    assert main(["segment", "train", "--resume", str(run), "--epochs", "3"]) == 0
     out = capsys.readouterr().out
     assert "time budget" not in out
-    assert load_checkpoint(run / "last.pt")["epoch"] == 2
+    assert load_checkpoint(run / "last.pt")["epoch"] == 3
 
 
 def test_epochs_that_fit_the_budget_stay(tiles, tmp_path, monkeypatch, capsys):

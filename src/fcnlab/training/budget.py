@@ -1,12 +1,12 @@
 """``--time-budget MIN``: the number of epochs that fit a wall-clock budget, set from the first epoch's speed.
 
 A recipe's ``epochs`` is right for the machine it was measured on; on a slower CPU (no AVX-512, so bf16 runs in
-fp32) the same epochs overrun the hour. With a budget the run times its first full epoch (training and
-validation) and, if the epochs would not fit the budget counted from the start of the command (data decoding
-included), cuts them once to what fits; it never adds epochs (a large ``--epochs`` fills the budget). The
-decision falls in the warm-up (the laptop recipes warm up for 2 epochs), where the learning rate does not depend
-on the number of epochs, so the run is the same as one started with ``--epochs N``; ``config.yaml`` and the
-checkpoints record ``N``.
+fp32) the same epochs overrun the hour. With a budget the run times the last epoch of its warm-up (the first
+epoch without one; training and validation) and, if the epochs would not fit the budget counted from the start
+of the command (data decoding included), cuts them once to what fits; it never adds epochs (a large ``--epochs``
+fills the budget). Up to then the learning rate does not depend on the number of epochs, so the run is the same
+as one started with ``--epochs N``; ``config.yaml`` and the checkpoints record ``N``. The last warm-up epoch
+rather than the first: the first also pays for one-time costs (the first oneDNN calls, the data pages read in).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 
 import torch
 
+from fcnlab.config import TrainConfig
 from fcnlab.recipes import save_yaml
 from fcnlab.runs import CONFIG
 from fcnlab.runtime import distributed as dist_utils
@@ -24,6 +25,11 @@ from fcnlab.training.state import TrainState
 #: Share of the remaining budget left unplanned: epochs vary a little, and the mask snapshots and the last
 #: checkpoint write come after the last epoch.
 MARGIN = 0.03
+
+
+def planning_epoch(cfg: TrainConfig) -> int:
+    """The epoch after which the budget is planned: the last one that ends within the warm-up (at least the first)."""
+    return max(1, math.floor(cfg.warmup_epochs))
 
 
 def epochs_in_budget(budget_s: float, elapsed_s: float, epoch_s: float, done: int) -> int:

@@ -7,6 +7,7 @@ import torch
 
 from fcnlab.config import TrainConfig
 from fcnlab.runs import CONFIG, ENV
+from fcnlab.training.budget import planning_epoch
 from fcnlab.training.optim import peak_lr
 from fcnlab.training.state import TrainState, epoch_batches
 
@@ -29,7 +30,8 @@ def startup_summary(state: TrainState, model: torch.nn.Module) -> str:
         + (f" x {world} processes" if world > 1 else "")
         + f"; {cfg.optimizer} lr {_lr_text(cfg, world)}, {cfg.scheduler}"
         + (
-            f" (at most; --time-budget {cfg.time_budget:g} min: fewer if they do not fit, seen after the first)"
+            f" (at most; --time-budget {cfg.time_budget:g} min: fewer if they do not fit, seen after epoch "
+            f"{planning_epoch(cfg)})"
             if cfg.time_budget and not state.budget_planned
             else ""
         )
