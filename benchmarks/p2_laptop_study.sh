@@ -5,7 +5,7 @@
 # mIoU and rangeland's IoU), and the baseline's also with flip, D4 and multi-scale TTA. PARALLEL runs train (and
 # then PARALLEL evaluations run) at once, one torch thread each (2 on an idle 2-core machine).
 #
-# Variants: ce (the recipe as it is), ce+lovasz, lovasz-ft (ce, then FT more epochs with the Lovasz loss at a
+# Variants: ce (the recipe with uniform sampling, its epochs without a time budget), ce+lovasz, lovasz-ft (ce, then FT more epochs with the Lovasz loss at a
 # tenth of the learning rate: --resume --change-settings; it starts from a copy of the ce run of its seed when that
 # has finished, so list ce first), median (median-frequency class weights), rare
 # (repeat-factor sampling of tiles with rangeland or water), no-ema.
@@ -20,7 +20,7 @@ VARIANTS=${VARIANTS:-"ce ce+lovasz median rare no-ema lovasz-ft"}; PARALLEL=${PA
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$r"
 train=(--config "$RECIPE" --data "$d/p2_data/train" --val "$d/p2_data/validation" --epochs "$EPOCHS"
-       --snapshot-epochs "[]" $EXTRA)
+       --snapshot-epochs "[]" --sampling none --time-budget 0 $EXTRA)
 
 options() {  # the training options of a variant
   case $1 in
