@@ -41,12 +41,15 @@ def test_two_processes_train_one_run_and_a_failure_gives_its_exit_code(tmp_path,
     monkeypatch.delenv("RANK", raising=False)
     data = make_classification_data(tmp_path / "p1", num_classes=4, train_per_class=4, val_per_class=2)
     run = tmp_path / "run"
-    assert main(_argv(data, run, "--procs", "2")) == 0
+    # a spent time budget: every process must plan the same cut (3 epochs -> 1) and stop together
+    budget = ("--epochs", "3", "--warmup-epochs", "1", "--time-budget", "0.0001")
+    assert main(_argv(data, run, "--procs", "2", *budget)) == 0
     out = capfd.readouterr().out
     assert "(2 processes)" in out and out.count("fcnlab: starting") == 1  # rank 0 alone prints
+    assert out.count("-> 1 epoch (was 3)") == 1
     assert (run / "last.pt").is_file()
     ckpt = torch.load(run / "last.pt", weights_only=True)
-    assert ckpt["epoch"] == 1
+    assert ckpt["epoch"] == 1 and ckpt["config"]["epochs"] == 1 and ckpt["budget_planned"]
     env = json.loads((run / "env.json").read_text())
     assert "--procs 2" in env["command"]
     # the same --out again: the processes refuse the existing run (exit 2), and so does the command
