@@ -49,7 +49,9 @@ def test_budget_sets_the_epochs_once_and_the_run_equals_one_of_that_length(tiles
     argv = segment_train_argv(tiles, budgeted, *TINY, "--time-budget", "30", "--snapshot-epochs", "1,5,10")
     assert main(argv[: argv.index("--epochs") + 1] + ["10"] + argv[argv.index("--epochs") + 2 :]) == 0
     out = capsys.readouterr().out
-    assert seen == [(1800.0, 1, True)]  # planned once, after epoch 1, with the minutes in seconds
+    # planned after epoch 1 (the minutes in seconds), checked again after epoch 2 (silent: the 3 still fit)
+    assert seen == [(1800.0, 1, True), (1800.0, 2, True)]
+    assert out.count("time budget 30 min") == 1
     assert "10 epochs x 2 steps" in out
     assert "(at most; --time-budget 30 min: fewer if they do not fit, seen after epoch 1)" in out
     assert "-> 3 epochs (was 10); snapshots at epochs 1, 2, 3" in out
@@ -83,11 +85,32 @@ def test_a_spent_budget_ends_the_run_after_its_warm_up_and_a_resume_keeps_it(
     assert f"seen after epoch {warmup})" in out  # the last warm-up epoch is timed, not the first of two
     assert f"-> {warmup} epoch{'s' if warmup > 1 else ''} (was 4)" in out
     assert load_checkpoint(run / "last.pt")["config"]["epochs"] == warmup
-    # resuming with more epochs trains them: the budget planned once and is not planned again
-    assert main(["segment", "train", "--resume", str(run), "--epochs", "3"]) == 0
-    out = capsys.readouterr().out
-    assert "time budget" not in out
-    assert load_checkpoint(run / "last.pt")["epoch"] == 3
+    # a resume for more epochs still keeps to the budget (its clock counts the epochs before): one epoch, then cut
+    assert main(["segment", "train", "--resume", str(run), "--epochs", "4"]) == 0
+    assert f"-> {warmup + 1} epochs (was 4)" in capsys.readouterr().out
+    assert load_checkpoint(run / "last.pt")["epoch"] == warmup + 1
+    # without the budget the rest is trained
+    assert main(["segment", "train", "--resume", str(run), "--epochs", "4", "--time-budget", "0"]) == 0
+    assert "time budget" not in capsys.readouterr().out
+    assert load_checkpoint(run / "last.pt")["epoch"] == 4
+
+
+def test_epochs_that_become_slower_are_cut_again(tiles, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FCNLAB_CACHE", str(tmp_path / "cache"))
+    plans = iter([5, 5, 3])  # what fits after epochs 1, 2, 3: the machine got busier after epoch 2
+
+    monkeypatch.setattr(budget, "epochs_in_budget", lambda budget_s, elapsed_s, epoch_s, done: next(plans))
+    run = tmp_path / "run"
+    assert (
+        main(segment_train_argv(tiles, run, *TINY, "--time-budget", "30", "--snapshot-epochs", "2,10", epochs=10)) == 0
+    )
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("time budget")]
+    assert len(lines) == 2 and lines[0].endswith("-> 5 epochs (was 10); snapshots at epochs 1, 5")
+    assert lines[1].endswith("-> 3 epochs (was 5); snapshots at epochs 1, 3")
+    assert (
+        load_checkpoint(run / "last.pt")["epoch"] == 3
+        and yaml.safe_load((run / "config.yaml").read_text())["epochs"] == 3
+    )
 
 
 def test_epochs_that_fit_the_budget_stay(tiles, tmp_path, monkeypatch, capsys):

@@ -3,10 +3,12 @@
 A recipe's ``epochs`` is right for the machine it was measured on; on a slower CPU (no AVX-512, so bf16 runs in
 fp32) the same epochs overrun the hour. With a budget the run times the last epoch of its warm-up (the first
 epoch without one; training and validation) and, if the epochs would not fit the budget counted from the start
-of the command (data decoding included), cuts them once to what fits; it never adds epochs (a large ``--epochs``
-fills the budget). Up to then the learning rate does not depend on the number of epochs, so the run is the same
-as one started with ``--epochs N``; ``config.yaml`` and the checkpoints record ``N``. The last warm-up epoch
-rather than the first: the first also pays for one-time costs (the first oneDNN calls, the data pages read in).
+of the command (data decoding included), cuts them to what fits; it never adds epochs (a large ``--epochs``
+fills the budget). Up to then the learning rate does not depend on the number of epochs, so on a steady machine
+the run is the same as one started with ``--epochs N``; ``config.yaml`` and the checkpoints record ``N``. The
+last warm-up epoch rather than the first: the first also pays for one-time costs (the first oneDNN calls, the
+data pages read in). After each later epoch the run checks again and cuts once more if its epochs have become
+slower (other work on the machine), so the budget holds; the cosine decay then ends sooner than planned.
 """
 
 from __future__ import annotations
@@ -45,23 +47,25 @@ def scale_epochs(epochs: list[int], old: int, new: int) -> list[int]:
     return sorted({min(new, max(1, round(e * new / old))) for e in epochs})
 
 
-def plan_epochs(state: TrainState, epoch_seconds: float) -> None:
-    """``--time-budget``: cut ``cfg.epochs`` (and the snapshot epochs) once to what fits, from the epoch just timed.
+def keep_to_budget(state: TrainState, epoch_seconds: float) -> None:
+    """``--time-budget``, after an epoch of ``epoch_seconds``: cut ``cfg.epochs`` (and the snapshot epochs) to what
+    still fits. The first call (the plan, at the end of the warm-up) says what it decided; the later ones speak only
+    when they cut, which happens only if epochs became slower than the planned one (a busier machine).
 
-    Every process takes the slowest process's times, so all plan the same number of epochs. The learning-rate
-    schedule reads ``cfg.epochs`` at each step, so the cosine decay spans the planned epochs from now on.
+    Every process takes the slowest process's times, so all decide the same. The learning-rate schedule reads
+    ``cfg.epochs`` at each step, so the cosine decay spans the epochs left from now on.
     """
     cfg, dist = state.cfg, state.dist
     elapsed = time.perf_counter() - state.started
     if dist.enabled:
         ms = dist_utils.max_over_processes(torch.tensor([int(elapsed * 1000), int(epoch_seconds * 1000)]))
         elapsed, epoch_seconds = ms[0] / 1000, ms[1] / 1000
-    old = cfg.epochs
+    old, first = cfg.epochs, not state.budget_planned
     fits = epochs_in_budget(cfg.time_budget * 60, elapsed, epoch_seconds, state.epoch)
     state.budget_planned = True
     head = f"time budget {cfg.time_budget:g} min: {elapsed / 60:.1f} min used, {epoch_seconds:.1f} s an epoch"
     if fits >= old:
-        if dist.is_main:
+        if dist.is_main and first:
             print(f"{head}: {'the 1 epoch fits' if old == 1 else f'the {old} epochs fit'}", flush=True)
         return
     cfg.epochs = fits

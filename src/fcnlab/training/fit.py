@@ -44,7 +44,7 @@ from fcnlab.runtime.progress import main_process
 from fcnlab.runtime.provenance import command_entry, command_line
 from fcnlab.tasks import make_task, task_info
 from fcnlab.tasks.base import Task
-from fcnlab.training.budget import plan_epochs, planning_epoch
+from fcnlab.training.budget import keep_to_budget, planning_epoch
 from fcnlab.training.hooks import epoch_hooks
 from fcnlab.training.loop import train_one_epoch
 from fcnlab.training.preflight import check_options
@@ -330,8 +330,8 @@ def _train(state: TrainState, model: torch.nn.Module) -> dict[str, Any]:
             )
             state.epoch, state.step_in_epoch = epoch + 1, 0
             state.epoch_accum = fresh_accum()
-            if cfg.time_budget > 0 and not state.budget_planned and whole_epoch and state.epoch >= planning_epoch(cfg):
-                plan_epochs(state, time.perf_counter() - t0)
+            if cfg.time_budget > 0 and whole_epoch and planning_epoch(cfg) <= state.epoch < cfg.epochs:
+                keep_to_budget(state, time.perf_counter() - t0)
             row = {"epoch": epoch + 1, "lr": state.epoch_lr, **stats, **metrics}
             value = metrics[task.metric]
             improved = not math.isnan(value) and value > state.best_metric
