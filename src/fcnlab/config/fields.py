@@ -45,7 +45,7 @@ class TrainConfig:
     epochs: int = option(50, "training epochs", group="schedule")
     time_budget: float = option(
         0.0,
-        "at most this many minutes for the whole command, data loading included: after the first epoch, "
+        "at most this many minutes for the whole command, data loading included: from the end of the warm-up, "
         "fewer epochs (snapshot_epochs alike) if they would not fit; a large --epochs fills it (0: off)",
         group="schedule",
     )

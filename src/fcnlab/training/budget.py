@@ -1,4 +1,4 @@
-"""``--time-budget MIN``: the number of epochs that fit a wall-clock budget, set from the first epoch's speed.
+"""``--time-budget MIN``: the number of epochs that fit a wall-clock budget, set from the speed of the epochs.
 
 A recipe's ``epochs`` is right for the machine it was measured on; on a slower CPU (no AVX-512, so bf16 runs in
 fp32) the same epochs overrun the hour. With a budget the run times the last epoch of its warm-up (the first
