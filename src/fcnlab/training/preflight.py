@@ -35,7 +35,7 @@ def check_options(cfg: TrainConfig) -> list[str]:
         _summary_writer()
     warnings = []
     if task_info(cfg.task).snapshots:
-        late = [] if cfg.time_budget else [e for e in cfg.snapshot_epochs if e > cfg.epochs]  # budget rescales
+        late = [e for e in cfg.snapshot_epochs if e > cfg.epochs]
         if late:
             warnings.append(
                 f"option --snapshot-epochs: epoch(s) {', '.join(map(str, late))} come after the last "
