@@ -59,7 +59,7 @@ RUN_OPTIONS = frozenset(
         "snapshot_epochs",
         "snapshot_tiles",
         "snapshot_images",
-        "time_budget",  # it sets epochs once, after the first; the checkpoint's epochs already say what it set
+        "time_budget",  # it only ever cuts epochs; the checkpoint's epochs say what it cut to
     }
 )
 #: ``--from`` choices and the file each one resumes.
