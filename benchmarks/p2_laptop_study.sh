@@ -7,8 +7,8 @@
 #
 # Variants: ce (the recipe with uniform sampling, its epochs without a time budget), ce+lovasz, lovasz-ft (ce,
 # then FT more epochs with the Lovasz loss at a tenth of the learning rate: --resume --change-settings; it starts
-# from a copy of the ce run of its seed when that has finished, so list ce first), median (median-frequency class weights), rare
-# (repeat-factor sampling of tiles with rangeland or water), no-ema.
+# from a copy of the ce run of its seed when that has finished, so list ce first), median (median-frequency class
+# weights), rare (repeat-factor sampling of tiles with rangeland or water), no-ema.
 # Usage: benchmarks/p2_laptop_study.sh DLCV_ROOT RUNS_DIR
 # Environment: RECIPE, EPOCHS (20), FT (5), SEEDS ("0 1"), VARIANTS ("ce ce+lovasz median rare no-ema lovasz-ft"),
 # PARALLEL (1), EXTRA (more training options for every run, e.g. "--limit 64 --val-limit 8" for a smoke test).
