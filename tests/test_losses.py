@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import itertools
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from fcnlab.config import from_dict
 from fcnlab.errors import ConfigError
 from fcnlab.tasks.losses import LOSSES, dice_loss, loss_terms, lovasz_softmax, segmentation_loss
+from fcnlab.tasks.segment import UNKNOWN, SegmentationTask, class_weights
 
 C = 4
 
@@ -171,3 +175,50 @@ def test_classification_loss_takes_mixed_targets_with_label_smoothing():
     expect = -(((1 - s) * q + s / 4) * torch.log_softmax(logits, 1)).sum(1).mean()
     torch.testing.assert_close(task.loss(logits, q), expect)
     torch.testing.assert_close(task.loss(logits, F.one_hot(y, 4).float()), task.loss(logits, y))
+
+
+# ------------------------------------------------------------------------------------------- class weights
+# Pixel shares of the 1,800 real training masks (rounded): urban, agriculture, rangeland, forest, water,
+# barren, unknown. Unknown is 0.05 % of the pixels and not scored by the course's mIoU.
+SHARES = np.array([0.115, 0.57, 0.08, 0.09, 0.03, 0.1145, 0.0005])
+
+
+def test_median_weights_come_from_the_scored_classes_only():
+    w = class_weights(SHARES * 1e6, "median", unscored=6).numpy()
+    scored = SHARES[:6] / SHARES[:6].sum()
+    assert np.allclose(w[:6], np.median(scored) / scored)
+    assert w[6] == 1.0  # not ~180x the median class, which made models paint unknown over everything
+    assert w[4] > w[2] > 1.0 > w[1]  # water (3 %) > rangeland (8 %) > median > agriculture (57 %)
+
+
+def test_inverse_weights_and_an_ignored_unknown():
+    w = class_weights(SHARES * 1e6, "inverse", unscored=6, ignored=True).numpy()
+    scored = SHARES[:6] / SHARES[:6].sum()
+    assert np.allclose(w[:6], 1.0 / (6 * scored)) and w[6] == 0.0
+    assert class_weights(SHARES, "none", unscored=6) is None
+
+
+def test_absent_classes_weigh_nothing():
+    counts = np.array([10, 30, 0, 60, 0, 0, 0])
+    w = class_weights(counts, "median", unscored=6).numpy()
+    assert w[2] == 0 and w[4] == 0 and w[5] == 0 and w[1] == 1.0 and w[6] == 1.0
+
+
+def test_the_task_leaves_unknown_out_of_the_frequencies(monkeypatch, tmp_path):
+    masks = torch.zeros(2, 32, 32, dtype=torch.uint8)
+    masks[0, :2] = UNKNOWN  # rare: weighted by its own frequency it would weigh the most
+    masks[1, :8] = 2
+    tiles = SimpleNamespace(
+        images=torch.zeros(2, 3, 32, 32),
+        masks=masks,
+        reduction=1,
+        files=[tmp_path / "0000_sat.jpg"],
+        class_pixel_counts=lambda n: np.bincount(masks.flatten().numpy(), minlength=n),
+    )
+    monkeypatch.setattr("fcnlab.data.segmentation.load_tile_set", lambda *a, **k: tiles)
+    for ignore, unknown_weight in ((False, 1.0), (True, 0.0)):
+        cfg = {"task": "segment", "num_classes": 7, "class_weights": "median", "ignore_unknown": ignore}
+        task = SegmentationTask(from_dict({**cfg, "data": str(tmp_path)}))
+        task.load_train()
+        assert task.loss_weight is not None and task.loss_weight[UNKNOWN] == unknown_weight
+        assert task.loss_weight[2] > 1.0 > task.loss_weight[0]

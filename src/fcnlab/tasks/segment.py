@@ -43,7 +43,8 @@ class SegmentationTask(Task):
         self.loss_weight = class_weights(
             data.class_pixel_counts(self.cfg.num_classes),
             self.cfg.class_weights,
-            ignore=UNKNOWN if self.cfg.ignore_unknown else None,
+            unscored=UNKNOWN if UNKNOWN < self.cfg.num_classes else None,
+            ignored=self.cfg.ignore_unknown,
         )
         if self.cfg.sampling == "rare":
             fractions = tile_class_fractions(data.masks, self.cfg.num_classes)
@@ -101,18 +102,28 @@ class SegmentationTask(Task):
         return out
 
 
-def class_weights(counts: np.ndarray, mode: str, ignore: int | None = None) -> torch.Tensor | None:
-    """Loss weights from class pixel counts: ``inverse`` (N / (C * n_c)) or ``median`` frequency."""
+def class_weights(
+    counts: np.ndarray, mode: str, unscored: int | None = None, ignored: bool = False
+) -> torch.Tensor | None:
+    """Loss weights from class pixel counts: ``inverse`` (N / (C * n_c)) or ``median`` frequency.
+
+    The frequencies are those of the scored classes: ``unscored`` (class 6, unknown, which the course's mIoU
+    leaves out) takes no part in them and weighs 1, as a class of median (or average) frequency would, or 0 when
+    ``ignored``. Weighted by its own rarity (0.05 % of the training pixels) it took about 180x the weight of the
+    median class and models painted it over every class (docs/BENCHMARKS.md). Absent classes weigh 0.
+    """
     if mode == "none":
         return None
-    counts = counts.astype(np.float64)
-    if ignore is not None:
-        counts[ignore] = 0
+    counts = counts.astype(np.float64).copy()
+    if unscored is not None:
+        counts[unscored] = 0
     present = counts > 0
-    freq = counts / counts.sum()
+    freq = counts / max(counts.sum(), 1.0)
     w = np.zeros_like(freq)
     if mode == "inverse":
         w[present] = 1.0 / (present.sum() * freq[present])
     else:
         w[present] = np.median(freq[present]) / freq[present]
+    if unscored is not None and not ignored:
+        w[unscored] = 1.0
     return torch.tensor(w, dtype=torch.float32)
