@@ -109,12 +109,12 @@ def class_weights(
 
     The frequencies are those of the scored classes: ``unscored`` (class 6, unknown, which the course's mIoU
     leaves out) takes no part in them and weighs 1, as a class of median (or average) frequency would, or 0 when
-    ``ignored``. Weighted by its own rarity (0.05 % of the training pixels) it took about 180x the weight of the
-    median class and models painted it over every class (docs/BENCHMARKS.md). Absent classes weigh 0.
+    ``ignored``: weighted by its own rarity (0.06 % of the training pixels) it would weigh about 130x the median
+    class, and models painted it over every class (docs/BENCHMARKS.md). Absent classes weigh 0.
     """
     if mode == "none":
         return None
-    counts = counts.astype(np.float64).copy()
+    counts = counts.astype(np.float64)  # a copy
     if unscored is not None:
         counts[unscored] = 0
     present = counts > 0
