@@ -166,3 +166,19 @@ def test_fcn8s_vgg16_scales_pool4_before_its_score_layer(fcn):
     torch.testing.assert_close(seen["scores2_in"], seen["pool4"] * 0.01)
     assert model.skip_scales == (0.01, 0.0001)
     assert fcn("fcn8s_resnet34").skip_scales == (1.0, 1.0)
+
+
+def test_fpn_lite16_stops_at_stride_16_and_fcn_heads_need_stride_32():
+    from fcnlab.models.lite import FCN8sLite, FPNLite
+
+    m16, m32 = build_model("fpn_lite16", C), build_model("fpn_lite", C)
+    assert not hasattr(m16, "stage5") and hasattr(m32, "stage5")
+    assert [f.shape[-1] for f in m16.pyramid(torch.zeros(1, 3, 128, 128))] == [64, 32, 16, 8]
+    assert len(m16.lateral) == 3 and len(m32.lateral) == 4
+    # the stride-32 stage holds the parameters that the 4x4-pixel features of a 128x128 tile barely use
+    n16, n32 = (sum(p.numel() for p in m.parameters()) for m in (m16, m32))
+    assert 1.9e6 < n16 < 2.1e6 and n32 - n16 > 1.7e6
+    with pytest.raises(ValueError, match="one entry more"):
+        FPNLite(C, widths=(32, 32, 64, 128), blocks=(0, 1, 1, 1))
+    with pytest.raises(ValueError, match="stride-32 stage"):
+        FCN8sLite(C, True, (32, 32, 64, 128, 256), (0, 1, 1, 1))(torch.zeros(1, 3, 64, 64))

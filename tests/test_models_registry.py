@@ -17,6 +17,7 @@ SEGMENTERS = [
     "fcn8s_resnet34",
     "fcn8s_vgg16",
     "fpn_lite",
+    "fpn_lite16",
     "fpn_lite_full",
     "unet_resnet34",
 ]

@@ -9,7 +9,8 @@ channels-last speeds them up further). Three heads share it:
 
 * ``fpn_lite``: an FPN-style decoder (lateral 1x1 convolutions, top-down sums, one 3x3 fusion at stride 4,
   logits upsampled bilinearly): the laptop recipe's model; ``fpn_lite_full`` adds a residual block at
-  stride 2.
+  stride 2; ``fpn_lite16`` stops the encoder at stride 16 (on 128x128 tiles the stride-32 stage sees 4x4
+  pixels and holds half the parameters).
 * ``fcn32s_lite`` / ``fcn8s_lite``: the homework's FCN-32s and FCN-8s heads (:mod:`fcnlab.models.fcn`) on
   the same encoder, so a student without a GPU can measure the effect of the skips.
 """
@@ -30,6 +31,8 @@ WIDTHS = (32, 32, 64, 128, 256, 256)
 #: Residual blocks per stage: none at stride 2, where a block (the FLOPs of a deeper one, but 32 channels on 64x64
 #: pixels) made training 1.4x slower on one CPU thread (benchmarks/p2_laptop_models_speed.py).
 BLOCKS = (0, 1, 1, 1, 1)
+#: ``fpn_lite16``: the same stem and stages to stride 16, no stride-32 stage.
+WIDTHS16, BLOCKS16 = WIDTHS[:5], BLOCKS[:4]
 
 
 def conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -62,7 +65,8 @@ class BasicBlock(nn.Module):
 class LiteTrunk(FCN):
     """The encoder: ``stem`` (stride 2) and ``stage1``-``stage5`` (strides 2, 4, 8, 16, 32).
 
-    ``widths`` are the stem's and the five stages' channels; ``blocks`` the residual blocks per stage.
+    ``widths`` are the stem's and the stages' channels; ``blocks`` the residual blocks per stage. Five stages
+    for the FCN heads; an FPN decoder also takes four (``stage1``-``stage4``, to stride 16).
     """
 
     def __init__(
@@ -72,17 +76,17 @@ class LiteTrunk(FCN):
         widths: Sequence[int] = WIDTHS,
         blocks: Sequence[int] = BLOCKS,
     ) -> None:
-        if len(widths) != 6 or len(blocks) != 5:
+        if len(blocks) not in (4, 5) or len(widths) != len(blocks) + 1:
             raise ValueError(
-                f"widths needs 6 entries (stem + 5 stages) and blocks 5, got {tuple(widths)}, {tuple(blocks)}"
+                f"widths needs one entry more than blocks (stem + 4 or 5 stages), got {tuple(widths)}, {tuple(blocks)}"
             )
         self.widths, self.blocks = tuple(widths), tuple(blocks)
-        self.trunk_channels = (self.widths[3], self.widths[4], self.widths[5])
+        self.trunk_channels = (self.widths[3], self.widths[4], self.widths[-1])
         super().__init__(num_classes, learn_upsampling)
 
     def _build_trunk(self) -> None:
         self.stem = conv_bn_relu(3, self.widths[0], stride=2)
-        for i in range(5):
+        for i in range(len(self.blocks)):
             stride = 1 if i == 0 else 2  # stage1 works at the stem's stride 2
             if i == 0 and self.blocks[0] == 0 and self.widths[0] == self.widths[1]:
                 self.stage1 = nn.Identity()  # the stem alone at stride 2: the most costly resolution
@@ -95,10 +99,10 @@ class LiteTrunk(FCN):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The five stages' outputs, at strides 2, 4, 8, 16 and 32."""
+        """The stages' outputs, at strides 2, 4, 8, 16 (and 32)."""
         x = self.stem(x)
         out = []
-        for i in range(5):
+        for i in range(len(self.blocks)):
             x = getattr(self, f"stage{i + 1}")(x)
             out.append(x)
         return out
@@ -106,13 +110,15 @@ class LiteTrunk(FCN):
     def stages(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return the features at strides 8, 16 and 32."""
         p = self.pyramid(x)
+        if len(p) != 5:
+            raise ValueError("the FCN heads need the stride-32 stage: give LiteTrunk five stages")
         return p[2], p[3], p[4]
 
 
 class FPNLite(LiteTrunk):
     """:class:`LiteTrunk` with an FPN-style decoder: logits at stride 4, upsampled bilinearly to the input.
 
-    Lateral 1x1 convolutions bring the stride-4 to stride-32 features to ``decoder`` channels; each level
+    Lateral 1x1 convolutions bring the stride-4 to stride-32 (or 16) features to ``decoder`` channels; each level
     adds the one above it upsampled x2 (nearest); a ``conv3x3 -> BN -> ReLU`` fuses the stride-4 sum and a
     zero-initialised 1x1 ``score`` layer gives the classes.
     """
@@ -133,8 +139,8 @@ class FPNLite(LiteTrunk):
         nn.init.zeros_(self.score.bias)  # type: ignore[arg-type]
 
     def forward_aligned(self, x: torch.Tensor) -> torch.Tensor:
-        """Top-down sum of the lateral features from stride 32 to stride 4, fused, scored, upsampled x4."""
-        feats = self.pyramid(x)[1:]  # strides 4, 8, 16, 32
+        """Top-down sum of the lateral features from the deepest stride to stride 4, fused, scored, upsampled x4."""
+        feats = self.pyramid(x)[1:]  # strides 4, 8, 16 (, 32)
         y = self.lateral[-1](feats[-1])
         for lateral, f in zip(reversed(self.lateral[:-1]), reversed(feats[:-1]), strict=True):
             y = lateral(f) + F.interpolate(y, size=f.shape[-2:], mode="nearest")
@@ -155,7 +161,7 @@ class FCN8sLite(LiteTrunk, FCN8sHead):
 def fpn_lite(
     num_classes: int, widths: Sequence[int] = WIDTHS, blocks: Sequence[int] = BLOCKS, decoder: int = 64
 ) -> nn.Module:
-    """:class:`FPNLite`: the laptop segmentation model (about 3.3M parameters), trained from scratch."""
+    """:class:`FPNLite`: the laptop segmentation model (about 3.8M parameters), trained from scratch."""
     return FPNLite(num_classes, widths, blocks, decoder)
 
 
@@ -165,6 +171,14 @@ def fpn_lite_full(
 ) -> nn.Module:
     """:class:`FPNLite` with a residual block at every stage, stride 2 included (0.7x the speed of ``fpn_lite``
     on one CPU thread: its 32 channels on 64x64 pixels use the cores worse than the deeper, wider blocks)."""
+    return FPNLite(num_classes, widths, blocks, decoder)
+
+
+@register_model("fpn_lite16", task="segment", backbone=None, cpu_channels_last=True)
+def fpn_lite16(
+    num_classes: int, widths: Sequence[int] = WIDTHS16, blocks: Sequence[int] = BLOCKS16, decoder: int = 64
+) -> nn.Module:
+    """:class:`FPNLite` with the encoder stopped at stride 16 (about 1.5M parameters fewer than ``fpn_lite``)."""
     return FPNLite(num_classes, widths, blocks, decoder)
 
 
