@@ -2,8 +2,8 @@
 
 One SGD step on a batch of 16 random 128x128 tiles (the laptop recipes' input), after 3 warm-up steps, timed
 over 10 steps of wall time. Usage: ``OMP_NUM_THREADS=1 taskset -c 0 python benchmarks/p2_laptop_models_speed.py
-[--amp bf16|off|both] [--model NAME ...]`` (default bf16: what the recipes ask for; ``both`` also times fp32,
-which is what ``amp: bf16`` runs in on a CPU without AVX-512/AMX). Results: docs/BENCHMARKS.md.
+[--amp bf16|off|both] [--model NAME ...] [--batch N]`` (default bf16: what the recipes ask for; ``both`` also
+times fp32, which is what ``amp: bf16`` runs in on a CPU without AVX-512/AMX). Results: docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("fpn_lite", {}),
     ("fpn_lite", {"blocks": (1, 1, 1, 1, 1)}),
     ("fpn_lite", {"blocks": (0, 1, 1, 1, 0)}),
+    ("fpn_lite16", {}),
     ("fcn8s_lite", {}),
     ("fcn32s_lite", {}),
 ]
@@ -49,6 +50,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--amp", choices=("bf16", "off", "both"), default="bf16")
     parser.add_argument("--model", nargs="*", help="time only these models (default: every variant)")
+    parser.add_argument("--batch", type=int, default=16, help="tiles per step (8: each process of --procs 2)")
     args = parser.parse_args()
     amps = {"bf16": [True], "off": [False], "both": [True, False]}[args.amp]
     native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
@@ -60,6 +62,6 @@ if __name__ == "__main__":
         for bf16 in amps:
             print(
                 f"{name:12s} {str(kwargs or 'default'):30s} {params / 1e6:4.1f}M params  "
-                f"{'bf16' if bf16 else 'fp32'} {images_per_second(name, bf16=bf16, **kwargs):6.1f} img/s",
+                f"{'bf16' if bf16 else 'fp32'} {images_per_second(name, args.batch, bf16=bf16, **kwargs):6.1f} img/s",
                 flush=True,
             )
