@@ -2,8 +2,9 @@
 
 One SGD step on a batch of 16 random 128x128 tiles (the laptop recipes' input), after 3 warm-up steps, timed
 over 10 steps of wall time. Usage: ``OMP_NUM_THREADS=1 taskset -c 0 python benchmarks/p2_laptop_models_speed.py
-[--amp bf16|off|both] [--model NAME ...] [--batch N]`` (default bf16: what the recipes ask for; ``both`` also
-times fp32, which is what ``amp: bf16`` runs in on a CPU without AVX-512/AMX). Results: docs/BENCHMARKS.md.
+[--amp bf16|off|both] [--model NAME ...] [--batch N] [--side PX]`` (default bf16: what the recipes ask for;
+``both`` also times fp32, which is what ``amp: bf16`` runs in on a CPU without AVX-512/AMX).
+Results: docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("fpn_lite", {"blocks": (1, 1, 1, 1, 1)}),
     ("fpn_lite", {"blocks": (0, 1, 1, 1, 0)}),
     ("fpn_lite16", {}),
+    ("fpn_lite16", {"blocks": (0, 1, 1, 2)}),
+    ("fpn_lite16", {"blocks": (0, 1, 2, 2)}),
+    ("fpn_lite16", {"widths": (32, 32, 64, 160, 320)}),
+    ("fpn_lite16", {"widths": (32, 32, 96, 192, 320)}),
+    ("fpn_lite16", {"decoder": 96}),
     ("fcn8s_lite", {}),
     ("fcn32s_lite", {}),
 ]
@@ -51,6 +57,7 @@ if __name__ == "__main__":
     parser.add_argument("--amp", choices=("bf16", "off", "both"), default="bf16")
     parser.add_argument("--model", nargs="*", help="time only these models (default: every variant)")
     parser.add_argument("--batch", type=int, default=16, help="tiles per step (8: each process of --procs 2)")
+    parser.add_argument("--side", type=int, default=128, help="tile side in pixels (the recipes' --input-size)")
     args = parser.parse_args()
     amps = {"bf16": [True], "off": [False], "both": [True, False]}[args.amp]
     native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
@@ -60,8 +67,9 @@ if __name__ == "__main__":
             continue
         params = sum(p.numel() for p in build_model(name, 7, **kwargs).parameters())
         for bf16 in amps:
+            rate = images_per_second(name, args.batch, args.side, bf16, **kwargs)
             print(
                 f"{name:12s} {str(kwargs or 'default'):30s} {params / 1e6:4.1f}M params  "
-                f"{'bf16' if bf16 else 'fp32'} {images_per_second(name, args.batch, bf16=bf16, **kwargs):6.1f} img/s",
+                f"{'bf16' if bf16 else 'fp32'} {rate:6.1f} img/s",
                 flush=True,
             )
