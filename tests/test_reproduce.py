@@ -177,31 +177,3 @@ def test_intro_says_when_bf16_recipes_will_run_in_fp32(course, tmp_path, monkeyp
     assert ("tiny_p1, tiny_bf16 run in fp32" in reproduce_run._intro(opts, jobs)) is not native
     opts.settings, opts.device = [], "cuda"
     assert "This CPU" not in reproduce_run._intro(opts, jobs)
-
-
-def test_the_laptop_profile_trains_p2_on_both_cores_of_a_cpu(course, tmp_path, monkeypatch):
-    """On a CPU of 2+ cores the laptop profile's P2 runs take ``--procs 2`` and half the recipe's batch each (a resumed
-    run keeps its batch); not on a GPU, not on one core, not for P1, and not when the user sets a batch."""
-    from fcnlab.reproduce import plan
-
-    data, recipes = course
-    listed = [str(recipes / "tiny_p1.yaml"), str(recipes / "tiny_fcn8s.yaml")]
-    out = tmp_path / "out"
-
-    def train_argv(cpu: bool, cores: int, options: list[str] | None = None) -> dict[str, list[str]]:
-        monkeypatch.setattr(plan.os, "cpu_count", lambda: cores)
-        jobs = make_jobs(PROFILES["laptop"], data, out, ("p1", "p2"), False, listed, cpu=cpu)
-        steps = plan.plan_steps(jobs, out, [], options or [])
-        return {s.run: s.argv for s in steps if s.key.startswith("train-")} | {
-            f"resume-{j.name}": j.procs_argv(resume=True) for j in jobs
-        }
-
-    two = train_argv(cpu=True, cores=2)
-    at = two["tiny_fcn8s"].index("--procs")
-    assert two["tiny_fcn8s"][at : at + 4] == ["--procs", "2", "--batch-size", "1"]  # the tiny recipe's batch is 2
-    assert "--procs" not in two["tiny_p1"] and two["resume-tiny_fcn8s"] == ["--procs", "2"]
-    for cpu, cores in ((False, 2), (True, 1)):
-        assert not any("--procs" in argv for argv in train_argv(cpu, cores).values())
-    mine = train_argv(cpu=True, cores=2, options=["--batch-size", "4"])
-    assert "--procs" not in mine["tiny_fcn8s"] and mine["resume-tiny_fcn8s"] == []
-    assert PROFILES["gpu"].p2_cpu_procs == 1

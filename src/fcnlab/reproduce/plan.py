@@ -8,7 +8,6 @@ or the predicted mask files (P2); after every run, ``compare`` of the P2 runs an
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,18 +35,11 @@ class Profile:
     p2: tuple[str, ...]
     scratch: tuple[str, ...] = ()  # the from-scratch variants, run with --scratch
     where: str = ""  # the machine it is meant for, as the expected-time line says it
-    #: P2 training processes on a CPU with at least that many cores (``train --procs``, the recipe's batch split
-    #: among them): on 2 cores two one-thread processes trained p2_laptop 1.3-1.5x faster than one process
-    p2_cpu_procs: int = 1
 
 
 PROFILES = {
     "laptop": Profile(
-        "laptop",
-        p1=("p1_laptop_long",),
-        p2=("p2_laptop", "p2_laptop_fcn32s", "p2_laptop_fcn8s"),
-        where="a laptop CPU",
-        p2_cpu_procs=2,
+        "laptop", p1=("p1_laptop_long",), p2=("p2_laptop", "p2_laptop_fcn32s", "p2_laptop_fcn8s"), where="a laptop CPU"
     ),
     "gpu": Profile(
         "gpu",
@@ -78,14 +70,6 @@ class Job:
     run_dir: Path
     folders: dict[str, Path] = field(default_factory=dict)
     amp: str = "auto"  # the recipe's autocast option (bf16 runs in fp32 on a CPU without native bf16)
-    procs: int = 1  # training processes (``train --procs``)
-    batch_size: int = 0  # the recipe's batch, split among ``procs``
-
-    def procs_argv(self, resume: bool = False) -> list[str]:
-        """``--procs N --batch-size B/N`` for a run in N processes (a resumed run keeps its batch), else nothing."""
-        if self.procs <= 1:
-            return []
-        return ["--procs", str(self.procs)] + ([] if resume else ["--batch-size", str(self.batch_size // self.procs)])
 
     @property
     def name(self) -> str:
@@ -118,17 +102,10 @@ def parse_only(text: str | None) -> tuple[str, ...]:
 
 
 def make_jobs(
-    profile: Profile,
-    data: Path,
-    out: Path,
-    parts: tuple[str, ...],
-    scratch: bool,
-    recipes: list[str] | None = None,
-    cpu: bool = False,
+    profile: Profile, data: Path, out: Path, parts: tuple[str, ...], scratch: bool, recipes: list[str] | None = None
 ) -> list[Job]:
     """The runs of the plan, each with its recipe read (a missing recipe or data folder: one ConfigError/DataError
-    naming it, before anything is written). ``cpu``: training runs on the CPU, so P2 runs take the profile's
-    ``p2_cpu_procs`` processes where the machine has the cores and the recipe's batch divides among them."""
+    naming it, before anything is written)."""
     names = list(recipes or [])
     if not names:
         for part in parts:
@@ -149,12 +126,7 @@ def make_jobs(
                 f"p1_data/ and p2_data/)"
             )
         epochs, run_dir = int(values.get("epochs", 50)), out / "runs" / Path(recipe).stem
-        batch, procs = int(values.get("batch_size", 0) or 0), profile.p2_cpu_procs
-        split = cpu and info.task == "segment" and procs > 1 and (os.cpu_count() or 1) >= procs
-        split = split and batch > 0 and batch % procs == 0
-        job = Job(recipe, info, info.task, epochs, run_dir, folders, str(values.get("amp", "auto")))
-        job.procs, job.batch_size = (procs if split else 1), batch
-        jobs.append(job)
+        jobs.append(Job(recipe, info, info.task, epochs, run_dir, folders, str(values.get("amp", "auto"))))
     if not jobs:
         raise ConfigError("nothing to run: the profile has no recipe for the parts asked for (--only)")
     return jobs
@@ -183,9 +155,6 @@ def plan_steps(
             "--out",
             run,
         ]
-        if "--procs" in options or "--batch-size" in options:  # the user's own choice wins
-            job.procs = 1
-        train += job.procs_argv()
         title = f"train {job.name} ({info.label}, {job.epochs} epochs)"
         if info.snapshots and "--snapshot-epochs" not in options:
             snaps = ",".join(map(str, snapshot_epochs(job.epochs)))

@@ -100,7 +100,7 @@ def reproduce(opts: Options, echo: Callable[[str], None] = print) -> dict[str, A
         )
     if opts.budget_minutes is not None and opts.budget_minutes <= 0:
         raise ConfigError(f"option --budget: minutes must be > 0, got {opts.budget_minutes:g}")
-    jobs = make_jobs(opts.profile, data, out, parse_only(opts.only), opts.scratch, opts.recipes, _on_cpu(opts.device))
+    jobs = make_jobs(opts.profile, data, out, parse_only(opts.only), opts.scratch, opts.recipes)
     device = ["--device", opts.device] if opts.device else []
     steps = plan_steps(jobs, out, device, train_options(opts), opts.skip)
     state = State(out)
@@ -155,8 +155,7 @@ def _intro(opts: Options, jobs: list[Job]) -> str:
     lines = [f"fcnlab reproduce: profile {opts.profile.name}, {len(jobs)} run(s) into {opts.out}/runs"]
     for j in jobs:
         time_text = f"about {j.info.minutes:g} min on {j.info.hardware}" if j.info.minutes else "no time estimate"
-        procs = f", {j.procs} processes" if j.procs > 1 else ""
-        lines.append(f"  {j.name:<28} {j.task:<8} {j.epochs:>3} epochs{procs}  {time_text} ({j.info.numbers})")
+        lines.append(f"  {j.name:<28} {j.task:<8} {j.epochs:>3} epochs  {time_text} ({j.info.numbers})")
     expect = f"Expected time: about {minutes:g} min of training and evaluation"
     if unknown:
         expect += f", plus {', '.join(unknown)} (no estimate in the recipe)"
@@ -229,7 +228,7 @@ def _train(
         state.clear(key, "done")
     state.clear(step.key, "cut")
     if (run / LAST).is_file():
-        step.argv = [job.task, "train", "--resume", str(run), *job.procs_argv(resume=True)]
+        step.argv = [job.task, "train", "--resume", str(run)]
         step.title = f"{step.title} (resuming {run})"
     elif run.exists():  # our own run that stopped before its first checkpoint: nothing in it to keep
         echo(f"note: {run} stopped before its first checkpoint; starting it again")
