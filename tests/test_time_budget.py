@@ -12,7 +12,7 @@ from fcnlab.checkpoint import load_checkpoint
 from fcnlab.cli.main import main
 from fcnlab.data.synthetic import make_segmentation_data
 from fcnlab.training import budget
-from fcnlab.training.budget import epochs_in_budget, scale_epochs
+from fcnlab.training.budget import epochs_in_budget, keep_to_budget, scale_epochs, typical_epoch_seconds
 from train_once import segment_train_argv
 
 TINY = ("--model", "fpn_lite", "--warmup-epochs", "1", "--deterministic", "--limit", "4")
@@ -23,6 +23,49 @@ def test_epochs_in_budget_fills_what_is_left_and_keeps_a_margin():
     assert epochs_in_budget(3600, 120, 60, done=1) == 57
     assert epochs_in_budget(3600, 3700, 60, done=1) == 1  # over budget already: the run ends now
     assert epochs_in_budget(600, 100, 1000, done=1) == 1  # not even one more epoch fits
+
+
+def test_the_checks_go_by_the_median_of_recent_epochs():
+    assert typical_epoch_seconds([40.0]) == 40.0
+    assert typical_epoch_seconds([32.0, 36.0]) == 32.0  # of two, the lower
+    assert typical_epoch_seconds([32.0, 31.4, 34.5, 35.7]) == 32.0
+    assert typical_epoch_seconds([90.0, 90.0, 32.0, 33.0, 31.0, 36.0, 34.0]) == 33.0  # the last 5 only
+
+
+def test_one_slow_epoch_does_not_cut_but_lasting_slowness_does(tmp_path, monkeypatch):
+    """The run of 2026-12-03: planned 102 epochs from a 32.0 s epoch, then two epochs of 34.5 and 35.7 s (a
+    command on the other core) cut it to 92 for good. Now only epochs that stay slower cut it."""
+    import time
+    from types import SimpleNamespace
+
+    cfg = SimpleNamespace(time_budget=57.0, epochs=140, snapshot_epochs=[])
+    state = SimpleNamespace(
+        cfg=cfg,
+        dist=SimpleNamespace(enabled=False, is_main=True),
+        started=time.perf_counter(),
+        budget_planned=False,
+        budget_epochs_s=[],
+        run_dir=tmp_path,
+        epoch=0,
+    )
+    monkeypatch.setattr(budget, "save_yaml", lambda cfg, path: None)
+    now = [state.started + 64.0]  # decoding and the first epoch
+
+    def epoch_of(epoch: int, seconds: float) -> None:
+        now[0] += seconds
+        state.epoch = epoch
+        keep_to_budget(state, seconds)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(budget.time, "perf_counter", lambda: now[0])
+    epoch_of(2, 32.0)
+    planned = cfg.epochs
+    assert planned == epochs_in_budget(57 * 60, 96.0, 32.0, 2) == 102
+    for epoch, seconds in enumerate([31.4, 34.5, 35.7, 31.8, 31.0], start=3):
+        epoch_of(epoch, seconds)
+    assert cfg.epochs == planned  # the two slow epochs cut nothing
+    for epoch, seconds in enumerate([45.0, 46.0, 47.0], start=8):  # the machine stays busy
+        epoch_of(epoch, seconds)
+    assert cfg.epochs < planned
 
 
 def test_snapshot_epochs_keep_their_place_in_the_run():

@@ -60,6 +60,7 @@ class TrainState:
     epoch_lr: float | None = None  # learning rate at the start of the current epoch (metrics.csv's lr)
     started: float = 0.0  # time.perf_counter() when the command started training (--time-budget's clock)
     budget_planned: bool = False  # --time-budget made its plan (end of warm-up); later checks only cut further
+    budget_epochs_s: list[float] = field(default_factory=list)  # epoch seconds --time-budget saw (this command's)
     last_saved: str = ""  # where the newest last.pt stands, for messages ("end of epoch 3")
     saver: BackgroundSaver = field(default_factory=BackgroundSaver)  # epoch-end checkpoints in the background
     eval_model: Any = None  # the model evaluation runs (compiled, not DDP-wrapped); None: ``model``
