@@ -13,6 +13,7 @@ import pytest
 
 from fcnlab.cli.main import main
 from fcnlab.data.synthetic import make_classification_data, make_segmentation_data
+from fcnlab.reproduce import plan as reproduce_plan
 from fcnlab.reproduce import run as reproduce_run
 from fcnlab.reproduce.plan import PROFILES, make_jobs, snapshot_epochs
 from fcnlab.reproduce.state import STATE
@@ -55,7 +56,9 @@ def course(tmp_path_factory) -> tuple[Path, Path]:
 
 def _argv(data: Path, out: Path, recipes: Path, names: str, *extra: str) -> list[str]:
     listed = ",".join(str(recipes / f"{n}.yaml") for n in names.split(","))
-    return ["reproduce", "--data", str(data), "--out", str(out), "--recipes", listed, "--device", "cpu", *extra]
+    # one process a run: on a 2-core CI machine the laptop profile would start two (tested on their own below)
+    procs = [] if "--procs" in extra else ["--procs", "1"]
+    return ["reproduce", "--data", str(data), "--out", str(out), "--recipes", listed, "--device", "cpu", *procs, *extra]
 
 
 def test_profiles_name_the_homework_recipes_and_snapshots_follow_the_epochs():
@@ -177,3 +180,70 @@ def test_intro_says_when_bf16_recipes_will_run_in_fp32(course, tmp_path, monkeyp
     assert ("tiny_p1, tiny_bf16 run in fp32" in reproduce_run._intro(opts, jobs)) is not native
     opts.settings, opts.device = [], "cuda"
     assert "This CPU" not in reproduce_run._intro(opts, jobs)
+
+
+def test_the_laptop_profile_trains_in_two_processes_on_a_cpu_of_two_cores(course, tmp_path, monkeypatch):
+    """On a CPU of 2+ cores the laptop profile trains each run in ``--procs 2`` with half the recipe's batch each;
+    not on a GPU, not on one core, not with the gpu profile, not a recipe whose batch does not divide, not when
+    the user sets a batch; ``--procs N`` says it outright. A resumed run keeps the processes it started with."""
+    data, recipes = course
+    (recipes / "tiny_odd.yaml").write_text(
+        P2.format(model="fcn8s_resnet34", epochs=2).replace("batch_size: 2", "batch_size: 3")
+    )
+    listed = [str(recipes / f"{n}.yaml") for n in ("tiny_p1", "tiny_fcn8s", "tiny_odd")]
+    out = tmp_path / "out"
+
+    def procs(profile: str = "laptop", cpu: bool = True, cores: int = 2, asked: int | None = None) -> int:
+        monkeypatch.setattr(reproduce_run, "usable_cores", lambda: cores)
+        monkeypatch.setattr(reproduce_run, "_on_cpu", lambda device: cpu)
+        opts = reproduce_run.Options(data, out, PROFILES[profile], device="cpu", procs=asked)
+        return reproduce_run.training_procs(opts)
+
+    assert procs() == 2 and procs(cores=16) == 2
+    assert procs(cpu=False) == procs(cores=1) == procs("gpu") == 1
+    assert procs(cpu=False, asked=3) == 3 and procs(asked=1) == 1
+
+    def train_argv(n: int, options: list[str] | None = None) -> dict[str, list[str]]:
+        jobs = make_jobs(PROFILES["laptop"], data, out, ("p1", "p2"), False, listed, n)
+        steps = reproduce_plan.plan_steps(jobs, out, [], options or [])
+        return {s.run: s.argv for s in steps if s.key.startswith("train-") and s.run}
+
+    two = train_argv(2)
+    for name, batch in (("tiny_p1", "4"), ("tiny_fcn8s", "1")):  # the recipes' batches: 8 and 2
+        at = two[name].index("--procs")
+        assert two[name][at : at + 4] == ["--procs", "2", "--batch-size", batch]
+    assert "--procs" not in two["tiny_odd"]  # 3 tiles do not split in two
+    assert not any("--procs" in argv for argv in train_argv(1).values())
+    mine = train_argv(2, ["--batch-size", "4"])
+    assert not any(argv.count("--procs") for argv in mine.values())
+
+    job = make_jobs(PROFILES["laptop"], data, out, ("p2",), False, listed[1:2], 2)[0]
+    job.run_dir.mkdir(parents=True)
+    (job.run_dir / "config.yaml").write_text("task: segment\nbatch_size: 1\n")  # started in two processes
+    assert job.procs_argv(resume=True) == ["--procs", "2"]
+    (job.run_dir / "config.yaml").write_text("task: segment\nbatch_size: 2\n")  # started in one
+    assert job.procs_argv(resume=True) == []
+    intro = reproduce_run._intro(reproduce_run.Options(data, out, PROFILES["laptop"]), [job])
+    assert "2 epochs, 2 processes" in intro
+
+
+def test_a_bad_procs_count_is_refused(course, tmp_path, capsys):
+    data, recipes = course
+    assert main(_argv(data, tmp_path / "out", recipes, "tiny_p1", "--procs", "0")) == 2
+    assert "option --procs: must be 1 or more, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_reproduce_trains_a_run_in_two_processes(course, tmp_path, capsys):
+    """End to end with ``--procs 2``: the run trains as two DDP processes (its checkpoint says so) and is evaluated."""
+    import torch
+
+    data, recipes = course
+    out = tmp_path / "out"
+    assert main(_argv(data, out, recipes, "tiny_p1", "--procs", "2", "--skip", "report,tsne")) == 0
+    text = capsys.readouterr().out
+    assert "tiny_p1" in text and "2 processes" in text
+    run = out / "runs" / "tiny_p1"
+    assert torch.load(run / "last.pt", weights_only=True)["world_size"] == 2
+    assert (run / "eval" / "validation" / "eval.json").is_file()

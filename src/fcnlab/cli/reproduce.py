@@ -71,6 +71,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--skip", metavar="STEPS", help="leave out steps: eval, tsne, masks, compare, report")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: each recipe's, auto)")
+    p.add_argument(
+        "--procs",
+        type=int,
+        metavar="N",
+        help="training processes of each run, the recipe's batch split among them (default: 2 with the laptop "
+        "profile on a CPU of 2+ cores, else 1)",
+    )
     p.set_defaults(func=run)
 
 
@@ -104,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
             settings=args.settings,
             skip=skip,
             debug=args.debug,
+            procs=args.procs,
         )
     )
     return 0

@@ -14,6 +14,7 @@ from pathlib import Path
 from fcnlab import demo
 from fcnlab.errors import ConfigError, DataError
 from fcnlab.recipes import RecipeInfo, load_yaml, recipe_info
+from fcnlab.runs import CONFIG
 from fcnlab.tasks import task_info
 
 #: The parts of the homework, the task that trains each, and the course folders each reads (under ``dlcv/``).
@@ -35,11 +36,19 @@ class Profile:
     p2: tuple[str, ...]
     scratch: tuple[str, ...] = ()  # the from-scratch variants, run with --scratch
     where: str = ""  # the machine it is meant for, as the expected-time line says it
+    #: Training processes of each run on a CPU with at least that many usable cores (``train --procs``, the
+    #: recipe's batch split among them). On 2 cores two one-thread processes trained p2_laptop 1.3-1.5x faster
+    #: than one, and p1_laptop_long's epochs took 47-49 s against 134-164 s (docs/BENCHMARKS.md).
+    cpu_procs: int = 1
 
 
 PROFILES = {
     "laptop": Profile(
-        "laptop", p1=("p1_laptop_long",), p2=("p2_laptop", "p2_laptop_fcn32s", "p2_laptop_fcn8s"), where="a laptop CPU"
+        "laptop",
+        p1=("p1_laptop_long",),
+        p2=("p2_laptop", "p2_laptop_fcn32s", "p2_laptop_fcn8s"),
+        where="a laptop CPU",
+        cpu_procs=2,
     ),
     "gpu": Profile(
         "gpu",
@@ -70,6 +79,23 @@ class Job:
     run_dir: Path
     folders: dict[str, Path] = field(default_factory=dict)
     amp: str = "auto"  # the recipe's autocast option (bf16 runs in fp32 on a CPU without native bf16)
+    procs: int = 1  # training processes (``train --procs``)
+    batch_size: int = 0  # the recipe's batch, split among ``procs``
+
+    def procs_argv(self, resume: bool = False) -> list[str]:
+        """``--procs N --batch-size B/N`` for a run in N processes, else nothing. A resumed run keeps the batch
+        its checkpoint has, and its processes only if it was started so (its ``config.yaml`` has the split batch):
+        a run begun in one process resumes in one, so its batch stays the recipe's."""
+        if self.procs <= 1:
+            return []
+        split = self.batch_size // self.procs
+        if not resume:
+            return ["--procs", str(self.procs), "--batch-size", str(split)]
+        try:
+            saved = int(load_yaml(self.run_dir / CONFIG).get("batch_size", 0) or 0)
+        except (ConfigError, OSError, ValueError):
+            saved = 0
+        return ["--procs", str(self.procs)] if saved == split else []
 
     @property
     def name(self) -> str:
@@ -102,10 +128,17 @@ def parse_only(text: str | None) -> tuple[str, ...]:
 
 
 def make_jobs(
-    profile: Profile, data: Path, out: Path, parts: tuple[str, ...], scratch: bool, recipes: list[str] | None = None
+    profile: Profile,
+    data: Path,
+    out: Path,
+    parts: tuple[str, ...],
+    scratch: bool,
+    recipes: list[str] | None = None,
+    procs: int = 1,
 ) -> list[Job]:
     """The runs of the plan, each with its recipe read (a missing recipe or data folder: one ConfigError/DataError
-    naming it, before anything is written)."""
+    naming it, before anything is written). ``procs``: training processes of each run whose recipe's batch
+    divides among them (the others train in one)."""
     names = list(recipes or [])
     if not names:
         for part in parts:
@@ -126,10 +159,18 @@ def make_jobs(
                 f"p1_data/ and p2_data/)"
             )
         epochs, run_dir = int(values.get("epochs", 50)), out / "runs" / Path(recipe).stem
-        jobs.append(Job(recipe, info, info.task, epochs, run_dir, folders, str(values.get("amp", "auto"))))
+        job = Job(recipe, info, info.task, epochs, run_dir, folders, str(values.get("amp", "auto")))
+        job.batch_size = int(values.get("batch_size", 0) or 0)
+        job.procs = procs if job.batch_size > 0 and job.batch_size % procs == 0 else 1
+        jobs.append(job)
     if not jobs:
         raise ConfigError("nothing to run: the profile has no recipe for the parts asked for (--only)")
     return jobs
+
+
+def _in_procs(job: Job) -> str:
+    """``", 2 processes"`` for a run trained in several, else nothing."""
+    return f", {job.procs} processes" if job.procs > 1 else ""
 
 
 def plan_steps(
@@ -155,7 +196,10 @@ def plan_steps(
             "--out",
             run,
         ]
-        title = f"train {job.name} ({info.label}, {job.epochs} epochs)"
+        if "--procs" in options or "--batch-size" in options:  # the user's own choice wins
+            job.procs = 1
+        train += job.procs_argv()
+        title = f"train {job.name} ({info.label}, {job.epochs} epochs{_in_procs(job)})"
         if info.snapshots and "--snapshot-epochs" not in options:
             snaps = ",".join(map(str, snapshot_epochs(job.epochs)))
             train += ["--snapshot-epochs", snaps]

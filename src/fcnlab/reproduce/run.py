@@ -27,6 +27,7 @@ from fcnlab.errors import ConfigError, DataError
 from fcnlab.reproduce.plan import Job, Profile, Step, course_root, expected_minutes, make_jobs, parse_only, plan_steps
 from fcnlab.reproduce.state import State, check_outputs
 from fcnlab.runs import LAST, read_eval
+from fcnlab.runtime.cores import usable_cores
 from fcnlab.runtime.device import cpu_computes_bf16, select_device
 from fcnlab.runtime.files import atomic_write_text
 
@@ -58,6 +59,7 @@ class Options:
     settings: list[str] = field(default_factory=list)  # extra training options, KEY=VALUE
     skip: tuple[str, ...] = ()
     debug: bool = False
+    procs: int | None = None  # training processes of each run; None: the profile's on a CPU with the cores
 
 
 def _settings(opts: Options) -> list[tuple[str, str]]:
@@ -100,7 +102,9 @@ def reproduce(opts: Options, echo: Callable[[str], None] = print) -> dict[str, A
         )
     if opts.budget_minutes is not None and opts.budget_minutes <= 0:
         raise ConfigError(f"option --budget: minutes must be > 0, got {opts.budget_minutes:g}")
-    jobs = make_jobs(opts.profile, data, out, parse_only(opts.only), opts.scratch, opts.recipes)
+    if opts.procs is not None and opts.procs < 1:
+        raise ConfigError(f"option --procs: must be 1 or more, got {opts.procs}")
+    jobs = make_jobs(opts.profile, data, out, parse_only(opts.only), opts.scratch, opts.recipes, training_procs(opts))
     device = ["--device", opts.device] if opts.device else []
     steps = plan_steps(jobs, out, device, train_options(opts), opts.skip)
     state = State(out)
@@ -155,7 +159,8 @@ def _intro(opts: Options, jobs: list[Job]) -> str:
     lines = [f"fcnlab reproduce: profile {opts.profile.name}, {len(jobs)} run(s) into {opts.out}/runs"]
     for j in jobs:
         time_text = f"about {j.info.minutes:g} min on {j.info.hardware}" if j.info.minutes else "no time estimate"
-        lines.append(f"  {j.name:<28} {j.task:<8} {j.epochs:>3} epochs  {time_text} ({j.info.numbers})")
+        procs = f", {j.procs} processes" if j.procs > 1 else ""
+        lines.append(f"  {j.name:<28} {j.task:<8} {j.epochs:>3} epochs{procs}  {time_text} ({j.info.numbers})")
     expect = f"Expected time: about {minutes:g} min of training and evaluation"
     if unknown:
         expect += f", plus {', '.join(unknown)} (no estimate in the recipe)"
@@ -175,6 +180,15 @@ def _intro(opts: Options, jobs: list[Job]) -> str:
         )
     lines.append("Interrupted, the same command continues where it stopped.")
     return "\n".join(lines)
+
+
+def training_procs(opts: Options) -> int:
+    """Training processes of each run: ``--procs``, else the profile's ``cpu_procs`` when training runs on a CPU
+    with that many usable cores, else 1 (a GPU trains in one process here)."""
+    if opts.procs is not None:
+        return opts.procs
+    wanted = opts.profile.cpu_procs
+    return wanted if wanted > 1 and usable_cores() >= wanted and _on_cpu(opts.device) else 1
 
 
 def _on_cpu(device: str | None) -> bool:
@@ -228,7 +242,7 @@ def _train(
         state.clear(key, "done")
     state.clear(step.key, "cut")
     if (run / LAST).is_file():
-        step.argv = [job.task, "train", "--resume", str(run)]
+        step.argv = [job.task, "train", "--resume", str(run), *job.procs_argv(resume=True)]
         step.title = f"{step.title} (resuming {run})"
     elif run.exists():  # our own run that stopped before its first checkpoint: nothing in it to keep
         echo(f"note: {run} stopped before its first checkpoint; starting it again")
