@@ -32,40 +32,63 @@ def test_the_checks_go_by_the_median_of_recent_epochs():
     assert typical_epoch_seconds([90.0, 90.0, 32.0, 33.0, 31.0, 36.0, 34.0]) == 33.0  # the last 5 only
 
 
-def test_one_slow_epoch_does_not_cut_but_lasting_slowness_does(tmp_path, monkeypatch):
+class _Run:
+    """keep_to_budget's view of a run of ``asked`` epochs under a 57-minute budget, on a clock that the epochs
+    of :meth:`epoch` advance (decoding and the first epoch took 64 s)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, tmp_path, asked: int) -> None:
+        from types import SimpleNamespace
+
+        self.cfg = SimpleNamespace(time_budget=57.0, epochs=asked, snapshot_epochs=[5, 48, asked])
+        self.state = SimpleNamespace(
+            cfg=self.cfg,
+            dist=SimpleNamespace(enabled=False, is_main=True),
+            started=0.0,
+            budget_planned=False,
+            budget_epochs_s=[],
+            budget_asked=0,
+            budget_confirmed=False,
+            run_dir=tmp_path,
+            epoch=1,
+        )
+        self.now = 64.0
+        monkeypatch.setattr(budget, "save_yaml", lambda cfg, path: None)
+        monkeypatch.setattr(budget.time, "perf_counter", lambda: self.now)
+
+    def epoch(self, *seconds: float) -> int:
+        for s in seconds:
+            self.now += s
+            self.state.epoch += 1
+            keep_to_budget(self.state, s)  # type: ignore[arg-type]
+        return self.cfg.epochs
+
+
+def test_one_slow_epoch_does_not_cut_but_lasting_slowness_does(tmp_path, monkeypatch, capsys):
     """The run of 2026-12-03: planned 102 epochs from a 32.0 s epoch, then two epochs of 34.5 and 35.7 s (a
     command on the other core) cut it to 92 for good. Now only epochs that stay slower cut it."""
-    import time
-    from types import SimpleNamespace
+    run = _Run(monkeypatch, tmp_path, asked=140)
+    assert run.epoch(32.0) == epochs_in_budget(57 * 60, 96.0, 32.0, 2) == 102
+    assert run.epoch(31.4, 34.5, 35.7, 31.8, 31.0) == 102  # the two slow epochs cut nothing
+    assert "-> 102 epochs (was 140); snapshots at epochs 4, 35, 102" in capsys.readouterr().out
+    assert run.epoch(45.0) == 95  # the machine stays busy: the median (34.5 s) cuts ...
+    assert run.epoch(46.0, 47.0) == 75  # ... and cuts again as the slow epochs become the median
+    assert capsys.readouterr().out.count("time budget") == 3
 
-    cfg = SimpleNamespace(time_budget=57.0, epochs=140, snapshot_epochs=[])
-    state = SimpleNamespace(
-        cfg=cfg,
-        dist=SimpleNamespace(enabled=False, is_main=True),
-        started=time.perf_counter(),
-        budget_planned=False,
-        budget_epochs_s=[],
-        run_dir=tmp_path,
-        epoch=0,
-    )
-    monkeypatch.setattr(budget, "save_yaml", lambda cfg, path: None)
-    now = [state.started + 64.0]  # decoding and the first epoch
 
-    def epoch_of(epoch: int, seconds: float) -> None:
-        now[0] += seconds
-        state.epoch = epoch
-        keep_to_budget(state, seconds)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(budget.time, "perf_counter", lambda: now[0])
-    epoch_of(2, 32.0)
-    planned = cfg.epochs
-    assert planned == epochs_in_budget(57 * 60, 96.0, 32.0, 2) == 102
-    for epoch, seconds in enumerate([31.4, 34.5, 35.7, 31.8, 31.0], start=3):
-        epoch_of(epoch, seconds)
-    assert cfg.epochs == planned  # the two slow epochs cut nothing
-    for epoch, seconds in enumerate([45.0, 46.0, 47.0], start=8):  # the machine stays busy
-        epoch_of(epoch, seconds)
-    assert cfg.epochs < planned
+def test_a_slow_planning_epoch_is_made_good_by_the_median_of_the_next(tmp_path, monkeypatch, capsys):
+    """The plan goes by the last warm-up epoch; RECENT epochs later it is made again from their median, up to
+    the epochs asked for, once."""
+    run = _Run(monkeypatch, tmp_path, asked=140)
+    assert run.epoch(35.8) == 91  # 2026-12-03, an idle machine: the next epochs took 31-32 s
+    assert run.epoch(31.0, 31.5, 31.2) == 91
+    median = 31.4  # the middle of 35.8, 31.0, 31.5, 31.2, 31.4
+    fits = epochs_in_budget(57 * 60, 64.0 + 35.8 + 31.0 + 31.5 + 31.2 + 31.4, median, 6)
+    assert run.epoch(31.4) == fits == 104
+    assert run.cfg.snapshot_epochs[-1] == 104 and run.state.budget_confirmed
+    assert run.epoch(31.0, 30.0, 29.0, 29.0, 29.0) == 104  # after that, only cuts
+    assert "31.4 s an epoch (the median of the last 5) -> 104 epochs (was 91)" in capsys.readouterr().out
+    fast = _Run(monkeypatch, tmp_path, asked=96)
+    assert fast.epoch(35.8, 31.0, 31.5, 31.2, 31.4) == 96  # never more than asked
 
 
 def test_snapshot_epochs_keep_their_place_in_the_run():

@@ -7,10 +7,13 @@ of the command (data decoding included), cuts them to what fits; it never adds e
 fills the budget). Up to then the learning rate does not depend on the number of epochs, so on a steady machine
 the run is the same as one started with ``--epochs N``; ``config.yaml`` and the checkpoints record ``N``. The
 last warm-up epoch rather than the first: the first also pays for one-time costs (the first oneDNN calls, the
-data pages read in). After each later epoch the run checks again and cuts once more if its epochs have become
-slower (other work on the machine), so the budget holds; the cosine decay then ends sooner than planned. Those
-checks take the median of the last :data:`RECENT` epochs, not the last alone: one epoch slowed by a passing
-command (3-4 s of 32 on a 2-core laptop) cut a 57-minute run by 10 of its 102 epochs, for good.
+data pages read in). One epoch is a noisy measure, so :data:`RECENT` epochs later the plan is made once more from
+their median, up to the epochs asked for or down: on an idle 2-core laptop the last warm-up epoch took 35.8 s
+where the next ones took 31-32, and the plan of 91 epochs would have left 6 minutes of a 57-minute budget unused.
+After each later epoch the run checks again, by the median of the last :data:`RECENT` epochs, and cuts once
+more if its epochs have become slower (other work on the machine), so the budget holds; the cosine decay then
+ends sooner than planned. The median, not the last epoch: two epochs slowed by 3-4 s by a passing command cut a
+57-minute run from 102 to 92 epochs, for good.
 """
 
 from __future__ import annotations
@@ -59,10 +62,11 @@ def scale_epochs(epochs: list[int], old: int, new: int) -> list[int]:
 
 
 def keep_to_budget(state: TrainState, epoch_seconds: float) -> None:
-    """``--time-budget``, after an epoch of ``epoch_seconds``: cut ``cfg.epochs`` (and the snapshot epochs) to what
+    """``--time-budget``, after an epoch of ``epoch_seconds``: set ``cfg.epochs`` (and the snapshot epochs) to what
     still fits. The first call (the plan, at the end of the warm-up) goes by that epoch and says what it decided;
-    the later ones go by the median of the recent epochs and speak only when they cut, which happens only if
-    epochs became slower than the planned one (a busier machine).
+    the call :data:`RECENT` epochs later plans again by their median, within the epochs asked for, and says so if
+    that changes the plan; the later ones go by the median of the recent epochs and speak only when they cut,
+    which happens only if epochs became slower than the planned ones (a busier machine).
 
     Every process takes the slowest process's times, so all decide the same. The learning-rate schedule reads
     ``cfg.epochs`` at each step, so the cosine decay spans the epochs left from now on.
@@ -73,12 +77,19 @@ def keep_to_budget(state: TrainState, epoch_seconds: float) -> None:
         ms = dist_utils.max_over_processes(torch.tensor([int(elapsed * 1000), int(epoch_seconds * 1000)]))
         elapsed, epoch_seconds = ms[0] / 1000, ms[1] / 1000
     old, first = cfg.epochs, not state.budget_planned
+    if first:
+        state.budget_asked = old
     state.budget_epochs_s.append(epoch_seconds)
+    again = not first and not state.budget_confirmed and len(state.budget_epochs_s) >= RECENT
     epoch_seconds = epoch_seconds if first else typical_epoch_seconds(state.budget_epochs_s)
     fits = epochs_in_budget(cfg.time_budget * 60, elapsed, epoch_seconds, state.epoch)
     state.budget_planned = True
     head = f"time budget {cfg.time_budget:g} min: {elapsed / 60:.1f} min used, {epoch_seconds:.1f} s an epoch"
-    if fits >= old:
+    if again:
+        state.budget_confirmed = True
+        head += f" (the median of the last {RECENT})"
+        fits = min(fits, max(old, state.budget_asked))
+    if fits == old or (fits > old and not again):
         if dist.is_main and first:
             print(f"{head}: {'the 1 epoch fits' if old == 1 else f'the {old} epochs fit'}", flush=True)
         return

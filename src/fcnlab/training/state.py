@@ -61,6 +61,8 @@ class TrainState:
     started: float = 0.0  # time.perf_counter() when the command started training (--time-budget's clock)
     budget_planned: bool = False  # --time-budget made its plan (end of warm-up); later checks only cut further
     budget_epochs_s: list[float] = field(default_factory=list)  # epoch seconds --time-budget saw (this command's)
+    budget_asked: int = 0  # the epochs asked for, which the plan may have cut (0: not planned yet)
+    budget_confirmed: bool = False  # the plan was checked against the median of RECENT epochs (up or down)
     last_saved: str = ""  # where the newest last.pt stands, for messages ("end of epoch 3")
     saver: BackgroundSaver = field(default_factory=BackgroundSaver)  # epoch-end checkpoints in the background
     eval_model: Any = None  # the model evaluation runs (compiled, not DDP-wrapped); None: ``model``
@@ -100,6 +102,8 @@ class TrainState:
             world_size=self.dist.world_size,
             input_reduction=self.task.input_reduction,
             budget_planned=self.budget_planned,
+            budget_asked=self.budget_asked,
+            budget_confirmed=self.budget_confirmed,
             history={k: [dict(r) for r in v] for k, v in (self.history or {}).items()},
         )
         if rng_ranks is not None:
@@ -229,6 +233,10 @@ def restore_state(state: TrainState, ckpt: dict[str, Any]) -> None:
     state.epoch_accum = dict(ckpt.get("epoch_accum") or state.epoch_accum)
     state.epoch_lr = ckpt.get("epoch_lr")
     state.budget_planned = bool(ckpt.get("budget_planned", False))
+    state.budget_confirmed = bool(ckpt.get("budget_confirmed", state.budget_planned))  # older: planned = final
+    # a resume with other --epochs asks for those; else the run keeps the epochs it was asked for
+    changed = state.cfg.epochs != int(ckpt.get("config", {}).get("epochs", state.cfg.epochs))
+    state.budget_asked = state.cfg.epochs if changed else int(ckpt.get("budget_asked") or state.cfg.epochs)
     if state.ema is not None and ckpt.get("ema") is not None:  # else (ema just turned on) it starts now
         state.ema.load_state_dict(ckpt["ema"])
     state.history = ckpt.get("history")  # None in checkpoints of older versions: the log is only truncated
