@@ -1,6 +1,6 @@
-"""``--time-budget MIN``: epochs cut once, at the end of the warm-up, to what fits the budget (never added); the
-run then equals one started with that many epochs, and config.yaml, the checkpoint and the snapshot epochs say
-so."""
+"""``--time-budget MIN``: epochs cut at the end of the warm-up to what fits the budget, planned once more from the
+median of the next epochs (never past the epochs asked for), then cut only if epochs stay slower; the run equals one
+started with that many epochs, and config.yaml, the checkpoint and the snapshot epochs say so."""
 
 from __future__ import annotations
 

@@ -98,6 +98,11 @@ class Job:
         return ["--procs", str(self.procs)] if saved == split else []
 
     @property
+    def procs_text(self) -> str:
+        """``", 2 processes"`` for a run trained in several, else nothing (the plan's lines)."""
+        return f", {self.procs} processes" if self.procs > 1 else ""
+
+    @property
     def name(self) -> str:
         """The run folder's name (the recipe's, without a ``.yaml``)."""
         return self.run_dir.name
@@ -168,11 +173,6 @@ def make_jobs(
     return jobs
 
 
-def _in_procs(job: Job) -> str:
-    """``", 2 processes"`` for a run trained in several, else nothing."""
-    return f", {job.procs} processes" if job.procs > 1 else ""
-
-
 def plan_steps(
     jobs: list[Job], out: Path, device: list[str], options: list[str], skip: tuple[str, ...] = ()
 ) -> list[Step]:
@@ -199,7 +199,7 @@ def plan_steps(
         if "--procs" in options or "--batch-size" in options:  # the user's own choice wins
             job.procs = 1
         train += job.procs_argv()
-        title = f"train {job.name} ({info.label}, {job.epochs} epochs{_in_procs(job)})"
+        title = f"train {job.name} ({info.label}, {job.epochs} epochs{job.procs_text})"
         if info.snapshots and "--snapshot-epochs" not in options:
             snaps = ",".join(map(str, snapshot_epochs(job.epochs)))
             train += ["--snapshot-epochs", snaps]

@@ -159,8 +159,7 @@ def _intro(opts: Options, jobs: list[Job]) -> str:
     lines = [f"fcnlab reproduce: profile {opts.profile.name}, {len(jobs)} run(s) into {opts.out}/runs"]
     for j in jobs:
         time_text = f"about {j.info.minutes:g} min on {j.info.hardware}" if j.info.minutes else "no time estimate"
-        procs = f", {j.procs} processes" if j.procs > 1 else ""
-        lines.append(f"  {j.name:<28} {j.task:<8} {j.epochs:>3} epochs{procs}  {time_text} ({j.info.numbers})")
+        lines.append(f"  {j.name:<28} {j.task:<8} {j.epochs:>3} epochs{j.procs_text}  {time_text} ({j.info.numbers})")
     expect = f"Expected time: about {minutes:g} min of training and evaluation"
     if unknown:
         expect += f", plus {', '.join(unknown)} (no estimate in the recipe)"

@@ -1,19 +1,19 @@
 """``--time-budget MIN``: the number of epochs that fit a wall-clock budget, set from the speed of the epochs.
 
 A recipe's ``epochs`` is right for the machine it was measured on; on a slower CPU (no AVX-512, so bf16 runs in
-fp32) the same epochs overrun the hour. With a budget the run times the last epoch of its warm-up (the first
-epoch without one; training and validation) and, if the epochs would not fit the budget counted from the start
-of the command (data decoding included), cuts them to what fits; it never adds epochs (a large ``--epochs``
-fills the budget). Up to then the learning rate does not depend on the number of epochs, so on a steady machine
-the run is the same as one started with ``--epochs N``; ``config.yaml`` and the checkpoints record ``N``. The
-last warm-up epoch rather than the first: the first also pays for one-time costs (the first oneDNN calls, the
+fp32) the same epochs overrun the hour. With a budget the run times the last epoch of its warm-up (the first epoch
+without one; training and validation) and, if the epochs would not fit the budget counted from the start of the
+command (data decoding included), cuts them to what fits; it never trains more than the epochs asked for (a large
+``--epochs`` fills the budget). Up to then the learning rate does not depend on the number of epochs, so on a steady
+machine the run is the same as one started with ``--epochs N``; ``config.yaml`` and the checkpoints record ``N``.
+The last warm-up epoch rather than the first: the first also pays for one-time costs (the first oneDNN calls, the
 data pages read in). One epoch is a noisy measure, so :data:`RECENT` epochs later the plan is made once more from
-their median, up to the epochs asked for or down: on an idle 2-core laptop the last warm-up epoch took 35.8 s
-where the next ones took 31-32, and the plan of 91 epochs would have left 6 minutes of a 57-minute budget unused.
-After each later epoch the run checks again, by the median of the last :data:`RECENT` epochs, and cuts once
-more if its epochs have become slower (other work on the machine), so the budget holds; the cosine decay then
-ends sooner than planned. The median, not the last epoch: two epochs slowed by 3-4 s by a passing command cut a
-57-minute run from 102 to 92 epochs, for good.
+their median, up to the epochs asked for or down: on an idle 2-core laptop the last warm-up epoch took 35.8 s where
+the next ones took 31-32, and the plan of 91 epochs would have left 6 minutes of a 57-minute budget unused. After
+each later epoch the run checks again, by the median of the last :data:`RECENT` epochs, and cuts once more if its
+epochs have become slower (other work on the machine), so the budget holds; the cosine decay then ends sooner than
+planned. The median, not the last epoch: two epochs slowed by 3-4 s by a passing command cut a 57-minute run from
+102 to 92 epochs, for good.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ class TrainState:
     writing: int = 0  # > 0 while a checkpoint is written or waited for: signals are then only recorded
     epoch_lr: float | None = None  # learning rate at the start of the current epoch (metrics.csv's lr)
     started: float = 0.0  # time.perf_counter() when the command started training (--time-budget's clock)
-    budget_planned: bool = False  # --time-budget made its plan (end of warm-up); later checks only cut further
+    budget_planned: bool = False  # --time-budget made its plan (end of warm-up); see fcnlab.training.budget
     budget_epochs_s: list[float] = field(default_factory=list)  # epoch seconds --time-budget saw (this command's)
     budget_asked: int = 0  # the epochs asked for, which the plan may have cut (0: not planned yet)
     budget_confirmed: bool = False  # the plan was checked against the median of RECENT epochs (up or down)
