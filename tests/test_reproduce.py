@@ -193,15 +193,18 @@ def test_the_laptop_profile_trains_in_two_processes_on_a_cpu_of_two_cores(course
     listed = [str(recipes / f"{n}.yaml") for n in ("tiny_p1", "tiny_fcn8s", "tiny_odd")]
     out = tmp_path / "out"
 
-    def procs(profile: str = "laptop", cpu: bool = True, cores: int = 2, asked: int | None = None) -> int:
+    def procs(
+        profile: str = "laptop", cpu: bool = True, cores: int = 2, asked: int | None = None, settings: tuple = ()
+    ) -> int:
         monkeypatch.setattr(reproduce_run, "usable_cores", lambda: cores)
         monkeypatch.setattr(reproduce_run, "_on_cpu", lambda device: cpu)
-        opts = reproduce_run.Options(data, out, PROFILES[profile], device="cpu", procs=asked)
+        opts = reproduce_run.Options(data, out, PROFILES[profile], device="cpu", procs=asked, settings=list(settings))
         return reproduce_run.training_procs(opts)
 
     assert procs() == 2 and procs(cores=16) == 2
     assert procs(cpu=False) == procs(cores=1) == procs("gpu") == 1
     assert procs(cpu=False, asked=3) == 3 and procs(asked=1) == 1
+    assert procs(settings=("batch_size=4",)) == procs(asked=2, settings=("procs=3",)) == 1  # the user's --set wins
 
     def train_argv(n: int, options: list[str] | None = None) -> dict[str, list[str]]:
         jobs = make_jobs(PROFILES["laptop"], data, out, ("p1", "p2"), False, listed, n)
@@ -214,7 +217,7 @@ def test_the_laptop_profile_trains_in_two_processes_on_a_cpu_of_two_cores(course
         assert two[name][at : at + 4] == ["--procs", "2", "--batch-size", batch]
     assert "--procs" not in two["tiny_odd"]  # 3 tiles do not split in two
     assert not any("--procs" in argv for argv in train_argv(1).values())
-    mine = train_argv(2, ["--batch-size", "4"])
+    mine = train_argv(procs(settings=("batch_size=4",)), ["--batch-size", "4"])
     assert not any(argv.count("--procs") for argv in mine.values())
 
     job = make_jobs(PROFILES["laptop"], data, out, ("p2",), False, listed[1:2], 2)[0]

@@ -164,10 +164,11 @@ def make_jobs(
                 f"p1_data/ and p2_data/)"
             )
         epochs, run_dir = int(values.get("epochs", 50)), out / "runs" / Path(recipe).stem
-        job = Job(recipe, info, info.task, epochs, run_dir, folders, str(values.get("amp", "auto")))
-        job.batch_size = int(values.get("batch_size", 0) or 0)
-        job.procs = procs if job.batch_size > 0 and job.batch_size % procs == 0 else 1
-        jobs.append(job)
+        batch = int(values.get("batch_size", 0) or 0)
+        job_procs = procs if batch > 0 and batch % procs == 0 else 1  # a batch that splits evenly
+        jobs.append(
+            Job(recipe, info, info.task, epochs, run_dir, folders, str(values.get("amp", "auto")), job_procs, batch)
+        )
     if not jobs:
         raise ConfigError("nothing to run: the profile has no recipe for the parts asked for (--only)")
     return jobs
@@ -196,8 +197,6 @@ def plan_steps(
             "--out",
             run,
         ]
-        if "--procs" in options or "--batch-size" in options:  # the user's own choice wins
-            job.procs = 1
         train += job.procs_argv()
         title = f"train {job.name} ({info.label}, {job.epochs} epochs{job.procs_text})"
         if info.snapshots and "--snapshot-epochs" not in options:

@@ -182,8 +182,11 @@ def _intro(opts: Options, jobs: list[Job]) -> str:
 
 
 def training_procs(opts: Options) -> int:
-    """Training processes of each run: ``--procs``, else the profile's ``cpu_procs`` when training runs on a CPU
-    with that many usable cores, else 1 (a GPU trains in one process here)."""
+    """Training processes of each run: 1 when ``--set`` gives a batch or processes (the user's own choice wins),
+    else ``--procs``, else the profile's ``cpu_procs`` when training runs on a CPU with that many usable cores,
+    else 1 (a GPU trains in one process here)."""
+    if {"batch_size", "procs"} & {key for key, _ in _settings(opts)}:
+        return 1
     if opts.procs is not None:
         return opts.procs
     wanted = opts.profile.cpu_procs
