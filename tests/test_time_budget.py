@@ -1,6 +1,7 @@
-"""``--time-budget MIN``: epochs cut at the end of the warm-up to what fits the budget, planned once more from the
-median of the next epochs (never past the epochs asked for), then cut only if epochs stay slower; the run equals one
-started with that many epochs, and config.yaml, the checkpoint and the snapshot epochs say so."""
+"""``--time-budget MIN``: epochs cut at the end of the warm-up to what fits the budget, then planned again after each
+epoch from the median of the recent ones, down when epochs stay slower and up again (never past the epochs asked
+for) when they are faster; the run equals one started with that many epochs, and config.yaml, the checkpoint and
+the snapshot epochs say so."""
 
 from __future__ import annotations
 
@@ -68,8 +69,11 @@ def test_one_slow_epoch_does_not_cut_but_lasting_slowness_does(tmp_path, monkeyp
     command on the other core) cut it to 92 for good. Now only epochs that stay slower cut it."""
     run = _Run(monkeypatch, tmp_path, asked=140)
     assert run.epoch(32.0) == epochs_in_budget(57 * 60, 96.0, 32.0, 2) == 102
-    assert run.epoch(31.4, 34.5, 35.7, 31.8, 31.0) == 102  # the two slow epochs cut nothing
+    assert run.epoch(31.4, 34.5, 35.7, 31.8) == 102  # the two slow epochs cut nothing
     assert "-> 102 epochs (was 140); snapshots at epochs 4, 35, 102" in capsys.readouterr().out
+    # the median of the last 5 (31.8 s) would hold 103: one more epoch is the margin shrinking, not planned
+    assert epochs_in_budget(57 * 60, 64.0 + 32.0 + 31.4 + 34.5 + 35.7 + 31.8 + 31.0, 31.8, 7) == 103
+    assert run.epoch(31.0) == 102
     assert run.epoch(45.0) == 95  # the machine stays busy: the median (34.5 s) cuts ...
     assert run.epoch(46.0, 47.0) == 75  # ... and cuts again as the slow epochs become the median
     assert capsys.readouterr().out.count("time budget") == 3
@@ -83,18 +87,47 @@ def test_a_slow_planning_epoch_is_made_good_by_the_median_of_the_next(tmp_path, 
     assert run.epoch(31.0, 31.5, 31.2) == 91
     median = 31.4  # the middle of 35.8, 31.0, 31.5, 31.2, 31.4
     fits = epochs_in_budget(57 * 60, 64.0 + 35.8 + 31.0 + 31.5 + 31.2 + 31.4, median, 6)
-    assert run.epoch(31.4) == fits == 104
-    assert run.cfg.snapshot_epochs[-1] == 104 and run.state.budget_confirmed
-    assert run.epoch(31.0, 30.0, 29.0, 29.0, 29.0) == 104  # after that, only cuts
-    assert "31.4 s an epoch (the median of the last 5) -> 104 epochs (was 91)" in capsys.readouterr().out
+    assert fits == 104 and run.epoch(31.4) == fits - 1  # up, to one fewer than fit
+    assert run.cfg.snapshot_epochs[-1] == 103 and run.state.budget_confirmed
+    assert "31.4 s an epoch (the median of the last 5) -> 103 epochs (was 91)" in capsys.readouterr().out
     fast = _Run(monkeypatch, tmp_path, asked=96)
     assert fast.epoch(35.8, 31.0, 31.5, 31.2, 31.4) == 96  # never more than asked
+    assert fast.epoch(*[25.0] * 10) == 96
+
+
+def test_epochs_cut_by_a_passing_slowdown_come_back(tmp_path, monkeypatch, capsys):
+    """The FCN-8s-style rerun of 2026-12-03 (27-minute budget): planned again to 33, then cut to 32 by epochs that
+    a test slowed; the epochs sped up again, but the budget then only cut, and 3 minutes went unused."""
+    run = _Run(monkeypatch, tmp_path, asked=56)
+    run.cfg.time_budget = 27.0
+    run.epoch(52.0, 46.2, 46.0, 46.5, 46.3)
+    assert run.cfg.epochs == 32
+    assert run.epoch(56.0, 57.0, 56.9) == 28  # the median rose to 56 s: cut
+    capsys.readouterr()
+    assert run.epoch(*[34.0] * 5) == 40  # the test ended: epochs of 34 s again, and the budget plans up
+    assert "34.0 s an epoch -> 40 epochs (was 28)" in capsys.readouterr().out
+    while run.state.epoch < run.cfg.epochs:  # the rest of the run at that speed ends within the budget
+        run.epoch(34.0)
+    assert run.state.epoch == 41 and run.now <= 27 * 60 and run.now + 2 * 34.0 > 27 * 60
+
+
+def test_a_run_that_becomes_faster_plans_up_only_by_the_median_and_only_to_what_was_asked(tmp_path, monkeypatch):
+    run = _Run(monkeypatch, tmp_path, asked=140)
+    assert run.epoch(40.0) == epochs_in_budget(57 * 60, 104.0, 40.0, 2) == 82
+    assert run.epoch(20.0) == 82  # one fast epoch plans nothing up
+    assert run.epoch(20.0, 20.0, 20.0) > 82  # the median of 5 (20 s) does
+    run.epoch(*[5.0] * 5)
+    assert run.cfg.epochs == 140  # never past the epochs asked for
 
 
 def test_snapshot_epochs_keep_their_place_in_the_run():
     assert scale_epochs([5, 48, 96], 96, 52) == [3, 26, 52]
     assert scale_epochs([5, 25, 50], 50, 30) == [3, 15, 30]
     assert scale_epochs([1, 2, 3], 3, 1) == [1]  # merged, never epoch 0
+    # those already taken (or about to be, after epoch `done`) stay; the rest never move before `done`
+    assert scale_epochs([5, 48, 96], 96, 92, done=48) == [5, 48, 92]
+    assert scale_epochs([5, 46, 92], 92, 96, done=50) == [5, 46, 96]
+    assert scale_epochs([5, 48, 96], 96, 20, done=10) == [5, 10, 20]
 
 
 @pytest.fixture(scope="module")

@@ -59,7 +59,7 @@ RUN_OPTIONS = frozenset(
         "snapshot_epochs",
         "snapshot_tiles",
         "snapshot_images",
-        "time_budget",  # it only ever cuts epochs; the checkpoint's epochs say what it cut to
+        "time_budget",  # it sets epochs only within those asked for; the checkpoint's epochs say what it set
     }
 )
 #: ``--from`` choices and the file each one resumes.
