@@ -28,6 +28,7 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("fpn_lite16", {"widths": (32, 32, 64, 160, 320)}),
     ("fpn_lite16", {"widths": (32, 32, 96, 192, 320)}),
     ("fpn_lite16", {"decoder": 96}),
+    ("fpn_lite16_s2", {}),
     ("fcn8s_lite", {}),
     ("fcn32s_lite", {}),
 ]

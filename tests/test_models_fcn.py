@@ -182,3 +182,35 @@ def test_fpn_lite16_stops_at_stride_16_and_fcn_heads_need_stride_32():
         FPNLite(C, widths=(32, 32, 64, 128), blocks=(0, 1, 1, 1))
     with pytest.raises(ValueError, match="stride-32 stage"):
         FCN8sLite(C, True, (32, 32, 64, 128, 256), (0, 1, 1, 1))(torch.zeros(1, 3, 64, 64))
+
+
+def test_patch_stem_fcns_see_a_tile_of_twice_the_side_with_the_same_feature_sizes():
+    from fcnlab.models.lite import LiteTrunk
+
+    patch, plain = build_model("fcn8s_lite_patch", C), build_model("fcn8s_lite", C)
+    big, small = torch.zeros(1, 3, 256, 256), torch.zeros(1, 3, 128, 128)
+    assert [f.shape[-1] for f in patch.pyramid(big)] == [64, 32, 16, 8]
+    assert [f.shape[-1] for f in plain.pyramid(small)] == [64, 32, 16, 8, 4]
+    assert [f.shape[-1] for f in patch.stages(big)] == [32, 16, 8]  # strides 8, 16, 32 of the 256-pixel tile
+    assert patch.stem[0].kernel_size == (4, 4) and patch.stem[0].stride == (4, 4)
+    assert patch.trunk_channels == (64, 128, 256) and patch.scores1.in_channels == 256
+    assert build_model("fcn32s_lite_patch", C).score.in_channels == 256
+    with pytest.raises(ValueError, match="stem_stride"):
+        LiteTrunk(C, stem_stride=8)
+    with pytest.raises(ValueError, match="stride-32 stage"):  # a patch stem and five stages reach stride 64
+        build_model("fcn8s_lite_patch", C, widths=(32, 32, 64, 128, 256, 256), blocks=(0, 1, 1, 1, 1)).stages(big)
+
+
+def test_fpn_lite16_s2_scores_at_stride_2():
+    from fcnlab.models.lite import FPNLite
+
+    model, coarse = build_model("fpn_lite16_s2", C).eval(), build_model("fpn_lite16", C)
+    seen: dict[str, torch.Tensor] = {}
+    model.score.register_forward_pre_hook(lambda m, i: seen.__setitem__("score_in", i[0]))
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 128, 128))
+    assert out.shape == (1, C, 128, 128) and seen["score_in"].shape[-2:] == (64, 64)
+    assert model.score.in_channels == 32 and not hasattr(coarse, "fine")
+    assert "fine" in model.HEAD and all(n.split(".")[0] in model.HEAD for n, _ in model.named_modules() if "fine" in n)
+    with pytest.raises(ValueError, match="out_stride"):
+        FPNLite(C, out_stride=8)

@@ -11,13 +11,16 @@ from fcnlab.models import build_model, list_models, model_task, registry
 CLASSIFIERS = ["airnet", "resnet18", "resnet18_cifar", "resnet34", "resnet50", "vgg16_bn"]
 SEGMENTERS = [
     "fcn32s_lite",
+    "fcn32s_lite_patch",
     "fcn32s_resnet34",
     "fcn32s_vgg16",
     "fcn8s_lite",
+    "fcn8s_lite_patch",
     "fcn8s_resnet34",
     "fcn8s_vgg16",
     "fpn_lite",
     "fpn_lite16",
+    "fpn_lite16_s2",
     "fpn_lite_full",
     "unet_resnet34",
 ]

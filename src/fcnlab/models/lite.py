@@ -10,9 +10,11 @@ channels-last speeds them up further). Three heads share it:
 * ``fpn_lite``: an FPN-style decoder (lateral 1x1 convolutions, top-down sums, one 3x3 fusion at stride 4,
   logits upsampled bilinearly); ``fpn_lite_full`` adds a residual block at stride 2; ``fpn_lite16``, the
   laptop recipe's model, stops the encoder at stride 16 (on 128x128 tiles the stride-32 stage sees 4x4
-  pixels and holds half the parameters; without it the model overfit less and scored higher).
+  pixels and holds half the parameters; without it the model overfit less and scored higher);
+  ``fpn_lite16_s2`` scores at stride 2.
 * ``fcn32s_lite`` / ``fcn8s_lite``: the homework's FCN-32s and FCN-8s heads (:mod:`fcnlab.models.fcn`) on
-  the same encoder, so a student without a GPU can measure the effect of the skips.
+  the same encoder, so a student without a GPU can measure the effect of the skips; ``*_lite_patch`` put them on
+  a 4x4 stride-4 patch stem, for tiles of twice the side at about the same cost.
 """
 
 from __future__ import annotations
@@ -75,17 +77,25 @@ class LiteTrunk(FCN):
         learn_upsampling: bool = True,
         widths: Sequence[int] = WIDTHS,
         blocks: Sequence[int] = BLOCKS,
+        stem_stride: int = 2,
     ) -> None:
         if len(blocks) not in (4, 5) or len(widths) != len(blocks) + 1:
             raise ValueError(
                 f"widths needs one entry more than blocks (stem + 4 or 5 stages), got {tuple(widths)}, {tuple(blocks)}"
             )
-        self.widths, self.blocks = tuple(widths), tuple(blocks)
-        self.trunk_channels = (self.widths[3], self.widths[4], self.widths[-1])
+        if stem_stride not in (2, 4):
+            raise ValueError(f"stem_stride must be 2 or 4, got {stem_stride}")
+        self.widths, self.blocks, self.stem_stride = tuple(widths), tuple(blocks), stem_stride
+        self.trunk_channels = (self.widths[-3], self.widths[-2], self.widths[-1])
         super().__init__(num_classes, learn_upsampling)
 
     def _build_trunk(self) -> None:
-        self.stem = conv_bn_relu(3, self.widths[0], stride=2)
+        if self.stem_stride == 4:  # a 4x4 patch stem: a tile twice the side costs what the stride-2 stem's did
+            self.stem = nn.Sequential(
+                nn.Conv2d(3, self.widths[0], 4, stride=4, bias=False), nn.BatchNorm2d(self.widths[0]), nn.ReLU(True)
+            )
+        else:
+            self.stem = conv_bn_relu(3, self.widths[0], stride=2)
         for i in range(len(self.blocks)):
             stride = 1 if i == 0 else 2  # stage1 works at the stem's stride 2
             if i == 0 and self.blocks[0] == 0 and self.widths[0] == self.widths[1]:
@@ -99,7 +109,7 @@ class LiteTrunk(FCN):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The stages' outputs, at strides 2, 4, 8, 16 (and 32)."""
+        """The stages' outputs, at strides 2, 4, 8, 16 (and 32); with the patch stem, 4, 8, 16, 32."""
         x = self.stem(x)
         out = []
         for i in range(len(self.blocks)):
@@ -110,9 +120,9 @@ class LiteTrunk(FCN):
     def stages(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return the features at strides 8, 16 and 32."""
         p = self.pyramid(x)
-        if len(p) != 5:
-            raise ValueError("the FCN heads need the stride-32 stage: give LiteTrunk five stages")
-        return p[2], p[3], p[4]
+        if self.stem_stride * 2 ** (len(p) - 1) != 32:
+            raise ValueError("the FCN heads need the stride-32 stage: give LiteTrunk five stages (four: patch stem)")
+        return p[-3], p[-2], p[-1]
 
 
 class FPNLite(LiteTrunk):
@@ -123,28 +133,54 @@ class FPNLite(LiteTrunk):
     zero-initialised 1x1 ``score`` layer gives the classes.
     """
 
-    HEAD = ("lateral", "fuse", "score")
+    HEAD = ("lateral", "fuse", "fine", "score")
 
     def __init__(
-        self, num_classes: int, widths: Sequence[int] = WIDTHS, blocks: Sequence[int] = BLOCKS, decoder: int = 64
+        self,
+        num_classes: int,
+        widths: Sequence[int] = WIDTHS,
+        blocks: Sequence[int] = BLOCKS,
+        decoder: int = 64,
+        out_stride: int = 4,
     ) -> None:
-        self.decoder = decoder
+        if out_stride not in (2, 4):
+            raise ValueError(f"out_stride must be 2 or 4, got {out_stride}")
+        self.decoder, self.out_stride = decoder, out_stride
         super().__init__(num_classes, True, widths, blocks)
 
     def _build_head(self, num_classes: int, learn_upsampling: bool) -> None:
         self.lateral = nn.ModuleList(nn.Conv2d(c, self.decoder, 1) for c in self.widths[2:])
         self.fuse = conv_bn_relu(self.decoder, self.decoder)
-        self.score = nn.Conv2d(self.decoder, num_classes, 1)
+        width = self.decoder
+        if self.out_stride == 2:
+            # Half the decoder's channels at stride 2: the stride-4 fusion brought down by a 1x1, upsampled x2 and
+            # added to the stride-2 features' lateral, fused by one 3x3.
+            width = self.decoder // 2
+            self.fine = nn.ModuleDict(
+                {
+                    "reduce": nn.Conv2d(self.decoder, width, 1),
+                    "lateral": nn.Conv2d(self.widths[1], width, 1),
+                    "fuse": conv_bn_relu(width, width),
+                }
+            )
+        self.score = nn.Conv2d(width, num_classes, 1)
         nn.init.zeros_(self.score.weight)
         nn.init.zeros_(self.score.bias)  # type: ignore[arg-type]
 
     def forward_aligned(self, x: torch.Tensor) -> torch.Tensor:
-        """Top-down sum of the lateral features from the deepest stride to stride 4, fused, scored, upsampled x4."""
-        feats = self.pyramid(x)[1:]  # strides 4, 8, 16 (, 32)
+        """Top-down sum of the lateral features from the deepest stride to stride 4, fused (and, with
+        ``out_stride=2``, refined with the stride-2 features), scored and upsampled bilinearly to the input."""
+        pyramid = self.pyramid(x)
+        feats = pyramid[1:]  # strides 4, 8, 16 (, 32)
         y = self.lateral[-1](feats[-1])
         for lateral, f in zip(reversed(self.lateral[:-1]), reversed(feats[:-1]), strict=True):
             y = lateral(f) + F.interpolate(y, size=f.shape[-2:], mode="nearest")
-        logits = self.score(self.fuse(y))
+        y = self.fuse(y)
+        if self.out_stride == 2:
+            fine = self.fine
+            y = F.interpolate(fine["reduce"](y), size=pyramid[0].shape[-2:], mode="nearest")
+            y = fine["fuse"](y + fine["lateral"](pyramid[0]))
+        logits = self.score(y)
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
@@ -182,6 +218,17 @@ def fpn_lite16(
     return FPNLite(num_classes, widths, blocks, decoder)
 
 
+@register_model("fpn_lite16_s2", task="segment", backbone=None, cpu_channels_last=True)
+def fpn_lite16_s2(
+    num_classes: int, widths: Sequence[int] = WIDTHS16, blocks: Sequence[int] = BLOCKS16, decoder: int = 64
+) -> nn.Module:
+    """``fpn_lite16`` with its logits at stride 2 (the stride-4 fusion refined with the stem's features): on
+    128x128 tiles, logits at 64x64 rather than 32x32, whose ceiling on the validation masks is 0.987 mIoU
+    rather than 0.968 (benchmarks/p2_output_stride_ceiling.py). In ``p2_laptop`` its epochs took 21 % longer and
+    scored no better (docs/BENCHMARKS.md, "How fine must the logits be?"): the recipe keeps ``fpn_lite16``."""
+    return FPNLite(num_classes, widths, blocks, decoder, out_stride=2)
+
+
 @register_model("fcn32s_lite", task="segment", backbone=None, head=FCN32S_HEAD, cpu_channels_last=True)
 def fcn32s_lite(
     num_classes: int, learn_upsampling: bool = False, widths: Sequence[int] = WIDTHS, blocks: Sequence[int] = BLOCKS
@@ -196,3 +243,34 @@ def fcn8s_lite(
 ) -> nn.Module:
     """FCN-8s on the laptop encoder; upsamplers start bilinear and are learned unless disabled."""
     return FCN8sLite(num_classes, learn_upsampling, widths, blocks)
+
+
+#: The patch-stem trunk: stride 4 at once, then stages at strides 4 (none), 8, 16 and 32, as wide as fcn*_lite's
+#: stages at the same feature sizes on a tile of half the side.
+WIDTHS_PATCH, BLOCKS_PATCH = WIDTHS[:5], BLOCKS[:4]
+
+
+@register_model("fcn32s_lite_patch", task="segment", backbone=None, head=FCN32S_HEAD, cpu_channels_last=True)
+def fcn32s_lite_patch(
+    num_classes: int,
+    learn_upsampling: bool = False,
+    widths: Sequence[int] = WIDTHS_PATCH,
+    blocks: Sequence[int] = BLOCKS_PATCH,
+) -> nn.Module:
+    """FCN-32s on the patch-stem trunk (a 4x4 stride-4 stem): for 256x256 tiles at the cost of ``fcn32s_lite`` on
+    128x128 ones, so its stride-32 logits are 8x8 rather than 4x4."""
+    return FCN32sLite(num_classes, learn_upsampling, widths, blocks, stem_stride=4)
+
+
+@register_model("fcn8s_lite_patch", task="segment", backbone=None, head=FCN8S_HEAD, cpu_channels_last=True)
+def fcn8s_lite_patch(
+    num_classes: int,
+    learn_upsampling: bool = True,
+    widths: Sequence[int] = WIDTHS_PATCH,
+    blocks: Sequence[int] = BLOCKS_PATCH,
+) -> nn.Module:
+    """FCN-8s on the patch-stem trunk: for 256x256 tiles at about the cost of ``fcn8s_lite`` on 128x128 ones, so its
+    stride-8 logits are 32x32 rather than 16x16 (a ceiling of 0.968 mIoU on the validation masks, not 0.924:
+    benchmarks/p2_output_stride_ceiling.py). Ahead of ``fcn8s_lite`` per epoch, behind in ``p2_laptop_fcn8s``'s
+    budget (its epochs took 20 % longer; docs/BENCHMARKS.md, "How fine must the logits be?")."""
+    return FCN8sLite(num_classes, learn_upsampling, widths, blocks, stem_stride=4)
