@@ -72,7 +72,7 @@ def keep_to_budget(state: TrainState, epoch_seconds: float) -> None:
     to what fits the time left. The first call (the plan, at the end of the warm-up) goes by that epoch and says what
     it decided; the later ones go by the median of the last :data:`RECENT` epochs and say when they change the plan:
     down when epochs became slower (a busier machine), up again, never past the epochs asked for, when they became
-    faster than planned. ``budget_confirmed`` marks the first plan from a median (:data:`RECENT` epochs in).
+    faster than planned; the first check by a median of :data:`RECENT` epochs says so.
 
     Every process takes the slowest process's times, so all decide the same. The learning-rate schedule reads
     ``cfg.epochs`` at each step, so the cosine decay spans the epochs left from now on.
@@ -87,7 +87,6 @@ def keep_to_budget(state: TrainState, epoch_seconds: float) -> None:
         state.budget_asked = old
     state.budget_epochs_s.append(epoch_seconds)
     median = not first and len(state.budget_epochs_s) >= RECENT
-    again = median and not state.budget_confirmed
     epoch_seconds = epoch_seconds if first else typical_epoch_seconds(state.budget_epochs_s)
     fits = epochs_in_budget(cfg.time_budget * 60, elapsed, epoch_seconds, state.epoch)
     # Up only by a median of RECENT epochs (one fast epoch plans nothing), never past the epochs asked for, when at
@@ -99,8 +98,7 @@ def keep_to_budget(state: TrainState, epoch_seconds: float) -> None:
         fits = min(fits, old)
     state.budget_planned = True
     head = f"time budget {cfg.time_budget:g} min: {elapsed / 60:.1f} min used, {epoch_seconds:.1f} s an epoch"
-    if again:
-        state.budget_confirmed = True
+    if len(state.budget_epochs_s) == RECENT and not first:  # this command's first check by a whole median
         head += f" (the median of the last {RECENT})"
     if fits == old:
         if dist.is_main and first:

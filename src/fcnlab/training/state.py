@@ -62,7 +62,6 @@ class TrainState:
     budget_planned: bool = False  # --time-budget made its plan (end of warm-up); see fcnlab.training.budget
     budget_epochs_s: list[float] = field(default_factory=list)  # epoch seconds --time-budget saw (this command's)
     budget_asked: int = 0  # the epochs asked for, which the plan may have cut (0: not planned yet)
-    budget_confirmed: bool = False  # the plan was checked against the median of RECENT epochs (up or down)
     last_saved: str = ""  # where the newest last.pt stands, for messages ("end of epoch 3")
     saver: BackgroundSaver = field(default_factory=BackgroundSaver)  # epoch-end checkpoints in the background
     eval_model: Any = None  # the model evaluation runs (compiled, not DDP-wrapped); None: ``model``
@@ -103,7 +102,6 @@ class TrainState:
             input_reduction=self.task.input_reduction,
             budget_planned=self.budget_planned,
             budget_asked=self.budget_asked,
-            budget_confirmed=self.budget_confirmed,
             history={k: [dict(r) for r in v] for k, v in (self.history or {}).items()},
         )
         if rng_ranks is not None:
@@ -233,7 +231,6 @@ def restore_state(state: TrainState, ckpt: dict[str, Any]) -> None:
     state.epoch_accum = dict(ckpt.get("epoch_accum") or state.epoch_accum)
     state.epoch_lr = ckpt.get("epoch_lr")
     state.budget_planned = bool(ckpt.get("budget_planned", False))
-    state.budget_confirmed = bool(ckpt.get("budget_confirmed", state.budget_planned))  # older: planned = final
     # a resume with other --epochs asks for those; else the run keeps the epochs it was asked for
     changed = state.cfg.epochs != int(ckpt.get("config", {}).get("epochs", state.cfg.epochs))
     state.budget_asked = state.cfg.epochs if changed else int(ckpt.get("budget_asked") or state.cfg.epochs)
