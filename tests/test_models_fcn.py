@@ -214,3 +214,31 @@ def test_fpn_lite16_s2_scores_at_stride_2():
     assert "fine" in model.HEAD and all(n.split(".")[0] in model.HEAD for n, _ in model.named_modules() if "fine" in n)
     with pytest.raises(ValueError, match="out_stride"):
         FPNLite(C, out_stride=8)
+
+
+def test_fpn_lite16_ppm_adds_the_pooled_tile_to_the_deepest_lateral():
+    from fcnlab.models.lite import FPNLite
+
+    model, plain = build_model("fpn_lite16_ppm", C), build_model("fpn_lite16", C)
+    assert [p[0].output_size for p in model.context] == [1, 2, 4] and not hasattr(plain, "context")
+    assert all(n.split(".")[0] in model.HEAD for n, _ in model.named_modules() if "context" in n)
+    # without the context branches the two models compute the same: copy the shared weights and zero the branches
+    missing = model.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith("context.") for k in missing)
+    for branch in model.context:
+        nn.init.zeros_(branch[1].weight)
+        nn.init.zeros_(branch[1].bias)
+    nn.init.normal_(model.score.weight)
+    plain.score.weight.data.copy_(model.score.weight)
+    model.eval(), plain.eval()
+    x = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), plain(x))
+        # the global branch sees the whole tile: a change in one corner reaches the opposite corner through it
+        nn.init.normal_(model.context[0][1].weight)
+        y = x.clone()
+        y[..., :16, :16] += 3.0
+        through_context = (model(y) - model(x)) - (plain(y) - plain(x))
+        assert through_context[..., -8:, -8:].abs().max() > 1e-3
+    with pytest.raises(ValueError, match="context_bins"):
+        FPNLite(C, context_bins=(0,))

@@ -20,6 +20,7 @@ SEGMENTERS = [
     "fcn8s_vgg16",
     "fpn_lite",
     "fpn_lite16",
+    "fpn_lite16_ppm",
     "fpn_lite16_s2",
     "fpn_lite_full",
     "unet_resnet34",

@@ -35,7 +35,7 @@ def test_best_recipe_uses_a_registered_model_from_scratch():
 
 def test_laptop_recipes_train_reduced_tiles_from_scratch():
     cfg = from_dict(load_yaml(CONFIGS / "p2_laptop.yaml"), "p2_laptop")
-    assert cfg.model == "fpn_lite16" and cfg.input_size == 128 and cfg.image_size == 128
+    assert cfg.model == "fpn_lite16_ppm" and cfg.input_size == 128 and cfg.image_size == 128
     assert not cfg.pretrained and cfg.amp == "bf16" and cfg.channels_last
 
 
