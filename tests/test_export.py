@@ -86,6 +86,23 @@ def test_fcn8s_onnx_cli_parity_at_several_sizes(fcn_ckpt, tmp_path, capsys):
         assert (got - want).abs().max() <= 1e-4, shape
 
 
+def test_laptop_model_with_pyramid_pooling_exports_to_onnx_at_several_sizes(tmp_path):
+    """p2_laptop's fpn_lite16_ppm (its pooling windows are fixed: ONNX has no adaptive pooling at a dynamic size)."""
+    pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    model = build_model("fpn_lite16_ppm", 7).eval()
+    _randomize_scores(model)
+    out = tmp_path / "ppm.onnx"
+    export.export_onnx(model, torch.randn(1, 3, 64, 64), out, dynamic_hw=True)
+    for shape in [(2, 3, 128, 128), (1, 3, 96, 160)]:
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            want = model(x)
+        got = export.run_onnx(out, x)
+        assert got.shape == (shape[0], 7, *shape[2:]) and want.abs().max() > 0.01
+        assert (got - want).abs().max() <= 1e-4, shape
+
+
 @pytest.mark.slow  # torch.export traces with dynamo: ~5 s on 2 cores
 def test_fcn8s_torch_export_round_trip(fcn_ckpt, tmp_path):
     out = tmp_path / "fcn8s.pt2"

@@ -220,7 +220,7 @@ def test_fpn_lite16_ppm_adds_the_pooled_tile_to_the_deepest_lateral():
     from fcnlab.models.lite import FPNLite
 
     model, plain = build_model("fpn_lite16_ppm", C), build_model("fpn_lite16", C)
-    assert [p[0].output_size for p in model.context] == [1, 2, 4] and not hasattr(plain, "context")
+    assert [p[0].kernel_size for p in model.context] == [8, 4, 2] and not hasattr(plain, "context")
     assert all(n.split(".")[0] in model.HEAD for n, _ in model.named_modules() if "context" in n)
     # without the context branches the two models compute the same: copy the shared weights and zero the branches
     missing = model.load_state_dict(plain.state_dict(), strict=False).missing_keys
@@ -240,5 +240,11 @@ def test_fpn_lite16_ppm_adds_the_pooled_tile_to_the_deepest_lateral():
         y[..., :16, :16] += 3.0
         through_context = (model(y) - model(x)) - (plain(y) - plain(x))
         assert through_context[..., -8:, -8:].abs().max() > 1e-3
+        # on the recipe's 8x8 map (a 128-pixel tile) the fixed windows are adaptive pooling's exact averages
+        feats = model.pyramid(x)[-1]
+        for branch, b in zip(model.context, (1, 2, 4), strict=True):
+            torch.testing.assert_close(branch[0](feats), F.adaptive_avg_pool2d(feats, b))
     with pytest.raises(ValueError, match="context_bins"):
         FPNLite(C, context_bins=(0,))
+    with pytest.raises(ValueError, match="divide context_grid"):
+        FPNLite(C, context_bins=(3,))

@@ -134,7 +134,10 @@ class FPNLite(LiteTrunk):
     zero-initialised 1x1 ``score`` layer gives the classes. With ``context_bins`` (PSPNet's pyramid pooling) the
     deepest features are also averaged over ``b x b`` grids of the whole tile, each brought to ``decoder``
     channels by a 1x1 convolution and ReLU and added, upsampled bilinearly, to the deepest lateral: the tile's
-    make-up (how much of it is farmland, forest, water) reaches every pixel.
+    make-up (how much of it is farmland, forest, water) reaches every pixel. The averages are taken on the
+    deepest map resized (bilinear) to ``context_grid`` pixels a side with fixed pooling windows, not by adaptive
+    pooling, which ONNX cannot express at a dynamic size; at the grid's own size (8x8: a 128-pixel tile at
+    stride 16) the resize is the identity and the averages are exact.
     """
 
     HEAD = ("lateral", "context", "fuse", "fine", "score")
@@ -147,19 +150,25 @@ class FPNLite(LiteTrunk):
         decoder: int = 64,
         out_stride: int = 4,
         context_bins: Sequence[int] = (),
+        context_grid: int = 8,
     ) -> None:
         if out_stride not in (2, 4):
             raise ValueError(f"out_stride must be 2 or 4, got {out_stride}")
-        if any(int(b) < 1 for b in context_bins):
-            raise ValueError(f"context_bins are grid sides of at least 1, got {tuple(context_bins)}")
+        if any(int(b) < 1 or context_grid % int(b) for b in context_bins):
+            raise ValueError(
+                f"context_bins are grid sides that divide context_grid ({context_grid}), got {tuple(context_bins)}"
+            )
         self.decoder, self.out_stride, self.context_bins = decoder, out_stride, tuple(int(b) for b in context_bins)
+        self.context_grid = context_grid
         super().__init__(num_classes, True, widths, blocks)
 
     def _build_head(self, num_classes: int, learn_upsampling: bool) -> None:
         self.lateral = nn.ModuleList(nn.Conv2d(c, self.decoder, 1) for c in self.widths[2:])
         if self.context_bins:  # no BN: a 1x1 grid has one value per channel and tile
             self.context = nn.ModuleList(
-                nn.Sequential(nn.AdaptiveAvgPool2d(b), nn.Conv2d(self.widths[-1], self.decoder, 1), nn.ReLU(True))
+                nn.Sequential(
+                    nn.AvgPool2d(self.context_grid // b), nn.Conv2d(self.widths[-1], self.decoder, 1), nn.ReLU(True)
+                )
                 for b in self.context_bins
             )
         self.fuse = conv_bn_relu(self.decoder, self.decoder)
@@ -186,9 +195,10 @@ class FPNLite(LiteTrunk):
         feats = pyramid[1:]  # strides 4, 8, 16 (, 32)
         y = self.lateral[-1](feats[-1])
         if self.context_bins:
-            size = feats[-1].shape[-2:]
+            size, g = feats[-1].shape[-2:], self.context_grid
+            grid = F.interpolate(feats[-1], size=(g, g), mode="bilinear", align_corners=False)
             for pool in self.context:
-                y = y + F.interpolate(pool(feats[-1]), size=size, mode="bilinear", align_corners=False)
+                y = y + F.interpolate(pool(grid), size=size, mode="bilinear", align_corners=False)
         for lateral, f in zip(reversed(self.lateral[:-1]), reversed(feats[:-1]), strict=True):
             y = lateral(f) + F.interpolate(y, size=f.shape[-2:], mode="nearest")
         y = self.fuse(y)
