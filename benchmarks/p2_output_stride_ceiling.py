@@ -18,20 +18,19 @@ import torch.nn.functional as F
 
 from fcnlab.data.mask_codec import NUM_CLASSES as CLASSES
 from fcnlab.data.mask_codec import read_mask
-from fcnlab.tasks.metrics import course_miou
+from fcnlab.tasks.metrics import ConfusionMatrix, course_miou
 
 
 def ceiling(masks: list[np.ndarray], side: int) -> tuple[float, list[float]]:
     """Course mIoU (and per-class IoU) of block class fractions at ``side`` x ``side``, upsampled bilinearly."""
-    confusion = np.zeros((CLASSES, CLASSES), np.int64)
+    confusion = ConfusionMatrix(CLASSES)
     for mask in masks:
         truth = torch.from_numpy(mask.astype(np.int64))
         onehot = F.one_hot(truth, CLASSES).permute(2, 0, 1).float()[None]
         fractions = F.adaptive_avg_pool2d(onehot, side)
         pred = F.interpolate(fractions, size=mask.shape, mode="bilinear", align_corners=False).argmax(1)[0]
-        codes = truth.flatten().numpy() * CLASSES + pred.flatten().numpy()
-        confusion += np.bincount(codes, minlength=CLASSES * CLASSES).reshape(CLASSES, CLASSES)
-    result = course_miou(confusion)
+        confusion.update(truth, pred)
+    result = course_miou(confusion.numpy())
     return result.mean, list(result.per_class)
 
 

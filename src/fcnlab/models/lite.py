@@ -154,12 +154,10 @@ class FPNLite(LiteTrunk):
     ) -> None:
         if out_stride not in (2, 4):
             raise ValueError(f"out_stride must be 2 or 4, got {out_stride}")
-        if any(int(b) < 1 or context_grid % int(b) for b in context_bins):
-            raise ValueError(
-                f"context_bins are grid sides that divide context_grid ({context_grid}), got {tuple(context_bins)}"
-            )
-        self.decoder, self.out_stride, self.context_bins = decoder, out_stride, tuple(int(b) for b in context_bins)
-        self.context_grid = context_grid
+        bins = tuple(int(b) for b in context_bins)
+        if any(b < 1 or context_grid % b for b in bins):
+            raise ValueError(f"context_bins are grid sides that divide context_grid ({context_grid}), got {bins}")
+        self.decoder, self.out_stride, self.context_bins, self.context_grid = decoder, out_stride, bins, context_grid
         super().__init__(num_classes, True, widths, blocks)
 
     def _build_head(self, num_classes: int, learn_upsampling: bool) -> None:
