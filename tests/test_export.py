@@ -86,11 +86,13 @@ def test_fcn8s_onnx_cli_parity_at_several_sizes(fcn_ckpt, tmp_path, capsys):
         assert (got - want).abs().max() <= 1e-4, shape
 
 
-def test_laptop_model_with_pyramid_pooling_exports_to_onnx_at_several_sizes(tmp_path):
-    """p2_laptop's fpn_lite16_ppm (its pooling windows are fixed: ONNX has no adaptive pooling at a dynamic size)."""
+@pytest.mark.parametrize("name", ["fpn_lite16_ppm", "fcn8s_lite_ppm"])
+def test_laptop_models_with_pyramid_pooling_export_to_onnx_at_several_sizes(tmp_path, name):
+    """p2_laptop's fpn_lite16_ppm and the pair's pooled encoder (their pooling windows are fixed: ONNX has no
+    adaptive pooling at a dynamic size)."""
     pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
-    model = build_model("fpn_lite16_ppm", 7).eval()
+    model = build_model(name, 7).eval()
     _randomize_scores(model)
     out = tmp_path / "ppm.onnx"
     export.export_onnx(model, torch.randn(1, 3, 64, 64), out, dynamic_hw=True)

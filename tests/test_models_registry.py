@@ -12,10 +12,12 @@ CLASSIFIERS = ["airnet", "resnet18", "resnet18_cifar", "resnet34", "resnet50", "
 SEGMENTERS = [
     "fcn32s_lite",
     "fcn32s_lite_patch",
+    "fcn32s_lite_ppm",
     "fcn32s_resnet34",
     "fcn32s_vgg16",
     "fcn8s_lite",
     "fcn8s_lite_patch",
+    "fcn8s_lite_ppm",
     "fcn8s_resnet34",
     "fcn8s_vgg16",
     "fpn_lite",

@@ -65,11 +65,39 @@ class BasicBlock(nn.Module):
         return F.relu(x + self.bn2(self.conv2(y)), inplace=True)
 
 
+class PyramidContext(nn.ModuleList):
+    """PSPNet's pyramid pooling: features averaged over ``b x b`` grids of the whole tile for each of ``bins``,
+    each brought to ``cout`` channels by a 1x1 convolution and ReLU, added (upsampled bilinearly) to a map.
+
+    The averages are taken on the features resized (bilinear) to ``grid`` pixels a side with fixed pooling windows,
+    not by adaptive pooling, which ONNX cannot express at a dynamic size; at the grid's own size the resize is the
+    identity and the averages are adaptive pooling's exact ones. No BN: a 1x1 grid has one value per channel and
+    tile. A list of branches (``context.0``, ``context.1``, ...), so checkpoints name them as before.
+    """
+
+    def __init__(self, cin: int, cout: int, bins: Sequence[int], grid: int) -> None:
+        bins = tuple(int(b) for b in bins)
+        if not bins or any(b < 1 or grid % b for b in bins):
+            raise ValueError(f"context_bins are grid sides that divide context_grid ({grid}), got {bins}")
+        super().__init__(nn.Sequential(nn.AvgPool2d(grid // b), nn.Conv2d(cin, cout, 1), nn.ReLU(True)) for b in bins)
+        self.grid = grid
+
+    def add_to(self, y: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """``y`` plus each branch's pooled ``features``, upsampled to ``y``'s size."""
+        size, g = y.shape[-2:], self.grid
+        grid = F.interpolate(features, size=(g, g), mode="bilinear", align_corners=False)
+        for branch in self:
+            y = y + F.interpolate(branch(grid), size=size, mode="bilinear", align_corners=False)
+        return y
+
+
 class LiteTrunk(FCN):
     """The encoder: ``stem`` (stride 2) and ``stage1``-``stage5`` (strides 2, 4, 8, 16, 32).
 
     ``widths`` are the stem's and the stages' channels; ``blocks`` the residual blocks per stage. Five stages
-    for the FCN heads; an FPN decoder also takes four (``stage1``-``stage4``, to stride 16).
+    for the FCN heads; an FPN decoder also takes four (``stage1``-``stage4``, to stride 16). With
+    ``context_bins`` the deepest stage's output gets :class:`PyramidContext` (at its own width; averages on a
+    ``context_grid``-pixel map, the stride-32 map of a 128-pixel tile at 4), for the FCN heads' score layers.
     """
 
     def __init__(
@@ -79,6 +107,8 @@ class LiteTrunk(FCN):
         widths: Sequence[int] = WIDTHS,
         blocks: Sequence[int] = BLOCKS,
         stem_stride: int = 2,
+        context_bins: Sequence[int] = (),
+        context_grid: int = 4,
     ) -> None:
         if len(blocks) not in (4, 5) or len(widths) != len(blocks) + 1:
             raise ValueError(
@@ -87,6 +117,7 @@ class LiteTrunk(FCN):
         if stem_stride not in (2, 4):
             raise ValueError(f"stem_stride must be 2 or 4, got {stem_stride}")
         self.widths, self.blocks, self.stem_stride = tuple(widths), tuple(blocks), stem_stride
+        self.trunk_context = (tuple(context_bins), context_grid)
         self.trunk_channels = (self.widths[-3], self.widths[-2], self.widths[-1])
         super().__init__(num_classes, learn_upsampling)
 
@@ -105,6 +136,9 @@ class LiteTrunk(FCN):
             layers: list[nn.Module] = [conv_bn_relu(self.widths[i], self.widths[i + 1], stride)]
             layers += [BasicBlock(self.widths[i + 1]) for _ in range(self.blocks[i])]
             setattr(self, f"stage{i + 1}", nn.Sequential(*layers))
+        bins, grid = self.trunk_context
+        if bins:
+            self.context = PyramidContext(self.widths[-1], self.widths[-1], bins, grid)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -116,6 +150,8 @@ class LiteTrunk(FCN):
         for i in range(len(self.blocks)):
             x = getattr(self, f"stage{i + 1}")(x)
             out.append(x)
+        if self.trunk_context[0]:
+            out[-1] = self.context.add_to(out[-1], out[-1])
         return out
 
     def stages(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -133,11 +169,9 @@ class FPNLite(LiteTrunk):
     adds the one above it upsampled x2 (nearest); a ``conv3x3 -> BN -> ReLU`` fuses the stride-4 sum and a
     zero-initialised 1x1 ``score`` layer gives the classes. With ``context_bins`` (PSPNet's pyramid pooling) the
     deepest features are also averaged over ``b x b`` grids of the whole tile, each brought to ``decoder``
-    channels by a 1x1 convolution and ReLU and added, upsampled bilinearly, to the deepest lateral: the tile's
-    make-up (how much of it is farmland, forest, water) reaches every pixel. The averages are taken on the
-    deepest map resized (bilinear) to ``context_grid`` pixels a side with fixed pooling windows, not by adaptive
-    pooling, which ONNX cannot express at a dynamic size; at the grid's own size (8x8: a 128-pixel tile at
-    stride 16) the resize is the identity and the averages are exact.
+    channels by a 1x1 convolution and ReLU and added, upsampled bilinearly, to the deepest lateral
+    (:class:`PyramidContext`, on a ``context_grid`` map: 8x8 is a 128-pixel tile at stride 16): the tile's make-up
+    (how much of it is farmland, forest, water) reaches every pixel.
     """
 
     HEAD = ("lateral", "context", "fuse", "fine", "score")
@@ -154,21 +188,14 @@ class FPNLite(LiteTrunk):
     ) -> None:
         if out_stride not in (2, 4):
             raise ValueError(f"out_stride must be 2 or 4, got {out_stride}")
-        bins = tuple(int(b) for b in context_bins)
-        if any(b < 1 or context_grid % b for b in bins):
-            raise ValueError(f"context_bins are grid sides that divide context_grid ({context_grid}), got {bins}")
-        self.decoder, self.out_stride, self.context_bins, self.context_grid = decoder, out_stride, bins, context_grid
+        self.decoder, self.out_stride = decoder, out_stride
+        self.context_bins, self.context_grid = tuple(int(b) for b in context_bins), context_grid
         super().__init__(num_classes, True, widths, blocks)
 
     def _build_head(self, num_classes: int, learn_upsampling: bool) -> None:
         self.lateral = nn.ModuleList(nn.Conv2d(c, self.decoder, 1) for c in self.widths[2:])
-        if self.context_bins:  # no BN: a 1x1 grid has one value per channel and tile
-            self.context = nn.ModuleList(
-                nn.Sequential(
-                    nn.AvgPool2d(self.context_grid // b), nn.Conv2d(self.widths[-1], self.decoder, 1), nn.ReLU(True)
-                )
-                for b in self.context_bins
-            )
+        if self.context_bins:
+            self.context = PyramidContext(self.widths[-1], self.decoder, self.context_bins, self.context_grid)
         self.fuse = conv_bn_relu(self.decoder, self.decoder)
         width = self.decoder
         if self.out_stride == 2:
@@ -193,10 +220,7 @@ class FPNLite(LiteTrunk):
         feats = pyramid[1:]  # strides 4, 8, 16 (, 32)
         y = self.lateral[-1](feats[-1])
         if self.context_bins:
-            size, g = feats[-1].shape[-2:], self.context_grid
-            grid = F.interpolate(feats[-1], size=(g, g), mode="bilinear", align_corners=False)
-            for pool in self.context:
-                y = y + F.interpolate(pool(grid), size=size, mode="bilinear", align_corners=False)
+            y = self.context.add_to(y, feats[-1])
         for lateral, f in zip(reversed(self.lateral[:-1]), reversed(feats[:-1]), strict=True):
             y = lateral(f) + F.interpolate(y, size=f.shape[-2:], mode="nearest")
         y = self.fuse(y)
@@ -282,6 +306,32 @@ def fcn8s_lite(
 ) -> nn.Module:
     """FCN-8s on the laptop encoder; upsamplers start bilinear and are learned unless disabled."""
     return FCN8sLite(num_classes, learn_upsampling, widths, blocks)
+
+
+@register_model("fcn32s_lite_ppm", task="segment", backbone=None, head=FCN32S_HEAD, cpu_channels_last=True)
+def fcn32s_lite_ppm(
+    num_classes: int,
+    learn_upsampling: bool = False,
+    widths: Sequence[int] = WIDTHS,
+    blocks: Sequence[int] = BLOCKS,
+    context_bins: Sequence[int] = (1, 2),
+) -> nn.Module:
+    """``fcn32s_lite`` whose encoder ends in pyramid pooling of the stride-32 features over 1x1 and 2x2 grids of the
+    tile (:class:`PyramidContext` at 256 channels, 131k parameters; the map of a 128-pixel tile is 4x4)."""
+    return FCN32sLite(num_classes, learn_upsampling, widths, blocks, context_bins=context_bins)
+
+
+@register_model("fcn8s_lite_ppm", task="segment", backbone=None, head=FCN8S_HEAD, cpu_channels_last=True)
+def fcn8s_lite_ppm(
+    num_classes: int,
+    learn_upsampling: bool = True,
+    widths: Sequence[int] = WIDTHS,
+    blocks: Sequence[int] = BLOCKS,
+    context_bins: Sequence[int] = (1, 2),
+) -> nn.Module:
+    """``fcn8s_lite`` on the encoder of ``fcn32s_lite_ppm`` (pyramid pooling of the stride-32 features): the
+    homework's pair with the whole tile's context in the shared encoder, the skips still the only difference."""
+    return FCN8sLite(num_classes, learn_upsampling, widths, blocks, context_bins=context_bins)
 
 
 #: The patch-stem trunk: stride 4 at once, then stages at strides 4 (none), 8, 16 and 32, as wide as fcn*_lite's
