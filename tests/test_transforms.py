@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torchvision.transforms.v2 import functional as TF
 
-from fcnlab.data.transforms import augment_pair, normalize, random_crop_flip, resize
+from fcnlab.config import from_dict
+from fcnlab.data.transforms import augment_pair, color_jitter, normalize, random_crop_flip, resize
+from fcnlab.tasks import make_task
 
 
 def blocky_masks(b: int, size: int, block: int, seed: int = 0) -> torch.Tensor:
@@ -159,6 +162,36 @@ def test_random_crop_flip_without_pad_only_flips():
         assert torch.equal(out[i], images[i]) or torch.equal(out[i], images[i].flip(-1))
 
 
+def test_color_jitter_is_torchvision_brightness_contrast_saturation_per_tile():
+    images = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8)
+    out = color_jitter(images, 0.3, torch.Generator().manual_seed(3))
+    factors = 1.0 + 0.3 * (2.0 * torch.rand(3, 5, generator=torch.Generator().manual_seed(3)) - 1.0)
+    assert ((factors >= 0.7) & (factors <= 1.3)).all() and factors.std() > 0.05  # each tile its own factors
+    for i in range(5):
+        b, c, s = (float(f) for f in factors[:, i])
+        expected = TF.adjust_saturation(TF.adjust_contrast(TF.adjust_brightness(images[i], b), c), s)
+        assert (out[i] - expected.float()).abs().max() <= 1  # torchvision's uint8 results, to its rounding
+    assert out.dtype == torch.float32 and out.min() >= 0 and out.max() <= 255
+    assert torch.equal(color_jitter(images, 0.0, torch.Generator().manual_seed(0)), images.float())
+
+
+def test_segment_training_batches_get_colour_jitter_only_when_asked():
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    masks = torch.randint(0, 7, (4, 32, 32))
+    base = {"task": "segment", "num_classes": 7, "image_size": 32, "min_scale": 1.0, "max_scale": 1.0}
+
+    def batch(**options):
+        return make_task(from_dict({**base, **options})).prepare_train(images, masks, torch.Generator().manual_seed(0))
+
+    plain, jittered, unaugmented = batch(), batch(color_jitter=0.4), batch(augment=False, color_jitter=0.4)
+    assert torch.equal(unaugmented[0], normalize(images)) and torch.equal(unaugmented[1], masks)
+    # jittered tiles keep their masks: each is one of the 8 rotations/flips of its input's mask
+    for i in range(4):
+        assert any(torch.equal(jittered[1][i], m) for m in d4(masks[i]))
+    # the colours differ from the plain batch's beyond what the geometry explains: sorted values differ
+    assert not torch.equal(plain[0].flatten(1).sort(1).values, jittered[0].flatten(1).sort(1).values)
+
+
 def test_normalize_and_resize():
     x = torch.full((2, 3, 4, 4), 255, dtype=torch.uint8)
     y = normalize(x)
@@ -196,7 +229,7 @@ def test_batch_preparation_never_synchronises_on_cuda():
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        x, y = augment_pair(normalize(images), masks, 32, gen)
+        x, y = augment_pair(normalize(color_jitter(images, 0.2, gen)), masks, 32, gen)
         crops = random_crop_flip(images, 4, gen)
     finally:
         torch.cuda.set_sync_debug_mode("default")

@@ -27,6 +27,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 POSITIVE = ("epochs", "batch_size", "lr", "image_size", "num_classes", "snapshot_tiles", "log_every")
 NON_NEGATIVE = (
     "time_budget",
+    "color_jitter",
     "eval_batch_size",
     "lr_base_batch",
     "momentum",
@@ -77,6 +78,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             f"options min_scale/max_scale (--min-scale/--max-scale): need 0 < min_scale <= max_scale, "
             f"got {cfg.min_scale}/{cfg.max_scale}"
         )
+    if cfg.color_jitter >= 1:
+        raise ConfigError(f"{spelled('color_jitter')}: must be < 1 (factors in [1-s, 1+s]), got {cfg.color_jitter}")
     for name in PROBABILITIES:
         if not 0 <= getattr(cfg, name) <= 1:
             raise ConfigError(f"{spelled(name)}: a probability, must be in [0, 1], got {getattr(cfg, name)}")

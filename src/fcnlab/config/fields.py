@@ -106,6 +106,13 @@ class TrainConfig:
         0.75, "smallest random zoom (crop covers up to 1/scale of the tile)", group="augmentation", task="segment"
     )
     max_scale: float = option(1.25, "largest random zoom", group="augmentation", task="segment")
+    color_jitter: float = option(
+        0.0,
+        "photometric jitter of training tiles: brightness, contrast and saturation each scaled by its own random "
+        "factor in [1-s, 1+s] per tile (0: off)",
+        group="augmentation",
+        task="segment",
+    )
     class_weights: str = option(
         "none", "none, inverse or median (frequency) loss weights", group="optimisation", task="segment"
     )

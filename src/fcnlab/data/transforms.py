@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fcnlab.data.pixel_ops import brightness, contrast, saturation
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -123,6 +125,23 @@ def affine_grids(
         theta[:, :, 0] *= fx[:, None]
     theta[:, 0, 2], theta[:, 1, 2] = cx, cy
     return F.affine_grid(theta.to(device), [b, 1, crop, crop], align_corners=False)
+
+
+def color_jitter(images: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
+    """Per-sample brightness, contrast and saturation, each scaled by a factor drawn from ``[1-s, 1+s]``.
+
+    ``images``: ``(B, 3, H, W)`` on the 0-255 scale (uint8 or float); returns float32 on the same scale, computed
+    as torchvision's ``adjust_*`` on uint8 images (:mod:`fcnlab.data.pixel_ops`). No hue: land-cover classes are
+    told apart by their colours, and a hue shift turns forest into water. Draws come from ``generator`` (saved in
+    checkpoints), so resumed runs repeat them.
+    """
+    b = images.shape[0]
+    factors = 1.0 + strength * (2.0 * torch.rand(3, b, generator=generator, device=generator.device) - 1.0)
+    factors = factors.to(images.device)
+    x = images.float()
+    x = brightness(x, factors[0])
+    x = contrast(x, factors[1])
+    return saturation(x, factors[2])
 
 
 def augment_pair(

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from fcnlab.data.sampling import repeat_factors, tile_class_fractions
-from fcnlab.data.transforms import augment_pair, normalize
+from fcnlab.data.transforms import augment_pair, color_jitter, normalize
 from fcnlab.errors import DataError
 from fcnlab.tasks import task_info
 from fcnlab.tasks.base import Task
@@ -72,6 +72,8 @@ class SegmentationTask(Task):
     def prepare_train(
         self, images: torch.Tensor, targets: torch.Tensor, gen: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.cfg.augment and self.cfg.color_jitter > 0:
+            images = color_jitter(images, self.cfg.color_jitter, gen)
         x = normalize(images)
         crop = min(self.cfg.image_size, x.shape[-1], x.shape[-2])
         crop -= crop % 32
