@@ -15,7 +15,8 @@ channels-last speeds them up further). Three heads share it:
   of the whole tile.
 * ``fcn32s_lite`` / ``fcn8s_lite``: the homework's FCN-32s and FCN-8s heads (:mod:`fcnlab.models.fcn`) on
   the same encoder, so a student without a GPU can measure the effect of the skips; ``*_lite_patch`` put them on
-  a 4x4 stride-4 patch stem, for tiles of twice the side at about the same cost.
+  a 4x4 stride-4 patch stem, for tiles of twice the side at about the same cost; ``*_lite_ppm`` end the encoder
+  in pyramid pooling of the stride-32 map.
 """
 
 from __future__ import annotations
