@@ -331,7 +331,9 @@ def fcn8s_lite_ppm(
     context_bins: Sequence[int] = (1, 2),
 ) -> nn.Module:
     """``fcn8s_lite`` on the encoder of ``fcn32s_lite_ppm`` (pyramid pooling of the stride-32 features): the
-    homework's pair with the whole tile's context in the shared encoder, the skips still the only difference."""
+    homework's pair with the whole tile's context in the shared encoder, the skips still the only difference. In
+    ``p2_laptop_fcn8s``'s budget on one core it was ahead of ``fcn8s_lite`` by 0.0015-0.005 per epoch from epoch 8
+    and by 0.004 at the end with one epoch more (docs/BENCHMARKS.md): the recipes keep the plain encoder."""
     return FCN8sLite(num_classes, learn_upsampling, widths, blocks, context_bins=context_bins)
 
 
