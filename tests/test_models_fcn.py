@@ -216,20 +216,27 @@ def test_fpn_lite16_s2_scores_at_stride_2():
         FPNLite(C, out_stride=8)
 
 
-def test_fpn_lite16_ppm_adds_the_pooled_tile_to_the_deepest_lateral():
-    from fcnlab.models.lite import FPNLite
-
-    model, plain = build_model("fpn_lite16_ppm", C), build_model("fpn_lite16", C)
-    assert [p[0].kernel_size for p in model.context] == [8, 4, 2] and not hasattr(plain, "context")
-    assert all(n.split(".")[0] in model.HEAD for n, _ in model.named_modules() if "context" in n)
+@pytest.mark.parametrize(
+    ("name", "bins", "in_head"),
+    [
+        ("fpn_lite16_ppm", (1, 2, 4), True),  # added to the decoder's deepest lateral (8x8 at stride 16)
+        ("fcn8s_lite_ppm", (1, 2), False),  # added to the shared encoder's stride-32 map (4x4)
+        ("fcn32s_lite_ppm", (1, 2), False),
+    ],
+)
+def test_pyramid_pooling_models_are_their_plain_model_plus_the_pooled_tile(name, bins, in_head):
+    model, plain = build_model(name, C), build_model(name.removesuffix("_ppm"), C)
+    grid = model.context.grid
+    assert [p[0].kernel_size for p in model.context] == [grid // b for b in bins] and not hasattr(plain, "context")
+    assert model.HEAD == plain.HEAD and ("context" in model.HEAD) == in_head
     # without the context branches the two models compute the same: copy the shared weights and zero the branches
     missing = model.load_state_dict(plain.state_dict(), strict=False).missing_keys
     assert missing and all(k.startswith("context.") for k in missing)
     for branch in model.context:
         nn.init.zeros_(branch[1].weight)
         nn.init.zeros_(branch[1].bias)
-    nn.init.normal_(model.score.weight)
-    plain.score.weight.data.copy_(model.score.weight)
+    randomize_scores(model)
+    plain.load_state_dict(model.state_dict(), strict=False)
     model.eval(), plain.eval()
     x = torch.randn(2, 3, 128, 128)
     with torch.no_grad():
@@ -240,39 +247,12 @@ def test_fpn_lite16_ppm_adds_the_pooled_tile_to_the_deepest_lateral():
         y[..., :16, :16] += 3.0
         through_context = (model(y) - model(x)) - (plain(y) - plain(x))
         assert through_context[..., -8:, -8:].abs().max() > 1e-3
-        # on the recipe's 8x8 map (a 128-pixel tile) the fixed windows are adaptive pooling's exact averages
-        feats = model.pyramid(x)[-1]
-        for branch, b in zip(model.context, (1, 2, 4), strict=True):
-            torch.testing.assert_close(branch[0](feats), F.adaptive_avg_pool2d(feats, b))
+        # on a 128-pixel tile the deepest map is the grid itself: the fixed windows are adaptive pooling's averages
+        deepest = plain.pyramid(x)[-1]
+        assert deepest.shape[-1] == grid
+        for branch, b in zip(model.context, bins, strict=True):
+            torch.testing.assert_close(branch[0](deepest), F.adaptive_avg_pool2d(deepest, b))
     with pytest.raises(ValueError, match="context_bins"):
-        FPNLite(C, context_bins=(0,))
-    with pytest.raises(ValueError, match="divide context_grid"):
-        FPNLite(C, context_bins=(3,))
-
-
-@pytest.mark.parametrize("name", ["fcn8s_lite_ppm", "fcn32s_lite_ppm"])
-def test_fcn_lite_ppm_pools_the_tile_into_the_shared_encoder(name):
-    model, plain = build_model(name, C), build_model(name.removesuffix("_ppm"), C)
-    assert [p[0].kernel_size for p in model.context] == [4, 2] and not hasattr(plain, "context")
-    assert model.HEAD == plain.HEAD and not any(n in model.HEAD for n, _ in model.named_children() if "context" in n)
-    missing = model.load_state_dict(plain.state_dict(), strict=False).missing_keys
-    assert missing and all(k.startswith("context.") for k in missing)
-    for branch in model.context:  # zeroed branches: the plain model's features and logits
-        nn.init.zeros_(branch[1].weight)
-        nn.init.zeros_(branch[1].bias)
-    randomize_scores(model)
-    plain.load_state_dict(model.state_dict(), strict=False)
-    model.eval(), plain.eval()
-    x = torch.randn(2, 3, 128, 128)
-    with torch.no_grad():
-        torch.testing.assert_close(model(x), plain(x))
-        nn.init.normal_(model.context[0][1].weight)  # the global branch: one corner reaches the opposite one
-        y = x.clone()
-        y[..., :16, :16] += 3.0
-        through_context = (model(y) - model(x)) - (plain(y) - plain(x))
-        assert through_context[..., -8:, -8:].abs().max() > 1e-3
-        p5 = plain.stages(x)[2]  # the stride-32 map of a 128-pixel tile is the 4x4 grid: exact adaptive averages
-        for branch, b in zip(model.context, (1, 2), strict=True):
-            torch.testing.assert_close(branch[0](p5), F.adaptive_avg_pool2d(p5, b))
+        build_model(name, C, context_bins=(0,))
     with pytest.raises(ValueError, match="divide context_grid"):
         build_model(name, C, context_bins=(3,))
