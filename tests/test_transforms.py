@@ -8,7 +8,7 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from fcnlab.config import from_dict
-from fcnlab.data.transforms import augment_pair, color_jitter, normalize, random_crop_flip, resize
+from fcnlab.data.transforms import augment_pair, color_jitter, cutmix_pair, normalize, random_crop_flip, resize
 from fcnlab.tasks import make_task
 
 
@@ -190,6 +190,66 @@ def test_segment_training_batches_get_colour_jitter_only_when_asked():
         assert any(torch.equal(jittered[1][i], m) for m in d4(masks[i]))
     # the colours differ from the plain batch's beyond what the geometry explains: sorted values differ
     assert not torch.equal(plain[0].flatten(1).sort(1).values, jittered[0].flatten(1).sort(1).values)
+
+
+def test_cutmix_pair_pastes_one_box_of_the_previous_tile_with_its_mask():
+    b, size = 6, 32
+    masks = torch.arange(b).view(b, 1, 1).expand(b, size, size).clone()  # tile i is all class i
+    images = image_from_mask(masks)
+    out, out_masks = cutmix_pair(images, masks, 1.0, 1.0, torch.Generator().manual_seed(1))
+    pasted_any = False
+    for i in range(b):
+        partner = (i - 1) % b
+        box = out_masks[i] == partner
+        # every pixel is its own or its partner's, image and mask from the same tile
+        assert torch.equal(box | (out_masks[i] == i), torch.ones_like(box))
+        assert torch.equal(out[i], torch.where(box, images[partner], images[i]))
+        if box.any():
+            pasted_any = True
+            rows, cols = box.any(1).nonzero()[:, 0], box.any(0).nonzero()[:, 0]
+            # one axis-aligned box: its bounding rectangle is filled
+            assert int(box.sum()) == (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+    assert pasted_any
+    # the same generator state gives the same boxes; prob 0, alpha 0 or one tile change nothing
+    again = cutmix_pair(images, masks, 1.0, 1.0, torch.Generator().manual_seed(1))
+    assert torch.equal(again[0], out) and torch.equal(again[1], out_masks)
+    for args in ((1.0, 0.0), (0.0, 1.0)):
+        same = cutmix_pair(images, masks, *args, torch.Generator().manual_seed(1))
+        assert same[0] is images and same[1] is masks
+    one_image, one_mask = images[:1], masks[:1]
+    one = cutmix_pair(one_image, one_mask, 1.0, 1.0, torch.Generator())
+    assert one[0] is one_image and one[1] is one_mask  # no partner
+
+
+def test_cutmix_pair_box_area_follows_beta_and_prob():
+    b, size = 4000, 32
+    masks = torch.zeros(b, size, size, dtype=torch.long)
+    masks[1::2] = 1  # partners of even tiles are odd ones and vice versa: every pasted pixel changes class
+    images = image_from_mask(masks)
+    _, out = cutmix_pair(images, masks, 1.0, 0.5, torch.Generator().manual_seed(0))
+    share = (out != masks).flatten(1).float().mean(1)
+    assert abs(float((share > 0).float().mean()) - 0.5) < 0.03  # about half the tiles get a box
+    # lam ~ U(0, 1) and the box is (1 - lam) of the tile before clipping at the borders: mean below 0.5, well above 0
+    assert 0.2 < float(share[share > 0].mean()) < 0.5
+    # a large alpha puts lam near 0.5: sides of about 0.71 of the tile's, so at most about half the tile
+    _, big = cutmix_pair(images, masks, 100.0, 1.0, torch.Generator().manual_seed(0))
+    assert float((big != masks).flatten(1).float().mean(1).max()) <= 0.6
+
+
+def test_segment_training_batches_get_cutmix_only_when_asked():
+    masks = torch.arange(4).view(4, 1, 1).expand(4, 32, 32).clone()
+    images = image_from_mask(masks).to(torch.uint8)
+    base = {"task": "segment", "num_classes": 7, "image_size": 32, "min_scale": 1.0, "max_scale": 1.0}
+
+    def batch(**options):
+        return make_task(from_dict({**base, **options})).prepare_train(images, masks, torch.Generator().manual_seed(0))
+
+    plain, mixed, unaugmented = batch(), batch(cutmix=1.0), batch(augment=False, cutmix=1.0)
+    assert torch.equal(unaugmented[1], masks)
+    for i in range(4):
+        assert torch.equal(plain[1][i], masks[i])  # uniform tiles: flips and rotations change nothing
+        assert set(mixed[1][i].unique().tolist()) <= {i, (i - 1) % 4}
+    assert not torch.equal(mixed[1], plain[1])
 
 
 def test_normalize_and_resize():

@@ -95,12 +95,19 @@ class TrainConfig:
     random_erasing: float = option(
         0.0, "probability of erasing a random rectangle of each training image", group="augmentation", task="classify"
     )
-    cutmix: float = option(0.0, "CutMix Beta alpha (0: off); soft targets", group="augmentation", task="classify")
+    cutmix: float = option(
+        0.0,
+        "CutMix Beta alpha (0: off); classify: a box of another image, soft targets; segment: a box of another tile"
+        " with its mask",
+        group="augmentation",
+    )
     mixup: float = option(
         0.0, "MixUp Beta alpha (0: off; with cutmix: one of the two per batch)", group="augmentation", task="classify"
     )
     mix_prob: float = option(
-        1.0, "probability that a batch is mixed (cutmix/mixup)", group="augmentation", task="classify"
+        1.0,
+        "classify: probability that a batch is mixed (cutmix/mixup); segment: that a tile gets a box (cutmix)",
+        group="augmentation",
     )
     min_scale: float = option(
         0.75, "smallest random zoom (crop covers up to 1/scale of the tile)", group="augmentation", task="segment"

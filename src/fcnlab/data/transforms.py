@@ -165,3 +165,33 @@ def augment_pair(
     out_img = F.grid_sample(images, grid, mode=image_mode, padding_mode="reflection", align_corners=False)
     out_mask = F.grid_sample(masks[:, None].float(), grid, mode="nearest", padding_mode="border", align_corners=False)
     return out_img, out_mask[:, 0].round().to(masks.dtype)
+
+
+def cutmix_pair(
+    images: torch.Tensor, masks: torch.Tensor, alpha: float, prob: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """CutMix for segmentation: a tile drawn with probability ``prob`` gets a box of the previous tile of the
+    batch (the last tile's partner is the first), pixels and mask alike, so no label is blended.
+
+    The box is CutMix's (Yun et al. 2019): side ``sqrt(1 - lam)`` of the tile's with ``lam ~ Beta(alpha,
+    alpha)``, centred on a uniform pixel and clipped to the tile, one box per tile. ``images``: ``(B, C, H, W)``;
+    ``masks``: ``(B, H, W)``. Every draw comes from ``generator`` (NumPy's Beta is seeded from it), so resumed
+    runs repeat them.
+    """
+    b, _, h, w = images.shape
+    if b < 2 or alpha <= 0 or prob <= 0:
+        return images, masks
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+    lam = torch.from_numpy(np.random.default_rng(seed).beta(alpha, alpha, size=b)).float()
+    mixed = _rand(b, generator).cpu() < prob
+    cy, cx = (_rand(b, generator).cpu() * h).floor(), (_rand(b, generator).cpu() * w).floor()
+    cut = (1.0 - lam).sqrt()
+    half_h, half_w = (cut * h / 2).floor(), (cut * w / 2).floor()
+    y0, y1 = (cy - half_h).clamp(min=0), (cy + half_h).clamp(max=h)
+    x0, x1 = (cx - half_w).clamp(min=0), (cx + half_w).clamp(max=w)
+    ys, xs = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
+    inside = (ys >= y0.view(b, 1, 1)) & (ys < y1.view(b, 1, 1)) & (xs >= x0.view(b, 1, 1)) & (xs < x1.view(b, 1, 1))
+    box = (inside & mixed.view(b, 1, 1)).to(images.device)
+    out_img = torch.where(box[:, None], images.roll(1, 0), images)
+    out_mask = torch.where(box, masks.roll(1, 0), masks)
+    return out_img, out_mask

@@ -1,4 +1,4 @@
-"""P2 segmentation: tiles + RGB masks, joint zoom/crop/flip/rotate, the course's mIoU over classes 0-5."""
+"""P2 segmentation: tiles + RGB masks, joint zoom/crop/flip/rotate (and CutMix), the course's mIoU over classes 0-5."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from fcnlab.data.sampling import repeat_factors, tile_class_fractions
-from fcnlab.data.transforms import augment_pair, color_jitter, normalize
+from fcnlab.data.transforms import augment_pair, color_jitter, cutmix_pair, normalize
 from fcnlab.errors import DataError
 from fcnlab.tasks import task_info
 from fcnlab.tasks.base import Task
@@ -78,7 +78,8 @@ class SegmentationTask(Task):
         crop = min(self.cfg.image_size, x.shape[-1], x.shape[-2])
         crop -= crop % 32
         if self.cfg.augment:
-            return augment_pair(x, targets, crop, gen, self.cfg.min_scale, self.cfg.max_scale)
+            x, targets = augment_pair(x, targets, crop, gen, self.cfg.min_scale, self.cfg.max_scale)
+            return cutmix_pair(x, targets, self.cfg.cutmix, self.cfg.mix_prob, gen)
         if crop < x.shape[-1] or crop < x.shape[-2]:
             return augment_pair(x, targets, crop, gen, 1.0, 1.0, flips=False, rotations=False)
         return x, targets
