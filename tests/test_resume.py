@@ -299,3 +299,82 @@ def test_weights_only_load_of_every_checkpoint(reference):
         ckpt = torch.load(reference / name, map_location="cpu", weights_only=True)
         assert {"torch", "numpy", "python", "augment"} <= set(ckpt["rng"])
         assert ckpt["config"]["deterministic"] is True
+
+
+# P2's random training features: D4 and zoom, colour jitter and CutMix (all from the augmentation generator),
+# rare-class sampling (the sampler's order) and the moving average
+SEGMENT_FEATURES = [
+    "--model",
+    "fpn_lite16",
+    "--num-classes",
+    "7",
+    "--image-size",
+    "32",
+    "--min-scale",
+    "0.8",
+    "--color-jitter",
+    "0.2",
+    "--cutmix",
+    "1.0",
+    "--mix-prob",
+    "0.7",
+    "--sampling",
+    "rare",
+    "--ema",
+    "true",
+    "--ema-decay",
+    "0.8",
+]
+
+
+def segment_argv(data: Path, out: Path) -> list[str]:
+    return [
+        "segment",
+        "train",
+        "--data",
+        str(data / "train"),
+        "--val",
+        str(data / "validation"),
+        "--out",
+        str(out),
+        *ARGS[4:],  # without --model resnet18 --num-classes 4
+        *SEGMENT_FEATURES,
+    ]
+
+
+@pytest.mark.slow
+def test_segment_sigint_mid_epoch_then_resume_equals_uninterrupted_with_cutmix_jitter_and_ema(
+    tmp_path, capsys, monkeypatch
+):
+    from fcnlab.data.synthetic import make_segmentation_data
+    from fcnlab.tasks import SegmentationTask
+
+    data = make_segmentation_data(tmp_path / "p2", n_train=12, n_val=2, size=64)  # 2 steps of 6 per epoch
+    monkeypatch.setenv("FCNLAB_CACHE", str(tmp_path / "cache"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        reference = tmp_path / "reference"
+        assert main(segment_argv(data, reference)) == 0
+        original = SegmentationTask.prepare_train
+        calls = []
+
+        def prepare_train(self, images, targets, gen):
+            calls.append(1)
+            if len(calls) == 3:  # epoch 2, step 1
+                signal.raise_signal(signal.SIGINT)
+            return original(self, images, targets, gen)
+
+        monkeypatch.setattr(SegmentationTask, "prepare_train", prepare_train)
+        out = tmp_path / "run"
+        assert main(segment_argv(data, out)) == 130
+        ckpt = load_checkpoint(out / "last.pt")
+        assert (ckpt["epoch"], ckpt["step_in_epoch"]) == (1, 1)
+        monkeypatch.setattr(SegmentationTask, "prepare_train", original)
+        capsys.readouterr()
+        assert main(["segment", "train", "--resume", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert "resuming" in capsys.readouterr().out
+    assert_same_run(out, reference)
+    assert load_checkpoint(out / "last.pt")["config"]["cutmix"] == 1.0
