@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ import torch
 from fcnlab.checkpoint import load_checkpoint
 from fcnlab.cli.main import main
 from fcnlab.data.synthetic import make_classification_data
+from train_once import segment_train_argv
 
 ARGS = [
     "--model",
@@ -107,6 +109,22 @@ def reference_features(data, tmp_path_factory) -> Path:
     return _reference_run(data, tmp_path_factory.mktemp("reference_features") / "run", *FEATURES)
 
 
+def interrupt_at_step(monkeypatch: pytest.MonkeyPatch, task_class: type, step: int) -> Callable:
+    """Make ``task_class.prepare_train`` raise SIGINT at its ``step``-th call (1-based, counted over epochs), as
+    Ctrl-C would in the middle of that training step; returns the original method to put back."""
+    original = task_class.prepare_train
+    calls = []
+
+    def prepare_train(self, images, targets, gen):
+        calls.append(1)
+        if len(calls) == step:
+            signal.raise_signal(signal.SIGINT)
+        return original(self, images, targets, gen)
+
+    monkeypatch.setattr(task_class, "prepare_train", prepare_train)
+    return original
+
+
 def max_weight_diff(a: Path, b: Path, key: str = "model") -> float:
     ca, cb = load_checkpoint(a / "last.pt"), load_checkpoint(b / "last.pt")
     wa, wb = (ca[key], cb[key]) if key == "model" else (ca[key]["module"], cb[key]["module"])
@@ -193,16 +211,7 @@ def test_sigint_mid_epoch_then_resume_equals_uninterrupted_with_augmentation_and
 ):
     from fcnlab.tasks import ClassificationTask
 
-    original = ClassificationTask.prepare_train
-    calls = []
-
-    def prepare_train(self, images, targets, gen):
-        calls.append(1)
-        if len(calls) == 7:  # epoch 2, step 3
-            signal.raise_signal(signal.SIGINT)
-        return original(self, images, targets, gen)
-
-    monkeypatch.setattr(ClassificationTask, "prepare_train", prepare_train)
+    original = interrupt_at_step(monkeypatch, ClassificationTask, 7)  # epoch 2, step 3
     out = tmp_path / "run"
     assert main(train_argv(data, out, *FEATURES)) == 130
     ckpt = load_checkpoint(out / "last.pt")
@@ -304,12 +313,8 @@ def test_weights_only_load_of_every_checkpoint(reference):
 # P2's random training features: D4 and zoom, colour jitter and CutMix (all from the augmentation generator),
 # rare-class sampling (the sampler's order) and the moving average
 SEGMENT_FEATURES = [
-    "--model",
-    "fpn_lite16",
     "--num-classes",
     "7",
-    "--image-size",
-    "32",
     "--min-scale",
     "0.8",
     "--color-jitter",
@@ -328,18 +333,8 @@ SEGMENT_FEATURES = [
 
 
 def segment_argv(data: Path, out: Path) -> list[str]:
-    return [
-        "segment",
-        "train",
-        "--data",
-        str(data / "train"),
-        "--val",
-        str(data / "validation"),
-        "--out",
-        str(out),
-        *ARGS[4:],  # without --model resnet18 --num-classes 4
-        *SEGMENT_FEATURES,
-    ]
+    # ARGS without --model resnet18 --num-classes 4 come after the helper's options and so override them
+    return segment_train_argv(data, out, *ARGS[4:], *SEGMENT_FEATURES, model="fpn_lite16", image_size=32)
 
 
 @pytest.mark.slow
@@ -356,16 +351,7 @@ def test_segment_sigint_mid_epoch_then_resume_equals_uninterrupted_with_cutmix_j
     try:
         reference = tmp_path / "reference"
         assert main(segment_argv(data, reference)) == 0
-        original = SegmentationTask.prepare_train
-        calls = []
-
-        def prepare_train(self, images, targets, gen):
-            calls.append(1)
-            if len(calls) == 3:  # epoch 2, step 1
-                signal.raise_signal(signal.SIGINT)
-            return original(self, images, targets, gen)
-
-        monkeypatch.setattr(SegmentationTask, "prepare_train", prepare_train)
+        original = interrupt_at_step(monkeypatch, SegmentationTask, 3)  # epoch 2, step 1
         out = tmp_path / "run"
         assert main(segment_argv(data, out)) == 130
         ckpt = load_checkpoint(out / "last.pt")
