@@ -162,6 +162,12 @@ def test_random_crop_flip_without_pad_only_flips():
         assert torch.equal(out[i], images[i]) or torch.equal(out[i], images[i].flip(-1))
 
 
+def segment_batch(images: torch.Tensor, masks: torch.Tensor, **options) -> tuple[torch.Tensor, torch.Tensor]:
+    """A P2 training batch of 32-px tiles without zoom, prepared with ``options`` and a generator seeded 0."""
+    base = {"task": "segment", "num_classes": 7, "image_size": 32, "min_scale": 1.0, "max_scale": 1.0}
+    return make_task(from_dict({**base, **options})).prepare_train(images, masks, torch.Generator().manual_seed(0))
+
+
 def test_color_jitter_is_torchvision_brightness_contrast_saturation_per_tile():
     images = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8)
     out = color_jitter(images, 0.3, torch.Generator().manual_seed(3))
@@ -178,12 +184,10 @@ def test_color_jitter_is_torchvision_brightness_contrast_saturation_per_tile():
 def test_segment_training_batches_get_colour_jitter_only_when_asked():
     images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
     masks = torch.randint(0, 7, (4, 32, 32))
-    base = {"task": "segment", "num_classes": 7, "image_size": 32, "min_scale": 1.0, "max_scale": 1.0}
-
-    def batch(**options):
-        return make_task(from_dict({**base, **options})).prepare_train(images, masks, torch.Generator().manual_seed(0))
-
-    plain, jittered, unaugmented = batch(), batch(color_jitter=0.4), batch(augment=False, color_jitter=0.4)
+    plain, jittered, unaugmented = (
+        segment_batch(images, masks, **options)
+        for options in ({}, {"color_jitter": 0.4}, {"augment": False, "color_jitter": 0.4})
+    )
     assert torch.equal(unaugmented[0], normalize(images)) and torch.equal(unaugmented[1], masks)
     # jittered tiles keep their masks: each is one of the 8 rotations/flips of its input's mask
     for i in range(4):
@@ -239,12 +243,9 @@ def test_cutmix_pair_box_area_follows_beta_and_prob():
 def test_segment_training_batches_get_cutmix_only_when_asked():
     masks = torch.arange(4).view(4, 1, 1).expand(4, 32, 32).clone()
     images = image_from_mask(masks).to(torch.uint8)
-    base = {"task": "segment", "num_classes": 7, "image_size": 32, "min_scale": 1.0, "max_scale": 1.0}
-
-    def batch(**options):
-        return make_task(from_dict({**base, **options})).prepare_train(images, masks, torch.Generator().manual_seed(0))
-
-    plain, mixed, unaugmented = batch(), batch(cutmix=1.0), batch(augment=False, cutmix=1.0)
+    plain, mixed, unaugmented = (
+        segment_batch(images, masks, **options) for options in ({}, {"cutmix": 1.0}, {"augment": False, "cutmix": 1.0})
+    )
     assert torch.equal(unaugmented[1], masks)
     for i in range(4):
         assert torch.equal(plain[1][i], masks[i])  # uniform tiles: flips and rotations change nothing

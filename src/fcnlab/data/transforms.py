@@ -176,20 +176,22 @@ def cutmix_pair(
     The box is CutMix's (Yun et al. 2019): side ``sqrt(1 - lam)`` of the tile's with ``lam ~ Beta(alpha,
     alpha)``, centred on a uniform pixel and clipped to the tile, one box per tile. ``images``: ``(B, C, H, W)``;
     ``masks``: ``(B, H, W)``. Every draw comes from ``generator`` (NumPy's Beta is seeded from it), so resumed
-    runs repeat them.
+    runs repeat them. The boxes are computed on the generator's device; reading the seed is the one wait for
+    that device a batch (torch has no Beta sampler that takes a generator).
     """
     b, _, h, w = images.shape
     if b < 2 or alpha <= 0 or prob <= 0:
         return images, masks
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
-    lam = torch.from_numpy(np.random.default_rng(seed).beta(alpha, alpha, size=b)).float()
-    mixed = _rand(b, generator).cpu() < prob
-    cy, cx = (_rand(b, generator).cpu() * h).floor(), (_rand(b, generator).cpu() * w).floor()
+    dev = generator.device
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=dev))
+    lam = torch.from_numpy(np.random.default_rng(seed).beta(alpha, alpha, size=b)).float().to(dev)
+    mixed = _rand(b, generator) < prob
+    cy, cx = (_rand(b, generator) * h).floor(), (_rand(b, generator) * w).floor()
     cut = (1.0 - lam).sqrt()
     half_h, half_w = (cut * h / 2).floor(), (cut * w / 2).floor()
     y0, y1 = (cy - half_h).clamp(min=0), (cy + half_h).clamp(max=h)
     x0, x1 = (cx - half_w).clamp(min=0), (cx + half_w).clamp(max=w)
-    ys, xs = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
+    ys, xs = torch.arange(h, device=dev).view(1, h, 1), torch.arange(w, device=dev).view(1, 1, w)
     inside = (ys >= y0.view(b, 1, 1)) & (ys < y1.view(b, 1, 1)) & (xs >= x0.view(b, 1, 1)) & (xs < x1.view(b, 1, 1))
     box = (inside & mixed.view(b, 1, 1)).to(images.device)
     out_img = torch.where(box[:, None], images.roll(1, 0), images)
